@@ -1,0 +1,1 @@
+"""JSON ↔ protobuf conversion. Knows neither aiohttp nor grpc."""

@@ -1,0 +1,1 @@
+"""Descriptor sources (reflection, descriptor-set files) → immutable schema snapshots."""

@@ -1,0 +1,120 @@
+"""The bridge's exception tree.
+
+Expected errors carry a gRPC code and become a Status JSON body at the HTTP
+edge; anything else is a bug and becomes a 500 there, logged with a traceback::
+
+    BridgeError                      code, message, http_status, details
+    ├── InvalidArgument              400 / 3   bad JSON, fields, parameters, headers
+    ├── UnsupportedMediaType         415 / 3
+    ├── PayloadTooLarge              413 / 8
+    ├── HeadersTooLarge              431 / 8   forwarded metadata over the limit
+    ├── RouteNotFound                404 / 5
+    ├── MethodNotAllowed             405 / 12  carries the allowed methods
+    ├── NotImplementedYet            501 / 12  a method kind this route can't serve
+    ├── UpstreamNotReady             503 / 14  no descriptors / channel for the upstream yet
+    └── UpstreamError                mapped    the upstream answered with a non-OK status
+
+Foreign exceptions (grpc, orjson, protobuf) are translated into these at the
+seam that sees them (``raise ... from exc``); the HTTP layer never sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from grpc_bridge.status import Code, http_status_for
+
+
+class BridgeError(Exception):
+    """An expected failure that maps onto a gRPC status and an HTTP status."""
+
+    code: int = Code.UNKNOWN
+    #: Overrides the table in ``status.py`` for bridge-made errors (413, 415, 431).
+    http_status_override: int | None = None
+
+    def __init__(self, message: str, *, details: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: Sequence[Any] = details
+
+    @property
+    def http_status(self) -> int:
+        if self.http_status_override is not None:
+            return self.http_status_override
+        return http_status_for(self.code)
+
+    @property
+    def reason(self) -> str:
+        """Short machine-friendly label, used for metrics and logs."""
+        return type(self).__name__
+
+
+class InvalidArgument(BridgeError):
+    code = Code.INVALID_ARGUMENT
+
+
+class UnsupportedMediaType(BridgeError):
+    code = Code.INVALID_ARGUMENT
+    http_status_override = 415
+
+
+class PayloadTooLarge(BridgeError):
+    code = Code.RESOURCE_EXHAUSTED
+    http_status_override = 413
+
+
+class HeadersTooLarge(BridgeError):
+    code = Code.RESOURCE_EXHAUSTED
+    http_status_override = 431
+
+
+class RouteNotFound(BridgeError):
+    code = Code.NOT_FOUND
+
+
+class MethodNotAllowed(BridgeError):
+    code = Code.UNIMPLEMENTED
+    http_status_override = 405
+
+    def __init__(self, message: str, *, allowed: Sequence[str]) -> None:
+        super().__init__(message)
+        self.allowed = tuple(allowed)
+
+
+class NotImplementedYet(BridgeError):
+    code = Code.UNIMPLEMENTED
+
+
+class UpstreamNotReady(BridgeError):
+    code = Code.UNAVAILABLE
+
+
+class UpstreamError(BridgeError):
+    """A non-OK status from the upstream, with what it sent besides the code.
+
+    ``details_bin`` is the raw ``grpc-status-details-bin`` trailer (a serialized
+    google.rpc.Status); the HTTP layer renders it through the codec, which knows
+    the upstream's descriptor pool.
+    """
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        details_bin: bytes | None = None,
+        initial_metadata: Sequence[tuple[str, str | bytes]] = (),
+        trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details_bin = details_bin
+        self.initial_metadata = tuple(initial_metadata)
+        self.trailing_metadata = tuple(trailing_metadata)
+
+    @property
+    def reason(self) -> str:
+        from grpc_bridge.status import code_name
+
+        return code_name(self.code)

@@ -1,0 +1,1 @@
+"""Pure route matching: HTTP method + path → method plan, or why not."""
