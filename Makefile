@@ -30,7 +30,7 @@ unit: $(STAMP)
 # Regenerate the committed protobuf code (demo service and test protos).
 protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I . -I $$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') \
-		--python_out=. --pyi_out=. --grpc_python_out=. grpc_bridge/demo/demo.proto
+		--python_out=. --grpc_python_out=. grpc_bridge/demo/demo.proto
 	$(BIN)/python -m grpc_tools.protoc -I tests/protos \
 		--python_out=tests/gen --pyi_out=tests/gen --grpc_python_out=tests/gen tests/protos/bridgetest/v1/*.proto
 

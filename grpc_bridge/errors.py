@@ -12,6 +12,7 @@ edge; anything else is a bug and becomes a 500 there, logged with a traceback::
     ├── MethodNotAllowed             405 / 12  carries the allowed methods
     ├── NotImplementedYet            501 / 12  a method kind this route can't serve
     ├── UpstreamNotReady             503 / 14  no descriptors / channel for the upstream yet
+    ├── JsonEncodeError              500 / 13  an upstream message with no JSON form
     └── UpstreamError                mapped    the upstream answered with a non-OK status
 
 Foreign exceptions (grpc, orjson, protobuf) are translated into these at the
@@ -88,6 +89,15 @@ class NotImplementedYet(BridgeError):
 
 class UpstreamNotReady(BridgeError):
     code = Code.UNAVAILABLE
+
+
+class JsonEncodeError(BridgeError):
+    """A message from the upstream has no JSON form (NaN in a Value, an Any of an unknown type).
+
+    Not the client's fault, hence INTERNAL / 500.
+    """
+
+    code = Code.INTERNAL
 
 
 class UpstreamError(BridgeError):

@@ -1,0 +1,122 @@
+"""Composition root: the only module that wires concrete objects together and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from grpc_bridge.bridge import Bridge
+from grpc_bridge.http.admin import build_admin_app
+from grpc_bridge.http.proxy import build_proxy_app
+from grpc_bridge.log import get_logger
+from grpc_bridge.metrics import Metrics, create_metrics
+from grpc_bridge.settings import Settings
+
+log = get_logger("grpc_bridge.app")
+
+
+@dataclass
+class Server:
+    """A started bridge: both listeners up, discovery running in the background."""
+
+    bridge: Bridge
+    metrics: Metrics
+    proxy_runner: web.AppRunner
+    admin_runner: web.AppRunner
+    proxy_port: int = 0
+    admin_port: int = 0
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopping: bool = False
+
+    async def drain_and_stop(self) -> None:
+        """Readiness off, a grace period still serving, then stop accepting and finish in flight."""
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True
+        settings = self.bridge.settings
+        self.bridge.draining = True
+        self.metrics.draining.set(1)
+        log.info(
+            "draining", drain_s=settings.shutdown.drain_s, timeout_s=settings.shutdown.timeout_s
+        )
+        if settings.shutdown.drain_s:
+            await asyncio.sleep(settings.shutdown.drain_s)
+        # cleanup() closes the listening socket first, then waits up to
+        # shutdown_timeout for handlers still running.
+        await self.proxy_runner.cleanup()
+        await self.admin_runner.cleanup()
+        await self.bridge.stop()
+        self.stopped.set()
+        log.info("stopped")
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        for sock in getattr(server, "sockets", None) or ():
+            return int(sock.getsockname()[1])
+    return 0
+
+
+async def start(settings: Settings) -> Server:
+    metrics = create_metrics()
+    bridge = Bridge(settings)
+    await bridge.start()
+    proxy_runner = web.AppRunner(
+        build_proxy_app(bridge),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=settings.shutdown.timeout_s,
+    )
+    admin_runner = web.AppRunner(
+        build_admin_app(bridge, metrics.registry), handle_signals=False, access_log=None
+    )
+    await proxy_runner.setup()
+    await admin_runner.setup()
+    try:
+        await web.TCPSite(proxy_runner, settings.listen.host, settings.listen.port).start()
+        await web.TCPSite(admin_runner, settings.admin.host, settings.admin.port).start()
+    except OSError:
+        await proxy_runner.cleanup()
+        await admin_runner.cleanup()
+        await bridge.stop()
+        raise
+    server = Server(bridge, metrics, proxy_runner, admin_runner)
+    server.proxy_port = _bound_port(proxy_runner)
+    server.admin_port = _bound_port(admin_runner)
+    log.info(
+        "listening",
+        proxy=f"{settings.listen.host}:{server.proxy_port}",
+        admin=f"{settings.admin.host}:{server.admin_port}",
+        upstreams=[u.name for u in settings.upstreams],
+    )
+    return server
+
+
+async def serve(
+    settings: Settings, on_started: Callable[[Server], Awaitable[None]] | None = None
+) -> int:
+    """Run until SIGTERM or SIGINT, then drain and return the exit code."""
+    server = await start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if on_started is not None:
+            await on_started(server)
+        await stop.wait()
+        log.info("signal_received")
+        # Handlers stay installed while draining: a second SIGTERM must not
+        # kill the process with the default action mid-drain.
+        await server.drain_and_stop()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.drain_and_stop()
+    return 0

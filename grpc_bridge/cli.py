@@ -1,0 +1,134 @@
+"""Command line: ``grpc-bridge serve | check-config | demo | version``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from grpc_bridge import __version__
+from grpc_bridge.discovery.loader import DiscoveryError
+from grpc_bridge.log import configure_logging
+from grpc_bridge.settings import ConfigError, Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grpc-bridge",
+        description="Call gRPC services from browsers and plain HTTP clients with JSON.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the bridge")
+    _config_flags(serve)
+
+    check = sub.add_parser(
+        "check-config", help="validate the configuration and exit 0 (valid) or 2"
+    )
+    _config_flags(check)
+
+    demo = sub.add_parser(
+        "demo", help="run the embedded demo gRPC service with the bridge in front"
+    )
+    demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
+    demo.add_argument("--admin-port", type=int, default=8081, help="admin port (default 8081)")
+    demo.add_argument("--grpc-port", type=int, default=0, help="demo gRPC port (default: any free)")
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="FILE", help="YAML configuration file")
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        metavar="[NAME=]TARGET",
+        help="upstream gRPC server (repeatable; entries with one NAME are replicas)",
+    )
+    parser.add_argument("--host", help="proxy listen address (listen.host)")
+    parser.add_argument("--port", type=int, help="proxy port (listen.port)")
+    parser.add_argument("--admin-port", type=int, help="admin port (admin.port)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", choices=["auto", "json", "console"])
+
+
+def overrides_from_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """CLI flags as init kwargs: they sit on top of env, YAML and defaults."""
+    out: dict[str, Any] = {}
+    if args.upstream:
+        out["upstream"] = ",".join(args.upstream)
+    listen = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if listen:
+        out["listen"] = listen
+    if args.admin_port is not None:
+        out["admin"] = {"port": args.admin_port}
+    log = {
+        k: v for k, v in (("level", args.log_level), ("format", args.log_format)) if v is not None
+    }
+    if log:
+        out["log"] = log
+    return out
+
+
+def _load(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config, overrides_from_flags(args))
+    check_sources(settings)
+    return settings
+
+
+def check_sources(settings: Settings) -> None:
+    """Load every descriptor-set file now, so a bad one fails start-up, not the first request."""
+    from grpc_bridge.bridge import load_static_schema
+
+    problems = []
+    for i, up in enumerate(settings.upstreams):
+        try:
+            load_static_schema(up)
+        except DiscoveryError as exc:
+            problems.append(f"upstreams[{i}].descriptor_sets: {exc}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed: it makes aiohttp's I/O markedly cheaper."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    if args.command == "demo":
+        from grpc_bridge.demo.runner import run_demo
+
+        configure_logging("auto", "info")
+        return run(run_demo(args.port, args.admin_port, args.grpc_port))
+    try:
+        settings = _load(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"grpc-bridge: config: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        names = ", ".join(u.name for u in settings.upstreams)
+        print(f"configuration is valid: {len(settings.upstreams)} upstream(s) ({names})")
+        return 0
+    configure_logging(settings.log.format, settings.log.level)
+    from grpc_bridge.app import serve
+
+    try:
+        return run(serve(settings))
+    except OSError as exc:
+        print(f"grpc-bridge: cannot listen: {exc}", file=sys.stderr)
+        return 1

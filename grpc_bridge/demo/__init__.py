@@ -1,0 +1,1 @@
+"""The embedded demo gRPC service behind ``grpc-bridge demo``."""

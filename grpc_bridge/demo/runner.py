@@ -1,0 +1,57 @@
+"""``grpc-bridge demo``: the demo service and a bridge in front of it, with curl lines to try."""
+
+from __future__ import annotations
+
+import sys
+
+from grpc_bridge.app import Server, serve
+from grpc_bridge.demo.service import start_demo_server
+from grpc_bridge.settings import load_settings
+
+
+def curl_lines(port: int, admin_port: int) -> list[str]:
+    base = f"http://127.0.0.1:{port}"
+    json = "-H 'Content-Type: application/json'"
+    return [
+        "# unary call on the generic route (POST /package.Service/Method)",
+        f'curl -s {base}/demo.v1.Shop/GetItem {json} -d \'{{"id": "1"}}\'',
+        "# GET with the request in the query string (methods marked NO_SIDE_EFFECTS)",
+        f"curl -s '{base}/demo.v1.Shop/GetItem?id=2'",
+        f"curl -s {base}/demo.v1.Shop/CreateItem {json} "
+        '-d \'{"item": {"name": "Kite", "category": "GAMES", "priceCents": "1500"}}\'',
+        "# errors come back as google.rpc.Status JSON with the mapped HTTP status",
+        f'curl -s -i {base}/demo.v1.Shop/GetItem {json} -d \'{{"id": "404"}}\'',
+        f"curl -s {base}/demo.v1.Shop/Ping {json} -d '{{}}'",
+        "# admin port: health, readiness, introspection",
+        f"curl -s http://127.0.0.1:{admin_port}/readyz",
+        f"curl -s http://127.0.0.1:{admin_port}/v1/services/demo.v1.Shop",
+    ]
+
+
+async def run_demo(port: int, admin_port: int, grpc_port: int = 0) -> int:
+    grpc_server, bound = await start_demo_server(port=grpc_port)
+    settings = load_settings(
+        None,
+        {
+            "upstream": f"demo=127.0.0.1:{bound}",
+            "listen": {"host": "127.0.0.1", "port": port},
+            "admin": {"host": "127.0.0.1", "port": admin_port},
+        },
+    )
+
+    async def announce(server: Server) -> None:
+        await server.bridge.wait_discovered()
+        print(
+            f"\ngrpc-bridge demo: gRPC service demo.v1.Shop on 127.0.0.1:{bound}, "
+            f"bridge on 127.0.0.1:{server.proxy_port} (admin {server.admin_port}).\n"
+            "Try these (Ctrl-C stops):\n",
+            file=sys.stdout,
+        )
+        for line in curl_lines(server.proxy_port, server.admin_port):
+            print(f"  {line}", file=sys.stdout)
+        print(flush=True)
+
+    try:
+        return await serve(settings, on_started=announce)
+    finally:
+        await grpc_server.stop(1.0)

@@ -1,0 +1,31 @@
+"""Typed keys and the per-request context the canonical log line is made from."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from google.protobuf.descriptor_pool import DescriptorPool
+
+from grpc_bridge.bridge import Bridge
+from grpc_bridge.routing.table import UNMATCHED
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+    route: str = UNMATCHED
+    grpc_method: str | None = None
+    upstream: str | None = None
+    grpc_code: str | None = None
+    framing: str | None = None
+    bytes_in: int = 0
+    error: str | None = None
+    #: The upstream's pool once routed, to render error details of its types.
+    pool: DescriptorPool | None = None
+
+
+BRIDGE = web.AppKey("bridge", Bridge)
+CONTEXT = web.RequestKey("context", RequestContext)

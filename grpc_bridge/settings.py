@@ -1,0 +1,432 @@
+"""Configuration: the only module that reads files and the environment for settings.
+
+Sources, highest precedence first (pydantic-settings ``settings_customise_sources``):
+
+1. CLI flags (passed in as init keyword arguments by ``cli.py``),
+2. ``GRPC_BRIDGE_*`` environment variables, ``__`` between nesting levels,
+   lists and maps as JSON,
+3. the YAML file (``--config FILE`` or ``GRPC_BRIDGE_CONFIG``),
+4. the defaults below.
+
+Dicts merge across sources; lists replace. The keys are the stable surface of
+``shared/spec/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+
+ENV_PREFIX = "GRPC_BRIDGE_"
+CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
+
+# Never forwarded upstream whatever the configuration says (spec §6).
+RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "te",
+        "content-type",
+        "content-length",
+        "transfer-encoding",
+        "upgrade",
+        "keep-alive",
+    }
+)
+RESERVED_PREFIXES = ("grpc-", ":", "proxy-")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:")
+
+
+class ConfigError(Exception):
+    """Invalid configuration; ``problems`` holds one line per problem, each naming its key."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listener(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class AdminListener(Listener):
+    port: int = Field(8081, ge=0, le=65535)
+
+
+class ServiceFilter(_Section):
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+
+
+class Keepalive(_Section):
+    # 60 s stays well above gRPC servers' default minimum ping interval (5 min
+    # without calls is only enforced when permit_without_calls is on), so a
+    # default server never answers GOAWAY too_many_pings.
+    time_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(20.0, gt=0)
+    permit_without_calls: bool = False
+
+
+class Tls(_Section):
+    enabled: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = None
+
+    @model_validator(mode="after")
+    def _files(self) -> Tls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (mutual TLS needs both)")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if self.enabled and path is not None and not Path(path).is_file():
+                raise ValueError(f"{name} {str(path)!r} is not a readable file")
+        return self
+
+
+class Upstream(_Section):
+    name: str = "default"
+    targets: list[str] = Field(min_length=1)
+    reflection: bool = True
+    descriptor_sets: list[Path] = Field(default_factory=list)
+    services: ServiceFilter = Field(default_factory=ServiceFilter)
+    pool_size: int = Field(2, ge=1, le=64)
+    keepalive: Keepalive = Field(default_factory=Keepalive)
+    tls: Tls = Field(default_factory=Tls)
+    authority: str | None = None
+    timeout_s: float = Field(30.0, gt=0)
+    max_timeout_s: float = Field(300.0, gt=0)
+    health_check: bool = False
+    max_send_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    max_receive_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} is not a valid name (letters, digits, '_', '.', '-')")
+        return value
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for target in value:
+            check_target(target)
+        return value
+
+    @model_validator(mode="after")
+    def _source(self) -> Upstream:
+        if not self.reflection and not self.descriptor_sets:
+            raise ValueError("needs reflection: true or at least one descriptor_sets file")
+        for path in self.descriptor_sets:
+            if not Path(path).is_file():
+                raise ValueError(f"descriptor_sets: {str(path)!r} is not a readable file")
+        if self.timeout_s > self.max_timeout_s:
+            raise ValueError("timeout_s must not exceed max_timeout_s")
+        return self
+
+
+class CustomPattern(_Section):
+    kind: str
+    path: str
+
+
+class RouteRule(_Section):
+    """One REST binding in google.api.http syntax (used by the REST mapping)."""
+
+    get: str | None = None
+    put: str | None = None
+    post: str | None = None
+    delete: str | None = None
+    patch: str | None = None
+    custom: CustomPattern | None = None
+    body: str | None = None
+    response_body: str | None = None
+
+    @model_validator(mode="after")
+    def _one_verb(self) -> RouteRule:
+        verbs = [v for v in ("get", "put", "post", "delete", "patch", "custom") if getattr(self, v)]
+        if len(verbs) != 1:
+            raise ValueError("exactly one of get, put, post, delete, patch, custom is required")
+        return self
+
+
+class Route(RouteRule):
+    method: str
+    upstream: str | None = None
+    additional_bindings: list[RouteRule] = Field(default_factory=list)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, value: str) -> str:
+        service, _, method = value.lstrip("/").partition("/")
+        if not service or not method or "/" in method:
+            raise ValueError(f"{value!r} is not a full method name like 'pkg.Service/Method'")
+        return f"{service}/{method}"
+
+
+class JsonSettings(_Section):
+    use_proto_names: bool = False
+    emit_unpopulated: bool = True
+    enums_as_ints: bool = False
+    ignore_unknown_fields: bool = False
+
+
+class MetadataSettings(_Section):
+    forward_headers: list[str] = Field(
+        default_factory=lambda: ["x-request-id", "traceparent", "tracestate"]
+    )
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _forwardable(cls, value: list[str]) -> list[str]:
+        names = [v.strip().lower() for v in value]
+        for name in names:
+            if name in RESERVED_HEADERS or name.startswith(RESERVED_PREFIXES):
+                raise ValueError(f"{name!r} is reserved and is never forwarded")
+            if not re.fullmatch(r"[0-9a-z_.-]+", name):
+                raise ValueError(f"{name!r} is not a valid metadata key")
+        return names
+
+
+class Limits(_Section):
+    max_request_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    max_json_depth: int = Field(64, ge=1, le=1000)
+    max_metadata_bytes: int = Field(8192, gt=0)
+
+
+class RestSettings(_Section):
+    ignore_unknown_query_parameters: bool = False
+
+
+class DiscoverySettings(_Section):
+    refresh_interval_s: float = Field(60.0, ge=0)  # 0 turns periodic refresh off
+    retry_initial_s: float = Field(0.5, gt=0)
+    retry_max_s: float = Field(30.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class WebSocketSettings(_Section):
+    heartbeat_s: float = Field(30.0, gt=0)
+    max_message_size: int = Field(4 * 1024 * 1024, gt=0)
+
+
+class Cors(_Section):
+    allowed_origins: list[str] = Field(default_factory=list)
+    allow_credentials: bool = False
+
+
+class LogSettings(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ShutdownSettings(_Section):
+    # Time /readyz reports 503 while still serving, so endpoints controllers
+    # stop sending traffic before the listener closes.
+    drain_s: float = Field(0.0, ge=0)
+    # In-flight requests get this long to finish once the listener is closed.
+    timeout_s: float = Field(25.0, gt=0)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The YAML file, read with errors that name the file rather than a traceback."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self._data = _read_yaml(path) if path is not None else {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"config: cannot read {str(path)!r}: {exc.strerror or exc}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"config: {str(path)!r} is not valid YAML{at}: {problem}"]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"config: {str(path)!r} must hold a mapping of settings at the top"])
+    return data
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    listen: Listener = Field(default_factory=Listener)
+    admin: AdminListener = Field(default_factory=AdminListener)
+    upstreams: list[Upstream] = Field(default_factory=list)
+    #: Shorthand: ``[NAME=]TARGET`` entries separated by commas; replaces ``upstreams``.
+    upstream: str | None = Field(None, exclude=True)
+    routes: list[Route] = Field(default_factory=list)
+    json_: JsonSettings = Field(
+        default_factory=JsonSettings,
+        # "json" would shadow BaseModel.json; an alias without the prefix would
+        # escape env_prefix, so both spellings are listed.
+        validation_alias=AliasChoices("json", f"{ENV_PREFIX}json"),
+    )
+    metadata: MetadataSettings = Field(default_factory=MetadataSettings)
+    limits: Limits = Field(default_factory=Limits)
+    rest: RestSettings = Field(default_factory=RestSettings)
+    discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
+    websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
+    cors: Cors = Field(default_factory=Cors)
+    log: LogSettings = Field(default_factory=LogSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+
+    # Set per load by load_settings(); class-level because pydantic-settings
+    # builds sources from the class.
+    _yaml_path: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _YamlSource(settings_cls, cls._yaml_path)
+
+    @model_validator(mode="after")
+    def _upstreams(self) -> Settings:
+        if self.upstream:
+            object.__setattr__(self, "upstreams", parse_upstream_shorthand(self.upstream))
+        if not self.upstreams:
+            raise ValueError(
+                "upstreams: at least one upstream is required "
+                "(--upstream HOST:PORT, GRPC_BRIDGE_UPSTREAM or upstreams: in the config file)"
+            )
+        seen: set[str] = set()
+        for up in self.upstreams:
+            if up.name in seen:
+                raise ValueError(f"upstreams: the name {up.name!r} is used twice")
+            seen.add(up.name)
+        for i, route in enumerate(self.routes):
+            if route.upstream is not None and route.upstream not in seen:
+                raise ValueError(f"routes[{i}].upstream: no upstream is named {route.upstream!r}")
+        if self.listen.port == self.admin.port and self.listen.port != 0:
+            raise ValueError("admin.port: must differ from listen.port")
+        return self
+
+    def upstream_named(self, name: str) -> Upstream:
+        for up in self.upstreams:
+            if up.name == name:
+                return up
+        raise KeyError(name)
+
+
+def check_target(target: str) -> None:
+    """Accept what grpc's resolvers accept that makes sense for a sidecar."""
+    if target.startswith(_SCHEMES):
+        if target.rstrip("/").endswith(":"):
+            raise ValueError(f"{target!r} has no address after the scheme")
+        return
+    match = _HOST_PORT.match(target)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ValueError(f"{target!r} is not HOST:PORT, [IPV6]:PORT or dns:///HOST:PORT")
+
+
+def parse_upstream_shorthand(value: str | Sequence[str]) -> list[Upstream]:
+    """``[NAME=]TARGET`` entries; entries sharing a name are replicas of one upstream."""
+    entries = value.split(",") if isinstance(value, str) else list(value)
+    targets: dict[str, list[str]] = {}
+    for raw in entries:
+        entry = raw.strip()
+        if not entry:
+            continue
+        name, sep, target = entry.partition("=")
+        if not sep:
+            name, target = "default", entry
+        targets.setdefault(name.strip(), []).append(target.strip())
+    return [Upstream(name=name, targets=t) for name, t in targets.items()]
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from every source; raises ConfigError listing every problem."""
+    path = config_file or os.environ.get(CONFIG_ENV) or None
+    Settings._yaml_path = Path(path) if path else None
+    try:
+        return Settings(**dict(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from exc
+    except SettingsError as exc:
+        # Raised for environment values that are not valid JSON where a list or map is expected.
+        field = re.search(r'field "([^"]+)"', str(exc))
+        name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "environment"
+        raise ConfigError([f"{name}: not valid JSON (lists and maps are JSON)"]) from exc
+    finally:
+        Settings._yaml_path = None
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        key = _format_loc(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{key}: {message}" if key else message)
+    return lines
+
+
+def _format_loc(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not out:
+            out = "json" if part == "json_" else str(part)
+        else:
+            out += f".{part}"
+    return out

@@ -1,0 +1,104 @@
+"""A real bridge (both listeners on ephemeral loopback ports) for integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from grpc_bridge.app import Server, start
+from grpc_bridge.settings import load_settings
+
+
+@dataclass
+class RunningBridge:
+    server: Server
+    session: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.proxy_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.admin_port}"
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            async with self.session.get(f"{self.admin_url}/readyz") as resp:
+                if resp.status == 200:
+                    return
+                body = await resp.text()
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"bridge not ready after {timeout}s: {body}")
+            await asyncio.sleep(0.05)
+
+    async def post(
+        self, path: str, body: Any = None, **kwargs: Any
+    ) -> tuple[int, Any, Mapping[str, str]]:
+        """POST JSON (a dict, or raw bytes/str as-is) and return status, parsed body, headers."""
+        headers = {"Content-Type": "application/json", **kwargs.pop("headers", {})}
+        raw = isinstance(body, (bytes, str)) or hasattr(body, "__aiter__")
+        data = body if raw else None
+        json_body = None if raw else (body if body is not None else {})
+        if json_body is not None:
+            import orjson
+
+            data = orjson.dumps(json_body)
+        async with self.session.post(
+            f"{self.url}{path}", data=data, headers=headers, **kwargs
+        ) as resp:
+            return resp.status, await _body(resp), resp.headers
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, Any, Mapping[str, str]]:
+        async with self.session.get(f"{self.url}{path}", **kwargs) as resp:
+            return resp.status, await _body(resp), resp.headers
+
+
+async def _body(resp: aiohttp.ClientResponse) -> Any:
+    raw = await resp.read()
+    if resp.content_type == "application/json" and raw:
+        import orjson
+
+        return orjson.loads(raw)
+    return raw.decode(errors="replace")
+
+
+def bridge_settings(upstream: str | None, **overrides: Any) -> Any:
+    base: dict[str, Any] = {
+        **({"upstream": upstream} if upstream else {}),
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "admin": {"host": "127.0.0.1", "port": 0},
+        "discovery": {"retry_initial_s": 0.05, "retry_max_s": 0.5},
+        "shutdown": {"timeout_s": 5},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return load_settings(None, base)
+
+
+@asynccontextmanager
+async def running_bridge(
+    upstream: str | None, *, ready: bool = True, **overrides: Any
+) -> AsyncIterator[RunningBridge]:
+    server = await start(bridge_settings(upstream, **overrides))
+    session = aiohttp.ClientSession()
+    bridge = RunningBridge(server, session)
+    try:
+        if ready:
+            await bridge.wait_ready()
+        yield bridge
+    finally:
+        await session.close()
+        await server.drain_and_stop()
+
+
+BridgeFactory = Callable[..., Any]

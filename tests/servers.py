@@ -1,0 +1,252 @@
+"""Real grpc.aio upstreams for tests, on loopback ports.
+
+``start_server()`` runs the bridgetest services (tests/protos) with health
+checking and server reflection, the way a production upstream would. Tests
+look at what the server saw through ``RunningServer.test`` (``completed`` and
+``cancelled`` tags) and flip health through ``RunningServer.health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import grpc
+import grpc.aio
+from bridgetest.v1 import common_pb2, kitchen_pb2, kitchen_pb2_grpc, other_pb2, other_pb2_grpc
+from google.protobuf import any_pb2, empty_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health as grpc_health
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from grpc_bridge.demo import demo_pb2, demo_pb2_grpc
+from grpc_bridge.demo.reflection import enable_reflection
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+MYSTERY_TYPE_URL = "type.googleapis.com/unknown.v1.Mystery"
+
+TEST_SERVICE = kitchen_pb2.DESCRIPTOR.services_by_name["TestService"].full_name
+OTHER_SERVICE = other_pb2.DESCRIPTOR.services_by_name["Other"].full_name
+INTERNAL_SERVICE = other_pb2.DESCRIPTOR.services_by_name["Internal"].full_name
+DEMO_SERVICE = demo_pb2.DESCRIPTOR.services_by_name["Shop"].full_name
+HEALTH_SERVICE = grpc_health.SERVICE_NAME
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(number: int) -> grpc.StatusCode:
+    return _STATUS_CODES.get(number, grpc.StatusCode.UNKNOWN)
+
+
+def rich_status(code: int, message: str) -> status_pb2.Status:
+    """The google.rpc.Status that Fail(with_details=true) sends."""
+    status = status_pb2.Status(code=code, message=message)
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(
+                field="name", description="must not be empty"
+            )
+        ]
+    )
+    status.details.add().Pack(bad_request)
+    status.details.add().Pack(common_pb2.CustomDetail(reason="flaky", attempt=3))
+    status.details.append(any_pb2.Any(type_url=MYSTERY_TYPE_URL, value=b"\x01\x02\x03"))
+    return status
+
+
+class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
+    """bridgetest.v1.TestService, as described in kitchen.proto."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    def __init__(self) -> None:
+        #: Tags of Sleep / ServerStream calls that ran to the end.
+        self.completed: list[str] = []
+        #: Tags of Sleep / ServerStream calls cancelled (client gone, deadline).
+        self.cancelled: list[str] = []
+        self._changed = asyncio.Event()
+
+    async def wait_for(
+        self, which: Literal["completed", "cancelled"], tag: str, *, within: float = 5.0
+    ) -> None:
+        """Wait until ``tag`` shows up in ``completed`` or ``cancelled``.
+
+        Cancellation reaches the server a moment after the client gives up,
+        so tests wait for it rather than assert at once. TimeoutError after
+        ``within`` seconds.
+        """
+        tags = self.completed if which == "completed" else self.cancelled
+        async with asyncio.timeout(within):
+            while tag not in tags:
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _record(self, tags: list[str], tag: str) -> None:
+        tags.append(tag)
+        self._changed.set()
+
+    async def Echo(self, request: Any, context: Any) -> Any:
+        return request
+
+    async def Lookup(self, request: Any, context: Any) -> Any:
+        return request
+
+    async def Fail(self, request: Any, context: Any) -> Any:
+        trailing: list[tuple[str, str | bytes]] = [
+            (key, value.encode() if key.endswith("-bin") else value)
+            for key, value in sorted(request.trailers.items())
+        ]
+        if request.with_details:
+            status = rich_status(request.code, request.message)
+            trailing.append((STATUS_DETAILS_KEY, status.SerializeToString()))
+        if request.code == 0:
+            context.set_trailing_metadata(tuple(trailing))
+            return empty_pb2.Empty()
+        await context.abort(status_code(request.code), request.message, tuple(trailing))
+
+    async def Sleep(self, request: Any, context: Any) -> Any:
+        try:
+            await asyncio.sleep(request.duration.ToTimedelta().total_seconds())
+        except asyncio.CancelledError:
+            self._record(self.cancelled, request.tag)
+            raise
+        self._record(self.completed, request.tag)
+        return kitchen_pb2.SleepResponse(completed=True, tag=request.tag)
+
+    async def EchoMetadata(self, request: Any, context: Any) -> Any:
+        received: dict[str, list[str]] = {}
+        for key, value in context.invocation_metadata() or ():
+            text = base64.b64encode(value).decode() if key.endswith("-bin") else value
+            received.setdefault(key, []).append(text)
+        await context.send_initial_metadata((("x-initial", "yes"), ("x-initial-bin", b"\x00\x01")))
+        context.set_trailing_metadata((("x-trailer", "done"), ("x-trailer-bin", b"\xff")))
+        # A map holds one value per key: repeated keys are joined as HTTP does.
+        return kitchen_pb2.MetadataResponse(
+            received={key: ", ".join(values) for key, values in received.items()},
+            peer=context.peer(),
+        )
+
+    async def ServerStream(self, request: Any, context: Any) -> None:
+        # context.write rather than an async generator: cancellation then
+        # arrives here as CancelledError instead of a later GeneratorExit.
+        interval = request.interval.ToTimedelta().total_seconds()
+        sent = request.count if not request.fail_code else min(request.count, request.fail_after)
+        try:
+            for index in range(sent):
+                if index and interval:
+                    await asyncio.sleep(interval)
+                await context.write(
+                    kitchen_pb2.StreamReply(index=index, text=f"{request.tag}-{index}")
+                )
+        except asyncio.CancelledError:
+            self._record(self.cancelled, request.tag)
+            raise
+        if request.fail_code:
+            await context.abort(status_code(request.fail_code), f"failing after {sent}")
+        self._record(self.completed, request.tag)
+
+    async def ClientStream(self, request_iterator: AsyncIterator[Any], context: Any) -> Any:
+        texts = [message.text async for message in request_iterator]
+        return kitchen_pb2.StreamSummary(count=len(texts), texts=texts)
+
+    async def Bidi(self, request_iterator: AsyncIterator[Any], context: Any) -> None:
+        async for message in request_iterator:
+            await context.write(
+                kitchen_pb2.StreamReply(index=message.index, text="echo: " + message.text)
+            )
+
+
+class OtherImpl(other_pb2_grpc.OtherServicer):
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    async def Whoami(self, request: Any, context: Any) -> Any:
+        return common_pb2.Nested(name=self._name, value=request.value)
+
+
+class InternalImpl(other_pb2_grpc.InternalServicer):
+    async def Secret(self, request: Any, context: Any) -> Any:
+        return request
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    target: str  # "127.0.0.1:<port>"
+    name: str
+    test: TestServiceImpl
+    health: grpc_health.aio.HealthServicer | None
+    _stopped: bool = field(default=False, repr=False)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop serving (idempotent); ``grace=None`` cancels calls in flight."""
+        if not self._stopped:
+            self._stopped = True
+            await self.server.stop(grace)
+
+
+async def start_server(
+    *,
+    name: str = "upstream-a",
+    port: int = 0,
+    services: Sequence[str] = ("test", "other", "internal"),
+    reflection: Sequence[str] = ("v1", "v1alpha"),
+    health: bool = True,
+) -> RunningServer:
+    """Start an upstream on 127.0.0.1 (``port=0``: an ephemeral port).
+
+    ``services`` picks from ``test``, ``other``, ``internal`` and ``demo`` (the
+    demo Shop's descriptors; its methods answer UNIMPLEMENTED). ``reflection``
+    lists the protocol versions served; empty serves none.
+    """
+    # Exclusive bind: with SO_REUSEPORT (grpc's default) a second server could
+    # silently share a port a test believes is free or taken.
+    server = grpc.aio.server(options=(("grpc.so_reuseport", 0),))
+    test = TestServiceImpl()
+    served: list[str] = []
+    for service in services:
+        if service == "test":
+            kitchen_pb2_grpc.add_TestServiceServicer_to_server(test, server)
+            served.append(TEST_SERVICE)
+        elif service == "other":
+            other_pb2_grpc.add_OtherServicer_to_server(OtherImpl(name), server)
+            served.append(OTHER_SERVICE)
+        elif service == "internal":
+            other_pb2_grpc.add_InternalServicer_to_server(InternalImpl(), server)
+            served.append(INTERNAL_SERVICE)
+        elif service == "demo":
+            demo_pb2_grpc.add_ShopServicer_to_server(demo_pb2_grpc.ShopServicer(), server)
+            served.append(DEMO_SERVICE)
+        else:
+            raise ValueError(f"unknown test service {service!r}")
+    health_servicer = None
+    if health:
+        health_servicer = grpc_health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        for service_name in ("", *served):
+            await health_servicer.set(service_name, health_pb2.HealthCheckResponse.SERVING)
+        served.append(HEALTH_SERVICE)
+    if reflection:
+        enable_reflection(server, served, reflection)
+    try:
+        bound = server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+    except BaseException:
+        await server.stop(None)  # don't leave a half-made server to the GC
+        raise
+    return RunningServer(
+        server=server,
+        port=bound,
+        target=f"127.0.0.1:{bound}",
+        name=name,
+        test=test,
+        health=health_servicer,
+    )
+
+
+#: The type of the ``upstream_factory`` fixture: ``start_server`` with teardown.
+StartServer = Callable[..., Awaitable[RunningServer]]
