@@ -18,6 +18,7 @@ from grpc_bridge.discovery.filters import select_services
 from grpc_bridge.discovery.loader import DiscoveryError, discover, load_descriptor_sets
 from grpc_bridge.discovery.registry import MethodKind, Schema
 from grpc_bridge.upstream.reflection import ReflectionClient
+from tests.descriptors import fdp, with_imports, write_set
 from tests.servers import (
     DEMO_SERVICE,
     HEALTH_SERVICE,
@@ -176,27 +177,6 @@ async def test_demo_proto_with_google_api_annotations(upstream_factory: StartSer
 # --- sources that behave differently from grpcio's ------------------------------
 
 
-def _fdp(file: FileDescriptor) -> descriptor_pb2.FileDescriptorProto:
-    proto = descriptor_pb2.FileDescriptorProto()
-    file.CopyToProto(proto)
-    return proto
-
-
-def _with_imports(*files: FileDescriptor) -> list[FileDescriptor]:
-    """The files and everything they import, each once, imports first."""
-    seen: dict[str, FileDescriptor] = {}
-
-    def visit(file: FileDescriptor) -> None:
-        if file.name not in seen:
-            for dependency in file.dependencies:
-                visit(dependency)
-            seen[file.name] = file
-
-    for file in files:
-        visit(file)
-    return list(seen.values())
-
-
 @dataclass
 class FakeSource:
     """A server that sends each file alone, never its imports along.
@@ -216,7 +196,7 @@ class FakeSource:
     def of(cls, services: Iterable[str], *files: FileDescriptor) -> FakeSource:
         return cls(
             list(services),
-            {f.name: _fdp(f).SerializeToString() for f in _with_imports(*files)},
+            {f.name: fdp(f).SerializeToString() for f in with_imports(*files)},
         )
 
     async def list_services(self) -> list[str]:
@@ -239,7 +219,7 @@ class FakeSource:
 
 async def test_dependencies_fetched_by_name_when_not_sent_along() -> None:
     source = FakeSource.of([TEST_SERVICE, OTHER_SERVICE, INTERNAL_SERVICE], kitchen_pb2.DESCRIPTOR)
-    source.files[OTHER] = _fdp(other_pb2.DESCRIPTOR).SerializeToString()
+    source.files[OTHER] = fdp(other_pb2.DESCRIPTOR).SerializeToString()
     schema = await discover("fake", source)
 
     assert schema.service_names == (INTERNAL_SERVICE, OTHER_SERVICE, TEST_SERVICE)
@@ -320,16 +300,9 @@ async def test_invalid_descriptor_names_the_file() -> None:
 # --- descriptor-set files -------------------------------------------------------
 
 
-def _write_set(path: Path, *files: FileDescriptor) -> Path:
-    path.write_bytes(
-        descriptor_pb2.FileDescriptorSet(file=[_fdp(f) for f in files]).SerializeToString()
-    )
-    return path
-
-
-def test_descriptor_set_with_imports(tmp_path: Path) -> None:
-    path = _write_set(
-        tmp_path / "api.pb", *_with_imports(kitchen_pb2.DESCRIPTOR, other_pb2.DESCRIPTOR)
+def test_descriptor_setwith_imports(tmp_path: Path) -> None:
+    path = write_set(
+        tmp_path / "api.pb", *with_imports(kitchen_pb2.DESCRIPTOR, other_pb2.DESCRIPTOR)
     )
     schema = load_descriptor_sets("shop", [path], exclude=["*.Internal"])
 
@@ -341,15 +314,15 @@ def test_descriptor_set_with_imports(tmp_path: Path) -> None:
 
 
 def test_descriptor_sets_merge_and_tolerate_repeats(tmp_path: Path) -> None:
-    first = _write_set(tmp_path / "a.pb", *_with_imports(kitchen_pb2.DESCRIPTOR))
-    second = _write_set(tmp_path / "b.pb", *_with_imports(other_pb2.DESCRIPTOR))
+    first = write_set(tmp_path / "a.pb", *with_imports(kitchen_pb2.DESCRIPTOR))
+    second = write_set(tmp_path / "b.pb", *with_imports(other_pb2.DESCRIPTOR))
     schema = load_descriptor_sets("shop", [first, str(second)])
     assert schema.service_names == (INTERNAL_SERVICE, OTHER_SERVICE, TEST_SERVICE)
     assert schema.source == f"{first}, {second}"
 
 
 def test_descriptor_set_without_imports_names_the_missing_one(tmp_path: Path) -> None:
-    path = _write_set(tmp_path / "api.pb", kitchen_pb2.DESCRIPTOR, other_pb2.DESCRIPTOR)
+    path = write_set(tmp_path / "api.pb", kitchen_pb2.DESCRIPTOR, other_pb2.DESCRIPTOR)
     with pytest.raises(DiscoveryError) as info:
         load_descriptor_sets("shop", [path])
     message = str(info.value)
@@ -361,7 +334,7 @@ def test_descriptor_set_without_imports_names_the_missing_one(tmp_path: Path) ->
 
 def test_descriptor_set_missing_only_well_known_files(tmp_path: Path) -> None:
     # The protobuf runtime bundles those; no need to fail over them.
-    path = _write_set(tmp_path / "api.pb", common_pb2.DESCRIPTOR, kitchen_pb2.DESCRIPTOR)
+    path = write_set(tmp_path / "api.pb", common_pb2.DESCRIPTOR, kitchen_pb2.DESCRIPTOR)
     schema = load_descriptor_sets("shop", [path])
     assert schema.service_names == (TEST_SERVICE,)
 
@@ -391,7 +364,7 @@ def test_descriptor_set_path_is_a_directory(tmp_path: Path) -> None:
 
 
 def test_demo_descriptor_set(tmp_path: Path) -> None:
-    path = _write_set(tmp_path / "demo.pb", *_with_imports(demo_pb2.DESCRIPTOR))
+    path = write_set(tmp_path / "demo.pb", *with_imports(demo_pb2.DESCRIPTOR))
     schema = load_descriptor_sets("demo", [path])
     assert schema.service_names == (DEMO_SERVICE,)
     assert schema.pool.FindFileByName("google/api/annotations.proto")
