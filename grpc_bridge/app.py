@@ -46,6 +46,8 @@ class Server:
         )
         if settings.shutdown.drain_s:
             await asyncio.sleep(settings.shutdown.drain_s)
+        # Streams end with a terminal frame now; unary calls get the shutdown timeout.
+        self.bridge.closing.set()
         # cleanup() closes the listening socket first, then waits up to
         # shutdown_timeout for handlers still running.
         await self.proxy_runner.cleanup()

@@ -77,6 +77,9 @@ class Bridge:
         self.settings = settings
         self.json_options = json_options(settings)
         self.draining = False
+        #: Set when the bridge stops: long-lived streams end with a terminal frame
+        #: (WebSocket close 1001) instead of being cut.
+        self.closing = asyncio.Event()
         self.routes = RouteTable(())
         self._upstreams: dict[str, UpstreamState] = {}
         self._all_discovered = asyncio.Event()
@@ -101,6 +104,7 @@ class Bridge:
                 )
 
     async def stop(self) -> None:
+        self.closing.set()
         for state in reversed(list(self._upstreams.values())):
             if state.task is not None:
                 state.task.cancel()

@@ -39,7 +39,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             allowed=match.allowed,
         )
     if plan.info.kind is MethodKind.UNARY:
-        return await handle_unary(request, plan, bridge, ctx, request.app[_POLICY])
+        return await handle_unary(request, match, bridge, ctx, request.app[_POLICY])
     raise NotImplementedYet(
         f"{plan.info.full_name} is a {plan.info.kind.value.replace('_', '-')}ing method; "
         "this route serves unary methods only"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from aiohttp import web
-from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.codec.query import query_to_value
-from grpc_bridge.http.body import check_media_type, read_body
 from grpc_bridge.http.context import RequestContext
 from grpc_bridge.http.responses import json_response
+from grpc_bridge.http.transcode import decode_request, encode_response
 from grpc_bridge.routing.plan import MethodPlan
+from grpc_bridge.routing.table import Match
 from grpc_bridge.status import Code, code_name
 from grpc_bridge.upstream.deadlines import effective_timeout, parse_timeout
 from grpc_bridge.upstream.metadata import (
@@ -22,26 +21,7 @@ from grpc_bridge.upstream.metadata import (
 )
 
 
-async def decode_request(
-    request: web.Request, plan: MethodPlan, bridge: Bridge, ctx: RequestContext
-) -> Message:
-    """The request message: from the query string for GET, else from the JSON body."""
-    if request.method == "GET":
-        value = query_to_value(
-            plan.info.input_type,
-            request.query.items(),
-            ignore_unknown=bridge.settings.rest.ignore_unknown_query_parameters,
-        )
-        return plan.request_codec.decode_value(value)
-    check_media_type(request)
-    body = await read_body(request, bridge.settings.limits.max_request_bytes)
-    ctx.bytes_in = len(body)
-    return plan.request_codec.decode(body)
-
-
-def call_metadata(
-    request: web.Request, bridge: Bridge, ctx: RequestContext, policy: MetadataPolicy
-) -> Metadata:
+def call_metadata(request: web.Request, ctx: RequestContext, policy: MetadataPolicy) -> Metadata:
     client = ClientInfo(peer=request.remote, host=request.host, scheme=request.scheme)
     return to_metadata(request.headers.items(), policy, client, ctx.request_id)
 
@@ -55,19 +35,22 @@ def call_timeout(request: web.Request, plan: MethodPlan) -> float:
 
 async def handle_unary(
     request: web.Request,
-    plan: MethodPlan,
+    match: Match,
     bridge: Bridge,
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.Response:
-    metadata = call_metadata(request, bridge, ctx, policy)
+    plan = match.plan
+    assert plan is not None
+    # Headers are checked before the body is read: a bad header costs no upload.
+    metadata = call_metadata(request, ctx, policy)
     timeout = call_timeout(request, plan)
-    message = await decode_request(request, plan, bridge, ctx)
+    message = await decode_request(request, match, bridge, ctx)
     result = await bridge.invoker(plan.upstream).unary(
         plan.info, message, metadata=metadata, timeout=timeout
     )
     ctx.grpc_code = code_name(Code.OK)
     return json_response(
-        plan.response_codec.encode(result.response),
+        encode_response(match, result.response),
         headers=to_headers(result.initial_metadata, result.trailing_metadata),
     )
