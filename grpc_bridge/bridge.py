@@ -2,9 +2,11 @@
 
 Discovery runs in one background task per upstream: retried with backoff
 until it first succeeds (the bridge serves, not ready, meanwhile), then
-repeated every ``discovery.refresh_interval_s``. Every success builds a new
-route table off to the side and swaps the reference, so a request sees one
-consistent snapshot; a failed refresh keeps the last good one.
+repeated every ``discovery.refresh_interval_s`` and on SIGHUP
+(:meth:`Bridge.refresh_now`). Every success builds a new route table off to
+the side and swaps the reference, so a request sees one consistent snapshot; a
+failed refresh keeps the last good one. Channel upkeep (DNS, TLS files) and
+health polling live in :mod:`grpc_bridge.upstreams`.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from grpc_bridge.codec.json_codec import JsonOptions
@@ -22,31 +23,29 @@ from grpc_bridge.discovery.loader import DiscoveryError, discover, load_descript
 from grpc_bridge.discovery.registry import Schema
 from grpc_bridge.errors import UpstreamNotReady
 from grpc_bridge.log import get_logger
+from grpc_bridge.metrics import Metrics
+from grpc_bridge.routing.assemble import CONFLICT_PREFIX, assemble_routes
 from grpc_bridge.routing.plan import MethodPlan, UpstreamLimits, plans_for
 from grpc_bridge.routing.table import RouteTable
 from grpc_bridge.settings import Settings, Upstream
 from grpc_bridge.upstream.invoker import Invoker
-from grpc_bridge.upstream.pool import ChannelPool
 from grpc_bridge.upstream.reflection import ReflectionClient
+from grpc_bridge.upstream.resolver import Resolve, system_resolve
+from grpc_bridge.upstreams import (
+    UpstreamState,
+    keep_channels,
+    needs_upkeep,
+    open_upstream,
+    poll_health,
+    wait_or_wake,
+)
+
+__all__ = ["Bridge", "UpstreamState", "json_options", "load_static_schema"]
 
 log = get_logger("grpc_bridge.bridge")
 
-
-@dataclass
-class UpstreamState:
-    settings: Upstream
-    pool: ChannelPool
-    invoker: Invoker
-    schema: Schema | None = None
-    plans: list[MethodPlan] = field(default_factory=list)
-    error: str | None = "discovery has not completed yet"
-    last_refresh: float | None = None
-    last_error: str | None = None
-    task: asyncio.Task[None] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
+#: ``listener(upstream_name, ok)`` after every discovery run (metrics hook).
+RefreshListener = Callable[[str, bool], None]
 
 
 def json_options(settings: Settings) -> JsonOptions:
@@ -73,14 +72,23 @@ def load_static_schema(upstream: Upstream) -> Schema | None:
 
 
 class Bridge:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resolve: Resolve = system_resolve,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.json_options = json_options(settings)
         self.draining = False
         #: Set when the bridge stops: long-lived streams end with a terminal frame
         #: (WebSocket close 1001) instead of being cut.
         self.closing = asyncio.Event()
         self.routes = RouteTable(())
+        self.refresh_listeners: list[RefreshListener] = []
+        self._resolve = resolve
         self._upstreams: dict[str, UpstreamState] = {}
         self._all_discovered = asyncio.Event()
 
@@ -89,33 +97,48 @@ class Bridge:
         return self._upstreams
 
     async def start(self) -> None:
-        """Open channels and start discovery; returns without waiting for upstreams."""
+        """Open channels and start background work; returns without waiting for upstreams."""
+        statics = {up.name: load_static_schema(up) for up in self.settings.upstreams}
         for up in self.settings.upstreams:
-            pool = ChannelPool(up)
-            pool.open()
-            self._upstreams[up.name] = UpstreamState(up, pool, Invoker(pool))
+            self._upstreams[up.name] = await open_upstream(up, self._resolve, self.metrics)
         for state in self._upstreams.values():
-            static = load_static_schema(state.settings)
+            static = statics[state.name]
             if static is not None:
+                state.last_attempt, state.last_result = time.time(), "ok"
                 self._install(state, static)
             else:
-                state.task = asyncio.create_task(
-                    self._discovery_loop(state), name=f"discovery:{state.name}"
-                )
+                self._spawn(state, self._discovery_loop(state), "discovery")
+            if needs_upkeep(state):
+                self._spawn(state, keep_channels(state, self._resolve), "channels")
+            if state.settings.health_check:
+                self._spawn(state, poll_health(state), "health")
+
+    def _spawn(self, state: UpstreamState, work: Any, what: str) -> None:
+        task = asyncio.create_task(work, name=f"{what}:{state.name}")
+        task.add_done_callback(_report_crash)
+        state.tasks.append(task)
 
     async def stop(self) -> None:
+        """Stop background work, then close channels in reverse order of opening."""
         self.closing.set()
         for state in reversed(list(self._upstreams.values())):
-            if state.task is not None:
-                state.task.cancel()
+            for task in state.tasks:
+                task.cancel()
+            for task in state.tasks:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await state.task
+                    await task
         for state in reversed(list(self._upstreams.values())):
             await state.pool.close()
 
     async def wait_discovered(self) -> None:
         """Until every upstream has a schema (for the demo and tests; serving never waits)."""
         await self._all_discovered.wait()
+
+    def refresh_now(self) -> None:
+        """Re-run discovery and channel upkeep for every upstream now (SIGHUP)."""
+        for state in self._upstreams.values():
+            state.wake_discovery.set()
+            state.wake_channels.set()
 
     def invoker(self, upstream: str) -> Invoker:
         state = self._upstreams.get(upstream)
@@ -141,14 +164,16 @@ class Bridge:
         cfg = self.settings.discovery
         delay = cfg.retry_initial_s
         while True:
+            state.last_attempt = time.time()
             try:
                 schema = await self.discover_once(state)
-            except DiscoveryError as exc:
+            except (DiscoveryError, UpstreamNotReady) as exc:
                 wait = delay * (
                     0.5 + random.random() / 2
                 )  # jitter: sidecars don't retry in lockstep
                 delay = min(delay * 2, cfg.retry_max_s)
-                state.last_error = str(exc)
+                state.last_result, state.last_error = "failed", str(exc)
+                self._notify(state, ok=False)
                 if state.schema is None:
                     state.error = f"discovery failed: {exc}"
                     log.warning(
@@ -159,37 +184,50 @@ class Bridge:
                     )
                 else:
                     # A failed refresh keeps serving (and stays ready) with the last good schema.
-                    wait = min(wait, cfg.refresh_interval_s)
+                    wait = min(wait, cfg.refresh_interval_s or wait)
                     log.warning(
                         "refresh_failed",
                         upstream=state.name,
                         error=str(exc),
                         retry_in_s=round(wait, 2),
                     )
-                await asyncio.sleep(wait)
+                await wait_or_wake(state.wake_discovery, wait)
                 continue
             delay = cfg.retry_initial_s
+            state.last_result = "ok"
             self._install(state, schema)
-            if cfg.refresh_interval_s == 0:
-                return
-            await asyncio.sleep(cfg.refresh_interval_s)
+            self._notify(state, ok=True)
+            # refresh_interval_s 0: no periodic refresh, but SIGHUP still refreshes.
+            await wait_or_wake(state.wake_discovery, cfg.refresh_interval_s or None)
+
+    def _notify(self, state: UpstreamState, *, ok: bool) -> None:
+        for listener in self.refresh_listeners:
+            listener(state.name, ok)
 
     def _install(self, state: UpstreamState, schema: Schema) -> None:
         previous = state.schema
+        state.last_refresh = time.time()
+        if previous is not None and _same(previous, schema):
+            # Nothing to swap: the routes, codecs and channels stay as they are.
+            log.debug("refreshed", upstream=state.name, changed=False)
+            return
         up = state.settings
         state.plans = plans_for(
             schema, self.json_options, UpstreamLimits(up.timeout_s, up.max_timeout_s)
         )
         state.schema = schema
         state.error = None
-        state.last_refresh = time.time()
         state.invoker.forget()
+        # New unary methods get the retry policy: the channels are rebuilt when the set changes.
+        state.apply_plan("unary methods changed")
         state.pool.connect()
         self._rebuild_routes()
         if all(s.schema is not None for s in self._upstreams.values()):
             self._all_discovered.set()
         old = set(previous.methods) if previous else set()
         new = set(schema.methods)
+        old_services = set(previous.service_names) if previous else set()
+        new_services = set(schema.service_names)
         log.info(
             "discovered" if previous is None else "refreshed",
             upstream=state.name,
@@ -198,6 +236,8 @@ class Bridge:
             methods=len(new),
             added=sorted(new - old) if previous else None,
             removed=sorted(old - new) if previous else None,
+            services_added=sorted(new_services - old_services) if previous else None,
+            services_removed=sorted(old_services - new_services) if previous else None,
         )
 
     def _rebuild_routes(self) -> None:
@@ -212,22 +252,57 @@ class Bridge:
                     )
                     continue
                 plans.append(plan)
-        self.routes = RouteTable(plans)
+
+        # REST bindings: conflicts and skipped rules are decided in routing.assemble.
+        def discovered(name: str | None) -> bool:
+            states = self._upstreams.values() if name is None else [self._upstreams[name]]
+            return all(s.schema is not None for s in states)
+
+        result = assemble_routes(
+            plans, self.settings.routes, self.json_options, self.routes, discovered=discovered
+        )
+        for conflict in result.conflicts:
+            log.error(
+                "route_conflict",
+                error=conflict,
+                action="upstream left out"
+                if result.table is not None
+                else "kept the previous route table",
+            )
+        for kind, problem in result.new_problems:
+            (log.error if kind == "route_invalid" else log.warning)(kind, problem=problem)
+        if result.table is None:
+            return
+        self.routes = result.table
+        for state in self._upstreams.values():
+            # Not ready while left out for a conflict; ready again once routed.
+            if state.name in result.excluded:
+                state.error = result.excluded[state.name]
+            elif state.error is not None and state.error.startswith(CONFLICT_PREFIX):
+                state.error = None
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        upstreams: dict[str, Any] = {}
-        ready = not self.draining
-        for state in self._upstreams.values():
-            reason = state.error
-            if reason is None and not state.pool.usable():
-                reason = "no usable channel: every connection is in TRANSIENT_FAILURE"
-            upstreams[state.name] = {
-                "ready": reason is None,
-                **({"reason": reason} if reason else {}),
-                "targets": list(state.settings.targets),
-                "channels": state.pool.states(),
-                "services": list(state.schema.service_names) if state.schema else [],
-                "last_refresh": state.last_refresh,
-            }
-            ready = ready and reason is None
+        upstreams = {s.name: s.readiness() for s in self._upstreams.values()}
+        ready = not self.draining and all(u["ready"] for u in upstreams.values())
         return ready, {"ready": ready, "draining": self.draining, "upstreams": upstreams}
+
+    def describe_upstreams(self) -> list[dict[str, Any]]:
+        return [s.describe() for s in self._upstreams.values()]
+
+    def channel_summary(self) -> list[tuple[str, bool, list[str]]]:
+        """``(upstream, ready, channel states)`` for the metrics collector (read at scrape)."""
+        return [
+            (s.name, s.not_ready_reason() is None, s.pool.states())
+            for s in self._upstreams.values()
+        ]
+
+
+def _same(a: Schema, b: Schema) -> bool:
+    """The same services from the same files: a refresh that changed nothing."""
+    return a.service_names == b.service_names and dict(a.files) == dict(b.files)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """A background loop that died of a bug would silently stop refreshing: say so loudly."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("background_task_crashed", task=task.get_name(), exc_info=exc)

@@ -55,6 +55,9 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-port", type=int, help="admin port (admin.port)")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", choices=["auto", "json", "console"])
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="processes sharing the proxy port (workers)"
+    )
 
 
 def overrides_from_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -72,6 +75,8 @@ def overrides_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     }
     if log:
         out["log"] = log
+    if args.workers is not None:
+        out["workers"] = args.workers
     return out
 
 
@@ -82,15 +87,25 @@ def _load(args: argparse.Namespace) -> Settings:
 
 
 def check_sources(settings: Settings) -> None:
-    """Load every descriptor-set file now, so a bad one fails start-up, not the first request."""
-    from grpc_bridge.bridge import load_static_schema
+    """Load every descriptor-set file and check every REST route now, so that a bad one
+    fails start-up (exit 2), not the first request."""
+    from grpc_bridge.bridge import json_options, load_static_schema
+    from grpc_bridge.discovery.registry import Schema
+    from grpc_bridge.routing.assemble import check_static_routes
 
     problems = []
+    schemas: dict[str, Schema] = {}
     for i, up in enumerate(settings.upstreams):
         try:
-            load_static_schema(up)
+            schema = load_static_schema(up)
         except DiscoveryError as exc:
             problems.append(f"upstreams[{i}].descriptor_sets: {exc}")
+        else:
+            if schema is not None:
+                schemas[up.name] = schema
+    if not problems:
+        # Routes on reflection upstreams are checked again at each discovery.
+        problems.extend(check_static_routes(settings, schemas, json_options(settings)))
     if problems:
         raise ConfigError(problems)
 
@@ -126,9 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     configure_logging(settings.log.format, settings.log.level)
     from grpc_bridge.app import serve
+    from grpc_bridge.workers import serve_workers
 
     try:
-        return run(serve(settings))
+        return run(serve_workers(settings) if settings.workers > 1 else serve(settings))
     except OSError as exc:
         print(f"grpc-bridge: cannot listen: {exc}", file=sys.stderr)
         return 1

@@ -13,6 +13,9 @@ edge; anything else is a bug and becomes a 500 there, logged with a traceback::
     ├── NotImplementedYet            501 / 12  a method kind this route can't serve
     ├── UpstreamNotReady             503 / 14  no descriptors / channel for the upstream yet
     ├── JsonEncodeError              500 / 13  an upstream message with no JSON form
+    ├── OriginNotAllowed             403 / 7   preflight / WebSocket from an origin not allowed
+    ├── StreamIdle                   504 / 4   no message either way for streams.idle_timeout_s
+    ├── ShuttingDown                 503 / 14  a stream ended because the bridge is stopping
     └── UpstreamError                mapped    the upstream answered with a non-OK status
 
 Foreign exceptions (grpc, orjson, protobuf) are translated into these at the
@@ -33,11 +36,17 @@ class BridgeError(Exception):
     code: int = Code.UNKNOWN
     #: Overrides the table in ``status.py`` for bridge-made errors (413, 415, 431).
     http_status_override: int | None = None
+    #: Label of ``grpc_bridge_rejected_requests_total`` (see metrics.REJECT_REASONS).
+    reject_reason: str = "bad_request"
 
-    def __init__(self, message: str, *, details: Sequence[Any] = ()) -> None:
+    def __init__(
+        self, message: str, *, details: Sequence[Any] = (), reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details: Sequence[Any] = details
+        if reason is not None:
+            self.reject_reason = reason
 
     @property
     def http_status(self) -> int:
@@ -45,38 +54,38 @@ class BridgeError(Exception):
             return self.http_status_override
         return http_status_for(self.code)
 
-    @property
-    def reason(self) -> str:
-        """Short machine-friendly label, used for metrics and logs."""
-        return type(self).__name__
-
 
 class InvalidArgument(BridgeError):
     code = Code.INVALID_ARGUMENT
 
 
 class UnsupportedMediaType(BridgeError):
+    reject_reason = "unsupported_media_type"
     code = Code.INVALID_ARGUMENT
     http_status_override = 415
 
 
 class PayloadTooLarge(BridgeError):
+    reject_reason = "body_too_large"
     code = Code.RESOURCE_EXHAUSTED
     http_status_override = 413
 
 
 class HeadersTooLarge(BridgeError):
+    reject_reason = "metadata_too_large"
     code = Code.RESOURCE_EXHAUSTED
     http_status_override = 431
 
 
 class RouteNotFound(BridgeError):
+    reject_reason = "unknown_route"
     code = Code.NOT_FOUND
 
 
 class MethodNotAllowed(BridgeError):
     code = Code.UNIMPLEMENTED
     http_status_override = 405
+    reject_reason = "method_not_allowed"
 
     def __init__(self, message: str, *, allowed: Sequence[str]) -> None:
         super().__init__(message)
@@ -84,10 +93,12 @@ class MethodNotAllowed(BridgeError):
 
 
 class NotImplementedYet(BridgeError):
+    reject_reason = "not_implemented"
     code = Code.UNIMPLEMENTED
 
 
 class UpstreamNotReady(BridgeError):
+    reject_reason = "upstream_not_ready"
     code = Code.UNAVAILABLE
 
 
@@ -98,6 +109,25 @@ class JsonEncodeError(BridgeError):
     """
 
     code = Code.INTERNAL
+
+
+class OriginNotAllowed(BridgeError):
+    """A browser origin not in ``cors.allowed_origins`` (a preflight, or a WebSocket upgrade)."""
+
+    reject_reason = "origin_not_allowed"
+    code = Code.PERMISSION_DENIED
+
+
+class StreamIdle(BridgeError):
+    #: Ends a stream that had started: not a rejection.
+    reject_reason = ""
+    code = Code.DEADLINE_EXCEEDED
+
+
+class ShuttingDown(BridgeError):
+    #: Ends a stream that had started: not a rejection.
+    reject_reason = ""
+    code = Code.UNAVAILABLE
 
 
 class UpstreamError(BridgeError):
@@ -123,8 +153,5 @@ class UpstreamError(BridgeError):
         self.initial_metadata = tuple(initial_metadata)
         self.trailing_metadata = tuple(trailing_metadata)
 
-    @property
-    def reason(self) -> str:
-        from grpc_bridge.status import code_name
-
-        return code_name(self.code)
+    #: Not a rejection by the bridge: counted by the gRPC client metrics instead.
+    reject_reason = ""

@@ -1,26 +1,240 @@
-"""Every metric the bridge exports, declared in one place on a registry the app owns."""
+"""Every metric the bridge exports, declared in one place on a registry the app owns.
+
+The gRPC client metrics use go-grpc-prometheus' names and labels
+(``grpc_client_started_total`` ...) so existing dashboards work unchanged.
+Label values come only from discovered methods and route templates: an
+unknown path is counted as ``unmatched``, never by its raw path.
+
+Hot-path cost: label children are bound once per method / route and cached,
+because ``labels()`` hashes and validates its arguments on every call.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import platform
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, Info
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from grpc_bridge import __version__
+from grpc_bridge.discovery.registry import MethodInfo
+from grpc_bridge.status import code_name
+
+# go-grpc-prometheus uses prometheus.DefBuckets.
+GRPC_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+
+#: Framings of open streams, for ``grpc_bridge_streams_open``.
+FRAMINGS = ("ndjson", "sse", "websocket")
+
+#: Why the bridge refused a request itself, for ``grpc_bridge_rejected_requests_total``.
+REJECT_REASONS = (
+    "unknown_route",
+    "method_not_allowed",
+    "unsupported_media_type",
+    "body_too_large",
+    "metadata_too_large",
+    "bad_header",
+    "bad_timeout",
+    "bad_request",
+    "upstream_not_ready",
+    "origin_not_allowed",
+    "not_implemented",
+)
 
 
-@dataclass(frozen=True)
+@dataclass
+class MethodMetrics:
+    """go-grpc-prometheus series of one method, bound once."""
+
+    started: Any
+    sent: Any
+    received: Any
+    handling: Any
+    _handled: Callable[[str], Any]
+    _by_code: dict[int, Any] = field(default_factory=dict)
+
+    def handled(self, code: int) -> Any:
+        child = self._by_code.get(code)
+        if child is None:
+            child = self._by_code[code] = self._handled(code_name(code))
+        return child
+
+
+@dataclass
+class RouteMetrics:
+    duration: Any
+    _requests: Callable[[str, str], Any]
+    _by_key: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+    def request(self, http_method: str, status: int) -> Any:
+        key = (http_method, status // 100)
+        child = self._by_key.get(key)
+        if child is None:
+            child = self._by_key[key] = self._requests(http_method, f"{status // 100}xx")
+        return child
+
+
 class Metrics:
-    registry: CollectorRegistry
-    build_info: Info
-    draining: Gauge
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.grpc_started = Counter(
+            "grpc_client_started", "RPCs started on the client.", GRPC_LABELS, registry=r
+        )
+        self.grpc_handled = Counter(
+            "grpc_client_handled",
+            "RPCs completed on the client, regardless of success or failure.",
+            (*GRPC_LABELS, "grpc_code"),
+            registry=r,
+        )
+        self.grpc_msg_received = Counter(
+            "grpc_client_msg_received",
+            "RPC stream messages received by the client.",
+            GRPC_LABELS,
+            registry=r,
+        )
+        self.grpc_msg_sent = Counter(
+            "grpc_client_msg_sent",
+            "gRPC stream messages sent by the client.",
+            GRPC_LABELS,
+            registry=r,
+        )
+        self.grpc_handling = Histogram(
+            "grpc_client_handling_seconds",
+            "Histogram of response latency (seconds) of the gRPC until it is finished.",
+            GRPC_LABELS,
+            buckets=GRPC_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "grpc_bridge_http_requests",
+            "HTTP requests by route template, HTTP method and status class.",
+            ("route", "method", "status_class"),
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "grpc_bridge_http_request_duration_seconds",
+            "HTTP request duration by route template (to the end of the response).",
+            ("route",),
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.http_in_flight = Gauge(
+            "grpc_bridge_http_requests_in_flight", "HTTP requests being served.", registry=r
+        )
+        self.streams_open = Gauge(
+            "grpc_bridge_streams_open",
+            "Open response streams by framing.",
+            ("framing",),
+            registry=r,
+        )
+        self.discovery_refreshes = Counter(
+            "grpc_bridge_discovery_refreshes",
+            "Discovery runs by upstream and result (success, failure).",
+            ("upstream", "result"),
+            registry=r,
+        )
+        self.rejected = Counter(
+            "grpc_bridge_rejected_requests",
+            "Requests the bridge refused itself, by reason.",
+            ("reason",),
+            registry=r,
+        )
+        self.draining = Gauge(
+            "grpc_bridge_draining", "1 while the bridge drains before shutdown.", registry=r
+        )
+        self.build_info = Info("grpc_bridge_build", "grpc-bridge build information.", registry=r)
+        self.build_info.info(
+            {
+                "version": __version__,
+                "python": platform.python_version(),
+                "grpcio": grpc.__version__,
+            }
+        )
+        # Pre-create series that dashboards and alerts divide by, so they read 0, not "no data".
+        for framing in FRAMINGS:
+            self.streams_open.labels(framing)
+        for reason in REJECT_REASONS:
+            self.rejected.labels(reason)
+        self._methods: dict[str, MethodMetrics] = {}
+        self._routes: dict[str, RouteMetrics] = {}
+        self._framings = {f: self.streams_open.labels(f) for f in FRAMINGS}
+
+    def method(self, info: MethodInfo) -> MethodMetrics:
+        cached = self._methods.get(info.path)
+        if cached is None:
+            labels = (info.kind.value, info.service, info.name)
+            handled = self.grpc_handled
+
+            def by_code(code: str) -> Any:
+                return handled.labels(*labels, code)
+
+            cached = MethodMetrics(
+                self.grpc_started.labels(*labels),
+                self.grpc_msg_sent.labels(*labels),
+                self.grpc_msg_received.labels(*labels),
+                self.grpc_handling.labels(*labels),
+                by_code,
+            )
+            self._methods[info.path] = cached
+        return cached
+
+    def route(self, template: str) -> RouteMetrics:
+        cached = self._routes.get(template)
+        if cached is None:
+            requests = self.http_requests
+
+            def by_key(method: str, status_class: str) -> Any:
+                return requests.labels(template, method, status_class)
+
+            cached = RouteMetrics(self.http_duration.labels(template), by_key)
+            self._routes[template] = cached
+        return cached
+
+    def stream_gauge(self, framing: str) -> Any:
+        return self._framings[framing]
+
+    def reject(self, reason: str) -> None:
+        self.rejected.labels(reason).inc()
+
+    def watch_upstreams(self, source: Callable[[], Iterable[tuple[str, bool, list[str]]]]) -> None:
+        """Upstream readiness and channel states, read at scrape time (never on the hot path).
+
+        ``source`` yields ``(upstream, ready, channel_state_names)``.
+        """
+        self.registry.register(_UpstreamCollector(source))
+
+
+class _UpstreamCollector(Collector):
+    def __init__(self, source: Callable[[], Iterable[tuple[str, bool, list[str]]]]) -> None:
+        self._source = source
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        ready = GaugeMetricFamily(
+            "grpc_bridge_upstream_ready", "1 when the upstream is ready.", labels=["upstream"]
+        )
+        channels = GaugeMetricFamily(
+            "grpc_bridge_upstream_channels",
+            "Channels to the upstream by connectivity state.",
+            labels=["upstream", "state"],
+        )
+        for name, is_ready, states in self._source():
+            ready.add_metric([name], 1.0 if is_ready else 0.0)
+            for state in ("IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE", "SHUTDOWN"):
+                channels.add_metric([name, state], float(states.count(state)))
+        yield ready
+        yield channels
 
 
 def create_metrics() -> Metrics:
-    registry = CollectorRegistry(auto_describe=True)
-    build_info = Info("grpc_bridge_build", "grpc-bridge build information", registry=registry)
-    build_info.info({"version": __version__})
-    draining = Gauge(
-        "grpc_bridge_draining", "1 while the bridge drains before shutdown", registry=registry
-    )
-    return Metrics(registry, build_info, draining)
+    return Metrics()

@@ -87,12 +87,59 @@ class ServiceFilter(_Section):
 
 
 class Keepalive(_Section):
-    # 60 s stays well above gRPC servers' default minimum ping interval (5 min
-    # without calls is only enforced when permit_without_calls is on), so a
-    # default server never answers GOAWAY too_many_pings.
-    time_s: float = Field(60.0, gt=0)
+    # A default gRPC server (core, Go and Java alike) accepts one ping per
+    # 5 minutes while it sends nothing and answers the third early one with
+    # GOAWAY too_many_pings (grpc/doc/keepalive.md, "Defaults Values";
+    # chttp2 ping_abuse_policy.cc). Recent gRPC keeps pinging a silent call
+    # about once a minute (the max_pings_wo_data_throttle experiment, on in
+    # grpcio 1.85), so with any interval under 5 minutes a call that stays
+    # silent for a few minutes is cut by a default server (measured); 300 s
+    # never trips it.
+    time_s: float = Field(300.0, gt=0)
     timeout_s: float = Field(20.0, gt=0)
+    # A default server allows a ping on a connection without calls only every
+    # 2 hours: pinging idle connections would get them closed.
     permit_without_calls: bool = False
+
+
+class Reconnect(_Section):
+    # gRPC's defaults (1 s growing to 120 s, grpc/doc/connection-backoff.md)
+    # keep a sidecar failing for minutes after its neighbour is back.
+    initial_backoff_s: float = Field(0.25, ge=0.1)  # gRPC floors both at 100 ms
+    max_backoff_s: float = Field(5.0, ge=0.1)
+    # gRPC's min_reconnect_backoff_ms: how long one connection attempt may
+    # take (20 s by default). While the first attempt hangs (an address that
+    # drops SYNs) calls wait, so it is kept short.
+    connect_timeout_s: float = Field(5.0, ge=0.1)
+
+    @model_validator(mode="after")
+    def _order(self) -> Reconnect:
+        if self.initial_backoff_s > self.max_backoff_s:
+            raise ValueError("initial_backoff_s must not exceed max_backoff_s")
+        return self
+
+
+class RetryThrottle(_Section):
+    # gRPC's retryThrottling (A6): each failure costs a token, each success
+    # gives back token_ratio; retries stop while tokens <= max_tokens / 2.
+    max_tokens: int = Field(10, gt=0, le=1000)  # gRPC parses it as an integer
+    token_ratio: float = Field(0.1, gt=0, le=1)
+
+
+class Retries(_Section):
+    """Retries of unary calls that fail UNAVAILABLE, done by gRPC itself (A6 retryPolicy)."""
+
+    max_attempts: int = Field(3, ge=1, le=5)  # gRPC caps maxAttempts at 5; 1 turns retries off
+    initial_backoff_s: float = Field(0.1, gt=0)
+    max_backoff_s: float = Field(1.0, gt=0)
+    backoff_multiplier: float = Field(2.0, ge=1)
+    throttle: RetryThrottle = Field(default_factory=RetryThrottle)
+
+    @model_validator(mode="after")
+    def _order(self) -> Retries:
+        if self.initial_backoff_s > self.max_backoff_s:
+            raise ValueError("initial_backoff_s must not exceed max_backoff_s")
+        return self
 
 
 class Tls(_Section):
@@ -106,11 +153,32 @@ class Tls(_Section):
     def _files(self) -> Tls:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together (mutual TLS needs both)")
+        named = [n for n in ("ca_file", "cert_file", "key_file", "server_name") if getattr(self, n)]
+        if named and not self.enabled:
+            # Silently talking plaintext to an upstream configured with certificates is worse
+            # than refusing to start.
+            raise ValueError(f"{', '.join(named)} set but enabled is false")
         for name in ("ca_file", "cert_file", "key_file"):
             path = getattr(self, name)
-            if self.enabled and path is not None and not Path(path).is_file():
-                raise ValueError(f"{name} {str(path)!r} is not a readable file")
+            if path is not None:
+                _check_pem(name, Path(path))
         return self
+
+
+def _check_pem(name: str, path: Path) -> None:
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{name} {str(path)!r} is not a readable file") from exc
+    if b"-----BEGIN " not in text:
+        raise ValueError(f"{name} {str(path)!r} is not PEM (no '-----BEGIN' line)")
+
+
+def _no_retries(value: Any) -> Any:
+    """``retries: 0`` or ``retries: false`` turn retries off."""
+    if value is False or (isinstance(value, int) and not isinstance(value, bool) and value == 0):
+        return {"max_attempts": 1}
+    return value
 
 
 class Upstream(_Section):
@@ -121,13 +189,26 @@ class Upstream(_Section):
     services: ServiceFilter = Field(default_factory=ServiceFilter)
     pool_size: int = Field(2, ge=1, le=64)
     keepalive: Keepalive = Field(default_factory=Keepalive)
+    reconnect: Reconnect = Field(default_factory=Reconnect)
+    retries: Retries = Field(default_factory=Retries)
+    compression: Literal["none", "gzip"] = "none"
     tls: Tls = Field(default_factory=Tls)
     authority: str | None = None
     timeout_s: float = Field(30.0, gt=0)
     max_timeout_s: float = Field(300.0, gt=0)
     health_check: bool = False
+    health_service: str = ""  # "" asks about the whole server
+    health_interval_s: float = Field(5.0, gt=0)
+    # How often DNS names in targets are resolved again (and TLS files re-read);
+    # a changed address set rebuilds the channels. 0 turns it off.
+    resolve_interval_s: float = Field(10.0, ge=0)
     max_send_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
     max_receive_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
+
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _retries(cls, value: Any) -> Any:
+        return _no_retries(value)
 
     @field_validator("name")
     @classmethod
@@ -240,9 +321,46 @@ class WebSocketSettings(_Section):
     max_message_size: int = Field(4 * 1024 * 1024, gt=0)
 
 
+class StreamSettings(_Section):
+    # A stream with no message in either direction for this long ends with
+    # DEADLINE_EXCEEDED (0: never). Streams have no default deadline, so this
+    # is what frees upstream calls a forgotten client left open.
+    idle_timeout_s: float = Field(300.0, ge=0)
+
+
+# Browsers send origins in lower case, so a configured one must be too to ever match.
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\sA-Z]+$")
+
+
 class Cors(_Section):
+    # Exact origins ("https://app.example.com", scheme://host[:port]) or "*".
     allowed_origins: list[str] = Field(default_factory=list)
     allow_credentials: bool = False
+    # Request headers a preflight may ask for beyond the ones the bridge reads
+    # (Content-Type, Authorization, Grpc-Timeout, Grpc-Metadata-*, ...).
+    allowed_headers: list[str] = Field(default_factory=list)
+    # How long browsers may cache a preflight answer.
+    max_age_s: int = Field(600, ge=0)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port], lower case, "
+                    'without a path or trailing slash (or "*")'
+                )
+        return value
+
+    @field_validator("allowed_headers")
+    @classmethod
+    def _headers(cls, value: list[str]) -> list[str]:
+        names = [v.strip().lower() for v in value]
+        for name in names:
+            if not re.fullmatch(r"[0-9a-z!#$%&'*+.^_`|~-]+", name):
+                raise ValueError(f"{name!r} is not a header name")
+        return names
 
 
 class LogSettings(_Section):
@@ -317,8 +435,11 @@ class Settings(BaseSettings):
     discovery: DiscoverySettings = Field(default_factory=DiscoverySettings)
     websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
     cors: Cors = Field(default_factory=Cors)
+    streams: StreamSettings = Field(default_factory=StreamSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    #: Processes sharing the proxy port (SO_REUSEPORT); the parent keeps the admin port.
+    workers: int = Field(1, ge=1, le=64)
 
     # Set per load by load_settings(); class-level because pydantic-settings
     # builds sources from the class.

@@ -57,6 +57,16 @@ def rich_status(code: int, message: str) -> status_pb2.Status:
     return status
 
 
+async def _settle() -> None:
+    """Let a client's cancellation arrive.
+
+    grpc.aio ends a request iterator the same way for a half-close and for a
+    cancelled call; the cancellation reaches the handler as CancelledError
+    at its next await.
+    """
+    await asyncio.sleep(0.01)
+
+
 class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
     """bridgetest.v1.TestService, as described in kitchen.proto."""
 
@@ -67,18 +77,26 @@ class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
         self.completed: list[str] = []
         #: Tags of Sleep / ServerStream calls cancelled (client gone, deadline).
         self.cancelled: list[str] = []
+        #: Texts of ClientStream / Bidi request messages, recorded as each arrives.
+        self.received: list[str] = []
+        #: ServerStream messages written so far, by tag (backpressure tests).
+        self.sent: dict[str, int] = {}
         self._changed = asyncio.Event()
 
     async def wait_for(
-        self, which: Literal["completed", "cancelled"], tag: str, *, within: float = 5.0
+        self,
+        which: Literal["completed", "cancelled", "received"],
+        tag: str,
+        *,
+        within: float = 5.0,
     ) -> None:
-        """Wait until ``tag`` shows up in ``completed`` or ``cancelled``.
+        """Wait until ``tag`` shows up in ``completed``, ``cancelled`` or ``received``.
 
         Cancellation reaches the server a moment after the client gives up,
         so tests wait for it rather than assert at once. TimeoutError after
         ``within`` seconds.
         """
-        tags = self.completed if which == "completed" else self.cancelled
+        tags = {"completed": self.completed, "cancelled": self.cancelled}.get(which, self.received)
         async with asyncio.timeout(within):
             while tag not in tags:
                 self._changed.clear()
@@ -141,6 +159,7 @@ class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
                 await context.write(
                     kitchen_pb2.StreamReply(index=index, text=f"{request.tag}-{index}")
                 )
+                self.sent[request.tag] = index + 1
         except asyncio.CancelledError:
             self._record(self.cancelled, request.tag)
             raise
@@ -149,14 +168,33 @@ class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
         self._record(self.completed, request.tag)
 
     async def ClientStream(self, request_iterator: AsyncIterator[Any], context: Any) -> Any:
-        texts = [message.text async for message in request_iterator]
+        # Cancellations are recorded under the first message's text.
+        texts: list[str] = []
+        try:
+            async for message in request_iterator:
+                texts.append(message.text)
+                self._record(self.received, message.text)
+            await _settle()
+        except asyncio.CancelledError:
+            self._record(self.cancelled, texts[0] if texts else "")
+            raise
+        context.set_trailing_metadata((("x-count", str(len(texts))),))
         return kitchen_pb2.StreamSummary(count=len(texts), texts=texts)
 
     async def Bidi(self, request_iterator: AsyncIterator[Any], context: Any) -> None:
-        async for message in request_iterator:
-            await context.write(
-                kitchen_pb2.StreamReply(index=message.index, text="echo: " + message.text)
-            )
+        # Echoes each message at once; cancellations recorded under the first message's text.
+        first: str | None = None
+        try:
+            async for message in request_iterator:
+                first = message.text if first is None else first
+                self._record(self.received, message.text)
+                await context.write(
+                    kitchen_pb2.StreamReply(index=message.index, text="echo: " + message.text)
+                )
+            await _settle()
+        except asyncio.CancelledError:
+            self._record(self.cancelled, first or "")
+            raise
 
 
 class OtherImpl(other_pb2_grpc.OtherServicer):
@@ -196,16 +234,22 @@ async def start_server(
     services: Sequence[str] = ("test", "other", "internal"),
     reflection: Sequence[str] = ("v1", "v1alpha"),
     health: bool = True,
+    credentials: grpc.ServerCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = (),
 ) -> RunningServer:
     """Start an upstream on 127.0.0.1 (``port=0``: an ephemeral port).
 
+    ``credentials`` serves TLS (``grpc.ssl_server_credentials``); ``options``
+    are extra grpc server options.
+
     ``services`` picks from ``test``, ``other``, ``internal`` and ``demo`` (the
-    demo Shop's descriptors; its methods answer UNIMPLEMENTED). ``reflection``
+    demo Shop's descriptors; its methods answer UNIMPLEMENTED), and ``rest`` /
+    ``badrest`` (annotated, see tests/rest_service.py). ``reflection``
     lists the protocol versions served; empty serves none.
     """
     # Exclusive bind: with SO_REUSEPORT (grpc's default) a second server could
     # silently share a port a test believes is free or taken.
-    server = grpc.aio.server(options=(("grpc.so_reuseport", 0),))
+    server = grpc.aio.server(options=(("grpc.so_reuseport", 0), *options))
     test = TestServiceImpl()
     served: list[str] = []
     for service in services:
@@ -221,6 +265,14 @@ async def start_server(
         elif service == "demo":
             demo_pb2_grpc.add_ShopServicer_to_server(demo_pb2_grpc.ShopServicer(), server)
             served.append(DEMO_SERVICE)
+        elif service in ("rest", "badrest"):
+            # REST-mapping services (tests/rest_service.py); imported here only.
+            from tests import rest_service
+
+            rest_service.add_to_server(service, server)
+            served.append(
+                rest_service.REST_SERVICE if service == "rest" else rest_service.BAD_REST_SERVICE
+            )
         else:
             raise ValueError(f"unknown test service {service!r}")
     health_servicer = None
@@ -233,7 +285,11 @@ async def start_server(
     if reflection:
         enable_reflection(server, served, reflection)
     try:
-        bound = server.add_insecure_port(f"127.0.0.1:{port}")
+        address = f"127.0.0.1:{port}"
+        if credentials is not None:
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
         await server.start()
     except BaseException:
         await server.stop(None)  # don't leave a half-made server to the GC

@@ -388,9 +388,10 @@ async def test_default_and_max_timeouts(upstream: RunningServer) -> None:
         assert status == 200 and body["completed"] is True
 
 
-async def test_streaming_methods_answer_501_on_this_route(bridge: RunningBridge) -> None:
+async def test_streaming_methods_are_served_on_this_route(bridge: RunningBridge) -> None:
+    # Issue 3 replaced the 501: a JSON object is a request stream of one (tests/test_streaming*).
     status, body, _ = await bridge.post("/bridgetest.v1.TestService/ClientStream", {})
-    assert status == 501 and body["code"] == 12
+    assert status == 200 and body == {"count": 1, "texts": [""]}
 
 
 async def test_bad_input_never_disturbs_other_requests(bridge: RunningBridge) -> None:

@@ -14,7 +14,12 @@ Decoding a request body goes through three steps:
    The few errors left to it (Timestamp / Duration / FieldMask contents, closed
    enums) are reworded the same way.
 
-Encoding is ``json_format.MessageToDict`` then ``orjson.dumps``.
+Steps 2 and 3 are the *reference path*. In front of it runs a converter compiled
+once per message type (fast_decode.py) that sets fields directly; it either
+builds exactly the message the reference path would, or gives up and the
+reference path decides — so every error message below comes from the reference
+path. Likewise encoding runs generated per-type code (fast_encode.py), falling
+back to ``json_format.MessageToDict``; then ``orjson.dumps``.
 
 Error wording (all :class:`~grpc_bridge.errors.InvalidArgument`)::
 
@@ -43,10 +48,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from google.protobuf import json_format
+from google.protobuf import descriptor_pool, json_format
 from google.protobuf.descriptor_pool import DescriptorPool
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
+from grpc_bridge.codec.fast_decode import Decoders, Fallback, Filler, decode_with
+from grpc_bridge.codec.fast_encode import Encoder, Encoders
 from grpc_bridge.codec.validate import Plans, Validator
 from grpc_bridge.errors import BridgeError, InvalidArgument, JsonEncodeError
 
@@ -124,6 +131,8 @@ class MessageCodec:
     __slots__ = (
         "_decode_kwargs",
         "_encode_kwargs",
+        "_fast_decode",
+        "_fast_encode",
         "_max_depth",
         "_root",
         "_validator",
@@ -135,6 +144,19 @@ class MessageCodec:
     ) -> None:
         self.message_class = message_class
         self._max_depth = options.max_depth
+        self._fast_decode: Filler | None = None
+        self._fast_encode: Encoder | None = None
+        if _fast_path_applies():
+            descriptor = message_class.DESCRIPTOR
+            self._fast_decode = Decoders(
+                ignore_unknown=options.ignore_unknown_fields, max_depth=options.max_depth
+            ).filler(descriptor)
+            self._fast_encode = Encoders(
+                pool,
+                use_proto_names=options.use_proto_names,
+                emit_unpopulated=options.emit_unpopulated,
+                enums_as_ints=options.enums_as_ints,
+            ).encoder(descriptor)
         plans = Plans(pool)
         self._root = plans.check_for_message(message_class.DESCRIPTOR)
         self._validator = Validator(plans, ignore_unknown=options.ignore_unknown_fields)
@@ -165,6 +187,14 @@ class MessageCodec:
         form) is replaced in ``value`` by its text, the same value in proto3 JSON:
         json_format refuses it as a number.
         """
+        if self._fast_decode is not None:
+            message = decode_with(self._fast_decode, self.message_class, value)
+            if message is not None:
+                return message
+        return self.reference_decode_value(value)
+
+    def reference_decode_value(self, value: object) -> Message:
+        """:meth:`decode_value` without the fast path: the validation walk, then json_format."""
         # Timestamp, wrappers ... take a non-dict JSON form, hence Any.
         js: Any = self._validator.validate(value, self._root)
         message = self.message_class()
@@ -174,13 +204,22 @@ class MessageCodec:
             raise self._reword(str(exc)) from exc
         except RecursionError as exc:
             raise _depth_error(self._max_depth) from exc
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
             # json_format lets some of these escape for inputs the walk didn't foresee.
             raise InvalidArgument(f"invalid JSON for {self._root.type_name}: {exc}") from exc
         return message
 
     def to_value(self, message: Message) -> Any:
         """JSON-compatible value of ``message``: dict, list, str, int, float, bool or None."""
+        if self._fast_encode is not None:
+            try:
+                return self._fast_encode(message)
+            except (Fallback, ValueError, TypeError, KeyError, AttributeError, DecodeError):
+                pass  # json_format renders it, or raises the error to report
+        return self.reference_to_value(message)
+
+    def reference_to_value(self, message: Message) -> Any:
+        """:meth:`to_value` without the fast path: ``json_format.MessageToDict``."""
         try:
             return json_format.MessageToDict(message, **self._encode_kwargs)
         except (json_format.Error, ValueError, TypeError, KeyError) as exc:
@@ -203,6 +242,15 @@ class MessageCodec:
         if "Message too deep" in message:
             return _depth_error(self._max_depth)
         return InvalidArgument(_reword_parse_error(message, self._root.type_name))
+
+
+def _fast_path_applies() -> bool:
+    """False once protobuf knows custom JSON enum names, which only json_format handles."""
+    try:
+        descriptor_pool.Default().FindExtensionByName("pb.enumvalue.json")
+    except KeyError:
+        return True
+    return False
 
 
 # "Failed to parse nested field: Failed to parse ts field: <problem> at Kitchen.nested.ts."

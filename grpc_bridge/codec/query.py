@@ -30,6 +30,10 @@ the parameter::
     query parameter "nested" names a message field (bridgetest.v1.Nested); set its fields, ...
     query parameter "f_int32" is given more than once, but field "f_int32" is not repeated
     field "id" is bound by the path and cannot be set by a query parameter
+    field "item" is taken from the request body and cannot be set by a query parameter
+
+:func:`text_to_value` converts one text the same way for REST path variables
+(``where`` names the variable in errors).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from grpc_bridge.codec.json_codec import parse_json
 from grpc_bridge.codec.validate import FLOAT32_LIMIT, INT_RANGES, TYPE_NAMES, WRAPPERS_FILE
 from grpc_bridge.errors import InvalidArgument
 
-__all__ = ["query_to_value"]
+__all__ = ["query_to_value", "text_to_value"]
 
 _FD = FieldDescriptor
 
@@ -85,18 +89,28 @@ def query_to_value(
     *,
     ignore_unknown: bool = False,
     bound: Collection[str] = (),
+    body: str | None = None,
     max_depth: int = 64,
 ) -> dict[str, Any]:
     """URL query parameters -> a dict keyed by proto field names, ready for ``decode_value``.
 
     ``bound`` holds the dotted proto-name paths of fields bound by the URL path;
+    ``body`` the top-level field a REST binding fills from the request body;
     ``max_depth`` bounds the JSON text of Struct / ListValue / Any / Value parameters.
     """
     result: dict[str, Any] = {}
     bound_paths = frozenset(bound)
     for param, raw in items:
-        _assign(descriptor, result, param, raw, ignore_unknown, bound_paths, max_depth)
+        _assign(descriptor, result, param, raw, ignore_unknown, bound_paths, body, max_depth)
     return result
+
+
+def text_to_value(field: FieldDescriptor, raw: str, *, where: str, max_depth: int = 64) -> Any:
+    """One text for a singular non-message (or well-known-type) field, as a query value is read.
+
+    ``where`` names the text's origin in errors, e.g. ``path variable "id"``.
+    """
+    return _convert(field, raw, where, max_depth)
 
 
 def _assign(
@@ -106,17 +120,18 @@ def _assign(
     raw: str,
     ignore_unknown: bool,
     bound: frozenset[str],
+    body: str | None,
     max_depth: int,
 ) -> None:
     # Resolve the whole name before touching ``result``: an ignored unknown
     # "nested.foo" must not leave an empty "nested" behind.
-    route = _resolve(descriptor, param, bound)
+    route = _resolve(descriptor, param, bound, body)
     if route is None:
         if ignore_unknown:
             return
         raise InvalidArgument(f'unknown query parameter "{param}"')
     steps, leaf, dotted = route
-    value = _convert(leaf, raw, param, max_depth)
+    value = _convert(leaf, raw, _query(param), max_depth)
     target = result
     for name, key in steps[:-1]:
         target = target.setdefault(name, {})
@@ -140,7 +155,9 @@ def _assign(
 _Route = tuple[list[tuple[str, str | None]], FieldDescriptor, str]
 
 
-def _resolve(descriptor: Descriptor, param: str, bound: frozenset[str]) -> _Route | None:
+def _resolve(
+    descriptor: Descriptor, param: str, bound: frozenset[str], body: str | None
+) -> _Route | None:
     """(proto name, map key) per segment, the field whose value is set, its dotted proto path.
 
     None when the name is malformed or names no field.
@@ -161,6 +178,11 @@ def _resolve(descriptor: Descriptor, param: str, bound: frozenset[str]) -> _Rout
             raise InvalidArgument(
                 f'field "{dotted}" is bound by the path and cannot be set by a query parameter'
             )
+        if index == 0 and field.name == body:
+            raise InvalidArgument(
+                f'field "{dotted}" is taken from the request body '
+                "and cannot be set by a query parameter"
+            )
         key = None
         holder = field  # the field whose type the value (or next segment) has
         if _is_map(field):
@@ -170,7 +192,7 @@ def _resolve(descriptor: Descriptor, param: str, bound: frozenset[str]) -> _Rout
                     f'e.g. "{name}[key]=value"'
                 )
             assert field.message_type is not None
-            key = _map_key(field.message_type.fields_by_name["key"], map_key, param)
+            key = _map_key(field.message_type.fields_by_name["key"], map_key, _query(param))
             holder = field.message_type.fields_by_name["value"]
         elif map_key is not None:
             raise InvalidArgument(f'query parameter "{param}": field "{dotted}" is not a map')
@@ -242,11 +264,15 @@ def _names_message(param: str, field: FieldDescriptor) -> InvalidArgument:
     )
 
 
-def _bad_value(raw: str, param: str, problem: str) -> InvalidArgument:
+def _query(param: str) -> str:
+    return f'query parameter "{param}"'
+
+
+def _bad_value(raw: str, where: str, problem: str) -> InvalidArgument:
+    """``where`` is the value's origin, e.g. ``query parameter "f_int32"``."""
     shown = raw if len(raw) <= 64 else raw[:64] + "..."
     return InvalidArgument(
-        f"invalid value {json.dumps(shown, ensure_ascii=False)} "
-        f'for query parameter "{param}": {problem}'
+        f"invalid value {json.dumps(shown, ensure_ascii=False)} for {where}: {problem}"
     )
 
 

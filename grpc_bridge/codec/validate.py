@@ -336,7 +336,7 @@ class Validator:
         elif kind == _ENUM:
             problem = self._enum_problem(value, check)
         elif kind == _BYTES:
-            problem = _bytes_problem(value)
+            problem = bytes_problem(value)
         elif kind == _STRING_WKT:
             if type(value) is not str:
                 problem = f"expected a string for {check.type_name}, got {_describe(value)}"
@@ -448,7 +448,7 @@ def _float_problem(value: object, check: _Check) -> str | None:
     return None
 
 
-def _bytes_problem(value: object) -> str | None:
+def bytes_problem(value: object) -> str | None:
     if type(value) is not str:
         return f"expected a base64 string, got {_describe(value)}"
     # Standard or URL-safe alphabet, padded or not (json_format decodes all four).

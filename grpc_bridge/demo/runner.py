@@ -19,6 +19,15 @@ def curl_lines(port: int, admin_port: int) -> list[str]:
         f"curl -s '{base}/demo.v1.Shop/GetItem?id=2'",
         f"curl -s {base}/demo.v1.Shop/CreateItem {json} "
         '-d \'{"item": {"name": "Kite", "category": "GAMES", "priceCents": "1500"}}\'',
+        "# REST paths from the service's google.api.http annotations",
+        f"curl -s {base}/v1/items/1",
+        f'curl -s -X PATCH {base}/v1/items/2 {json} -d \'{{"priceCents": "1999"}}\'',
+        "# streaming: NDJSON lines as items arrive, Server-Sent Events, request streams",
+        f"curl -sN '{base}/demo.v1.Shop/ListItems?interval=0.5s'",
+        f"curl -sN '{base}/demo.v1.Shop/ListItems?category=BOOKS' -H 'Accept: text/event-stream'",
+        f"curl -s {base}/demo.v1.Shop/AddItems {json} "
+        '-d \'[{"item": {"name": "Top"}}, {"item": {"name": "Ball"}}]\'',
+        f'curl -sN {base}/demo.v1.Shop/Chat {json} -d \'[{{"text": "hello"}}, {{"text": "bye"}}]\'',
         "# errors come back as google.rpc.Status JSON with the mapped HTTP status",
         f'curl -s -i {base}/demo.v1.Shop/GetItem {json} -d \'{{"id": "404"}}\'',
         f"curl -s {base}/demo.v1.Shop/Ping {json} -d '{{}}'",

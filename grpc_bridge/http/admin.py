@@ -30,6 +30,11 @@ async def readyz(request: web.Request) -> web.Response:
     return _json(report, 200 if ready else 503)
 
 
+async def upstreams(request: web.Request) -> web.Response:
+    """Targets, addresses, channel states, services, last refresh and health of each upstream."""
+    return _json({"upstreams": request.app[BRIDGE].describe_upstreams()})
+
+
 async def metrics(request: web.Request) -> web.Response:
     body = generate_latest(request.app[REGISTRY])
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -63,6 +68,8 @@ async def service(request: web.Request) -> web.Response:
             "path": p.info.path,
             "kind": p.info.kind.value,
             "http_methods": list(generic_methods(p)),
+            # REST bindings (google.api.http annotations and YAML routes).
+            "bindings": [b.describe() for b in routes.bindings_for(p.info.path)],
             "request": describe_message(p.info.input_type),
             "response": describe_message(p.info.output_type),
         }
@@ -138,6 +145,7 @@ def build_admin_app(bridge: Bridge, registry: CollectorRegistry) -> web.Applicat
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/upstreams", upstreams)
     app.router.add_get("/v1/services", services)
     app.router.add_get("/v1/services/{service}", service)
     return app

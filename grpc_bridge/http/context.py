@@ -9,6 +9,7 @@ from aiohttp import web
 from google.protobuf.descriptor_pool import DescriptorPool
 
 from grpc_bridge.bridge import Bridge
+from grpc_bridge.metrics import Metrics
 from grpc_bridge.routing.table import UNMATCHED
 
 
@@ -25,7 +26,17 @@ class RequestContext:
     error: str | None = None
     #: The upstream's pool once routed, to render error details of its types.
     pool: DescriptorPool | None = None
+    metrics: Metrics | None = None
+    stream_open: bool = False
+
+    def open_stream(self, framing: str) -> None:
+        """A response stream starts; counted in ``grpc_bridge_streams_open`` until it ends."""
+        self.framing = framing
+        if self.metrics is not None and not self.stream_open:
+            self.stream_open = True
+            self.metrics.stream_gauge(framing).inc()
 
 
 BRIDGE = web.AppKey("bridge", Bridge)
+METRICS = web.AppKey("metrics", Metrics)
 CONTEXT = web.RequestKey("context", RequestContext)

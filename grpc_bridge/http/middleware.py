@@ -13,10 +13,11 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from grpc_bridge.errors import BridgeError
-from grpc_bridge.http.context import CONTEXT, RequestContext
+from grpc_bridge.http.context import CONTEXT, METRICS, RequestContext
+from grpc_bridge.http.relay import ACTIVE_SINK
 from grpc_bridge.http.responses import error_response, json_response
 from grpc_bridge.log import get_logger
-from grpc_bridge.status import Code, code_name, status_body
+from grpc_bridge.status import Code, code_name, status_body, status_dict
 from grpc_bridge.upstream.metadata import request_id_of
 
 log = get_logger("grpc_bridge.http")
@@ -26,13 +27,34 @@ REQUEST_ID_HEADER = "X-Request-Id"
 
 @web.middleware
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    ctx = RequestContext(request_id=request_id_of(request.headers.items()))
+    metrics = request.app.get(METRICS)
+    ctx = RequestContext(request_id=_request_id(request), metrics=metrics)
     request[CONTEXT] = ctx
+    if metrics is None:
+        return await _serve(request, handler, ctx)
+    metrics.http_in_flight.inc()
+    status = 499
+    try:
+        response = await _serve(request, handler, ctx)
+        status = response.status
+        return response
+    finally:
+        metrics.http_in_flight.dec()
+        if ctx.stream_open and ctx.framing is not None:
+            metrics.stream_gauge(ctx.framing).dec()
+        route = metrics.route(ctx.route)
+        route.request(request.method, status).inc()
+        route.duration.observe(time.perf_counter() - ctx.started)
+
+
+async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) -> web.StreamResponse:
     response: web.StreamResponse
     try:
         response = await handler(request)
     except BridgeError as exc:
         response = error_response(exc, ctx.pool)
+        if exc.reject_reason and ctx.metrics is not None:
+            ctx.metrics.reject(exc.reject_reason)
         ctx.grpc_code = ctx.grpc_code or code_name(exc.code)
         ctx.error = exc.message
     except web.HTTPException as exc:
@@ -46,14 +68,26 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise
     except Exception:
         log.exception("unhandled_error", request_id=ctx.request_id, path=request.path)
-        response = json_response(
-            status_body(Code.INTERNAL, "internal error in grpc-bridge; see its logs"), status=500
-        )
+        message = "internal error in grpc-bridge; see its logs"
+        sink = request.get(ACTIVE_SINK)
+        if sink is not None and sink.started:
+            # Headers are gone: the stream ends with an in-band error instead.
+            response = await sink.abort(status_dict(Code.INTERNAL, message))
+        else:
+            response = json_response(status_body(Code.INTERNAL, message), status=500)
         ctx.grpc_code = code_name(Code.INTERNAL)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
     _log_request(request, ctx, response.status)
     return response
+
+
+def _request_id(request: web.Request) -> str:
+    # One case-insensitive lookup instead of a scan of every header, per request.
+    value = request.headers.get(REQUEST_ID_HEADER)
+    if value:
+        return value
+    return request_id_of(() if value is None else request.headers.items())
 
 
 def _log_request(request: web.Request, ctx: RequestContext, status: int) -> None:
@@ -63,6 +97,7 @@ def _log_request(request: web.Request, ctx: RequestContext, status: int) -> None
         http_method=request.method,
         path=request.path,
         route=ctx.route,
+        framing=ctx.framing,
         grpc_method=ctx.grpc_method,
         upstream=ctx.upstream,
         grpc_code=ctx.grpc_code,
@@ -71,5 +106,6 @@ def _log_request(request: web.Request, ctx: RequestContext, status: int) -> None
         bytes_in=ctx.bytes_in,
         peer=request.remote,
         traceparent=request.headers.get("traceparent"),
+        tracestate=request.headers.get("tracestate"),
         error=ctx.error,
     )

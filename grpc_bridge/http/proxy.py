@@ -2,7 +2,13 @@
 
 aiohttp's router is frozen once the app starts, but discovery can change the
 routes at any time, so routing is ours (a pure table swapped on refresh) and
-aiohttp only sees a single catch-all.
+aiohttp only sees a single catch-all. Dispatch picks the handler from the
+request (CORS preflight, WebSocket upgrade) and the method's kind; the
+framing of a streamed answer is negotiated by the streaming handlers.
+
+Handlers are cancelled when their client disconnects (aiohttp's
+``handler_cancellation``), which cancels the upstream call at once — a
+stream would otherwise run on until its next write failed.
 """
 
 from __future__ import annotations
@@ -11,38 +17,71 @@ from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
-from grpc_bridge.errors import MethodNotAllowed, NotImplementedYet, RouteNotFound, UpstreamNotReady
-from grpc_bridge.http.context import BRIDGE, CONTEXT
-from grpc_bridge.http.middleware import edge_middleware
+from grpc_bridge.errors import MethodNotAllowed, RouteNotFound, UpstreamNotReady
+from grpc_bridge.http.context import BRIDGE, CONTEXT, RequestContext
+from grpc_bridge.http.cors import CorsPolicy, is_preflight
+from grpc_bridge.http.middleware import REQUEST_ID_HEADER, edge_middleware
+from grpc_bridge.http.streaming import (
+    handle_bidi_stream,
+    handle_client_stream,
+    handle_server_stream,
+)
 from grpc_bridge.http.unary import handle_unary
-from grpc_bridge.routing.table import MatchKind
+from grpc_bridge.http.websocket import handle_websocket, is_websocket
+from grpc_bridge.routing.table import Match, MatchKind
 from grpc_bridge.upstream.metadata import MetadataPolicy
 
 _POLICY = web.AppKey("metadata_policy", MetadataPolicy)
+_CORS = web.AppKey("cors_policy", CorsPolicy)
+
+_HANDLERS = {
+    MethodKind.UNARY: handle_unary,
+    MethodKind.SERVER_STREAM: handle_server_stream,
+    MethodKind.CLIENT_STREAM: handle_client_stream,
+    MethodKind.BIDI_STREAM: handle_bidi_stream,
+}
 
 
-async def dispatch(request: web.Request) -> web.StreamResponse:
-    bridge = request.app[BRIDGE]
-    ctx = request[CONTEXT]
-    match = bridge.routes.match(request.method, request.path)
+def _routed(request: web.Request, match: Match, ctx: RequestContext) -> None:
+    """Record the match in the request context; raise for no route."""
     if match.kind is MatchKind.NONE:
-        raise _no_route(bridge, request)
+        raise _no_route(request.app[BRIDGE], request)
     plan = match.plan
     assert plan is not None
     ctx.route = match.route
     ctx.grpc_method = plan.info.full_name
     ctx.upstream = plan.upstream
     ctx.pool = plan.pool
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    bridge = request.app[BRIDGE]
+    ctx = request[CONTEXT]
+    policy = request.app[_POLICY]
+    if is_preflight(request):
+        wanted = request.headers["Access-Control-Request-Method"]
+        match = bridge.routes.match(wanted, request.raw_path)
+        _routed(request, match, ctx)
+        if match.kind is MatchKind.WRONG_METHOD:
+            raise _not_allowed(wanted, match)
+        return request.app[_CORS].preflight(request, match.allowed)
+    if is_websocket(request):
+        match = bridge.routes.websocket(request.raw_path)
+        _routed(request, match, ctx)
+        return await handle_websocket(request, match, bridge, ctx, policy)
+    # Raw: REST variables decode %2F per HttpRule only if they see it encoded.
+    match = bridge.routes.match(request.method, request.raw_path)
+    _routed(request, match, ctx)
     if match.kind is MatchKind.WRONG_METHOD:
-        raise MethodNotAllowed(
-            f"{request.method} is not allowed on {match.route}; use {' or '.join(match.allowed)}",
-            allowed=match.allowed,
-        )
-    if plan.info.kind is MethodKind.UNARY:
-        return await handle_unary(request, match, bridge, ctx, request.app[_POLICY])
-    raise NotImplementedYet(
-        f"{plan.info.full_name} is a {plan.info.kind.value.replace('_', '-')}ing method; "
-        "this route serves unary methods only"
+        raise _not_allowed(request.method, match)
+    assert match.plan is not None
+    return await _HANDLERS[match.plan.info.kind](request, match, bridge, ctx, policy)
+
+
+def _not_allowed(method: str, match: Match) -> MethodNotAllowed:
+    return MethodNotAllowed(
+        f"{method} is not allowed on {match.route}; use {' or '.join(match.allowed)}",
+        allowed=match.allowed,
     )
 
 
@@ -57,17 +96,30 @@ def _no_route(bridge: Bridge, request: web.Request) -> Exception:
     return RouteNotFound(f"no route for {request.method} {request.path}")
 
 
+async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    """Headers every response carries, streams and errors alike, set just before sending."""
+    ctx = request.get(CONTEXT)
+    if ctx is not None and REQUEST_ID_HEADER not in response.headers:
+        response.headers[REQUEST_ID_HEADER] = ctx.request_id
+    request.app[_CORS].decorate(request, response)
+
+
 def build_proxy_app(bridge: Bridge) -> web.Application:
-    limits = bridge.settings.limits
+    settings = bridge.settings
+    limits = settings.limits
     # Our own reader enforces max_request_bytes with a clear message; aiohttp's
     # cap stays as a backstop just above it.
     app = web.Application(
-        middlewares=[edge_middleware], client_max_size=limits.max_request_bytes + 1
+        middlewares=[edge_middleware],
+        client_max_size=limits.max_request_bytes + 1,
+        handler_args={"handler_cancellation": True},
     )
     app[BRIDGE] = bridge
     app[_POLICY] = MetadataPolicy(
-        forward_headers=frozenset(bridge.settings.metadata.forward_headers),
+        forward_headers=frozenset(settings.metadata.forward_headers),
         max_bytes=limits.max_metadata_bytes,
     )
+    app[_CORS] = CorsPolicy(settings.cors, settings.metadata.forward_headers)
+    app.on_response_prepare.append(_on_prepare)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

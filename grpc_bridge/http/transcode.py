@@ -1,29 +1,53 @@
 """HTTP request → request message, response message → HTTP body.
 
-The one place every handler (unary, streaming, WebSocket, REST bindings)
-builds its first request message and encodes responses, so path variables,
-``body:`` fields and ``response_body`` are handled once.
+The one place every handler (unary, streaming, WebSocket) builds its first
+request message and encodes responses, so REST bindings (path variables,
+``body:``, query parameters, HttpBody, PATCH masks, ``response_body``) are
+handled once, whichever framing carries the call:
+
+- :func:`decode_request`: the request message of a matched route;
+- :func:`encode_response`: one response message as the HTTP body bytes (JSON,
+  a ``response_body`` field's JSON, or an HttpBody's raw bytes);
+- :func:`response_content_type`: the media type of those bytes;
+- :func:`message_response`: both, as the ``web.Response`` of a one-message reply.
+
+The REST rules themselves live in :mod:`grpc_bridge.codec.rest`; this module
+only feeds them what aiohttp parsed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from aiohttp import web
 from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.query import query_to_value
-from grpc_bridge.http.body import check_media_type, read_body
+from grpc_bridge.http.body import JSON, check_media_type, read_body
 from grpc_bridge.http.context import RequestContext
+from grpc_bridge.http.responses import json_response
+from grpc_bridge.routing.bindings import Binding
 from grpc_bridge.routing.table import Match
+
+__all__ = [
+    "decode_request",
+    "encode_response",
+    "message_from_query",
+    "message_response",
+    "response_content_type",
+]
 
 
 def message_from_query(request: web.Request, match: Match, bridge: Bridge) -> Message:
+    """The generic route's GET: every field from the query string."""
     plan = match.plan
     assert plan is not None
     value = query_to_value(
         plan.info.input_type,
         request.query.items(),
         ignore_unknown=bridge.settings.rest.ignore_unknown_query_parameters,
+        max_depth=bridge.settings.limits.max_json_depth,
     )
     return plan.request_codec.decode_value(value)
 
@@ -31,9 +55,15 @@ def message_from_query(request: web.Request, match: Match, bridge: Bridge) -> Me
 async def decode_request(
     request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
 ) -> Message:
-    """The request message: from the query string for GET, else from the JSON body."""
+    """The request message of ``match``.
+
+    Generic route: from the query string for GET, else from the JSON body.
+    REST binding: path variables + body + query, as the binding says.
+    """
     plan = match.plan
     assert plan is not None
+    if match.binding is not None:
+        return await _decode_rest(request, match, match.binding, bridge, ctx)
     if request.method == "GET":
         return message_from_query(request, match, bridge)
     check_media_type(request)
@@ -42,7 +72,48 @@ async def decode_request(
     return plan.request_codec.decode(body)
 
 
+async def _decode_rest(
+    request: web.Request, match: Match, binding: Binding, bridge: Bridge, ctx: RequestContext
+) -> Message:
+    rest = binding.request
+    body = b""
+    # A body-less binding still reads what was sent, to refuse it with a clear 400.
+    if rest.takes_body or request.body_exists:
+        if rest.takes_body and not rest.raw_body:
+            check_media_type(request)
+        body = await read_body(request, bridge.settings.limits.max_request_bytes)
+        ctx.bytes_in = len(body)
+    return rest.decode(
+        match.path_params,
+        request.query.items(),
+        body,
+        request.headers.get("Content-Type"),
+        ignore_unknown_query=bridge.settings.rest.ignore_unknown_query_parameters,
+    )
+
+
 def encode_response(match: Match, message: Message) -> bytes:
+    """The HTTP body for one response message (for streams: one message's bytes)."""
+    if match.binding is not None:
+        return match.binding.response.encode(message)
     plan = match.plan
     assert plan is not None
     return plan.response_codec.encode(message)
+
+
+def response_content_type(match: Match, message: Message) -> str:
+    """``application/json``, or an HttpBody response's own content type."""
+    if match.binding is not None:
+        return match.binding.response.content_type(message) or JSON
+    return JSON
+
+
+def message_response(
+    match: Match, message: Message, *, headers: Sequence[tuple[str, str]] = ()
+) -> web.Response:
+    """The ``200`` reply carrying one response message (unary and client-streaming calls)."""
+    response = json_response(encode_response(match, message), headers=headers)
+    content_type = response_content_type(match, message)
+    if content_type != JSON:
+        response.headers["Content-Type"] = content_type
+    return response

@@ -6,8 +6,7 @@ from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.responses import json_response
-from grpc_bridge.http.transcode import decode_request, encode_response
+from grpc_bridge.http.transcode import decode_request, message_response
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.status import Code, code_name
@@ -50,7 +49,8 @@ async def handle_unary(
         plan.info, message, metadata=metadata, timeout=timeout
     )
     ctx.grpc_code = code_name(Code.OK)
-    return json_response(
-        encode_response(match, result.response),
+    return message_response(
+        match,
+        result.response,
         headers=to_headers(result.initial_metadata, result.trailing_metadata),
     )

@@ -1,8 +1,17 @@
-"""The route table: HTTP method + path → a method plan, or why not.
+"""The route table: HTTP method + path → a method plan (and REST binding), or why not.
 
 Pure and immutable; built once per discovery snapshot and swapped whole.
 Matching returns a kind (none / wrong method / full) so the HTTP layer can
 tell 404 from 405 (starlette's Match.NONE/PARTIAL/FULL).
+
+Precedence (spec §2): REST bindings first, matched on a segment trie
+(:mod:`grpc_bridge.routing.trie`), then the generic route of every method,
+its gRPC path. A path that matches only with other HTTP methods gets the
+union of their methods as ``allowed`` (the ``Allow`` header).
+
+``match`` takes the request's *raw* path (``request.raw_path``, still
+percent-encoded, query string allowed): REST variables decode ``%2F`` per
+HttpRule only if they see it. A decoded path works too, minus that.
 """
 
 from __future__ import annotations
@@ -11,7 +20,19 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from grpc_bridge.codec.percent import decode_lenient
+from grpc_bridge.routing.bindings import Binding, RouteConflict
 from grpc_bridge.routing.plan import MethodPlan
+from grpc_bridge.routing.trie import ANY_METHOD, SegmentTrie, sort_methods
+
+__all__ = [
+    "UNMATCHED",
+    "Match",
+    "MatchKind",
+    "RouteConflict",
+    "RouteTable",
+    "generic_methods",
+]
 
 #: Route label for requests that matched nothing; metrics never see raw paths.
 UNMATCHED = "unmatched"
@@ -30,7 +51,11 @@ class Match:
     #: The route's template (the gRPC path for generic routes), for logs and metrics.
     route: str = UNMATCHED
     allowed: tuple[str, ...] = ()
+    #: REST path variables by field path (``item.id``), still percent-encoded:
+    #: how to decode depends on the variable (``transcode.decode_request`` does it).
     path_params: Mapping[str, str] = field(default_factory=dict)
+    #: The REST binding matched; None for the generic route.
+    binding: Binding | None = None
 
 
 _NO_MATCH = Match(MatchKind.NONE)
@@ -52,30 +77,114 @@ class _GenericRoute:
 
 
 class RouteTable:
-    def __init__(self, plans: Iterable[MethodPlan]) -> None:
+    def __init__(
+        self,
+        plans: Iterable[MethodPlan],
+        bindings: Iterable[Binding] = (),
+        *,
+        problems: Iterable[str] = (),
+    ) -> None:
+        """Raises :class:`RouteConflict` when two bindings share a method and path shape.
+
+        A binding from YAML ``routes:`` replaces an annotation binding of the
+        same gRPC method with the same HTTP method and shape (http.proto: the
+        service config overrides the proto). ``problems`` are the rules left
+        out of this table (kept so that the next table reports only new ones).
+        """
+        self.problems = frozenset(problems)
         self._generic: dict[str, _GenericRoute] = {}
         for plan in plans:
             methods = generic_methods(plan)
             full = Match(MatchKind.FULL, plan, plan.info.path, methods)
             # First upstream wins a path both serve; the app logs the shadowing.
             self._generic.setdefault(plan.info.path, _GenericRoute(plan, methods, full))
+        self._trie: SegmentTrie[Binding] = SegmentTrie()
+        self._bindings: list[Binding] = []
+        # Configured routes first, so that annotations meet them and yield.
+        for binding in sorted(bindings, key=lambda b: not b.from_config):
+            clash = self._trie.insert(binding.template, binding.http_method, binding)
+            if clash is None:
+                self._bindings.append(binding)
+            elif not (
+                clash.from_config
+                and not binding.from_config
+                and clash.plan.info.path == binding.plan.info.path
+            ):
+                raise RouteConflict(clash, binding)
 
     def match(self, method: str, path: str) -> Match:
-        route = self._generic.get(path)
-        if route is None:
+        path = path.partition("?")[0]
+        rest = self._match_rest(method, path)
+        if rest.kind is MatchKind.FULL:
+            return rest
+        generic = self._generic.get(decode_lenient(path))
+        if generic is not None and method in generic.methods:
+            return generic.full
+        if generic is None:
+            return rest
+        if rest.kind is MatchKind.NONE:
+            return Match(MatchKind.WRONG_METHOD, generic.plan, generic.full.route, generic.methods)
+        allowed = sort_methods((*rest.allowed, *generic.methods))
+        return Match(MatchKind.WRONG_METHOD, rest.plan, rest.route, allowed)
+
+    def _match_rest(self, method: str, path: str) -> Match:
+        if not path.startswith("/") or not self._bindings:
             return _NO_MATCH
-        if method in route.methods:
-            return route.full
-        return Match(MatchKind.WRONG_METHOD, route.plan, path, route.methods)
+        segments = path[1:].split("/")
+        if not self._trie.could_match(segments[0]):
+            return _NO_MATCH
+        allowed: list[str] = []
+        first: Binding | None = None
+        for leaf, matched in self._trie.lookup(segments):
+            binding = leaf.methods.get(method) or leaf.methods.get(ANY_METHOD)
+            if binding is not None:
+                return self._full(binding, matched, leaf.allowed)
+            allowed.extend(leaf.allowed)
+            first = first or next(iter(leaf.methods.values()))
+        if first is None:
+            return _NO_MATCH
+        return Match(MatchKind.WRONG_METHOD, first.plan, first.route, sort_methods(allowed))
+
+    @staticmethod
+    def _full(binding: Binding, segments: list[str], allowed: tuple[str, ...]) -> Match:
+        return Match(
+            MatchKind.FULL,
+            binding.plan,
+            binding.route,
+            allowed,
+            binding.template.captures(segments),
+            binding,
+        )
 
     def websocket(self, path: str) -> Match:
-        """WebSocket upgrades are GETs allowed on every method's path."""
-        route = self._generic.get(path)
+        """WebSocket upgrades are GETs allowed on every method's path, REST bindings' too.
+
+        A REST path bound with several HTTP methods picks its GET binding, else the first.
+        """
+        path = path.partition("?")[0]
+        if path.startswith("/") and self._bindings:
+            for leaf, matched in self._trie.lookup(path[1:].split("/")):
+                binding = leaf.methods.get("GET") or next(iter(leaf.methods.values()))
+                return self._full(binding, matched, leaf.allowed)
+        route = self._generic.get(decode_lenient(path))
         return _NO_MATCH if route is None else route.full
 
     @property
     def plans(self) -> list[MethodPlan]:
         return [r.plan for r in self._generic.values()]
+
+    @property
+    def upstreams(self) -> frozenset[str]:
+        """The upstreams whose methods this table routes."""
+        return frozenset(r.plan.upstream for r in self._generic.values())
+
+    @property
+    def bindings(self) -> tuple[Binding, ...]:
+        return tuple(self._bindings)
+
+    def bindings_for(self, grpc_path: str) -> list[Binding]:
+        """The REST bindings of one method (its gRPC path), in the order they were found."""
+        return [b for b in self._bindings if b.plan.info.path == grpc_path]
 
     def __len__(self) -> int:
         return len(self._generic)

@@ -20,14 +20,16 @@ def parse_timeout(grpc_timeout: str | None, connect_timeout_ms: str | None) -> f
         if match is None:
             raise InvalidArgument(
                 f"invalid Grpc-Timeout header {grpc_timeout!r}: "
-                "expected 1-8 digits followed by one of H, M, S, m, u, n (e.g. 500m)"
+                "expected 1-8 digits followed by one of H, M, S, m, u, n (e.g. 500m)",
+                reason="bad_timeout",
             )
         return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if connect_timeout_ms is not None:
         if _CONNECT_TIMEOUT.fullmatch(connect_timeout_ms.strip()) is None:
             raise InvalidArgument(
                 f"invalid Connect-Timeout-Ms header {connect_timeout_ms!r}: "
-                "expected a whole number of milliseconds (at most 10 digits)"
+                "expected a whole number of milliseconds (at most 10 digits)",
+                reason="bad_timeout",
             )
         return int(connect_timeout_ms) / 1000.0
     return None

@@ -2,25 +2,31 @@
 
 Multi-callables are made once per (channel, method) and cached: creating them
 per request would redo string and option work on the hot path.
+
+``unary`` awaits the whole call. The streaming kinds return a started
+:class:`~grpc_bridge.upstream.calls.StreamCall` to use as ``async with``, so
+the caller decides when to read and write (backpressure) and the call is
+cancelled whenever the caller stops early.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
-from grpc_bridge.discovery.registry import MethodInfo
-from grpc_bridge.errors import UpstreamError
+from grpc_bridge.discovery.registry import MethodInfo, MethodKind
+from grpc_bridge.metrics import Metrics
 from grpc_bridge.status import Code
+from grpc_bridge.upstream.calls import STATUS_DETAILS_KEY, CallObserver, StreamCall, translate
 from grpc_bridge.upstream.metadata import Metadata
 from grpc_bridge.upstream.pool import ChannelPool
 
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
+__all__ = ["STATUS_DETAILS_KEY", "Invoker", "StreamCall", "UnaryResult", "translate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,27 +41,35 @@ def _serialize(message: Message) -> bytes:
 
 
 class Invoker:
-    def __init__(self, pool: ChannelPool) -> None:
+    def __init__(self, pool: ChannelPool, metrics: Metrics | None = None) -> None:
         self._pool = pool
-        self._unary: dict[tuple[int, str], Callable[..., Any]] = {}
+        self._metrics = metrics
+        self._callables: dict[tuple[int, str], Callable[..., Any]] = {}
 
-    def _unary_callable(self, method: MethodInfo) -> Callable[..., Any]:
+    def _callable(self, method: MethodInfo) -> Callable[..., Any]:
         index, channel = self._pool.pick()
         key = (index, method.path)
-        call = self._unary.get(key)
+        call = self._callables.get(key)
         if call is None:
-            call = channel.unary_unary(
+            factory = {
+                MethodKind.UNARY: channel.unary_unary,
+                MethodKind.SERVER_STREAM: channel.unary_stream,
+                MethodKind.CLIENT_STREAM: channel.stream_unary,
+                MethodKind.BIDI_STREAM: channel.stream_stream,
+            }[method.kind]
+            call = factory(
                 method.path,
                 request_serializer=_serialize,
                 response_deserializer=method.output_class.FromString,
             )
-            self._unary[key] = call
+            self._callables[key] = call
         return call
 
     async def unary(
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float
     ) -> UnaryResult:
-        call = self._unary_callable(method)(
+        observer = self._observe(method)
+        call = self._callable(method)(
             request, metadata=metadata, timeout=timeout, wait_for_ready=False
         )
         try:
@@ -63,25 +77,52 @@ class Invoker:
             initial = await call.initial_metadata()
             trailing = await call.trailing_metadata()
         except grpc.aio.AioRpcError as exc:
-            raise translate(exc) from exc
+            error = translate(exc)
+            if observer is not None:
+                observer.metrics.sent.inc()
+                observer.finish(error.code)
+            raise error from exc
+        except asyncio.CancelledError:
+            if observer is not None:
+                observer.finish(Code.CANCELLED)
+            raise
+        if observer is not None:
+            observer.metrics.sent.inc()
+            observer.metrics.received.inc()
+            observer.finish(Code.OK)
         return UnaryResult(response, tuple(initial or ()), tuple(trailing or ()))
+
+    def _observe(self, method: MethodInfo) -> CallObserver | None:
+        if self._metrics is None:
+            return None
+        return CallObserver(self._metrics.method(method))
+
+    def server_stream(
+        self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
+    ) -> StreamCall:
+        """A server-streaming call, request sent and half-closed; ``timeout=None``: no deadline."""
+        observer = self._observe(method)
+        if observer is not None:
+            observer.metrics.sent.inc()
+        return StreamCall(
+            self._callable(method)(
+                request, metadata=metadata, timeout=timeout, wait_for_ready=False
+            ),
+            observer,
+        )
+
+    def request_stream(
+        self, method: MethodInfo, *, metadata: Metadata, timeout: float | None
+    ) -> StreamCall:
+        """A client-streaming or bidi call; the caller writes the requests and half-closes."""
+        assert method.kind.client_streams, method.kind
+        # No request iterator: grpc.aio's reader/writer style, so each write
+        # completes only once the message is handed to HTTP/2 flow control.
+        return StreamCall(
+            self._callable(method)(metadata=metadata, timeout=timeout, wait_for_ready=False),
+            self._observe(method),
+        )
 
     def forget(self) -> None:
         """Drop cached multi-callables (after a refresh changed the message classes)."""
-        self._unary.clear()
-
-
-def translate(exc: grpc.aio.AioRpcError) -> UpstreamError:
-    code = exc.code()
-    number = code.value[0] if isinstance(code, grpc.StatusCode) else int(Code.UNKNOWN)
-    trailing = tuple(exc.trailing_metadata() or ())
-    details_bin = next(
-        (v for k, v in trailing if k == STATUS_DETAILS_KEY and isinstance(v, bytes)), None
-    )
-    return UpstreamError(
-        number,
-        exc.details() or "",
-        details_bin=details_bin,
-        initial_metadata=tuple(exc.initial_metadata() or ()),
-        trailing_metadata=trailing,
-    )
+        self._callables.clear()

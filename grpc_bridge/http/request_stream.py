@@ -1,0 +1,105 @@
+"""Request streams over HTTP/1.1: request messages read from the body as it arrives (spec §4).
+
+- ``application/x-ndjson``: one JSON message per line. Each message is
+  yielded as soon as its line is complete, so the caller forwards it upstream
+  while the client is still sending; the next bytes are read only once the
+  caller asks for the next message (backpressure reaches the client through
+  TCP). Blank lines are skipped, ``\\r\\n`` is accepted, a last line without
+  a newline counts. One line may be up to ``limits.max_request_bytes`` long;
+  the stream as a whole is unbounded.
+- ``application/json`` (or no Content-Type): a JSON array, each element one
+  message, or a single object, a stream of one. It is read whole (bounded by
+  ``limits.max_request_bytes``), because an array only makes sense once it is
+  complete: NDJSON is the streaming form.
+
+A bad line or element is an :class:`~grpc_bridge.errors.InvalidArgument`
+naming it (``line 3: malformed JSON: ...``); the end of the body is the
+caller's cue to half-close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from google.protobuf.message import Message
+
+from grpc_bridge.codec.framing import NDJSON
+from grpc_bridge.codec.json_codec import MessageCodec, parse_json
+from grpc_bridge.errors import BridgeError, InvalidArgument, PayloadTooLarge
+from grpc_bridge.http.body import JSON, check_media_type, read_body
+
+REQUEST_STREAM_TYPES = (NDJSON, JSON)
+
+
+class ClientGone(Exception):
+    """The client's connection went away: nobody is left to answer."""
+
+
+def _at(where: str, exc: BridgeError) -> InvalidArgument:
+    return InvalidArgument(f"{where}: {exc.message}")
+
+
+async def request_messages(
+    request: web.Request, codec: MessageCodec, *, limit: int, max_depth: int
+) -> AsyncIterator[Message]:
+    """The body's request messages, in order, as they arrive."""
+    if check_media_type(request, REQUEST_STREAM_TYPES) == NDJSON:
+        async for message in _ndjson(request, codec, limit):
+            yield message
+        return
+    body = await read_body(request, limit)
+    if not body.strip():
+        return
+    value = parse_json(body, max_depth=max_depth + 1)  # + 1: the array around the messages
+    if not isinstance(value, list):
+        yield codec.decode(body)  # re-parsed for its own depth limit; a stream of one
+        return
+    for index, element in enumerate(value):
+        try:
+            yield codec.decode_value(element)
+        except BridgeError as exc:
+            raise _at(f"element [{index}]", exc) from exc
+
+
+async def _ndjson(request: web.Request, codec: MessageCodec, limit: int) -> AsyncIterator[Message]:
+    buffer = bytearray()
+    line_no = 0
+    chunks = request.content.iter_any()
+    while True:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            break
+        except ConnectionError as exc:
+            raise ClientGone(str(exc)) from exc
+        buffer += chunk
+        start = 0
+        while (newline := buffer.find(b"\n", start)) >= 0:
+            line_no += 1
+            line = bytes(buffer[start:newline])
+            start = newline + 1
+            if (message := _decode_line(codec, line, line_no, limit)) is not None:
+                yield message
+        del buffer[:start]
+        if len(buffer) > limit:
+            raise _line_too_long(line_no + 1, limit)
+    if (message := _decode_line(codec, bytes(buffer), line_no + 1, limit)) is not None:
+        yield message
+
+
+def _line_too_long(line_no: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"line {line_no} is longer than {limit} bytes (limits.max_request_bytes)"
+    )
+
+
+def _decode_line(codec: MessageCodec, line: bytes, line_no: int, limit: int) -> Message | None:
+    if len(line) > limit:
+        raise _line_too_long(line_no, limit)
+    if not line.strip():
+        return None
+    try:
+        return codec.decode(line)
+    except BridgeError as exc:
+        raise _at(f"line {line_no}", exc) from exc

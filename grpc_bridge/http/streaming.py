@@ -1,0 +1,260 @@
+"""Streaming methods over plain HTTP/1.1: NDJSON and SSE responses, NDJSON / JSON-array requests.
+
+=================  ===================================  ==============================
+method kind        request                              response
+=================  ===================================  ==============================
+server-streaming   one JSON message (body, or query     NDJSON, or SSE for
+                   string for GET)                      ``Accept: text/event-stream``
+client-streaming   NDJSON lines or a JSON array         one JSON message, like unary
+bidi               NDJSON lines or a JSON array         NDJSON or SSE
+=================  ===================================  ==============================
+
+Request lines are forwarded upstream as they arrive, and the response streams
+while the body is still coming in (full duplex over HTTP/1.1, for clients
+that read and write at once). The end of the body half-closes the request
+stream.
+
+Errors follow the two-phase rule of ``relay.py``. NDJSON answers a failure
+before the first message with the mapped status and the plain Status body;
+SSE always answers 200 and reports every outcome in its ``end`` event,
+because a browser's EventSource can't read the body of a non-200 answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
+
+from aiohttp import web
+from google.protobuf.message import Message
+
+from grpc_bridge.bridge import Bridge
+from grpc_bridge.codec.framing import SSE_FRAMING, Framing
+from grpc_bridge.errors import BridgeError
+from grpc_bridge.http.context import RequestContext
+from grpc_bridge.http.negotiate import stream_framing
+from grpc_bridge.http.relay import (
+    ACTIVE_SINK,
+    Activity,
+    Pairs,
+    relay,
+    send_error,
+    supervise,
+)
+from grpc_bridge.http.request_stream import ClientGone, request_messages
+from grpc_bridge.http.responses import json_response
+from grpc_bridge.http.transcode import decode_request, encode_response, message_response
+from grpc_bridge.http.unary import call_metadata, call_timeout
+from grpc_bridge.routing.plan import MethodPlan
+from grpc_bridge.routing.table import Match
+from grpc_bridge.status import Code, code_name, status_body
+from grpc_bridge.upstream.calls import StreamCall
+from grpc_bridge.upstream.deadlines import parse_timeout
+from grpc_bridge.upstream.metadata import MetadataPolicy, to_headers
+
+#: Proxies (nginx) buffer responses unless told not to; a stream must flow.
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class HttpSink:
+    """A chunked HTTP response body, started at the first frame."""
+
+    def __init__(self, request: web.Request, framing: Framing) -> None:
+        self._request = request
+        self.framing = framing
+        self.plain_errors = framing is not SSE_FRAMING
+        self.response: web.StreamResponse | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.response is not None
+
+    async def start(self, initial: Pairs, trailing: Pairs = ()) -> None:
+        response = web.StreamResponse(headers=_STREAM_HEADERS)
+        response.content_type = self.framing.content_type
+        for name, value in to_headers(initial, trailing):
+            response.headers.add(name, value)
+        self.response = response
+        try:
+            await response.prepare(self._request)
+        except ConnectionError as exc:
+            raise ClientGone(str(exc)) from exc
+
+    async def send(self, frame: bytes) -> None:
+        assert self.response is not None
+        if not frame:
+            return
+        try:
+            # Returns once the transport took the chunk (aiohttp drains past 64 KiB).
+            await self.response.write(frame)
+        except ConnectionError as exc:
+            raise ClientGone(str(exc)) from exc
+
+    async def abort(self, status: Mapping[str, Any]) -> web.StreamResponse:
+        assert self.response is not None
+        await self.send(self.framing.error(status))
+        return self.response
+
+
+def stream_timeout(request: web.Request, plan: MethodPlan) -> float | None:
+    """Streams have no default deadline (spec §7): only the client's, clamped."""
+    requested = parse_timeout(
+        request.headers.get("Grpc-Timeout"), request.headers.get("Connect-Timeout-Ms")
+    )
+    return None if requested is None else min(requested, plan.limits.max_timeout_s)
+
+
+def encoder(match: Match) -> Callable[[Message], bytes]:
+    return lambda message: encode_response(match, message)
+
+
+async def _feed_body(
+    request: web.Request, plan: MethodPlan, bridge: Bridge, call: StreamCall, activity: Activity
+) -> None:
+    """Request body → upstream, one message per line as lines arrive; the end half-closes."""
+    limits = bridge.settings.limits
+    async for message in request_messages(
+        request,
+        plan.request_codec,
+        limit=limits.max_request_bytes,
+        max_depth=limits.max_json_depth,
+    ):
+        activity.touch()
+        if not await call.write(message):
+            return  # the call is over; the reading side reports how
+    await call.done_writing()
+
+
+async def _ended(stream: Coroutine[Any, Any, None]) -> BridgeError | ClientGone | None:
+    """How a supervised stream ended: None for success, else what ended it."""
+    try:
+        await stream
+    except (BridgeError, ClientGone) as exc:
+        return exc
+    return None
+
+
+async def _finish(
+    sink: HttpSink,
+    plan: MethodPlan,
+    ctx: RequestContext,
+    outcome: BridgeError | ClientGone | None,
+) -> web.StreamResponse:
+    """The terminal frame of a stream whose upstream call is over (or cancelled); the response.
+
+    Called after the call's ``async with``: a stream ended by the bridge
+    (shutdown, idle, a bad request line) has its upstream call cancelled
+    before the last frame is written to a client that may be slow to take it.
+    """
+    if isinstance(outcome, ClientGone):
+        ctx.grpc_code, ctx.error = code_name(Code.CANCELLED), f"client went away: {outcome}"
+        if sink.response is None:
+            return json_response(status_body(Code.CANCELLED, "client went away"), status=499)
+        return sink.response
+    if outcome is not None:
+        ctx.grpc_code, ctx.error = code_name(outcome.code), outcome.message
+        await send_error(sink, sink.framing, outcome, plan.pool)  # raises it when it can be plain
+    else:
+        ctx.grpc_code = code_name(Code.OK)
+    assert sink.response is not None
+    return sink.response
+
+
+def _stream_sink(request: web.Request, ctx: RequestContext) -> tuple[HttpSink, Framing]:
+    framing = stream_framing(request.headers.get("Accept"))
+    ctx.open_stream(framing.name)
+    sink = HttpSink(request, framing)
+    request[ACTIVE_SINK] = sink
+    return sink, framing
+
+
+async def handle_server_stream(
+    request: web.Request,
+    match: Match,
+    bridge: Bridge,
+    ctx: RequestContext,
+    policy: MetadataPolicy,
+) -> web.StreamResponse:
+    plan = match.plan
+    assert plan is not None
+    metadata = call_metadata(request, ctx, policy)
+    timeout = stream_timeout(request, plan)
+    message = await decode_request(request, match, bridge, ctx)
+    sink, framing = _stream_sink(request, ctx)
+    activity = Activity()
+    invoker = bridge.invoker(plan.upstream)
+    async with invoker.server_stream(
+        plan.info, message, metadata=metadata, timeout=timeout
+    ) as call:
+        outcome = await _ended(
+            supervise(
+                relay(call, framing, sink, encoder(match), activity),
+                None,
+                closing=bridge.closing,
+                idle_timeout_s=bridge.settings.streams.idle_timeout_s,
+                activity=activity,
+            )
+        )
+    return await _finish(sink, plan, ctx, outcome)
+
+
+async def handle_bidi_stream(
+    request: web.Request,
+    match: Match,
+    bridge: Bridge,
+    ctx: RequestContext,
+    policy: MetadataPolicy,
+) -> web.StreamResponse:
+    plan = match.plan
+    assert plan is not None
+    metadata = call_metadata(request, ctx, policy)
+    timeout = stream_timeout(request, plan)
+    sink, framing = _stream_sink(request, ctx)
+    activity = Activity()
+    invoker = bridge.invoker(plan.upstream)
+    async with invoker.request_stream(plan.info, metadata=metadata, timeout=timeout) as call:
+        outcome = await _ended(
+            supervise(
+                relay(call, framing, sink, encoder(match), activity),
+                _feed_body(request, plan, bridge, call, activity),
+                closing=bridge.closing,
+                idle_timeout_s=bridge.settings.streams.idle_timeout_s,
+                activity=activity,
+            )
+        )
+    ctx.bytes_in = request.content.total_bytes
+    return await _finish(sink, plan, ctx, outcome)
+
+
+async def handle_client_stream(
+    request: web.Request,
+    match: Match,
+    bridge: Bridge,
+    ctx: RequestContext,
+    policy: MetadataPolicy,
+) -> web.StreamResponse:
+    """Request lines in, one JSON message out with metadata headers, like unary."""
+    plan = match.plan
+    assert plan is not None
+    metadata = call_metadata(request, ctx, policy)
+    timeout = call_timeout(request, plan)
+    activity = Activity()
+    invoker = bridge.invoker(plan.upstream)
+    async with invoker.request_stream(plan.info, metadata=metadata, timeout=timeout) as call:
+        try:
+            response = await supervise(
+                call.response(),
+                _feed_body(request, plan, bridge, call, activity),
+                closing=bridge.closing,
+                idle_timeout_s=bridge.settings.streams.idle_timeout_s,
+                activity=activity,
+            )
+        except ClientGone as exc:
+            ctx.grpc_code, ctx.error = code_name(Code.CANCELLED), f"client went away: {exc}"
+            return json_response(status_body(Code.CANCELLED, "client went away"), status=499)
+        finally:
+            ctx.bytes_in = request.content.total_bytes
+        initial = await call.initial_metadata()
+        trailing = await call.trailing_metadata()
+    ctx.grpc_code = code_name(Code.OK)
+    return message_response(match, response, headers=to_headers(initial, trailing))

@@ -1,0 +1,318 @@
+"""WebSocket on a method's path: every method kind, full duplex (spec §4).
+
+Client → bridge: each text frame is one request message; an empty text frame
+half-closes the request stream. Unary and server-streaming methods take one
+request: the first frame is it, and the bridge half-closes by itself.
+
+Bridge → client: ``{"result": <message>}`` per response message; on failure
+one last ``{"error": <Status>}`` frame. Close codes:
+
+======  =======================================================================
+1000    the call succeeded
+4000+n  the call failed with gRPC code n (after the error frame): 4003 for a
+        malformed frame, 4004 for an idle stream, 4005 for NOT_FOUND ...
+1001    the bridge is shutting down (after an error frame with code 14)
+1009    a frame over ``websocket.max_message_size`` (aiohttp refuses it
+        before reading it, so no error frame)
+======  =======================================================================
+
+A malformed frame (not JSON, not the message's JSON shape, binary, a second
+request for a method that takes one, a message after the half-close) ends
+the stream like a bad NDJSON line ends an HTTP request stream: error frame
+with code 3, upstream call cancelled, close 4003. Keeping the stream alive
+after it would leave the client unsure which of its messages were sent.
+
+A client that closes (or loses) the socket cancels the upstream call at once:
+the frame reader runs for the whole session, so a close frame is seen even
+while the upstream is quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+from google.protobuf.message import Message
+
+from grpc_bridge.bridge import Bridge
+from grpc_bridge.codec.framing import WEBSOCKET_FRAMING
+from grpc_bridge.codec.json_codec import MessageCodec
+from grpc_bridge.discovery.registry import MethodKind
+from grpc_bridge.errors import BridgeError, InvalidArgument, OriginNotAllowed, ShuttingDown
+from grpc_bridge.http.context import RequestContext
+from grpc_bridge.http.relay import (
+    ACTIVE_SINK,
+    Activity,
+    Pairs,
+    deliver_one,
+    relay,
+    send_error,
+    supervise,
+)
+from grpc_bridge.http.request_stream import ClientGone
+from grpc_bridge.http.streaming import encoder, stream_timeout
+from grpc_bridge.http.unary import call_metadata, call_timeout
+from grpc_bridge.routing.table import Match
+from grpc_bridge.settings import Cors
+from grpc_bridge.status import Code, code_name
+from grpc_bridge.upstream.calls import StreamCall
+from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy
+
+CLOSE_OK = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_STATUS_BASE = 4000
+#: RFC 6455 §5.5: a control frame's payload is at most 125 bytes, 2 of them the code.
+_MAX_REASON = 123
+#: How long to wait for the client's answer to our close frame.
+_CLOSE_TIMEOUT_S = 2.0
+
+
+def is_websocket(request: web.Request) -> bool:
+    return request.method == "GET" and request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def check_origin(request: web.Request, cors: Cors) -> None:
+    """Browsers don't apply CORS to WebSockets, so the bridge checks ``Origin`` itself.
+
+    Passes: no Origin (not a browser), an allowed origin (or ``*``), and a
+    same-origin page (Origin's host is the Host the request was sent to).
+    """
+    origin = request.headers.get("Origin")
+    if origin is None or "*" in cors.allowed_origins or origin in cors.allowed_origins:
+        return
+    if urlsplit(origin).netloc.lower() == request.host.lower():
+        return
+    raise OriginNotAllowed(
+        f"origin {origin!r} may not open WebSockets here: it is not in cors.allowed_origins"
+    )
+
+
+class WebSocketSink:
+    """Frames as text messages; everything is in-band once the socket is open."""
+
+    plain_errors = False
+    started = True
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self._ws = ws
+
+    async def start(self, initial: Pairs, trailing: Pairs = ()) -> None:
+        return None
+
+    async def send(self, frame: bytes) -> None:
+        if not frame:
+            return
+        try:
+            # aiohttp drains the socket once 64 KiB are buffered: bounded, as for HTTP.
+            await self._ws.send_str(frame.decode())
+        except ConnectionError as exc:
+            raise ClientGone(str(exc)) from exc
+
+    async def abort(self, status: Mapping[str, Any]) -> web.StreamResponse:
+        try:
+            await self.send(WEBSOCKET_FRAMING.error(status))
+            await self._ws.close(code=CLOSE_STATUS_BASE + int(status["code"]))
+        except ClientGone:
+            pass  # nobody left to tell
+        return self._ws
+
+
+class FrameReader:
+    """Text frames → request messages; ``None`` for the empty frame that half-closes."""
+
+    def __init__(self, ws: web.WebSocketResponse, codec: MessageCodec, activity: Activity) -> None:
+        self._ws = ws
+        self._codec = codec
+        self._activity = activity
+        self._count = 0
+
+    async def _frame(self) -> str:
+        msg = await self._ws.receive()
+        if msg.type is WSMsgType.TEXT:
+            self._count += 1
+            self._activity.touch()
+            return str(msg.data)
+        if msg.type is WSMsgType.BINARY:
+            raise InvalidArgument(
+                f"frame {self._count + 1} is binary: send each message as a JSON text frame"
+            )
+        if msg.type is WSMsgType.ERROR:
+            raise ClientGone(f"WebSocket error: {msg.data}")
+        raise ClientGone(f"WebSocket closed by the client (code {self._ws.close_code})")
+
+    async def next_message(self) -> Message | None:
+        text = await self._frame()
+        if not text:
+            return None
+        try:
+            return self._codec.decode(text.encode())
+        except BridgeError as exc:
+            raise InvalidArgument(f"frame {self._count}: {exc.message}") from exc
+
+    async def after_half_close(self, why: str) -> None:
+        """Keep reading (pings, the client's close) until cancelled; any message is an error."""
+        while True:
+            if await self._frame():
+                raise InvalidArgument(f"frame {self._count}: {why}")
+
+
+async def _feed_frames(frames: FrameReader, call: StreamCall) -> None:
+    while (message := await frames.next_message()) is not None:
+        if not await call.write(message):
+            break  # the call is over; the reading side reports how
+    await call.done_writing()
+    await frames.after_half_close("the request stream is already half-closed")
+
+
+async def _one_request(frames: FrameReader, kind: MethodKind) -> Message:
+    message = await frames.next_message()
+    if message is None:
+        raise InvalidArgument(
+            f"the request stream was half-closed before the request: a {kind.value} method "
+            "takes exactly one request message"
+        )
+    return message
+
+
+class _Session:
+    """One WebSocket: a frame reader and the upstream call, run under ``supervise``."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        match: Match,
+        bridge: Bridge,
+        metadata: Metadata,
+        timeout: float | None,
+    ) -> None:
+        plan = match.plan
+        assert plan is not None
+        self.plan = plan
+        self.bridge = bridge
+        self.metadata = metadata
+        self.timeout = timeout
+        self.sink = WebSocketSink(ws)
+        self.encode = encoder(match)
+        self.activity = Activity()
+        self.frames = FrameReader(ws, plan.request_codec, self.activity)
+
+    def _supervise(
+        self, main: Coroutine[Any, Any, None], feeder: Coroutine[Any, Any, None]
+    ) -> Coroutine[Any, Any, None]:
+        return supervise(
+            main,
+            feeder,
+            closing=self.bridge.closing,
+            idle_timeout_s=self.bridge.settings.streams.idle_timeout_s,
+            activity=self.activity,
+        )
+
+    async def run(self) -> None:
+        kind = self.plan.info.kind
+        invoker = self.bridge.invoker(self.plan.upstream)
+        if kind.client_streams:
+            async with invoker.request_stream(
+                self.plan.info, metadata=self.metadata, timeout=self.timeout
+            ) as call:
+                replies = self._relay(call) if kind.server_streams else self._one_response(call)
+                await self._supervise(replies, _feed_frames(self.frames, call))
+            return
+        first: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+
+        async def feed() -> None:
+            first.set_result(await _one_request(self.frames, kind))
+            await self.frames.after_half_close(
+                f"a {kind.value} method takes one request message, and it was sent"
+            )
+
+        async def main() -> None:
+            request = await first
+            if kind is MethodKind.UNARY:
+                assert self.timeout is not None  # unary calls always have a deadline
+                result = await invoker.unary(
+                    self.plan.info, request, metadata=self.metadata, timeout=self.timeout
+                )
+                payload = self.encode(result.response)
+                await deliver_one(
+                    self.sink,
+                    WEBSOCKET_FRAMING,
+                    payload,
+                    result.initial_metadata,
+                    result.trailing_metadata,
+                )
+                return
+            async with invoker.server_stream(
+                self.plan.info, request, metadata=self.metadata, timeout=self.timeout
+            ) as call:
+                await self._relay(call)
+
+        await self._supervise(main(), feed())
+
+    async def _relay(self, call: StreamCall) -> None:
+        await relay(call, WEBSOCKET_FRAMING, self.sink, self.encode, self.activity)
+
+    async def _one_response(self, call: StreamCall) -> None:
+        response = await call.response()
+        self.activity.touch()
+        await deliver_one(
+            self.sink,
+            WEBSOCKET_FRAMING,
+            self.encode(response),
+            await call.initial_metadata(),
+            await call.trailing_metadata(),
+        )
+
+
+def _reason(message: str) -> bytes:
+    return message.encode()[:_MAX_REASON].decode(errors="ignore").encode()
+
+
+async def handle_websocket(
+    request: web.Request,
+    match: Match,
+    bridge: Bridge,
+    ctx: RequestContext,
+    policy: MetadataPolicy,
+) -> web.StreamResponse:
+    plan = match.plan
+    assert plan is not None
+    settings = bridge.settings
+    # Everything that can refuse the call is checked before the upgrade, as a plain HTTP error.
+    check_origin(request, settings.cors)
+    metadata = call_metadata(request, ctx, policy)
+    kind = plan.info.kind
+    timeout = (
+        call_timeout(request, plan)
+        if kind in (MethodKind.UNARY, MethodKind.CLIENT_STREAM)
+        else stream_timeout(request, plan)
+    )
+    ws = web.WebSocketResponse(
+        heartbeat=settings.websocket.heartbeat_s,
+        max_msg_size=settings.websocket.max_message_size,
+        timeout=_CLOSE_TIMEOUT_S,
+    )
+    await ws.prepare(request)
+    ctx.open_stream(WEBSOCKET_FRAMING.name)
+    session = _Session(ws, match, bridge, metadata, timeout)
+    request[ACTIVE_SINK] = session.sink
+    try:
+        await session.run()
+    except ClientGone as exc:
+        ctx.grpc_code, ctx.error = code_name(Code.CANCELLED), str(exc)
+        await ws.close()
+        return ws
+    except BridgeError as exc:
+        ctx.grpc_code, ctx.error = code_name(exc.code), exc.message
+        try:
+            await send_error(session.sink, WEBSOCKET_FRAMING, exc, plan.pool)
+        except ClientGone:
+            return ws
+        code = CLOSE_GOING_AWAY if isinstance(exc, ShuttingDown) else CLOSE_STATUS_BASE + exc.code
+        await ws.close(code=code, message=_reason(exc.message))
+        return ws
+    ctx.grpc_code = code_name(Code.OK)
+    await ws.close(code=CLOSE_OK)
+    return ws

@@ -1,0 +1,274 @@
+"""One upstream's live state, and the background upkeep of its channels and health.
+
+Per upstream, besides discovery (which belongs to the bridge because it swaps
+routes):
+
+- :func:`keep_channels` resolves DNS names and re-reads TLS files every
+  ``resolve_interval_s`` and on SIGHUP; a changed address set or rotated
+  certificate rebuilds the pool. A failed resolution keeps the last good
+  addresses: a DNS blip must not take working backends away.
+- :func:`poll_health` asks ``grpc.health.v1`` every ``health_interval_s`` when
+  ``health_check`` is on, so ``/readyz`` reads a recorded answer instead of
+  calling the upstream on every probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from grpc_bridge.discovery.registry import MethodKind, Schema
+from grpc_bridge.errors import UpstreamNotReady
+from grpc_bridge.log import get_logger
+from grpc_bridge.metrics import Metrics
+from grpc_bridge.routing.plan import MethodPlan
+from grpc_bridge.settings import Upstream
+from grpc_bridge.upstream.health import HealthCheckError, check_health
+from grpc_bridge.upstream.invoker import Invoker
+from grpc_bridge.upstream.pool import ChannelPlan, ChannelPool
+from grpc_bridge.upstream.resolver import (
+    ChannelTargets,
+    Endpoint,
+    Resolve,
+    ResolveError,
+    parse_target,
+    resolve_targets,
+    unresolved,
+)
+from grpc_bridge.upstream.tls import TlsFileError, TlsMaterial, load_tls
+
+log = get_logger("grpc_bridge.upstreams")
+
+#: A resolution slower than this keeps the last good addresses (or gRPC's own, at start).
+RESOLVE_TIMEOUT_S = 5.0
+
+
+@dataclass
+class UpstreamState:
+    settings: Upstream
+    pool: ChannelPool
+    invoker: Invoker
+    endpoints: tuple[Endpoint, ...]
+    targets: ChannelTargets
+    tls: TlsMaterial | None
+    schema: Schema | None = None
+    plans: list[MethodPlan] = field(default_factory=list)
+    #: Why there is no schema yet; None once discovery has succeeded.
+    error: str | None = "discovery has not completed yet"
+    #: The last successful discovery.
+    last_refresh: float | None = None
+    #: The last discovery attempt, its result ("ok" / "failed") and error.
+    last_attempt: float | None = None
+    last_result: str | None = None
+    last_error: str | None = None
+    resolve_error: str | None = None
+    health: str | None = None
+    health_error: str | None = None
+    health_checked: float | None = None
+    #: Set by SIGHUP: discovery and channel upkeep run at once.
+    wake_discovery: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_channels: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def unary_methods(self) -> frozenset[str]:
+        if self.schema is None:
+            return frozenset()
+        return frozenset(
+            m.full_name for m in self.schema.methods.values() if m.kind is MethodKind.UNARY
+        )
+
+    def channel_plan(self) -> ChannelPlan:
+        # Without retries the method list changes nothing: no rebuild when it does.
+        retried = self.unary_methods() if self.settings.retries.max_attempts > 1 else frozenset()
+        return ChannelPlan(self.targets, retried, self.tls)
+
+    def apply_plan(self, why: str) -> None:
+        """Rebuild the channels if what they are built from changed."""
+        previous = self.pool.plan
+        if not self.pool.rebuild(self.channel_plan()):
+            return
+        self.invoker.forget()
+        log.info(
+            "channels_rebuilt",
+            upstream=self.name,
+            why=why,
+            generation=self.pool.generation,
+            addresses=list(self.targets.addresses) or list(self.targets.targets),
+            previous=(
+                list(previous.targets.addresses or previous.targets.targets) if previous else None
+            ),
+        )
+
+    def not_ready_reason(self) -> str | None:
+        if self.error is not None:
+            return self.error
+        if not self.pool.usable():
+            return "no usable channel: every connection is failing (TRANSIENT_FAILURE)"
+        if self.settings.health_check:
+            service = self.settings.health_service
+            if self.health_error is not None:
+                return f"health check failed: {self.health_error}"
+            if self.health is None:
+                return "health check has not answered yet"
+            if self.health != "SERVING":
+                return f"health check of service {service!r} answered {self.health}"
+        return None
+
+    def readiness(self) -> dict[str, Any]:
+        reason = self.not_ready_reason()
+        return {
+            "ready": reason is None,
+            **({"reason": reason} if reason else {}),
+            "targets": list(self.settings.targets),
+            "channels": self.pool.states(),
+            "services": list(self.schema.service_names) if self.schema else [],
+            "last_refresh": iso(self.last_refresh),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Everything an operator may want to see (``GET /v1/upstreams``)."""
+        up = self.settings
+        reason = self.not_ready_reason()
+        return {
+            "name": self.name,
+            "ready": reason is None,
+            "reason": reason,
+            "targets": list(up.targets),
+            "addresses": list(self.targets.addresses),
+            "grpc_targets": list(self.targets.targets),
+            "authority": up.authority
+            or (up.tls.server_name if up.tls.enabled else None)
+            or self.targets.authority,
+            "resolve_error": self.resolve_error,
+            "tls": up.tls.enabled,
+            "channels": {
+                "generation": self.pool.generation,
+                "built_at": iso(self.pool.built_at),
+                "states": self.pool.states(),
+                "retiring": self.pool.retiring,
+            },
+            "services": list(self.schema.service_names) if self.schema else [],
+            "methods": len(self.schema.methods) if self.schema else 0,
+            "source": self.schema.source if self.schema else None,
+            "last_refresh": {
+                "at": iso(self.last_attempt),
+                "result": self.last_result,
+                "error": self.last_error if self.last_result == "failed" else None,
+                "last_success": iso(self.last_refresh),
+            },
+            "last_error": self.last_error,
+            "health": {
+                "enabled": up.health_check,
+                "service": up.health_service,
+                "status": self.health,
+                "error": self.health_error,
+                "checked_at": iso(self.health_checked),
+            },
+            "retries": up.retries.model_dump() if up.retries.max_attempts > 1 else None,
+        }
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+async def open_upstream(
+    upstream: Upstream, resolve: Resolve, metrics: Metrics | None = None
+) -> UpstreamState:
+    """Resolve the targets and open the first channels (inside the running loop)."""
+    endpoints = tuple(parse_target(t) for t in upstream.targets)
+    try:
+        targets = await resolve_targets(endpoints, resolve, RESOLVE_TIMEOUT_S)
+        resolve_error = None
+    except ResolveError as exc:
+        # gRPC resolves the names itself until the bridge's own resolution works.
+        targets = unresolved(endpoints)
+        resolve_error = str(exc)
+        log.warning("resolve_failed", upstream=upstream.name, error=resolve_error)
+    tls = load_tls(upstream.tls)
+    pool = ChannelPool(upstream)
+    pool.open(ChannelPlan(targets, frozenset(), tls))
+    state = UpstreamState(upstream, pool, Invoker(pool, metrics), endpoints, targets, tls)
+    state.resolve_error = resolve_error
+    return state
+
+
+def needs_upkeep(state: UpstreamState) -> bool:
+    return state.settings.tls.enabled or any(e.is_name for e in state.endpoints)
+
+
+async def wait_or_wake(event: asyncio.Event, seconds: float | None) -> None:
+    """Sleep ``seconds`` (None: forever) unless ``event`` is set first; then clear it."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    event.clear()
+
+
+async def keep_channels(state: UpstreamState, resolve: Resolve) -> None:
+    interval = state.settings.resolve_interval_s or None
+    while True:
+        await wait_or_wake(state.wake_channels, interval)
+        await refresh_channels(state, resolve)
+
+
+async def refresh_channels(state: UpstreamState, resolve: Resolve) -> None:
+    """Resolve names and re-read TLS files now; rebuild the channels if anything changed."""
+    why = []
+    if any(e.is_name for e in state.endpoints):
+        try:
+            targets = await resolve_targets(state.endpoints, resolve, RESOLVE_TIMEOUT_S)
+        except ResolveError as exc:
+            if state.resolve_error != str(exc):
+                log.warning("resolve_failed", upstream=state.name, error=str(exc))
+            state.resolve_error = str(exc)
+        else:
+            state.resolve_error = None
+            if targets != state.targets:
+                why.append("addresses changed")
+            state.targets = targets
+    if state.settings.tls.enabled:
+        try:
+            tls = load_tls(state.settings.tls)
+        except TlsFileError as exc:
+            log.warning("tls_reload_failed", upstream=state.name, error=str(exc))
+        else:
+            if tls != state.tls:
+                why.append("TLS files changed")
+            state.tls = tls
+    if why:
+        state.apply_plan(", ".join(why))
+
+
+async def poll_health(state: UpstreamState) -> None:
+    up = state.settings
+    # A check never outlives the interval by much, and never gets under a second.
+    timeout = max(1.0, up.health_interval_s)
+    while True:
+        before = (state.health, state.health_error)
+        try:
+            _, channel = state.pool.pick()
+            state.health = await check_health(channel, up.health_service, timeout)
+            state.health_error = None
+        except (HealthCheckError, UpstreamNotReady) as exc:
+            state.health, state.health_error = None, str(exc)
+        state.health_checked = time.time()
+        if (state.health, state.health_error) != before:
+            log.info(
+                "health_changed",
+                upstream=state.name,
+                service=up.health_service,
+                status=state.health,
+                error=state.health_error,
+            )
+        await asyncio.sleep(up.health_interval_s)

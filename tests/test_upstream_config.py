@@ -1,0 +1,162 @@
+"""Upstream settings, target parsing and the service config gRPC is given."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from bridgetest.v1 import common_pb2
+
+from grpc_bridge.settings import ConfigError, Upstream, load_settings
+from grpc_bridge.upstream.pool import ChannelPlan, ChannelPool, channel_options, service_config
+from grpc_bridge.upstream.resolver import (
+    Address,
+    ChannelTargets,
+    ResolveError,
+    address_list,
+    parse_target,
+    resolve_targets,
+    unresolved,
+)
+from tests.certs import make_ca, write
+from tests.servers import StartServer
+
+
+def upstream(**extra: object) -> Upstream:
+    return Upstream.model_validate({"targets": ["127.0.0.1:1"], **extra})
+
+
+def problems(**extra: object) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, {"upstreams": [{"targets": ["127.0.0.1:1"], **extra}]})
+    return exc.value.problems
+
+
+def test_defaults() -> None:
+    up = upstream()
+    assert (up.keepalive.time_s, up.keepalive.permit_without_calls) == (300, False)
+    assert (up.reconnect.initial_backoff_s, up.reconnect.max_backoff_s) == (0.25, 5)
+    assert up.retries.max_attempts == 3 and up.retries.throttle.max_tokens == 10
+    assert up.compression == "none" and up.resolve_interval_s == 10
+    assert up.health_check is False and up.health_interval_s == 5 and up.health_service == ""
+
+
+@pytest.mark.parametrize("off", [0, False])
+def test_retries_off(off: object) -> None:
+    assert upstream(retries=off).retries.max_attempts == 1
+
+
+def test_invalid_upstream_settings_name_the_key(tmp_path: Path) -> None:
+    assert problems(retries={"max_attempts": 6}) == [
+        "upstreams[0].retries.max_attempts: Input should be less than or equal to 5"
+    ]
+    assert problems(compression="brotli") == [
+        "upstreams[0].compression: Input should be 'none' or 'gzip'"
+    ]
+    assert problems(reconnect={"initial_backoff_s": 10}) == [
+        "upstreams[0].reconnect: initial_backoff_s must not exceed max_backoff_s"
+    ]
+    ca = write(tmp_path, "ca.pem", make_ca().pem)
+    assert problems(tls={"ca_file": ca}) == ["upstreams[0].tls: ca_file set but enabled is false"]
+    not_pem = write(tmp_path, "ca.txt", b"hello")
+    (line,) = problems(tls={"enabled": True, "ca_file": not_pem})
+    assert line.startswith("upstreams[0].tls: ca_file") and "is not PEM" in line
+
+
+def test_service_config_names_unary_methods_only() -> None:
+    config = service_config(upstream(), {"pkg.S/B", "pkg.S/A"})
+    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
+    (method_config,) = config["methodConfig"]
+    assert method_config["name"] == [
+        {"service": "pkg.S", "method": "A"},
+        {"service": "pkg.S", "method": "B"},
+    ]
+    assert method_config["retryPolicy"] == {
+        "maxAttempts": 3,
+        "initialBackoff": "0.1s",
+        "maxBackoff": "1s",
+        "backoffMultiplier": 2.0,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    assert config["retryThrottling"] == {"maxTokens": 10, "tokenRatio": 0.1}
+    assert "methodConfig" not in service_config(upstream(retries=0), {"pkg.S/A"})
+
+
+def test_channel_options() -> None:
+    up = upstream(authority="api.internal", keepalive={"time_s": 30}, reconnect={})
+    plan = ChannelPlan(ChannelTargets(("ipv4:127.0.0.1:1",), "127.0.0.1:1"))
+    options = dict(channel_options(up, plan, 7))
+    assert options["grpc.default_authority"] == "api.internal"
+    assert options["grpc.keepalive_time_ms"] == 30_000
+    assert options["grpc.min_reconnect_backoff_ms"] == 5_000  # the connect timeout
+    assert options["grpc.use_local_subchannel_pool"] == 1
+    assert json.loads(options["grpc.service_config"])["loadBalancingConfig"]
+    assert "grpc.http2.max_pings_without_data" not in options  # gRPC's default (2) is kept
+
+
+async def test_grpc_accepts_the_largest_service_config(upstream_factory: StartServer) -> None:
+    """gRPC only logs an invalid service config and fails every call: try the extremes."""
+    server = await upstream_factory(name="x")
+    up = upstream(
+        targets=[server.target],
+        retries={
+            "max_attempts": 5,
+            "initial_backoff_s": 0.001,
+            "max_backoff_s": 3600,
+            "backoff_multiplier": 10,
+            "throttle": {"max_tokens": 1000, "token_ratio": 1},
+        },
+    )
+    pool = ChannelPool(up)
+    methods = frozenset({"bridgetest.v1.Other/Whoami"})
+    pool.open(ChannelPlan(unresolved([parse_target(server.target)]), methods))
+    try:
+        _, channel = pool.pick()
+        whoami = channel.unary_unary(
+            "/bridgetest.v1.Other/Whoami",
+            request_serializer=common_pb2.Nested.SerializeToString,
+            response_deserializer=common_pb2.Nested.FromString,
+        )
+        reply = await whoami(common_pb2.Nested(), timeout=5)
+        assert reply.name == "x"
+    finally:
+        await pool.close()
+
+
+def test_parse_target() -> None:
+    assert parse_target("10.0.0.1:50051").host == "10.0.0.1"
+    assert parse_target("dns:///svc.ns:50051").authority == "svc.ns:50051"
+    v6 = parse_target("[::1]:50051")
+    assert (v6.host, v6.port, v6.authority, v6.is_name) == ("::1", 50051, "[::1]:50051", False)
+    assert parse_target("shop:50051").is_name
+    for opaque in ("unix:/run/app.sock", "dns://8.8.8.8/svc:1", "ipv4:1.2.3.4:5,1.2.3.5:5"):
+        assert parse_target(opaque).host is None
+
+
+def test_address_lists() -> None:
+    assert address_list([("10.0.0.1", 1), ("10.0.0.2", 2)]) == "ipv4:10.0.0.1:1,10.0.0.2:2"
+    # gRPC has no mixed scheme: IPv4 joins an IPv6 list in its mapped form.
+    assert address_list([("127.0.0.1", 1), ("::1", 1)]) == "ipv6:[::ffff:127.0.0.1]:1,[::1]:1"
+    literal = unresolved([parse_target("10.0.0.1:1"), parse_target("10.0.0.2:1")])
+    assert literal.targets == ("ipv4:10.0.0.1:1,10.0.0.2:1",)
+    assert unresolved([parse_target("unix:/a"), parse_target("unix:/b")]).targets == (
+        "unix:/a",
+        "unix:/b",
+    )
+
+
+async def test_resolve_targets_dedupes_and_names_failures() -> None:
+    async def resolve(host: str, port: int) -> Sequence[Address]:
+        if host == "gone":
+            raise OSError("Name or service not known")
+        return [("10.0.0.2", port), ("10.0.0.1", port), ("10.0.0.2", port)]
+
+    targets = await resolve_targets(
+        [parse_target("svc:80"), parse_target("10.0.0.9:81")], resolve, 1
+    )
+    assert targets.targets == ("ipv4:10.0.0.1:80,10.0.0.2:80,10.0.0.9:81",)
+    assert targets.authority == "svc:80"
+    with pytest.raises(ResolveError, match="'gone'"):
+        await resolve_targets([parse_target("gone:80")], resolve, 1)

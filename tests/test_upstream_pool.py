@@ -1,0 +1,220 @@
+"""The channel pool against real upstreams: balancing, restarts under load, DNS changes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from grpc_bridge.upstream.resolver import Address
+from tests.harness import running_bridge
+from tests.load import steady_load, wait_until
+from tests.servers import StartServer
+
+WHOAMI = "/bridgetest.v1.Other/Whoami"
+ECHO_METADATA = "/bridgetest.v1.TestService/EchoMetadata"
+
+
+async def names(b: Any, count: int) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for _ in range(count):
+        status, body, _ = await b.post(WHOAMI, {})
+        assert status == 200, body
+        seen[body["name"]] += 1
+    return seen
+
+
+async def test_several_targets_are_balanced_round_robin(upstream_factory: StartServer) -> None:
+    a = await upstream_factory(name="a")
+    c = await upstream_factory(name="c")
+    upstreams = [{"name": "pair", "targets": [a.target, c.target], "pool_size": 2}]
+    async with running_bridge(None, upstreams=upstreams) as b:
+        seen = await names(b, 20)
+        assert set(seen) == {"a", "c"}
+        assert min(seen.values()) >= 6, seen  # round robin, not random or sticky
+        async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
+            (info,) = (await resp.json())["upstreams"]
+        assert sorted(info["addresses"]) == sorted([a.target, c.target])
+        assert info["grpc_targets"] == [f"ipv4:{','.join(sorted(info['addresses']))}"]
+        assert len(info["channels"]["states"]) == 2
+
+
+async def test_pool_size_is_separate_connections(upstream_factory: StartServer) -> None:
+    server = await upstream_factory()
+    upstreams = [{"name": "u", "targets": [server.target], "pool_size": 3}]
+    async with running_bridge(None, upstreams=upstreams) as b:
+        peers = set()
+        for _ in range(9):
+            status, body, _ = await b.post(ECHO_METADATA, {})
+            assert status == 200
+            peers.add(body["peer"])
+        # Three client ports: three HTTP/2 connections, calls spread over all of them.
+        assert len(peers) == 3, peers
+
+
+async def test_upstream_killed_and_restarted_under_load(upstream_factory: StartServer) -> None:
+    server = await upstream_factory(name="a")
+    port = server.port
+    async with running_bridge(server.target) as b:
+        loop = asyncio.get_running_loop()
+        async with steady_load(f"{b.url}{WHOAMI}", {}) as load:
+            await wait_until(lambda: len(load.outcomes) > 20, 5, "traffic flows")
+            await server.stop(None)
+            down = loop.time()
+            await wait_until(lambda: len(load.since(down + 0.1)) > 20, 5, "answers while down")
+            await upstream_factory(name="a", port=port)
+            up = loop.time()
+            await wait_until(
+                lambda: any(o.status == 200 for o in load.since(up)), 5, "success after restart"
+            )
+            back = next(o for o in load.since(up) if o.status == 200)
+        while_down = [o for o in load.since(down + 0.1) if o.started + o.seconds < up]
+        assert while_down and all(o.status == 503 for o in while_down)
+        assert all(o.body["code"] == 14 for o in while_down)
+        assert max(o.seconds for o in while_down) < 1.0  # fast 503s, never a hang
+        assert back.started - up < 3.0
+
+
+async def test_replica_restart_loses_only_calls_in_flight(upstream_factory: StartServer) -> None:
+    a = await upstream_factory(name="a")
+    c = await upstream_factory(name="c")
+    async with running_bridge(None, upstreams=[{"targets": [a.target, c.target]}]) as b:
+        loop = asyncio.get_running_loop()
+        async with steady_load(f"{b.url}{WHOAMI}", {}, workers=4) as load:
+            await wait_until(lambda: len(load.outcomes) > 20, 5, "traffic flows")
+            await a.stop(None)
+            await asyncio.sleep(0.3)
+            await upstream_factory(name="a", port=a.port)
+            restarted = loop.time()
+            await wait_until(
+                lambda: any(o.body.get("name") == "a" for o in load.since(restarted)),
+                5,
+                "the restarted replica gets traffic again",
+            )
+        # At most the calls in flight on the killed replica fail (gRPC retries most of them).
+        assert len(load.failures()) <= 4, load.failures()
+
+
+def table_resolver(table: dict[str, Sequence[Address]]) -> Any:
+    """A resolver the test controls: ``table[host]``, or OSError when missing."""
+
+    async def resolve(host: str, port: int) -> Sequence[Address]:
+        if host not in table:
+            raise OSError(f"[Errno -2] Name or service not known: {host!r}")
+        return table[host]
+
+    return resolve
+
+
+async def test_dns_targets_are_re_resolved(upstream_factory: StartServer) -> None:
+    from grpc_bridge.app import start
+    from tests.harness import RunningBridge, bridge_settings
+
+    a = await upstream_factory(name="a")
+    c = await upstream_factory(name="c")
+    table: dict[str, Sequence[Address]] = {"svc.test": [("127.0.0.1", a.port)]}
+    settings = bridge_settings(
+        None,
+        upstreams=[
+            {"name": "svc", "targets": ["dns:///svc.test:50051"], "resolve_interval_s": 0.1}
+        ],
+    )
+    import aiohttp
+
+    server = await start(settings, resolve=table_resolver(table))
+    async with aiohttp.ClientSession() as session:
+        b = RunningBridge(server, session)
+        try:
+            await b.wait_ready()
+            assert set(await names(b, 4)) == {"a"}
+            # A call in flight on the old channels finishes after they are replaced.
+            sleeping = asyncio.create_task(
+                b.post("/bridgetest.v1.TestService/Sleep", {"duration": "0.6s", "tag": "old"})
+            )
+            await asyncio.sleep(0.1)
+            table["svc.test"] = [("127.0.0.1", a.port), ("127.0.0.1", c.port)]  # scaled up
+            await _until_names(b, {"a", "c"})
+            status, body, _ = await sleeping
+            assert status == 200 and body["completed"] is True
+            del table["svc.test"]  # a DNS failure keeps the last good addresses
+            await asyncio.sleep(0.3)
+            assert set(await names(b, 6)) == {"a", "c"}
+            async with session.get(f"{b.admin_url}/v1/upstreams") as resp:
+                (info,) = (await resp.json())["upstreams"]
+            assert "svc.test" in info["resolve_error"] and len(info["addresses"]) == 2
+            table["svc.test"] = [("127.0.0.1", c.port)]  # scaled down
+            await _until_names(b, {"c"})
+        finally:
+            await server.drain_and_stop()
+
+
+async def _until_names(b: Any, expected: set[str]) -> None:
+    async with asyncio.timeout(5):
+        while True:
+            if set(await names(b, 6)) == expected:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_localhost_through_the_system_resolver(upstream_factory: StartServer) -> None:
+    server = await upstream_factory(name="a")
+    async with running_bridge(f"localhost:{server.port}") as b:
+        assert set(await names(b, 2)) == {"a"}
+        async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
+            (info,) = (await resp.json())["upstreams"]
+        assert f"127.0.0.1:{server.port}" in info["addresses"]
+        assert info["authority"] == f"localhost:{server.port}"
+
+
+async def test_rebuild_lets_calls_finish_and_close_cuts_retiring_channels(
+    upstream_factory: StartServer,
+) -> None:
+    import pytest
+    from bridgetest.v1 import kitchen_pb2
+    from google.protobuf import duration_pb2
+
+    from grpc_bridge.settings import Upstream
+    from grpc_bridge.upstream.pool import ChannelPlan, ChannelPool
+    from grpc_bridge.upstream.resolver import parse_target, unresolved
+
+    server = await upstream_factory()
+    pool = ChannelPool(Upstream(targets=[server.target]), retire_grace=10)
+    plan = ChannelPlan(unresolved([parse_target(server.target)]))
+    pool.open(plan)
+
+    def sleep(seconds: float, tag: str) -> Any:
+        _, channel = pool.pick()
+        method = channel.unary_unary(
+            "/bridgetest.v1.TestService/Sleep",
+            request_serializer=kitchen_pb2.SleepRequest.SerializeToString,
+            response_deserializer=kitchen_pb2.SleepResponse.FromString,
+        )
+        duration = duration_pb2.Duration()
+        duration.FromMilliseconds(int(seconds * 1000))
+        return method(kitchen_pb2.SleepRequest(duration=duration, tag=tag), timeout=10)
+
+    try:
+        first_ids = {pool.pick()[0] for _ in range(2)}
+        finishing = sleep(0.3, "finishes")
+        await asyncio.sleep(0.05)
+        assert pool.rebuild(ChannelPlan(plan.targets, frozenset({"pkg.S/M"})))
+        assert not pool.rebuild(ChannelPlan(plan.targets, frozenset({"pkg.S/M"})))  # unchanged
+        assert pool.generation == 2 and pool.retiring == 2
+        assert not {pool.pick()[0] for _ in range(2)} & first_ids
+        assert (await finishing).completed  # the old channel waited for it
+        await wait_until(lambda: pool.retiring == 0, 2, "idle old channels closed")
+        cut = sleep(10, "cut")
+        await asyncio.sleep(0.05)
+        pool.rebuild(plan)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await pool.close()
+        assert loop.time() - started < 1
+        # grpc.aio reports a call cancelled by its channel as CancelledError.
+        with pytest.raises(asyncio.CancelledError):
+            await cut
+        assert cut.cancelled()
+        await server.test.wait_for("cancelled", "cut")
+    finally:
+        await pool.close()
