@@ -38,6 +38,7 @@ from grpc_bridge.upstreams import (
     open_upstream,
     poll_health,
     wait_or_wake,
+    watch_channel_states,
 )
 
 __all__ = ["Bridge", "UpstreamState", "json_options", "load_static_schema"]
@@ -112,6 +113,7 @@ class Bridge:
                 self._spawn(state, keep_channels(state, self._resolve), "channels")
             if state.settings.health_check:
                 self._spawn(state, poll_health(state), "health")
+            self._spawn(state, watch_channel_states(state), "channel-states")
 
     def _spawn(self, state: UpstreamState, work: Any, what: str) -> None:
         task = asyncio.create_task(work, name=f"{what}:{state.name}")

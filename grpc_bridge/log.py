@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import orjson
@@ -18,40 +17,45 @@ _LEVELS = {
 }
 
 
-def _dumps(obj: Any, default: Any = None) -> str:
-    return orjson.dumps(obj, default=default or str).decode()
+def _dumps(obj: Any, default: Any = None) -> bytes:
+    return orjson.dumps(obj, default=default or str)
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog for the process; called once by the CLI (tests keep the defaults)."""
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=out.isatty())
-        if console
-        else structlog.processors.JSONRenderer(serializer=_dumps)
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    logger_factory: Any
+    if console:
+        processors += [
             structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info if not console else _passthrough,
-            renderer,
-        ],
+            structlog.dev.ConsoleRenderer(colors=out.isatty()),
+        ]
+        logger_factory = structlog.PrintLoggerFactory(out)
+    else:
+        # Bytes straight from orjson to the binary stream: no str round trip per line,
+        # which matters for the one canonical line every request writes.
+        processors += [
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_dumps),
+        ]
+        binary: Any = out.buffer if hasattr(out, "buffer") else out
+        logger_factory = structlog.BytesLoggerFactory(binary)
+    structlog.configure(
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(out),
-        # Left off so structlog.testing.capture_logs sees every logger in tests.
-        cache_logger_on_first_use=False,
+        logger_factory=logger_factory,
+        # Module-level loggers resolve their configuration once instead of per call.
+        cache_logger_on_first_use=True,
     )
     # aiohttp's access log would duplicate the canonical request line.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-def _passthrough(
-    logger: Any, name: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    return event
 
 
 def get_logger(name: str) -> Any:

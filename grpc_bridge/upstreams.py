@@ -250,6 +250,33 @@ async def refresh_channels(state: UpstreamState, resolve: Resolve) -> None:
         state.apply_plan(", ".join(why))
 
 
+#: How often channel states are sampled for ``channel_state`` log events.
+CHANNEL_WATCH_INTERVAL_S = 0.5
+
+
+async def watch_channel_states(state: UpstreamState) -> None:
+    """Log each channel's connectivity changes (READY → TRANSIENT_FAILURE, ...) as events.
+
+    Sampled rather than awaited per channel: the pool replaces its channels on
+    DNS or TLS changes, and sampling follows that without extra bookkeeping.
+    """
+    last: dict[int, str] = {}
+    while True:
+        current = state.pool.state_map()
+        for channel, now in current.items():
+            before = last.get(channel)
+            if before != now:
+                log.info(
+                    "channel_state",
+                    upstream=state.name,
+                    channel=channel,
+                    previous=before,
+                    state=now,
+                )
+        last = current
+        await asyncio.sleep(CHANNEL_WATCH_INTERVAL_S)
+
+
 async def poll_health(state: UpstreamState) -> None:
     up = state.settings
     # A check never outlives the interval by much, and never gets under a second.

@@ -168,6 +168,27 @@ def _stream_sink(request: web.Request, ctx: RequestContext) -> tuple[HttpSink, F
     return sink, framing
 
 
+async def _relay(
+    call: StreamCall,
+    match: Match,
+    bridge: Bridge,
+    sink: HttpSink,
+    framing: Framing,
+    activity: Activity,
+    feed: Coroutine[Any, Any, None] | None,
+) -> BridgeError | ClientGone | None:
+    """Upstream messages to the client (and, with ``feed``, the body upstream) until either ends."""
+    return await _ended(
+        supervise(
+            relay(call, framing, sink, encoder(match), activity),
+            feed,
+            closing=bridge.closing,
+            idle_timeout_s=bridge.settings.streams.idle_timeout_s,
+            activity=activity,
+        )
+    )
+
+
 async def handle_server_stream(
     request: web.Request,
     match: Match,
@@ -186,15 +207,7 @@ async def handle_server_stream(
     async with invoker.server_stream(
         plan.info, message, metadata=metadata, timeout=timeout
     ) as call:
-        outcome = await _ended(
-            supervise(
-                relay(call, framing, sink, encoder(match), activity),
-                None,
-                closing=bridge.closing,
-                idle_timeout_s=bridge.settings.streams.idle_timeout_s,
-                activity=activity,
-            )
-        )
+        outcome = await _relay(call, match, bridge, sink, framing, activity, None)
     return await _finish(sink, plan, ctx, outcome)
 
 
@@ -213,15 +226,8 @@ async def handle_bidi_stream(
     activity = Activity()
     invoker = bridge.invoker(plan.upstream)
     async with invoker.request_stream(plan.info, metadata=metadata, timeout=timeout) as call:
-        outcome = await _ended(
-            supervise(
-                relay(call, framing, sink, encoder(match), activity),
-                _feed_body(request, plan, bridge, call, activity),
-                closing=bridge.closing,
-                idle_timeout_s=bridge.settings.streams.idle_timeout_s,
-                activity=activity,
-            )
-        )
+        feed = _feed_body(request, plan, bridge, call, activity)
+        outcome = await _relay(call, match, bridge, sink, framing, activity, feed)
     ctx.bytes_in = request.content.total_bytes
     return await _finish(sink, plan, ctx, outcome)
 

@@ -222,6 +222,10 @@ class ChannelPool:
         """Connectivity state names without triggering a connection attempt."""
         return [c.get_state(try_to_connect=False).name for _, c in self._channels]
 
+    def state_map(self) -> dict[int, str]:
+        """Channel id → connectivity state name, for change logging."""
+        return {i: c.get_state(try_to_connect=False).name for i, c in self._channels}
+
     def usable(self) -> bool:
         """Some channel can take a call now or soon (not every one failing or shut down)."""
         return any(
