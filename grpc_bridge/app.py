@@ -126,7 +126,7 @@ async def start(settings: Settings, *, resolve: Resolve = system_resolve) -> Ser
             proxy_runner,
             settings.listen.host,
             settings.listen.port,
-            reuse_port=settings.workers > 1 or None,
+            reuse_port=settings.workers > 1 or settings.listen.reuse_port or None,
         ).start()
         await web.TCPSite(admin_runner, settings.admin.host, settings.admin.port).start()
     except OSError:

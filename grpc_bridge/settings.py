@@ -77,6 +77,13 @@ class Listener(_Section):
     port: int = Field(8080, ge=0, le=65535)
 
 
+class ProxyListener(Listener):
+    # SO_REUSEPORT: a new bridge can bind the port before the old one drains
+    # (zero-downtime restart on one host); off by default so two bridges never
+    # share a port by accident. Workers always use it.
+    reuse_port: bool = False
+
+
 class AdminListener(Listener):
     port: int = Field(8081, ge=0, le=65535)
 
@@ -417,7 +424,7 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    listen: Listener = Field(default_factory=Listener)
+    listen: ProxyListener = Field(default_factory=ProxyListener)
     admin: AdminListener = Field(default_factory=AdminListener)
     upstreams: list[Upstream] = Field(default_factory=list)
     #: Shorthand: ``[NAME=]TARGET`` entries separated by commas; replaces ``upstreams``.

@@ -20,10 +20,18 @@ def bridge_env(**extra: str) -> dict[str, str]:
 
 @dataclass
 class BridgeProcess:
+    """A bridge process whose stderr is read continuously.
+
+    The reader never stops: a busy bridge writes a log line per request, and a
+    pipe nobody empties fills up (64 KiB) and blocks the process.
+    """
+
     proc: asyncio.subprocess.Process
     events: list[dict[str, Any]] = field(default_factory=list)
     proxy_port: int = 0
     admin_port: int = 0
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _reader: asyncio.Task[None] | None = None
 
     @classmethod
     async def start(cls, *args: str, env: dict[str, str] | None = None) -> BridgeProcess:
@@ -32,39 +40,44 @@ class BridgeProcess:
             "-m",
             "grpc_bridge",
             *args,
-            stdout=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             env=env or bridge_env(),
         )
         bp = cls(proc)
+        bp._reader = asyncio.create_task(bp._read())
         event = await bp.wait_for("listening")
         bp.proxy_port = int(event["proxy"].rsplit(":", 1)[1])
         bp.admin_port = int(event["admin"].rsplit(":", 1)[1])
         return bp
 
-    async def wait_for(self, name: str, timeout: float = 15.0) -> dict[str, Any]:
-        for event in self.events:
-            if event.get("event") == name:
-                return event
+    async def _read(self) -> None:
         assert self.proc.stderr is not None
-        async with asyncio.timeout(timeout):
+        while line := await self.proc.stderr.readline():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                event = orjson.loads(line)
+                if isinstance(event, dict):
+                    self.events.append(event)
+            async with self._changed:
+                self._changed.notify_all()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, name: str, timeout: float = 15.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout), self._changed:
             while True:
-                line = await self.proc.stderr.readline()
-                if not line:
+                for event in self.events:
+                    if event.get("event") == name:
+                        return dict(event)
+                if self._reader is not None and self._reader.done():
                     raise AssertionError(f"process exited before logging {name!r}: {self.events}")
-                try:
-                    event = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                self.events.append(event)
-                if event.get("event") == name:
-                    return dict(event)
+                await self._changed.wait()
 
     async def drain_logs(self) -> None:
-        assert self.proc.stderr is not None
-        for line in (await self.proc.stderr.read()).splitlines():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                self.events.append(orjson.loads(line))
+        """Until the process closed its stderr (it exited): every line is in ``events``."""
+        if self._reader is not None:
+            async with asyncio.timeout(20):
+                await self._reader
 
     async def wait(self, timeout: float = 20.0) -> int:
         async with asyncio.timeout(timeout):
@@ -74,7 +87,9 @@ class BridgeProcess:
         if self.proc.returncode is None:
             self.proc.terminate()
         async with asyncio.timeout(20):
-            return await self.proc.wait()
+            code = await self.proc.wait()
+        await self.drain_logs()
+        return code
 
 
 async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:

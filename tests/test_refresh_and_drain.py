@@ -207,3 +207,41 @@ async def test_sigterm_with_calls_and_streams_in_flight(upstream_factory: StartS
     finally:
         await bp.stop()
     await server.test.wait_for("cancelled", "s")
+
+
+async def test_restart_on_one_port_without_dropping_requests(upstream_factory: StartServer) -> None:
+    """listen.reuse_port: a new bridge takes over the port while the old one drains."""
+    server = await upstream_factory()
+    env = bridge_env(GRPC_BRIDGE_LISTEN__REUSE_PORT="true", GRPC_BRIDGE_SHUTDOWN__DRAIN_S="0.5")
+    args = ("serve", "--upstream", server.target, "--host", "127.0.0.1", "--admin-port", "0")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    old = await BridgeProcess.start(*args, "--port", port, "--log-format", "json", env=env)
+    await old.wait_for("discovered")
+    url = f"http://127.0.0.1:{port}/bridgetest.v1.TestService/Echo"
+    statuses: list[int] = []
+    stop = asyncio.Event()
+
+    async def load(session: aiohttp.ClientSession) -> None:
+        while not stop.is_set():
+            async with session.post(url, json={"fInt32": 1}) as resp:
+                statuses.append(resp.status)
+
+    async with aiohttp.ClientSession() as session:
+        clients = [asyncio.create_task(load(session)) for _ in range(4)]
+        await asyncio.sleep(0.3)
+        new = await BridgeProcess.start(*args, "--port", port, "--log-format", "json", env=env)
+        try:
+            await new.wait_for("discovered")
+            old.proc.send_signal(signal.SIGTERM)
+            assert await old.wait() == 0
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.gather(*clients)
+        finally:
+            await new.stop()
+    assert len(statuses) > 50
+    assert set(statuses) == {200}
