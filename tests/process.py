@@ -35,6 +35,15 @@ class BridgeProcess:
 
     @classmethod
     async def start(cls, *args: str, env: dict[str, str] | None = None) -> BridgeProcess:
+        """Spawn and wait until it listens; ports are read from its ``listening`` line."""
+        bp = await cls.spawn(*args, env=env)
+        event = await bp.wait_for("listening")
+        bp.proxy_port = int(event["proxy"].rsplit(":", 1)[1])
+        bp.admin_port = int(event["admin"].rsplit(":", 1)[1])
+        return bp
+
+    @classmethod
+    async def spawn(cls, *args: str, env: dict[str, str] | None = None) -> BridgeProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -46,9 +55,6 @@ class BridgeProcess:
         )
         bp = cls(proc)
         bp._reader = asyncio.create_task(bp._read())
-        event = await bp.wait_for("listening")
-        bp.proxy_port = int(event["proxy"].rsplit(":", 1)[1])
-        bp.admin_port = int(event["admin"].rsplit(":", 1)[1])
         return bp
 
     async def _read(self) -> None:

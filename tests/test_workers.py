@@ -20,10 +20,7 @@ from tests.servers import RunningServer
 
 async def start_workers(upstream: RunningServer, *extra: str) -> BridgeProcess:
     """Like BridgeProcess.start, but waits for the parent's "listening" line (with ``workers``)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "grpc_bridge",
+    bp = await BridgeProcess.spawn(
         "serve",
         "--upstream",
         upstream.target,
@@ -38,11 +35,7 @@ async def start_workers(upstream: RunningServer, *extra: str) -> BridgeProcess:
         "--workers",
         "2",
         *extra,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=bridge_env(),
     )
-    bp = BridgeProcess(proc)
     while True:
         event = await bp.wait_for("listening")
         if "workers" in event:
