@@ -162,5 +162,6 @@ async def test_canonical_request_log_line(upstream: Any) -> None:
     assert ok["grpc_method"] == "bridgetest.v1.TestService/Echo" and ok["grpc_code"] == "OK"
     assert ok["upstream"] == "default" and ok["traceparent"] == "00-1-2-01" and ok["bytes_in"] == 2
     assert ok["duration_ms"] >= 0 and ok["peer"] == "127.0.0.1"
+    assert ok["bytes_out"] > 300  # the Kitchen message (344 bytes) with every field emitted
     assert missing["route"] == "unmatched" and missing["http_status"] == 404
     assert missing["grpc_code"] == "NOT_FOUND" and "no route" in missing["error"]

@@ -64,7 +64,7 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         ctx.error = exc.reason
     except asyncio.CancelledError:
         # The client went away; the upstream call was cancelled with this task.
-        _log_request(request, ctx, 499)
+        _log_request(request, ctx, 499, 0)
         raise
     except Exception:
         log.exception("unhandled_error", request_id=ctx.request_id, path=request.path)
@@ -78,7 +78,7 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         ctx.grpc_code = code_name(Code.INTERNAL)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
-    _log_request(request, ctx, response.status)
+    _log_request(request, ctx, response.status, _bytes_out(response))
     return response
 
 
@@ -90,7 +90,15 @@ def _request_id(request: web.Request) -> str:
     return request_id_of(() if value is None else request.headers.items())
 
 
-def _log_request(request: web.Request, ctx: RequestContext, status: int) -> None:
+def _bytes_out(response: web.StreamResponse) -> int:
+    """Body bytes of a response not yet written, or what a finished stream wrote."""
+    if not response.prepared and isinstance(response, web.Response):
+        body = response.body
+        return len(body) if isinstance(body, (bytes, bytearray)) else 0
+    return response.body_length
+
+
+def _log_request(request: web.Request, ctx: RequestContext, status: int, bytes_out: int) -> None:
     log.info(
         "request",
         request_id=ctx.request_id,
@@ -104,6 +112,7 @@ def _log_request(request: web.Request, ctx: RequestContext, status: int) -> None
         http_status=status,
         duration_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
         bytes_in=ctx.bytes_in,
+        bytes_out=bytes_out,
         peer=request.remote,
         traceparent=request.headers.get("traceparent"),
         tracestate=request.headers.get("tracestate"),
