@@ -12,7 +12,6 @@ health polling live in :mod:`grpc_bridge.upstreams`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -126,9 +125,9 @@ class Bridge:
         for state in reversed(list(self._upstreams.values())):
             for task in state.tasks:
                 task.cancel()
-            for task in state.tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            # return_exceptions: a task that crashed earlier (already logged by
+            # _report_crash) must not stop the channels from being closed.
+            await asyncio.gather(*state.tasks, return_exceptions=True)
         for state in reversed(list(self._upstreams.values())):
             await state.pool.close()
 
@@ -169,7 +168,12 @@ class Bridge:
             state.last_attempt = time.time()
             try:
                 schema = await self.discover_once(state)
-            except (DiscoveryError, UpstreamNotReady) as exc:
+            except Exception as exc:
+                # This loop is its task's outermost layer: nothing may end
+                # discovery for good. Expected failures are logged below;
+                # anything else is a bug, logged with its traceback, and retried.
+                if not isinstance(exc, DiscoveryError | UpstreamNotReady):
+                    log.exception("discovery_error", upstream=state.name)
                 wait = delay * (
                     0.5 + random.random() / 2
                 )  # jitter: sidecars don't retry in lockstep

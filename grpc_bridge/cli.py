@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -121,6 +122,10 @@ def run(coro: Coroutine[Any, Any, int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "serve":
+        # SIGHUP means "refresh", never "exit": ignored until serve() installs its
+        # handler (workers inherit this while they start).
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if args.command == "version":
         print(__version__)
         return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any, TextIO
@@ -18,7 +19,14 @@ _LEVELS = {
 
 
 def _dumps(obj: Any, default: Any = None) -> bytes:
-    return orjson.dumps(obj, default=default or str)
+    try:
+        return orjson.dumps(obj, default=default or str)
+    except orjson.JSONEncodeError:
+        # A str orjson refuses (lone surrogates: header bytes aiohttp decoded with
+        # surrogateescape); the line must still be written, with them escaped.
+        return json.dumps(obj, default=default or str, ensure_ascii=False).encode(
+            "utf-8", "backslashreplace"
+        )
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:

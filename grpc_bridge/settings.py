@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -54,6 +53,10 @@ RESERVED_HEADERS = frozenset(
     }
 )
 RESERVED_PREFIXES = ("grpc-", ":", "proxy-")
+
+# gRPC channel arguments are C ints: milliseconds and byte counts must fit.
+_MAX_INT_ARG = 2**31 - 1
+_MAX_MS_ARG_S = _MAX_INT_ARG // 1000
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
@@ -102,8 +105,8 @@ class Keepalive(_Section):
     # grpcio 1.85), so with any interval under 5 minutes a call that stays
     # silent for a few minutes is cut by a default server (measured); 300 s
     # never trips it.
-    time_s: float = Field(300.0, gt=0)
-    timeout_s: float = Field(20.0, gt=0)
+    time_s: float = Field(300.0, gt=0, le=_MAX_MS_ARG_S)
+    timeout_s: float = Field(20.0, gt=0, le=_MAX_MS_ARG_S)
     # A default server allows a ping on a connection without calls only every
     # 2 hours: pinging idle connections would get them closed.
     permit_without_calls: bool = False
@@ -112,12 +115,12 @@ class Keepalive(_Section):
 class Reconnect(_Section):
     # gRPC's defaults (1 s growing to 120 s, grpc/doc/connection-backoff.md)
     # keep a sidecar failing for minutes after its neighbour is back.
-    initial_backoff_s: float = Field(0.25, ge=0.1)  # gRPC floors both at 100 ms
-    max_backoff_s: float = Field(5.0, ge=0.1)
+    initial_backoff_s: float = Field(0.25, ge=0.1, le=_MAX_MS_ARG_S)  # gRPC floors both at 100 ms
+    max_backoff_s: float = Field(5.0, ge=0.1, le=_MAX_MS_ARG_S)
     # gRPC's min_reconnect_backoff_ms: how long one connection attempt may
     # take (20 s by default). While the first attempt hangs (an address that
     # drops SYNs) calls wait, so it is kept short.
-    connect_timeout_s: float = Field(5.0, ge=0.1)
+    connect_timeout_s: float = Field(5.0, ge=0.1, le=_MAX_MS_ARG_S)
 
     @model_validator(mode="after")
     def _order(self) -> Reconnect:
@@ -209,8 +212,8 @@ class Upstream(_Section):
     # How often DNS names in targets are resolved again (and TLS files re-read);
     # a changed address set rebuilds the channels. 0 turns it off.
     resolve_interval_s: float = Field(10.0, ge=0)
-    max_send_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
-    max_receive_message_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    max_send_message_bytes: int = Field(4 * 1024 * 1024, gt=0, le=_MAX_INT_ARG)
+    max_receive_message_bytes: int = Field(4 * 1024 * 1024, gt=0, le=_MAX_INT_ARG)
 
     @field_validator("retries", mode="before")
     @classmethod
@@ -388,7 +391,7 @@ class _YamlSource(PydanticBaseSettingsSource):
 
     def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
         super().__init__(settings_cls)
-        self._data = _read_yaml(path) if path is not None else {}
+        self._data = _rename_json(_read_yaml(path)) if path is not None else {}
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
@@ -413,6 +416,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError([f"config: {str(path)!r} must hold a mapping of settings at the top"])
+    # YAML 1.1 reads `on:`, `yes:` or `1:` as non-string keys.
+    odd = [repr(k) for k in data if not isinstance(k, str)]
+    if odd:
+        raise ConfigError([f"config: {', '.join(odd)}: keys must be setting names (strings)"])
     return data
 
 
@@ -422,6 +429,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
+        populate_by_name=True,
     )
 
     listen: ProxyListener = Field(default_factory=ProxyListener)
@@ -432,9 +440,10 @@ class Settings(BaseSettings):
     routes: list[Route] = Field(default_factory=list)
     json_: JsonSettings = Field(
         default_factory=JsonSettings,
-        # "json" would shadow BaseModel.json; an alias without the prefix would
-        # escape env_prefix, so both spellings are listed.
-        validation_alias=AliasChoices("json", f"{ENV_PREFIX}json"),
+        # "json" would shadow BaseModel.json, hence json_. An alias escapes
+        # env_prefix, so the only alias is the prefixed environment name; the
+        # YAML file and CLI overrides spell it "json" and are renamed (_rename_json).
+        validation_alias=f"{ENV_PREFIX}json",
     )
     metadata: MetadataSettings = Field(default_factory=MetadataSettings)
     limits: Limits = Field(default_factory=Limits)
@@ -500,6 +509,11 @@ def check_target(target: str) -> None:
     match = _HOST_PORT.match(target)
     if not match or not 0 < int(match.group(2)) < 65536:
         raise ValueError(f"{target!r} is not HOST:PORT, [IPV6]:PORT or dns:///HOST:PORT")
+    host = match.group(1)
+    if not host.startswith("[") and any(not 0 < len(label) < 64 for label in host.split(".")):
+        raise ValueError(
+            f"{target!r}: every dot-separated part of the host name needs 1-63 characters"
+        )
 
 
 def parse_upstream_shorthand(value: str | Sequence[str]) -> list[Upstream]:
@@ -525,14 +539,12 @@ def load_settings(
     path = config_file or os.environ.get(CONFIG_ENV) or None
     Settings._yaml_path = Path(path) if path else None
     try:
-        return Settings(**dict(overrides or {}))
+        return Settings(**_rename_json(dict(overrides or {})))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from exc
     except SettingsError as exc:
         # Raised for environment values that are not valid JSON where a list or map is expected.
-        field = re.search(r'field "([^"]+)"', str(exc))
-        name = f"{ENV_PREFIX}{field.group(1).upper()}" if field else "environment"
-        raise ConfigError([f"{name}: not valid JSON (lists and maps are JSON)"]) from exc
+        raise ConfigError([f"{_env_names(exc)}: not valid JSON (lists and maps are JSON)"]) from exc
     finally:
         Settings._yaml_path = None
 
@@ -548,13 +560,31 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     return lines
 
 
+def _env_names(exc: SettingsError) -> str:
+    """The variables actually set for the field pydantic-settings could not parse."""
+    field = re.search(r'field "([^"]+)"', str(exc))
+    if field is None:
+        return "environment"
+    stem = f"{ENV_PREFIX}{field.group(1).rstrip('_').upper()}"
+    names = sorted(k for k in os.environ if k.upper() == stem or k.upper().startswith(stem + "__"))
+    return ", ".join(names) or stem
+
+
+def _rename_json(data: dict[str, Any]) -> dict[str, Any]:
+    """The ``json`` key of files and overrides is the ``json_`` field."""
+    if "json" in data:
+        data = dict(data)
+        data["json_"] = data.pop("json")
+    return data
+
+
 def _format_loc(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         elif not out:
-            out = "json" if part == "json_" else str(part)
+            out = "json" if part in ("json_", f"{ENV_PREFIX}json") else str(part)
         else:
             out += f".{part}"
     return out

@@ -72,5 +72,17 @@ def status_dict(code: int, message: str, details: Sequence[Any] = ()) -> dict[st
 
 
 def status_body(code: int, message: str, details: Sequence[Any] = ()) -> bytes:
-    """The JSON form of google.rpc.Status, the one error body of every response."""
-    return orjson.dumps(status_dict(code, message, details))
+    """The JSON form of google.rpc.Status, the one error body of every response.
+
+    Never raises over the message: it may echo client text, and aiohttp decodes
+    header bytes with surrogateescape, which orjson refuses (lone surrogates).
+    """
+    try:
+        return orjson.dumps(status_dict(code, message, details))
+    except orjson.JSONEncodeError:
+        return orjson.dumps(status_dict(code, utf8_safe(message), details))
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` with lone surrogates (undecodable client bytes) as ``\\udcff`` escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

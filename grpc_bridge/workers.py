@@ -168,11 +168,16 @@ class Supervisor:
                 return
             try:
                 await self._spawn(worker)
-            except WorkerFailed as exc:
+            except (WorkerFailed, OSError, ValueError, KeyError) as exc:
+                # OSError: the fork itself failed (EAGAIN, ENOMEM); ValueError/KeyError:
+                # a first line that is not {"admin_port": N}. Either way, try again later.
                 log.error("worker_restart_failed", worker=worker.index, error=str(exc))
 
     def signal_all(self, sig: signal.Signals) -> None:
         for worker in self.workers:
+            if sig == signal.SIGHUP and not worker.alive:
+                # Still starting: it discovers afresh anyway, and may not handle SIGHUP yet.
+                continue
             if worker.process is not None and worker.process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     worker.process.send_signal(sig)
@@ -277,6 +282,8 @@ def worker_main() -> int:
     from grpc_bridge.log import configure_logging
 
     _die_with_parent()
+    # SIGHUP means "refresh", never "exit": ignored until serve() installs its handler.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     index = int(os.environ[INDEX_ENV])
     settings = load_dumped_settings(os.environ[SETTINGS_ENV])
     configure_logging(settings.log.format, settings.log.level)

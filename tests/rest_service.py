@@ -6,6 +6,7 @@ bridge built from the path, the query and the body.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from bridgetest.v1 import rest_pb2, rest_pb2_grpc
@@ -35,6 +36,21 @@ class RestServiceImpl(rest_pb2_grpc.RestServiceServicer):
     async def Download(self, request: Any, context: Any) -> Any:
         csv = "".join(f"{tag}\n" for tag in request.tags).encode()
         return httpbody_pb2.HttpBody(content_type="text/csv", data=csv)
+
+    async def Watch(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        yield request
+        yield request
+
+    async def Collect(self, requests: AsyncIterator[Any], context: Any) -> Any:
+        return rest_pb2.Thing(tags=[f"{r.id}|{r.name}|{r.num}" async for r in requests])
+
+    async def Converse(self, requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+        async for request in requests:
+            yield request
+
+    async def Chunks(self, request: Any, context: Any) -> AsyncIterator[Any]:
+        for tag in request.tags:
+            yield httpbody_pb2.HttpBody(content_type="text/csv", data=f'{tag},"x"\n'.encode())
 
 
 class BadRestImpl(rest_pb2_grpc.BadRestServicer):

@@ -181,3 +181,53 @@ def test_bad_json_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRPC_BRIDGE_UPSTREAMS", "not json")
     with pytest.raises(ConfigError, match="GRPC_BRIDGE_UPSTREAMS: not valid JSON"):
         load_settings()
+
+
+def test_unprefixed_json_env_var_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only GRPC_BRIDGE_* configures the bridge; a pod's own JSON=... must not."""
+    monkeypatch.setenv("JSON__USE_PROTO_NAMES", "true")
+    monkeypatch.setenv("JSON", '{"enums_as_ints": true}')
+    s = load_settings(None, {"upstream": "127.0.0.1:1"})
+    assert not s.json_.use_proto_names and not s.json_.enums_as_ints
+
+
+def test_bad_prefixed_json_env_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRPC_BRIDGE_JSON__EMIT_UNPOPULATED", "maybe")
+    with pytest.raises(ConfigError, match=r"json\.emit_unpopulated"):
+        load_settings(None, {"upstream": "127.0.0.1:1"})
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        (
+            "upstreams: [{targets: ['h:1'], keepalive: {time_s: 3000000}}]",
+            "upstreams[0].keepalive.time_s: Input should be less than or equal to 2147483",
+        ),
+        (
+            "upstreams: [{targets: ['h:1'], max_receive_message_bytes: 4294967296}]",
+            "upstreams[0].max_receive_message_bytes: Input should be less than or equal to",
+        ),
+        ("upstreams: [{targets: ['a..b:50051']}]", "dot-separated part of the host"),
+        ("upstreams: [{targets: ['h:1']}]\non: x\n", "True: keys must be setting names"),
+    ],
+)
+def test_values_serve_could_not_use_are_config_errors(
+    tmp_path: Path, yaml_text: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, yaml_text))
+    assert any(expected in line for line in info.value.problems), info.value.problems
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("GRPC_BRIDGE_METADATA__FORWARD_HEADERS", "x-a"), ("GRPC_BRIDGE_JSON", "{bad")],
+)
+def test_bad_json_env_names_the_variable_that_was_set(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"upstream": "127.0.0.1:1"})
+    assert info.value.problems == [f"{name}: not valid JSON (lists and maps are JSON)"]

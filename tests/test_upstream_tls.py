@@ -156,3 +156,22 @@ async def test_rotated_ca_file_is_picked_up(
         async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
             (info,) = (await resp.json())["upstreams"]
         assert info["channels"]["generation"] >= 2
+
+
+async def test_half_written_ca_file_keeps_the_working_channels(
+    upstream_factory: StartServer, ca: Authority, server_pair: Pair, tmp_path: Path
+) -> None:
+    creds = grpc.ssl_server_credentials([(server_pair.key, server_pair.cert)])
+    server = await upstream_factory(credentials=creds)
+    ca_file = write(tmp_path, "ca.pem", ca.pem)
+    upstreams = tls_upstream(server.target, ca_file=ca_file, extra={"resolve_interval_s": 0.1})
+    async with running_bridge(None, upstreams=upstreams) as b:
+        async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
+            (before,) = (await resp.json())["upstreams"]
+        write(tmp_path, "ca.pem", ca.pem[: len(ca.pem) // 2])  # a rotation caught mid-write
+        await asyncio.sleep(0.5)
+        status, _, _ = await b.post(ECHO, {})
+        assert status == 200
+        async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
+            (after,) = (await resp.json())["upstreams"]
+        assert after["channels"]["generation"] == before["channels"]["generation"]

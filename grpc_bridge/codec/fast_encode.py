@@ -268,7 +268,11 @@ class Encoders:
         if enum.full_name == "google.protobuf.NullValue":
             return "None"
         name = f"_n{len(self._ns)}"
-        self._ns[name] = {value.number: value.name for value in enum.values}
+        # With allow_alias several names share a number: json_format writes the first.
+        names: dict[int, str] = {}
+        for value in enum.values:
+            names.setdefault(value.number, value.name)
+        self._ns[name] = names
         if enum.is_closed:
             return f"{name}[{expr}]"  # KeyError: json_format's own error, via fallback
         return f"{name}.get({expr}, {expr})"

@@ -86,7 +86,7 @@ def _string(v: Any) -> str:
 
 def _bytes(v: Any) -> bytes:
     if type(v) is str and bytes_problem(v) is None:
-        encoded = v.encode()
+        encoded = v.replace("\r", "").replace("\n", "").encode()
         # json_format's own decoding, so odd-but-valid inputs decode the same.
         return base64.urlsafe_b64decode(encoded + b"=" * (4 - len(encoded) % 4))
     raise Fallback

@@ -51,6 +51,7 @@ import orjson
 from google.protobuf import descriptor_pool, json_format
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Error as ProtobufError
 
 from grpc_bridge.codec.fast_decode import Decoders, Fallback, Filler, decode_with
 from grpc_bridge.codec.fast_encode import Encoder, Encoders
@@ -222,8 +223,9 @@ class MessageCodec:
         """:meth:`to_value` without the fast path: ``json_format.MessageToDict``."""
         try:
             return json_format.MessageToDict(message, **self._encode_kwargs)
-        except (json_format.Error, ValueError, TypeError, KeyError) as exc:
-            # ValueError includes protobuf's DecodeError (an Any with a bad payload).
+        except (json_format.Error, ProtobufError, ValueError, TypeError, KeyError) as exc:
+            # message.Error: protobuf's DecodeError (an Any with a bad payload), which
+            # with upb is not a ValueError.
             raise JsonEncodeError(
                 f"cannot render {message.DESCRIPTOR.full_name} as JSON: {exc}"
             ) from exc

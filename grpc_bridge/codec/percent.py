@@ -11,13 +11,17 @@
 
 The decoded bytes must be UTF-8 and every ``%`` must start a ``%XX`` escape;
 anything else is :class:`ValueError` naming the problem.
+
+:func:`decode_query` applies the same strictness to a raw query string
+(form encoding: ``+`` is a space), where yarl would keep ``%zz`` as it is and
+turn ``%FF`` into U+FFFD.
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["RESERVED", "decode_lenient", "decode_path_value"]
+__all__ = ["RESERVED", "decode_lenient", "decode_path_value", "decode_query"]
 
 #: RFC 6570 §1.5 reserved = gen-delims / sub-delims, as bytes.
 RESERVED = frozenset(b":/?#[]@!$&'()*+,;=")
@@ -60,3 +64,27 @@ def decode_lenient(raw: str) -> str:
         return decode_path_value(raw, single=True)
     except ValueError:
         return raw
+
+
+def decode_query(raw: str) -> list[tuple[str, str]]:
+    """``a=1&b=x+y&a=2`` -> ``[("a", "1"), ("b", "x y"), ("a", "2")]``, strictly.
+
+    Like ``request.query`` otherwise: order and repeated keys kept, empty
+    pairs skipped, a key without ``=`` has the value ``""``. A malformed
+    escape or non-UTF-8 bytes is :class:`ValueError` naming the parameter.
+    """
+    items: list[tuple[str, str]] = []
+    for pair in raw.split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        try:
+            name = decode_path_value(key.replace("+", " "), single=True)
+        except ValueError as exc:
+            raise ValueError(f"query parameter name {key!r}: {exc}") from exc
+        try:
+            text = decode_path_value(value.replace("+", " "), single=True)
+        except ValueError as exc:
+            raise ValueError(f'query parameter "{name}": {exc}') from exc
+        items.append((name, text))
+    return items

@@ -26,6 +26,7 @@ layer the query, body and Content-Type.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,7 @@ from grpc_bridge.codec.query import query_to_value, text_to_value
 from grpc_bridge.codec.validate import WRAPPERS_FILE
 from grpc_bridge.errors import InvalidArgument
 
-__all__ = ["HTTP_BODY", "RestMappingError", "RestRequest"]
+__all__ = ["HTTP_BODY", "FixedFields", "RestMappingError", "RestRequest", "StreamDecoder"]
 
 HTTP_BODY = "google.api.HttpBody"
 _FIELD_MASK = "google.protobuf.FieldMask"
@@ -63,11 +64,58 @@ class PathField:
     single: bool
 
 
+@dataclass(frozen=True, slots=True)
+class FixedFields:
+    """What the URL sets in every request message: converted path values, the query's value."""
+
+    paths: tuple[tuple[PathField, Any], ...]
+    query: Mapping[str, Any]
+
+
+class StreamDecoder:
+    """One streamed request message (its body's JSON) -> the message, path and query merged in.
+
+    Duck-types the ``decode`` / ``decode_value`` pair of
+    :class:`~grpc_bridge.codec.json_codec.MessageCodec`, so request streams
+    and WebSocket frames read generic and REST routes alike.
+    """
+
+    __slots__ = ("_fixed", "_rest")
+
+    def __init__(self, rest: RestRequest, fixed: FixedFields) -> None:
+        self._rest = rest
+        self._fixed = fixed
+
+    def decode(self, body: bytes) -> Message:
+        parsed = parse_json(body, max_depth=self._rest.max_depth) if body.strip() else None
+        return self.decode_value(parsed)
+
+    def decode_value(self, value: Any) -> Message:
+        rest = self._rest
+        if rest.body is None:
+            # Every message must come from the URL alone; ``{}`` is the one way to send it.
+            if value not in (None, {}):
+                raise InvalidArgument(
+                    "this route takes no request body (its binding has no body:): "
+                    "send {} as each message and the fields in the path or query string"
+                )
+            value = None
+        if rest.raw_whole:
+            # An HttpBody stream is JSON too: {"contentType": ..., "data": <base64>}.
+            return rest.codec.decode_value({} if value is None else value)
+        fixed = self._fixed
+        if fixed.query:
+            # decode_value may rewrite values in place; each message gets its own copy.
+            fixed = FixedFields(fixed.paths, copy.deepcopy(fixed.query))
+        return rest.build(fixed, value)
+
+
 class RestRequest:
     """Path variables + body + query -> the request message of one binding."""
 
     __slots__ = (
         "_body_field",
+        "_bound",
         "_codec",
         "_descriptor",
         "_mask_field",
@@ -97,6 +145,7 @@ class RestRequest:
             PathField(".".join(path), _path_chain(descriptor, path), single)
             for path, single in variables
         )
+        self._bound = frozenset(f.name for f in self.path_fields)
         self._body_field: FieldDescriptor | None = None
         self._raw_whole = self.body == "*" and descriptor.full_name == HTTP_BODY
         if self._raw_whole and self.path_fields:
@@ -123,6 +172,19 @@ class RestRequest:
     def takes_body(self) -> bool:
         return self.body is not None
 
+    @property
+    def raw_whole(self) -> bool:
+        """The whole request is an HttpBody (``body: "*"``)."""
+        return self._raw_whole
+
+    @property
+    def codec(self) -> MessageCodec:
+        return self._codec
+
+    @property
+    def max_depth(self) -> int:
+        return self._max_depth
+
     def decode(
         self,
         path_params: Mapping[str, str],
@@ -141,18 +203,70 @@ class RestRequest:
                 "this route takes no request body (its binding has no body:); "
                 "send the fields in the query string"
             )
-        if self.body == "*":
-            self._refuse_query(query, ignore_unknown_query)
+        fixed = self.fixed_fields(path_params, query, ignore_unknown_query=ignore_unknown_query)
         if self._raw_whole:
             message = self._codec.message_class()
             message.content_type = content_type or ""  # type: ignore[attr-defined]
             message.data = body  # type: ignore[attr-defined]
             return message
-
-        value: dict[str, Any] = {}
         parsed: Any = None
         if body.strip() and not self._raw_field:
             parsed = parse_json(body, max_depth=self._max_depth)
+        message = self.build(fixed, parsed)
+        if self._raw_field:
+            assert self._body_field is not None
+            target = getattr(message, self._body_field.name)
+            target.content_type = content_type or ""
+            target.data = body
+        return message
+
+    def fixed_fields(
+        self,
+        path_params: Mapping[str, str],
+        query: Iterable[tuple[str, str]],
+        *,
+        ignore_unknown_query: bool = False,
+    ) -> FixedFields:
+        """The path variables and query parameters of one request, decoded and checked once."""
+        if self.body == "*":
+            self._refuse_query(query, ignore_unknown_query)
+        paths = tuple(
+            (field, self._path_value(field, path_params.get(field.name, "")))
+            for field in self.path_fields
+        )
+        query_value: dict[str, Any] = {}
+        if self.body != "*":
+            query_value = query_to_value(
+                self._descriptor,
+                query,
+                ignore_unknown=ignore_unknown_query,
+                bound=self._bound,
+                body=self._body_field.name if self._body_field else None,
+                max_depth=self._max_depth,
+            )
+        return FixedFields(paths, query_value)
+
+    def stream_decoder(
+        self,
+        path_params: Mapping[str, str],
+        query: Iterable[tuple[str, str]],
+        *,
+        ignore_unknown_query: bool = False,
+    ) -> StreamDecoder:
+        """Request messages of a stream (NDJSON lines, array elements, WebSocket frames).
+
+        Each message is the binding's body, always JSON, and gets the path
+        variables and query parameters merged in with the rules of
+        :meth:`decode`; those are checked here, before any message arrives.
+        """
+        return StreamDecoder(
+            self, self.fixed_fields(path_params, query, ignore_unknown_query=ignore_unknown_query)
+        )
+
+    def build(self, fixed: FixedFields, parsed: Any) -> Message:
+        """The message from the body's JSON (None: no body) and the path and query fields."""
+        value: dict[str, Any] = {}
+        if parsed is not None:
             if self._body_field is None:
                 value = parsed if isinstance(parsed, dict) else {}
             else:
@@ -161,28 +275,11 @@ class RestRequest:
             return self._codec.decode_value(parsed)  # the codec names the wrong JSON type
         # From the body as sent, before path values join it.
         mask = self._mask_paths(parsed) if self._mask_field is not None else []
-
-        for field in self.path_fields:
-            self._set_path_value(value, field, path_params.get(field.name, ""))
-        if self.body != "*":
-            _merge(
-                value,
-                query_to_value(
-                    self._descriptor,
-                    query,
-                    ignore_unknown=ignore_unknown_query,
-                    bound=[f.name for f in self.path_fields],
-                    body=self._body_field.name if self._body_field else None,
-                    max_depth=self._max_depth,
-                ),
-            )
+        for field, converted in fixed.paths:
+            _place(value, field, converted)
+        _merge(value, fixed.query)
         message = self._codec.decode_value(value)
-        if self._raw_field:
-            assert self._body_field is not None
-            target = getattr(message, self._body_field.name)
-            target.content_type = content_type or ""
-            target.data = body
-        elif mask:
+        if mask:
             assert self._mask_field is not None
             target = getattr(message, self._mask_field.name)
             if not target.paths:  # the client's own mask wins
@@ -197,30 +294,13 @@ class RestRequest:
                 "every field from the path or the body"
             )
 
-    def _set_path_value(self, value: dict[str, Any], field: PathField, raw: str) -> None:
+    def _path_value(self, field: PathField, raw: str) -> Any:
         where = f'path variable "{field.name}"'
         try:
             text = decode_path_value(raw, single=field.single)
         except ValueError as exc:
             raise InvalidArgument(f"{where}: {exc}") from exc
-        converted = text_to_value(field.chain[-1], text, where=where, max_depth=self._max_depth)
-        node: Any = value
-        for index, step in enumerate(field.chain):
-            key = _present_key(node, step)
-            if index == len(field.chain) - 1:
-                if key is not None:
-                    raise InvalidArgument(
-                        f'field "{field.name}" is bound by the path '
-                        "and cannot be set by the request body"
-                    )
-                node[step.name] = converted
-                return
-            if key is None or node[key] is None:
-                key = key or step.name
-                node[key] = {}
-            node = node[key]
-            if not isinstance(node, dict):
-                return  # a wrong JSON type: decode_value names it
+        return text_to_value(field.chain[-1], text, where=where, max_depth=self._max_depth)
 
     def _mask_paths(self, parsed: Any) -> list[str]:
         assert self._body_field is not None
@@ -297,6 +377,27 @@ def _patch_mask_field(
     if any(p.chain[0] is masks[0] for p in path_fields):
         return None
     return masks[0]
+
+
+def _place(value: dict[str, Any], field: PathField, converted: Any) -> None:
+    """Put one path value into the request's JSON; the body may not have set it."""
+    node: Any = value
+    for index, step in enumerate(field.chain):
+        key = _present_key(node, step)
+        if index == len(field.chain) - 1:
+            if key is not None:
+                raise InvalidArgument(
+                    f'field "{field.name}" is bound by the path '
+                    "and cannot be set by the request body"
+                )
+            node[step.name] = converted
+            return
+        if key is None or node[key] is None:
+            key = key or step.name
+            node[key] = {}
+        node = node[key]
+        if not isinstance(node, dict):
+            return  # a wrong JSON type: decode_value names it
 
 
 def _present_key(node: Any, field: FieldDescriptor) -> str | None:

@@ -34,7 +34,16 @@ _INT64 = frozenset(
 class RestResponse:
     """The response message -> the HTTP body: whole, one field, or an HttpBody's bytes."""
 
-    __slots__ = ("_codec", "_default", "_field", "_key", "_sub", "raw_body", "response_body")
+    __slots__ = (
+        "_codec",
+        "_default",
+        "_field",
+        "_key",
+        "_raw_sub",
+        "_sub",
+        "raw_body",
+        "response_body",
+    )
 
     def __init__(
         self,
@@ -48,6 +57,7 @@ class RestResponse:
         self.response_body = response_body or None
         self._field: FieldDescriptor | None = None
         self._sub: MessageCodec | None = None
+        self._raw_sub: MessageCodec | None = None
         self._key = ""
         self._default: Any = None
         if self.response_body is None:
@@ -63,9 +73,12 @@ class RestResponse:
         self._key = field.name if options.use_proto_names else field.json_name
         message_type = None if field.is_repeated else field.message_type
         self.raw_body = message_type is not None and message_type.full_name == HTTP_BODY
-        if message_type is not None and not self.raw_body:
-            sub_class = message_factory.GetMessageClass(message_type)
-            self._sub = MessageCodec(sub_class, pool, options)
+        if message_type is not None:
+            sub_codec = MessageCodec(message_factory.GetMessageClass(message_type), pool, options)
+            if self.raw_body:
+                self._raw_sub = sub_codec
+            else:
+                self._sub = sub_codec
         else:
             self._default = _default_json(field, options)
 
@@ -81,6 +94,14 @@ class RestResponse:
             return orjson.dumps(value)
         except orjson.JSONEncodeError as exc:  # not expected from MessageToDict's output
             raise JsonEncodeError(f"cannot render {self._key!r} as JSON: {exc}") from exc
+
+    def encode_json(self, message: Message) -> bytes:
+        """Like :meth:`encode`, but an HttpBody in its JSON form (base64 ``data``): for streams."""
+        if not self.raw_body:
+            return self.encode(message)
+        if self._raw_sub is None:
+            return self._codec.encode(message)
+        return self._raw_sub.encode(getattr(message, self.response_body or ""))
 
     def content_type(self, message: Message) -> str | None:
         """An HttpBody's own content type (``application/octet-stream`` if it has none);

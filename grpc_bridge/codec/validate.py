@@ -451,7 +451,10 @@ def _float_problem(value: object, check: _Check) -> str | None:
 def bytes_problem(value: object) -> str | None:
     if type(value) is not str:
         return f"expected a base64 string, got {_describe(value)}"
-    # Standard or URL-safe alphabet, padded or not (json_format decodes all four).
+    # Standard or URL-safe alphabet, padded or not (json_format decodes all four);
+    # MIME-style line breaks are ignored, as json_format and Go's protojson do.
+    if "\n" in value or "\r" in value:
+        value = value.replace("\r", "").replace("\n", "")
     body = value.rstrip("=")
     padding = len(value) - len(body)
     if (

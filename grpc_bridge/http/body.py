@@ -31,7 +31,7 @@ def check_media_type(request: web.Request, accepted: tuple[str, ...] = (JSON,)) 
     return mime
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
+def too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"request body is larger than {limit} bytes (limits.max_request_bytes)")
 
 
@@ -39,12 +39,12 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, refusing early: by Content-Length before reading, else while reading."""
     length = request.content_length
     if length is not None and length > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.content.iter_any():
         total += len(chunk)
         if total > limit:
-            raise _too_large(limit)
+            raise too_large(limit)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -7,6 +7,7 @@ BridgeErrors (or lets bugs through to here, where they become a 500).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from grpc_bridge.upstream.metadata import request_id_of
 log = get_logger("grpc_bridge.http")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+_PRINTABLE = re.compile(r"[\x20-\x7e]+")
 
 
 @web.middleware
@@ -83,11 +85,16 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
 
 
 def _request_id(request: web.Request) -> str:
+    """The client's X-Request-Id when it is printable ASCII, else a fresh one.
+
+    It goes into logs and a response header: bytes aiohttp decoded with
+    surrogateescape, or control characters, must not reach either.
+    """
     # One case-insensitive lookup instead of a scan of every header, per request.
     value = request.headers.get(REQUEST_ID_HEADER)
-    if value:
+    if value and _PRINTABLE.fullmatch(value):
         return value
-    return request_id_of(() if value is None else request.headers.items())
+    return request_id_of(())
 
 
 def _bytes_out(response: web.StreamResponse) -> int:

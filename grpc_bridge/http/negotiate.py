@@ -14,6 +14,8 @@ over ``*/*``); the higher ``q`` wins, NDJSON on a tie.
 
 from __future__ import annotations
 
+import functools
+
 from grpc_bridge.codec.framing import EVENT_STREAM, NDJSON, NDJSON_FRAMING, SSE_FRAMING, Framing
 
 
@@ -56,6 +58,12 @@ def stream_framing(accept: str | None) -> Framing:
     """The framing for a streamed response given the request's ``Accept``."""
     if not accept:
         return NDJSON_FRAMING
+    return _framing_for(accept)
+
+
+# Pure, and clients send the same few Accept strings over and over: parse each once.
+@functools.lru_cache(maxsize=256)
+def _framing_for(accept: str) -> Framing:
     ranges = _ranges(accept)
     ndjson_q = _quality(NDJSON, ranges)
     sse_q = _quality(EVENT_STREAM, ranges)

@@ -13,6 +13,8 @@ stream would otherwise run on until its next write failed.
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
@@ -30,6 +32,9 @@ from grpc_bridge.http.unary import handle_unary
 from grpc_bridge.http.websocket import handle_websocket, is_websocket
 from grpc_bridge.routing.table import Match, MatchKind
 from grpc_bridge.upstream.metadata import MetadataPolicy
+
+#: RFC 9110 token: what an HTTP method may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _POLICY = web.AppKey("metadata_policy", MetadataPolicy)
 _CORS = web.AppKey("cors_policy", CorsPolicy)
@@ -58,19 +63,21 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     bridge = request.app[BRIDGE]
     ctx = request[CONTEXT]
     policy = request.app[_POLICY]
+    # Raw: REST variables decode %2F per HttpRule only if they see it encoded. rel_url,
+    # not raw_path: an absolute-form target (GET http://host/path) carries scheme and host.
+    raw_path = request.rel_url.raw_path
     if is_preflight(request):
         wanted = request.headers["Access-Control-Request-Method"]
-        match = bridge.routes.match(wanted, request.raw_path)
+        match = bridge.routes.match(wanted, raw_path)
         _routed(request, match, ctx)
         if match.kind is MatchKind.WRONG_METHOD:
             raise _not_allowed(wanted, match)
         return request.app[_CORS].preflight(request, match.allowed)
     if is_websocket(request):
-        match = bridge.routes.websocket(request.raw_path)
+        match = bridge.routes.websocket(raw_path)
         _routed(request, match, ctx)
         return await handle_websocket(request, match, bridge, ctx, policy)
-    # Raw: REST variables decode %2F per HttpRule only if they see it encoded.
-    match = bridge.routes.match(request.method, request.raw_path)
+    match = bridge.routes.match(request.method, raw_path)
     _routed(request, match, ctx)
     if match.kind is MatchKind.WRONG_METHOD:
         raise _not_allowed(request.method, match)
@@ -79,8 +86,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 
 def _not_allowed(method: str, match: Match) -> MethodNotAllowed:
+    # A preflight's method comes from a header, with any bytes in it: quote all but tokens.
+    shown = method if _TOKEN.fullmatch(method) else repr(method)
     return MethodNotAllowed(
-        f"{method} is not allowed on {match.route}; use {' or '.join(match.allowed)}",
+        f"{shown} is not allowed on {match.route}; use {' or '.join(match.allowed)}",
         allowed=match.allowed,
     )
 

@@ -25,9 +25,10 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from grpc_bridge.codec.framing import NDJSON
-from grpc_bridge.codec.json_codec import MessageCodec, parse_json
+from grpc_bridge.codec.json_codec import parse_json
 from grpc_bridge.errors import BridgeError, InvalidArgument, PayloadTooLarge
-from grpc_bridge.http.body import JSON, check_media_type, read_body
+from grpc_bridge.http.body import JSON, check_media_type, read_body, too_large
+from grpc_bridge.http.transcode import MessageDecoder
 
 REQUEST_STREAM_TYPES = (NDJSON, JSON)
 
@@ -40,29 +41,55 @@ def _at(where: str, exc: BridgeError) -> InvalidArgument:
     return InvalidArgument(f"{where}: {exc.message}")
 
 
+def check_request_stream(request: web.Request, limit: int) -> str:
+    """The body's media type, refused (415) or too large by Content-Length (413) before the call."""
+    media_type = check_media_type(request, REQUEST_STREAM_TYPES)
+    if media_type != NDJSON:
+        length = request.content_length
+        if length is not None and length > limit:
+            raise too_large(limit)
+    return media_type
+
+
 async def request_messages(
-    request: web.Request, codec: MessageCodec, *, limit: int, max_depth: int
+    request: web.Request, decoder: MessageDecoder, media_type: str, *, limit: int, max_depth: int
 ) -> AsyncIterator[Message]:
-    """The body's request messages, in order, as they arrive."""
-    if check_media_type(request, REQUEST_STREAM_TYPES) == NDJSON:
-        async for message in _ndjson(request, codec, limit):
+    """The body's request messages, in order, as they arrive.
+
+    ``media_type`` is what :func:`check_request_stream` returned.
+    """
+    if media_type == NDJSON:
+        async for message in _ndjson(request, decoder, limit):
             yield message
         return
     body = await read_body(request, limit)
     if not body.strip():
         return
-    value = parse_json(body, max_depth=max_depth + 1)  # + 1: the array around the messages
+    value = _parse_array(body, max_depth)
     if not isinstance(value, list):
-        yield codec.decode(body)  # re-parsed for its own depth limit; a stream of one
+        yield decoder.decode(body)  # re-parsed for its own depth limit; a stream of one
         return
     for index, element in enumerate(value):
         try:
-            yield codec.decode_value(element)
+            yield decoder.decode_value(element)
         except BridgeError as exc:
             raise _at(f"element [{index}]", exc) from exc
 
 
-async def _ndjson(request: web.Request, codec: MessageCodec, limit: int) -> AsyncIterator[Message]:
+def _parse_array(body: bytes, max_depth: int) -> object:
+    """The body's JSON; the array around the messages is one level more than ``max_depth``."""
+    try:
+        return parse_json(body, max_depth=max_depth + 1)
+    except InvalidArgument as exc:
+        # parse_json names the limit it was given; the client's limit is one less.
+        if exc.message != f"JSON nesting deeper than {max_depth + 1} levels":
+            raise
+        raise InvalidArgument(f"JSON nesting deeper than {max_depth} levels") from exc
+
+
+async def _ndjson(
+    request: web.Request, codec: MessageDecoder, limit: int
+) -> AsyncIterator[Message]:
     buffer = bytearray()
     line_no = 0
     chunks = request.content.iter_any()
@@ -94,7 +121,7 @@ def _line_too_long(line_no: int, limit: int) -> PayloadTooLarge:
     )
 
 
-def _decode_line(codec: MessageCodec, line: bytes, line_no: int, limit: int) -> Message | None:
+def _decode_line(codec: MessageDecoder, line: bytes, line_no: int, limit: int) -> Message | None:
     if len(line) > limit:
         raise _line_too_long(line_no, limit)
     if not line.strip():

@@ -23,6 +23,7 @@ because a browser's EventSource can't read the body of a non-200 answer.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -41,9 +42,15 @@ from grpc_bridge.http.relay import (
     send_error,
     supervise,
 )
-from grpc_bridge.http.request_stream import ClientGone, request_messages
+from grpc_bridge.http.request_stream import ClientGone, check_request_stream, request_messages
 from grpc_bridge.http.responses import json_response
-from grpc_bridge.http.transcode import decode_request, encode_response, message_response
+from grpc_bridge.http.transcode import (
+    MessageDecoder,
+    decode_request,
+    encode_stream_message,
+    message_response,
+    stream_decoder,
+)
 from grpc_bridge.http.unary import call_metadata, call_timeout
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
@@ -105,17 +112,22 @@ def stream_timeout(request: web.Request, plan: MethodPlan) -> float | None:
 
 
 def encoder(match: Match) -> Callable[[Message], bytes]:
-    return lambda message: encode_response(match, message)
+    return lambda message: encode_stream_message(match, message)
 
 
 async def _feed_body(
-    request: web.Request, plan: MethodPlan, bridge: Bridge, call: StreamCall, activity: Activity
+    request: web.Request,
+    feed: RequestFeed,
+    bridge: Bridge,
+    call: StreamCall,
+    activity: Activity,
 ) -> None:
     """Request body → upstream, one message per line as lines arrive; the end half-closes."""
     limits = bridge.settings.limits
     async for message in request_messages(
         request,
-        plan.request_codec,
+        feed.decoder,
+        feed.media_type,
         limit=limits.max_request_bytes,
         max_depth=limits.max_json_depth,
     ):
@@ -123,6 +135,20 @@ async def _feed_body(
         if not await call.write(message):
             return  # the call is over; the reading side reports how
     await call.done_writing()
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFeed:
+    """A request stream checked before its upstream call opens: media type, size, path, query."""
+
+    decoder: MessageDecoder
+    media_type: str
+
+
+def _request_feed(request: web.Request, match: Match, bridge: Bridge) -> RequestFeed:
+    # As handle_unary: whatever refuses the request is a plain HTTP error, and no call starts.
+    media_type = check_request_stream(request, bridge.settings.limits.max_request_bytes)
+    return RequestFeed(stream_decoder(request, match, bridge), media_type)
 
 
 async def _ended(stream: Coroutine[Any, Any, None]) -> BridgeError | ClientGone | None:
@@ -222,11 +248,12 @@ async def handle_bidi_stream(
     assert plan is not None
     metadata = call_metadata(request, ctx, policy)
     timeout = stream_timeout(request, plan)
+    request_feed = _request_feed(request, match, bridge)
     sink, framing = _stream_sink(request, ctx)
     activity = Activity()
     invoker = bridge.invoker(plan.upstream)
     async with invoker.request_stream(plan.info, metadata=metadata, timeout=timeout) as call:
-        feed = _feed_body(request, plan, bridge, call, activity)
+        feed = _feed_body(request, request_feed, bridge, call, activity)
         outcome = await _relay(call, match, bridge, sink, framing, activity, feed)
     ctx.bytes_in = request.content.total_bytes
     return await _finish(sink, plan, ctx, outcome)
@@ -244,13 +271,14 @@ async def handle_client_stream(
     assert plan is not None
     metadata = call_metadata(request, ctx, policy)
     timeout = call_timeout(request, plan)
+    request_feed = _request_feed(request, match, bridge)
     activity = Activity()
     invoker = bridge.invoker(plan.upstream)
     async with invoker.request_stream(plan.info, metadata=metadata, timeout=timeout) as call:
         try:
             response = await supervise(
                 call.response(),
-                _feed_body(request, plan, bridge, call, activity),
+                _feed_body(request, request_feed, bridge, call, activity),
                 closing=bridge.closing,
                 idle_timeout_s=bridge.settings.streams.idle_timeout_s,
                 activity=activity,

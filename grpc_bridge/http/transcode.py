@@ -6,6 +6,9 @@ request message and encodes responses, so REST bindings (path variables,
 handled once, whichever framing carries the call:
 
 - :func:`decode_request`: the request message of a matched route;
+- :func:`stream_decoder`: the decoder of a request stream's messages (HTTP
+  NDJSON / JSON array and WebSocket frames), path and query merged into each;
+- :func:`query_items`: the query string, decoded strictly;
 - :func:`encode_response`: one response message as the HTTP body bytes (JSON,
   a ``response_body`` field's JSON, or an HttpBody's raw bytes);
 - :func:`response_content_type`: the media type of those bytes;
@@ -23,7 +26,11 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
+from grpc_bridge.codec.json_codec import MessageCodec
+from grpc_bridge.codec.percent import decode_query
 from grpc_bridge.codec.query import query_to_value
+from grpc_bridge.codec.rest import StreamDecoder
+from grpc_bridge.errors import InvalidArgument
 from grpc_bridge.http.body import JSON, check_media_type, read_body
 from grpc_bridge.http.context import RequestContext
 from grpc_bridge.http.responses import json_response
@@ -33,10 +40,42 @@ from grpc_bridge.routing.table import Match
 __all__ = [
     "decode_request",
     "encode_response",
+    "encode_stream_message",
     "message_from_query",
     "message_response",
+    "query_items",
     "response_content_type",
+    "stream_decoder",
 ]
+
+#: What decodes a request stream's messages: a plain codec, or a REST binding's.
+MessageDecoder = MessageCodec | StreamDecoder
+
+_NO_BODY = "this route takes no request body: send the fields in the query string"
+
+
+def query_items(request: web.Request) -> list[tuple[str, str]]:
+    """The query parameters, in order; a malformed escape or non-UTF-8 value is a 400."""
+    raw = request.rel_url.raw_query_string
+    if not raw:
+        return []
+    try:
+        return decode_query(raw)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
+def stream_decoder(request: web.Request, match: Match, bridge: Bridge) -> MessageDecoder:
+    """The decoder of each streamed request message; the path and query are checked now."""
+    plan = match.plan
+    assert plan is not None
+    if match.binding is None:
+        return plan.request_codec
+    return match.binding.request.stream_decoder(
+        match.path_params,
+        query_items(request),
+        ignore_unknown_query=bridge.settings.rest.ignore_unknown_query_parameters,
+    )
 
 
 def message_from_query(request: web.Request, match: Match, bridge: Bridge) -> Message:
@@ -45,7 +84,7 @@ def message_from_query(request: web.Request, match: Match, bridge: Bridge) -> Me
     assert plan is not None
     value = query_to_value(
         plan.info.input_type,
-        request.query.items(),
+        query_items(request),
         ignore_unknown=bridge.settings.rest.ignore_unknown_query_parameters,
         max_depth=bridge.settings.limits.max_json_depth,
     )
@@ -65,6 +104,8 @@ async def decode_request(
     if match.binding is not None:
         return await _decode_rest(request, match, match.binding, bridge, ctx)
     if request.method == "GET":
+        if request.body_exists:
+            raise InvalidArgument(_NO_BODY)
         return message_from_query(request, match, bridge)
     check_media_type(request)
     body = await read_body(request, bridge.settings.limits.max_request_bytes)
@@ -85,7 +126,7 @@ async def _decode_rest(
         ctx.bytes_in = len(body)
     return rest.decode(
         match.path_params,
-        request.query.items(),
+        query_items(request),
         body,
         request.headers.get("Content-Type"),
         ignore_unknown_query=bridge.settings.rest.ignore_unknown_query_parameters,
@@ -96,6 +137,19 @@ def encode_response(match: Match, message: Message) -> bytes:
     """The HTTP body for one response message (for streams: one message's bytes)."""
     if match.binding is not None:
         return match.binding.response.encode(message)
+    plan = match.plan
+    assert plan is not None
+    return plan.response_codec.encode(message)
+
+
+def encode_stream_message(match: Match, message: Message) -> bytes:
+    """One message of a streamed response (NDJSON, SSE, WebSocket frame): always JSON.
+
+    An HttpBody's raw bytes would break the framing around them, so a stream
+    sends it in its JSON form (``{"contentType": ..., "data": <base64>}``).
+    """
+    if match.binding is not None:
+        return match.binding.response.encode_json(message)
     plan = match.plan
     assert plan is not None
     return plan.response_codec.encode(message)

@@ -2,7 +2,9 @@
 
 Client → bridge: each text frame is one request message; an empty text frame
 half-closes the request stream. Unary and server-streaming methods take one
-request: the first frame is it, and the bridge half-closes by itself.
+request: the first frame is it, and the bridge half-closes by itself. On a
+REST binding's path each frame is the binding's body, with the path variables
+and query merged in (``transcode.stream_decoder``, as for HTTP request streams).
 
 Bridge → client: ``{"result": <message>}`` per response message; on failure
 one last ``{"error": <Status>}`` frame. Close codes:
@@ -39,7 +41,6 @@ from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import WEBSOCKET_FRAMING
-from grpc_bridge.codec.json_codec import MessageCodec
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument, OriginNotAllowed, ShuttingDown
 from grpc_bridge.http.context import RequestContext
@@ -54,6 +55,7 @@ from grpc_bridge.http.relay import (
 )
 from grpc_bridge.http.request_stream import ClientGone
 from grpc_bridge.http.streaming import encoder, stream_timeout
+from grpc_bridge.http.transcode import MessageDecoder, stream_decoder
 from grpc_bridge.http.unary import call_metadata, call_timeout
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Cors
@@ -83,7 +85,11 @@ def check_origin(request: web.Request, cors: Cors) -> None:
     origin = request.headers.get("Origin")
     if origin is None or "*" in cors.allowed_origins or origin in cors.allowed_origins:
         return
-    if urlsplit(origin).netloc.lower() == request.host.lower():
+    try:
+        netloc: str | None = urlsplit(origin).netloc.lower()
+    except ValueError:  # "http://[": not a URL, so not this host either
+        netloc = None
+    if netloc == request.host.lower():
         return
     raise OriginNotAllowed(
         f"origin {origin!r} may not open WebSockets here: it is not in cors.allowed_origins"
@@ -107,7 +113,8 @@ class WebSocketSink:
             return
         try:
             # aiohttp drains the socket once 64 KiB are buffered: bounded, as for HTTP.
-            await self._ws.send_str(frame.decode())
+            # Frames are UTF-8 JSON already: no str round trip as send_str would make.
+            await self._ws.send_frame(frame, WSMsgType.TEXT)
         except ConnectionError as exc:
             raise ClientGone(str(exc)) from exc
 
@@ -123,7 +130,9 @@ class WebSocketSink:
 class FrameReader:
     """Text frames → request messages; ``None`` for the empty frame that half-closes."""
 
-    def __init__(self, ws: web.WebSocketResponse, codec: MessageCodec, activity: Activity) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, codec: MessageDecoder, activity: Activity
+    ) -> None:
         self._ws = ws
         self._codec = codec
         self._activity = activity
@@ -187,6 +196,7 @@ class _Session:
         bridge: Bridge,
         metadata: Metadata,
         timeout: float | None,
+        decoder: MessageDecoder,
     ) -> None:
         plan = match.plan
         assert plan is not None
@@ -197,7 +207,7 @@ class _Session:
         self.sink = WebSocketSink(ws)
         self.encode = encoder(match)
         self.activity = Activity()
-        self.frames = FrameReader(ws, plan.request_codec, self.activity)
+        self.frames = FrameReader(ws, decoder, self.activity)
 
     def _supervise(
         self, main: Coroutine[Any, Any, None], feeder: Coroutine[Any, Any, None]
@@ -289,6 +299,8 @@ async def handle_websocket(
         if kind in (MethodKind.UNARY, MethodKind.CLIENT_STREAM)
         else stream_timeout(request, plan)
     )
+    # A REST binding's path and query join every frame's message (a bad one is a 400 here).
+    decoder = stream_decoder(request, match, bridge)
     ws = web.WebSocketResponse(
         heartbeat=settings.websocket.heartbeat_s,
         max_msg_size=settings.websocket.max_message_size,
@@ -296,7 +308,7 @@ async def handle_websocket(
     )
     await ws.prepare(request)
     ctx.open_stream(WEBSOCKET_FRAMING.name)
-    session = _Session(ws, match, bridge, metadata, timeout)
+    session = _Session(ws, match, bridge, metadata, timeout, decoder)
     request[ACTIVE_SINK] = session.sink
     try:
         await session.run()

@@ -9,7 +9,7 @@ Precedence (spec §2): REST bindings first, matched on a segment trie
 its gRPC path. A path that matches only with other HTTP methods gets the
 union of their methods as ``allowed`` (the ``Allow`` header).
 
-``match`` takes the request's *raw* path (``request.raw_path``, still
+``match`` takes the request's *raw* path (``request.rel_url.raw_path``, still
 percent-encoded, query string allowed): REST variables decode ``%2F`` per
 HttpRule only if they see it. A decoded path works too, minus that.
 """

@@ -33,4 +33,7 @@ async def check_health(channel: grpc.aio.Channel, service: str, timeout: float) 
         if code == grpc.StatusCode.NOT_FOUND:
             raise HealthCheckError(f"the upstream knows no health service {service!r}") from exc
         raise HealthCheckError(f"{code.name}: {exc.details() or 'no details'}") from exc
-    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+    status = reply.status
+    names = health_pb2.HealthCheckResponse.ServingStatus
+    # An open enum: a newer server may answer a number this client has no name for.
+    return str(names.Name(status)) if status in names.values() else f"STATUS_{status}"

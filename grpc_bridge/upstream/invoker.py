@@ -44,11 +44,13 @@ class Invoker:
     def __init__(self, pool: ChannelPool, metrics: Metrics | None = None) -> None:
         self._pool = pool
         self._metrics = metrics
-        self._callables: dict[tuple[int, str], Callable[..., Any]] = {}
+        self._callables: dict[tuple[int, str, type[Message]], Callable[..., Any]] = {}
 
     def _callable(self, method: MethodInfo) -> Callable[..., Any]:
         index, channel = self._pool.pick()
-        key = (index, method.path)
+        # The class is part of the key: a request routed just before a refresh must
+        # not put the old response class back under the same method path.
+        key = (index, method.path, method.output_class)
         call = self._callables.get(key)
         if call is None:
             factory = {
@@ -68,10 +70,11 @@ class Invoker:
     async def unary(
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float
     ) -> UnaryResult:
-        observer = self._observe(method)
+        # Counted as started only once a channel was picked: pick() raises while shutting down.
         call = self._callable(method)(
             request, metadata=metadata, timeout=timeout, wait_for_ready=False
         )
+        observer = self._observe(method)
         try:
             response = await call
             initial = await call.initial_metadata()
@@ -101,15 +104,13 @@ class Invoker:
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
     ) -> StreamCall:
         """A server-streaming call, request sent and half-closed; ``timeout=None``: no deadline."""
+        call = self._callable(method)(
+            request, metadata=metadata, timeout=timeout, wait_for_ready=False
+        )
         observer = self._observe(method)
         if observer is not None:
             observer.metrics.sent.inc()
-        return StreamCall(
-            self._callable(method)(
-                request, metadata=metadata, timeout=timeout, wait_for_ready=False
-            ),
-            observer,
-        )
+        return StreamCall(call, observer)
 
     def request_stream(
         self, method: MethodInfo, *, metadata: Metadata, timeout: float | None
@@ -118,10 +119,8 @@ class Invoker:
         assert method.kind.client_streams, method.kind
         # No request iterator: grpc.aio's reader/writer style, so each write
         # completes only once the message is handed to HTTP/2 flow control.
-        return StreamCall(
-            self._callable(method)(metadata=metadata, timeout=timeout, wait_for_ready=False),
-            self._observe(method),
-        )
+        call = self._callable(method)(metadata=metadata, timeout=timeout, wait_for_ready=False)
+        return StreamCall(call, self._observe(method))
 
     def forget(self) -> None:
         """Drop cached multi-callables (after a refresh changed the message classes)."""

@@ -122,6 +122,10 @@ class ReflectionClient:
             replies = [reply async for reply in call]
         except grpc.aio.AioRpcError as exc:
             raise DiscoveryError(f"{what}: {_describe(exc)}") from exc
+        except grpc.aio.UsageError as exc:
+            # The channel was closed under us (the pool was rebuilt for a DNS or
+            # TLS change): a passing failure, retried like any other.
+            raise DiscoveryError(f"{what}: {exc}") from exc
         if len(replies) != 1:
             raise DiscoveryError(f"{what}: expected one reply, got {len(replies)}")
         reply = replies[0]

@@ -123,7 +123,8 @@ async def resolve_targets(
                 found = await resolve(endpoint.host, endpoint.port)
         except TimeoutError as exc:
             raise ResolveError(f"resolving {endpoint.host!r} took over {timeout:g}s") from exc
-        except OSError as exc:
+        except (OSError, UnicodeError) as exc:
+            # UnicodeError: the idna codec refuses an empty or over-long label.
             raise ResolveError(f"cannot resolve {endpoint.host!r}: {exc}") from exc
         if not found:
             raise ResolveError(f"{endpoint.host!r} resolved to no address")

@@ -121,6 +121,26 @@ class RestServiceStub:
                 request_serializer=bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
                 response_deserializer=bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/bridgetest.v1.RestService/Watch',
+                request_serializer=bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+                response_deserializer=bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+                _registered_method=True)
+        self.Collect = channel.stream_unary(
+                '/bridgetest.v1.RestService/Collect',
+                request_serializer=bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+                response_deserializer=bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+                _registered_method=True)
+        self.Converse = channel.stream_stream(
+                '/bridgetest.v1.RestService/Converse',
+                request_serializer=bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+                response_deserializer=bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+                _registered_method=True)
+        self.Chunks = channel.unary_stream(
+                '/bridgetest.v1.RestService/Chunks',
+                request_serializer=bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class RestServiceServicer:
@@ -233,6 +253,35 @@ class RestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Streams on REST paths: every request message gets the path (and query).
+        Answers with each request as it arrived, then the request once more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Collect(self, request_iterator, context):
+        """Answers with one tag "id|name|num" per request message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Converse(self, request_iterator, context):
+        """Answers with each request message as it arrives.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Chunks(self, request, context):
+        """One text/csv HttpBody per tag of the request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -320,6 +369,26 @@ def add_RestServiceServicer_to_server(servicer, server):
                     servicer.Plain,
                     request_deserializer=bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
                     response_serializer=bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+                    response_serializer=bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+            ),
+            'Collect': grpc.stream_unary_rpc_method_handler(
+                    servicer.Collect,
+                    request_deserializer=bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+                    response_serializer=bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+            ),
+            'Converse': grpc.stream_stream_rpc_method_handler(
+                    servicer.Converse,
+                    request_deserializer=bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+                    response_serializer=bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+            ),
+            'Chunks': grpc.unary_stream_rpc_method_handler(
+                    servicer.Chunks,
+                    request_deserializer=bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -781,6 +850,114 @@ class RestService:
             '/bridgetest.v1.RestService/Plain',
             bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
             bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bridgetest.v1.RestService/Watch',
+            bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+            bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Collect(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/bridgetest.v1.RestService/Collect',
+            bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+            bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Converse(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/bridgetest.v1.RestService/Converse',
+            bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+            bridgetest_dot_v1_dot_rest__pb2.Thing.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Chunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/bridgetest.v1.RestService/Chunks',
+            bridgetest_dot_v1_dot_rest__pb2.Thing.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,
