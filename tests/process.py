@@ -5,11 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+
+def serve_args(upstream: str, *extra: str, port: int | str = 0) -> tuple[str, ...]:
+    """``serve`` on loopback with an ephemeral admin port and JSON logs (which tests read)."""
+    return (
+        *("serve", "--upstream", upstream, "--host", "127.0.0.1", "--port", str(port)),
+        *("--admin-port", "0", "--log-format", "json", *extra),
+    )
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for an upstream started later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def bridge_env(**extra: str) -> dict[str, str]:
@@ -111,3 +127,28 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def spawn_demo() -> asyncio.subprocess.Process:
+    """``grpc-bridge demo`` on ephemeral ports, its stdout (ports and curl lines) piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "grpc_bridge", "demo", "--port", "0", "--admin-port", "0"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=bridge_env(),
+    )
+
+
+def expected_status(command: str) -> str:
+    """Documented curl lines succeed, except the ones showing a not-found error."""
+    return "404" if '"404"' in command else "200"
+
+
+async def curl_status(command: str) -> str:
+    """Run a curl command line as documented; the HTTP status it got."""
+    curl = await asyncio.create_subprocess_shell(
+        command + " -o /dev/null -w '%{http_code}'", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await curl.communicate()
+    return out.decode()

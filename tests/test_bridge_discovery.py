@@ -11,6 +11,7 @@ from bridgetest.v1 import kitchen_pb2, other_pb2
 
 from tests.descriptors import with_imports, write_set
 from tests.harness import running_bridge
+from tests.process import free_port
 from tests.servers import StartServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
@@ -104,11 +105,7 @@ async def test_introspection(upstream: Any) -> None:
 
 
 async def test_readiness_names_the_upstream_and_why(upstream_factory: StartServer) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     async with running_bridge(f"shop=127.0.0.1:{port}", ready=False) as b:
         await asyncio.sleep(0.3)
         async with b.session.get(f"{b.admin_url}/readyz") as resp:

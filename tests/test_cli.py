@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import shlex
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.process import BridgeProcess, bridge_env, run_cli
+from tests.process import (
+    BridgeProcess,
+    bridge_env,
+    curl_status,
+    expected_status,
+    free_port,
+    run_cli,
+    serve_args,
+    spawn_demo,
+)
 from tests.servers import RunningServer
 
 
@@ -62,19 +69,7 @@ async def test_check_config_reports_bad_descriptor_set(tmp_path: Path) -> None:
 
 
 async def test_serve_drains_in_flight_requests_on_sigterm(upstream: RunningServer) -> None:
-    bp = await BridgeProcess.start(
-        "serve",
-        "--upstream",
-        upstream.target,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--admin-port",
-        "0",
-        "--log-format",
-        "json",
-    )
+    bp = await BridgeProcess.start(*serve_args(upstream.target))
     try:
         await bp.wait_for("discovered")
         async with aiohttp.ClientSession() as session:
@@ -99,21 +94,9 @@ async def test_serve_drains_in_flight_requests_on_sigterm(upstream: RunningServe
 
 
 async def test_serve_starts_before_its_upstream(upstream_factory: object) -> None:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     bp = await BridgeProcess.start(
-        "serve",
-        "--upstream",
-        f"127.0.0.1:{port}",
-        "--port",
-        "0",
-        "--admin-port",
-        "0",
-        "--log-format",
-        "json",
+        *serve_args(f"127.0.0.1:{port}"),
         env=bridge_env(
             GRPC_BRIDGE_DISCOVERY__RETRY_INITIAL_S="0.1", GRPC_BRIDGE_DISCOVERY__RETRY_MAX_S="0.5"
         ),
@@ -146,13 +129,7 @@ async def test_serve_starts_before_its_upstream(upstream_factory: object) -> Non
 
 @pytest.mark.skipif(not Path("/usr/bin/curl").exists(), reason="needs curl")
 async def test_demo_prints_curl_lines_that_work() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *shlex.split("-m grpc_bridge demo --port 0 --admin-port 0"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=bridge_env(),
-    )
+    proc = await spawn_demo()
     assert proc.stdout is not None
     lines: list[str] = []
     try:
@@ -166,13 +143,7 @@ async def test_demo_prints_curl_lines_that_work() -> None:
                     break
         assert len(lines) >= 6
         for line in lines:
-            curl = await asyncio.create_subprocess_shell(
-                line + " -w '\\n%{http_code}'", stdout=asyncio.subprocess.PIPE
-            )
-            out, _ = await curl.communicate()
-            _body, _, status = out.decode().rpartition("\n")
-            expected = "404" if '"404"' in line else "200"
-            assert status == expected, (line, out)
+            assert await curl_status(line) == expected_status(line), line
     finally:
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(20):

@@ -11,7 +11,7 @@ import structlog
 
 from tests.harness import running_bridge
 from tests.load import wait_until
-from tests.process import BridgeProcess, bridge_env
+from tests.process import BridgeProcess, bridge_env, free_port, serve_args
 from tests.servers import StartServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
@@ -99,15 +99,7 @@ async def test_upstreams_endpoint(upstream_factory: StartServer) -> None:
 async def test_sighup_refreshes_at_once(upstream_factory: StartServer) -> None:
     server = await upstream_factory(services=("test", "other"))
     bp = await BridgeProcess.start(
-        "serve",
-        "--upstream",
-        server.target,
-        "--port",
-        "0",
-        "--admin-port",
-        "0",
-        "--log-format",
-        "json",
+        *serve_args(server.target),
         env=bridge_env(
             GRPC_BRIDGE_DISCOVERY__REFRESH_INTERVAL_S="0",  # only SIGHUP refreshes
             GRPC_BRIDGE_DISCOVERY__RETRY_INITIAL_S="0.05",
@@ -168,15 +160,7 @@ async def test_sigterm_with_calls_and_streams_in_flight(upstream_factory: StartS
 
     server = await upstream_factory()
     bp = await BridgeProcess.start(
-        "serve",
-        "--upstream",
-        server.target,
-        "--port",
-        "0",
-        "--admin-port",
-        "0",
-        "--log-format",
-        "json",
+        *serve_args(server.target),
         env=bridge_env(GRPC_BRIDGE_SHUTDOWN__DRAIN_S="0.6", GRPC_BRIDGE_SHUTDOWN__TIMEOUT_S="5"),
     )
     try:
@@ -213,13 +197,8 @@ async def test_restart_on_one_port_without_dropping_requests(upstream_factory: S
     """listen.reuse_port: a new bridge takes over the port while the old one drains."""
     server = await upstream_factory()
     env = bridge_env(GRPC_BRIDGE_LISTEN__REUSE_PORT="true", GRPC_BRIDGE_SHUTDOWN__DRAIN_S="0.5")
-    args = ("serve", "--upstream", server.target, "--host", "127.0.0.1", "--admin-port", "0")
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
-    old = await BridgeProcess.start(*args, "--port", port, "--log-format", "json", env=env)
+    port = free_port()
+    old = await BridgeProcess.start(*serve_args(server.target, port=port), env=env)
     await old.wait_for("discovered")
     url = f"http://127.0.0.1:{port}/bridgetest.v1.TestService/Echo"
     statuses: list[int] = []
@@ -233,7 +212,7 @@ async def test_restart_on_one_port_without_dropping_requests(upstream_factory: S
     async with aiohttp.ClientSession() as session:
         clients = [asyncio.create_task(load(session)) for _ in range(4)]
         await asyncio.sleep(0.3)
-        new = await BridgeProcess.start(*args, "--port", port, "--log-format", "json", env=env)
+        new = await BridgeProcess.start(*serve_args(server.target, port=port), env=env)
         try:
             await new.wait_for("discovered")
             old.proc.send_signal(signal.SIGTERM)

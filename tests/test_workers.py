@@ -14,28 +14,13 @@ import pytest
 from grpc_bridge.http.worker_admin import merge_metrics
 from grpc_bridge.settings import load_settings
 from grpc_bridge.workers import dump_settings, load_dumped_settings
-from tests.process import BridgeProcess, bridge_env
+from tests.process import BridgeProcess, bridge_env, serve_args
 from tests.servers import RunningServer
 
 
 async def start_workers(upstream: RunningServer, *extra: str) -> BridgeProcess:
     """Like BridgeProcess.start, but waits for the parent's "listening" line (with ``workers``)."""
-    bp = await BridgeProcess.spawn(
-        "serve",
-        "--upstream",
-        upstream.target,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--admin-port",
-        "0",
-        "--log-format",
-        "json",
-        "--workers",
-        "2",
-        *extra,
-    )
+    bp = await BridgeProcess.spawn(*serve_args(upstream.target, "--workers", "2", *extra))
     while True:
         event = await bp.wait_for("listening")
         if "workers" in event:
