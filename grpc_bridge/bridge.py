@@ -27,7 +27,7 @@ from grpc_bridge.routing.assemble import CONFLICT_PREFIX, assemble_routes
 from grpc_bridge.routing.plan import MethodPlan, UpstreamLimits, plans_for
 from grpc_bridge.routing.table import RouteTable
 from grpc_bridge.settings import Settings, Upstream
-from grpc_bridge.upstream.invoker import Invoker
+from grpc_bridge.upstream.invoker import CallInvoker
 from grpc_bridge.upstream.reflection import ReflectionClient
 from grpc_bridge.upstream.resolver import Resolve, system_resolve
 from grpc_bridge.upstreams import (
@@ -129,6 +129,8 @@ class Bridge:
             # _report_crash) must not stop the channels from being closed.
             await asyncio.gather(*state.tasks, return_exceptions=True)
         for state in reversed(list(self._upstreams.values())):
+            if state.native is not None:
+                await state.native.close()
             await state.pool.close()
 
     async def wait_discovered(self) -> None:
@@ -141,7 +143,7 @@ class Bridge:
             state.wake_discovery.set()
             state.wake_channels.set()
 
-    def invoker(self, upstream: str) -> Invoker:
+    def invoker(self, upstream: str) -> CallInvoker:
         state = self._upstreams.get(upstream)
         if state is None:
             raise UpstreamNotReady(f"upstream {upstream!r} is not configured")
@@ -298,7 +300,7 @@ class Bridge:
     def channel_summary(self) -> list[tuple[str, bool, list[str]]]:
         """``(upstream, ready, channel states)`` for the metrics collector (read at scrape)."""
         return [
-            (s.name, s.not_ready_reason() is None, s.pool.states())
+            (s.name, s.not_ready_reason() is None, s.connections.states())
             for s in self._upstreams.values()
         ]
 

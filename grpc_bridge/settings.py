@@ -202,6 +202,11 @@ class Upstream(_Section):
     reconnect: Reconnect = Field(default_factory=Reconnect)
     retries: Retries = Field(default_factory=Retries)
     compression: Literal["none", "gzip"] = "none"
+    # Which HTTP/2 client carries proxied calls: the bridge's own, on the event
+    # loop (several times cheaper per call), or grpcio's. Reflection and health
+    # checks always use grpcio. Targets only grpc can resolve (dns://server/,
+    # unix-abstract:) use grpcio either way.
+    transport: Literal["native", "grpcio"] = "native"
     tls: Tls = Field(default_factory=Tls)
     authority: str | None = None
     timeout_s: float = Field(30.0, gt=0)

@@ -28,7 +28,9 @@ from grpc_bridge.metrics import Metrics
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.health import HealthCheckError, check_health
-from grpc_bridge.upstream.invoker import Invoker
+from grpc_bridge.upstream.invoker import CallInvoker, Invoker
+from grpc_bridge.upstream.native_invoker import NativeInvoker
+from grpc_bridge.upstream.native_pool import NativePool
 from grpc_bridge.upstream.pool import ChannelPlan, ChannelPool
 from grpc_bridge.upstream.resolver import (
     ChannelTargets,
@@ -50,8 +52,9 @@ RESOLVE_TIMEOUT_S = 5.0
 @dataclass
 class UpstreamState:
     settings: Upstream
+    #: grpc.aio channels: reflection, health checks, and calls with ``transport: grpcio``.
     pool: ChannelPool
-    invoker: Invoker
+    invoker: CallInvoker
     endpoints: tuple[Endpoint, ...]
     targets: ChannelTargets
     tls: TlsMaterial | None
@@ -73,10 +76,17 @@ class UpstreamState:
     wake_discovery: asyncio.Event = field(default_factory=asyncio.Event)
     wake_channels: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: The native client's connections, which carry the calls unless ``transport: grpcio``.
+    native: NativePool | None = None
 
     @property
     def name(self) -> str:
         return self.settings.name
+
+    @property
+    def connections(self) -> ChannelPool | NativePool:
+        """Whatever carries the proxied calls: its states are the upstream's readiness."""
+        return self.native if self.native is not None else self.pool
 
     def unary_methods(self) -> frozenset[str]:
         if self.schema is None:
@@ -93,14 +103,18 @@ class UpstreamState:
     def apply_plan(self, why: str) -> None:
         """Rebuild the channels if what they are built from changed."""
         previous = self.pool.plan
-        if not self.pool.rebuild(self.channel_plan()):
+        plan = self.channel_plan()
+        rebuilt = self.pool.rebuild(plan)
+        if self.native is not None:
+            rebuilt = self.native.rebuild(plan) or rebuilt
+        if not rebuilt:
             return
         self.invoker.forget()
         log.info(
             "channels_rebuilt",
             upstream=self.name,
             why=why,
-            generation=self.pool.generation,
+            generation=self.connections.generation,
             addresses=list(self.targets.addresses) or list(self.targets.targets),
             previous=(
                 list(previous.targets.addresses or previous.targets.targets) if previous else None
@@ -110,7 +124,7 @@ class UpstreamState:
     def not_ready_reason(self) -> str | None:
         if self.error is not None:
             return self.error
-        if not self.pool.usable():
+        if not self.connections.usable():
             return "no usable channel: every connection is failing (TRANSIENT_FAILURE)"
         if self.settings.health_check:
             service = self.settings.health_service
@@ -128,7 +142,7 @@ class UpstreamState:
             "ready": reason is None,
             **({"reason": reason} if reason else {}),
             "targets": list(self.settings.targets),
-            "channels": self.pool.states(),
+            "channels": self.connections.states(),
             "services": list(self.schema.service_names) if self.schema else [],
             "last_refresh": iso(self.last_refresh),
         }
@@ -149,11 +163,12 @@ class UpstreamState:
             or self.targets.authority,
             "resolve_error": self.resolve_error,
             "tls": up.tls.enabled,
+            "transport": "native" if self.native is not None else "grpcio",
             "channels": {
-                "generation": self.pool.generation,
-                "built_at": iso(self.pool.built_at),
-                "states": self.pool.states(),
-                "retiring": self.pool.retiring,
+                "generation": self.connections.generation,
+                "built_at": iso(self.connections.built_at),
+                "states": self.connections.states(),
+                "retiring": self.connections.retiring,
             },
             "services": list(self.schema.service_names) if self.schema else [],
             "methods": len(self.schema.methods) if self.schema else 0,
@@ -196,9 +211,20 @@ async def open_upstream(
         resolve_error = str(exc)
         log.warning("resolve_failed", upstream=upstream.name, error=resolve_error)
     tls = load_tls(upstream.tls)
-    pool = ChannelPool(upstream)
-    pool.open(ChannelPlan(targets, frozenset(), tls))
-    state = UpstreamState(upstream, pool, Invoker(pool, metrics), endpoints, targets, tls)
+    plan = ChannelPlan(targets, frozenset(), tls)
+    native = None
+    invoker: CallInvoker
+    if upstream.transport == "native" and NativePool.supports(unresolved(endpoints)):
+        native = NativePool(upstream)
+        native.open(plan)
+        invoker = NativeInvoker(native, metrics)
+        # grpc.aio only discovers and health-checks: one channel is plenty.
+        pool = ChannelPool(upstream, size=1)
+    else:
+        pool = ChannelPool(upstream)
+        invoker = Invoker(pool, metrics)
+    pool.open(plan)
+    state = UpstreamState(upstream, pool, invoker, endpoints, targets, tls, native=native)
     state.resolve_error = resolve_error
     return state
 
@@ -262,7 +288,7 @@ async def watch_channel_states(state: UpstreamState) -> None:
     """
     last: dict[int, str] = {}
     while True:
-        current = state.pool.state_map()
+        current = state.connections.state_map()
         for channel, now in current.items():
             before = last.get(channel)
             if before != now:

@@ -37,7 +37,10 @@ async def test_several_targets_are_balanced_round_robin(upstream_factory: StartS
             (info,) = (await resp.json())["upstreams"]
         assert sorted(info["addresses"]) == sorted([a.target, c.target])
         assert info["grpc_targets"] == [f"ipv4:{','.join(sorted(info['addresses']))}"]
-        assert len(info["channels"]["states"]) == 2
+        # The native client: one connection per address per pool slot (what 2
+        # grpc channels with round_robin over 2 addresses open too).
+        assert info["transport"] == "native"
+        assert len(info["channels"]["states"]) == 4
 
 
 async def test_pool_size_is_separate_connections(upstream_factory: StartServer) -> None:

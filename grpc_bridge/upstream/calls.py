@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import grpc.aio
@@ -74,8 +74,29 @@ class CallObserver:
             self.metrics.handling.observe(time.perf_counter() - self._started)
 
 
-class StreamCall:
-    """A started streaming call; see the module docstring."""
+class StreamCall(Protocol):
+    """What the HTTP layer drives: a grpc.aio call or a native one; see the module docstring."""
+
+    async def read(self) -> Message | None: ...
+    async def write(self, message: Message) -> bool: ...
+    async def done_writing(self) -> None: ...
+    async def response(self) -> Message: ...
+    async def initial_metadata(self) -> Metadata: ...
+    async def trailing_metadata(self) -> Metadata: ...
+    @property
+    def done(self) -> bool: ...
+    def cancel(self) -> None: ...
+    async def __aenter__(self) -> StreamCall: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class GrpcStreamCall:
+    """A started grpc.aio streaming call; see the module docstring."""
 
     __slots__ = ("_call", "_observer")
 
@@ -151,7 +172,7 @@ class StreamCall:
     def cancel(self) -> None:
         self._call.cancel()
 
-    async def __aenter__(self) -> StreamCall:
+    async def __aenter__(self) -> GrpcStreamCall:
         return self
 
     async def __aexit__(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import grpc.aio
 from google.protobuf.message import Message
@@ -22,11 +22,24 @@ from google.protobuf.message import Message
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.calls import STATUS_DETAILS_KEY, CallObserver, StreamCall, translate
+from grpc_bridge.upstream.calls import (
+    STATUS_DETAILS_KEY,
+    CallObserver,
+    GrpcStreamCall,
+    StreamCall,
+    translate,
+)
 from grpc_bridge.upstream.metadata import Metadata
 from grpc_bridge.upstream.pool import ChannelPool
 
-__all__ = ["STATUS_DETAILS_KEY", "Invoker", "StreamCall", "UnaryResult", "translate"]
+__all__ = [
+    "STATUS_DETAILS_KEY",
+    "CallInvoker",
+    "Invoker",
+    "StreamCall",
+    "UnaryResult",
+    "translate",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +47,24 @@ class UnaryResult:
     response: Message
     initial_metadata: Sequence[tuple[str, str | bytes]]
     trailing_metadata: Sequence[tuple[str, str | bytes]]
+
+
+class CallInvoker(Protocol):
+    """What the HTTP layer calls an upstream through: grpc.aio's or the native client."""
+
+    async def unary(
+        self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float
+    ) -> UnaryResult: ...
+
+    def server_stream(
+        self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
+    ) -> StreamCall: ...
+
+    def request_stream(
+        self, method: MethodInfo, *, metadata: Metadata, timeout: float | None
+    ) -> StreamCall: ...
+
+    def forget(self) -> None: ...
 
 
 def _serialize(message: Message) -> bytes:
@@ -110,7 +141,7 @@ class Invoker:
         observer = self._observe(method)
         if observer is not None:
             observer.metrics.sent.inc()
-        return StreamCall(call, observer)
+        return GrpcStreamCall(call, observer)
 
     def request_stream(
         self, method: MethodInfo, *, metadata: Metadata, timeout: float | None
@@ -120,7 +151,7 @@ class Invoker:
         # No request iterator: grpc.aio's reader/writer style, so each write
         # completes only once the message is handed to HTTP/2 flow control.
         call = self._callable(method)(metadata=metadata, timeout=timeout, wait_for_ready=False)
-        return StreamCall(call, self._observe(method))
+        return GrpcStreamCall(call, self._observe(method))
 
     def forget(self) -> None:
         """Drop cached multi-callables (after a refresh changed the message classes)."""

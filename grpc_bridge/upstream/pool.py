@@ -124,8 +124,12 @@ def channel_options(
 
 
 class ChannelPool:
-    def __init__(self, upstream: Upstream, *, retire_grace: float | None = None) -> None:
+    def __init__(
+        self, upstream: Upstream, *, retire_grace: float | None = None, size: int | None = None
+    ) -> None:
         self.upstream = upstream
+        #: Channels per generation (``pool_size`` unless overridden).
+        self._size = upstream.pool_size if size is None else size
         self.plan: ChannelPlan | None = None
         #: Incremented by every (re)build; 0 before the first.
         self.generation = 0
@@ -167,7 +171,7 @@ class ChannelPool:
 
     def _build(self, plan: ChannelPlan) -> None:
         targets = plan.targets.targets
-        count = max(self.upstream.pool_size, len(targets))
+        count = max(self._size, len(targets))
         credentials = plan.tls.credentials() if plan.tls is not None else None
         compression = grpc.Compression.Gzip if self.upstream.compression == "gzip" else None
         channels = []

@@ -1,0 +1,489 @@
+"""The invoker on the native HTTP/2 client: same interface as the grpc.aio one.
+
+Per method, the ``:path`` field and the response parser are prepared once;
+per call the header block is the pool's prefix, the method's path, fixed
+fields, ``grpc-timeout`` and the metadata, joined once.
+
+Retries of unary calls follow gRPC's A6 retry policy as the grpc.aio invoker
+configures it: UNAVAILABLE is retried up to ``retries.max_attempts`` with
+exponential backoff and jitter, only while the upstream has not sent response
+headers (the call is not committed), under a token-bucket throttle; a call the
+upstream never saw (refused stream, GOAWAY above it) is retried once more,
+transparently, whatever the policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+from google.protobuf.message import DecodeError, Message
+
+from grpc_bridge import __version__
+from grpc_bridge.discovery.registry import MethodInfo
+from grpc_bridge.errors import UpstreamError
+from grpc_bridge.metrics import Metrics
+from grpc_bridge.settings import Upstream
+from grpc_bridge.status import Code
+from grpc_bridge.upstream.calls import CallObserver
+from grpc_bridge.upstream.h2 import frames, hpack_codec
+from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed
+from grpc_bridge.upstream.h2.stream import Status, Stream
+from grpc_bridge.upstream.invoker import UnaryResult
+from grpc_bridge.upstream.metadata import Metadata
+from grpc_bridge.upstream.native_pool import ConnectDeadline, NativePool, Unreachable
+
+_USER_AGENT = f"grpc-bridge/{__version__} (native http2)"
+
+
+def _fixed_fields(compression: str) -> bytes:
+    fields = (
+        hpack_codec.content_type(b"application/grpc")
+        + hpack_codec.literal(b"te", b"trailers")
+        + hpack_codec.user_agent(_USER_AGENT)
+        + hpack_codec.literal(b"grpc-accept-encoding", b"identity,deflate,gzip")
+    )
+    if compression == "gzip":
+        fields += hpack_codec.literal(b"grpc-encoding", b"gzip")
+    return fields
+
+
+def grpc_timeout(seconds: float) -> bytes:
+    """The ``grpc-timeout`` value: at most 8 digits, rounded up so the upstream never gets more."""
+    millis = math.ceil(seconds * 1000)
+    if millis < 100_000_000:
+        return b"%dm" % max(millis, 1)
+    return b"%dS" % math.ceil(seconds)
+
+
+def _metadata_block(metadata: Metadata) -> bytes:
+    parts = []
+    for name, value in metadata:
+        if isinstance(value, bytes):
+            data = base64.b64encode(value).rstrip(b"=")
+        else:
+            data = value.encode("ascii")
+        parts.append(hpack_codec.literal(name.encode("ascii"), data))
+    return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    path: bytes
+    parse: Callable[[bytes], Message]
+
+
+class _Throttle:
+    """A6 retryThrottling: retries stop while tokens <= max_tokens / 2."""
+
+    __slots__ = ("_max", "_ratio", "_tokens")
+
+    def __init__(self, max_tokens: int, ratio: float) -> None:
+        self._max = float(max_tokens)
+        self._ratio = ratio
+        self._tokens = float(max_tokens)
+
+    def failed(self) -> bool:
+        """Count a retryable failure; True when a retry is allowed."""
+        self._tokens = max(0.0, self._tokens - 1)
+        return self._tokens > self._max / 2
+
+    def succeeded(self) -> None:
+        self._tokens = min(self._max, self._tokens + self._ratio)
+
+
+def _error(status: Status, stream: Stream | None) -> UpstreamError:
+    return UpstreamError(
+        status.code,
+        status.message,
+        details_bin=status.details_bin,
+        initial_metadata=stream.initial_metadata() if stream is not None else (),
+        trailing_metadata=stream.trailing_metadata() if stream is not None else (),
+    )
+
+
+def _expire(stream: Stream) -> None:
+    if stream.status is None:
+        stream.connection.reset(
+            stream, frames.CANCEL, Status(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        )
+
+
+class NativeInvoker:
+    def __init__(self, pool: NativePool, metrics: Metrics | None = None) -> None:
+        self._pool = pool
+        self._metrics = metrics
+        self._settings: Upstream = pool.upstream
+        self._fixed = _fixed_fields(pool.upstream.compression)
+        self._gzip = pool.upstream.compression == "gzip"
+        self._max_send = pool.upstream.max_send_message_bytes
+        self._prepared_methods: dict[tuple[str, type[Message]], _Prepared] = {}
+        retries = pool.upstream.retries
+        self._throttle = _Throttle(retries.throttle.max_tokens, retries.throttle.token_ratio)
+
+    def forget(self) -> None:
+        self._prepared_methods.clear()
+
+    def _prepare(self, method: MethodInfo) -> _Prepared:
+        key = (method.path, method.output_class)
+        prepared = self._prepared_methods.get(key)
+        if prepared is None:
+            prepared = _Prepared(hpack_codec.path(method.path), method.output_class.FromString)
+            self._prepared_methods[key] = prepared
+        return prepared
+
+    def _observe(self, method: MethodInfo) -> CallObserver | None:
+        if self._metrics is None:
+            return None
+        return CallObserver(self._metrics.method(method))
+
+    def _block(self, prepared: _Prepared, metadata: Metadata, timeout: float | None) -> bytes:
+        parts = [self._pool.header_prefix, prepared.path, self._fixed]
+        if timeout is not None:
+            parts.append(b"\x00\x0cgrpc-timeout" + bytes((len(t := grpc_timeout(timeout)),)) + t)
+        if metadata:
+            parts.append(_metadata_block(metadata))
+        return b"".join(parts)
+
+    def frame_message(self, message: Message) -> bytes:
+        """The 5-byte gRPC prefix and the message; raises UpstreamError when it is too big."""
+        payload = message.SerializeToString()
+        if len(payload) > self._max_send:
+            raise UpstreamError(
+                Code.RESOURCE_EXHAUSTED,
+                f"request message of {len(payload)} bytes is over "
+                f"max_send_message_bytes ({self._max_send})",
+            )
+        if self._gzip:
+            payload = gzip.compress(payload, compresslevel=6)
+            return b"\x01" + len(payload).to_bytes(4, "big") + payload
+        return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+    async def unary(
+        self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float
+    ) -> UnaryResult:
+        prepared = self._prepare(method)
+        observer = self._observe(method)
+        try:
+            data = self.frame_message(request)
+            stream = await self._unary_call(prepared, data, metadata, timeout)
+            status = stream.status
+            assert status is not None
+            if status.code != Code.OK:
+                raise _error(status, stream)
+            response = self._single_response(stream, prepared)
+        except UpstreamError as exc:
+            if observer is not None:
+                observer.metrics.sent.inc()
+                observer.finish(exc.code)
+            raise
+        except asyncio.CancelledError:
+            if observer is not None:
+                observer.finish(Code.CANCELLED)
+            raise
+        if observer is not None:
+            observer.metrics.sent.inc()
+            observer.metrics.received.inc()
+            observer.finish(Code.OK)
+        return UnaryResult(response, stream.initial_metadata(), stream.trailing_metadata())
+
+    @staticmethod
+    def _single_response(stream: Stream, prepared: _Prepared) -> Message:
+        messages = stream.messages
+        if len(messages) != 1:
+            raise _error(
+                Status(
+                    Code.INTERNAL if messages else Code.UNIMPLEMENTED,
+                    f"upstream sent {len(messages)} response messages to a unary call",
+                ),
+                stream,
+            )
+        try:
+            return prepared.parse(messages[0])
+        except DecodeError as exc:
+            raise _error(
+                Status(Code.INTERNAL, f"cannot parse the upstream's response: {exc}"), stream
+            ) from exc
+
+    async def _unary_call(
+        self, prepared: _Prepared, data: bytes, metadata: Metadata, timeout: float
+    ) -> Stream:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        retries = self._settings.retries
+        attempt = 0
+        transparent = True
+        while True:
+            attempt += 1
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise UpstreamError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            stream = None
+            try:
+                connection = await self._pool.connection(deadline)
+                stream = connection.open_stream(
+                    self._block(prepared, metadata, remaining), data, True
+                )
+            except ConnectDeadline:
+                status = Status(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            except (Unreachable, ConnectionClosed) as exc:
+                status = Status(Code.UNAVAILABLE, str(exc), unprocessed=True)
+            else:
+                status = await self._await_status(stream, deadline, loop)
+            if status.code == Code.OK:
+                self._throttle.succeeded()
+                assert stream is not None
+                return stream
+            if status.unprocessed and transparent and stream is not None:
+                # Never reached the upstream's application: once more, free.
+                transparent = False
+                attempt -= 1
+                continue
+            committed = stream is not None and stream.headers is not None
+            retryable = status.code == Code.UNAVAILABLE and not committed
+            if not (retryable and retries.max_attempts > 1):
+                break
+            if not self._throttle.failed() or attempt >= retries.max_attempts:
+                break
+            backoff = min(
+                retries.initial_backoff_s * retries.backoff_multiplier ** (attempt - 1),
+                retries.max_backoff_s,
+            )
+            delay = random.uniform(0, backoff)
+            if loop.time() + delay >= deadline:
+                break
+            await asyncio.sleep(delay)
+        raise _error(status, stream)
+
+    @staticmethod
+    async def _await_status(
+        stream: Stream, deadline: float, loop: asyncio.AbstractEventLoop
+    ) -> Status:
+        timer = loop.call_at(deadline, _expire, stream)
+        try:
+            return await stream.wait_closed()
+        except asyncio.CancelledError:
+            stream.connection.reset(stream, frames.CANCEL)
+            raise
+        finally:
+            timer.cancel()
+
+    def server_stream(
+        self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
+    ) -> NativeStreamCall:
+        observer = self._observe(method)
+        data = None
+        error = None
+        try:
+            data = self.frame_message(request)
+        except UpstreamError as exc:
+            error = exc
+        if observer is not None:
+            observer.metrics.sent.inc()
+        return NativeStreamCall(
+            self, self._prepare(method), metadata, timeout, data, observer, error
+        )
+
+    def request_stream(
+        self, method: MethodInfo, *, metadata: Metadata, timeout: float | None
+    ) -> NativeStreamCall:
+        assert method.kind.client_streams, method.kind
+        return NativeStreamCall(
+            self, self._prepare(method), metadata, timeout, None, self._observe(method), None
+        )
+
+    async def open(
+        self, prepared: _Prepared, metadata: Metadata, timeout: float | None, data: bytes | None
+    ) -> tuple[Stream, asyncio.TimerHandle | None]:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            connection: Connection = await self._pool.connection(deadline)
+            stream = connection.open_stream(
+                self._block(prepared, metadata, timeout), data, data is not None
+            )
+        except ConnectDeadline as exc:
+            raise UpstreamError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from exc
+        except (Unreachable, ConnectionClosed) as exc:
+            raise UpstreamError(Code.UNAVAILABLE, str(exc)) from exc
+        timer = None if deadline is None else loop.call_at(deadline, _expire, stream)
+        return stream, timer
+
+
+class NativeStreamCall:
+    """A streaming call on the native client; the interface of ``calls.StreamCall``.
+
+    The stream is opened when first used (``async with`` does it), because
+    finding a connection may wait for one to connect.
+    """
+
+    __slots__ = (
+        "_data",
+        "_error",
+        "_invoker",
+        "_metadata",
+        "_observer",
+        "_prepared",
+        "_stream",
+        "_timeout",
+        "_timer",
+    )
+
+    def __init__(
+        self,
+        invoker: NativeInvoker,
+        prepared: _Prepared,
+        metadata: Metadata,
+        timeout: float | None,
+        data: bytes | None,
+        observer: CallObserver | None,
+        error: UpstreamError | None,
+    ) -> None:
+        self._invoker = invoker
+        self._prepared = prepared
+        self._metadata = metadata
+        self._timeout = timeout
+        self._data = data
+        self._observer = observer
+        self._error = error
+        self._stream: Stream | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def _start(self) -> Stream | None:
+        if self._stream is None and self._error is None:
+            try:
+                self._stream, self._timer = await self._invoker.open(
+                    self._prepared, self._metadata, self._timeout, self._data
+                )
+            except UpstreamError as exc:
+                self._error = exc
+        return self._stream
+
+    def _failed(self, error: UpstreamError) -> UpstreamError:
+        if self._observer is not None:
+            self._observer.finish(error.code)
+        return error
+
+    def _status_error(self, stream: Stream) -> UpstreamError | None:
+        status = stream.status
+        if status is None or status.code == Code.OK:
+            return None
+        return _error(status, stream)
+
+    async def read(self) -> Message | None:
+        stream = await self._start()
+        if stream is None:
+            assert self._error is not None
+            raise self._failed(self._error)
+        data = await stream.next_message()
+        if data is None:
+            error = self._status_error(stream)
+            if error is not None:
+                raise self._failed(error)
+            if self._observer is not None:
+                self._observer.finish(Code.OK)
+            return None
+        try:
+            message = self._prepared.parse(data)
+        except DecodeError as exc:
+            stream.connection.reset(stream, frames.CANCEL)
+            raise self._failed(
+                _error(Status(Code.INTERNAL, f"cannot parse the upstream's message: {exc}"), stream)
+            ) from exc
+        if self._observer is not None:
+            self._observer.metrics.received.inc()
+        return message
+
+    async def write(self, message: Message) -> bool:
+        stream = await self._start()
+        if stream is None:
+            return False
+        try:
+            data = self._invoker.frame_message(message)
+        except UpstreamError as exc:
+            stream.connection.reset(stream, frames.CANCEL, Status(exc.code, exc.message))
+            return False
+        if not await stream.connection.send(stream, data, False):
+            return False
+        if self._observer is not None:
+            self._observer.metrics.sent.inc()
+        return True
+
+    async def done_writing(self) -> None:
+        stream = await self._start()
+        if stream is not None:
+            await stream.connection.send(stream, b"", True)
+
+    async def response(self) -> Message:
+        stream = await self._start()
+        if stream is None:
+            assert self._error is not None
+            raise self._failed(self._error)
+        status = await stream.wait_closed()
+        if status.code != Code.OK:
+            raise self._failed(_error(status, stream))
+        try:
+            message = NativeInvoker._single_response(stream, self._prepared)
+        except UpstreamError as exc:
+            raise self._failed(exc) from None
+        if self._observer is not None:
+            self._observer.metrics.received.inc()
+            self._observer.finish(Code.OK)
+        return message
+
+    async def initial_metadata(self) -> Metadata:
+        stream = await self._start()
+        if stream is None:
+            return []
+        await stream.wait_headers()
+        return list(stream.initial_metadata())
+
+    async def trailing_metadata(self) -> Metadata:
+        stream = await self._start()
+        if stream is None:
+            return []
+        await stream.wait_closed()
+        return list(stream.trailing_metadata())
+
+    @property
+    def done(self) -> bool:
+        stream = self._stream
+        return self._error is not None or (stream is not None and stream.status is not None)
+
+    def cancel(self) -> None:
+        stream = self._stream
+        if stream is not None and stream.status is None:
+            stream.connection.reset(stream, frames.CANCEL)
+
+    async def __aenter__(self) -> NativeStreamCall:
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        stream = self._stream
+        cancelled = stream is not None and stream.status is None
+        if cancelled:
+            assert stream is not None
+            stream.connection.reset(stream, frames.CANCEL)
+        observer = self._observer
+        if observer is not None and not observer.done:
+            if cancelled or exc is not None:
+                observer.finish(Code.CANCELLED)
+            elif self._error is not None:
+                observer.finish(self._error.code)
+            else:
+                status = stream.status if stream is not None else None
+                observer.finish(status.code if status is not None else Code.UNKNOWN)

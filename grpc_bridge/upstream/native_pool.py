@@ -1,0 +1,423 @@
+"""Connections of the native HTTP/2 client to one upstream, round-robin, reconnecting.
+
+The same shape as :class:`~grpc_bridge.upstream.pool.ChannelPool` (``open``,
+``rebuild``, ``pick``, ``states``, ``usable``, ``close``) so the upstream's
+upkeep, readiness and metrics treat both alike. Each *slot* is one connection
+to one address; an upstream with N addresses and ``pool_size`` P gets N*P
+slots, which is what P grpc channels with round_robin over N addresses open.
+
+Slots follow gRPC's connectivity states and round_robin's habits: they
+connect at once, reconnect at once when a connection ends, and after a failed
+attempt wait an exponential backoff with jitter (``reconnect.*``) in
+TRANSIENT_FAILURE, where calls fail fast with UNAVAILABLE (no wait-for-ready).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+import ssl
+import time
+from dataclasses import dataclass
+
+from grpc_bridge.errors import UpstreamNotReady
+from grpc_bridge.log import get_logger
+from grpc_bridge.settings import Upstream
+from grpc_bridge.upstream.h2 import hpack_codec
+from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed
+from grpc_bridge.upstream.pool import ChannelPlan
+from grpc_bridge.upstream.resolver import ChannelTargets
+
+log = get_logger("grpc_bridge.upstream")
+
+IDLE = "IDLE"
+CONNECTING = "CONNECTING"
+READY = "READY"
+TRANSIENT_FAILURE = "TRANSIENT_FAILURE"
+SHUTDOWN = "SHUTDOWN"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A TCP ``host``/``port``, or a unix socket ``path``."""
+
+    host: str = ""
+    port: int = 0
+    path: str | None = None
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class Unreachable(Exception):
+    """No connection for the call: the message says why (UNAVAILABLE)."""
+
+
+class ConnectDeadline(Unreachable):
+    """The call's deadline passed while it waited for a connection (DEADLINE_EXCEEDED)."""
+
+
+def addresses_of(targets: ChannelTargets) -> list[Address] | None:
+    """The addresses behind gRPC target strings; None for forms only grpc can resolve."""
+    out: list[Address] = []
+    for target in targets.targets:
+        if target.startswith(("ipv4:", "ipv6:")):
+            for item in target[5:].split(","):
+                host, _, port = item.rpartition(":")
+                host = host.removeprefix("[").removesuffix("]")
+                host = host.removeprefix("::ffff:") if "." in host else host
+                out.append(Address(host, int(port)))
+        elif target.startswith("unix:"):
+            path = target.removeprefix("unix:")
+            path = path.removeprefix("//") if path.startswith("///") else path
+            out.append(Address(path=path))
+        elif target.startswith(("dns:", "unix-abstract:")) and not target.startswith("dns:///"):
+            return None
+        else:
+            rest = target.removeprefix("dns:///")
+            host, sep, port = rest.rpartition(":")
+            if not sep or not port.isdigit():
+                return None
+            out.append(Address(host.removeprefix("[").removesuffix("]"), int(port)))
+    return out
+
+
+def authority_of(upstream: Upstream, targets: ChannelTargets) -> str:
+    """The ``:authority`` grpc would send (see ``pool.channel_options``)."""
+    server_name = upstream.tls.server_name if upstream.tls.enabled else None
+    authority = upstream.authority or server_name or targets.authority
+    if authority:
+        return authority
+    target = targets.targets[0]
+    if target.startswith("unix:"):
+        return "localhost"
+    return target.removeprefix("dns:///")
+
+
+def tls_context(upstream: Upstream, plan: ChannelPlan) -> ssl.SSLContext | None:
+    material = plan.tls
+    if material is None:
+        return None
+    context = ssl.create_default_context(
+        cadata=material.ca.decode("ascii", "replace") if material.ca is not None else None
+    )
+    if upstream.tls.cert_file is not None and upstream.tls.key_file is not None:
+        # Paths, not the bytes: the stdlib loads a chain only from files. A
+        # rotation between the read and here is noticed by the next refresh.
+        context.load_cert_chain(upstream.tls.cert_file, upstream.tls.key_file)
+    context.set_alpn_protocols(["h2"])
+    return context
+
+
+class Slot:
+    """One connection to one address, kept up: see the module docstring."""
+
+    def __init__(self, pool: NativePool, slot_id: int, address: Address) -> None:
+        self.id = slot_id
+        self.address = address
+        self.state = IDLE
+        self.connection: Connection | None = None
+        self.last_error: str | None = None
+        self._pool = pool
+        self._attempt: asyncio.Task[None] | None = None
+        self._connected: asyncio.Future[None] | None = None
+        self._backoff = pool.upstream.reconnect.initial_backoff_s
+        self._closed = False
+
+    def ready_connection(self) -> Connection | None:
+        connection = self.connection
+        if connection is not None and connection.has_capacity():
+            return connection
+        return None
+
+    def connect(self) -> None:
+        if self._closed or self._attempt is not None or self.state == READY:
+            return
+        self._attempt = asyncio.create_task(self._run_attempts(), name=f"connect-{self.address}")
+
+    async def acquire(self, deadline: float | None) -> Connection:
+        """A connection with a free stream slot, connecting first if needed."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closed:
+                raise Unreachable("the upstream's connections are shutting down")
+            connection = self.connection
+            if connection is not None and connection.open:
+                if connection.has_capacity():
+                    return connection
+                await _until(connection.wait_capacity(), deadline, loop)
+                continue
+            if self.state == TRANSIENT_FAILURE:
+                raise Unreachable(f"cannot connect to {self.address}: {self.last_error}")
+            self.connect()
+            if self._connected is None or self._connected.done():
+                self._connected = loop.create_future()
+            await _until(asyncio.shield(self._connected), deadline, loop)
+
+    async def _run_attempts(self) -> None:
+        upstream = self._pool.upstream
+        try:
+            while not self._closed:
+                self.state = CONNECTING
+                try:
+                    connection = await self._open()
+                except (OSError, ssl.SSLError, ConnectionClosed, TimeoutError) as exc:
+                    self.last_error = _describe(exc)
+                    self.state = TRANSIENT_FAILURE
+                    self._wake()
+                    delay = self._backoff * random.uniform(0.8, 1.2)
+                    # gRPC's connection-backoff.md multiplier.
+                    self._backoff = min(self._backoff * 1.6, upstream.reconnect.max_backoff_s)
+                    await asyncio.sleep(delay)
+                    continue
+                self._backoff = upstream.reconnect.initial_backoff_s
+                self.connection = connection
+                self.last_error = None
+                self.state = READY
+                self._wake()
+                return
+        finally:
+            self._attempt = None
+
+    async def _open(self) -> Connection:
+        pool = self._pool
+        upstream = pool.upstream
+        loop = asyncio.get_running_loop()
+
+        def factory() -> Connection:
+            return Connection(
+                max_receive_message_bytes=upstream.max_receive_message_bytes,
+                keepalive_time_s=upstream.keepalive.time_s,
+                keepalive_timeout_s=upstream.keepalive.timeout_s,
+                keepalive_without_calls=upstream.keepalive.permit_without_calls,
+                on_close=self._lost,
+            )
+
+        server_hostname = None
+        if pool.ssl is not None:
+            server_hostname = pool.server_name
+        async with asyncio.timeout(upstream.reconnect.connect_timeout_s):
+            if self.address.path is not None:
+                _, connection = await loop.create_unix_connection(
+                    factory, self.address.path, ssl=pool.ssl, server_hostname=server_hostname
+                )
+            else:
+                _, connection = await loop.create_connection(
+                    factory,
+                    self.address.host,
+                    self.address.port,
+                    ssl=pool.ssl,
+                    server_hostname=server_hostname,
+                )
+            try:
+                await connection.ready
+            except BaseException:
+                connection.abort("connection attempt abandoned")
+                raise
+        return connection
+
+    def _lost(self, connection: Connection) -> None:
+        if connection is not self.connection or self._closed:
+            # Closed by the pool: kept, so the pool can wait for it to finish.
+            return
+        self.connection = None
+        log.info("upstream_connection_ended", address=str(self.address), reason=connection.error)
+        self.state = IDLE
+        # round_robin reconnects at once; a refused attempt then backs off.
+        self.connect()
+
+    def _wake(self) -> None:
+        if self._connected is not None and not self._connected.done():
+            self._connected.set_result(None)
+
+    def close(self, graceful: bool) -> None:
+        """Graceful: the connection ends once its calls have (``connection.closed``)."""
+        self._closed = True
+        self.state = SHUTDOWN
+        if self._attempt is not None:
+            self._attempt.cancel()
+        self._wake()
+        connection = self.connection
+        if connection is not None:
+            if graceful:
+                connection.close()
+            else:
+                connection.abort("the bridge closed the connection")
+
+
+async def _until(
+    awaitable: object, deadline: float | None, loop: asyncio.AbstractEventLoop
+) -> None:
+    assert asyncio.iscoroutine(awaitable) or asyncio.isfuture(awaitable)
+    if deadline is None:
+        await awaitable
+        return
+    try:
+        async with asyncio.timeout_at(deadline):
+            await awaitable
+    except TimeoutError:
+        raise ConnectDeadline("deadline passed while waiting for a connection") from None
+
+
+async def _closed(slots: list[Slot], timeout: float) -> None:
+    """Until every (gracefully closing) connection of ``slots`` is gone, or ``timeout``."""
+    waiting = [s.connection.closed for s in slots if s.connection is not None]
+    if waiting:
+        await asyncio.wait(waiting, timeout=timeout)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "connection attempt timed out"
+    text = str(exc)
+    return text or type(exc).__name__
+
+
+class NativePool:
+    """See the module docstring."""
+
+    def __init__(self, upstream: Upstream, *, retire_grace: float | None = None) -> None:
+        self.upstream = upstream
+        self.plan: ChannelPlan | None = None
+        self.generation = 0
+        self.built_at: float | None = None
+        self.ssl: ssl.SSLContext | None = None
+        self.server_name: str | None = None
+        #: The request-header fields every call on these connections starts with.
+        self.header_prefix = b""
+        self._retire_grace = upstream.max_timeout_s + 5.0 if retire_grace is None else retire_grace
+        self._slots: list[Slot] = []
+        self._ids = itertools.count()
+        self._next = 0
+        self._retiring: dict[asyncio.Task[None], list[Slot]] = {}
+        self._closed = False
+
+    @staticmethod
+    def supports(targets: ChannelTargets) -> bool:
+        return addresses_of(targets) is not None
+
+    def open(self, plan: ChannelPlan) -> None:
+        self._build(plan)
+        self.connect()
+
+    def rebuild(self, plan: ChannelPlan) -> bool:
+        """New connections when the addresses or TLS material changed; True when it did.
+
+        The retried methods are part of the plan for grpc's channels only:
+        here the invoker applies the policy, so they never cost a reconnect.
+        """
+        if self._closed:
+            return False
+        current = self.plan
+        if current is not None and (plan.targets, plan.tls) == (current.targets, current.tls):
+            self.plan = plan
+            return False
+        old = self._slots
+        self._build(plan)
+        self.connect()
+        for slot in old:
+            slot.close(graceful=True)
+        task = asyncio.create_task(self._retire(old), name="retire-connections")
+        self._retiring[task] = old
+        task.add_done_callback(lambda t: self._retiring.pop(t, None))
+        return True
+
+    async def _retire(self, slots: list[Slot]) -> None:
+        # Calls in flight finish (up to the longest deadline); then the rest is cut.
+        await _closed(slots, self._retire_grace)
+        for slot in slots:
+            slot.close(graceful=False)
+
+    def _build(self, plan: ChannelPlan) -> None:
+        addresses = addresses_of(plan.targets)
+        assert addresses, plan.targets
+        upstream = self.upstream
+        self.ssl = tls_context(upstream, plan)
+        authority = authority_of(upstream, plan.targets)
+        self.server_name = (upstream.tls.server_name if upstream.tls.enabled else None) or (
+            authority.rpartition(":")[0].removeprefix("[").removesuffix("]")
+            if ":" in authority and not authority.endswith("]")
+            else authority
+        )
+        self.header_prefix = (
+            hpack_codec.METHOD_POST
+            + (hpack_codec.SCHEME_HTTPS if self.ssl is not None else hpack_codec.SCHEME_HTTP)
+            + hpack_codec.authority(authority)
+        )
+        self._slots = [
+            Slot(self, next(self._ids), address)
+            for _ in range(upstream.pool_size)
+            for address in addresses
+        ]
+        self._next = 0
+        self.plan = plan
+        self.generation += 1
+        self.built_at = time.time()
+
+    @property
+    def size(self) -> int:
+        return len(self._slots)
+
+    def connect(self) -> None:
+        for slot in self._slots:
+            slot.connect()
+
+    def pick(self) -> Slot:
+        """Next slot round-robin that can take a call now, else one that is connecting.
+
+        Raises UpstreamNotReady when the pool is closed.
+        """
+        slots = self._slots
+        count = len(slots)
+        if count == 0:
+            raise UpstreamNotReady(f"upstream {self.upstream.name!r} is shutting down")
+        start = self._next
+        fallback = None
+        for step in range(count):
+            index = (start + step) % count
+            slot = slots[index]
+            if slot.ready_connection() is not None:
+                self._next = (index + 1) % count
+                return slot
+            if fallback is None and slot.state != TRANSIENT_FAILURE:
+                fallback = slot
+        self._next = (start + 1) % count
+        return fallback if fallback is not None else slots[start]
+
+    async def connection(self, deadline: float | None) -> Connection:
+        slot = self.pick()
+        connection = slot.ready_connection()
+        if connection is not None:
+            return connection
+        return await slot.acquire(deadline)
+
+    def states(self) -> list[str]:
+        return [s.state for s in self._slots]
+
+    def state_map(self) -> dict[int, str]:
+        return {s.id: s.state for s in self._slots}
+
+    def usable(self) -> bool:
+        return any(s.state not in (TRANSIENT_FAILURE, SHUTDOWN) for s in self._slots)
+
+    @property
+    def retiring(self) -> int:
+        return sum(len(slots) for slots in self._retiring.values())
+
+    async def close(self, grace: float | None = None) -> None:
+        self._closed = True
+        slots, self._slots = self._slots, []
+        for slot in slots:
+            slot.close(graceful=True)
+        if grace:
+            await _closed(slots, grace)
+        for slot in slots:
+            slot.close(graceful=False)
+        for task in list(self._retiring):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
