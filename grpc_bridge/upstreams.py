@@ -125,7 +125,9 @@ class UpstreamState:
         if self.error is not None:
             return self.error
         if not self.connections.usable():
-            return "no usable channel: every connection is failing (TRANSIENT_FAILURE)"
+            reason = "no usable channel: every connection is failing (TRANSIENT_FAILURE)"
+            failure = self.native.failure() if self.native is not None else None
+            return f"{reason}: {failure}" if failure else reason
         if self.settings.health_check:
             service = self.settings.health_service
             if self.health_error is not None:

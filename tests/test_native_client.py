@@ -340,3 +340,24 @@ async def test_both_transports_answer_alike(upstream: RunningServer, transport: 
         async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
             (info,) = (await resp.json())["upstreams"]
         assert info["transport"] == transport
+
+
+async def test_readiness_names_why_connections_fail(upstream_factory: StartServer) -> None:
+    server = await upstream_factory()
+    upstreams = [
+        {
+            "name": "u",
+            "targets": [server.target],
+            "reconnect": {"initial_backoff_s": 0.1, "max_backoff_s": 0.2},
+        }
+    ]
+    async with running_bridge(None, upstreams=upstreams) as b:
+        await server.stop()
+        reason = ""
+        async with asyncio.timeout(10):
+            while "cannot connect to" not in reason:
+                await asyncio.sleep(0.1)
+                async with b.session.get(f"{b.admin_url}/readyz") as resp:
+                    reason = (await resp.json())["upstreams"]["u"].get("reason") or ""
+        assert reason.startswith("no usable channel: every connection is failing")
+        assert f"cannot connect to {server.target}" in reason

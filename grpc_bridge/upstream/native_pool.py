@@ -404,6 +404,13 @@ class NativePool:
     def usable(self) -> bool:
         return any(s.state not in (TRANSIENT_FAILURE, SHUTDOWN) for s in self._slots)
 
+    def failure(self) -> str | None:
+        """Why the first failing connection failed: ``cannot connect to ADDRESS: ...``."""
+        for slot in self._slots:
+            if slot.state == TRANSIENT_FAILURE and slot.last_error:
+                return f"cannot connect to {slot.address}: {slot.last_error}"
+        return None
+
     @property
     def retiring(self) -> int:
         return sum(len(slots) for slots in self._retiring.values())
