@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import hpack
+import orjson
 import pytest
 from bridgetest.v1 import kitchen_pb2
 from google.protobuf import duration_pb2, empty_pb2
@@ -34,6 +36,7 @@ from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
 from grpc_bridge.upstream.pool import ChannelPlan
 from grpc_bridge.upstream.resolver import parse_target, unresolved
+from tests.descriptors import with_imports, write_set
 from tests.harness import running_bridge
 from tests.servers import RunningServer
 
@@ -361,3 +364,77 @@ async def test_readiness_names_why_connections_fail(upstream_factory: StartServe
                     reason = (await resp.json())["upstreams"]["u"].get("reason") or ""
         assert reason.startswith("no usable channel: every connection is failing")
         assert f"cannot connect to {server.target}" in reason
+
+
+def burst_server(
+    count: int,
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    """A bare HTTP/2 peer answering any call with ``count`` StreamReplies in one DATA frame.
+
+    A grpc-core server writes each message separately, so it never shows what
+    the bridge does with messages that arrive together.
+    """
+    replies = b"".join(
+        b"\x00" + len(m).to_bytes(4, "big") + m
+        for m in (
+            kitchen_pb2.StreamReply(index=i, text=f"burst-{i}").SerializeToString()
+            for i in range(count)
+        )
+    )
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        encoder = hpack.Encoder()
+        await reader.readexactly(len(frames.PREFACE))
+        writer.write(frames.settings({}))
+        try:
+            while True:
+                header = await reader.readexactly(9)
+                high, low, kind, flags, stream_id = frames.HEADER.unpack(header)
+                await reader.readexactly((high << 16) | low)
+                if kind == frames.SETTINGS and not flags & frames.ACK:
+                    writer.write(frames.SETTINGS_ACK)
+                elif kind == frames.HEADERS:
+                    head = encoder.encode(
+                        [(":status", "200"), ("content-type", "application/grpc")]
+                    )
+                    trailers = encoder.encode([("grpc-status", "0")])
+                    writer.write(
+                        frames.frame(frames.HEADERS, frames.END_HEADERS, stream_id, head)
+                        + frames.frame(frames.DATA, 0, stream_id, replies)
+                        + frames.frame(
+                            frames.HEADERS,
+                            frames.END_HEADERS | frames.END_STREAM,
+                            stream_id,
+                            trailers,
+                        )
+                    )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    return serve
+
+
+async def test_batched_reads_keep_one_message_per_frame(tmp_path: Path) -> None:
+    """Messages that arrive together are written together, but never merged into one frame."""
+    count = 500
+    descriptors = write_set(tmp_path / "api.pb", *with_imports(kitchen_pb2.DESCRIPTOR))
+    path = "/bridgetest.v1.TestService/ServerStream"
+    async with raw_server(burst_server(count)) as target:
+        upstreams = [
+            {"targets": [target], "reflection": False, "descriptor_sets": [str(descriptors)]}
+        ]
+        async with running_bridge(None, upstreams=upstreams) as b:
+            async with b.session.post(f"{b.url}{path}", json={}) as resp:
+                lines = (await resp.read()).decode().splitlines()
+            assert [orjson.loads(line)["result"]["text"] for line in lines] == [
+                f"burst-{i}" for i in range(count)
+            ]
+            texts = []
+            async with b.session.ws_connect(f"{b.url}{path}") as ws:
+                await ws.send_json({})
+                async for message in ws:
+                    value = orjson.loads(message.data)
+                    if "result" not in value:
+                        break
+                    texts.append(value["result"]["text"])
+            assert texts == [f"burst-{i}" for i in range(count)]

@@ -42,6 +42,8 @@ Pairs = Sequence[tuple[str, str | bytes]]
 
 OK_STATUS: Mapping[str, Any] = status_dict(Code.OK, "")
 SHUTDOWN_MESSAGE = "grpc-bridge is shutting down"
+#: Most messages sent in one write: bounds what one write holds for a slow client.
+BATCH = 64
 
 
 class Sink(Protocol):
@@ -58,6 +60,9 @@ class Sink(Protocol):
 
     async def send(self, frame: bytes) -> None:
         """Send one frame; returns once the transport took it (raises ClientGone if it can't)."""
+
+    async def send_many(self, frames: list[bytes]) -> None:
+        """Send several frames, in one write where the framing allows it."""
 
     async def abort(self, status: Mapping[str, Any]) -> web.StreamResponse:
         """End a started stream with an error after a bug; the response to hand back to aiohttp."""
@@ -103,12 +108,23 @@ async def relay(
     encode: Callable[[Message], bytes],
     activity: Activity,
 ) -> None:
-    """Upstream messages → frames, then the end frame; raises UpstreamError if the call fails."""
+    """Upstream messages → frames, then the end frame; raises UpstreamError if the call fails.
+
+    Messages that arrived together leave together: one write for all of them
+    (up to ``BATCH``) instead of a write, and a system call, per message.
+    """
+    frame = framing.message
     while (message := await call.read()) is not None:
         activity.touch()
         if not sink.started:
             await _start(sink, framing, await call.initial_metadata())
-        await sink.send(framing.message(encode(message)))
+        more = call.read_buffered(BATCH)
+        if more:
+            out = [frame(encode(message))]
+            out.extend([frame(encode(m)) for m in more])
+            await sink.send_many(out)
+        else:
+            await sink.send(frame(encode(message)))
     if not sink.started:
         # Nothing was streamed: headers can still carry the trailers.
         await _start(sink, framing, await call.initial_metadata(), await call.trailing_metadata())

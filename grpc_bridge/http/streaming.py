@@ -97,6 +97,10 @@ class HttpSink:
         except ConnectionError as exc:
             raise ClientGone(str(exc)) from exc
 
+    async def send_many(self, frames: list[bytes]) -> None:
+        # A byte stream: the frames of a batch go out in one write.
+        await self.send(b"".join(frames))
+
     async def abort(self, status: Mapping[str, Any]) -> web.StreamResponse:
         assert self.response is not None
         await self.send(self.framing.error(status))

@@ -118,6 +118,11 @@ class WebSocketSink:
         except ConnectionError as exc:
             raise ClientGone(str(exc)) from exc
 
+    async def send_many(self, frames: list[bytes]) -> None:
+        # One WebSocket message per frame: a client parses each message as one JSON value.
+        for frame in frames:
+            await self.send(frame)
+
     async def abort(self, status: Mapping[str, Any]) -> web.StreamResponse:
         try:
             await self.send(WEBSOCKET_FRAMING.error(status))

@@ -78,6 +78,10 @@ class StreamCall(Protocol):
     """What the HTTP layer drives: a grpc.aio call or a native one; see the module docstring."""
 
     async def read(self) -> Message | None: ...
+    def read_buffered(self, limit: int) -> list[Message]:
+        """Up to ``limit`` messages already received, without waiting (for batching writes)."""
+        ...
+
     async def write(self, message: Message) -> bool: ...
     async def done_writing(self) -> None: ...
     async def response(self) -> Message: ...
@@ -123,6 +127,10 @@ class GrpcStreamCall:
         if self._observer is not None:
             self._observer.metrics.received.inc()
         return message
+
+    def read_buffered(self, limit: int) -> list[Message]:
+        # grpc.aio has no way to take a message without a hand-off.
+        return []
 
     async def write(self, message: Message) -> bool:
         """Send one message; ``False`` once the call is over and takes no more."""

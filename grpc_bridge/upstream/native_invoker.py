@@ -400,6 +400,28 @@ class NativeStreamCall:
             self._observer.metrics.received.inc()
         return message
 
+    def read_buffered(self, limit: int) -> list[Message]:
+        """Messages already received, parsed, up to ``limit``; never waits, never raises.
+
+        A message that does not parse is left for :meth:`read`, which reports it.
+        """
+        stream = self._stream
+        if stream is None:
+            return []
+        out: list[Message] = []
+        parse = self._prepared.parse
+        messages = stream.messages
+        while messages and len(out) < limit:
+            try:
+                out.append(parse(messages[0]))
+            except DecodeError:
+                break
+            messages.popleft()
+        stream.consumed()
+        if out and self._observer is not None:
+            self._observer.metrics.received.inc(len(out))
+        return out
+
     async def write(self, message: Message) -> bool:
         stream = await self._start()
         if stream is None:

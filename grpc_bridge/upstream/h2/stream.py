@@ -332,6 +332,11 @@ class Stream:
                 return None
             await self._wait()
 
+    def consumed(self) -> None:
+        """The reader took messages from ``messages`` itself: grant window if it is due."""
+        if self._recv_unacked and self.status is None and len(self.messages) < _HIGH_WATER:
+            self._grant()
+
     async def wait_headers(self) -> None:
         while self.headers is None and self.status is None:
             await self._wait()
