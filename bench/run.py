@@ -329,6 +329,9 @@ def versions(envoy: str | None) -> str:
     return ", ".join(parts)
 
 
+CASES = ("order", "ping", "stream", "websocket", "latency", "workers")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -350,7 +353,15 @@ def parse_args() -> argparse.Namespace:
         help="grpc-js install for the Node upstream (make bench installs it)",
     )
     parser.add_argument("--upstream", choices=["node", "python"], default=None)
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help=f"comma-separated subset of {','.join(CASES)} (default: all)",
+    )
     args = parser.parse_args()
+    args.cases = set(args.cases.split(","))
+    if unknown := args.cases - set(CASES):
+        parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
     if args.upstream is None:
         found = (args.node_modules / "@grpc" / "grpc-js").is_dir() and shutil.which("node")
         args.upstream = "node" if found else "python"
@@ -403,26 +414,32 @@ def main() -> None:
             started += proxies.values()
             check_same_json(proxies, notes)
             cases: dict[str, Any] = {}
-            print("unary 1.2 KB ...", flush=True)
-            cases["unary_order"] = unary_case(
-                proxies, ORDER_PATH, payloads.ORDER_BODY, args, workdir
-            )
-            print("unary tiny ...", flush=True)
-            cases["unary_ping"] = unary_case(proxies, PING_PATH, payloads.PING_BODY, args, workdir)
-            if budget.allows(60):
+            if "order" in args.cases:
+                print("unary 1.2 KB ...", flush=True)
+                cases["unary_order"] = unary_case(
+                    proxies, ORDER_PATH, payloads.ORDER_BODY, args, workdir
+                )
+            if "ping" in args.cases:
+                print("unary tiny ...", flush=True)
+                cases["unary_ping"] = unary_case(
+                    proxies, PING_PATH, payloads.PING_BODY, args, workdir
+                )
+            if "stream" in args.cases and budget.allows(60):
                 print("server streaming ...", flush=True)
                 cases["server_stream"] = stream_case(proxies, args, workdir)
-            if budget.allows(60):
+            if "websocket" in args.cases and budget.allows(60):
                 print("websocket ...", flush=True)
                 cases["websocket"] = websocket_case(proxies["grpc_bridge"], args)
                 if "skipped" in cases["websocket"]:
                     notes.append(cases["websocket"]["skipped"])
-            if budget.allows(60):
+            if "latency" in args.cases and budget.allows(60):
                 print("latency at a fixed rate ...", flush=True)
                 cases["latency"] = latency_case(proxies, args, workdir)
             for proc in proxies.values():
                 proc.stop()
-            if budget.allows(90):
+            if "workers" not in args.cases:
+                pass
+            elif budget.allows(90):
                 print("workers ...", flush=True)
                 cases["workers"] = workers_case(upstream, descriptor, args, workdir, notes)
             else:

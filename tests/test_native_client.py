@@ -94,6 +94,22 @@ async def test_messages_larger_than_every_window_and_frame(upstream: RunningServ
     assert result.response.f_string == big
 
 
+async def test_a_stream_past_every_window_keeps_flowing(upstream: RunningServer) -> None:
+    """~24 MB in 4 KB messages: past the stream (4 MiB) and connection (16 MiB) windows."""
+    tag = "w" * 4000
+    request = kitchen_pb2.StreamRequest(count=6000, tag=tag)
+    async with (
+        native(upstream.target) as invoker,
+        invoker.server_stream(SERVER_STREAM, request, metadata=[], timeout=30) as call,
+    ):
+        count = 0
+        while (message := await call.read()) is not None:
+            assert isinstance(message, kitchen_pb2.StreamReply)
+            assert message.index == count
+            count += 1
+    assert count == 6000
+
+
 async def test_message_size_limits_both_ways(upstream: RunningServer) -> None:
     async with native(upstream.target, max_send_message_bytes=1000) as invoker:
         with pytest.raises(UpstreamError) as sent:

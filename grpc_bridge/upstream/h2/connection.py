@@ -55,6 +55,8 @@ class Connection(asyncio.Protocol):
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.max_receive_message_bytes = max_receive_message_bytes
+        #: The receive window each stream starts with (our SETTINGS_INITIAL_WINDOW_SIZE).
+        self.stream_window = STREAM_WINDOW
         self.streams: dict[int, Stream] = {}
         self.ready: asyncio.Future[None] = self.loop.create_future()
         #: Done once the transport is gone.

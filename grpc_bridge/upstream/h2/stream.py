@@ -139,6 +139,7 @@ class Stream:
     __slots__ = (
         "_buffer",
         "_encoding",
+        "_grant_at",
         "_max_receive",
         "_recv_unacked",
         "_waiters",
@@ -173,6 +174,9 @@ class Stream:
         self._encoding: str | None = None
         self._max_receive = connection.max_receive_message_bytes
         self._recv_unacked = 0
+        # Window is handed back in halves: a unary response (far smaller) then
+        # costs no WINDOW_UPDATE at all, and the upstream never waits on it.
+        self._grant_at = connection.stream_window // 2
         self._waiters: list[asyncio.Future[None]] = []
 
     # -- fed by the connection ---------------------------------------------------
@@ -234,7 +238,7 @@ class Stream:
         if end_stream and self.status is None:
             self._finish(Status(Code.INTERNAL, "upstream ended the call without trailers"))
             return
-        if self._recv_unacked and len(self.messages) < _HIGH_WATER:
+        if self._recv_unacked >= self._grant_at and len(self.messages) < _HIGH_WATER:
             self._grant()
         self._wake()
 
@@ -325,8 +329,7 @@ class Stream:
         while True:
             if self.messages:
                 message = self.messages.popleft()
-                if self._recv_unacked and self.status is None and len(self.messages) < _HIGH_WATER:
-                    self._grant()
+                self.consumed()
                 return message
             if self.status is not None:
                 return None
@@ -334,7 +337,11 @@ class Stream:
 
     def consumed(self) -> None:
         """The reader took messages from ``messages`` itself: grant window if it is due."""
-        if self._recv_unacked and self.status is None and len(self.messages) < _HIGH_WATER:
+        if (
+            self._recv_unacked >= self._grant_at
+            and self.status is None
+            and len(self.messages) < _HIGH_WATER
+        ):
             self._grant()
 
     async def wait_headers(self) -> None:
