@@ -29,14 +29,64 @@ def _dumps(obj: Any, default: Any = None) -> bytes:
         )
 
 
+class _DirectJson:
+    """The JSON configuration's processors, applied without structlog's bound-logger machinery.
+
+    ``log.info(event, **kw)`` copies the keywords into a fresh dict, runs all six
+    processors and goes through a lazy proxy: ~8 µs in a warm loop and ~20 µs
+    per request in the server, for the one line every request writes. This runs
+    the processors that do anything (the stack-info and exc-info ones only pop
+    keys the request line never has) on the caller's dict, and writes the same
+    bytes through the same kind of logger.
+    """
+
+    __slots__ = ("_chain", "_configured", "_logger", "_renderer", "_stamper")
+
+    def __init__(self, processors: list[Any], stamper: Any, renderer: Any, binary: Any) -> None:
+        self._configured = processors
+        self._chain = list(processors)
+        self._stamper = stamper
+        self._renderer = renderer
+        self._logger = structlog.BytesLogger(binary)
+
+    def active(self) -> bool:
+        # structlog.testing.capture_logs swaps the processors in place: structlog then logs.
+        return self._configured == self._chain
+
+    def info(self, event: str, fields: dict[str, Any]) -> None:
+        fields["event"] = event
+        structlog.contextvars.merge_contextvars(None, "info", fields)
+        fields["level"] = "info"
+        self._stamper(None, "info", fields)
+        self._logger.msg(self._renderer(None, "info", fields))
+
+
+_direct: _DirectJson | None = None
+
+
+def log_info(logger: Any, event: str, fields: dict[str, Any]) -> None:
+    """``logger.info(event, **fields)`` for hot paths: the same line, cheaper in JSON mode.
+
+    ``fields`` is consumed (the event, level and timestamp are added to it).
+    """
+    direct = _direct
+    if direct is not None and direct.active():
+        direct.info(event, fields)
+    else:
+        logger.info(event, **fields)
+
+
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog for the process; called once by the CLI (tests keep the defaults)."""
+    global _direct
+    _direct = None
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
+    stamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        stamper,
     ]
     logger_factory: Any
     if console:
@@ -48,13 +98,16 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     else:
         # Bytes straight from orjson to the binary stream: no str round trip per line,
         # which matters for the one canonical line every request writes.
+        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
         processors += [
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=_dumps),
+            renderer,
         ]
         binary: Any = out.buffer if hasattr(out, "buffer") else out
         logger_factory = structlog.BytesLoggerFactory(binary)
+        if _LEVELS[level] <= logging.INFO:
+            _direct = _DirectJson(processors, stamper, renderer, binary)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

@@ -17,9 +17,9 @@ from grpc_bridge.errors import BridgeError
 from grpc_bridge.http.context import CONTEXT, METRICS, RequestContext
 from grpc_bridge.http.relay import ACTIVE_SINK
 from grpc_bridge.http.responses import error_response, json_response
-from grpc_bridge.log import get_logger
+from grpc_bridge.log import get_logger, log_info
 from grpc_bridge.status import Code, code_name, status_body, status_dict
-from grpc_bridge.upstream.metadata import request_id_of
+from grpc_bridge.upstream.metadata import new_request_id
 
 log = get_logger("grpc_bridge.http")
 
@@ -94,7 +94,7 @@ def _request_id(request: web.Request) -> str:
     value = request.headers.get(REQUEST_ID_HEADER)
     if value and _PRINTABLE.fullmatch(value):
         return value
-    return request_id_of(())
+    return new_request_id()
 
 
 def _bytes_out(response: web.StreamResponse) -> int:
@@ -106,22 +106,26 @@ def _bytes_out(response: web.StreamResponse) -> int:
 
 
 def _log_request(request: web.Request, ctx: RequestContext, status: int, bytes_out: int) -> None:
-    log.info(
+    headers = request.headers
+    log_info(
+        log,
         "request",
-        request_id=ctx.request_id,
-        http_method=request.method,
-        path=request.path,
-        route=ctx.route,
-        framing=ctx.framing,
-        grpc_method=ctx.grpc_method,
-        upstream=ctx.upstream,
-        grpc_code=ctx.grpc_code,
-        http_status=status,
-        duration_ms=round((time.perf_counter() - ctx.started) * 1000, 3),
-        bytes_in=ctx.bytes_in,
-        bytes_out=bytes_out,
-        peer=request.remote,
-        traceparent=request.headers.get("traceparent"),
-        tracestate=request.headers.get("tracestate"),
-        error=ctx.error,
+        {
+            "request_id": ctx.request_id,
+            "http_method": request.method,
+            "path": request.path,
+            "route": ctx.route,
+            "framing": ctx.framing,
+            "grpc_method": ctx.grpc_method,
+            "upstream": ctx.upstream,
+            "grpc_code": ctx.grpc_code,
+            "http_status": status,
+            "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 3),
+            "bytes_in": ctx.bytes_in,
+            "bytes_out": bytes_out,
+            "peer": request.remote,
+            "traceparent": headers.get("traceparent"),
+            "tracestate": headers.get("tracestate"),
+            "error": ctx.error,
+        },
     )

@@ -1,0 +1,103 @@
+"""The request line's direct JSON path writes exactly what structlog's processor chain writes."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import structlog
+
+from grpc_bridge import log
+from grpc_bridge.log import configure_logging, get_logger, log_info
+
+_ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
+
+
+class _Stream(io.StringIO):
+    """A text stream with a binary ``buffer``, as sys.stderr has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buffer = io.BytesIO()
+
+    def isatty(self) -> bool:
+        return False
+
+    def lines(self) -> list[bytes]:
+        return self.buffer.getvalue().splitlines()
+
+
+@pytest.fixture
+def stream() -> Iterator[_Stream]:
+    out = _Stream()
+    yield out
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    log._direct = None
+
+
+def _fields(**extra: Any) -> dict[str, Any]:
+    return {
+        "request_id": "abc",
+        "http_method": "POST",
+        "path": "/p",
+        "framing": None,
+        "http_status": 200,
+        "duration_ms": 1.234,
+        **extra,
+    }
+
+
+def _without_timestamp(line: bytes) -> tuple[list[str], dict[str, Any]]:
+    value = orjson.loads(line)
+    assert _ISO_UTC.fullmatch(value.pop("timestamp")), line
+    return list(value), value
+
+
+def test_direct_line_is_structlogs_line(stream: _Stream) -> None:
+    configure_logging("json", "info", stream=stream)
+    structlog.contextvars.bind_contextvars(worker=2)
+    logger = get_logger("test")
+    logger.info("request", **_fields())
+    log_info(logger, "request", _fields())
+    via_structlog, direct = stream.lines()
+    assert _without_timestamp(direct) == _without_timestamp(via_structlog)
+    # The same bytes apart from the timestamp: compact orjson, keys in the same order.
+    assert direct.rpartition(b'"timestamp"')[0] == via_structlog.rpartition(b'"timestamp"')[0]
+    keys, _ = _without_timestamp(direct)
+    assert keys == [*_fields(), "event", "worker", "level"]
+
+
+def test_direct_line_escapes_lone_surrogates_like_structlog(stream: _Stream) -> None:
+    configure_logging("json", "info", stream=stream)
+    logger = get_logger("test")
+    logger.info("request", **_fields(path="/a\udcffb"))
+    log_info(logger, "request", _fields(path="/a\udcffb"))
+    via_structlog, direct = stream.lines()
+    assert b"a\\udcffb" in direct
+    assert direct.rpartition(b'"timestamp"')[0] == via_structlog.rpartition(b'"timestamp"')[0]
+
+
+def test_captured_logs_still_see_the_line(stream: _Stream) -> None:
+    configure_logging("json", "info", stream=stream)
+    with structlog.testing.capture_logs() as captured:
+        log_info(get_logger("test"), "request", _fields())
+    assert captured == [{**_fields(), "event": "request", "log_level": "info"}]
+    assert stream.lines() == []
+
+
+def test_below_the_level_nothing_is_written(stream: _Stream) -> None:
+    configure_logging("json", "warning", stream=stream)
+    log_info(get_logger("test"), "request", _fields())
+    assert stream.lines() == []
+
+
+def test_console_format_goes_through_structlog(stream: _Stream) -> None:
+    configure_logging("console", "info", stream=stream)
+    log_info(get_logger("test"), "request", _fields())
+    assert "request" in stream.getvalue()
+    assert stream.lines() == []
