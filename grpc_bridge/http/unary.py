@@ -19,6 +19,8 @@ from grpc_bridge.upstream.metadata import (
     to_metadata,
 )
 
+_OK = code_name(Code.OK)
+
 
 def call_metadata(request: web.Request, ctx: RequestContext, policy: MetadataPolicy) -> Metadata:
     client = ClientInfo(peer=request.remote, host=request.host, scheme=request.scheme)
@@ -48,7 +50,7 @@ async def handle_unary(
     result = await bridge.invoker(plan.upstream).unary(
         plan.info, message, metadata=metadata, timeout=timeout
     )
-    ctx.grpc_code = code_name(Code.OK)
+    ctx.grpc_code = _OK
     return message_response(
         match,
         result.response,
