@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import sys
+import time
 from typing import Any, TextIO
 
 import orjson
@@ -29,6 +31,33 @@ def _dumps(obj: Any, default: Any = None) -> bytes:
         )
 
 
+class _UtcStamp:
+    """Now as ``TimeStamper(fmt="iso", utc=True)`` writes it, at under half the cost.
+
+    ``datetime.now(utc).isoformat()`` is ~1.3 µs; the date and time of day change
+    once a second, so they are formatted once a second and the microseconds added.
+    """
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self) -> str:
+        # Floor to microseconds, as datetime.now() rounds the same clock.
+        return self.at(time.time_ns() // 1000)
+
+    def at(self, microseconds: int) -> str:
+        second, micro = divmod(microseconds, 1_000_000)
+        if second != self._second:
+            start = datetime.datetime.fromtimestamp(second, datetime.UTC)
+            self._prefix = start.isoformat().removesuffix("+00:00")
+            self._second = second
+        # isoformat() leaves the fraction out when it is zero.
+        return f"{self._prefix}.{micro:06d}Z" if micro else f"{self._prefix}Z"
+
+
 class _DirectJson:
     """The JSON configuration's processors, applied without structlog's bound-logger machinery.
 
@@ -37,15 +66,15 @@ class _DirectJson:
     per request in the server, for the one line every request writes. This runs
     the processors that do anything (the stack-info and exc-info ones only pop
     keys the request line never has) on the caller's dict, and writes the same
-    bytes through the same kind of logger.
+    bytes through the same kind of logger; the timestamp comes from :class:`_UtcStamp`.
     """
 
-    __slots__ = ("_chain", "_configured", "_logger", "_renderer", "_stamper")
+    __slots__ = ("_chain", "_configured", "_logger", "_renderer", "_stamp")
 
-    def __init__(self, processors: list[Any], stamper: Any, renderer: Any, binary: Any) -> None:
+    def __init__(self, processors: list[Any], renderer: Any, binary: Any) -> None:
         self._configured = processors
         self._chain = list(processors)
-        self._stamper = stamper
+        self._stamp = _UtcStamp()
         self._renderer = renderer
         self._logger = structlog.BytesLogger(binary)
 
@@ -57,7 +86,7 @@ class _DirectJson:
         fields["event"] = event
         structlog.contextvars.merge_contextvars(None, "info", fields)
         fields["level"] = "info"
-        self._stamper(None, "info", fields)
+        fields["timestamp"] = self._stamp()
         self._logger.msg(self._renderer(None, "info", fields))
 
 
@@ -82,11 +111,10 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     _direct = None
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
-    stamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        stamper,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     logger_factory: Any
     if console:
@@ -107,7 +135,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         binary: Any = out.buffer if hasattr(out, "buffer") else out
         logger_factory = structlog.BytesLoggerFactory(binary)
         if _LEVELS[level] <= logging.INFO:
-            _direct = _DirectJson(processors, stamper, renderer, binary)
+            _direct = _DirectJson(processors, renderer, binary)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

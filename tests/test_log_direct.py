@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import io
 import re
 from collections.abc import Iterator
@@ -101,3 +102,35 @@ def test_console_format_goes_through_structlog(stream: _Stream) -> None:
     log_info(get_logger("test"), "request", _fields())
     assert "request" in stream.getvalue()
     assert stream.lines() == []
+
+
+@pytest.mark.parametrize(
+    "microseconds",
+    [
+        0,
+        1,
+        999_999,
+        1_000_000,
+        1_700_000_000_000_000,
+        1_700_000_000_123_456,
+        253_402_300_799_999_999,
+    ],
+)
+def test_timestamp_is_timestampers(microseconds: int) -> None:
+    # What TimeStamper(fmt="iso", utc=True) renders for that instant.
+    second, micro = divmod(microseconds, 1_000_000)
+    when = datetime.datetime.fromtimestamp(second, datetime.UTC).replace(microsecond=micro)
+    expected = when.isoformat().replace("+00:00", "Z")
+    stamp = log._UtcStamp()
+    assert stamp.at(microseconds) == expected
+    # Cached second, new microseconds.
+    assert stamp.at(second * 1_000_000 + (micro + 1) % 1_000_000) == (
+        when.replace(microsecond=(micro + 1) % 1_000_000).isoformat().replace("+00:00", "Z")
+    )
+
+
+def test_timestamp_now_is_close_to_datetime_now() -> None:
+    stamp = log._UtcStamp()()
+    parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert _ISO_UTC.fullmatch(stamp)
+    assert abs((datetime.datetime.now(datetime.UTC) - parsed).total_seconds()) < 5

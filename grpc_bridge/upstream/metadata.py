@@ -21,8 +21,6 @@ Metadata = list[tuple[str, str | bytes]]
 GRPC_METADATA_PREFIX = "grpc-metadata-"
 REQUEST_ID = "x-request-id"
 _KEY = re.compile(r"[0-9a-z_.-]+")
-# gRPC ASCII values are printable ASCII only: no controls (tab included), no 8-bit bytes.
-_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +112,10 @@ def to_metadata(
 def _value(header: str, key: str, value: str) -> str | bytes:
     if key.endswith("-bin"):
         return decode_bin(header, value)
-    if not _PRINTABLE_ASCII.fullmatch(value):
+    # gRPC ASCII values are printable ASCII only: no controls (tab included), no 8-bit
+    # bytes. For ASCII, isprintable() is false exactly for the controls (DEL included):
+    # the same test as fullmatch("[\x20-\x7e]*") at a fifth of the cost.
+    if not (value.isascii() and value.isprintable()):
         raise InvalidArgument(
             f"header {header!r}: value has control or non-ASCII characters, "
             "which gRPC metadata cannot carry (use a -bin key with base64 for binary)",
