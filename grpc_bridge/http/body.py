@@ -12,8 +12,13 @@ NDJSON = "application/x-ndjson"
 
 def check_media_type(request: web.Request, accepted: tuple[str, ...] = (JSON,)) -> str:
     """The request's media type; no Content-Type at all counts as JSON."""
-    if "Content-Type" not in request.headers:
+    raw = request.headers.get("Content-Type")
+    if raw is None:
         return JSON
+    if raw in accepted:
+        # The usual bare "application/json": what parsing it would return, without
+        # aiohttp's header parse (~1.5 µs per request).
+        return raw
     mime = request.content_type
     if mime not in accepted:
         raise UnsupportedMediaType(

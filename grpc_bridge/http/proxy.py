@@ -54,7 +54,7 @@ def _routed(request: web.Request, match: Match, ctx: RequestContext) -> None:
     plan = match.plan
     assert plan is not None
     ctx.route = match.route
-    ctx.grpc_method = plan.info.full_name
+    ctx.grpc_method = plan.full_name
     ctx.upstream = plan.upstream
     ctx.pool = plan.pool
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.protobuf.descriptor_pool import DescriptorPool
 
@@ -24,6 +24,12 @@ class MethodPlan:
     #: The upstream's private pool, to render error details of its own types.
     pool: DescriptorPool
     limits: UpstreamLimits
+    #: ``info.full_name`` (``package.Service/Method``), which is built on each access:
+    #: every request's log line names it.
+    full_name: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "full_name", self.info.full_name)
 
     @property
     def upstream(self) -> str:
