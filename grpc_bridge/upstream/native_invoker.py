@@ -108,6 +108,16 @@ def _error(status: Status, stream: Stream | None) -> UpstreamError:
     )
 
 
+def _pushback_s(stream: Stream | None) -> float | None:
+    """A6 ``grpc-retry-pushback-ms``: seconds to wait, -1 for "do not retry", None if absent."""
+    if stream is None or stream.trailers is None:
+        return None
+    for name, value in stream.trailers:
+        if name == "grpc-retry-pushback-ms":
+            return int(value) / 1000 if value.isdigit() else -1.0
+    return None
+
+
 def _expire(stream: Stream) -> None:
     if stream.status is None:
         stream.connection.reset(
@@ -218,6 +228,7 @@ class NativeInvoker:
         deadline = loop.time() + timeout
         retries = self._settings.retries
         attempt = 0
+        backoff_step = 0
         transparent = True
         while True:
             attempt += 1
@@ -227,9 +238,12 @@ class NativeInvoker:
             stream = None
             try:
                 connection = await self._pool.connection(deadline)
-                stream = connection.open_stream(
-                    self._block(prepared, metadata, remaining), data, True
-                )
+                block = self._block(prepared, metadata, remaining)
+                if attempt > 1:
+                    block += hpack_codec.literal(
+                        b"grpc-previous-rpc-attempts", b"%d" % (attempt - 1)
+                    )
+                stream = connection.open_stream(block, data, True)
             except ConnectDeadline:
                 status = Status(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
             except (Unreachable, ConnectionClosed) as exc:
@@ -245,17 +259,25 @@ class NativeInvoker:
                 transparent = False
                 attempt -= 1
                 continue
+            if status.code != Code.UNAVAILABLE or retries.max_attempts <= 1:
+                break
+            # A6: every failure with a retryable code costs a token, committed or not.
+            allowed = self._throttle.failed()
             committed = stream is not None and stream.headers is not None
-            retryable = status.code == Code.UNAVAILABLE and not committed
-            if not (retryable and retries.max_attempts > 1):
+            if committed or not allowed or attempt >= retries.max_attempts:
                 break
-            if not self._throttle.failed() or attempt >= retries.max_attempts:
-                break
-            backoff = min(
-                retries.initial_backoff_s * retries.backoff_multiplier ** (attempt - 1),
-                retries.max_backoff_s,
-            )
-            delay = random.uniform(0, backoff)
+            pushback = _pushback_s(stream)
+            if pushback is None:
+                backoff = min(
+                    retries.initial_backoff_s * retries.backoff_multiplier**backoff_step,
+                    retries.max_backoff_s,
+                )
+                delay = random.uniform(0, backoff)
+                backoff_step += 1
+            elif pushback < 0:
+                break  # the upstream said not to retry
+            else:
+                delay, backoff_step = pushback, 0
             if loop.time() + delay >= deadline:
                 break
             await asyncio.sleep(delay)

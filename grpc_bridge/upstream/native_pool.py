@@ -53,6 +53,10 @@ class Address:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+#: A connection that lasted this long resets the reconnect backoff.
+_STABLE_S = 1.0
+
+
 class Unreachable(Exception):
     """No connection for the call: the message says why (UNAVAILABLE)."""
 
@@ -126,6 +130,7 @@ class Slot:
         self._attempt: asyncio.Task[None] | None = None
         self._connected: asyncio.Future[None] | None = None
         self._backoff = pool.upstream.reconnect.initial_backoff_s
+        self._ready_at = 0.0
         self._closed = False
 
     def ready_connection(self) -> Connection | None:
@@ -134,10 +139,12 @@ class Slot:
             return connection
         return None
 
-    def connect(self) -> None:
+    def connect(self, delay: float = 0.0) -> None:
         if self._closed or self._attempt is not None or self.state == READY:
             return
-        self._attempt = asyncio.create_task(self._run_attempts(), name=f"connect-{self.address}")
+        self._attempt = asyncio.create_task(
+            self._run_attempts(delay), name=f"connect-{self.address}"
+        )
 
     async def acquire(self, deadline: float | None) -> Connection:
         """A connection with a free stream slot, connecting first if needed."""
@@ -158,30 +165,37 @@ class Slot:
                 self._connected = loop.create_future()
             await _until(asyncio.shield(self._connected), deadline, loop)
 
-    async def _run_attempts(self) -> None:
-        upstream = self._pool.upstream
+    async def _run_attempts(self, delay: float = 0.0) -> None:
         try:
+            if delay:
+                await asyncio.sleep(delay)
             while not self._closed:
                 self.state = CONNECTING
                 try:
                     connection = await self._open()
+                    if not connection.open:
+                        # Ended in the packet that made it ready (GOAWAY with the SETTINGS).
+                        raise ConnectionClosed(connection.error or "connection closed at once")
                 except (OSError, ssl.SSLError, ConnectionClosed, TimeoutError) as exc:
                     self.last_error = _describe(exc)
                     self.state = TRANSIENT_FAILURE
                     self._wake()
-                    delay = self._backoff * random.uniform(0.8, 1.2)
-                    # gRPC's connection-backoff.md multiplier.
-                    self._backoff = min(self._backoff * 1.6, upstream.reconnect.max_backoff_s)
-                    await asyncio.sleep(delay)
+                    await asyncio.sleep(self._next_backoff())
                     continue
-                self._backoff = upstream.reconnect.initial_backoff_s
                 self.connection = connection
+                self._ready_at = time.monotonic()
                 self.last_error = None
                 self.state = READY
                 self._wake()
                 return
         finally:
             self._attempt = None
+
+    def _next_backoff(self) -> float:
+        delay = self._backoff * random.uniform(0.8, 1.2)
+        # gRPC's connection-backoff.md multiplier.
+        self._backoff = min(self._backoff * 1.6, self._pool.upstream.reconnect.max_backoff_s)
+        return delay
 
     async def _open(self) -> Connection:
         pool = self._pool
@@ -227,8 +241,14 @@ class Slot:
         self.connection = None
         log.info("upstream_connection_ended", address=str(self.address), reason=connection.error)
         self.state = IDLE
-        # round_robin reconnects at once; a refused attempt then backs off.
-        self.connect()
+        # round_robin reconnects at once; a refused attempt then backs off. A
+        # connection that ended right after it was made (a server that accepts
+        # and hangs up) backs off too, or the bridge would reconnect in a loop.
+        if time.monotonic() - self._ready_at >= _STABLE_S:
+            self._backoff = self._pool.upstream.reconnect.initial_backoff_s
+            self.connect()
+        else:
+            self.connect(self._next_backoff())
 
     def _wake(self) -> None:
         if self._connected is not None and not self._connected.done():
@@ -424,7 +444,9 @@ class NativePool:
             await _closed(slots, grace)
         for slot in slots:
             slot.close(graceful=False)
-        for task in list(self._retiring):
+        for task, old in list(self._retiring.items()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            for slot in old:
+                slot.close(graceful=False)

@@ -32,6 +32,8 @@ CONNECTION_WINDOW = 16 * 1024 * 1024
 #: Largest DATA/HEADERS frame we take (fewer frames to parse than the 16 KiB default).
 MAX_FRAME = 1024 * 1024
 MAX_HEADER_LIST = 64 * 1024
+#: Past this a header block is a connection error: it cannot even be decoded.
+MAX_HEADER_BLOCK = MAX_FRAME
 
 _U32 = frames.u32
 _HEADER_UNPACK = frames.HEADER.unpack_from
@@ -69,7 +71,7 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._next_id = 1
-        self._decoder = HeaderDecoder(MAX_HEADER_LIST)
+        self._decoder = HeaderDecoder()
         # Peer settings.
         self._max_frame = frames.DEFAULT_MAX_FRAME
         self._initial_window = frames.DEFAULT_WINDOW
@@ -159,6 +161,10 @@ class Connection(asyncio.Protocol):
         except _ProtocolError as exc:
             self._abort(frames.PROTOCOL_ERROR, str(exc))
             return
+        except Exception as exc:
+            # A bug here must end this connection, not escape into the event loop.
+            self._abort(frames.INTERNAL_ERROR, f"HTTP/2 client error: {exc!r}")
+            return
         if buffer:
             del buffer[:pos]
         elif pos < end:
@@ -213,6 +219,8 @@ class Connection(asyncio.Protocol):
         stream.on_data(body, bool(flags & frames.END_STREAM), flow)
 
     def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
+        if stream_id == 0:
+            raise _ProtocolError("upstream sent HEADERS on stream 0")
         block = frames.unpad(payload, flags)
         if block is None:
             raise _ProtocolError("upstream sent HEADERS with bad padding")
@@ -228,7 +236,7 @@ class Connection(asyncio.Protocol):
             raise _ProtocolError("upstream sent an unexpected CONTINUATION")
         _, first_flags, block = self._continuing
         block += payload
-        if len(block) > MAX_HEADER_LIST * 2:
+        if len(block) > MAX_HEADER_BLOCK:
             raise _ProtocolError("upstream sent an oversized header block")
         if flags & frames.END_HEADERS:
             self._continuing = None
@@ -236,10 +244,21 @@ class Connection(asyncio.Protocol):
 
     def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
         # Decoded even for a stream we forgot: the HPACK state must follow every block.
-        headers = self._decoder.decode(block)
+        decoded = self._decoder.decode(block)
         stream = self.streams.get(stream_id)
-        if stream is not None:
-            stream.on_headers(headers, bool(flags & frames.END_STREAM))
+        if stream is None:
+            return
+        if decoded.size > MAX_HEADER_LIST:
+            status = Status(
+                Code.RESOURCE_EXHAUSTED,
+                f"upstream sent {decoded.size} bytes of headers, over {MAX_HEADER_LIST}",
+            )
+            self.reset(stream, frames.CANCEL, status)
+        elif decoded.malformed:
+            status = Status(Code.INTERNAL, "upstream sent an empty or upper-case header name")
+            self.reset(stream, frames.PROTOCOL_ERROR, status)
+        else:
+            stream.on_headers(decoded.headers, bool(flags & frames.END_STREAM))
 
     def _settings(self, flags: int, payload: bytes) -> None:
         if flags & frames.ACK:
@@ -270,6 +289,8 @@ class Connection(asyncio.Protocol):
         if len(payload) != 4:
             raise _ProtocolError("upstream sent a bad WINDOW_UPDATE")
         increment = _U32(payload) & 0x7FFFFFFF
+        if increment == 0:
+            raise _ProtocolError("upstream sent a WINDOW_UPDATE of 0")
         if stream_id == 0:
             self._send_window += increment
             if self._send_window > frames.MAX_WINDOW:
@@ -420,8 +441,9 @@ class Connection(asyncio.Protocol):
         for stream in list(self._blocked.values()):
             self._flush(stream)
 
-    def _wake_writers(self) -> None:
-        if self._paused:
+    def _wake_writers(self, *, force: bool = False) -> None:
+        # Paused writers wait for resume_writing, unless what they wait on ended.
+        if self._paused and not force:
             return
         waiters, self._write_waiters = self._write_waiters, []
         for waiter in waiters:
@@ -462,7 +484,7 @@ class Connection(asyncio.Protocol):
             self._write(frames.rst_stream(stream.id, code))
         stream.local_closed = stream.remote_closed = True
         self._wake_slots()
-        self._wake_writers()
+        self._wake_writers(force=True)
         self._close_if_idle()
 
     # -- keepalive -------------------------------------------------------------------
@@ -492,7 +514,9 @@ class Connection(asyncio.Protocol):
             self._write(frames.ping(os.urandom(8)))
             self._timer = self.loop.call_later(timeout, self._keepalive_tick)
             return
-        self._timer = self.loop.call_later(max(0.05, interval - idle), self._keepalive_tick)
+        # Idle without calls (and no pings then): look again a whole interval later.
+        wait = interval - idle if idle < interval else interval
+        self._timer = self.loop.call_later(max(0.05, wait), self._keepalive_tick)
 
     # -- closing ---------------------------------------------------------------------
 
@@ -525,9 +549,14 @@ class Connection(asyncio.Protocol):
 
     def _abort(self, code: int, why: str) -> None:
         if self._transport is not None:
-            self._write(frames.goaway(0, code))
             self.error = self.error or why
-            self._transport.abort()
+            if code == frames.NO_ERROR:
+                # A dead peer (keepalive) or our own shutdown: nothing worth flushing.
+                self._transport.abort()
+            else:
+                # The GOAWAY tells the upstream why; close() flushes it first.
+                self._write(frames.goaway(0, code, why.encode("utf-8", "replace")[:256]))
+                self._transport.close()
         self._shutdown(why)
 
     def _shutdown(self, why: str) -> None:
@@ -546,6 +575,7 @@ class Connection(asyncio.Protocol):
         self.streams.clear()
         for stream in streams:
             stream.fail(Status(Code.UNAVAILABLE, self.error or why))
+        self._paused = False
         self._wake_writers()
         self._wake_slots()
 

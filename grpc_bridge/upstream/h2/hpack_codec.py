@@ -14,6 +14,8 @@ default size and the cache checks the table's state instead of trusting it.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from hpack import Decoder
 
 Header = tuple[str, str]
@@ -21,7 +23,7 @@ Header = tuple[str, str]
 # Blocks longer than this (custom metadata, long error messages) are rarely repeated.
 _CACHE_MAX_BLOCK = 512
 _CACHE_MAX_ENTRIES = 1024
-_cache: dict[tuple[int, bytes], tuple[Header, ...]] = {}
+_cache: dict[tuple[int, bytes], Block] = {}
 
 
 def _integer(value: int, prefix_bits: int, flags: int) -> bytes:
@@ -82,20 +84,49 @@ def user_agent(value: str) -> bytes:
     return literal_indexed_name(_USER_AGENT, value.encode("ascii"))
 
 
+class Block(NamedTuple):
+    """A decoded header block."""
+
+    headers: tuple[Header, ...]
+    #: RFC 9113 §6.5.2 size: names and values plus 32 per field.
+    size: int
+    #: An empty or upper-case name (RFC 9113 §8.2.1): the response is malformed.
+    malformed: bool
+
+
+def _block(fields: list[tuple[bytes, bytes]]) -> Block:
+    headers = []
+    size = 0
+    malformed = False
+    for raw_name, raw_value in fields:
+        name = raw_name.decode("latin-1")
+        # HTTP/2 allows any bytes in a value; gRPC's are ASCII. Never fail on them.
+        value = raw_value.decode("utf-8", "replace")
+        if not name or name != name.lower():
+            malformed = True
+        size += len(raw_name) + len(raw_value) + 32
+        headers.append((name, value))
+    return Block(tuple(headers), size, malformed)
+
+
 class HeaderDecoder:
     """One connection's decoder, with blocks cached while its dynamic table stays empty.
 
     With the table empty, decoding a block is a pure function of the table's
     size limit and the block's bytes; a block that left the table empty is
     cached under both, so any connection in the same state reuses it.
+
+    Only HPACK errors are connection errors: a block too large or malformed
+    for the bridge is the stream's problem (the caller resets that stream), so
+    the decoder itself takes any size and any bytes and keeps the table in step.
     """
 
     __slots__ = ("_decoder",)
 
-    def __init__(self, max_header_list_size: int) -> None:
-        self._decoder = Decoder(max_header_list_size=max_header_list_size)
+    def __init__(self) -> None:
+        self._decoder = Decoder(max_header_list_size=2**31)
 
-    def decode(self, block: bytes) -> tuple[Header, ...]:
+    def decode(self, block: bytes) -> Block:
         """Raises ``hpack.HPACKError`` (a connection error) for a bad block."""
         table = self._decoder.header_table
         empty = not table.dynamic_entries
@@ -104,9 +135,10 @@ class HeaderDecoder:
             hit = _cache.get(key)
             if hit is not None:
                 return hit
-        headers = tuple((str(n), str(v)) for n, v in self._decoder.decode(block))
+        fields = self._decoder.decode(block, raw=True)
+        decoded = _block([(bytes(n), bytes(v)) for n, v in fields])
         if empty and not table.dynamic_entries and len(block) <= _CACHE_MAX_BLOCK:
             if len(_cache) >= _CACHE_MAX_ENTRIES:
                 _cache.clear()
-            _cache[key] = headers
-        return headers
+            _cache[key] = decoded
+        return decoded

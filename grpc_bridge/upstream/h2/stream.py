@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import gzip
 import zlib
 from collections import deque
 from typing import TYPE_CHECKING, NamedTuple
@@ -82,7 +81,7 @@ def metadata_of(headers: tuple[Header, ...]) -> Metadata:
     """Application metadata of a header block; ``-bin`` values base64-decoded to bytes."""
     out: list[tuple[str, str | bytes]] = []
     for name, value in headers:
-        if name[0] == ":" or name in _RESERVED:
+        if name.startswith(":") or name in _RESERVED:
             continue
         if name.endswith("-bin"):
             try:
@@ -125,12 +124,24 @@ def _status_of(headers: tuple[Header, ...], http_status: str | None) -> Status:
     return Status(code, unquote(message, errors="replace") if message else "", details_bin)
 
 
-def _decompress(encoding: str | None, data: bytes) -> bytes:
+class _TooBig(Exception):
+    pass
+
+
+def _decompress(encoding: str | None, data: bytes, limit: int) -> bytes:
+    """The message inflated, never past ``limit`` bytes (a small message can inflate to GBs)."""
     if encoding == "gzip":
-        return gzip.decompress(data)
-    if encoding == "deflate":
-        return zlib.decompress(data)
-    raise ValueError(f"compressed message with unsupported grpc-encoding {encoding!r}")
+        inflater = zlib.decompressobj(wbits=31)
+    elif encoding == "deflate":
+        inflater = zlib.decompressobj()
+    else:
+        raise ValueError(f"compressed message with unsupported grpc-encoding {encoding!r}")
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit:
+        raise _TooBig(len(out))
+    if not inflater.eof or inflater.unused_data:
+        raise ValueError("truncated or trailing data in a compressed message")
+    return out
 
 
 class Stream:
@@ -268,8 +279,19 @@ class Stream:
             message = bytes(data[pos + 5 : pos + 5 + length])
             if data[pos]:
                 try:
-                    message = _decompress(self._encoding, message)
-                except (ValueError, OSError, zlib.error) as exc:
+                    message = _decompress(self._encoding, message, self._max_receive)
+                except _TooBig:
+                    self.connection.reset(
+                        self,
+                        frames.CANCEL,
+                        Status(
+                            Code.RESOURCE_EXHAUSTED,
+                            "upstream sent a compressed message that inflates past "
+                            f"max_receive_message_bytes ({self._max_receive})",
+                        ),
+                    )
+                    return end
+                except (ValueError, OSError, EOFError, zlib.error) as exc:
                     self.connection.reset(
                         self,
                         frames.CANCEL,

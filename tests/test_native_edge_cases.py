@@ -1,0 +1,520 @@
+"""Edge cases of the native HTTP/2 client, each a defect a review found and reproduced.
+
+The peers are real: a grpc.aio server (tests/servers.py) or a hand-made HTTP/2
+server on loopback (``h2_peer``) when a misbehaving upstream is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import hpack
+import pytest
+from bridgetest.v1 import kitchen_pb2
+from google.protobuf import duration_pb2
+from google.protobuf.message import Message
+
+from grpc_bridge.discovery.registry import MethodInfo, MethodKind
+from grpc_bridge.errors import UpstreamError
+from grpc_bridge.settings import Upstream
+from grpc_bridge.status import Code
+from grpc_bridge.upstream.h2 import frames
+from grpc_bridge.upstream.h2.connection import Connection
+from grpc_bridge.upstream.native_invoker import NativeInvoker
+from grpc_bridge.upstream.native_pool import NativePool
+from grpc_bridge.upstream.pool import ChannelPlan
+from grpc_bridge.upstream.resolver import parse_target, unresolved
+from tests.servers import RunningServer
+
+SERVICE = kitchen_pb2.DESCRIPTOR.services_by_name["TestService"]
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+def method(name: str, output: type[Message]) -> MethodInfo:
+    descriptor = SERVICE.methods_by_name[name]
+    return MethodInfo(
+        upstream="u",
+        descriptor=descriptor,
+        kind=MethodKind.of(descriptor),
+        path=f"/{SERVICE.full_name}/{name}",
+        input_class=Message,
+        output_class=output,
+        no_side_effects=False,
+    )
+
+
+ECHO = method("Echo", kitchen_pb2.Kitchen)
+SLEEP = method("Sleep", kitchen_pb2.SleepResponse)
+CLIENT_STREAM = method("ClientStream", kitchen_pb2.StreamReply)
+
+
+def sleep_request(seconds: float, tag: str) -> kitchen_pb2.SleepRequest:
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(timedelta(seconds=seconds))
+    return kitchen_pb2.SleepRequest(duration=duration, tag=tag)
+
+
+def grpc_message(message: Message) -> bytes:
+    payload = message.SerializeToString()
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+
+@asynccontextmanager
+async def native(target: str, **settings: Any) -> AsyncIterator[NativeInvoker]:
+    upstream = Upstream(targets=[target], **settings)
+    pool = NativePool(upstream, retire_grace=1)
+    pool.open(ChannelPlan(unresolved([parse_target(target)])))
+    try:
+        yield NativeInvoker(pool)
+    finally:
+        await pool.close()
+
+
+# -- a hand-made HTTP/2 server ---------------------------------------------------------
+
+
+@dataclass
+class Request:
+    """One request stream as the peer saw it."""
+
+    conn: PeerConnection
+    stream_id: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return self.headers.get(":path", "")
+
+    def send_headers(self, headers: list[tuple[Any, Any]], *, end_stream: bool = False) -> None:
+        self.conn.send_headers(self.stream_id, headers, end_stream=end_stream)
+
+    def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        flags = frames.END_STREAM if end_stream else 0
+        self.conn.writer.write(frames.frame(frames.DATA, flags, self.stream_id, data))
+
+    def answer(self, message: Message, trailers: list[tuple[Any, Any]] | None = None) -> None:
+        """A whole gRPC response: headers, one message, trailers (grpc-status 0 by default)."""
+        self.send_headers([(":status", "200"), ("content-type", "application/grpc")])
+        self.send_data(grpc_message(message))
+        self.send_headers(trailers or [("grpc-status", "0")], end_stream=True)
+
+
+@dataclass
+class PeerConnection:
+    index: int
+    writer: asyncio.StreamWriter
+    encoder: hpack.Encoder = field(default_factory=hpack.Encoder)
+    resets: list[tuple[int, int]] = field(default_factory=list)
+
+    def send_headers(
+        self, stream_id: int, headers: list[tuple[Any, Any]], *, end_stream: bool = False
+    ) -> None:
+        flags = frames.END_HEADERS | (frames.END_STREAM if end_stream else 0)
+        block = self.encoder.encode(headers)
+        self.writer.write(frames.frame(frames.HEADERS, flags, stream_id, block))
+
+
+Handler = Callable[[Request], Awaitable[None]]
+
+
+@dataclass
+class Peer:
+    target: str
+    connections: list[PeerConnection]
+    requests: list[Request]
+
+
+@asynccontextmanager
+async def h2_peer(
+    handler: Handler,
+    *,
+    first_bytes: Callable[[int], bytes] = lambda index: frames.settings({}),
+    read: Callable[[int], bool] = lambda index: True,
+) -> AsyncIterator[Peer]:
+    """A loopback HTTP/2 server: ``handler`` runs (as a task) once per complete request.
+
+    ``first_bytes(connection_index)`` is what the server writes after the client's
+    preface (its SETTINGS, and whatever a test wants in the same segment);
+    ``read(connection_index)`` False makes the server stop reading after the preface.
+    """
+    connections: list[PeerConnection] = []
+    requests: list[Request] = []
+    tasks: set[asyncio.Task[None]] = set()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        conn = PeerConnection(len(connections), writer)
+        connections.append(conn)
+        decoder = hpack.Decoder()
+        partial: dict[int, tuple[dict[str, str], bytearray]] = {}
+        try:
+            await reader.readexactly(len(frames.PREFACE))
+            writer.write(first_bytes(conn.index))
+            if not read(conn.index):
+                await asyncio.sleep(3600)
+            while True:
+                head = await reader.readexactly(9)
+                high, low, kind, flags, stream_id = frames.HEADER.unpack(head)
+                payload = await reader.readexactly((high << 16) | low)
+                if kind == frames.SETTINGS and not flags & frames.ACK:
+                    writer.write(frames.SETTINGS_ACK)
+                elif kind == frames.PING and not flags & frames.ACK:
+                    writer.write(frames.ping(payload, ack=True))
+                elif kind == frames.RST_STREAM:
+                    conn.resets.append((stream_id, frames.u32(payload)))
+                    partial.pop(stream_id, None)
+                elif kind == frames.HEADERS:
+                    headers = {str(n): str(v) for n, v in decoder.decode(payload)}
+                    partial[stream_id] = (headers, bytearray())
+                elif kind == frames.DATA and stream_id in partial:
+                    partial[stream_id][1].extend(payload)
+                    if payload:
+                        writer.write(
+                            frames.window_update(0, len(payload))
+                            + frames.window_update(stream_id, len(payload))
+                        )
+                ended = kind in (frames.HEADERS, frames.DATA) and flags & frames.END_STREAM
+                if ended and stream_id in partial:
+                    headers, body = partial.pop(stream_id)
+                    request = Request(conn, stream_id, headers, bytes(body))
+                    requests.append(request)
+                    task = asyncio.create_task(handler(request))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield Peer(f"127.0.0.1:{port}", connections, requests)
+    finally:
+        for task in list(tasks):
+            task.cancel()
+        server.close()
+        for writer in writers:
+            writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 2)
+
+
+async def echo_handler(request: Request) -> None:
+    """Answers any unary call with the request message it got."""
+    body = request.body
+    message = kitchen_pb2.Kitchen.FromString(body[5:]) if len(body) >= 5 else kitchen_pb2.Kitchen()
+    request.answer(message)
+
+
+async def eventually(predicate: Callable[[], bool], within: float = 3.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        if predicate():
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition never held")
+        await asyncio.sleep(0.01)
+
+
+@contextlib.contextmanager
+def loop_errors() -> Any:
+    """Collects what reaches the event loop's exception handler (exceptions that escaped)."""
+    loop = asyncio.get_running_loop()
+    seen: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: seen.append(context))
+    try:
+        yield seen
+    finally:
+        loop.set_exception_handler(previous)
+
+
+# -- 1. pool: a connection that ends before the slot stores it -------------------------
+
+
+async def test_goaway_with_the_first_settings_does_not_wedge_the_slot() -> None:
+    """The server's SETTINGS and a GOAWAY arrive in one segment on the first connection.
+
+    The connection's on_close runs inside that data_received, before the connect
+    task resumes, so Slot._lost ignores it (``connection is not self.connection``);
+    then the task stores the dead connection and marks the slot READY. connect()
+    refuses to run for a READY slot, so nothing ever reconnects and every call
+    waits for its deadline.
+    """
+
+    def first(index: int) -> bytes:
+        settings = frames.settings({})
+        return settings + frames.goaway(0, frames.NO_ERROR) if index == 0 else settings
+
+    async with (
+        h2_peer(echo_handler, first_bytes=first) as peer,
+        native(peer.target, pool_size=1) as invoker,
+    ):
+        await eventually(lambda: bool(peer.connections))
+        await asyncio.sleep(0.3)  # the first connection is over; the slot should reconnect
+        result = await invoker.unary(ECHO, kitchen_pb2.Kitchen(f_int32=5), metadata=[], timeout=2)
+        assert isinstance(result.response, kitchen_pb2.Kitchen)
+        assert result.response.f_int32 == 5
+
+
+# -- 2. max_receive_message_bytes is not applied to decompressed messages ---------------
+
+
+async def test_decompressed_size_is_limited(upstream_factory: StartServer) -> None:
+    server = await upstream_factory(options=[("grpc.default_compression_algorithm", 2)])
+    request = kitchen_pb2.Kitchen(f_string="a" * 200_000)  # ~200 KB, gzips to well under 1 KB
+    async with native(server.target, max_receive_message_bytes=10_000) as invoker:
+        with pytest.raises(UpstreamError) as caught:
+            await invoker.unary(ECHO, request, metadata=[], timeout=5)
+    # grpc (core, go, java) checks the decompressed size: RESOURCE_EXHAUSTED.
+    assert caught.value.code == Code.RESOURCE_EXHAUSTED
+
+
+# -- 3. a truncated gzip message escapes data_received ----------------------------------
+
+
+async def test_truncated_gzip_message_fails_only_its_call() -> None:
+    async def truncated(request: Request) -> None:
+        packed = gzip.compress(kitchen_pb2.Kitchen(f_string="z" * 100).SerializeToString())
+        cut = packed[: len(packed) // 2]
+        request.send_headers(
+            [(":status", "200"), ("content-type", "application/grpc"), ("grpc-encoding", "gzip")]
+        )
+        request.send_data(b"\x01" + len(cut).to_bytes(4, "big") + cut)
+        request.send_headers([("grpc-status", "0")], end_stream=True)
+
+    async with h2_peer(truncated) as peer, native(peer.target, pool_size=1) as invoker:
+        with loop_errors() as escaped, pytest.raises(UpstreamError) as caught:
+            await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=3)
+        await asyncio.sleep(0.05)
+    # Like the other decompression failures (stream.py _parse): INTERNAL, this call only.
+    assert caught.value.code == Code.INTERNAL, caught.value
+    assert not escaped, escaped
+
+
+# -- 4. A6 server pushback ---------------------------------------------------------------
+
+
+async def test_negative_pushback_stops_retries() -> None:
+    async def unavailable(request: Request) -> None:
+        request.send_headers(
+            [
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("grpc-status", "14"),
+                ("grpc-message", "overloaded"),
+                ("grpc-retry-pushback-ms", "-1"),
+            ],
+            end_stream=True,
+        )
+
+    async with h2_peer(unavailable) as peer, native(peer.target, pool_size=1) as invoker:
+        with pytest.raises(UpstreamError) as caught:
+            await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=5)
+    assert caught.value.code == Code.UNAVAILABLE
+    # A6: "If the value for pushback is negative or unparseable, then it will be seen
+    # as the server asking the client not to retry at all."
+    assert len(peer.requests) == 1, f"{len(peer.requests)} attempts"
+
+
+# -- 5. one stream's bad header block kills every call on the connection ----------------
+
+
+@pytest.mark.parametrize(
+    "bad_trailers",
+    [
+        pytest.param([("grpc-status", "0"), (b"x-name", b"caf\xe9")], id="latin1-value"),
+        pytest.param([("grpc-status", "13"), ("grpc-message", "m" * (70 * 1024))], id="over-64KiB"),
+    ],
+)
+async def test_one_streams_header_block_does_not_fail_the_others(
+    bad_trailers: list[tuple[Any, Any]],
+) -> None:
+    """grpc-core takes any bytes in a value and fails only the stream over its size limit.
+
+    Here hpack's UTF-8 decoding error / OversizedHeaderListError become a connection
+    error: the GOAWAY(COMPRESSION_ERROR) fails a committed call on the same connection.
+    """
+    first_headers_sent = asyncio.Event()
+    good_ready: asyncio.Future[Request] = asyncio.get_running_loop().create_future()
+
+    async def handler(request: Request) -> None:
+        message = kitchen_pb2.Kitchen.FromString(request.body[5:])
+        if message.f_string == "good":
+            request.send_headers([(":status", "200"), ("content-type", "application/grpc")])
+            first_headers_sent.set()
+            good_ready.set_result(request)
+            return
+        await first_headers_sent.wait()
+        request.send_headers([(":status", "200"), ("content-type", "application/grpc")])
+        request.send_data(grpc_message(message))
+        request.send_headers(bad_trailers, end_stream=True)
+        await asyncio.sleep(0.1)
+        good = await good_ready
+        good.send_data(grpc_message(kitchen_pb2.Kitchen(f_string="good")))
+        good.send_headers([("grpc-status", "0")], end_stream=True)
+
+    async with (
+        h2_peer(handler) as peer,
+        native(peer.target, pool_size=1, retries={"max_attempts": 1}) as invoker,
+    ):
+        good = asyncio.create_task(
+            invoker.unary(ECHO, kitchen_pb2.Kitchen(f_string="good"), metadata=[], timeout=5)
+        )
+        await first_headers_sent.wait()
+        with contextlib.suppress(UpstreamError):
+            await invoker.unary(ECHO, kitchen_pb2.Kitchen(f_string="bad"), metadata=[], timeout=5)
+        result = await good
+    assert isinstance(result.response, kitchen_pb2.Kitchen)
+    assert result.response.f_string == "good"
+
+
+# -- 6. pool.close() leaves retiring connections open ------------------------------------
+
+
+async def test_close_ends_connections_still_retiring(upstream: RunningServer) -> None:
+    port = upstream.target.rpartition(":")[2]
+    first, second = f"127.0.0.1:{port}", f"localhost:{port}"
+    pool = NativePool(Upstream(targets=[first], pool_size=1), retire_grace=30)
+    pool.open(ChannelPlan(unresolved([parse_target(first)])))
+    invoker = NativeInvoker(pool)
+    try:
+        call = asyncio.create_task(
+            invoker.unary(SLEEP, sleep_request(10, "retiring"), metadata=[], timeout=20)
+        )
+        await asyncio.sleep(0.3)
+        assert pool.rebuild(ChannelPlan(unresolved([parse_target(second)])))
+        assert pool.retiring == 1
+    finally:
+        await pool.close()
+    # The bridge is shutting down: the call on the retiring connection must end with it.
+    done, _ = await asyncio.wait([call], timeout=2)
+    call.cancel()
+    with contextlib.suppress(BaseException):
+        await call
+    assert done, "the retiring connection outlived pool.close()"
+
+
+# -- 7. keepalive timer polls every 50 ms on an idle connection --------------------------
+
+
+async def test_idle_connection_keepalive_timer_does_not_spin() -> None:
+    async with h2_peer(echo_handler) as peer:
+        host, _, port = peer.target.rpartition(":")
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(
+            lambda: Connection(
+                max_receive_message_bytes=4 << 20,
+                keepalive_time_s=0.3,
+                keepalive_timeout_s=5,
+                keepalive_without_calls=False,
+            ),
+            host,
+            int(port),
+        )
+        try:
+            await conn.ready
+            await asyncio.sleep(0.5)  # idle past keepalive time_s, and no calls
+            handles: list[object] = []  # kept alive, so identity is meaningful
+            started = time.monotonic()
+            while time.monotonic() - started < 1.0:
+                timer = conn._timer
+                if timer is not None and all(timer is not h for h in handles):
+                    handles.append(timer)
+                await asyncio.sleep(0.005)
+        finally:
+            conn.abort("test over")
+    # Nothing can change before a call starts: at most a re-arm per time_s (0.3 s).
+    assert len(handles) <= 5, f"{len(handles)} keepalive timers in 1 s"
+
+
+# -- 8. a writer blocked on a paused transport is never woken when the connection dies ---
+
+
+async def test_write_returns_when_the_connection_dies_while_paused() -> None:
+    """A peer that grants huge windows but stops reading, then resets the connection.
+
+    The transport is paused (its buffer is full), so send() waits for
+    resume_writing. connection_lost -> _shutdown -> _wake_writers returns early
+    because ``_paused`` is still True, and nothing else ever wakes the writer:
+    StreamCall.write must answer False once the call is over.
+    """
+
+    def first(index: int) -> bytes:
+        return frames.settings(
+            {frames.SETTINGS_INITIAL_WINDOW_SIZE: frames.MAX_WINDOW}
+        ) + frames.window_update(0, frames.MAX_WINDOW - frames.DEFAULT_WINDOW)
+
+    big = kitchen_pb2.StreamReply(text="p" * (4 << 20))
+    settings = {"max_send_message_bytes": 8 << 20}
+    async with (
+        h2_peer(echo_handler, first_bytes=first, read=lambda index: False) as peer,
+        native(peer.target, pool_size=1, **settings) as invoker,
+        invoker.request_stream(CLIENT_STREAM, metadata=[], timeout=None) as call,
+    ):
+        blocked = None
+        for _ in range(32):  # until the socket buffers are full and the transport pauses
+            write = asyncio.create_task(call.write(big))
+            done, _ = await asyncio.wait([write], timeout=1)
+            if not done:
+                blocked = write
+                break
+            assert write.result()
+        assert blocked is not None, "the transport never paused"
+        transport = peer.connections[0].writer.transport
+        transport.abort()  # the upstream goes away (RST)
+        stream = call._stream
+        assert stream is not None
+        await eventually(lambda: stream.status is not None)  # the client saw the conn end
+        assert stream.status.code == Code.UNAVAILABLE
+        try:
+            assert await asyncio.wait_for(blocked, 3) is False
+        finally:
+            blocked.cancel()
+
+
+# -- 9. an empty header name from the upstream raises IndexError out of the invoker ------
+
+
+async def test_empty_header_name_is_an_upstream_error() -> None:
+    async def empty_name(request: Request) -> None:
+        request.send_headers([(":status", "200"), ("content-type", "application/grpc"), ("", "x")])
+        request.send_data(grpc_message(kitchen_pb2.Kitchen()))
+        request.send_headers([("grpc-status", "0")], end_stream=True)
+
+    async with h2_peer(empty_name) as peer, native(peer.target, pool_size=1) as invoker:
+        # RFC 9113 §8.2.1: a malformed response is a stream error, reported as such.
+        with pytest.raises(UpstreamError):
+            await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=3)
+
+
+# -- 10. A6: retry attempts do not carry grpc-previous-rpc-attempts ----------------------
+
+
+async def test_retries_say_how_many_attempts_came_before() -> None:
+    async def flaky(request: Request) -> None:
+        if request.conn.index == 0 and request.stream_id == 1:  # the first attempt
+            request.send_headers(
+                [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", "14")],
+                end_stream=True,
+            )
+            return
+        await echo_handler(request)
+
+    async with h2_peer(flaky) as peer, native(peer.target, pool_size=1) as invoker:
+        await invoker.unary(ECHO, kitchen_pb2.Kitchen(f_int32=1), metadata=[], timeout=5)
+    assert len(peer.requests) == 2
+    assert "grpc-previous-rpc-attempts" not in peer.requests[0].headers
+    # A6 "Retry metadata": the retry carries how many attempts were made before it.
+    assert peer.requests[1].headers.get("grpc-previous-rpc-attempts") == "1"
