@@ -80,6 +80,7 @@ class _DirectJson:
 
     def active(self) -> bool:
         # structlog.testing.capture_logs swaps the processors in place: structlog then logs.
+        # (Only configure_logging() configures structlog in this process otherwise.)
         return self._configured == self._chain
 
     def info(self, event: str, fields: dict[str, Any]) -> None:
