@@ -94,18 +94,27 @@ def render_markdown(results: dict[str, Any]) -> str:
             "## Workers",
             "",
             "1.2 KB Order; the bridge may use both CPUs, "
-            "which it shares with the upstream and wrk.",
+            "which it shares with the upstream and wrk. *cores* = CPU seconds the "
+            "bridge's processes used per second of the run.",
             "",
-            "| workers | req/s | req/s per core |",
-            "|---:|---:|---:|",
+            "| workers | req/s | cores | req/s per core |",
+            "|---:|---:|---:|---:|",
         ]
         for n in ("1", "2"):
             entry = workers.get(n)
             if entry:
-                lines.append(f"| {n} | {_num(entry['rps'])} | {_num(entry['per_core'])} |")
-        one, two = workers.get("1", {}).get("rps"), workers.get("2", {}).get("rps")
+                cores = entry["rps"] / entry["per_core"] if entry["per_core"] else 0.0
+                lines.append(
+                    f"| {n} | {_num(entry['rps'])} | {cores:.2f} | {_num(entry['per_core'])} |"
+                )
+        one, two = workers.get("1", {}), workers.get("2", {})
         lines.append("")
-        lines.append(f"2 workers / 1 worker: {_ratio(two, one)} (target ≥ 1.7×).")
+        lines.append(
+            f"2 workers / 1 worker: {_ratio(two.get('rps'), one.get('rps'))} (target ≥ 1.7×). "
+            f"Per core, 2 workers serve {_ratio(two.get('per_core'), one.get('per_core'))} "
+            "of what one does: the work scales with the cores the workers get, and on a "
+            "2-CPU machine that also runs the upstream and wrk they cannot get two."
+        )
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
     for target in results.get("targets", []):
         lines.append(

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.admin import build_admin_app
-from grpc_bridge.http.context import BRIDGE, METRICS
+from grpc_bridge.http.context import METRICS
 from grpc_bridge.http.proxy import build_proxy_app
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics, create_metrics
@@ -77,15 +77,6 @@ class Server:
         log.info("stopped")
 
 
-async def _close_while_draining(request: web.Request, response: web.StreamResponse) -> None:
-    """While draining, ask keep-alive clients to reconnect (to another replica)."""
-    if isinstance(response, web.WebSocketResponse):
-        return  # an upgrade answered with Connection: close would fail the handshake
-    if request.app[BRIDGE].draining:
-        response.headers["Connection"] = "close"
-        response.force_close()
-
-
 def _bound_port(runner: web.AppRunner) -> int:
     for site in runner.sites:
         server = getattr(site, "_server", None)
@@ -105,7 +96,6 @@ async def start(settings: Settings, *, resolve: Resolve = system_resolve) -> Ser
     await bridge.start()
     proxy_app = build_proxy_app(bridge)
     proxy_app[METRICS] = metrics
-    proxy_app.on_response_prepare.append(_close_while_draining)
     proxy_runner = web.AppRunner(
         proxy_app,
         handle_signals=False,

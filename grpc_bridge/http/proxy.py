@@ -106,11 +106,19 @@ def _no_route(bridge: Bridge, request: web.Request) -> Exception:
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    """Headers every response carries, streams and errors alike, set just before sending."""
+    """Headers every response carries, streams and errors alike, set just before sending.
+
+    One callback rather than several: each is a coroutine call per response.
+    """
     ctx = request.get(CONTEXT)
     if ctx is not None and REQUEST_ID_HEADER not in response.headers:
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
     request.app[_CORS].decorate(request, response)
+    # While draining, keep-alive clients are asked to reconnect (to another
+    # replica); not on an upgrade, whose handshake Connection: close would fail.
+    if request.app[BRIDGE].draining and not isinstance(response, web.WebSocketResponse):
+        response.headers["Connection"] = "close"
+        response.force_close()
 
 
 def build_proxy_app(bridge: Bridge) -> web.Application:
