@@ -42,8 +42,11 @@ Pairs = Sequence[tuple[str, str | bytes]]
 
 OK_STATUS: Mapping[str, Any] = status_dict(Code.OK, "")
 SHUTDOWN_MESSAGE = "grpc-bridge is shutting down"
-#: Most messages sent in one write: bounds what one write holds for a slow client.
-BATCH = 64
+#: Messages taken at a time, and the bytes after which a batch is sent:
+#: large writes mean fewer wake-ups for the client too, bounded so one write
+#: never holds much more than the socket buffers would.
+BATCH = 16
+BATCH_BYTES = 64 * 1024
 
 
 class Sink(Protocol):
@@ -111,20 +114,29 @@ async def relay(
     """Upstream messages → frames, then the end frame; raises UpstreamError if the call fails.
 
     Messages that arrived together leave together: one write for all of them
-    (up to ``BATCH``) instead of a write, and a system call, per message.
+    (up to ``BATCH_BYTES``) instead of a write, and a system call, per message.
     """
     frame = framing.message
     while (message := await call.read()) is not None:
         activity.touch()
         if not sink.started:
             await _start(sink, framing, await call.initial_metadata())
+        first = frame(encode(message))
         more = call.read_buffered(BATCH)
-        if more:
-            out = [frame(encode(message))]
-            out.extend([frame(encode(m)) for m in more])
-            await sink.send_many(out)
-        else:
-            await sink.send(frame(encode(message)))
+        if not more:
+            await sink.send(first)
+            continue
+        out = [first]
+        size = len(first)
+        while more:
+            for m in more:
+                data = frame(encode(m))
+                out.append(data)
+                size += len(data)
+            if size >= BATCH_BYTES:
+                break
+            more = call.read_buffered(BATCH)
+        await sink.send_many(out)
     if not sink.started:
         # Nothing was streamed: headers can still carry the trailers.
         await _start(sink, framing, await call.initial_metadata(), await call.trailing_metadata())
