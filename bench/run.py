@@ -342,7 +342,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=servers.ROOT / "bench" / "results")
     parser.add_argument("--rate", type=float, default=400, help="fixed rate of the latency case")
     parser.add_argument("--latency-seconds", type=float, default=8)
-    parser.add_argument("--stream-messages", type=int, default=25_000, help="per stream, 4 streams")
+    parser.add_argument("--stream-messages", type=int, default=100_000, help="per stream, 4 streams")
     parser.add_argument("--ws-messages", type=int, default=20_000)
     parser.add_argument("--max-minutes", type=float, default=8)
     parser.add_argument("--no-envoy", action="store_true")
