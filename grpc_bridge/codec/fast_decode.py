@@ -1,4 +1,4 @@
-"""JSON value → protobuf message by setting fields directly, compiled once per message type.
+"""JSON value → protobuf message by one constructor call, compiled once per message type.
 
 This is a fast path in front of the reference path (validate.py's checks, then
 ``json_format.ParseDict``), not a replacement: a converter either builds the
@@ -10,9 +10,9 @@ error, a numeric string for a float, an ``Any`` with content, a ``null`` for a
 simply falls back.
 
 Each converter mirrors what ``json_format`` does to the message for the inputs
-it accepts (``SetInParent`` before filling a message field, ``Clear`` before
-filling a ``Struct``, the same base64 call), so the two paths agree byte for
-byte; tests/test_codec_properties.py checks that against generated messages.
+it accepts (a present nested message even when empty, ``Clear`` before filling
+a ``Struct``, the same base64 call), so the two paths agree byte for byte;
+tests/test_codec_properties.py checks that against generated messages.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.message_factory import GetMessageClass
 
 from grpc_bridge.codec.fast_scalars import (
     Convert,
@@ -32,6 +33,7 @@ from grpc_bridge.codec.fast_scalars import (
     map_key_converter,
     scalar_converter,
     timestamp,
+    timestamp_parts,
     wrapper,
 )
 from grpc_bridge.codec.validate import WRAPPERS_FILE
@@ -41,139 +43,272 @@ __all__ = ["Decoders", "Fallback", "Filler", "decode_with"]
 _FD = FieldDescriptor
 # protobuf's stubs type descriptors as unions of the pure-Python and upb classes.
 _Descriptor = Any
-#: (message, JSON value of one field, depth of the enclosing object) → None.
-Handler = Callable[[Any, Any, int], None]
 _STRING_WKTS = frozenset(
     {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}
 )
 
 
-# --- handlers: one JSON field into one message field ---------------------------------------------
+# --- builders: one JSON value into the keyword arguments of a message class ---------------------
+#
+# A regular message is built by one call of its class (upb's constructor), with
+# nested messages as dicts, repeated fields as lists and maps as dicts: about a
+# third of the cost of setting the same fields one by one. The constructor does
+# what the setters do (a present-but-empty nested dict is SetInParent, a proto3
+# ``optional`` set to its default is present, out-of-range or mistyped values
+# raise), so the message is the one json_format builds. The well-known types
+# whose JSON form is not an object of their fields (Struct, Value, Duration ...)
+# are filled as messages by their fillers and passed as objects.
+
+#: (JSON value, depth of the object it is the value of) → what to pass for it.
+Build = Callable[[Any, int], Any]
+
+# How an entry turns a field's JSON value into its keyword argument.
+_STRING = 0  # a string field: the value itself
+_SCALAR = 1  # convert(value)
+_MESSAGE = 2  # build(value, depth + 1): a singular message field
+_CONTAINER = 3  # build(value, depth): a repeated or map field
+
+#: The field's keyword; how to convert (see above) and with what; for a
+#: field's proto-name spelling, its JSON name (both spellings in one object is
+#: an error the reference path reports); whether ``null`` must go to the
+#: reference path (json_format sets a Value or NullValue field to null instead
+#: of leaving it unset); and for a oneof member, the keywords of the others.
+_Entry = tuple[str, int, Any, str | None, bool, frozenset[str] | None]
 
 
-def _set_scalar(field: FieldDescriptor) -> Handler:
-    name = field.name
-    # The commonest kinds skip the converter call.
-    if field.type == _FD.TYPE_STRING:
-
-        def set_string(msg: Any, v: Any, depth: int) -> None:
-            if type(v) is not str:
-                raise Fallback
-            setattr(msg, name, v)
-
-        return set_string
-    if field.type == _FD.TYPE_BOOL:
-
-        def set_bool(msg: Any, v: Any, depth: int) -> None:
-            if type(v) is not bool:
-                raise Fallback
-            setattr(msg, name, v)
-
-        return set_bool
-    convert = scalar_converter(field)
-
-    def handle(msg: Any, v: Any, depth: int) -> None:
-        setattr(msg, name, convert(v))
-
-    return handle
-
-
-def _set_message(name: str, fill: Filler) -> Handler:
-    def handle(msg: Any, v: Any, depth: int) -> None:
-        sub = getattr(msg, name)
-        sub.SetInParent()
-        fill(v, sub, depth + 1)
-
-    return handle
-
-
-def _extend_scalars(name: str, convert: Convert) -> Handler:
-    def handle(msg: Any, v: Any, depth: int) -> None:
+def _repeated_scalars(convert: Convert) -> Build:
+    def build(v: Any, depth: int) -> Any:
         if type(v) is not list:
             raise Fallback
-        getattr(msg, name).extend([convert(item) for item in v])
+        return [convert(item) for item in v]
 
-    return handle
+    return build
 
 
-def _add_messages(name: str, fill: Filler) -> Handler:
-    def handle(msg: Any, v: Any, depth: int) -> None:
+def _repeated_messages(element: Build) -> Build:
+    def build(v: Any, depth: int) -> Any:
         if type(v) is not list:
             raise Fallback
-        container = getattr(msg, name)
         depth += 2  # the array, then each element
-        for item in v:
-            fill(item, container.add(), depth)
+        return [element(item, depth) for item in v]
 
-    return handle
+    return build
 
 
-def _map_scalars(name: str, key: Convert, convert: Convert) -> Handler:
-    def handle(msg: Any, v: Any, depth: int) -> None:
+def _map_scalars(key: Convert, convert: Convert) -> Build:
+    def build(v: Any, depth: int) -> Any:
         if type(v) is not dict:
             raise Fallback
-        entries = getattr(msg, name)
-        for k, item in v.items():
-            entries[key(k)] = convert(item)
+        return {key(k): convert(item) for k, item in v.items()}
 
-    return handle
+    return build
 
 
-def _map_messages(name: str, key: Convert, fill: Filler) -> Handler:
-    def handle(msg: Any, v: Any, depth: int) -> None:
+def _map_messages(key: Convert, element: Build) -> Build:
+    def build(v: Any, depth: int) -> Any:
         if type(v) is not dict:
             raise Fallback
-        entries = getattr(msg, name)
         depth += 2
-        for k, item in v.items():
-            fill(item, entries[key(k)], depth)
+        entries = {key(k): element(item, depth) for k, item in v.items()}
+        if len(entries) != len(v):
+            raise Fallback  # two spellings of one key: json_format merges both objects
+        return entries
 
-    return handle
-
-
-def _oneof_member(oneof: str, handler: Handler) -> Handler:
-    def handle(msg: Any, v: Any, depth: int) -> None:
-        if msg.WhichOneof(oneof) is not None:
-            raise Fallback  # a second member: the reference path names both
-        handler(msg, v, depth)
-
-    return handle
+    return build
 
 
-# --- fillers: one JSON value into one message ----------------------------------------------------
+def _wrapper(convert: Convert) -> Build:
+    def build(v: Any, depth: int) -> Any:
+        return {"value": convert(v)}
 
-#: A field's handler; for a field's proto-name spelling, its JSON name (both
-#: spellings in one object is an error the reference path reports); and whether
-#: ``null`` must go to the reference path (json_format sets a Value or NullValue
-#: field to null instead of leaving it unset).
-_Entry = tuple[Handler, str | None, bool]
+    return build
+
+
+def _filled(fill: Filler, message_class: type[Message]) -> Build:
+    """A message filled by ``fill``, passed as an object (the constructor copies it)."""
+
+    def build(v: Any, depth: int) -> Any:
+        message = message_class()
+        fill(v, message, depth)
+        return message
+
+    return build
+
+
+def _timestamp(message_class: type[Message]) -> Build:
+    def build(v: Any, depth: int) -> Any:
+        parts = timestamp_parts(v)
+        if parts is None:
+            message = message_class()
+            from_json_string(v, message, depth)
+            return message
+        return {"seconds": parts[0], "nanos": parts[1]}
+
+    return build
+
+
+def _empty_any(v: Any, depth: int) -> Any:
+    if type(v) is not dict or v:
+        raise Fallback  # a packed message: json_format resolves and packs it
+    return {}
+
+
+class _Root:
+    """The filler of a regular message type, for :func:`decode_with`: built by its keywords."""
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Build) -> None:
+        self.build = build
+
+    def __call__(self, obj: Any, msg: Any, depth: int) -> None:
+        msg.MergeFrom(type(msg)(**self.build(obj, depth)))
 
 
 class Decoders:
-    """Fillers for every message type reachable from a root, built once and shared."""
+    """Builders for every message type reachable from a root, built once and shared."""
 
     def __init__(self, *, ignore_unknown: bool, max_depth: int) -> None:
         self._ignore_unknown = ignore_unknown
         self._max_depth = max_depth
-        self._fillers: dict[str, Filler] = {}
+        self._builders: dict[str, Build] = {}
         self._pending: list[tuple[dict[str, _Entry], _Descriptor]] = []
+        #: Regular message types: index, descriptor and table-driven builder.
+        self._regulars: dict[str, tuple[int, _Descriptor, Build]] = {}
+        #: The generated builders ("f<index>") and everything their code names.
+        self._namespace: dict[str, Any] = {"Fallback": Fallback}
 
     def filler(self, descriptor: _Descriptor) -> Filler:
-        fill = self._filler(descriptor)
+        wkt = self._wkt_filler(descriptor)
+        if wkt is not None:
+            return wkt
+        self._builder(descriptor)
         # Iterative, so deep or recursive message graphs cost no Python stack here.
         while self._pending:
             self._fill_table(*self._pending.pop())
-        return fill
+        for index, regular, build in list(self._regulars.values()):
+            if f"f{index}" not in self._namespace:
+                self._generate(index, regular, build)
+        built: Build = self._namespace[f"f{self._regulars[descriptor.full_name][0]}"]
+        return _Root(built)
 
-    def _filler(self, descriptor: _Descriptor) -> Filler:
+    def _generate(self, index: int, descriptor: _Descriptor, generic: Build) -> None:
+        """Python source of one message type's builder for the everyday input, ``exec``'d.
+
+        It handles an object whose keys are all JSON names of the type's fields
+        and hands anything else (proto names, unknown keys, a oneof) to the
+        table-driven builder, which handles everything this handles the same way.
+        """
+        ns = self._namespace
+        ns[f"g{index}"] = generic
+        fields = list(descriptor.fields)
+        if any(
+            f.containing_oneof is not None and len(f.containing_oneof.fields) > 1 for f in fields
+        ):
+            ns[f"f{index}"] = generic
+            return
+        ns[f"k{index}"] = frozenset(f.json_name for f in fields)
+        lines = [
+            f"def f{index}(obj, depth):",
+            f"    if type(obj) is not dict or depth > {self._max_depth}"
+            f" or not obj.keys() <= k{index}:",
+            f"        return g{index}(obj, depth)",
+            "    kw = {}",
+        ]
+        for number, field in enumerate(fields):
+            body = self._field_source(field, f"c{index}_{number}")
+            lines.append(f"    v = obj.get({field.json_name!r})")
+            lines.append("    if v is not None:")
+            lines.extend(f"        {line}" for line in body)
+            lines.append(f"        kw[{field.name!r}] = v")
+            if self._null_is_a_value(field):
+                lines.append(f"    elif {field.json_name!r} in obj:")
+                lines.append("        raise Fallback")
+        lines.append("    return kw")
+        exec("\n".join(lines), ns)  # source built from the descriptor above
+
+    def _element(self, descriptor: _Descriptor, name: str) -> str:
+        """The name of the builder the generated code calls for one message of this type."""
+        regular = self._regulars.get(descriptor.full_name)
+        if regular is not None:
+            return f"f{regular[0]}"
+        self._namespace[name] = self._builder(descriptor)
+        return name
+
+    def _field_source(self, field: FieldDescriptor, name: str) -> list[str]:
+        """Lines turning ``v`` (not None) into the field's keyword argument, in ``v``."""
+        ns = self._namespace
+        message = field.message_type if field.cpp_type == _FD.CPPTYPE_MESSAGE else None
+        if message is not None and message.GetOptions().map_entry:
+            key_field = message.fields_by_name["key"]
+            value_field = message.fields_by_name["value"]
+            lines = ["if type(v) is not dict:", "    raise Fallback"]
+            if value_field.cpp_type == _FD.CPPTYPE_MESSAGE:
+                element = self._element(value_field.message_type, name)
+                ns[f"{name}k"] = map_key_converter(key_field)
+                return [
+                    *lines,
+                    "d = depth + 2",
+                    f"e = {{{name}k(k): {element}(x, d) for k, x in v.items()}}",
+                    "if len(e) != len(v):",
+                    "    raise Fallback",
+                    "v = e",
+                ]
+            if key_field.type == _FD.TYPE_STRING and value_field.type == _FD.TYPE_STRING:
+                return [
+                    *lines,
+                    "for x in v.values():",
+                    "    if type(x) is not str:",
+                    "        raise Fallback",
+                ]
+            ns[f"{name}k"] = map_key_converter(key_field)
+            ns[name] = scalar_converter(value_field)
+            return [*lines, f"v = {{{name}k(k): {name}(x) for k, x in v.items()}}"]
+        if message is not None:
+            element = self._element(message, name)
+            if field.is_repeated:
+                return [
+                    "if type(v) is not list:",
+                    "    raise Fallback",
+                    "d = depth + 2",
+                    f"v = [{element}(x, d) for x in v]",
+                ]
+            return [f"v = {element}(v, depth + 1)"]
+        if field.type in (_FD.TYPE_STRING, _FD.TYPE_BOOL):
+            kind = "str" if field.type == _FD.TYPE_STRING else "bool"
+            if field.is_repeated:
+                return [
+                    "if type(v) is not list:",
+                    "    raise Fallback",
+                    "for x in v:",
+                    f"    if type(x) is not {kind}:",
+                    "        raise Fallback",
+                ]
+            return [f"if type(v) is not {kind}:", "    raise Fallback"]
+        ns[name] = scalar_converter(field)
+        if field.is_repeated:
+            return ["if type(v) is not list:", "    raise Fallback", f"v = [{name}(x) for x in v]"]
+        return [f"v = {name}(v)"]
+
+    @staticmethod
+    def _null_is_a_value(field: FieldDescriptor) -> bool:
+        message = field.message_type if field.cpp_type == _FD.CPPTYPE_MESSAGE else None
+        enum = field.enum_type if field.type == _FD.TYPE_ENUM else None
+        return not field.is_repeated and (
+            (message is not None and message.full_name == "google.protobuf.Value")
+            or (enum is not None and enum.full_name == "google.protobuf.NullValue")
+        )
+
+    def _builder(self, descriptor: _Descriptor) -> Build:
         full_name: str = descriptor.full_name
-        fill = self._fillers.get(full_name)
-        if fill is None:
-            fill = self._make(descriptor)
-            self._fillers[full_name] = fill
-        return fill
+        build = self._builders.get(full_name)
+        if build is None:
+            build = self._make(descriptor)
+            self._builders[full_name] = build
+        return build
 
-    def _make(self, descriptor: _Descriptor) -> Filler:
+    def _wkt_filler(self, descriptor: _Descriptor) -> Filler | None:
+        """The filler of a well-known type whose JSON form is not an object of its fields."""
         full_name: str = descriptor.full_name
         if descriptor.file.name == WRAPPERS_FILE:
             return wrapper(scalar_converter(descriptor.fields_by_name["value"]))
@@ -189,17 +324,33 @@ class Decoders:
             return self._list_value
         if full_name == "google.protobuf.Any":
             return empty_any
+        return None
+
+    def _make(self, descriptor: _Descriptor) -> Build:
+        full_name: str = descriptor.full_name
+        if descriptor.file.name == WRAPPERS_FILE:
+            return _wrapper(scalar_converter(descriptor.fields_by_name["value"]))
+        if full_name == "google.protobuf.Timestamp":
+            return _timestamp(GetMessageClass(descriptor))
+        if full_name == "google.protobuf.Any":
+            return _empty_any
+        fill = self._wkt_filler(descriptor)
+        if fill is not None:
+            return _filled(fill, GetMessageClass(descriptor))
         table: dict[str, _Entry] = {}
         self._pending.append((table, descriptor))
-        return self._regular(table)
+        build = self._regular(table)
+        self._regulars[full_name] = (len(self._regulars), descriptor, build)
+        return build
 
-    def _regular(self, table: dict[str, _Entry]) -> Filler:
+    def _regular(self, table: dict[str, _Entry]) -> Build:
         ignore_unknown = self._ignore_unknown
         max_depth = self._max_depth
 
-        def fill(obj: Any, msg: Any, depth: int) -> None:
+        def build(obj: Any, depth: int) -> Any:
             if type(obj) is not dict or depth > max_depth:
                 raise Fallback
+            kwargs: dict[str, Any] = {}
             for key, item in obj.items():
                 entry = table.get(key)
                 if entry is None:
@@ -208,51 +359,60 @@ class Decoders:
                     if ignore_unknown and key[:1] != "[":
                         continue
                     raise Fallback
-                handler, other, null_is_a_value = entry
+                name, kind, convert, other, null_is_a_value, siblings = entry
                 if other is not None and other in obj:
                     raise Fallback
-                if item is not None:
-                    handler(msg, item, depth)
-                elif null_is_a_value:
-                    raise Fallback
+                if item is None:
+                    if null_is_a_value:
+                        raise Fallback
+                    continue
+                if siblings is not None and not siblings.isdisjoint(kwargs):
+                    raise Fallback  # a second member: the reference path names both
+                if kind == _STRING:
+                    if type(item) is not str:
+                        raise Fallback
+                    kwargs[name] = item
+                elif kind == _SCALAR:
+                    kwargs[name] = convert(item)
+                elif kind == _MESSAGE:
+                    kwargs[name] = convert(item, depth + 1)
+                else:
+                    kwargs[name] = convert(item, depth)
+            return kwargs
 
-        return fill
+        return build
 
     def _fill_table(self, table: dict[str, _Entry], descriptor: _Descriptor) -> None:
         for field in descriptor.fields:
-            handler = self._handler(field)
-            message = field.message_type if field.cpp_type == _FD.CPPTYPE_MESSAGE else None
-            enum = field.enum_type if field.type == _FD.TYPE_ENUM else None
-            null_is_a_value = not field.is_repeated and (
-                (message is not None and message.full_name == "google.protobuf.Value")
-                or (enum is not None and enum.full_name == "google.protobuf.NullValue")
-            )
-            table[field.json_name] = (handler, None, null_is_a_value)
-            if field.name != field.json_name:
-                table[field.name] = (handler, field.json_name, null_is_a_value)
+            kind, convert = self._converter(field)
+            null_is_a_value = self._null_is_a_value(field)
+            oneof = field.containing_oneof
+            siblings = None
+            if oneof is not None and len(oneof.fields) > 1:
+                siblings = frozenset(f.name for f in oneof.fields if f.name != field.name)
+            name = field.name
+            table[field.json_name] = (name, kind, convert, None, null_is_a_value, siblings)
+            if name != field.json_name:
+                table[name] = (name, kind, convert, field.json_name, null_is_a_value, siblings)
 
-    def _handler(self, field: FieldDescriptor) -> Handler:
-        name = field.name
+    def _converter(self, field: FieldDescriptor) -> tuple[int, Any]:
         message = field.message_type if field.cpp_type == _FD.CPPTYPE_MESSAGE else None
-        handler: Handler
         if message is not None and message.GetOptions().map_entry:
             key = map_key_converter(message.fields_by_name["key"])
             value_field = message.fields_by_name["value"]
             if value_field.cpp_type == _FD.CPPTYPE_MESSAGE:
-                handler = _map_messages(name, key, self._filler(value_field.message_type))
-            else:
-                handler = _map_scalars(name, key, scalar_converter(value_field))
-        elif message is not None:
-            fill = self._filler(message)
-            handler = _add_messages(name, fill) if field.is_repeated else _set_message(name, fill)
-        elif field.is_repeated:
-            handler = _extend_scalars(name, scalar_converter(field))
-        else:
-            handler = _set_scalar(field)
-        oneof = field.containing_oneof
-        if oneof is not None and len(oneof.fields) > 1:
-            handler = _oneof_member(oneof.name, handler)
-        return handler
+                return _CONTAINER, _map_messages(key, self._builder(value_field.message_type))
+            return _CONTAINER, _map_scalars(key, scalar_converter(value_field))
+        if message is not None:
+            build = self._builder(message)
+            if field.is_repeated:
+                return _CONTAINER, _repeated_messages(build)
+            return _MESSAGE, build
+        if field.is_repeated:
+            return _CONTAINER, _repeated_scalars(scalar_converter(field))
+        if field.type == _FD.TYPE_STRING:
+            return _STRING, None
+        return _SCALAR, scalar_converter(field)
 
     # Struct, Value and ListValue, as json_format's _Convert*Message build them.
 
@@ -296,10 +456,22 @@ class Decoders:
 
 def decode_with(fill: Filler, message_class: type[Message], value: object) -> Message | None:
     """``value`` as a new message, or None when the reference path must decide."""
-    message = message_class()
     try:
+        if type(fill) is _Root:
+            return message_class(**fill.build(value, 1))
+        message = message_class()
         fill(value, message, 1)
-    except (Fallback, ValueError, TypeError, OverflowError, AttributeError, RecursionError):
-        # ValueError includes the setters' UnicodeEncodeError for lone surrogates.
+    except (
+        Fallback,
+        ValueError,
+        TypeError,
+        OverflowError,
+        AttributeError,
+        RecursionError,
+        DecodeError,
+    ):
+        # ValueError includes the setters' UnicodeEncodeError for lone surrogates;
+        # DecodeError is upb refusing to copy a Struct or Value nested deeper than
+        # its limit (about 48 JSON levels) into the message being built.
         return None
     return message
