@@ -173,12 +173,15 @@ def stream_case(
     proxies: dict[str, servers.Proc], args: argparse.Namespace, workdir: Path
 ) -> dict[str, Any]:
     body = orjson.dumps({"count": args.stream_messages})
+    warm_body = orjson.dumps({"count": min(args.stream_messages, 20_000)})
     out: dict[str, Any] = {}
     for name in ("envoy", "grpc_bridge"):
         proc = proxies.get(name)
         if proc is None:
             continue
         url = f"http://127.0.0.1:{proc.port}{STREAM_PATH}"
+        # Warm-up, unmeasured, as for the unary cases.
+        load.ndjson_streams(url, warm_body, workdir, streams=4, cpus=args.load_cpus)
         runs = []
         for _ in range(args.runs):
             before = proc.cpu_seconds()
