@@ -212,11 +212,13 @@ _JSON_FORMAT_FLOAT32_MAX = 3.4028234663852886e38
 class _Walk:
     """State of one validation: message objects still to check, values to hand over as text."""
 
-    __slots__ = ("fixups", "stack")
+    __slots__ = ("drops", "fixups", "stack")
 
     def __init__(self) -> None:
         self.stack: list[tuple[dict[str, Any], _MessagePlan, _Path]] = []
         self.fixups: list[tuple[Any, Any]] = []
+        #: ``null`` given for a repeated or map field: removed before json_format sees it.
+        self.drops: list[tuple[dict[str, Any], str]] = []
 
 
 class Validator:
@@ -239,6 +241,8 @@ class Validator:
             self._check_object(*walk.stack.pop(), walk)
         for container, key in walk.fixups:
             container[key] = repr(container[key])
+        for obj, key in walk.drops:
+            del obj[key]
         return value
 
     def _check_object(
@@ -267,6 +271,11 @@ class Validator:
                 )
             seen[field.name] = key
             if item is None:
+                if shape != _SINGLE:
+                    # proto3 JSON: null is the default, an empty list or map. json_format
+                    # agrees except for repeated Value / NullValue, where it fails with
+                    # an internal error; the compiled decoder leaves the field empty.
+                    walk.drops.append((obj, key))
                 continue
             if field.oneof is not None:
                 other = seen.get("\0" + field.oneof)
