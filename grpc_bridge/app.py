@@ -25,7 +25,8 @@ from aiohttp import web
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.admin import build_admin_app
 from grpc_bridge.http.context import METRICS
-from grpc_bridge.http.proxy import build_proxy_app
+from grpc_bridge.http.fastpath import FastSite
+from grpc_bridge.http.proxy import build_proxy_app, fast_path
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics, create_metrics
 from grpc_bridge.settings import Settings
@@ -111,13 +112,23 @@ async def start(settings: Settings, *, resolve: Resolve = system_resolve) -> Ser
     await proxy_runner.setup()
     await admin_runner.setup()
     try:
-        await web.TCPSite(
-            # Workers (grpc_bridge/workers.py) share the proxy port.
-            proxy_runner,
-            settings.listen.host,
-            settings.listen.port,
-            reuse_port=settings.workers > 1 or settings.listen.reuse_port or None,
-        ).start()
+        # Workers (grpc_bridge/workers.py) share the proxy port.
+        reuse_port = settings.workers > 1 or settings.listen.reuse_port or None
+        assert proxy_runner.server is not None
+        fast = fast_path(proxy_app, proxy_runner.server)
+        if fast is None:
+            await web.TCPSite(
+                proxy_runner, settings.listen.host, settings.listen.port, reuse_port=reuse_port
+            ).start()
+        else:
+            await FastSite(
+                proxy_runner,
+                fast,
+                settings.listen.host,
+                settings.listen.port,
+                reuse_port=reuse_port,
+                shutdown_timeout=settings.shutdown.timeout_s,
+            ).start()
         await web.TCPSite(admin_runner, settings.admin.host, settings.admin.port).start()
     except OSError:
         await proxy_runner.cleanup()

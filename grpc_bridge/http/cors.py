@@ -74,6 +74,11 @@ class CorsPolicy:
         )
         self._max_age = str(cors.max_age_s)
 
+    @property
+    def enabled(self) -> bool:
+        """Some origin is allowed: responses get CORS headers (or Vary: Origin)."""
+        return bool(self._origins)
+
     def allows(self, origin: str) -> bool:
         return "*" in self._origins or origin in self._origins
 

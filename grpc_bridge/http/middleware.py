@@ -87,13 +87,16 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
 
 
 def _request_id(request: web.Request) -> str:
+    # One case-insensitive lookup instead of a scan of every header, per request.
+    return request_id_from(request.headers.get(REQUEST_ID_HEADER))
+
+
+def request_id_from(value: str | None) -> str:
     """The client's X-Request-Id when it is printable ASCII, else a fresh one.
 
     It goes into logs and a response header: bytes aiohttp decoded with
     surrogateescape, or control characters, must not reach either.
     """
-    # One case-insensitive lookup instead of a scan of every header, per request.
-    value = request.headers.get(REQUEST_ID_HEADER)
     if value and _PRINTABLE.fullmatch(value):
         return value
     return new_request_id()
@@ -109,13 +112,34 @@ def _bytes_out(response: web.StreamResponse) -> int:
 
 def _log_request(request: web.Request, ctx: RequestContext, status: int, bytes_out: int) -> None:
     headers = request.headers
+    log_request_line(
+        ctx,
+        request.method,
+        request.path,
+        request.remote,
+        (headers.get("traceparent"), headers.get("tracestate")),
+        status,
+        bytes_out,
+    )
+
+
+def log_request_line(
+    ctx: RequestContext,
+    method: str,
+    path: str,
+    peer: str | None,
+    trace: tuple[str | None, str | None],
+    status: int,
+    bytes_out: int,
+) -> None:
+    """The canonical request line (also written by the fast path, http/fastpath.py)."""
     log_info(
         log,
         "request",
         {
             "request_id": ctx.request_id,
-            "http_method": request.method,
-            "path": request.path,
+            "http_method": method,
+            "path": path,
             "route": ctx.route,
             "framing": ctx.framing,
             "grpc_method": ctx.grpc_method,
@@ -125,9 +149,9 @@ def _log_request(request: web.Request, ctx: RequestContext, status: int, bytes_o
             "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 3),
             "bytes_in": ctx.bytes_in,
             "bytes_out": bytes_out,
-            "peer": request.remote,
-            "traceparent": headers.get("traceparent"),
-            "tracestate": headers.get("tracestate"),
+            "peer": peer,
+            "traceparent": trace[0],
+            "tracestate": trace[1],
             "error": ctx.error,
         },
     )

@@ -13,15 +13,18 @@ stream would otherwise run on until its next write failed.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 
 from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import MethodNotAllowed, RouteNotFound, UpstreamNotReady
-from grpc_bridge.http.context import BRIDGE, CONTEXT, RequestContext
+from grpc_bridge.http.context import BRIDGE, CONTEXT, METRICS, RequestContext
 from grpc_bridge.http.cors import CorsPolicy, is_preflight
+from grpc_bridge.http.fastpath import FastPath
 from grpc_bridge.http.middleware import REQUEST_ID_HEADER, edge_middleware
 from grpc_bridge.http.streaming import (
     handle_bidi_stream,
@@ -119,6 +122,18 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
     if request.app[BRIDGE].draining and not isinstance(response, web.WebSocketResponse):
         response.headers["Connection"] = "close"
         response.force_close()
+
+
+def fast_path(app: web.Application, server: Callable[[], asyncio.Protocol]) -> FastPath | None:
+    """The lean path in front of ``app`` (http/fastpath.py), unless configured off.
+
+    Off with CORS too: every response then carries CORS headers or Vary, which
+    only aiohttp's response-prepare callback adds.
+    """
+    bridge = app[BRIDGE]
+    if not bridge.settings.listen.fast_path or app[_CORS].enabled:
+        return None
+    return FastPath(bridge, app.get(METRICS), app[_POLICY], server)
 
 
 def build_proxy_app(bridge: Bridge) -> web.Application:

@@ -1,0 +1,503 @@
+"""A lean HTTP/1.1 path for the plainest requests, in front of aiohttp on the proxy listener.
+
+aiohttp's request and response machinery costs ~47 µs of CPU per request
+where a bare protocol costs ~11 µs (bench/PROFILE.md §6), a fifth of what a
+unary call costs the bridge in all. This protocol serves only the commonest
+request itself: ``POST`` over HTTP/1.1 to a unary method's generic route,
+``Content-Length`` body within the limit, ``Content-Type: application/json``
+(or none), nothing unusual in the head. For anything else — another method,
+a query string, a REST binding, CORS, an upgrade, chunked bodies, a bad header,
+a body that does not decode — it hands the connection to aiohttp's
+``RequestHandler`` together with every byte it has buffered (the unread
+request included), and aiohttp serves it and the rest of the connection as
+if it had been there from the start. So every error answer before the
+upstream call is aiohttp's own; after the call, the response is the one the
+aiohttp path builds (``message_response`` / ``error_response``), written as
+bytes here, with the same request id header, log line and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import aiohttp
+from aiohttp import web
+
+from grpc_bridge.bridge import Bridge
+from grpc_bridge.discovery.registry import MethodKind
+from grpc_bridge.errors import BridgeError
+from grpc_bridge.http.context import RequestContext
+from grpc_bridge.http.middleware import (
+    REQUEST_ID_HEADER,
+    log_request_line,
+    request_id_from,
+)
+from grpc_bridge.http.responses import error_response, json_response
+from grpc_bridge.http.transcode import message_response
+from grpc_bridge.log import get_logger
+from grpc_bridge.metrics import Metrics
+from grpc_bridge.routing.table import MatchKind
+from grpc_bridge.status import Code, code_name, status_body
+from grpc_bridge.upstream.deadlines import effective_timeout, parse_timeout
+from grpc_bridge.upstream.metadata import ClientInfo, MetadataPolicy, to_headers, to_metadata
+
+log = get_logger("grpc_bridge.http")
+
+#: A head longer than this goes to aiohttp (which answers 431 or 400 as it should).
+MAX_HEAD = 8190
+#: aiohttp's keep-alive timeout: an idle connection is closed after it.
+IDLE_TIMEOUT_S = 75.0
+#: Pipelined bytes buffered while a request is served, before reading pauses.
+MAX_BUFFERED = 256 * 1024
+
+_OK = code_name(Code.OK)
+# Request headers after which aiohttp must decide (bodies, upgrades, CORS, content negotiation).
+_HAND_OVER = frozenset(
+    {
+        b"transfer-encoding",
+        b"expect",
+        b"upgrade",
+        b"origin",
+        b"content-encoding",
+        b"access-control-request-method",
+        b"sec-websocket-key",
+    }
+)
+_JSON_TYPES = (b"application/json",)
+
+
+def _server_header() -> str:
+    """What aiohttp sends as ``Server``, so both paths answer alike."""
+    return f"Python/{sys.version_info[0]}.{sys.version_info[1]} aiohttp/{aiohttp.__version__}"
+
+
+class _Date:
+    """The Date header, formatted once a second."""
+
+    __slots__ = ("_at", "_value")
+
+    def __init__(self) -> None:
+        self._at = 0
+        self._value = b""
+
+    def now(self) -> bytes:
+        second = int(time.time())
+        if second != self._at:
+            self._at = second
+            self._value = email.utils.formatdate(second, usegmt=True).encode("ascii")
+        return self._value
+
+
+_DATE = _Date()
+
+
+class Head:
+    """What the fast path needs of a request head it can serve."""
+
+    __slots__ = ("close", "headers", "length", "path", "values")
+
+    def __init__(
+        self, path: str, headers: list[tuple[str, str]], values: dict[bytes, bytes], length: int
+    ) -> None:
+        self.path = path
+        self.headers = headers
+        self.values = values
+        self.length = length
+        self.close = values.get(b"connection", b"").lower() == b"close"
+
+
+def parse_head(head: bytes) -> Head | None:
+    """The head of a request the fast path serves, or None for one aiohttp must see."""
+    if not head.isascii():
+        return None
+    lines = head.split(b"\r\n")
+    request_line = lines[0]
+    if not request_line.startswith(b"POST /") or not request_line.endswith(b" HTTP/1.1"):
+        return None
+    target = request_line[5:-9]
+    if b" " in target or b"?" in target or b"%" in target or b"#" in target:
+        return None
+    headers: list[tuple[str, str]] = []
+    values: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip() or b" " in name or b"\t" in name:
+            return None  # obs-fold, a space before the colon, an empty name: aiohttp decides
+        key = name.lower()
+        if key in _HAND_OVER or (key in values and key in (b"content-length", b"content-type")):
+            return None
+        value = value.strip(b" \t")
+        if b"\x00" in value or b"\x7f" in value or any(c < 0x20 and c != 0x09 for c in value):
+            return None
+        values[key] = value
+        headers.append((name.decode("ascii"), value.decode("ascii")))
+    length = values.get(b"content-length")
+    if length is None or not length.isdigit():
+        return None
+    content_type = values.get(b"content-type")
+    if content_type is not None and content_type not in _JSON_TYPES:
+        return None
+    accept = values.get(b"accept")
+    if accept is not None and accept not in (b"*/*", b"application/json"):
+        return None
+    connection = values.get(b"connection")
+    if connection is not None and connection.lower() not in (b"keep-alive", b"close"):
+        return None
+    return Head(target.decode("ascii"), headers, values, int(length))
+
+
+class FastPath:
+    """What every fast connection shares; ``server`` makes aiohttp's protocol for a hand-over."""
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        metrics: Metrics | None,
+        policy: MetadataPolicy,
+        server: Callable[[], asyncio.Protocol],
+    ) -> None:
+        self.bridge = bridge
+        self.metrics = metrics
+        self.policy = policy
+        self.server = server
+        self.max_body = bridge.settings.limits.max_request_bytes
+        self.server_header = _server_header().encode("ascii")
+        self.connections: set[FastConnection] = set()
+        self.closing = False
+
+    def protocol(self) -> FastConnection:
+        return FastConnection(self)
+
+    async def shutdown(self, timeout: float) -> None:
+        """No new requests; idle connections close now, busy ones after their response."""
+        self.closing = True
+        busy = []
+        for connection in list(self.connections):
+            task = connection.close_when_idle()
+            if task is not None:
+                busy.append(task)
+        if busy:
+            _, pending = await asyncio.wait(busy, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+
+class FastConnection(asyncio.Protocol):
+    """One client connection, served here until a request needs aiohttp."""
+
+    def __init__(self, fast: FastPath) -> None:
+        self._fast = fast
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._task: asyncio.Task[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._peer: str | None = None
+        self._reading = True
+        self._writable: asyncio.Future[None] | None = None
+        self._close_after = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast("asyncio.Transport", transport)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and peer:
+            self._peer = str(peer[0])
+        self._fast.connections.add(self)
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if self._task is None:
+            self._next()
+        elif len(self._buffer) > MAX_BUFFERED and self._transport is not None:
+            self._transport.pause_reading()
+            self._reading = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._fast.connections.discard(self)
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._task is not None:
+            # The client left: the upstream call is cancelled with the task.
+            self._task.cancel()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    # -- requests -----------------------------------------------------------------
+
+    def _next(self) -> None:
+        """Start the next request in the buffer, or hand the connection over."""
+        transport = self._transport
+        if transport is None or self._task is not None:
+            return
+        buffer = self._buffer
+        if self._close_after:
+            transport.close()
+            return
+        if not buffer:
+            if self._fast.closing:
+                transport.close()
+            else:
+                self._arm_idle()
+            return
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buffer) > MAX_HEAD:
+                self._hand_over(b"")
+            return
+        head = parse_head(bytes(buffer[:end])) if end <= MAX_HEAD else None
+        if head is None or head.length > self._fast.max_body or self._fast.bridge.draining:
+            self._hand_over(b"")
+            return
+        total = end + 4 + head.length
+        if len(buffer) < total:
+            if not self._reading:
+                transport.resume_reading()
+                self._reading = True
+            return
+        raw = bytes(buffer[:total])
+        del buffer[:total]
+        self._task = self._loop.create_task(self._serve(head, raw, raw[end + 4 :]))
+        self._task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._task = None
+        if not task.cancelled() and task.exception() is not None:
+            log.error("fast_path_error", error=repr(task.exception()))
+            if self._transport is not None:
+                self._transport.close()
+            return
+        if self._transport is not None and not self._reading:
+            self._transport.resume_reading()
+            self._reading = True
+        self._next()
+
+    def _hand_over(self, raw: bytes) -> None:
+        """aiohttp takes the connection: ``raw`` (a request not answered) and all buffered."""
+        transport = self._transport
+        if transport is None:
+            return
+        data = raw + bytes(self._buffer)
+        self._buffer.clear()
+        self._transport = None
+        self._fast.connections.discard(self)
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        handler = self._fast.server()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if not self._reading:
+            transport.resume_reading()
+        if data:
+            handler.data_received(data)
+
+    def _arm_idle(self) -> None:
+        if self._idle is None:
+            self._idle = self._loop.call_later(IDLE_TIMEOUT_S, self._idle_close)
+
+    def _idle_close(self) -> None:
+        self._idle = None
+        if self._task is None and self._transport is not None:
+            self._transport.close()
+
+    def close_when_idle(self) -> asyncio.Task[None] | None:
+        """For shutdown: the request in flight, if any (the connection closes after it)."""
+        self._close_after = True
+        if self._task is None and self._transport is not None:
+            self._transport.close()
+        return self._task
+
+    async def _serve(self, head: Head, raw: bytes, body: bytes) -> None:
+        fast = self._fast
+        bridge = fast.bridge
+        match = bridge.routes.match("POST", head.path)
+        plan = match.plan
+        if (
+            match.kind is not MatchKind.FULL
+            or match.binding is not None
+            or plan is None
+            or plan.info.kind is not MethodKind.UNARY
+        ):
+            self._hand_over(raw)
+            return
+        values = head.values
+        request_id = request_id_from(values.get(b"x-request-id", b"").decode("ascii"))
+        ctx = RequestContext(request_id=request_id, metrics=fast.metrics)
+        try:
+            host = values.get(b"host")
+            client = ClientInfo(
+                peer=self._peer, host=host.decode("ascii") if host else None, scheme="http"
+            )
+            metadata = to_metadata(head.headers, fast.policy, client, request_id)
+            grpc_timeout = values.get(b"grpc-timeout")
+            connect_timeout = values.get(b"connect-timeout-ms")
+            timeout = effective_timeout(
+                parse_timeout(
+                    grpc_timeout.decode("ascii") if grpc_timeout is not None else None,
+                    connect_timeout.decode("ascii") if connect_timeout is not None else None,
+                ),
+                plan.limits.timeout_s,
+                plan.limits.max_timeout_s,
+            )
+            message = plan.request_codec.decode(body)
+        except BridgeError:
+            # aiohttp answers it, exactly as it answers any request it sees first.
+            self._hand_over(raw)
+            return
+        ctx.route = match.route
+        ctx.grpc_method = plan.full_name
+        ctx.upstream = plan.upstream
+        ctx.pool = plan.pool
+        ctx.bytes_in = len(body)
+        metrics = fast.metrics
+        if metrics is not None:
+            metrics.http_in_flight.value += 1
+        status = 499
+        try:
+            response = await self._call(ctx, match, plan, message, metadata, timeout)
+            status = response.status
+            close = head.close or fast.closing or bridge.draining
+            payload = self._serialize(response, request_id, close)
+            if self._transport is not None:
+                self._transport.write(payload)
+                if close:
+                    self._close_after = True
+            sent = response.body
+            assert isinstance(sent, bytes)
+            log_request_line(ctx, "POST", head.path, self._peer, _trace(values), status, len(sent))
+            if self._writable is not None:
+                await self._writable
+        except asyncio.CancelledError:
+            log_request_line(ctx, "POST", head.path, self._peer, _trace(values), 499, 0)
+            raise
+        finally:
+            if metrics is not None:
+                metrics.http_in_flight.value -= 1
+                route = metrics.route(ctx.route)
+                route.request("POST", status).value += 1
+                route.duration.observe(time.perf_counter() - ctx.started)
+
+    async def _call(
+        self,
+        ctx: RequestContext,
+        match: Any,
+        plan: Any,
+        message: Any,
+        metadata: Any,
+        timeout: float,
+    ) -> web.Response:
+        """The response the aiohttp path would send (see http/unary.py and middleware.py)."""
+        try:
+            result = await self._fast.bridge.invoker(plan.upstream).unary(
+                plan.info, message, metadata=metadata, timeout=timeout
+            )
+            ctx.grpc_code = _OK
+            return message_response(
+                match,
+                result.response,
+                headers=to_headers(result.initial_metadata, result.trailing_metadata),
+            )
+        except BridgeError as exc:
+            if exc.reject_reason and ctx.metrics is not None:
+                ctx.metrics.reject(exc.reject_reason)
+            ctx.grpc_code = ctx.grpc_code or code_name(exc.code)
+            ctx.error = exc.message
+            return error_response(exc, ctx.pool)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unhandled_error", request_id=ctx.request_id, path=match.route)
+            ctx.grpc_code = code_name(Code.INTERNAL)
+            return json_response(
+                status_body(Code.INTERNAL, "internal error in grpc-bridge; see its logs"),
+                status=500,
+            )
+
+    def _serialize(self, response: web.Response, request_id: str, close: bool) -> bytes:
+        body = response.body
+        assert isinstance(body, bytes)
+        status = response.status
+        out = [f"HTTP/1.1 {status} {response.reason}\r\n".encode()]
+        for name, value in response.headers.items():
+            if name == "Content-Length":
+                continue
+            line = f"{name}: {value}\r\n".encode()
+            if b"\r" in line[:-2] or b"\n" in line[:-2] or b"\x00" in line:
+                continue  # a value aiohttp would refuse to write
+            out.append(line)
+        if REQUEST_ID_HEADER not in response.headers:
+            out.append(f"{REQUEST_ID_HEADER}: {request_id}\r\n".encode())
+        out.append(b"Content-Length: %d\r\nDate: " % len(body))
+        out.append(_DATE.now())
+        out.append(b"\r\nServer: " + self._fast.server_header + b"\r\n")
+        if close:
+            out.append(b"Connection: close\r\n")
+        out.append(b"\r\n")
+        out.append(body)
+        return b"".join(out)
+
+
+def _trace(values: dict[bytes, bytes]) -> tuple[str | None, str | None]:
+    parent = values.get(b"traceparent")
+    state = values.get(b"tracestate")
+    return (
+        parent.decode("ascii") if parent is not None else None,
+        state.decode("ascii") if state is not None else None,
+    )
+
+
+class FastSite(web.TCPSite):
+    """aiohttp's TCP site with connections that start on the fast path."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        fast: FastPath,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool | None,
+        shutdown_timeout: float,
+    ) -> None:
+        super().__init__(runner, host, port, reuse_port=reuse_port)
+        self._fast = fast
+        self._shutdown_timeout = shutdown_timeout
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with the runner
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._fast.protocol,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+
+    async def stop(self) -> None:
+        """Stop listening, then let fast requests in flight finish (aiohttp's own follow)."""
+        await super().stop()
+        await self._fast.shutdown(self._shutdown_timeout)
