@@ -13,6 +13,7 @@ raises :class:`~grpc_bridge.codec.fast_scalars.Fallback` and the caller asks
 
 from __future__ import annotations
 
+import datetime
 import keyword
 import math
 import struct
@@ -147,6 +148,8 @@ class Encoders:
         if descriptor.file.name == WRAPPERS_FILE:
             convert = self._scalar(descriptor.fields_by_name["value"], "m.value")
             self._exec(name, f"def {name}(m):\n    return {convert}\n")
+        elif full_name == "google.protobuf.Timestamp":
+            self._ns[name] = timestamp_json
         elif full_name in _STRING_WKTS:
             self._ns[name] = _to_json_string
         elif full_name == "google.protobuf.Struct":
@@ -332,3 +335,35 @@ class Encoders:
 def _to_json_string(m: Any) -> str:
     text: str = m.ToJsonString()
     return text
+
+
+# Timestamp.ToJsonString goes through datetime + timedelta + isoformat (~2 µs);
+# the dates of a day are cached, the rest is arithmetic.
+_TS_MIN, _TS_MAX = -62135596800, 253402300799  # 0001-01-01 .. 9999-12-31, as json_format
+_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+_days: dict[int, str] = {}
+
+
+def timestamp_json(m: Any) -> str:
+    """``Timestamp.ToJsonString()``, faster; out of range: json_format's own error."""
+    seconds: int = m.seconds
+    nanos: int = m.nanos
+    if not (_TS_MIN <= seconds <= _TS_MAX and 0 <= nanos < 1_000_000_000):
+        return _to_json_string(m)
+    days, rest = divmod(seconds, 86400)
+    date = _days.get(days)
+    if date is None:
+        if len(_days) > 4096:
+            _days.clear()
+        date = _days[days] = datetime.date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if nanos == 0:
+        return f"{date}T{hours:02d}:{minutes:02d}:{secs:02d}Z"
+    if nanos % 1_000_000 == 0:
+        fraction = f"{nanos // 1_000_000:03d}"
+    elif nanos % 1000 == 0:
+        fraction = f"{nanos // 1000:06d}"
+    else:
+        fraction = f"{nanos:09d}"
+    return f"{date}T{hours:02d}:{minutes:02d}:{secs:02d}.{fraction}Z"
