@@ -25,7 +25,7 @@ from aiohttp import web
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.admin import build_admin_app
 from grpc_bridge.http.context import METRICS
-from grpc_bridge.http.fastpath import FastSite
+from grpc_bridge.http.fastpath import IDLE_TIMEOUT_S, FastSite
 from grpc_bridge.http.proxy import build_proxy_app, fast_path
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics, create_metrics
@@ -101,6 +101,8 @@ async def start(settings: Settings, *, resolve: Resolve = system_resolve) -> Ser
         proxy_app,
         handle_signals=False,
         access_log=None,
+        # The lean path (http/fastpath.py) and aiohttp close idle connections alike.
+        keepalive_timeout=IDLE_TIMEOUT_S,
         shutdown_timeout=settings.shutdown.timeout_s,
     )
     admin_runner = web.AppRunner(

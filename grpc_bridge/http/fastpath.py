@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -37,8 +38,7 @@ from grpc_bridge.http.middleware import (
     log_request_line,
     request_id_from,
 )
-from grpc_bridge.http.responses import error_response, json_response
-from grpc_bridge.http.transcode import message_response
+from grpc_bridge.http.responses import JSON_CONTENT_TYPE, error_response, json_response
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.routing.table import MatchKind
@@ -50,7 +50,8 @@ log = get_logger("grpc_bridge.http")
 
 #: A head longer than this goes to aiohttp (which answers 431 or 400 as it should).
 MAX_HEAD = 8190
-#: aiohttp's keep-alive timeout: an idle connection is closed after it.
+#: Keep-alive timeout: an idle connection, or one with a request still incomplete,
+#: is closed after it. app.py gives aiohttp's handlers the same one.
 IDLE_TIMEOUT_S = 75.0
 #: Pipelined bytes buffered while a request is served, before reading pauses.
 MAX_BUFFERED = 256 * 1024
@@ -69,6 +70,24 @@ _HAND_OVER = frozenset(
     }
 )
 _JSON_TYPES = (b"application/json",)
+# Headers whose value the fast path reads: given twice, aiohttp decides (it
+# takes the first of some, joins others) rather than the last one winning here.
+_SINGLE = frozenset(
+    {
+        b"content-length",
+        b"content-type",
+        b"connection",
+        b"host",
+        b"accept",
+        b"x-request-id",
+        b"grpc-timeout",
+        b"connect-timeout-ms",
+        b"traceparent",
+        b"tracestate",
+    }
+)
+#: RFC 9110 token, what a field name is made of.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _server_header() -> str:
@@ -126,10 +145,12 @@ def parse_head(head: bytes) -> Head | None:
     values: dict[bytes, bytes] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip() or b" " in name or b"\t" in name:
-            return None  # obs-fold, a space before the colon, an empty name: aiohttp decides
+        # A name that is not a token, or a CR/LF left in a line (bare line ends):
+        # aiohttp refuses those, and a front proxy may read them differently.
+        if not sep or not _TOKEN.fullmatch(name) or b"\r" in value or b"\n" in value:
+            return None
         key = name.lower()
-        if key in _HAND_OVER or (key in values and key in (b"content-length", b"content-type")):
+        if key in _HAND_OVER or (key in values and key in _SINGLE):
             return None
         value = value.strip(b" \t")
         if b"\x00" in value or b"\x7f" in value or any(c < 0x20 and c != 0x09 for c in value):
@@ -137,7 +158,7 @@ def parse_head(head: bytes) -> Head | None:
         values[key] = value
         headers.append((name.decode("ascii"), value.decode("ascii")))
     length = values.get(b"content-length")
-    if length is None or not length.isdigit():
+    if length is None or not length.isdigit() or len(length) > 18:
         return None
     content_type = values.get(b"content-type")
     if content_type is not None and content_type not in _JSON_TYPES:
@@ -248,38 +269,55 @@ class FastConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None or self._task is not None:
             return
-        buffer = self._buffer
         if self._close_after:
             transport.close()
             return
-        if not buffer:
-            if self._fast.closing:
-                transport.close()
-            else:
-                self._arm_idle()
+        if not self._buffer and self._fast.closing:
+            transport.close()
             return
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > MAX_HEAD:
-                self._hand_over(b"")
-            return
-        head = parse_head(bytes(buffer[:end])) if end <= MAX_HEAD else None
-        if head is None or head.length > self._fast.max_body or self._fast.bridge.draining:
+        try:
+            started = self._start_request()
+        except Exception as exc:  # a bug here must not reach the event loop
+            log.error("fast_path_error", error=repr(exc))
             self._hand_over(b"")
             return
+        if started:
+            if self._idle is not None:
+                self._idle.cancel()
+                self._idle = None
+        elif self._transport is not None:
+            # Idle, or a request still incomplete: the keep-alive timeout runs.
+            self._arm_idle()
+
+    def _start_request(self) -> bool:
+        """True when a request was complete and its task started."""
+        buffer = self._buffer
+        if not buffer:
+            return False
+        end = buffer.find(b"\r\n\r\n")
+        head_bytes = bytes(buffer[: end if end >= 0 else MAX_HEAD + 1])
+        if head_bytes.count(b"\n") != head_bytes.count(b"\r\n") or (
+            end < 0 and len(buffer) > MAX_HEAD
+        ):
+            self._hand_over(b"")  # bare line ends, or a head too long: aiohttp answers
+            return False
+        if end < 0:
+            return False
+        head = parse_head(head_bytes) if end <= MAX_HEAD else None
+        if head is None or head.length > self._fast.max_body or self._fast.bridge.draining:
+            self._hand_over(b"")
+            return False
         total = end + 4 + head.length
         if len(buffer) < total:
-            if not self._reading:
-                transport.resume_reading()
+            if not self._reading and self._transport is not None:
+                self._transport.resume_reading()
                 self._reading = True
-            return
+            return False
         raw = bytes(buffer[:total])
         del buffer[:total]
         self._task = self._loop.create_task(self._serve(head, raw, raw[end + 4 :]))
         self._task.add_done_callback(self._done)
+        return True
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._task = None
@@ -376,19 +414,19 @@ class FastConnection(asyncio.Protocol):
             metrics.http_in_flight.value += 1
         status = 499
         try:
-            response = await self._call(ctx, match, plan, message, metadata, timeout)
-            status = response.status
+            status, reason, headers, payload = await self._call(
+                ctx, plan, message, metadata, timeout
+            )
             close = head.close or fast.closing or bridge.draining
-            payload = self._serialize(response, request_id, close)
             if self._transport is not None:
-                self._transport.write(payload)
+                self._transport.write(
+                    self._serialize(status, reason, headers, payload, request_id, close)
+                )
                 if close:
                     self._close_after = True
-            sent = response.body
-            assert isinstance(sent, bytes)
-            log_request_line(ctx, "POST", head.path, self._peer, _trace(values), status, len(sent))
-            if self._writable is not None:
-                await self._writable
+            log_request_line(
+                ctx, "POST", head.path, self._peer, _trace(values), status, len(payload)
+            )
         except asyncio.CancelledError:
             log_request_line(ctx, "POST", head.path, self._peer, _trace(values), 499, 0)
             raise
@@ -398,56 +436,62 @@ class FastConnection(asyncio.Protocol):
                 route = metrics.route(ctx.route)
                 route.request("POST", status).value += 1
                 route.duration.observe(time.perf_counter() - ctx.started)
+        if self._writable is not None:
+            # Backpressure: the next pipelined request waits until the client reads.
+            await self._writable
 
     async def _call(
-        self,
-        ctx: RequestContext,
-        match: Any,
-        plan: Any,
-        message: Any,
-        metadata: Any,
-        timeout: float,
-    ) -> web.Response:
-        """The response the aiohttp path would send (see http/unary.py and middleware.py)."""
+        self, ctx: RequestContext, plan: Any, message: Any, metadata: Any, timeout: float
+    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        """Status, reason, headers and body the aiohttp path would send.
+
+        See http/unary.py (the same steps, the same order) and middleware.py.
+        """
         try:
             result = await self._fast.bridge.invoker(plan.upstream).unary(
                 plan.info, message, metadata=metadata, timeout=timeout
             )
             ctx.grpc_code = _OK
-            return message_response(
-                match,
-                result.response,
-                headers=to_headers(result.initial_metadata, result.trailing_metadata),
-            )
+            body = plan.response_codec.encode(result.response)
+            headers = [("Content-Type", JSON_CONTENT_TYPE)]
+            headers += to_headers(result.initial_metadata, result.trailing_metadata)
+            return 200, "OK", headers, body
         except BridgeError as exc:
             if exc.reject_reason and ctx.metrics is not None:
                 ctx.metrics.reject(exc.reject_reason)
             ctx.grpc_code = ctx.grpc_code or code_name(exc.code)
             ctx.error = exc.message
-            return error_response(exc, ctx.pool)
+            return _parts(error_response(exc, ctx.pool))
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("unhandled_error", request_id=ctx.request_id, path=match.route)
+            log.exception("unhandled_error", request_id=ctx.request_id, path=plan.info.path)
             ctx.grpc_code = code_name(Code.INTERNAL)
-            return json_response(
-                status_body(Code.INTERNAL, "internal error in grpc-bridge; see its logs"),
-                status=500,
+            return _parts(
+                json_response(
+                    status_body(Code.INTERNAL, "internal error in grpc-bridge; see its logs"),
+                    status=500,
+                )
             )
 
-    def _serialize(self, response: web.Response, request_id: str, close: bool) -> bytes:
-        body = response.body
-        assert isinstance(body, bytes)
-        status = response.status
-        out = [f"HTTP/1.1 {status} {response.reason}\r\n".encode()]
-        for name, value in response.headers.items():
-            if name == "Content-Length":
-                continue
+    def _serialize(
+        self,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        request_id: str,
+        close: bool,
+    ) -> bytes:
+        out = [f"HTTP/1.1 {status} {reason}\r\n".encode()]
+        request_id_sent = False
+        for name, value in headers:
             line = f"{name}: {value}\r\n".encode()
             if b"\r" in line[:-2] or b"\n" in line[:-2] or b"\x00" in line:
                 continue  # a value aiohttp would refuse to write
+            request_id_sent = request_id_sent or name.lower() == "x-request-id"
             out.append(line)
-        if REQUEST_ID_HEADER not in response.headers:
+        if not request_id_sent:
             out.append(f"{REQUEST_ID_HEADER}: {request_id}\r\n".encode())
         out.append(b"Content-Length: %d\r\nDate: " % len(body))
         out.append(_DATE.now())
@@ -457,6 +501,13 @@ class FastConnection(asyncio.Protocol):
         out.append(b"\r\n")
         out.append(body)
         return b"".join(out)
+
+
+def _parts(response: web.Response) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    body = response.body
+    assert isinstance(body, bytes)
+    headers = [(k, v) for k, v in response.headers.items() if k != "Content-Length"]
+    return response.status, response.reason, headers, body
 
 
 def _trace(values: dict[bytes, bytes]) -> tuple[str | None, str | None]:

@@ -1,0 +1,164 @@
+"""Edge cases of the lean HTTP/1.1 path (http/fastpath.py), each a defect a review found.
+
+Each test sends the exact same bytes to a bridge with the fast path and (where
+a comparison makes sense) to one with ``listen.fast_path: false``, over raw
+sockets, against the real test upstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any
+
+import pytest
+import structlog
+
+from grpc_bridge.http import fastpath
+from tests.harness import RunningBridge, running_bridge
+from tests.servers import RunningServer
+from tests.test_fastpath import ECHO, SLEEP, bridges, connection, post, read_response
+
+
+async def answer(b: RunningBridge, data: bytes, within: float = 3.0) -> Any:
+    """The first response to ``data``, or what happened instead ("eof" / "timeout")."""
+    async with connection(b) as (reader, writer):
+        writer.write(data)
+        try:
+            return await asyncio.wait_for(read_response(reader), within)
+        except asyncio.IncompleteReadError:
+            return "eof"
+        except TimeoutError:
+            return "timeout"
+
+
+def status_of(response: Any) -> Any:
+    return response if isinstance(response, str) else response[0]
+
+
+async def test_control_answers_alike(upstream: RunningServer) -> None:
+    """Sanity (not a defect): a plain request gets 200 from both paths."""
+    async with bridges(upstream) as (fast, plain):
+        data = post(ECHO, b"{}")
+        assert status_of(await answer(fast, data)) == status_of(await answer(plain, data)) == 200
+
+
+async def test_huge_content_length_digits_get_aiohttps_answer(upstream: RunningServer) -> None:
+    data = post(ECHO, b"{}").replace(b"Content-Length: 2", b"Content-Length: " + b"0" * 4400 + b"2")
+    async with bridges(upstream) as (fast, plain):
+        want = await answer(plain, data)
+        got = await answer(fast, data)
+    assert status_of(want) != "eof"
+    assert status_of(got) == status_of(want)
+
+
+async def test_bare_lf_request_is_answered(upstream: RunningServer) -> None:
+    data = post(ECHO, b"{}").replace(b"\r\n", b"\n")
+    async with bridges(upstream) as (fast, plain):
+        want = await answer(plain, data)
+        got = await answer(fast, data)
+    assert status_of(want) != "timeout"
+    assert status_of(got) == status_of(want)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"X\nTransfer-Encoding: chunked",  # a bare LF inside a field *name*
+        b"X\rTransfer-Encoding: chunked",  # a bare CR inside a field name
+        b"X(y): 1",  # not a token
+        b"X\x01y: 1",  # control byte in a name
+    ],
+)
+async def test_invalid_field_names_are_refused_like_aiohttp(
+    upstream: RunningServer, line: bytes
+) -> None:
+    data = post(ECHO, b"{}").replace(b"\r\n\r\n", b"\r\n" + line + b"\r\n\r\n", 1)
+    async with bridges(upstream) as (fast, plain):
+        want = await answer(plain, data)
+        got = await answer(fast, data)
+    assert status_of(want) == 400
+    assert status_of(got) == status_of(want)
+
+
+async def test_duplicate_connection_close_is_honoured(upstream: RunningServer) -> None:
+    data = post(ECHO, b"{}", "Connection: close", "Connection: keep-alive")
+    async with bridges(upstream) as (fast, plain):
+        results = []
+        for b in (plain, fast):
+            async with connection(b) as (reader, writer):
+                writer.write(data)
+                status, headers, _ = await read_response(reader)
+                try:
+                    rest = await asyncio.wait_for(reader.read(), 1.0)
+                except TimeoutError:
+                    rest = None  # still open
+                results.append((status, headers.get("connection"), rest))
+    want, got = results
+    assert want == (200, "close", b"")
+    assert got == want
+
+
+async def test_duplicate_grpc_timeout_uses_the_same_value(upstream: RunningServer) -> None:
+    data = post(
+        SLEEP, b'{"duration": "1s", "tag": "dup"}', "Grpc-Timeout: 100m", "Grpc-Timeout: 10S"
+    )
+    async with bridges(upstream) as (fast, plain):
+        want = await answer(plain, data, within=5)
+        got = await answer(fast, data, within=5)
+    assert status_of(got) == status_of(want)
+
+
+async def test_duplicate_request_id_is_the_same(upstream: RunningServer) -> None:
+    data = post(ECHO, b"{}", "X-Request-Id: first", "X-Request-Id: second")
+    async with bridges(upstream) as (fast, plain):
+        want = await answer(plain, data)
+        got = await answer(fast, data)
+    assert want[1]["x-request-id"] == "first"
+    assert got[1]["x-request-id"] == want[1]["x-request-id"]
+
+
+async def test_a_partial_request_is_closed_by_the_idle_timeout(
+    upstream: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastpath, "IDLE_TIMEOUT_S", 0.3)
+    async with running_bridge(upstream.target) as b:
+        async with connection(b) as (reader, _):  # control: an idle one is closed
+            assert await asyncio.wait_for(reader.read(), 2) == b""
+        async with connection(b) as (reader, writer):
+            writer.write(f"POST {ECHO} HTTP/1.1\r\nHost: b\r\n".encode())
+            try:
+                rest = await asyncio.wait_for(reader.read(), 2)
+            except TimeoutError:
+                rest = None
+        assert rest == b""
+
+
+async def test_one_log_line_when_the_client_leaves_during_a_slow_write(
+    upstream: RunningServer,
+) -> None:
+    big = b'{"fString": "' + b"x" * (3 << 20) + b'"}'
+    async with running_bridge(upstream.target, limits={"max_request_bytes": 8 << 20}) as b:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", b.server.proxy_port))
+        _, writer = await asyncio.open_connection(sock=sock)
+        with structlog.testing.capture_logs() as logs:
+            writer.write(post(ECHO, big))
+            await writer.drain()
+            await asyncio.sleep(1.5)  # the response is written; the client reads nothing
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            await asyncio.sleep(0.5)
+    lines = [e for e in logs if e.get("event") == "request"]
+    assert [e["http_status"] for e in lines] == [200]
+
+
+async def test_idle_timeout_is_the_aiohttp_handlers(upstream: RunningServer) -> None:
+    async with running_bridge(upstream.target) as b:
+        server = b.server.proxy_runner.server
+        assert server is not None
+        handler = server()
+        assert handler.keepalive_timeout == fastpath.IDLE_TIMEOUT_S
