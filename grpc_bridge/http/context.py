@@ -10,7 +10,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.metrics import Metrics
-from grpc_bridge.routing.table import UNMATCHED
+from grpc_bridge.routing.table import UNMATCHED, Match
 
 
 @dataclass(slots=True)
@@ -28,6 +28,15 @@ class RequestContext:
     pool: DescriptorPool | None = None
     metrics: Metrics | None = None
     stream_open: bool = False
+
+    def record_match(self, match: Match) -> None:
+        """The route and method a request matched, for the log line and metrics."""
+        plan = match.plan
+        assert plan is not None
+        self.route = match.route
+        self.grpc_method = plan.full_name
+        self.upstream = plan.upstream
+        self.pool = plan.pool
 
     def open_stream(self, framing: str) -> None:
         """A response stream starts; counted in ``grpc_bridge_streams_open`` until it ends."""

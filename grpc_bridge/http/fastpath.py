@@ -21,30 +21,40 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import re
-import sys
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
-import aiohttp
 from aiohttp import web
+from aiohttp.http import SERVER_SOFTWARE
+from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.http.context import RequestContext
 from grpc_bridge.http.middleware import (
+    INTERNAL_MESSAGE,
     REQUEST_ID_HEADER,
+    count_request,
+    error_answer,
     log_request_line,
     request_id_from,
 )
-from grpc_bridge.http.responses import JSON_CONTENT_TYPE, error_response, json_response
+from grpc_bridge.http.responses import JSON_CONTENT_TYPE, json_response
+from grpc_bridge.http.unary import timeout_for
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
+from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import MatchKind
 from grpc_bridge.status import Code, code_name, status_body
-from grpc_bridge.upstream.deadlines import effective_timeout, parse_timeout
-from grpc_bridge.upstream.metadata import ClientInfo, MetadataPolicy, to_headers, to_metadata
+from grpc_bridge.upstream.metadata import (
+    ClientInfo,
+    Metadata,
+    MetadataPolicy,
+    to_headers,
+    to_metadata,
+)
 
 log = get_logger("grpc_bridge.http")
 
@@ -57,42 +67,38 @@ IDLE_TIMEOUT_S = 75.0
 MAX_BUFFERED = 256 * 1024
 
 _OK = code_name(Code.OK)
+# What aiohttp sends as Server, so both paths answer alike.
+_SERVER = f"\r\nServer: {SERVER_SOFTWARE}\r\n".encode()
 # Request headers after which aiohttp must decide (bodies, upgrades, CORS, content negotiation).
 _HAND_OVER = frozenset(
     {
-        b"transfer-encoding",
-        b"expect",
-        b"upgrade",
-        b"origin",
-        b"content-encoding",
-        b"access-control-request-method",
-        b"sec-websocket-key",
+        "transfer-encoding",
+        "expect",
+        "upgrade",
+        "origin",
+        "content-encoding",
+        "access-control-request-method",
+        "sec-websocket-key",
     }
 )
-_JSON_TYPES = (b"application/json",)
 # Headers whose value the fast path reads: given twice, aiohttp decides (it
 # takes the first of some, joins others) rather than the last one winning here.
 _SINGLE = frozenset(
     {
-        b"content-length",
-        b"content-type",
-        b"connection",
-        b"host",
-        b"accept",
-        b"x-request-id",
-        b"grpc-timeout",
-        b"connect-timeout-ms",
-        b"traceparent",
-        b"tracestate",
+        "content-length",
+        "content-type",
+        "connection",
+        "host",
+        "accept",
+        "x-request-id",
+        "grpc-timeout",
+        "connect-timeout-ms",
+        "traceparent",
+        "tracestate",
     }
 )
 #: RFC 9110 token, what a field name is made of.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-def _server_header() -> str:
-    """What aiohttp sends as ``Server``, so both paths answer alike."""
-    return f"Python/{sys.version_info[0]}.{sys.version_info[1]} aiohttp/{aiohttp.__version__}"
 
 
 class _Date:
@@ -121,13 +127,15 @@ class Head:
     __slots__ = ("close", "headers", "length", "path", "values")
 
     def __init__(
-        self, path: str, headers: list[tuple[str, str]], values: dict[bytes, bytes], length: int
+        self, path: str, headers: list[tuple[str, str]], values: dict[str, str], length: int
     ) -> None:
         self.path = path
+        #: As sent, for metadata forwarding.
         self.headers = headers
+        #: Lower-case name → value (the last one; the ones read are never duplicated).
         self.values = values
         self.length = length
-        self.close = values.get(b"connection", b"").lower() == b"close"
+        self.close = values.get("connection", "").lower() == "close"
 
 
 def parse_head(head: bytes) -> Head | None:
@@ -142,32 +150,32 @@ def parse_head(head: bytes) -> Head | None:
     if b" " in target or b"?" in target or b"%" in target or b"#" in target:
         return None
     headers: list[tuple[str, str]] = []
-    values: dict[bytes, bytes] = {}
+    values: dict[str, str] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         # A name that is not a token, or a CR/LF left in a line (bare line ends):
         # aiohttp refuses those, and a front proxy may read them differently.
         if not sep or not _TOKEN.fullmatch(name) or b"\r" in value or b"\n" in value:
             return None
-        key = name.lower()
-        if key in _HAND_OVER or (key in values and key in _SINGLE):
-            return None
         value = value.strip(b" \t")
         if b"\x00" in value or b"\x7f" in value or any(c < 0x20 and c != 0x09 for c in value):
             return None
-        values[key] = value
-        headers.append((name.decode("ascii"), value.decode("ascii")))
-    length = values.get(b"content-length")
+        text_name, text = name.decode("ascii"), value.decode("ascii")
+        key = text_name.lower()
+        if key in _HAND_OVER or (key in values and key in _SINGLE):
+            return None
+        values[key] = text
+        headers.append((text_name, text))
+    length = values.get("content-length")
     if length is None or not length.isdigit() or len(length) > 18:
         return None
-    content_type = values.get(b"content-type")
-    if content_type is not None and content_type not in _JSON_TYPES:
+    content_type = values.get("content-type")
+    if content_type is not None and content_type != JSON_CONTENT_TYPE:
         return None
-    accept = values.get(b"accept")
-    if accept is not None and accept not in (b"*/*", b"application/json"):
+    if values.get("accept", "*/*") not in ("*/*", JSON_CONTENT_TYPE):
         return None
-    connection = values.get(b"connection")
-    if connection is not None and connection.lower() not in (b"keep-alive", b"close"):
+    connection = values.get("connection")
+    if connection is not None and connection.lower() not in ("keep-alive", "close"):
         return None
     return Head(target.decode("ascii"), headers, values, int(length))
 
@@ -187,7 +195,6 @@ class FastPath:
         self.policy = policy
         self.server = server
         self.max_body = bridge.settings.limits.max_request_bytes
-        self.server_header = _server_header().encode("ascii")
         self.connections: set[FastConnection] = set()
         self.closing = False
 
@@ -381,41 +388,29 @@ class FastConnection(asyncio.Protocol):
             self._hand_over(raw)
             return
         values = head.values
-        request_id = request_id_from(values.get(b"x-request-id", b"").decode("ascii"))
+        request_id = request_id_from(values.get("x-request-id"))
         ctx = RequestContext(request_id=request_id, metrics=fast.metrics)
         try:
-            host = values.get(b"host")
-            client = ClientInfo(
-                peer=self._peer, host=host.decode("ascii") if host else None, scheme="http"
-            )
+            client = ClientInfo(peer=self._peer, host=values.get("host"), scheme="http")
             metadata = to_metadata(head.headers, fast.policy, client, request_id)
-            grpc_timeout = values.get(b"grpc-timeout")
-            connect_timeout = values.get(b"connect-timeout-ms")
-            timeout = effective_timeout(
-                parse_timeout(
-                    grpc_timeout.decode("ascii") if grpc_timeout is not None else None,
-                    connect_timeout.decode("ascii") if connect_timeout is not None else None,
-                ),
-                plan.limits.timeout_s,
-                plan.limits.max_timeout_s,
+            timeout = timeout_for(
+                plan, values.get("grpc-timeout"), values.get("connect-timeout-ms")
             )
             message = plan.request_codec.decode(body)
         except BridgeError:
             # aiohttp answers it, exactly as it answers any request it sees first.
             self._hand_over(raw)
             return
-        ctx.route = match.route
-        ctx.grpc_method = plan.full_name
-        ctx.upstream = plan.upstream
-        ctx.pool = plan.pool
+        ctx.record_match(match)
         ctx.bytes_in = len(body)
         metrics = fast.metrics
         if metrics is not None:
             metrics.http_in_flight.value += 1
         status = 499
+        trace = (values.get("traceparent"), values.get("tracestate"))
         try:
             status, reason, headers, payload = await self._call(
-                ctx, plan, message, metadata, timeout
+                ctx, plan, head.path, message, metadata, timeout
             )
             close = head.close or fast.closing or bridge.draining
             if self._transport is not None:
@@ -424,24 +419,26 @@ class FastConnection(asyncio.Protocol):
                 )
                 if close:
                     self._close_after = True
-            log_request_line(
-                ctx, "POST", head.path, self._peer, _trace(values), status, len(payload)
-            )
+            log_request_line(ctx, "POST", head.path, self._peer, trace, status, len(payload))
         except asyncio.CancelledError:
-            log_request_line(ctx, "POST", head.path, self._peer, _trace(values), 499, 0)
+            log_request_line(ctx, "POST", head.path, self._peer, trace, 499, 0)
             raise
         finally:
             if metrics is not None:
                 metrics.http_in_flight.value -= 1
-                route = metrics.route(ctx.route)
-                route.request("POST", status).value += 1
-                route.duration.observe(time.perf_counter() - ctx.started)
+                count_request(metrics, ctx, "POST", status)
         if self._writable is not None:
             # Backpressure: the next pipelined request waits until the client reads.
             await self._writable
 
     async def _call(
-        self, ctx: RequestContext, plan: Any, message: Any, metadata: Any, timeout: float
+        self,
+        ctx: RequestContext,
+        plan: MethodPlan,
+        path: str,
+        message: Message,
+        metadata: Metadata,
+        timeout: float,
     ) -> tuple[int, str, list[tuple[str, str]], bytes]:
         """Status, reason, headers and body the aiohttp path would send.
 
@@ -457,22 +454,13 @@ class FastConnection(asyncio.Protocol):
             headers += to_headers(result.initial_metadata, result.trailing_metadata)
             return 200, "OK", headers, body
         except BridgeError as exc:
-            if exc.reject_reason and ctx.metrics is not None:
-                ctx.metrics.reject(exc.reject_reason)
-            ctx.grpc_code = ctx.grpc_code or code_name(exc.code)
-            ctx.error = exc.message
-            return _parts(error_response(exc, ctx.pool))
+            return _parts(error_answer(exc, ctx))
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("unhandled_error", request_id=ctx.request_id, path=plan.info.path)
+            log.exception("unhandled_error", request_id=ctx.request_id, path=path)
             ctx.grpc_code = code_name(Code.INTERNAL)
-            return _parts(
-                json_response(
-                    status_body(Code.INTERNAL, "internal error in grpc-bridge; see its logs"),
-                    status=500,
-                )
-            )
+            return _parts(json_response(status_body(Code.INTERNAL, INTERNAL_MESSAGE), status=500))
 
     def _serialize(
         self,
@@ -495,7 +483,7 @@ class FastConnection(asyncio.Protocol):
             out.append(f"{REQUEST_ID_HEADER}: {request_id}\r\n".encode())
         out.append(b"Content-Length: %d\r\nDate: " % len(body))
         out.append(_DATE.now())
-        out.append(b"\r\nServer: " + self._fast.server_header + b"\r\n")
+        out.append(_SERVER)
         if close:
             out.append(b"Connection: close\r\n")
         out.append(b"\r\n")
@@ -508,15 +496,6 @@ def _parts(response: web.Response) -> tuple[int, str, list[tuple[str, str]], byt
     assert isinstance(body, bytes)
     headers = [(k, v) for k, v in response.headers.items() if k != "Content-Length"]
     return response.status, response.reason, headers, body
-
-
-def _trace(values: dict[bytes, bytes]) -> tuple[str | None, str | None]:
-    parent = values.get(b"traceparent")
-    state = values.get(b"tracestate")
-    return (
-        parent.decode("ascii") if parent is not None else None,
-        state.decode("ascii") if state is not None else None,
-    )
 
 
 class FastSite(web.TCPSite):

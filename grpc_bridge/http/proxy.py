@@ -54,12 +54,7 @@ def _routed(request: web.Request, match: Match, ctx: RequestContext) -> None:
     """Record the match in the request context; raise for no route."""
     if match.kind is MatchKind.NONE:
         raise _no_route(request.app[BRIDGE], request)
-    plan = match.plan
-    assert plan is not None
-    ctx.route = match.route
-    ctx.grpc_method = plan.full_name
-    ctx.upstream = plan.upstream
-    ctx.pool = plan.pool
+    ctx.record_match(match)
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:

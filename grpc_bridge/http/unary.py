@@ -28,9 +28,15 @@ def call_metadata(request: web.Request, ctx: RequestContext, policy: MetadataPol
 
 
 def call_timeout(request: web.Request, plan: MethodPlan) -> float:
-    requested = parse_timeout(
-        request.headers.get("Grpc-Timeout"), request.headers.get("Connect-Timeout-Ms")
-    )
+    headers = request.headers
+    return timeout_for(plan, headers.get("Grpc-Timeout"), headers.get("Connect-Timeout-Ms"))
+
+
+def timeout_for(
+    plan: MethodPlan, grpc_timeout: str | None, connect_timeout_ms: str | None
+) -> float:
+    """The deadline of a unary call from its timeout headers (also for the fast path)."""
+    requested = parse_timeout(grpc_timeout, connect_timeout_ms)
     return effective_timeout(requested, plan.limits.timeout_s, plan.limits.max_timeout_s)
 
 
