@@ -28,8 +28,9 @@ import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
+from grpc_bridge.discovery.registry import MethodInfo
 from grpc_bridge.errors import UpstreamError
-from grpc_bridge.metrics import MethodMetrics
+from grpc_bridge.metrics import MethodMetrics, Metrics
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.metadata import Metadata
 
@@ -74,6 +75,19 @@ class CallObserver:
             metrics = self.metrics
             metrics.handled(code).value += 1
             metrics.handling.observe(time.perf_counter() - self._started)
+
+    def unary_answered(self, code: int) -> None:
+        """A unary call ended with ``code`` from the upstream: its request was sent, and
+        with OK its one response received (a cancelled call is ``finish(CANCELLED)``)."""
+        self.metrics.sent.value += 1
+        if code == Code.OK:
+            self.metrics.received.value += 1
+        self.finish(code)
+
+
+def observe(metrics: Metrics | None, method: MethodInfo) -> CallObserver | None:
+    """An observer for a call of ``method``, counted as started; None without metrics."""
+    return None if metrics is None else CallObserver(metrics.method(method))
 
 
 class StreamCall(Protocol):

@@ -24,9 +24,9 @@ from grpc_bridge.metrics import Metrics
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.calls import (
     STATUS_DETAILS_KEY,
-    CallObserver,
     GrpcStreamCall,
     StreamCall,
+    observe,
     translate,
 )
 from grpc_bridge.upstream.metadata import Metadata
@@ -105,7 +105,7 @@ class Invoker:
         call = self._callable(method)(
             request, metadata=metadata, timeout=timeout, wait_for_ready=False
         )
-        observer = self._observe(method)
+        observer = observe(self._metrics, method)
         try:
             response = await call
             initial = await call.initial_metadata()
@@ -113,23 +113,15 @@ class Invoker:
         except grpc.aio.AioRpcError as exc:
             error = translate(exc)
             if observer is not None:
-                observer.metrics.sent.inc()
-                observer.finish(error.code)
+                observer.unary_answered(error.code)
             raise error from exc
         except asyncio.CancelledError:
             if observer is not None:
                 observer.finish(Code.CANCELLED)
             raise
         if observer is not None:
-            observer.metrics.sent.inc()
-            observer.metrics.received.inc()
-            observer.finish(Code.OK)
+            observer.unary_answered(Code.OK)
         return UnaryResult(response, tuple(initial or ()), tuple(trailing or ()))
-
-    def _observe(self, method: MethodInfo) -> CallObserver | None:
-        if self._metrics is None:
-            return None
-        return CallObserver(self._metrics.method(method))
 
     def server_stream(
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
@@ -138,7 +130,7 @@ class Invoker:
         call = self._callable(method)(
             request, metadata=metadata, timeout=timeout, wait_for_ready=False
         )
-        observer = self._observe(method)
+        observer = observe(self._metrics, method)
         if observer is not None:
             observer.metrics.sent.inc()
         return GrpcStreamCall(call, observer)
@@ -151,7 +143,7 @@ class Invoker:
         # No request iterator: grpc.aio's reader/writer style, so each write
         # completes only once the message is handed to HTTP/2 flow control.
         call = self._callable(method)(metadata=metadata, timeout=timeout, wait_for_ready=False)
-        return GrpcStreamCall(call, self._observe(method))
+        return GrpcStreamCall(call, observe(self._metrics, method))
 
     def forget(self) -> None:
         """Drop cached multi-callables (after a refresh changed the message classes)."""

@@ -31,7 +31,7 @@ from grpc_bridge.errors import UpstreamError
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.settings import Upstream
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.calls import CallObserver
+from grpc_bridge.upstream.calls import CallObserver, observe
 from grpc_bridge.upstream.h2 import frames, hpack_codec
 from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed
 from grpc_bridge.upstream.h2.stream import Status, Stream
@@ -148,15 +148,10 @@ class NativeInvoker:
             self._prepared_methods[key] = prepared
         return prepared
 
-    def _observe(self, method: MethodInfo) -> CallObserver | None:
-        if self._metrics is None:
-            return None
-        return CallObserver(self._metrics.method(method))
-
     def _block(self, prepared: _Prepared, metadata: Metadata, timeout: float | None) -> bytes:
         parts = [self._pool.header_prefix, prepared.path, self._fixed]
         if timeout is not None:
-            parts.append(b"\x00\x0cgrpc-timeout" + bytes((len(t := grpc_timeout(timeout)),)) + t)
+            parts.append(hpack_codec.literal(b"grpc-timeout", grpc_timeout(timeout)))
         if metadata:
             parts.append(_metadata_block(metadata))
         return b"".join(parts)
@@ -179,7 +174,7 @@ class NativeInvoker:
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float
     ) -> UnaryResult:
         prepared = self._prepare(method)
-        observer = self._observe(method)
+        observer = observe(self._metrics, method)
         try:
             data = self.frame_message(request)
             stream = await self._unary_call(prepared, data, metadata, timeout)
@@ -190,17 +185,14 @@ class NativeInvoker:
             response = self._single_response(stream, prepared)
         except UpstreamError as exc:
             if observer is not None:
-                observer.metrics.sent.inc()
-                observer.finish(exc.code)
+                observer.unary_answered(exc.code)
             raise
         except asyncio.CancelledError:
             if observer is not None:
                 observer.finish(Code.CANCELLED)
             raise
         if observer is not None:
-            observer.metrics.sent.inc()
-            observer.metrics.received.inc()
-            observer.finish(Code.OK)
+            observer.unary_answered(Code.OK)
         return UnaryResult(response, stream.initial_metadata(), stream.trailing_metadata())
 
     @staticmethod
@@ -299,7 +291,7 @@ class NativeInvoker:
     def server_stream(
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
     ) -> NativeStreamCall:
-        observer = self._observe(method)
+        observer = observe(self._metrics, method)
         data = None
         error = None
         try:
@@ -317,7 +309,13 @@ class NativeInvoker:
     ) -> NativeStreamCall:
         assert method.kind.client_streams, method.kind
         return NativeStreamCall(
-            self, self._prepare(method), metadata, timeout, None, self._observe(method), None
+            self,
+            self._prepare(method),
+            metadata,
+            timeout,
+            None,
+            observe(self._metrics, method),
+            None,
         )
 
     async def open(

@@ -24,7 +24,7 @@ from hpack import HPACKError
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.h2.hpack_codec import HeaderDecoder
-from grpc_bridge.upstream.h2.stream import Status, Stream
+from grpc_bridge.upstream.h2.stream import Status, Stream, wake_all
 
 #: Our receive windows: big enough that a loopback or LAN upstream never waits on them.
 STREAM_WINDOW = 4 * 1024 * 1024
@@ -446,15 +446,11 @@ class Connection(asyncio.Protocol):
         if self._paused and not force:
             return
         waiters, self._write_waiters = self._write_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        wake_all(waiters)
 
     def _wake_slots(self) -> None:
         waiters, self._slot_waiters = self._slot_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        wake_all(waiters)
 
     def grant(self, stream: Stream, increment: int) -> None:
         if stream.id in self.streams:

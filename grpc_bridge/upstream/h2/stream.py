@@ -144,6 +144,13 @@ def _decompress(encoding: str | None, data: bytes, limit: int) -> bytes:
     return out
 
 
+def wake_all(waiters: list[asyncio.Future[None]]) -> None:
+    """Resolve every waiter still pending (the ones cancelled meanwhile are skipped)."""
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
+
+
 class Stream:
     """See the module docstring. Created by :meth:`Connection.open_stream`."""
 
@@ -328,12 +335,9 @@ class Stream:
         self._wake()
 
     def _wake(self) -> None:
-        waiters = self._waiters
-        if waiters:
-            self._waiters = []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            wake_all(waiters)
 
     def _grant(self) -> None:
         increment, self._recv_unacked = self._recv_unacked, 0
