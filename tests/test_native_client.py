@@ -14,7 +14,6 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,38 +22,18 @@ import hpack
 import orjson
 import pytest
 from bridgetest.v1 import kitchen_pb2
-from google.protobuf import duration_pb2, empty_pb2
-from google.protobuf.message import Message
+from google.protobuf import empty_pb2
 from google.rpc import status_pb2
 
-from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import UpstreamError
-from grpc_bridge.settings import Upstream
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames
-from grpc_bridge.upstream.native_invoker import NativeInvoker
-from grpc_bridge.upstream.native_pool import NativePool
-from grpc_bridge.upstream.pool import ChannelPlan
-from grpc_bridge.upstream.resolver import parse_target, unresolved
 from tests.descriptors import with_imports, write_set
 from tests.harness import running_bridge
+from tests.native_tools import grpc_message, method, native, sleep_request
 from tests.servers import RunningServer
 
-SERVICE = kitchen_pb2.DESCRIPTOR.services_by_name["TestService"]
 StartServer = Callable[..., Awaitable[RunningServer]]
-
-
-def method(name: str, output: type[Message]) -> MethodInfo:
-    descriptor = SERVICE.methods_by_name[name]
-    return MethodInfo(
-        upstream="u",
-        descriptor=descriptor,
-        kind=MethodKind.of(descriptor),
-        path=f"/{SERVICE.full_name}/{name}",
-        input_class=Message,
-        output_class=output,
-        no_side_effects=False,
-    )
 
 
 NO_METADATA: dict[str, Any] = {"metadata": [], "timeout": 5}
@@ -64,23 +43,6 @@ FAIL = method("Fail", empty_pb2.Empty)
 METADATA = method("EchoMetadata", kitchen_pb2.MetadataResponse)
 SERVER_STREAM = method("ServerStream", kitchen_pb2.StreamReply)
 BIDI = method("Bidi", kitchen_pb2.StreamReply)
-
-
-@asynccontextmanager
-async def native(target: str, **settings: Any) -> AsyncIterator[NativeInvoker]:
-    upstream = Upstream(targets=[target], **settings)
-    pool = NativePool(upstream, retire_grace=1)
-    pool.open(ChannelPlan(unresolved([parse_target(target)])))
-    try:
-        yield NativeInvoker(pool)
-    finally:
-        await pool.close()
-
-
-def sleep_request(seconds: float, tag: str) -> kitchen_pb2.SleepRequest:
-    duration = duration_pb2.Duration()
-    duration.FromTimedelta(timedelta(seconds=seconds))
-    return kitchen_pb2.SleepRequest(duration=duration, tag=tag)
 
 
 async def test_messages_larger_than_every_window_and_frame(upstream: RunningServer) -> None:
@@ -391,11 +353,7 @@ def burst_server(
     the bridge does with messages that arrive together.
     """
     replies = b"".join(
-        b"\x00" + len(m).to_bytes(4, "big") + m
-        for m in (
-            kitchen_pb2.StreamReply(index=i, text=f"burst-{i}").SerializeToString()
-            for i in range(count)
-        )
+        grpc_message(kitchen_pb2.StreamReply(index=i, text=f"burst-{i}")) for i in range(count)
     )
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

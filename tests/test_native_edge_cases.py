@@ -13,16 +13,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import hpack
 import pytest
 from bridgetest.v1 import kitchen_pb2
-from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 
-from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import UpstreamError
 from grpc_bridge.settings import Upstream
 from grpc_bridge.status import Code
@@ -32,50 +29,15 @@ from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
 from grpc_bridge.upstream.pool import ChannelPlan
 from grpc_bridge.upstream.resolver import parse_target, unresolved
+from tests.native_tools import grpc_message, method, native, sleep_request
 from tests.servers import RunningServer
 
-SERVICE = kitchen_pb2.DESCRIPTOR.services_by_name["TestService"]
 StartServer = Callable[..., Awaitable[RunningServer]]
-
-
-def method(name: str, output: type[Message]) -> MethodInfo:
-    descriptor = SERVICE.methods_by_name[name]
-    return MethodInfo(
-        upstream="u",
-        descriptor=descriptor,
-        kind=MethodKind.of(descriptor),
-        path=f"/{SERVICE.full_name}/{name}",
-        input_class=Message,
-        output_class=output,
-        no_side_effects=False,
-    )
 
 
 ECHO = method("Echo", kitchen_pb2.Kitchen)
 SLEEP = method("Sleep", kitchen_pb2.SleepResponse)
 CLIENT_STREAM = method("ClientStream", kitchen_pb2.StreamReply)
-
-
-def sleep_request(seconds: float, tag: str) -> kitchen_pb2.SleepRequest:
-    duration = duration_pb2.Duration()
-    duration.FromTimedelta(timedelta(seconds=seconds))
-    return kitchen_pb2.SleepRequest(duration=duration, tag=tag)
-
-
-def grpc_message(message: Message) -> bytes:
-    payload = message.SerializeToString()
-    return b"\x00" + len(payload).to_bytes(4, "big") + payload
-
-
-@asynccontextmanager
-async def native(target: str, **settings: Any) -> AsyncIterator[NativeInvoker]:
-    upstream = Upstream(targets=[target], **settings)
-    pool = NativePool(upstream, retire_grace=1)
-    pool.open(ChannelPlan(unresolved([parse_target(target)])))
-    try:
-        yield NativeInvoker(pool)
-    finally:
-        await pool.close()
 
 
 # -- a hand-made HTTP/2 server ---------------------------------------------------------
