@@ -26,6 +26,7 @@ from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.admin import build_admin_app
 from grpc_bridge.http.context import METRICS
 from grpc_bridge.http.fastpath import IDLE_TIMEOUT_S, FastSite
+from grpc_bridge.http.parse_errors import JsonErrorRunner
 from grpc_bridge.http.proxy import build_proxy_app, fast_path
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics, create_metrics
@@ -97,15 +98,18 @@ async def start(settings: Settings, *, resolve: Resolve = system_resolve) -> Ser
     await bridge.start()
     proxy_app = build_proxy_app(bridge)
     proxy_app[METRICS] = metrics
-    proxy_runner = web.AppRunner(
+    # Requests aiohttp's parser refuses get the Status body too, logged and counted.
+    proxy_runner = JsonErrorRunner(
         proxy_app,
+        metrics=metrics,
+        observe=True,
         handle_signals=False,
         access_log=None,
         # The lean path (http/fastpath.py) and aiohttp close idle connections alike.
         keepalive_timeout=IDLE_TIMEOUT_S,
         shutdown_timeout=settings.shutdown.timeout_s,
     )
-    admin_runner = web.AppRunner(
+    admin_runner = JsonErrorRunner(
         build_admin_app(bridge, metrics.registry),
         handle_signals=False,
         access_log=None,

@@ -42,6 +42,7 @@ import structlog
 from aiohttp import web
 from pydantic import AliasChoices
 
+from grpc_bridge.http.parse_errors import JsonErrorRunner
 from grpc_bridge.http.worker_admin import build_worker_admin_app
 from grpc_bridge.log import get_logger
 from grpc_bridge.settings import ENV_PREFIX, AdminListener, Listener, Settings, load_settings
@@ -223,7 +224,8 @@ async def serve_workers(settings: Settings) -> int:
         loop.add_signal_handler(sig, stop.set)
     # SIGHUP (refresh discovery, DNS, TLS files) is each worker's to act on.
     loop.add_signal_handler(signal.SIGHUP, supervisor.signal_all, signal.SIGHUP)
-    runner = web.AppRunner(
+    # Parse errors answer with the Status body here too, as on each worker's listeners.
+    runner = JsonErrorRunner(
         build_worker_admin_app(supervisor), handle_signals=False, access_log=None
     )
     try:

@@ -97,6 +97,14 @@ def comparable(response: tuple[int, dict[str, str], bytes]) -> tuple[int, dict[s
         post("/nope.Service/Missing", b"{}"),
         post(ECHO, b"{}", "Grpc-Timeout: banana"),
         post(ECHO, b"{}", "Connection: close"),
+        # Parse errors: aiohttp's parser answers them with the Status body on both paths.
+        post(ECHO, b"{}", "X(y): 1"),
+        post(ECHO, b"{}", "X-Big: " + "a" * 9000),
+        post(ECHO, b"{}").replace(b"Host: bridge\r\n", b""),
+        post(ECHO, b"{}", *(f"X-{i}: 1" for i in range(129))),
+        post(ECHO, b"{}", "User-Agent: a", "User-Agent: b"),
+        post(ECHO, b"{}").replace(b"Content-Length: 2", b"Content-Length: 2x"),
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\x00" * 16,
     ],
 )
 async def test_answers_are_the_aiohttp_paths_own(
@@ -184,5 +192,7 @@ def test_only_plain_heads_are_taken() -> None:
         head("POST /a.B/C HTTP/1.1", "Content-Length : 2"),
         head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "X-Bad: a\x01b"),
         "POST /a.B/C HTTP/1.1\r\nContent-Length: 2\r\nX: é".encode(),
+        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "User-Agent: a", "User-Agent: b"),
+        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", *(f"X-{i}: 1" for i in range(128))),
     ):
         assert parse_head(refused) is None, refused

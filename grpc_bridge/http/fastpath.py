@@ -11,7 +11,10 @@ a body that does not decode — it hands the connection to aiohttp's
 ``RequestHandler`` together with every byte it has buffered (the unread
 request included), and aiohttp serves it and the rest of the connection as
 if it had been there from the start. So every error answer before the
-upstream call is aiohttp's own; after the call, the response is the one the
+upstream call is aiohttp's own (parse errors included, in the Status body:
+http/parse_errors.py), and a head aiohttp's parser would refuse (no Host,
+too many fields, a repeated singleton field, bytes that are not HTTP) is
+handed over rather than served; after the call, the response is the one the
 aiohttp path builds (``message_response`` / ``error_response``), written as
 bytes here, with the same request id header, log line and metrics.
 """
@@ -60,6 +63,11 @@ log = get_logger("grpc_bridge.http")
 
 #: A head longer than this goes to aiohttp (which answers 431 or 400 as it should).
 MAX_HEAD = 8190
+#: aiohttp's ``max_headers``: a head with more fields is a 431 there, so goes there.
+MAX_FIELDS = 128
+#: How every request the fast path serves starts; other first bytes go to aiohttp
+#: at once, so that what can't be HTTP (TLS, say) is answered, not left waiting.
+_START = b"POST /"
 #: Keep-alive timeout: an idle connection, or one with a request still incomplete,
 #: is closed after it. app.py gives aiohttp's handlers the same one.
 IDLE_TIMEOUT_S = 75.0
@@ -83,6 +91,7 @@ _HAND_OVER = frozenset(
 )
 # Headers whose value the fast path reads: given twice, aiohttp decides (it
 # takes the first of some, joins others) rather than the last one winning here.
+# With them, the fields aiohttp refuses twice (http_parser.SINGLETON_HEADERS).
 _SINGLE = frozenset(
     {
         "content-length",
@@ -95,6 +104,12 @@ _SINGLE = frozenset(
         "connect-timeout-ms",
         "traceparent",
         "tracestate",
+        "content-location",
+        "content-range",
+        "etag",
+        "max-forwards",
+        "server",
+        "user-agent",
     }
 )
 #: RFC 9110 token, what a field name is made of.
@@ -148,6 +163,8 @@ def parse_head(head: bytes) -> Head | None:
         return None
     target = request_line[5:-9]
     if b" " in target or b"?" in target or b"%" in target or b"#" in target:
+        return None
+    if len(lines) > MAX_FIELDS + 1:
         return None
     headers: list[tuple[str, str]] = []
     values: dict[str, str] = {}
@@ -309,6 +326,8 @@ class FastConnection(asyncio.Protocol):
             self._hand_over(b"")  # bare line ends, or a head too long: aiohttp answers
             return False
         if end < 0:
+            if not _START.startswith(bytes(buffer[: len(_START)])):
+                self._hand_over(b"")
             return False
         head = parse_head(head_bytes) if end <= MAX_HEAD else None
         if head is None or head.length > self._fast.max_body or self._fast.bridge.draining:
@@ -388,10 +407,15 @@ class FastConnection(asyncio.Protocol):
             self._hand_over(raw)
             return
         values = head.values
+        host = values.get("host")
+        if host is None:
+            # HTTP/1.1 requires it: aiohttp refuses the request (read here, where it's read anyway).
+            self._hand_over(raw)
+            return
         request_id = request_id_from(values.get("x-request-id"))
         ctx = RequestContext(request_id=request_id, metrics=fast.metrics)
         try:
-            client = ClientInfo(peer=self._peer, host=values.get("host"), scheme="http")
+            client = ClientInfo(peer=self._peer, host=host, scheme="http")
             metadata = to_metadata(head.headers, fast.policy, client, request_id)
             timeout = timeout_for(
                 plan, values.get("grpc-timeout"), values.get("connect-timeout-ms")

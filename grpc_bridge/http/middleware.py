@@ -137,13 +137,16 @@ def _log_request(request: web.Request, ctx: RequestContext, status: int, bytes_o
 def log_request_line(
     ctx: RequestContext,
     method: str,
-    path: str,
+    path: str | None,
     peer: str | None,
     trace: tuple[str | None, str | None],
     status: int,
     bytes_out: int,
 ) -> None:
-    """The canonical request line (also written by the fast path, http/fastpath.py)."""
+    """The canonical request line (also written by the fast path, http/fastpath.py).
+
+    ``path`` is None for a request aiohttp's parser refused (http/parse_errors.py).
+    """
     log_info(
         log,
         "request",

@@ -1,0 +1,177 @@
+"""Requests aiohttp's HTTP parser refuses, answered with the Status body like every other error.
+
+aiohttp answers a request it cannot parse (a bad header line or chunk, a line
+over its limits, an invalid method, ...) from ``RequestHandler.handle_error``
+before any middleware runs, in plain text, over HTTP/1.0. Its protocol class
+is fixed inside ``web.Server``, so the proxy and admin listeners run a
+``Server`` that makes ``JsonErrorHandler`` instead; the fast path hands its
+connections to the same one (http/fastpath.py), so both paths answer alike.
+
+Only the error path differs from aiohttp's: no per-request cost.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+
+from grpc_bridge.errors import BridgeError, HeadersTooLarge, InvalidArgument
+from grpc_bridge.http.context import RequestContext
+from grpc_bridge.http.middleware import (
+    INTERNAL_MESSAGE,
+    REQUEST_ID_HEADER,
+    count_request,
+    error_answer,
+    log_request_line,
+)
+from grpc_bridge.http.responses import json_response
+from grpc_bridge.log import get_logger
+from grpc_bridge.metrics import Metrics
+from grpc_bridge.status import Code, status_body
+from grpc_bridge.upstream.metadata import new_request_id
+
+log = get_logger("grpc_bridge.http")
+
+#: What the log line and metrics call the method of a request that never parsed
+#: (aiohttp's own placeholder request says the same).
+UNPARSED_METHOD = "UNKNOWN"
+#: aiohttp's message for a head with more than ``max_headers`` fields.
+_TOO_MANY_HEADERS = "Too many headers received"
+#: Where aiohttp's messages start echoing the input: the bytes' repr, or a caret line.
+_ECHO = re.compile(r"\s*:?\s*(?:b['\"]|bytearray\(|\n\n).*", re.DOTALL)
+_MAX_REASON = 120
+
+
+def parse_error(exc: HttpProcessingError, max_headers: int) -> BridgeError:
+    """The bridge's error for a parse failure: what went wrong, never the input itself.
+
+    431 for a head over aiohttp's limits, as grpc-gateway (Go's net/http) and
+    Envoy answer; 400 for anything malformed.
+    """
+    if isinstance(exc, LineTooLong):
+        limit = exc.args[1] if len(exc.args) > 1 else "the limit"
+        return HeadersTooLarge(
+            "request head too large: the request line or a header field is longer than "
+            f"{limit} bytes",
+            reason="bad_header",
+        )
+    if exc.message == _TOO_MANY_HEADERS:
+        return HeadersTooLarge(
+            f"request head too large: more than {max_headers} header fields", reason="bad_header"
+        )
+    return InvalidArgument(f"malformed HTTP request: {_reason(exc.message)}")
+
+
+def _reason(message: str) -> str:
+    """aiohttp's description of the problem, without the bytes it quotes."""
+    text = " ".join(_ECHO.sub("", message).split()).rstrip(":. ")
+    text = "".join(c if " " <= c <= "~" else "?" for c in text[:_MAX_REASON])
+    if len(text) > 1 and text[1].islower():
+        text = text[0].lower() + text[1:]
+    return text or "unparseable request"
+
+
+class JsonErrorHandler(web.RequestHandler):
+    """aiohttp's connection protocol, with its error answers in the bridge's error shape.
+
+    ``metrics`` set: a refused request is counted and logged like the ones the
+    edge middleware refuses (the proxy listener); None: neither (admin listeners).
+    """
+
+    __slots__ = ("_metrics", "_observe")
+
+    def __init__(
+        self, manager: web.Server, *, metrics: Metrics | None, observe: bool, **kwargs: Any
+    ) -> None:
+        super().__init__(manager, **kwargs)
+        self._metrics = metrics
+        self._observe = observe
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            # As aiohttp: part of an answer is out, another can't follow.
+            raise ConnectionError("response already started, cannot send an error response")
+        if isinstance(exc, HttpProcessingError):
+            response = self._parse_error_answer(request, exc)
+        else:
+            # A failure outside the edge middleware, which catches everything else.
+            log.error("unhandled_error", status=status, exc_info=exc)
+            code = Code.DEADLINE_EXCEEDED if status == 504 else Code.INTERNAL
+            response = json_response(status_body(code, INTERNAL_MESSAGE), status=status)
+            response.headers[REQUEST_ID_HEADER] = new_request_id()
+        response.headers["Connection"] = "close"
+        response.force_close()
+        return response
+
+    def _parse_error_answer(
+        self, request: web.BaseRequest, exc: HttpProcessingError
+    ) -> web.Response:
+        ctx = RequestContext(request_id=new_request_id(), metrics=self._metrics)
+        response = error_answer(parse_error(exc, self.max_headers), ctx)
+        response.headers[REQUEST_ID_HEADER] = ctx.request_id
+        # aiohttp makes the request of a parse error from an HTTP/1.0 placeholder;
+        # the status line is the HTTP/1.1 server's we are, as on every other answer.
+        request._version = HttpVersion11
+        if self._observe:
+            body = response.body
+            size = len(body) if isinstance(body, bytes) else 0
+            peer = request.remote
+            log_request_line(ctx, UNPARSED_METHOD, None, peer, (None, None), response.status, size)
+            if self._metrics is not None:
+                count_request(self._metrics, ctx, UNPARSED_METHOD, response.status)
+        return response
+
+
+class JsonErrorServer(web.Server):
+    """aiohttp's low-level server, making ``JsonErrorHandler`` connections."""
+
+    def __init__(
+        self, made: web.Server, *, metrics: Metrics | None, observe: bool, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            made.request_handler,
+            request_factory=made.request_factory,
+            handler_cancellation=made.handler_cancellation,
+            **kwargs,
+        )
+        self._metrics = metrics
+        self._observe = observe
+
+    def __call__(self) -> web.RequestHandler:
+        return JsonErrorHandler(
+            self, loop=self._loop, metrics=self._metrics, observe=self._observe, **self._kwargs
+        )
+
+
+class JsonErrorRunner(web.AppRunner):
+    """``web.AppRunner`` whose connections answer parse errors with the Status body.
+
+    ``observe``: log and count refused requests (with ``metrics``), as the proxy does.
+    """
+
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        metrics: Metrics | None = None,
+        observe: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self._metrics = metrics
+        self._observe = observe
+
+    async def _make_server(self) -> web.Server:
+        # aiohttp's own (app start-up, handler arguments), remade with our protocol class.
+        made = await super()._make_server()
+        return JsonErrorServer(made, metrics=self._metrics, observe=self._observe, **made._kwargs)
