@@ -22,12 +22,11 @@ because a browser's EventSource can't read the body of a non-200 answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import SSE_FRAMING, Framing
@@ -47,9 +46,9 @@ from grpc_bridge.http.responses import json_response
 from grpc_bridge.http.transcode import (
     MessageDecoder,
     decode_request,
-    encode_stream_message,
     message_response,
     stream_decoder,
+    stream_encoder,
 )
 from grpc_bridge.http.unary import call_metadata, call_timeout
 from grpc_bridge.routing.plan import MethodPlan
@@ -113,10 +112,6 @@ def stream_timeout(request: web.Request, plan: MethodPlan) -> float | None:
         request.headers.get("Grpc-Timeout"), request.headers.get("Connect-Timeout-Ms")
     )
     return None if requested is None else min(requested, plan.limits.max_timeout_s)
-
-
-def encoder(match: Match) -> Callable[[Message], bytes]:
-    return lambda message: encode_stream_message(match, message)
 
 
 async def _feed_body(
@@ -210,7 +205,7 @@ async def _relay(
     """Upstream messages to the client (and, with ``feed``, the body upstream) until either ends."""
     return await _ended(
         supervise(
-            relay(call, framing, sink, encoder(match), activity),
+            relay(call, framing, sink, stream_encoder(match), activity),
             feed,
             closing=bridge.closing,
             idle_timeout_s=bridge.settings.streams.idle_timeout_s,

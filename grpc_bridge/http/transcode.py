@@ -20,7 +20,7 @@ only feeds them what aiohttp parsed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 from google.protobuf.message import Message
@@ -40,12 +40,12 @@ from grpc_bridge.routing.table import Match
 __all__ = [
     "decode_request",
     "encode_response",
-    "encode_stream_message",
     "message_from_query",
     "message_response",
     "query_items",
     "response_content_type",
     "stream_decoder",
+    "stream_encoder",
 ]
 
 #: What decodes a request stream's messages: a plain codec, or a REST binding's.
@@ -142,17 +142,18 @@ def encode_response(match: Match, message: Message) -> bytes:
     return plan.response_codec.encode(message)
 
 
-def encode_stream_message(match: Match, message: Message) -> bytes:
-    """One message of a streamed response (NDJSON, SSE, WebSocket frame): always JSON.
+def stream_encoder(match: Match) -> Callable[[Message], bytes]:
+    """What renders each message of a streamed response (NDJSON, SSE, WebSocket): always JSON.
 
     An HttpBody's raw bytes would break the framing around them, so a stream
     sends it in its JSON form (``{"contentType": ..., "data": <base64>}``).
+    Chosen once per stream and returned bound: it runs once per message.
     """
     if match.binding is not None:
-        return match.binding.response.encode_json(message)
+        return match.binding.response.encode_json
     plan = match.plan
     assert plan is not None
-    return plan.response_codec.encode(message)
+    return plan.response_codec.encode
 
 
 def response_content_type(match: Match, message: Message) -> str:

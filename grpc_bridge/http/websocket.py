@@ -54,8 +54,8 @@ from grpc_bridge.http.relay import (
     supervise,
 )
 from grpc_bridge.http.request_stream import ClientGone
-from grpc_bridge.http.streaming import encoder, stream_timeout
-from grpc_bridge.http.transcode import MessageDecoder, stream_decoder
+from grpc_bridge.http.streaming import stream_timeout
+from grpc_bridge.http.transcode import MessageDecoder, stream_decoder, stream_encoder
 from grpc_bridge.http.unary import call_metadata, call_timeout
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Cors
@@ -210,7 +210,7 @@ class _Session:
         self.metadata = metadata
         self.timeout = timeout
         self.sink = WebSocketSink(ws)
-        self.encode = encoder(match)
+        self.encode = stream_encoder(match)
         self.activity = Activity()
         self.frames = FrameReader(ws, decoder, self.activity)
 

@@ -428,15 +428,20 @@ class NativeStreamCall:
         stream = self._stream
         if stream is None:
             return []
-        out: list[Message] = []
-        parse = self._prepared.parse
         messages = stream.messages
-        while messages and len(out) < limit:
-            try:
-                out.append(parse(messages[0]))
-            except DecodeError:
-                break
-            messages.popleft()
+        taken = [messages.popleft() for _ in range(min(limit, len(messages)))]
+        parse = self._prepared.parse
+        try:
+            # map(), not a loop: no Python frame per message on a stream's hot path.
+            out = list(map(parse, taken))
+        except DecodeError:
+            out = []
+            for index, data in enumerate(taken):
+                try:
+                    out.append(parse(data))
+                except DecodeError:
+                    messages.extendleft(reversed(taken[index:]))
+                    break
         stream.consumed()
         if out and self._observer is not None:
             self._observer.metrics.received.inc(len(out))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import struct
 import zlib
 from collections import deque
 from typing import TYPE_CHECKING, NamedTuple
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from grpc_bridge.upstream.h2.connection import Connection
 
 Metadata = tuple[tuple[str, str | bytes], ...]
+
+#: A gRPC message's prefix: the compressed flag, then the length (big-endian).
+_PREFIX = struct.Struct(">BI").unpack_from
 
 _HTTP_TO_CODE = {
     400: Code.INTERNAL,
@@ -264,12 +268,15 @@ class Stream:
         """Move every whole message of ``data`` into ``messages``; returns where the rest starts.
 
         A bytearray is consumed in place; for bytes the caller keeps the rest.
+        This loop runs once per message (a stream of small messages spends a
+        third of its time here), hence one ``unpack_from`` for the 5-byte
+        prefix and the flag tested only when set.
         """
         pos = 0
         end = len(data)
-        messages = self.messages
+        append = self.messages.append
         while end - pos >= 5:
-            length = int.from_bytes(data[pos + 1 : pos + 5], "big")
+            flag, length = _PREFIX(data, pos)
             if length > self._max_receive:
                 self.connection.reset(
                     self,
@@ -281,10 +288,12 @@ class Stream:
                     ),
                 )
                 return end
-            if end - pos - 5 < length:
+            start = pos + 5
+            if end - start < length:
                 break
-            message = bytes(data[pos + 5 : pos + 5 + length])
-            if data[pos]:
+            pos = start + length
+            message = bytes(data[start:pos])  # no copy when data is bytes
+            if flag:
                 try:
                     message = _decompress(self._encoding, message, self._max_receive)
                 except _TooBig:
@@ -305,8 +314,7 @@ class Stream:
                         Status(Code.INTERNAL, f"cannot decompress a message: {exc}"),
                     )
                     return end
-            messages.append(message)
-            pos += 5 + length
+            append(message)
         if isinstance(data, bytearray):
             del data[:pos]
             return 0
