@@ -70,10 +70,19 @@ $(BENCH_NODE): bench/node/package.json bench/node/package-lock.json | $(STAMP)
 	cd $(VENV)/bench-node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $@
 
-bench: $(BENCH_STAMP) $(BENCH_NODE)
+# The default echo upstream: C on libnghttp2 (bench/c/upstream.c), a few µs of CPU per call.
+BENCH_UPSTREAM := $(VENV)/bench-upstream
+
+$(BENCH_UPSTREAM): bench/c/upstream.c | $(STAMP)
+	@test -f /usr/include/nghttp2/nghttp2.h || { echo "libnghttp2-dev not found: installing it with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libnghttp2-dev; }
+	$(CC) -O2 -Wall -Wextra -o $@ bench/c/upstream.c -lnghttp2
+
+bench: $(BENCH_STAMP) $(BENCH_NODE) $(BENCH_UPSTREAM)
 	@command -v wrk >/dev/null && command -v curl >/dev/null || { echo "wrk/curl not found: installing them with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk curl; }
-	$(BIN)/python bench/run.py --node-modules $(VENV)/bench-node/node_modules $(BENCH_ARGS)
+	$(BIN)/python bench/run.py --node-modules $(VENV)/bench-node/node_modules \
+		--c-upstream $(BENCH_UPSTREAM) $(BENCH_ARGS)
 
 # Regenerate the committed protobuf code (demo service and test protos).
 protos: $(STAMP)

@@ -1,9 +1,10 @@
 """Profile grpc_bridge under load with py-spy: the method behind bench/PROFILE.md.
 
-    python bench/profile.py [--codec fast|reference] [--case order|ping] [--seconds 10]
+    python bench/profile.py [--codec fast|reference] [--case order|ping|stream] [--seconds 10]
 
 Starts the echo upstream (CPU 0) and a bridge (CPU 1), drives it with wrk
-(CPU 0), records the bridge with ``py-spy record --gil`` (samples only while
+(CPU 0) or, for ``stream``, with curl reading NDJSON server streams, records
+the bridge with ``py-spy record --gil`` (samples only while
 Python code holds the GIL, i.e. the CPU work of the event loop thread) and
 prints the top frames by self and inclusive time. ``--codec reference`` turns
 the compiled codec off (validate.py + json_format only), for the "before".
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -42,7 +44,8 @@ def serve(config: str, codec: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", choices=["fast", "reference"], default="fast")
-    parser.add_argument("--case", choices=["order", "ping"], default="order")
+    parser.add_argument("--case", choices=["order", "ping", "stream"], default="order")
+    parser.add_argument("--upstream", choices=list(run.UPSTREAMS), default="c")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="keep the raw py-spy profile here")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -51,12 +54,11 @@ def main() -> None:
         serve(args.serve, args.codec)
         return
     node_modules = Path(sys.prefix) / "bench-node" / "node_modules"
+    c_binary = Path(sys.prefix) / "bench-upstream"
     with tempfile.TemporaryDirectory(prefix="grpc-bridge-profile-") as tmp:
         workdir = Path(tmp)
         gen, descriptor = run.generate(workdir)
-        upstream = servers.start_upstream(
-            workdir, gen, "0", node_modules if node_modules.is_dir() else None
-        )
+        upstream = servers.start_upstream(workdir, gen, "0", args.upstream, node_modules, c_binary)
         config, port, admin = servers.bridge_config(workdir, upstream, descriptor)
         # The CLI's serve path, run by this script so that --codec applies.
         argv = [sys.executable, __file__, "--serve", str(config), "--codec", args.codec]
@@ -65,16 +67,26 @@ def main() -> None:
         path, body = {
             "order": (run.ORDER_PATH, payloads.ORDER_BODY),
             "ping": (run.PING_PATH, payloads.PING_BODY),
+            "stream": (run.STREAM_PATH, b'{"count": 300000}'),
         }[args.case]
         url = f"http://127.0.0.1:{bridge.port}{path}"
+
+        def drive(seconds: float) -> dict[str, float]:
+            if args.case != "stream":
+                return load.wrk(url, body, workdir, seconds=seconds, connections=32, cpus="0")
+            deadline = time.monotonic() + seconds
+            total: dict[str, float] = {"messages": 0.0, "seconds": 0.0}
+            while time.monotonic() < deadline:
+                got = load.ndjson_streams(url, body, workdir, streams=4, cpus="0")
+                total["messages"] += got["messages"]
+                total["seconds"] += got["seconds"]
+            total["rps"] = total["messages"] / total["seconds"]
+            return total
+
         try:
-            load.wrk(url, body, workdir, seconds=2, connections=32, cpus="0")  # warm-up
+            drive(2)  # warm-up
             result: dict[str, float] = {}
-            driver = threading.Thread(
-                target=lambda: result.update(
-                    load.wrk(url, body, workdir, seconds=args.seconds + 2, connections=32, cpus="0")
-                )
-            )
+            driver = threading.Thread(target=lambda: result.update(drive(args.seconds + 2)))
             driver.start()
             raw = args.out or workdir / "profile.txt"
             py_spy = Path(sys.executable).parent / "py-spy"
@@ -88,7 +100,10 @@ def main() -> None:
                 capture_output=True,
             )
             driver.join()
-            print(f"{args.codec} codec, {args.case}: {result.get('rps', 0):.0f} req/s under py-spy")
+            print(
+                f"{args.codec} codec, {args.case}: "
+                f"{result.get('rps', 0):.0f} req/s (or messages/s) under py-spy"
+            )
             print(profile_summary.summarise(str(raw), 30))
         finally:
             bridge.stop()

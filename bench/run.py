@@ -47,6 +47,13 @@ PING_PATH = "/benchpb.v1.Bench/EchoPing"
 STREAM_PATH = "/benchpb.v1.Bench/StreamPings"
 CHAT_PATH = "/benchpb.v1.Bench/ChatPings"
 
+UPSTREAMS = {
+    "c": "Upstream: C echo on libnghttp2 (bench/c/upstream.c), a few µs of CPU per call",
+    "node": "Upstream: Node grpc-js echo (bench/node/upstream.js)",
+    "python": "Upstream: Python grpc.aio echo (bench/upstream.py); client CPU per call is "
+    "about twice what it is against grpc-js (see bench/PROFILE.md)",
+}
+
 
 class Budget:
     """The whole run's time bound: cases that would overrun it are skipped, with a note."""
@@ -345,7 +352,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=servers.ROOT / "bench" / "results")
     parser.add_argument("--rate", type=float, default=400, help="fixed rate of the latency case")
     parser.add_argument("--latency-seconds", type=float, default=8)
-    parser.add_argument("--stream-messages", type=int, default=100_000, help="per stream, 4 streams")
+    parser.add_argument(
+        "--stream-messages", type=int, default=500_000, help="per stream, 4 streams"
+    )
     parser.add_argument("--ws-messages", type=int, default=20_000)
     parser.add_argument("--max-minutes", type=float, default=8)
     parser.add_argument("--no-envoy", action="store_true")
@@ -355,7 +364,18 @@ def parse_args() -> argparse.Namespace:
         default=Path(sys.prefix) / "bench-node" / "node_modules",
         help="grpc-js install for the Node upstream (make bench installs it)",
     )
-    parser.add_argument("--upstream", choices=["node", "python"], default=None)
+    parser.add_argument(
+        "--c-upstream",
+        type=Path,
+        default=Path(sys.prefix) / "bench-upstream",
+        help="the C echo upstream's binary (make bench compiles bench/c/upstream.c)",
+    )
+    parser.add_argument(
+        "--upstream",
+        choices=list(UPSTREAMS),
+        default=None,
+        help="the echo upstream (default: c when built, else node when installed, else python)",
+    )
     parser.add_argument(
         "--cases",
         default=",".join(CASES),
@@ -366,8 +386,8 @@ def parse_args() -> argparse.Namespace:
     if unknown := args.cases - set(CASES):
         parser.error(f"unknown cases: {', '.join(sorted(unknown))}")
     if args.upstream is None:
-        found = (args.node_modules / "@grpc" / "grpc-js").is_dir() and shutil.which("node")
-        args.upstream = "node" if found else "python"
+        node = (args.node_modules / "@grpc" / "grpc-js").is_dir() and shutil.which("node")
+        args.upstream = "c" if args.c_upstream.is_file() else "node" if node else "python"
     if args.quick:
         args.runs, args.seconds, args.latency_seconds = 1, 2.0, 3
         args.stream_messages, args.ws_messages = 5_000, 3_000
@@ -389,14 +409,10 @@ def main() -> None:
         gen, descriptor = generate(workdir)
         upstream_cpu, proxy_cpu = ("0", "1") if args.pin else (None, None)
         try:
-            node_modules = args.node_modules if args.upstream == "node" else None
-            upstream = servers.start_upstream(workdir, gen, upstream_cpu, node_modules)
-            notes.append(
-                "Upstream: Node grpc-js echo (bench/node/upstream.js)"
-                if node_modules
-                else "Upstream: Python grpc.aio echo (bench/upstream.py); client CPU per call is "
-                "about twice what it is against grpc-js (see bench/PROFILE.md)"
+            upstream = servers.start_upstream(
+                workdir, gen, upstream_cpu, args.upstream, args.node_modules, args.c_upstream
             )
+            notes.append(UPSTREAMS[args.upstream])
             started.append(upstream)
             proxies: dict[str, servers.Proc] = {}
             envoy = None if args.no_envoy else servers.envoy_binary()

@@ -121,11 +121,15 @@ def wait_ready(proc: Proc, url: str | None = None, timeout: float = 30.0) -> Non
 # --- the four kinds of process -----------------------------------------------------------------
 
 
-def start_upstream(workdir: Path, gen: Path, cpus: str | None, node_modules: Path | None) -> Proc:
-    """The Node (grpc-js) echo upstream when its modules are installed, else the Python one."""
+def start_upstream(
+    workdir: Path, gen: Path, cpus: str | None, kind: str, node_modules: Path, c_binary: Path
+) -> Proc:
+    """The echo upstream: C on libnghttp2 (``c``), Node's grpc-js (``node``) or grpc.aio."""
     port = free_port()
     env: dict[str, str] = {}
-    if node_modules is not None:
+    if kind == "c":
+        argv = [str(c_binary), str(port)]
+    elif kind == "node":
         argv = ["node", "bench/node/upstream.js", str(port)]
         env["NODE_PATH"] = str(node_modules)
     else:
