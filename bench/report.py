@@ -95,26 +95,37 @@ def render_markdown(results: dict[str, Any]) -> str:
             "",
             "1.2 KB Order; the bridge may use both CPUs, "
             "which it shares with the upstream and wrk. *cores* = CPU seconds the "
-            "bridge's processes used per second of the run.",
+            "bridge's processes used per second of the run; *µs/req* = the bridge's CPU per "
+            "request; *upstream + wrk µs/req* = what the echo upstream and the load "
+            "generator used per request, on the same two CPUs.",
             "",
-            "| workers | req/s | cores | req/s per core |",
-            "|---:|---:|---:|---:|",
+            "| workers | req/s | cores | req/s per core | µs/req | upstream + wrk µs/req |",
+            "|---:|---:|---:|---:|---:|---:|",
         ]
         for n in ("1", "2"):
             entry = workers.get(n)
             if entry:
-                cores = entry["rps"] / entry["per_core"] if entry["per_core"] else 0.0
+                cores = entry.get("cores") or (
+                    entry["rps"] / entry["per_core"] if entry["per_core"] else 0.0
+                )
                 lines.append(
-                    f"| {n} | {_num(entry['rps'])} | {cores:.2f} | {_num(entry['per_core'])} |"
+                    f"| {n} | {_num(entry['rps'])} | {cores:.2f} | {_num(entry['per_core'])} | "
+                    f"{entry.get('bridge_us', 0):.0f} | {entry.get('others_us', 0):.0f} |"
                 )
         one, two = workers.get("1", {}), workers.get("2", {})
         lines.append("")
-        lines.append(
+        text = (
             f"2 workers / 1 worker: {_ratio(two.get('rps'), one.get('rps'))} (target ≥ 1.7×). "
             f"Per core, 2 workers serve {_ratio(two.get('per_core'), one.get('per_core'))} "
-            "of what one does: the work scales with the cores the workers get, and on a "
-            "2-CPU machine that also runs the upstream and wrk they cannot get two."
+            "of what one does."
         )
+        if workers.get("ceiling"):
+            text += (
+                f" With the upstream and wrk on the same two CPUs, the most two workers could "
+                f"reach here is {workers['ceiling']:.2f}× (both CPUs, less what those two "
+                "use per request, at one worker's CPU per request)."
+            )
+        lines.append(text)
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---:|:---:|"]
     for target in results.get("targets", []):
         lines.append(
@@ -171,6 +182,63 @@ def render_chart(results: dict[str, Any], path: Path) -> bool:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
+
+
+README_START, README_END = "<!-- bench-table -->", "<!-- /bench-table -->"
+
+
+def readme_block(results: dict[str, Any]) -> str:
+    """The README's performance tables: results.md's tables, without its preamble and notes."""
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in render_markdown(results).splitlines():
+        if line.startswith("## "):
+            current = line[3:]
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+
+    def tables(name: str, prose_after: bool = False) -> list[str]:
+        lines = sections.get(name, [])
+        keep = [line for line in lines if line.startswith("|")]
+        if prose_after and keep:
+            after = lines[lines.index(keep[-1]) + 1 :]
+            keep += [""] + [line for line in after if line.strip()]
+        return keep
+
+    latency = results["cases"].get("latency", {})
+    out = [
+        f"Latest run ({results['meta']['date']}, `make bench`, full output in",
+        "[bench/results/results.md](bench/results/results.md)):",
+        "",
+        *tables("Throughput"),
+        "",
+        f"Latency at a fixed {latency.get('rate', '?'):g} req/s (1.2 KB message, "
+        "open-loop client):",
+        "",
+        *tables("Latency at a fixed rate"),
+    ]
+    if sections.get("Workers"):
+        out += [
+            "",
+            "Workers (1.2 KB message, the bridge allowed on both CPUs; *cores*: CPU the",
+            "bridge's processes got; µs/req: CPU per request):",
+            "",
+            *tables("Workers", prose_after=True),
+        ]
+    out += ["", "Targets:", "", *tables("Targets")]
+    return "\n".join(out)
+
+
+def update_readme(readme: Path, results: dict[str, Any]) -> bool:
+    """Replace the README's block between the bench-table markers; False if it has none."""
+    text = readme.read_text()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return False
+    block = f"{README_START}\n{readme_block(results)}\n{README_END}"
+    readme.write_text(text[:start] + block + text[end + len(README_END) :])
     return True
 
 
