@@ -51,7 +51,7 @@ async def test_preflight_allows_the_route_and_the_headers_the_bridge_reads(
 
 async def test_preflight_for_a_server_stream_allows_get(bridge: RunningBridge) -> None:
     status, headers, _ = await preflight(bridge, SERVER_STREAM, "GET")
-    assert status == 204 and headers["Access-Control-Allow-Methods"] == "GET, POST"
+    assert status == 204 and headers["Access-Control-Allow-Methods"] == "GET, HEAD, POST"
 
 
 async def test_preflight_from_another_origin_is_403(bridge: RunningBridge) -> None:

@@ -75,7 +75,7 @@ async def test_crud_on_the_demo(demo: RunningBridge) -> None:
     assert status == 404 and error["code"] == 5 and "not found" in error["message"]
 
     status, _, headers = await call(demo, "POST", f"{ITEM}/5")
-    assert status == 405 and headers["Allow"] == "GET, PATCH, DELETE"
+    assert status == 405 and headers["Allow"] == "GET, HEAD, PATCH, DELETE"
 
     # A server-streaming method on its REST path: the request from the query, NDJSON out.
     status, body, headers = await call(demo, "GET", f"{ITEM}?category=BOOKS")
@@ -145,7 +145,7 @@ async def test_bad_requests(rest: RunningBridge) -> None:
         status, error, _ = await call(rest, method, path, body)
         assert (status, message in error["message"]) == (expected, True), (path, error)
     status, _, headers = await call(rest, "POST", "/v1/things/1")
-    assert headers["Allow"] == "GET, PUT, PATCH, DELETE"
+    assert headers["Allow"] == "GET, HEAD, PUT, PATCH, DELETE"
     status, error, _ = await call(
         rest, "POST", "/v1/things", b"{}", headers={"Content-Type": "text/plain"}
     )

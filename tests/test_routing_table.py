@@ -114,12 +114,17 @@ def test_rest_matches(
 @pytest.mark.parametrize(
     ("method", "path", "allowed", "route"),
     [
-        ("POST", "/v1/things/1", ("GET", "PUT", "PATCH", "DELETE"), "/v1/things/{id}"),
+        ("POST", "/v1/things/1", ("GET", "HEAD", "PUT", "PATCH", "DELETE"), "/v1/things/{id}"),
         ("GET", "/v1/things", ("POST", "SEARCH"), "/v1/things"),
         ("GET", "/v1/things/1:archive/x", None, None),
-        ("OPTIONS", "/v1/things/1:archive", ("GET", "POST", "PUT", "PATCH", "DELETE"), None),
+        (
+            "OPTIONS",
+            "/v1/things/1:archive",
+            ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"),
+            None,
+        ),
         ("GET", "/bridgetest.v1.RestService/Get", ("POST",), "/bridgetest.v1.RestService/Get"),
-        ("PUT", "/bridgetest.v1.TestService/Lookup", ("GET", "POST"), None),
+        ("PUT", "/bridgetest.v1.TestService/Lookup", ("GET", "HEAD", "POST"), None),
     ],
 )
 def test_wrong_method_lists_every_method_of_the_path(

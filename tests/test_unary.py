@@ -154,7 +154,7 @@ async def test_get_not_allowed_on_side_effecting_method(bridge: RunningBridge) -
     assert body["code"] == 12 and "GET" in body["message"]
     async with bridge.session.put(f"{bridge.url}{LOOKUP}") as resp:
         assert resp.status == 405
-        assert resp.headers["Allow"] == "GET, POST"
+        assert resp.headers["Allow"] == "GET, HEAD, POST"
 
 
 async def test_unknown_route(bridge: RunningBridge) -> None:

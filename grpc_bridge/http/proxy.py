@@ -30,6 +30,7 @@ from grpc_bridge.http.streaming import (
     handle_bidi_stream,
     handle_client_stream,
     handle_server_stream,
+    head_of_stream,
 )
 from grpc_bridge.http.unary import handle_unary
 from grpc_bridge.http.websocket import handle_websocket, is_websocket
@@ -81,6 +82,37 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise _not_allowed(request.method, match)
     assert match.plan is not None
     return await _HANDLERS[match.plan.info.kind](request, match, bridge, ctx, policy)
+
+
+async def dispatch_head(request: web.Request) -> web.StreamResponse:
+    """HEAD: what GET would answer, without the body (RFC 9110 §9.3.2), wherever GET is served.
+
+    A method answering one message is called as for GET (its status, headers and
+    Content-Length need the answer). A streamed answer is not started: the stream
+    may never end, and a server-streaming method may have side effects GET's
+    caller accepted but a HEAD (a link checker, a monitor) did not. The request
+    is checked as GET checks it, and the stream's status and headers answered.
+    aiohttp has a route of its own for HEAD, so ``dispatch`` pays nothing for it.
+    """
+    bridge = request.app[BRIDGE]
+    ctx = request[CONTEXT]
+    match = bridge.routes.match("HEAD", request.rel_url.raw_path)
+    _routed(request, match, ctx)
+    if match.kind is MatchKind.WRONG_METHOD:
+        raise _not_allowed("HEAD", match)
+    assert match.plan is not None
+    kind = match.plan.info.kind
+    # The handlers read a GET (query string, no body); the answer goes out for the HEAD.
+    as_get = request.clone(method="GET")
+    policy = request.app[_POLICY]
+    if kind.server_streams:
+        return await head_of_stream(as_get, match, bridge, ctx, policy)
+    response = await _HANDLERS[kind](as_get, match, bridge, ctx, policy)
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        # Content-Length as for GET; no body kept, so none is logged as sent either.
+        response.headers["Content-Length"] = str(len(response.body))
+        response.body = None
+    return response
 
 
 def _not_allowed(method: str, match: Match) -> MethodNotAllowed:
@@ -148,5 +180,7 @@ def build_proxy_app(bridge: Bridge) -> web.Application:
     )
     app[_CORS] = CorsPolicy(settings.cors, settings.metadata.forward_headers)
     app.on_response_prepare.append(_on_prepare)
+    # HEAD first: aiohttp looks a route up by method, then falls back to "*".
+    app.router.add_route("HEAD", "/{tail:.*}", dispatch_head)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

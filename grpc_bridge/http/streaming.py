@@ -236,6 +236,33 @@ async def handle_server_stream(
     return await _finish(sink, plan, ctx, outcome)
 
 
+async def head_of_stream(
+    request: web.Request,
+    match: Match,
+    bridge: Bridge,
+    ctx: RequestContext,
+    policy: MetadataPolicy,
+) -> web.StreamResponse:
+    """A HEAD of a streamed answer (http/proxy.py ``dispatch_head``): no upstream call.
+
+    ``request`` is the GET it stands for: whatever GET would refuse before its
+    call starts is refused alike; otherwise the headers a stream starts with.
+    """
+    plan = match.plan
+    assert plan is not None
+    call_metadata(request, ctx, policy)
+    stream_timeout(request, plan)
+    if plan.info.kind.client_streams:
+        _request_feed(request, match, bridge)
+    else:
+        await decode_request(request, match, bridge, ctx)
+    framing = stream_framing(request.headers.get("Accept"))
+    ctx.framing = framing.name
+    response = web.Response(headers=_STREAM_HEADERS)
+    response.content_type = framing.content_type
+    return response
+
+
 async def handle_bidi_stream(
     request: web.Request,
     match: Match,

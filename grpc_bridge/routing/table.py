@@ -7,7 +7,9 @@ tell 404 from 405 (starlette's Match.NONE/PARTIAL/FULL).
 Precedence (spec §2): REST bindings first, matched on a segment trie
 (:mod:`grpc_bridge.routing.trie`), then the generic route of every method,
 its gRPC path. A path that matches only with other HTTP methods gets the
-union of their methods as ``allowed`` (the ``Allow`` header).
+union of their methods as ``allowed`` (the ``Allow`` header). HEAD matches
+wherever GET does (RFC 9110 §9.3.2), unless a binding takes HEAD itself, and
+is listed wherever GET is.
 
 ``match`` takes the request's *raw* path (``request.rel_url.raw_path``, still
 percent-encoded, query string allowed): REST variables decode ``%2F`` per
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from grpc_bridge.codec.percent import decode_lenient
 from grpc_bridge.routing.bindings import Binding, RouteConflict
 from grpc_bridge.routing.plan import MethodPlan
-from grpc_bridge.routing.trie import ANY_METHOD, SegmentTrie, sort_methods
+from grpc_bridge.routing.trie import ANY_METHOD, SegmentTrie, sort_methods, with_head
 
 __all__ = [
     "UNMATCHED",
@@ -62,7 +64,7 @@ _NO_MATCH = Match(MatchKind.NONE)
 
 
 def generic_methods(plan: MethodPlan) -> tuple[str, ...]:
-    """HTTP methods the generic route accepts (spec §2)."""
+    """HTTP methods of the generic route (spec §2); it serves HEAD too where GET is one."""
     info = plan.info
     if info.no_side_effects or (info.kind.server_streams and not info.kind.client_streams):
         return ("GET", "POST")
@@ -72,8 +74,11 @@ def generic_methods(plan: MethodPlan) -> tuple[str, ...]:
 @dataclass(frozen=True, slots=True)
 class _GenericRoute:
     plan: MethodPlan
+    #: In Allow-header order.
     methods: tuple[str, ...]
     full: Match
+    #: ``methods`` with POST first: the commonest request finds its method at once.
+    accepts: tuple[str, ...]
 
 
 class RouteTable:
@@ -94,10 +99,11 @@ class RouteTable:
         self.problems = frozenset(problems)
         self._generic: dict[str, _GenericRoute] = {}
         for plan in plans:
-            methods = generic_methods(plan)
+            methods = with_head(generic_methods(plan))
             full = Match(MatchKind.FULL, plan, plan.info.path, methods)
+            accepts = tuple(sorted(methods, key=lambda m: m != "POST"))
             # First upstream wins a path both serve; the app logs the shadowing.
-            self._generic.setdefault(plan.info.path, _GenericRoute(plan, methods, full))
+            self._generic.setdefault(plan.info.path, _GenericRoute(plan, methods, full, accepts))
         self._trie: SegmentTrie[Binding] = SegmentTrie()
         self._bindings: list[Binding] = []
         # Configured routes first, so that annotations meet them and yield.
@@ -118,7 +124,7 @@ class RouteTable:
         if rest.kind is MatchKind.FULL:
             return rest
         generic = self._generic.get(decode_lenient(path))
-        if generic is not None and method in generic.methods:
+        if generic is not None and method in generic.accepts:
             return generic.full
         if generic is None:
             return rest
@@ -136,7 +142,7 @@ class RouteTable:
         allowed: list[str] = []
         first: Binding | None = None
         for leaf, matched in self._trie.lookup(segments):
-            binding = leaf.methods.get(method) or leaf.methods.get(ANY_METHOD)
+            binding = leaf.served.get(method) or leaf.served.get(ANY_METHOD)
             if binding is not None:
                 return self._full(binding, matched, leaf.allowed)
             allowed.extend(leaf.allowed)

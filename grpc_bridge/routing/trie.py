@@ -22,7 +22,7 @@ from typing import Generic, TypeVar
 from grpc_bridge.codec.percent import decode_lenient
 from grpc_bridge.routing.template import PathTemplate, SegmentKind
 
-__all__ = ["ANY_METHOD", "Leaf", "SegmentTrie", "sort_methods"]
+__all__ = ["ANY_METHOD", "Leaf", "SegmentTrie", "serving", "sort_methods", "with_head"]
 
 V = TypeVar("V")
 
@@ -38,14 +38,32 @@ def sort_methods(methods: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(methods), key=lambda m: (_METHOD_ORDER.get(m, len(_METHOD_ORDER)), m)))
 
 
+def with_head(methods: Iterable[str]) -> tuple[str, ...]:
+    """``methods`` and HEAD wherever GET is one of them (RFC 9110 §9.3.2), in Allow-header order."""
+    listed = set(methods)
+    return sort_methods(listed | {"HEAD"} if "GET" in listed else listed)
+
+
+def serving(methods: dict[str, V]) -> dict[str, V]:
+    """What each request method finds: the bound ones, and HEAD the GET binding's
+    unless a binding takes HEAD itself."""
+    get = methods.get("GET")
+    if get is None or "HEAD" in methods:
+        return methods
+    return {**methods, "HEAD": get}
+
+
 class Leaf(Generic[V]):
     """Where templates of one shape and verb end: their values by HTTP method."""
 
-    __slots__ = ("allowed", "methods")
+    __slots__ = ("allowed", "methods", "served")
 
     def __init__(self) -> None:
+        #: As bound (what clashes are found on).
         self.methods: dict[str, V] = {}
-        #: ``methods``' keys in Allow-header order.
+        #: What a request's method looks up: ``methods`` with HEAD served like GET.
+        self.served: dict[str, V] = {}
+        #: ``served``'s keys in Allow-header order.
         self.allowed: tuple[str, ...] = ()
 
 
@@ -99,7 +117,8 @@ class SegmentTrie(Generic[V]):
         if clash is not None:
             return clash
         methods[method] = value
-        leaf.allowed = sort_methods(methods)
+        leaf.served = serving(methods)
+        leaf.allowed = sort_methods(leaf.served)
         if template.verb:
             self.verbs.add(template.verb)
         return None
