@@ -110,7 +110,8 @@ async def start(settings: Settings, *, resolve: Resolve = system_resolve) -> Ser
         shutdown_timeout=settings.shutdown.timeout_s,
     )
     admin_runner = JsonErrorRunner(
-        build_admin_app(bridge, metrics.registry),
+        # The playground forwards to the proxy listener, bound only further down.
+        build_admin_app(bridge, metrics.registry, lambda: _bound_port(proxy_runner)),
         handle_signals=False,
         access_log=None,
         shutdown_timeout=min(_ADMIN_SHUTDOWN_S, settings.shutdown.timeout_s),

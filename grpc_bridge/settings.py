@@ -92,6 +92,10 @@ class ProxyListener(Listener):
 
 class AdminListener(Listener):
     port: int = Field(8081, ge=0, le=65535)
+    # GET /playground (http/playground.py): a page that calls real methods through
+    # the proxy listener. On by default, as the spec lists it among the admin
+    # endpoints; the admin port is for operators and must never be public.
+    playground: bool = True
 
 
 class ServiceFilter(_Section):

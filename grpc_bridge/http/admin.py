@@ -1,7 +1,12 @@
-"""The admin listener: health, readiness, metrics and introspection; never on the proxy port."""
+"""The admin listener: health, readiness, metrics, introspection and the playground.
+
+Never on the proxy port. The playground (http/playground.py) calls methods
+through the proxy listener, whose bound port it is given by the composition root.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -11,6 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.context import BRIDGE
+from grpc_bridge.http.playground import ProxyTarget, add_playground
+from grpc_bridge.http.playground_examples import example_request
 from grpc_bridge.routing.table import generic_methods
 from grpc_bridge.status import Code, status_body
 
@@ -62,6 +69,7 @@ async def service(request: web.Request) -> web.Response:
             status=404,
             content_type="application/json",
         )
+    proto_names = bridge.settings.json_.use_proto_names
     methods = [
         {
             "name": p.info.name,
@@ -72,6 +80,8 @@ async def service(request: web.Request) -> web.Response:
             "bindings": [b.describe() for b in routes.bindings_for(p.info.path)],
             "request": describe_message(p.info.input_type),
             "response": describe_message(p.info.output_type),
+            # One request message with every field, for the playground to start from.
+            "example": example_request(p.info.input_type, proto_names=proto_names),
         }
         for p in routes.plans
         if p.info.service == wanted
@@ -138,8 +148,12 @@ _SCALARS = {
 }
 
 
-def build_admin_app(bridge: Bridge, registry: CollectorRegistry) -> web.Application:
-    app = web.Application()
+def build_admin_app(
+    bridge: Bridge, registry: CollectorRegistry, proxy_port: Callable[[], int]
+) -> web.Application:
+    """``proxy_port`` gives the proxy listener's bound port once it is listening."""
+    # A playground call whose browser went away is cancelled, and the proxied call with it.
+    app = web.Application(handler_args={"handler_cancellation": True})
     app[BRIDGE] = bridge
     app[REGISTRY] = registry
     app.router.add_get("/healthz", healthz)
@@ -148,4 +162,6 @@ def build_admin_app(bridge: Bridge, registry: CollectorRegistry) -> web.Applicat
     app.router.add_get("/v1/upstreams", upstreams)
     app.router.add_get("/v1/services", services)
     app.router.add_get("/v1/services/{service}", service)
+    if bridge.settings.admin.playground:
+        add_playground(app, ProxyTarget.of(bridge.settings, proxy_port))
     return app

@@ -12,6 +12,8 @@ ordinary admin app on a private loopback port; this app asks them:
   series per worker under a ``worker`` label (prometheus-client's own
   multi-process "all" mode does the same with a pid label); and
   ``grpc_bridge_worker_up{worker}`` says whose scrape is missing;
+- ``/playground``: served here (http/playground.py), its calls forwarded to
+  the shared proxy port like any client's; off with ``admin.playground``;
 - anything else (introspection, ...): forwarded to the first live worker.
 """
 
@@ -28,6 +30,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from grpc_bridge.http.playground import CALL_PREFIX, PAGE_PATH, ProxyTarget, add_playground
+from grpc_bridge.settings import Settings
+
 _TIMEOUT = aiohttp.ClientTimeout(total=3)
 _SUMMED = frozenset({"counter", "histogram", "summary", "gaugehistogram"})
 
@@ -38,6 +43,11 @@ class WorkerView(Protocol):
         ...
 
     def is_draining(self) -> bool: ...
+
+    @property
+    def settings(self) -> Settings:
+        """The parent's settings, with the proxy port resolved (never 0)."""
+        ...
 
 
 _VIEW = web.AppKey("worker_view", WorkerView)
@@ -182,12 +192,25 @@ async def _session(app: web.Application) -> AsyncIterator[None]:
     await app[_SESSION].close()
 
 
+async def not_found(request: web.Request) -> web.Response:
+    raise web.HTTPNotFound()
+
+
 def build_worker_admin_app(view: WorkerView) -> web.Application:
-    app = web.Application()
+    # A playground call whose browser went away is cancelled, and the proxied call with it.
+    app = web.Application(handler_args={"handler_cancellation": True})
     app[_VIEW] = view
     app.cleanup_ctx.append(_session)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    settings = view.settings
+    if settings.admin.playground:
+        port = settings.listen.port
+        add_playground(app, ProxyTarget.of(settings, lambda: port))
+    else:
+        # Not forwarded: a worker's private admin listener keeps the default (on).
+        app.router.add_route("*", PAGE_PATH, not_found)
+        app.router.add_route("*", CALL_PREFIX + "/{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", forward)
     return app
