@@ -1,0 +1,131 @@
+"""The playground page in a real browser: pick a method, send, see the answer, streams included.
+
+Headless Debian ``chromium`` driven by Playwright, launched as in
+tests/test_browser.py (same binary, same flags, same skip switch): without
+chromium this test fails, unless GRPC_BRIDGE_SKIP_BROWSER=1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import pytest
+
+from tests.harness import RunningBridge, running_bridge
+from tests.servers import TEST_SERVICE, RunningServer
+
+pytestmark = pytest.mark.browser
+
+if os.environ.get("GRPC_BRIDGE_SKIP_BROWSER") == "1":
+    pytest.skip("GRPC_BRIDGE_SKIP_BROWSER=1", allow_module_level=True)
+
+# One launch recipe for every browser test.
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+
+@asynccontextmanager
+async def playground(
+    bridge: RunningBridge, fragment: str = ""
+) -> AsyncIterator[tuple[Any, list[str]]]:
+    """The admin port's /playground open in Chromium, and the console errors it logs."""
+    assert shutil.which(CHROMIUM), (
+        f"{CHROMIUM} not found: `make test` installs it (apt-get install chromium); "
+        "set GRPC_BRIDGE_SKIP_BROWSER=1 to skip this test"
+    )
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            errors: list[str] = []
+            # A CSP violation (an inline script or style the policy does not allow) is one.
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await page.goto(f"{bridge.admin_url}/playground{fragment}")
+            yield page, errors
+        finally:
+            await browser.close()
+
+
+async def send_and_wait(page: Any) -> None:
+    await page.click("#send")
+    await page.wait_for_selector('#response[data-state="done"]', timeout=15_000)
+
+
+async def test_pick_a_method_send_and_see_the_response(upstream: RunningServer) -> None:
+    async with running_bridge(upstream.target) as bridge, playground(bridge) as (page, errors):
+        await page.click(f'button[data-method="{TEST_SERVICE}/Echo"]', timeout=15_000)
+        assert await page.inner_text("#method-path") == f"POST /{TEST_SERVICE}/Echo"
+        # The editor starts from the method's example request.
+        assert "fInt64" in orjson.loads(await page.input_value("#body"))
+        await page.fill("#body", '{"fString": "from the browser", "fInt64": "42"}')
+        await send_and_wait(page)
+        assert await page.inner_text("#http-status") == "HTTP 200 OK"
+        assert await page.inner_text("#grpc-status") == "gRPC OK (0)"
+        shown = orjson.loads(await page.inner_text("#messages li.message pre"))
+        assert (shown["fString"], shown["fInt64"]) == ("from the browser", "42")
+        assert "x-request-id" in (await page.inner_text("#response-headers")).lower()
+
+        # Request headers become metadata through the proxy's allowlist.
+        await page.click(f'button[data-method="{TEST_SERVICE}/EchoMetadata"]')
+        await page.fill("#headers", "Grpc-Metadata-Tenant: browser\nX-Not-Forwarded: 1")
+        await send_and_wait(page)
+        received = orjson.loads(await page.inner_text("#messages li.message pre"))["received"]
+        assert received["tenant"] == "browser" and "x-not-forwarded" not in received
+        assert "grpc-metadata-x-initial" in (await page.inner_text("#response-headers")).lower()
+
+        # An error status is shown readably: code name, number and message.
+        await page.click(f'button[data-method="{TEST_SERVICE}/Fail"]')
+        await page.fill("#headers", "")
+        await page.fill("#body", '{"code": 5, "message": "no such thing", "withDetails": true}')
+        await send_and_wait(page)
+        assert await page.inner_text("#http-status") == "HTTP 404 Not Found"
+        assert await page.inner_text("#grpc-status") == "gRPC NOT_FOUND (5)"
+        error = await page.locator("#messages li.error pre").all_inner_texts()
+        assert error[0] == "NOT_FOUND (5): no such thing"
+        assert "google.rpc.BadRequest" in error[1]
+
+        # A request the bridge refuses shows the bridge's own message.
+        await page.fill("#body", '{"bogus": 1}')
+        await send_and_wait(page)
+        assert await page.inner_text("#grpc-status") == "gRPC INVALID_ARGUMENT (3)"
+        assert "bogus" in await page.inner_text("#messages li.error pre")
+        assert errors == [e for e in errors if "404" in e or "400" in e]  # only failed fetches
+
+
+async def test_a_server_stream_shows_each_message_as_it_arrives(upstream: RunningServer) -> None:
+    async with (
+        running_bridge(upstream.target) as bridge,
+        playground(bridge, f"#{TEST_SERVICE}/ServerStream") as (page, errors),
+    ):
+        # The fragment picked the method.
+        await page.wait_for_selector(f'button.active[data-method="{TEST_SERVICE}/ServerStream"]')
+        await page.fill("#body", '{"count": 3, "interval": "0.4s", "tag": "browser"}')
+        await page.click("#send")
+        # The first message is on the page while the stream is still running.
+        await page.wait_for_selector("#messages li.message", timeout=15_000)
+        assert await page.get_attribute("#response", "data-state") == "running"
+        assert "browser" not in upstream.test.completed
+        await page.wait_for_selector('#response[data-state="done"]', timeout=15_000)
+        texts = [
+            orjson.loads(t)["text"]
+            for t in await page.locator("#messages li.message pre").all_inner_texts()
+        ]
+        assert texts == ["browser-0", "browser-1", "browser-2"]
+        assert await page.inner_text("#grpc-status") == "gRPC OK (0)"
+
+        # A stream failing after its first messages ends with its error shown.
+        await page.fill("#body", '{"count": 3, "tag": "f", "failCode": 9, "failAfter": 2}')
+        await send_and_wait(page)
+        assert await page.locator("#messages li.message").count() == 2
+        assert await page.inner_text("#messages li.error pre") == (
+            "FAILED_PRECONDITION (9): failing after 2"
+        )
+        assert await page.inner_text("#grpc-status") == "gRPC FAILED_PRECONDITION (9)"
+        assert errors == []
