@@ -65,6 +65,7 @@ log = get_logger("grpc_bridge.http")
 MAX_HEAD = 8190
 #: aiohttp's ``max_headers``: a head with more fields is a 431 there, so goes there.
 MAX_FIELDS = 128
+_MAX_LINES = MAX_FIELDS + 1  # with the request line
 #: How every request the fast path serves starts; other first bytes go to aiohttp
 #: at once, so that what can't be HTTP (TLS, say) is answered, not left waiting.
 _START = b"POST /"
@@ -164,7 +165,7 @@ def parse_head(head: bytes) -> Head | None:
     target = request_line[5:-9]
     if b" " in target or b"?" in target or b"%" in target or b"#" in target:
         return None
-    if len(lines) > MAX_FIELDS + 1:
+    if len(lines) > _MAX_LINES:
         return None
     headers: list[tuple[str, str]] = []
     values: dict[str, str] = {}
