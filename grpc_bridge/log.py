@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import datetime
 import json
 import logging
 import sys
+import threading
 import time
 from typing import Any, TextIO
 
@@ -66,17 +69,26 @@ class _DirectJson:
     per request in the server, for the one line every request writes. This runs
     the processors that do anything (the stack-info and exc-info ones only pop
     keys the request line never has) on the caller's dict, and writes the same
-    bytes through the same kind of logger; the timestamp comes from :class:`_UtcStamp`.
+    bytes through the same kind of stream; the timestamp comes from :class:`_UtcStamp`.
+
+    Lines written during one event-loop iteration are written and flushed
+    together at its end (Envoy buffers its access log for a second): under load
+    that is one ``write`` for many requests instead of one each, and the reader
+    of the pipe (the container runtime) wakes up once for them.
     """
 
-    __slots__ = ("_chain", "_configured", "_logger", "_renderer", "_stamp")
+    __slots__ = ("_binary", "_chain", "_configured", "_lock", "_pending", "_renderer", "_stamp")
 
     def __init__(self, processors: list[Any], renderer: Any, binary: Any) -> None:
         self._configured = processors
         self._chain = list(processors)
         self._stamp = _UtcStamp()
         self._renderer = renderer
-        self._logger = structlog.BytesLogger(binary)
+        self._binary = binary
+        self._pending: list[bytes] = []
+        # structlog's BytesLogger holds a lock while it writes; so does this.
+        self._lock = threading.Lock()
+        atexit.register(self.flush)
 
     def active(self) -> bool:
         # structlog.testing.capture_logs swaps the processors in place: structlog then logs.
@@ -88,7 +100,24 @@ class _DirectJson:
         structlog.contextvars.merge_contextvars(None, "info", fields)
         fields["level"] = "info"
         fields["timestamp"] = self._stamp()
-        self._logger.msg(self._renderer(None, "info", fields))
+        line = self._renderer(None, "info", fields)
+        pending = self._pending
+        if not pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop in this thread: write now
+                pending.append(line)
+                self.flush()
+                return
+        pending.append(line)
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._pending = self._pending, []
+            if lines:
+                lines.append(b"")
+                self._binary.write(b"\n".join(lines))
+                self._binary.flush()
 
 
 _direct: _DirectJson | None = None
@@ -109,6 +138,8 @@ def log_info(logger: Any, event: str, fields: dict[str, Any]) -> None:
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog for the process; called once by the CLI (tests keep the defaults)."""
     global _direct
+    if _direct is not None:
+        _direct.flush()
     _direct = None
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())

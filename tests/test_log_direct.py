@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import io
 import re
@@ -134,3 +135,38 @@ def test_timestamp_now_is_close_to_datetime_now() -> None:
     parsed = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     assert _ISO_UTC.fullmatch(stamp)
     assert abs((datetime.datetime.now(datetime.UTC) - parsed).total_seconds()) < 5
+
+
+class _CountingBuffer(io.BytesIO):
+    """Counts the writes: lines of one event-loop iteration must arrive in one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: Any) -> int:
+        self.writes += 1
+        return super().write(data)
+
+
+async def test_lines_of_one_loop_iteration_are_written_together(stream: _Stream) -> None:
+    stream.buffer = _CountingBuffer()
+    configure_logging("json", "info", stream=stream)
+    logger = get_logger("test")
+    for n in range(3):
+        log_info(logger, "request", _fields(n=n))
+    assert stream.lines() == []  # not before the iteration ends
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert [orjson.loads(line)["n"] for line in stream.lines()] == [0, 1, 2]
+    assert stream.buffer.writes == 1
+    log_info(logger, "request", _fields(n=3))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert [orjson.loads(line)["n"] for line in stream.lines()] == [0, 1, 2, 3]
+
+
+def test_without_a_running_loop_the_line_is_written_at_once(stream: _Stream) -> None:
+    configure_logging("json", "info", stream=stream)
+    log_info(get_logger("test"), "request", _fields())
+    assert len(stream.lines()) == 1
