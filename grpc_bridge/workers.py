@@ -45,7 +45,7 @@ from pydantic import AliasChoices
 from grpc_bridge.http.parse_errors import JsonErrorRunner
 from grpc_bridge.http.worker_admin import build_worker_admin_app
 from grpc_bridge.log import get_logger
-from grpc_bridge.settings import ENV_PREFIX, AdminListener, Listener, Settings, load_settings
+from grpc_bridge.settings import ENV_PREFIX, Listener, Settings, load_settings
 
 log = get_logger("grpc_bridge.workers")
 
@@ -292,7 +292,9 @@ def worker_main() -> int:
     # Every log line of this process says which worker wrote it.
     structlog.contextvars.bind_contextvars(worker=index)
     # The parent owns the public admin port; this one is reached only by the parent.
-    private = settings.model_copy(update={"admin": AdminListener(host="127.0.0.1", port=0)})
+    # Only the parent's admin listener is public; it answers /playground itself.
+    admin = settings.admin.model_copy(update={"host": "127.0.0.1", "port": 0, "playground": False})
+    private = settings.model_copy(update={"admin": admin})
 
     async def report(server: Server) -> None:
         sys.stdout.write(orjson.dumps({"admin_port": server.admin_port}).decode() + "\n")

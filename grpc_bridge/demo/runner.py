@@ -58,6 +58,11 @@ async def run_demo(port: int, admin_port: int, grpc_port: int = 0) -> int:
         )
         for line in curl_lines(server.proxy_port, server.admin_port):
             print(f"  {line}", file=sys.stdout)
+        if server.bridge.settings.admin.playground:
+            print(
+                f"\nOr open the playground: http://127.0.0.1:{server.admin_port}/playground",
+                file=sys.stdout,
+            )
         print(flush=True)
 
     try:
