@@ -31,6 +31,7 @@ from tests.servers import RunningServer
 from tests.test_metrics import scrape, value
 
 ECHO = "/bridgetest.v1.TestService/Echo"
+CLIENT_STREAM = "/bridgetest.v1.TestService/ClientStream"
 
 
 def request(*lines: bytes, body: bytes = b"{}") -> bytes:
@@ -192,6 +193,51 @@ async def test_a_malformed_request_after_a_good_one_on_a_kept_alive_connection(
         writer.close()
     assert rest.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert orjson.loads(rest.partition(b"\r\n\r\n")[2])["code"] == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "first"),
+    [
+        (ECHO, b"application/json", b'5\r\n{"fSt\r\n'),
+        (CLIENT_STREAM, b"application/x-ndjson", b'e\r\n{"text": "a"}\n\r\n'),
+    ],
+    ids=["unary", "request_stream"],
+)
+async def test_a_body_that_turns_malformed_after_its_head_was_handled_is_answered(
+    bridge: RunningBridge, path: str, content_type: bytes, first: bytes
+) -> None:
+    """The head is handled (and for a request stream, a message sent upstream) first.
+
+    aiohttp's C parser left such a body open: the request waited for the rest
+    until the client gave up.
+    """
+    head = request(
+        b"POST " + path.encode() + b" HTTP/1.1",
+        HOST,
+        b"Content-Type: " + content_type,
+        b"Transfer-Encoding: chunked",
+        body=b"",
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", bridge.server.proxy_port)
+    try:
+        writer.write(head)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(first)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(b"zz\r\n")
+        async with asyncio.timeout(5):
+            raw = await reader.read()  # to EOF: one answer, then the connection closes
+    finally:
+        writer.close()
+    head_bytes, _, body = raw.partition(b"\r\n\r\n")
+    assert head_bytes.startswith(b"HTTP/1.1 400 Bad Request\r\n"), raw
+    assert b"\r\nConnection: close" in head_bytes
+    status = orjson.loads(body)
+    assert status["code"] == 3
+    assert status["message"] == "malformed HTTP request body: invalid character in chunk size"
+    await served_normally(bridge)
 
 
 async def test_refusals_are_logged_and_counted_like_other_rejections(

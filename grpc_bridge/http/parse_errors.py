@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import _ErrInfo
 
 from grpc_bridge.errors import BridgeError, HeadersTooLarge, InvalidArgument
 from grpc_bridge.http.context import RequestContext
@@ -90,6 +91,35 @@ class JsonErrorHandler(web.RequestHandler):
         super().__init__(manager, **kwargs)
         self._metrics = metrics
         self._observe = observe
+
+    def data_received(self, data: bytes) -> None:
+        queued = len(self._messages)
+        super().data_received(data)
+        if len(self._messages) > queued:
+            self._fail_current_body()
+
+    def _fail_current_body(self) -> None:
+        """A parse error inside the body of the request being handled fails that body.
+
+        aiohttp's C parser, failing inside a body whose head it already
+        delivered, queues the error as the next message but leaves the body
+        open: the handler would wait for the rest of it until the client gave
+        up. The body now raises the parse error (the handler answers 400 as for
+        any bad body) and the connection closes after that answer instead of
+        sending a second one. A body already complete means the error is the
+        next pipelined request's, answered in its turn as before.
+        """
+        message, _ = self._messages[-1]
+        current = self._current_request
+        if not isinstance(message, _ErrInfo) or current is None or current.content.is_eof():
+            return
+        exc = message.exc
+        reason = _reason(exc.message) if isinstance(exc, HttpProcessingError) else "unparseable"
+        self._messages.pop()
+        current.content.set_exception(InvalidArgument(f"malformed HTTP request body: {reason}"))
+        # No keep-alive after it: "Connection: close" on the answer, then the close.
+        current._cache["keep_alive"] = False
+        self._close = True
 
     def handle_error(
         self,
