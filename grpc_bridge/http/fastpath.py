@@ -115,6 +115,12 @@ _SINGLE = frozenset(
 )
 #: RFC 9110 token, what a field name is made of.
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Bytes no header value may hold (the head is ASCII already): controls but tab, and DEL.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+#: Field names already checked, raw → (as sent, lower case): clients send the same few
+#: names on every request. Bounded, so a client inventing names cannot grow it.
+_NAMES: dict[bytes, tuple[str, str]] = {}
+_MAX_NAMES = 512
 
 
 class _Date:
@@ -169,17 +175,23 @@ def parse_head(head: bytes) -> Head | None:
         return None
     headers: list[tuple[str, str]] = []
     values: dict[str, str] = {}
+    names = _NAMES
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        # A name that is not a token, or a CR/LF left in a line (bare line ends):
-        # aiohttp refuses those, and a front proxy may read them differently.
-        if not sep or not _TOKEN.fullmatch(name) or b"\r" in value or b"\n" in value:
+        # A control byte in a value, CR/LF left in a line (bare line ends) among
+        # them: aiohttp refuses those, and a front proxy may read them differently.
+        if not sep or _CONTROL.search(value):
             return None
-        value = value.strip(b" \t")
-        if b"\x00" in value or b"\x7f" in value or any(c < 0x20 and c != 0x09 for c in value):
-            return None
-        text_name, text = name.decode("ascii"), value.decode("ascii")
-        key = text_name.lower()
+        known = names.get(name)
+        if known is None:
+            # A name that is not a token: aiohttp refuses it too.
+            if not _TOKEN.fullmatch(name):
+                return None
+            known = (name.decode("ascii"), name.decode("ascii").lower())
+            if len(names) < _MAX_NAMES:
+                names[name] = known
+        text_name, key = known
+        text = value.strip(b" \t").decode("ascii")
         if key in _HAND_OVER or (key in values and key in _SINGLE):
             return None
         values[key] = text
