@@ -7,6 +7,7 @@ import atexit
 import datetime
 import json
 import logging
+import select
 import sys
 import threading
 import time
@@ -61,6 +62,79 @@ class _UtcStamp:
         return f"{self._prefix}.{micro:06d}Z" if micro else f"{self._prefix}Z"
 
 
+#: A write of at most this many bytes reaches a pipe in one piece even while other
+#: processes (the workers) write to the same pipe (POSIX PIPE_BUF: 4096 on Linux).
+_ATOMIC_WRITE = getattr(select, "PIPE_BUF", 512)
+
+
+class _LineBatch:
+    """The JSON lines of one event-loop iteration, written and flushed together at its end.
+
+    Under load that is one ``write`` for many requests instead of one each,
+    and the pipe's reader (the container runtime) wakes up once for them;
+    Envoy buffers its access log for a second, this holds a line only until
+    the iteration ends. Every JSON line goes through it, the request lines and
+    structlog's alike, so they keep the order they were logged in. The writes
+    are cut at line ends into pieces of at most PIPE_BUF bytes: with
+    ``--workers`` several processes share the pipe, and only such writes are
+    never interleaved with another writer's. Without a running loop (start-up,
+    another thread) a line is written at once, after any still pending.
+    """
+
+    __slots__ = ("_binary", "_lock", "_pending")
+
+    def __init__(self, binary: Any) -> None:
+        self._binary = binary
+        self._pending: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def add(self, line: bytes) -> None:
+        with self._lock:
+            pending = self._pending
+            pending.append(line)
+            if len(pending) > 1:
+                return  # a flush is scheduled already
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._pending = self._pending, []
+            if not lines:
+                return
+            write, flush = self._binary.write, self._binary.flush
+            piece: list[bytes] = []
+            size = 0
+            for line in lines:
+                if piece and size + len(line) >= _ATOMIC_WRITE:
+                    piece.append(b"")
+                    write(b"\n".join(piece))
+                    flush()
+                    piece, size = [], 0
+                piece.append(line)
+                size += len(line) + 1
+            piece.append(b"")
+            write(b"\n".join(piece))
+            flush()
+
+
+class _BatchedBytesLogger:
+    """structlog's ``BytesLogger``, writing through the batch instead of straight to the stream."""
+
+    __slots__ = ("_batch",)
+
+    def __init__(self, batch: _LineBatch) -> None:
+        self._batch = batch
+
+    def msg(self, message: bytes) -> None:
+        self._batch.add(message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
 class _DirectJson:
     """The JSON configuration's processors, applied without structlog's bound-logger machinery.
 
@@ -68,27 +142,18 @@ class _DirectJson:
     processors and goes through a lazy proxy: ~8 µs in a warm loop and ~20 µs
     per request in the server, for the one line every request writes. This runs
     the processors that do anything (the stack-info and exc-info ones only pop
-    keys the request line never has) on the caller's dict, and writes the same
-    bytes through the same kind of stream; the timestamp comes from :class:`_UtcStamp`.
-
-    Lines written during one event-loop iteration are written and flushed
-    together at its end (Envoy buffers its access log for a second): under load
-    that is one ``write`` for many requests instead of one each, and the reader
-    of the pipe (the container runtime) wakes up once for them.
+    keys the request line never has) on the caller's dict, and hands the same
+    bytes to the same line batch; the timestamp comes from :class:`_UtcStamp`.
     """
 
-    __slots__ = ("_binary", "_chain", "_configured", "_lock", "_pending", "_renderer", "_stamp")
+    __slots__ = ("_batch", "_chain", "_configured", "_renderer", "_stamp")
 
-    def __init__(self, processors: list[Any], renderer: Any, binary: Any) -> None:
+    def __init__(self, processors: list[Any], renderer: Any, batch: _LineBatch) -> None:
         self._configured = processors
         self._chain = list(processors)
         self._stamp = _UtcStamp()
         self._renderer = renderer
-        self._binary = binary
-        self._pending: list[bytes] = []
-        # structlog's BytesLogger holds a lock while it writes; so does this.
-        self._lock = threading.Lock()
-        atexit.register(self.flush)
+        self._batch = batch
 
     def active(self) -> bool:
         # structlog.testing.capture_logs swaps the processors in place: structlog then logs.
@@ -100,26 +165,17 @@ class _DirectJson:
         structlog.contextvars.merge_contextvars(None, "info", fields)
         fields["level"] = "info"
         fields["timestamp"] = self._stamp()
-        line = self._renderer(None, "info", fields)
-        pending = self._pending
-        if not pending:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no loop in this thread: write now
-                pending.append(line)
-                self.flush()
-                return
-        pending.append(line)
-
-    def flush(self) -> None:
-        with self._lock:
-            lines, self._pending = self._pending, []
-            if lines:
-                lines.append(b"")
-                self._binary.write(b"\n".join(lines))
-                self._binary.flush()
+        self._batch.add(self._renderer(None, "info", fields))
 
 
+_batch: _LineBatch | None = None
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # Lines of the last iteration, if the loop stopped before running its flush.
+    if _batch is not None:
+        _batch.flush()
 _direct: _DirectJson | None = None
 
 
@@ -137,10 +193,10 @@ def log_info(logger: Any, event: str, fields: dict[str, Any]) -> None:
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog for the process; called once by the CLI (tests keep the defaults)."""
-    global _direct
-    if _direct is not None:
-        _direct.flush()
-    _direct = None
+    global _batch, _direct
+    if _batch is not None:
+        _batch.flush()
+    _batch = _direct = None
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     processors: list[Any] = [
@@ -165,9 +221,10 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             renderer,
         ]
         binary: Any = out.buffer if hasattr(out, "buffer") else out
-        logger_factory = structlog.BytesLoggerFactory(binary)
+        batch = _batch = _LineBatch(binary)
+        logger_factory = lambda *args: _BatchedBytesLogger(batch)  # noqa: E731
         if _LEVELS[level] <= logging.INFO:
-            _direct = _DirectJson(processors, renderer, binary)
+            _direct = _DirectJson(processors, renderer, batch)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import io
 import re
+import select
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,3 +171,40 @@ def test_without_a_running_loop_the_line_is_written_at_once(stream: _Stream) -> 
     configure_logging("json", "info", stream=stream)
     log_info(get_logger("test"), "request", _fields())
     assert len(stream.lines()) == 1
+
+
+class _RecordingBuffer(io.BytesIO):
+    """Keeps each write: a pipe shared by workers keeps only writes of <= PIPE_BUF whole."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[bytes] = []
+
+    def write(self, data: Any) -> int:
+        self.chunks.append(bytes(data))
+        return super().write(data)
+
+
+async def test_a_batch_is_written_in_whole_lines_of_at_most_pipe_buf(stream: _Stream) -> None:
+    buffer = stream.buffer = _RecordingBuffer()
+    configure_logging("json", "info", stream=stream)
+    logger = get_logger("test")
+    for n in range(40):
+        log_info(logger, "request", _fields(n=n, pad="x" * 300))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert len(buffer.chunks) > 1
+    for chunk in buffer.chunks:
+        assert len(chunk) <= select.PIPE_BUF and chunk.endswith(b"\n")
+    assert [orjson.loads(line)["n"] for line in stream.lines()] == list(range(40))
+
+
+async def test_structlog_lines_keep_their_place_among_request_lines(stream: _Stream) -> None:
+    configure_logging("json", "info", stream=stream)
+    logger = get_logger("test")
+    log_info(logger, "request", _fields(n=0))
+    logger.info("lifecycle", n=1)
+    log_info(logger, "request", _fields(n=2))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert [orjson.loads(line)["n"] for line in stream.lines()] == [0, 1, 2]

@@ -1,7 +1,8 @@
 """Review of session 3's changes (gathered HTTP/2 writes, batched request lines, stream work).
 
-Each test reproduces a defect the review found; they are marked xfail(strict)
-until the code is fixed. The peers are real: a bridge process, a grpc.aio
+Each test reproduced a defect the review found (they were xfail(strict) until
+the fixes: PIPE_BUF-sized log writes, one batch for every JSON line, the
+GOAWAY written before an abort). The peers are real: a bridge process, a grpc.aio
 upstream, or a hand-made HTTP/2 server on loopback.
 """
 
@@ -57,11 +58,6 @@ def _read_some(fd: int, size: int) -> bytes:
         return b""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edf55be: _DirectJson.flush writes an iteration's lines in one write(); past "
-    "PIPE_BUF a shared stderr pipe interleaves another worker's bytes into the middle of lines",
-)
 async def test_request_lines_of_two_workers_are_never_spliced(upstream: RunningServer) -> None:
     """Two workers share stderr (a pipe, as under a container runtime).
 
@@ -189,11 +185,6 @@ def stream() -> Iterator[_Stream]:
     log._direct = None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edf55be: a request line is held until the iteration ends while structlog "
-    "lines (lifecycle events) are written at once: a line logged after it leaves before it",
-)
 async def test_lines_leave_in_the_order_they_were_logged(stream: _Stream) -> None:
     """What the bridge logs in one iteration, in the order it logged it.
 
@@ -265,11 +256,6 @@ def _pool(target: str) -> tuple[NativePool, NativeInvoker]:
     return pool, NativeInvoker(pool)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="d4e2b6f: pool.close() queues the GOAWAY in Connection._out and aborts the "
-    "transport in the same iteration; _abort(NO_ERROR) drops _out, so the GOAWAY never leaves",
-)
 async def test_pool_close_with_a_call_in_flight_sends_goaway() -> None:
     async with _recording_peer() as peer:
         pool, invoker = _pool(peer.target)

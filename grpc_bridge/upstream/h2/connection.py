@@ -562,7 +562,9 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self.error = self.error or why
             if code == frames.NO_ERROR:
-                # A dead peer (keepalive) or our own shutdown: nothing worth flushing.
+                # A dead peer (keepalive) or our own shutdown: nothing worth waiting for,
+                # but what this iteration wrote (a GOAWAY from close()) goes out first.
+                self._write_out()
                 self._transport.abort()
             else:
                 # The GOAWAY tells the upstream why; close() flushes it first.
