@@ -176,6 +176,8 @@ def _flush_at_exit() -> None:
     # Lines of the last iteration, if the loop stopped before running its flush.
     if _batch is not None:
         _batch.flush()
+
+
 _direct: _DirectJson | None = None
 
 
