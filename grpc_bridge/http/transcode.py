@@ -9,18 +9,22 @@ handled once, whichever framing carries the call:
 - :func:`stream_decoder`: the decoder of a request stream's messages (HTTP
   NDJSON / JSON array and WebSocket frames), path and query merged into each;
 - :func:`query_items`: the query string, decoded strictly;
+- :func:`rest_message`: a REST binding's request message from plain inputs
+  (path variables, raw query, body bytes, Content-Type), for the aiohttp path
+  and the lean one (http/fastpath.py) alike;
 - :func:`encode_response`: one response message as the HTTP body bytes (JSON,
   a ``response_body`` field's JSON, or an HttpBody's raw bytes);
 - :func:`response_content_type`: the media type of those bytes;
+- :func:`reply_body`: both, for a one-message reply;
 - :func:`message_response`: both, as the ``web.Response`` of a one-message reply.
 
 The REST rules themselves live in :mod:`grpc_bridge.codec.rest`; this module
-only feeds them what aiohttp parsed.
+only feeds them what aiohttp (or the lean path) parsed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 from google.protobuf.message import Message
@@ -43,7 +47,9 @@ __all__ = [
     "message_from_query",
     "message_response",
     "query_items",
+    "reply_body",
     "response_content_type",
+    "rest_message",
     "stream_decoder",
     "stream_encoder",
 ]
@@ -54,9 +60,9 @@ MessageDecoder = MessageCodec | StreamDecoder
 _NO_BODY = "this route takes no request body: send the fields in the query string"
 
 
-def query_items(request: web.Request) -> list[tuple[str, str]]:
-    """The query parameters, in order; a malformed escape or non-UTF-8 value is a 400."""
-    raw = request.rel_url.raw_query_string
+def query_items(raw: str) -> list[tuple[str, str]]:
+    """The parameters of a raw query string (``request.rel_url.raw_query_string``), in
+    order; a malformed escape or non-UTF-8 value is a 400."""
     if not raw:
         return []
     try:
@@ -73,7 +79,7 @@ def stream_decoder(request: web.Request, match: Match, bridge: Bridge) -> Messag
         return plan.request_codec
     return match.binding.request.stream_decoder(
         match.path_params,
-        query_items(request),
+        query_items(request.rel_url.raw_query_string),
         ignore_unknown_query=bridge.settings.rest.ignore_unknown_query_parameters,
     )
 
@@ -84,7 +90,7 @@ def message_from_query(request: web.Request, match: Match, bridge: Bridge) -> Me
     assert plan is not None
     value = query_to_value(
         plan.info.input_type,
-        query_items(request),
+        query_items(request.rel_url.raw_query_string),
         ignore_unknown=bridge.settings.rest.ignore_unknown_query_parameters,
         max_depth=bridge.settings.limits.max_json_depth,
     )
@@ -124,11 +130,36 @@ async def _decode_rest(
             check_media_type(request)
         body = await read_body(request, bridge.settings.limits.max_request_bytes)
         ctx.bytes_in = len(body)
-    return rest.decode(
+    return rest_message(
+        binding,
         match.path_params,
-        query_items(request),
+        request.rel_url.raw_query_string,
         body,
         request.headers.get("Content-Type"),
+        bridge,
+    )
+
+
+def rest_message(
+    binding: Binding,
+    path_params: Mapping[str, str],
+    raw_query: str,
+    body: bytes,
+    content_type: str | None,
+    bridge: Bridge,
+) -> Message:
+    """A REST binding's request message from what the request carried, however it was parsed.
+
+    ``path_params`` are the match's captures (still percent-encoded), ``raw_query``
+    the query string as sent, ``body`` every body byte (``b""`` for none). The
+    caller has checked the media type and the size; everything else is checked
+    here, with :class:`InvalidArgument` naming what is wrong.
+    """
+    return binding.request.decode(
+        path_params,
+        query_items(raw_query),
+        body,
+        content_type,
         ignore_unknown_query=bridge.settings.rest.ignore_unknown_query_parameters,
     )
 
@@ -163,12 +194,17 @@ def response_content_type(match: Match, message: Message) -> str:
     return JSON
 
 
+def reply_body(match: Match, message: Message) -> tuple[bytes, str]:
+    """The body of a one-message reply and its Content-Type (the lean path sends these too)."""
+    return encode_response(match, message), response_content_type(match, message)
+
+
 def message_response(
     match: Match, message: Message, *, headers: Sequence[tuple[str, str]] = ()
 ) -> web.Response:
     """The ``200`` reply carrying one response message (unary and client-streaming calls)."""
-    response = json_response(encode_response(match, message), headers=headers)
-    content_type = response_content_type(match, message)
+    body, content_type = reply_body(match, message)
+    response = json_response(body, headers=headers)
     if content_type != JSON:
         response.headers["Content-Type"] = content_type
     return response
