@@ -1,8 +1,9 @@
 """The lean HTTP/1.1 path (grpc_bridge/http/fastpath.py) against real bridges and upstreams.
 
 Every test elsewhere already goes through it when its request is plain; these
-check the seams: the same bytes as the aiohttp path, pipelining, the hand-over
-of a connection to aiohttp mid-stream, disconnects, ``Connection: close``.
+check the seams: the same bytes as the aiohttp path (generic routes and REST
+bindings), the same log lines and metrics, pipelining, the hand-over of a
+connection to aiohttp mid-stream, disconnects, ``Connection: close``.
 Requests are written as raw bytes so the test controls exactly what arrives.
 """
 
@@ -16,10 +17,12 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
 
+from grpc_bridge.http import fastpath
 from grpc_bridge.http.fastpath import parse_head
 from tests.harness import RunningBridge, running_bridge
-from tests.servers import RunningServer
+from tests.servers import RunningServer, StartServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 SLEEP = "/bridgetest.v1.TestService/Sleep"
@@ -32,7 +35,23 @@ def post(path: str, body: bytes, *extra: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+def request(
+    method: str, target: str, body: bytes | None = None, *extra: str, json: bool = True
+) -> bytes:
+    """Any request; a body gets its Content-Length (and a JSON Content-Type unless ``json``
+    is false), no body gets neither."""
+    head = [f"{method} {target} HTTP/1.1", "Host: bridge"]
+    if body is not None:
+        head += ["Content-Type: application/json"] if json else []
+        head.append(f"Content-Length: {len(body)}")
+    head += extra
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
+
+
+async def read_response(
+    reader: asyncio.StreamReader, *, to_head: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """One response; ``to_head``: the answer to a HEAD (Content-Length, no body)."""
     head = (await reader.readuntil(b"\r\n\r\n")).decode()
     lines = head.split("\r\n")
     status = int(lines[0].split()[1])
@@ -41,7 +60,9 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, st
         if line:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-    if "content-length" in headers:
+    if to_head:
+        body = b""
+    elif "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
     else:  # chunked (aiohttp's streamed answers)
         body = b""
@@ -71,10 +92,58 @@ async def bridges(upstream: RunningServer) -> AsyncIterator[tuple[RunningBridge,
         yield fast, plain
 
 
+#: YAML routes on TestService (added to RestService's annotations): an error answered
+#: after the upstream call, and the kitchen-sink message's types in the query string.
+ROUTES = [
+    {"method": "bridgetest.v1.TestService/Fail", "post": "/v1/fail", "body": "*"},
+    {
+        "method": "bridgetest.v1.TestService/Echo",
+        "get": "/v1/echo/{f_string}",
+        "additional_bindings": [{"patch": "/v1/echo/{f_int32}", "body": "*"}],
+    },
+]
+
+
+@asynccontextmanager
+async def rest_bridges(
+    upstream_factory: StartServer, **overrides: Any
+) -> AsyncIterator[tuple[RunningBridge, RunningBridge]]:
+    """A lean-path bridge and an aiohttp-only one, both with REST bindings."""
+    server = await upstream_factory(services=("rest", "test"))
+    async with (
+        running_bridge(server.target, routes=ROUTES, **overrides) as fast,
+        running_bridge(
+            server.target,
+            routes=ROUTES,
+            **{**overrides, "listen": {**overrides.get("listen", {}), "fast_path": False}},
+        ) as plain,
+    ):
+        yield fast, plain
+
+
+@pytest.fixture
+def hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    return spy_hand_overs(monkeypatch)
+
+
+def spy_hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every hand-over to aiohttp (its ``raw`` request), to tell served requests apart."""
+    seen: list[bytes] = []
+    original = fastpath.FastConnection._hand_over
+
+    def spy(self: fastpath.FastConnection, raw: bytes) -> None:
+        seen.append(raw)
+        original(self, raw)
+
+    monkeypatch.setattr(fastpath.FastConnection, "_hand_over", spy)
+    return seen
+
+
 async def exchange(b: RunningBridge, data: bytes, count: int) -> list[Any]:
     async with connection(b) as (reader, writer):
         writer.write(data)
-        return [await read_response(reader) for _ in range(count)]
+        to_head = data.startswith(b"HEAD ")
+        return [await read_response(reader, to_head=to_head) for _ in range(count)]
 
 
 def comparable(response: tuple[int, dict[str, str], bytes]) -> tuple[int, dict[str, str], bytes]:
@@ -116,6 +185,175 @@ async def test_answers_are_the_aiohttp_paths_own(
     assert comparable(got) == comparable(want)
     if b"X-Request-Id: abc-123" in request_bytes:
         assert got[1]["x-request-id"] == "abc-123"
+
+
+#: REST requests the lean path serves itself (it must not hand them over).
+REST_SERVED = {
+    "path param": request("GET", "/v1/things/1"),
+    "query: repeated, enum number, bool": request(
+        "GET", "/v1/things/1?num=5&tags=a&tags=b&color=2&flag=1"
+    ),
+    "query: nested, enum names, WKTs": request(
+        "GET",
+        "/v1/things/1?nested.name=x&color=BLUE&colors=RED&colors=2&ratio=1.5"
+        "&ts=2024-01-01T00:00:00Z&dur=1.5s&w_int32=3&big=18446744073709551615",
+    ),
+    "query: kitchen types": request(
+        "GET",
+        "/v1/echo/hi?r_int32=1&r_int32=2&r_color=RED&f_bool=true&f_double=-1e3"
+        "&ts=2024-01-01T00:00:00Z&dur=1.5s&w_int32=3&mask=a.b,c&f_bytes=aGk%3D",
+    ),
+    "percent-encoded single variable": request("GET", "/v1/things/a%2Fb%20c%C3%A9"),
+    "percent-encoded query, + as space": request("GET", "/v1/things/1?name=a+b%20c%C3%A9%26"),
+    "percent-encoded literal": request("GET", "/v1/things/speci%61l"),
+    "multi-segment variable keeps reserved": request("GET", "/v1/files/a%2Fb/c%20d"),
+    "additional binding, nested path field": request("GET", "/v1/shelves/s1/things/7"),
+    "response_body repeated": request("GET", "/v1/things/1/tags?tags=x&tags=y"),
+    "response_body unset message": request("GET", "/v1/things/1/nested"),
+    "template with a literal part": request("GET", "/v1/shelves/1/books/2"),
+    "** then a tail": request("GET", "/v1/ops/a/b/status/9"),
+    "typed path variables": request("GET", "/v1/typed/-3/true/BLUE/2024-01-01T00:00:00Z/7"),
+    "literal beats variable": request("GET", "/v1/things/special"),
+    "? with an empty query": request("GET", "/v1/things/1?"),
+    "GET with Content-Length: 0": request("GET", "/v1/things/1", None, "Content-Length: 0"),
+    "headers: request id, timeout, close": request(
+        "GET",
+        "/v1/things/1",
+        None,
+        "X-Request-Id: abc-123",
+        "Grpc-Timeout: 5S",
+        "Connection: close",
+    ),
+    "metadata forwarded and answered": request("GET", "/v1/things/1", None, "x-custom: kept"),
+    'body "*"': request("POST", "/v1/things", b'{"id": "1", "name": "n", "tags": ["a"]}'),
+    'body "*" with a verb': request("POST", "/v1/things/5:archive", b'{"name": "n"}'),
+    "body field": request("POST", "/v1/things/3/nested", b'{"name": "n"}'),
+    "PUT": request("PUT", "/v1/things/4", b'{"name": "x", "num": "2"}'),
+    "PATCH, mask from the body": request("PATCH", "/v1/things/7", b'{"name": "x", "num": "3"}'),
+    "PATCH, the client's mask": request(
+        "PATCH", "/v1/things/7?update_mask=name", b'{"name": "x", "num": "3"}'
+    ),
+    "PATCH on a YAML route": request("PATCH", "/v1/echo/5", b'{"fString": "s"}'),
+    "DELETE, Empty answer": request("DELETE", "/v1/things/9"),
+    "HttpBody response": request("GET", "/v1/things/1/download?tags=a&tags=b"),
+    "HttpBody body field, no Content-Type": request(
+        "POST", "/v1/things/3/file", b"a,b\n1,2\n", json=False
+    ),
+    "HttpBody request and response": request("POST", "/v1/echo-body", b"raw", json=False),
+    "HttpBody with a JSON Content-Type": request("POST", "/v1/echo-body", b'{"a": 1}'),
+    "error after the call": request(
+        "POST", "/v1/fail", b'{"code": 5, "message": "gone", "withDetails": true}'
+    ),
+    "generic route with a query string": post(f"{ECHO}?x=1", b'{"fString": "q"}'),
+    "generic route, percent-encoded": post("/bridgetest.v1.TestService/Ech%6F", b"{}"),
+}
+
+#: REST requests aiohttp answers (handed over), errors before the call among them.
+REST_HANDED_OVER = {
+    'query with body "*"': request("POST", "/v1/things?name=x", b"{}"),
+    "path field set by the body": request("PUT", "/v1/things/4", b'{"id": "5"}'),
+    "unknown query parameter": request("GET", "/v1/things/1?bogus=1"),
+    "query value not UTF-8": request("GET", "/v1/things/1?name=%FF"),
+    "malformed escape in a variable": request("GET", "/v1/things/%zz"),
+    "bad typed variable": request("GET", "/v1/typed/x/true/BLUE/2024-01-01T00:00:00Z/7"),
+    "body on a body-less binding": request("GET", "/v1/things/1", b"{}"),
+    "body that is not JSON": request("PUT", "/v1/things/4", b"{bad json"),
+    "wrong Content-Type": request(
+        "POST", "/v1/things", b"{}", "Content-Type: text/plain", json=False
+    ),
+    "POST without Content-Length": request("POST", "/v1/things"),
+    "404": request("GET", "/v1/nothing/here"),
+    "405": request("POST", "/v1/things/1", b"{}"),
+    "HEAD on a GET route": request("HEAD", "/v1/things/1"),
+    "HEAD on an HttpBody route": request("HEAD", "/v1/things/1/download?tags=a"),
+    "server stream on a REST path": request("GET", "/v1/things/1/watch"),
+    "custom method": request("SEARCH", "/v1/things?name=s"),
+    "generic route's GET": request("GET", "/bridgetest.v1.TestService/Lookup?f_string=x"),
+    "Origin": request("GET", "/v1/things/1", None, "Origin: https://app.example"),
+    "fragment": request("GET", "/v1/things/1#top"),
+    "Accept: NDJSON": request("GET", "/v1/things/1", None, "Accept: application/x-ndjson"),
+}
+
+
+@pytest.mark.parametrize("served", [True, False], ids=["served", "handed_over"])
+async def test_rest_answers_are_the_aiohttp_paths_own(
+    upstream_factory: StartServer, hand_overs: list[bytes], served: bool
+) -> None:
+    cases = REST_SERVED if served else REST_HANDED_OVER
+    differ = []
+    async with rest_bridges(upstream_factory) as (fast, plain):
+        for name, data in cases.items():
+            hand_overs.clear()
+            (got,) = await exchange(fast, data, 1)
+            taken = not hand_overs
+            (want,) = await exchange(plain, data, 1)
+            if taken != served or comparable(got) != comparable(want):
+                differ.append((name, taken, comparable(got), comparable(want)))
+            if b"abc-123" in data:
+                assert got[1]["x-request-id"] == "abc-123"
+    assert differ == []
+
+
+async def test_rest_log_lines_and_metrics_are_the_aiohttp_paths_own(
+    upstream_factory: StartServer,
+) -> None:
+    cases = [
+        REST_SERVED["path param"],
+        REST_SERVED["percent-encoded single variable"],
+        REST_SERVED["PATCH, the client's mask"],
+        REST_SERVED["DELETE, Empty answer"],
+        REST_SERVED["HttpBody response"],
+        REST_SERVED["error after the call"],
+        REST_SERVED["generic route, percent-encoded"],
+        REST_HANDED_OVER["unknown query parameter"],
+    ]
+    volatile = ("request_id", "duration_ms", "timestamp")
+    lines = []
+    samples = []
+    async with rest_bridges(upstream_factory) as (fast, plain):
+        for b in (fast, plain):
+            with structlog.testing.capture_logs() as logs:
+                for data in cases:
+                    await exchange(b, data, 1)
+            lines.append(
+                [
+                    {k: v for k, v in e.items() if k not in volatile}
+                    for e in logs
+                    if e.get("event") == "request"
+                ]
+            )
+            async with b.session.get(f"{b.admin_url}/metrics") as resp:
+                text = await resp.text()
+            samples.append(
+                sorted(
+                    line
+                    for line in text.splitlines()
+                    if line.startswith(
+                        (
+                            "grpc_bridge_http_requests_total",
+                            "grpc_bridge_http_request_duration_seconds_count",
+                        )
+                    )
+                )
+            )
+    fast_lines, plain_lines = lines
+    assert len(fast_lines) == len(cases)
+    assert fast_lines == plain_lines
+    assert {e["route"] for e in fast_lines} >= {"/v1/things/{id}", "/v1/things/{thing.id}"}
+    assert [e["http_method"] for e in fast_lines][:4] == ["GET", "GET", "PATCH", "DELETE"]
+    assert samples[0] == samples[1] and any('route="/v1/things/{id}"' in s for s in samples[0])
+
+
+async def test_rest_with_cors_is_aiohttps(upstream_factory: StartServer) -> None:
+    """With CORS configured the lean path is off: every answer needs CORS's Vary header."""
+    cors = {"allowed_origins": ["https://app.example"]}
+    async with rest_bridges(upstream_factory, cors=cors) as (fast, plain):
+        sites = fast.server.proxy_runner.sites
+        assert sites and not any(isinstance(site, fastpath.FastSite) for site in sites)
+        data = request("GET", "/v1/things/1")
+        (got,) = await exchange(fast, data, 1)
+        (want,) = await exchange(plain, data, 1)
+    assert comparable(got) == comparable(want)
 
 
 async def test_pipelined_requests_with_a_hand_over_in_the_middle(upstream: RunningServer) -> None:
@@ -176,14 +414,42 @@ def test_only_plain_heads_are_taken() -> None:
     plain = head("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2")
     parsed = parse_head(plain)
     assert parsed is not None and parsed.path == "/a.B/C" and parsed.length == 2
+    assert (parsed.method, parsed.query) == ("POST", "")
+    rest = parse_head(head("GET /v1/a%2Fb?x=1&y=%20+?z HTTP/1.1", "Host: x"))
+    assert rest is not None and (rest.method, rest.path, rest.query) == (
+        "GET",
+        "/v1/a%2Fb",
+        "x=1&y=%20+?z",
+    )
+    assert rest.length == 0 and rest.logged_path == "/v1/a/b"
+    for taken in (
+        head("DELETE /v1/a HTTP/1.1"),
+        head("GET /v1/a? HTTP/1.1", "Content-Length: 0"),
+        head("PUT /v1/a HTTP/1.1", "Content-Length: 2"),
+        head("PATCH /v1/a;b:c@d!$&'()*+,=-._~ HTTP/1.1", "Content-Length: 2"),
+    ):
+        assert parse_head(taken) is not None, taken
     for refused in (
-        head("GET /a.B/C HTTP/1.1", "Content-Length: 2"),
+        head("HEAD /a.B/C HTTP/1.1"),
+        head("OPTIONS /a.B/C HTTP/1.1"),
+        head("SEARCH /a.B/C HTTP/1.1", "Content-Length: 2"),
+        head("get /a.B/C HTTP/1.1"),
+        head("GET http://x/a.B/C HTTP/1.1"),
+        head("GET * HTTP/1.1"),
         head("POST /a.B/C HTTP/1.0", "Content-Length: 2"),
-        head("POST /a.B/C?x=1 HTTP/1.1", "Content-Length: 2"),
-        head("POST /a%2EB/C HTTP/1.1", "Content-Length: 2"),
+        head("POST /a.B/C#f HTTP/1.1", "Content-Length: 2"),
+        head("GET /a/{b} HTTP/1.1"),
+        head('GET /a?x="y" HTTP/1.1'),
+        head("GET /a?x=|y HTTP/1.1"),
+        head("GET /a/\x01 HTTP/1.1"),
+        head("GET /a b HTTP/1.1"),
         head("POST /a.B/C HTTP/1.1"),  # no Content-Length
+        head("PUT /a.B/C HTTP/1.1"),
+        head("PATCH /a.B/C HTTP/1.1"),
+        head("GET /a.B/C HTTP/1.1", "Content-Length: x"),
         head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Content-Length: 2"),
         head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Transfer-Encoding: chunked"),
+        head("GET /a.B/C HTTP/1.1", "Transfer-Encoding: chunked"),
         head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Origin: https://x"),
         head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Expect: 100-continue"),
         head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Content-Type: text/plain"),
@@ -192,6 +458,7 @@ def test_only_plain_heads_are_taken() -> None:
         head("POST /a.B/C HTTP/1.1", "Content-Length : 2"),
         head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "X-Bad: a\x01b"),
         "POST /a.B/C HTTP/1.1\r\nContent-Length: 2\r\nX: é".encode(),
+        "GET /é HTTP/1.1".encode(),
         head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "User-Agent: a", "User-Agent: b"),
         head("POST /a.B/C HTTP/1.1", "Content-Length: 2", *(f"X-{i}: 1" for i in range(128))),
     ):

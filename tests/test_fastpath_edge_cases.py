@@ -17,8 +17,19 @@ import structlog
 
 from grpc_bridge.http import fastpath
 from tests.harness import RunningBridge, running_bridge
-from tests.servers import RunningServer
-from tests.test_fastpath import ECHO, SLEEP, bridges, connection, post, read_response
+from tests.servers import RunningServer, StartServer
+from tests.test_fastpath import (
+    ECHO,
+    SLEEP,
+    bridges,
+    comparable,
+    connection,
+    post,
+    read_response,
+    request,
+    rest_bridges,
+    spy_hand_overs,
+)
 
 
 async def answer(b: RunningBridge, data: bytes, within: float = 3.0) -> Any:
@@ -162,3 +173,118 @@ async def test_idle_timeout_is_the_aiohttp_handlers(upstream: RunningServer) -> 
         assert server is not None
         handler = server()
         assert handler.keepalive_timeout == fastpath.IDLE_TIMEOUT_S
+
+
+# -- REST bindings on the lean path: odd targets, served or handed over, answered alike --
+
+
+@pytest.fixture
+def hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    return spy_hand_overs(monkeypatch)
+
+
+LONG_QUERY = "&".join(f"tags=t{i:04d}" for i in range(700))  # ~7.7 KB, under the 8 KiB head
+TOO_LONG_QUERY = "&".join(f"tags=t{i:04d}" for i in range(900))  # over aiohttp's line limit
+
+#: Target → served by the lean path (True) or handed over (False); answered alike either way.
+ODD_TARGETS = {
+    # Malformed percent-encoding: a 400 naming the variable or parameter, from aiohttp.
+    "/v1/things/%zz": False,
+    "/v1/things/%F": False,
+    "/v1/things/a%": False,
+    "/v1/things/%C3": False,
+    "/v1/things/1?name=%zz": False,
+    "/v1/things/1?name=%": False,
+    "/v1/things/1?%zz=1": False,
+    "/v1/things/1?name=%C3%28": False,
+    "/v1/th%zzings/1": False,  # a literal that can't match: 404
+    "/v1/things/a%00b": True,
+    # Empty and odd query strings.
+    "/v1/things/1?": True,
+    "/v1/things/1??": False,  # the query is "?": an unknown parameter named "?"
+    "/v1/things/1?&&": True,
+    "/v1/things/1?&name=x&": True,
+    "/v1/things/1?name": True,
+    "/v1/things/1?=1": False,
+    f"/v1/things/1?{LONG_QUERY}": True,
+    f"/v1/things/1?{TOO_LONG_QUERY}": False,
+    # Paths that are not normalised (by either path) and slashes.
+    "/v1/things/./1": False,
+    "/v1/things/../things/1": False,
+    "//v1/things/1": False,
+    "/v1/things/1/": False,
+    "/v1/files/a//b/": True,
+    # Bytes outside RFC 3986: aiohttp's parser judges them.
+    "/v1/things/{1}": False,
+    "/v1/things/a|b": False,
+    '/v1/things/a"b': False,
+    "/v1/things/a\\b": False,
+    "/v1/things/a^b": False,
+    "/v1/things/a`b": False,
+    "/v1/things/[1]": False,
+    "/v1/things/1?x=<y>": False,
+    "http://bridge/v1/things/1": False,
+}
+
+
+@pytest.mark.parametrize("target", list(ODD_TARGETS), ids=lambda t: t[:40])
+async def test_odd_rest_targets_are_answered_alike(
+    upstream_factory: StartServer, hand_overs: list[bytes], target: str
+) -> None:
+    data = request("GET", target)
+    async with rest_bridges(upstream_factory) as (fast, plain):
+        got = await answer(fast, data)
+        served = not hand_overs
+        want = await answer(plain, data)
+    assert status_of(want) not in ("eof", "timeout")
+    assert comparable(got) == comparable(want)
+    assert served == ODD_TARGETS[target]
+
+
+async def test_rest_requests_pipelined_with_a_head_in_the_middle(
+    upstream_factory: StartServer,
+) -> None:
+    data = (
+        request("GET", "/v1/things/1?name=a")
+        + request("PATCH", "/v1/things/2", b'{"name": "b"}')
+        + request("HEAD", "/v1/things/3")  # aiohttp takes the connection from here on
+        + request("DELETE", "/v1/things/4")
+        + request("GET", "/v1/things/5")
+    )
+    async with rest_bridges(upstream_factory) as (fast, plain):
+        results = []
+        for b in (fast, plain):
+            async with connection(b) as (reader, writer):
+                writer.write(data)
+                results.append(
+                    [comparable(await read_response(reader, to_head=i == 2)) for i in range(5)]
+                )
+    got, want = results
+    assert [r[0] for r in got] == [200] * 5
+    assert got == want
+
+
+async def test_a_rest_head_arriving_in_pieces_is_served(
+    upstream_factory: StartServer, hand_overs: list[bytes]
+) -> None:
+    data = request("DELETE", f"/v1/things/1?{LONG_QUERY}")
+    # "DE" could still be DELETE: the lean path waits for the rest of the head.
+    pieces = [data[:2], *(data[i : i + 1000] for i in range(2, len(data), 1000))]
+    async with rest_bridges(upstream_factory) as (fast, _), connection(fast) as (reader, writer):
+        for piece in pieces:
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.02)
+        status, _, body = await read_response(reader)
+    assert status == 200 and body == b"{}"
+    assert hand_overs == []
+
+
+async def test_a_head_start_that_no_served_method_has_goes_to_aiohttp_at_once(
+    upstream_factory: StartServer, hand_overs: list[bytes]
+) -> None:
+    async with rest_bridges(upstream_factory) as (fast, _), connection(fast) as (_, writer):
+        writer.write(b"HEA")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        assert hand_overs == [b""]

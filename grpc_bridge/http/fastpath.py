@@ -3,11 +3,15 @@
 aiohttp's request and response machinery costs ~47 µs of CPU per request
 where a bare protocol costs ~11 µs (bench/PROFILE.md §6), a fifth of what a
 unary call costs the bridge in all. This protocol serves only the commonest
-request itself: ``POST`` over HTTP/1.1 to a unary method's generic route,
+requests itself, over HTTP/1.1 to a unary method: ``POST`` to its generic
+route, and ``GET``/``DELETE`` (no body needed) or ``POST``/``PUT``/``PATCH``
+to one of its REST bindings (path variables and a query string included,
+decoded by the aiohttp path's own functions, http/transcode.py); a
 ``Content-Length`` body within the limit, ``Content-Type: application/json``
-(or none), nothing unusual in the head. For anything else — another method,
-a query string, a REST binding, CORS, an upgrade, chunked bodies, a bad header,
-a body that does not decode — it hands the connection to aiohttp's
+(or none), nothing unusual in the head. For anything else — another method
+(HEAD among them), a streaming method, CORS, an upgrade, chunked bodies, a bad
+header, a target with bytes outside RFC 3986's, a request that does not decode
+— it hands the connection to aiohttp's
 ``RequestHandler`` together with every byte it has buffered (the unread
 request included), and aiohttp serves it and the rest of the connection as
 if it had been there from the start. So every error answer before the
@@ -31,6 +35,7 @@ from typing import cast
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 from google.protobuf.message import Message
+from yarl import URL
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
@@ -45,11 +50,12 @@ from grpc_bridge.http.middleware import (
     request_id_from,
 )
 from grpc_bridge.http.responses import JSON_CONTENT_TYPE, json_response
+from grpc_bridge.http.transcode import reply_body, rest_message
 from grpc_bridge.http.unary import timeout_for
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.routing.plan import MethodPlan
-from grpc_bridge.routing.table import MatchKind
+from grpc_bridge.routing.table import Match, MatchKind
 from grpc_bridge.status import Code, code_name, status_body
 from grpc_bridge.upstream.metadata import (
     ClientInfo,
@@ -66,9 +72,25 @@ MAX_HEAD = 8190
 #: aiohttp's ``max_headers``: a head with more fields is a 431 there, so goes there.
 MAX_FIELDS = 128
 _MAX_LINES = MAX_FIELDS + 1  # with the request line
+#: The request methods served here, as sent → as named. HEAD stays aiohttp's (it
+#: answers GET's status and headers without the body), as do custom methods.
+_METHODS = {
+    b"POST": "POST",
+    b"GET": "GET",
+    b"PUT": "PUT",
+    b"PATCH": "PATCH",
+    b"DELETE": "DELETE",
+}
+#: Methods served without a Content-Length: their requests usually have no body.
+_BODYLESS = frozenset({"GET", "DELETE"})
 #: How every request the fast path serves starts; other first bytes go to aiohttp
 #: at once, so that what can't be HTTP (TLS, say) is answered, not left waiting.
-_START = b"POST /"
+_STARTS = tuple(method + b" /" for method in _METHODS)
+#: An origin-form target made of RFC 3986 characters only (unreserved, sub-delims,
+#: ":@/?" and "%"), no fragment. Bytes beyond those (controls, quotes, braces, "#")
+#: are judged by aiohttp's parser, which may refuse what a route variable would take.
+_PCHARS = rb"-A-Za-z0-9._~!$&'()*+,;=:@/%"
+_TARGET = re.compile(rb"/[%s]*(?:\?[%s?]*)?" % (_PCHARS, _PCHARS))
 #: Keep-alive timeout: an idle connection, or one with a request still incomplete,
 #: is closed after it. app.py gives aiohttp's handlers the same one.
 IDLE_TIMEOUT_S = 75.0
@@ -146,18 +168,31 @@ _DATE = _Date()
 class Head:
     """What the fast path needs of a request head it can serve."""
 
-    __slots__ = ("close", "headers", "length", "path", "values")
+    __slots__ = ("close", "headers", "length", "method", "path", "query", "values")
 
     def __init__(
-        self, path: str, headers: list[tuple[str, str]], values: dict[str, str], length: int
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        values: dict[str, str],
+        length: int,
     ) -> None:
-        self.path = path
+        self.method = method
+        # Split where aiohttp's parser splits them: the raw path, the raw query string.
+        self.path, _, self.query = target.partition("?")
         #: As sent, for metadata forwarding.
         self.headers = headers
         #: Lower-case name → value (the last one; the ones read are never duplicated).
         self.values = values
         self.length = length
         self.close = values.get("connection", "").lower() == "close"
+
+    @property
+    def logged_path(self) -> str:
+        """The path as aiohttp logs it (``request.path``: yarl's percent-decoding)."""
+        path = self.path
+        return path if "%" not in path else URL.build(path=path, encoded=True).path
 
 
 def parse_head(head: bytes) -> Head | None:
@@ -166,10 +201,12 @@ def parse_head(head: bytes) -> Head | None:
         return None
     lines = head.split(b"\r\n")
     request_line = lines[0]
-    if not request_line.startswith(b"POST /") or not request_line.endswith(b" HTTP/1.1"):
+    name, _, rest = request_line.partition(b" ")
+    method = _METHODS.get(name)
+    if method is None or not rest.endswith(b" HTTP/1.1"):
         return None
-    target = request_line[5:-9]
-    if b" " in target or b"?" in target or b"%" in target or b"#" in target:
+    target = rest[:-9]
+    if not _TARGET.fullmatch(target):
         return None
     if len(lines) > _MAX_LINES:
         return None
@@ -197,7 +234,11 @@ def parse_head(head: bytes) -> Head | None:
         values[key] = text
         headers.append((text_name, text))
     length = values.get("content-length")
-    if length is None or not length.isdigit() or len(length) > 18:
+    if length is None:
+        if method not in _BODYLESS:
+            return None
+        length = "0"  # no body, as aiohttp reads a request without framing headers
+    elif not length.isdigit() or len(length) > 18:
         return None
     content_type = values.get("content-type")
     if content_type is not None and content_type != JSON_CONTENT_TYPE:
@@ -207,7 +248,27 @@ def parse_head(head: bytes) -> Head | None:
     connection = values.get("connection")
     if connection is not None and connection.lower() not in ("keep-alive", "close"):
         return None
-    return Head(target.decode("ascii"), headers, values, int(length))
+    return Head(method, target.decode("ascii"), headers, values, int(length))
+
+
+def _could_start(prefix: bytes) -> bool:
+    """Whether an incomplete head starting with ``prefix`` may still be one served here."""
+    return any(start.startswith(prefix[: len(start)]) for start in _STARTS)
+
+
+def _served(match: Match, method: str) -> bool:
+    """A unary method through a REST binding, or a POST to its generic route.
+
+    The generic route's GET (every field from the query) is aiohttp's, as is
+    every streaming method and every request that matched nothing (404, 405).
+    """
+    plan = match.plan
+    return (
+        match.kind is MatchKind.FULL
+        and plan is not None
+        and plan.info.kind is MethodKind.UNARY
+        and (match.binding is not None or method == "POST")
+    )
 
 
 class FastPath:
@@ -339,7 +400,7 @@ class FastConnection(asyncio.Protocol):
             self._hand_over(b"")  # bare line ends, or a head too long: aiohttp answers
             return False
         if end < 0:
-            if not _START.startswith(bytes(buffer[: len(_START)])):
+            if not _could_start(bytes(buffer[:8])):
                 self._hand_over(b"")
             return False
         head = parse_head(head_bytes) if end <= MAX_HEAD else None
@@ -409,14 +470,10 @@ class FastConnection(asyncio.Protocol):
     async def _serve(self, head: Head, raw: bytes, body: bytes) -> None:
         fast = self._fast
         bridge = fast.bridge
-        match = bridge.routes.match("POST", head.path)
+        method = head.method
+        match = bridge.routes.match(method, head.path)
         plan = match.plan
-        if (
-            match.kind is not MatchKind.FULL
-            or match.binding is not None
-            or plan is None
-            or plan.info.kind is not MethodKind.UNARY
-        ):
+        if plan is None or not _served(match, method):
             self._hand_over(raw)
             return
         values = head.values
@@ -433,13 +490,15 @@ class FastConnection(asyncio.Protocol):
             timeout = timeout_for(
                 plan, values.get("grpc-timeout"), values.get("connect-timeout-ms")
             )
-            message = plan.request_codec.decode(body)
-        except BridgeError:
-            # aiohttp answers it, exactly as it answers any request it sees first.
+            message = self._decode(match, plan, head, body)
+        except Exception:
+            # A BridgeError (or a bug): aiohttp answers it, exactly as it answers any
+            # request it sees first, 400 or 500 alike.
             self._hand_over(raw)
             return
         ctx.record_match(match)
         ctx.bytes_in = len(body)
+        path = head.logged_path
         metrics = fast.metrics
         if metrics is not None:
             metrics.http_in_flight.value += 1
@@ -447,7 +506,7 @@ class FastConnection(asyncio.Protocol):
         trace = (values.get("traceparent"), values.get("tracestate"))
         try:
             status, reason, headers, payload = await self._call(
-                ctx, plan, head.path, message, metadata, timeout
+                ctx, match, plan, path, message, metadata, timeout
             )
             close = head.close or fast.closing or bridge.draining
             if self._transport is not None:
@@ -456,21 +515,38 @@ class FastConnection(asyncio.Protocol):
                 )
                 if close:
                     self._close_after = True
-            log_request_line(ctx, "POST", head.path, self._peer, trace, status, len(payload))
+            log_request_line(ctx, method, path, self._peer, trace, status, len(payload))
         except asyncio.CancelledError:
-            log_request_line(ctx, "POST", head.path, self._peer, trace, 499, 0)
+            log_request_line(ctx, method, path, self._peer, trace, 499, 0)
             raise
         finally:
             if metrics is not None:
                 metrics.http_in_flight.value -= 1
-                count_request(metrics, ctx, "POST", status)
+                count_request(metrics, ctx, method, status)
         if self._writable is not None:
             # Backpressure: the next pipelined request waits until the client reads.
             await self._writable
 
+    def _decode(self, match: Match, plan: MethodPlan, head: Head, body: bytes) -> Message:
+        """The request message, as http/transcode.py's ``decode_request`` builds it."""
+        binding = match.binding
+        if binding is None:
+            return plan.request_codec.decode(body)
+        # parse_head let only a JSON Content-Type (or none) through: the media type
+        # check of the aiohttp path passes, and an HttpBody takes the same bytes.
+        return rest_message(
+            binding,
+            match.path_params,
+            head.query,
+            body,
+            head.values.get("content-type"),
+            self._fast.bridge,
+        )
+
     async def _call(
         self,
         ctx: RequestContext,
+        match: Match,
         plan: MethodPlan,
         path: str,
         message: Message,
@@ -486,8 +562,13 @@ class FastConnection(asyncio.Protocol):
                 plan.info, message, metadata=metadata, timeout=timeout
             )
             ctx.grpc_code = _OK
-            body = plan.response_codec.encode(result.response)
-            headers = [("Content-Type", JSON_CONTENT_TYPE)]
+            if match.binding is None:
+                body = plan.response_codec.encode(result.response)
+                content_type = JSON_CONTENT_TYPE
+            else:
+                body, content_type = reply_body(match, result.response)
+            # message_response's order: Content-Type, then the metadata headers.
+            headers = [("Content-Type", content_type)]
             headers += to_headers(result.initial_metadata, result.trailing_metadata)
             return 200, "OK", headers, body
         except BridgeError as exc:
