@@ -40,7 +40,7 @@ def stream() -> Iterator[_Stream]:
     yield out
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
-    log._direct = None
+    log._batch = log._direct = None
 
 
 def _fields(**extra: Any) -> dict[str, Any]:

@@ -5,25 +5,9 @@ from __future__ import annotations
 import aiohttp
 import orjson
 
-from tests.process import BridgeProcess, bridge_env, serve_args
+from tests.process import bridge_env
 from tests.servers import TEST_SERVICE, RunningServer
-from tests.test_workers import wait_ready
-
-
-async def start_workers(
-    upstream: RunningServer, env: dict[str, str] | None = None
-) -> BridgeProcess:
-    """Two workers; ports from the parent's "listening" line (tests/test_workers.py's way)."""
-    bp = await BridgeProcess.spawn(*serve_args(upstream.target, "--workers", "2"), env=env)
-    while True:
-        event = await bp.wait_for("listening")
-        if "workers" in event:
-            break
-        bp.events.remove(event)  # a worker's own line; the parent's comes last
-        bp.events.append({**event, "event": "worker_listening"})
-    bp.proxy_port = int(event["proxy"].rsplit(":", 1)[1])
-    bp.admin_port = int(event["admin"].rsplit(":", 1)[1])
-    return bp
+from tests.test_workers import start_workers, wait_ready
 
 
 async def test_the_parent_serves_the_playground_and_forwards_calls(upstream: RunningServer) -> None:

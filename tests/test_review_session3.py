@@ -2,7 +2,8 @@
 
 Each test reproduced a defect the review found (they were xfail(strict) until
 the fixes: PIPE_BUF-sized log writes, one batch for every JSON line, the
-GOAWAY written before an abort). The peers are real: a bridge process, a grpc.aio
+GOAWAY written before an abort; the ordering case lives in
+tests/test_log_direct.py). The peers are real: a bridge process, a grpc.aio
 upstream, or a hand-made HTTP/2 server on loopback.
 """
 
@@ -10,23 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
 import pytest
-import structlog
 from bridgetest.v1 import kitchen_pb2
 
-from grpc_bridge import log
 from grpc_bridge.errors import BridgeError
-from grpc_bridge.log import configure_logging, get_logger, log_info
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.native_invoker import NativeInvoker
@@ -156,52 +153,6 @@ async def test_request_lines_of_two_workers_are_never_spliced(upstream: RunningS
             request_lines += 1
     assert not broken, f"{len(broken)} spliced lines, e.g. {broken[:3]}"
     assert request_lines == 300
-
-
-class _Stream(io.StringIO):
-    """A text stream with a binary ``buffer``, as sys.stderr has."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._binary = io.BytesIO()
-
-    @property
-    def buffer(self) -> io.BytesIO:
-        return self._binary
-
-    def isatty(self) -> bool:
-        return False
-
-    def events(self) -> list[str]:
-        return [orjson.loads(line)["event"] for line in self._binary.getvalue().splitlines()]
-
-
-@pytest.fixture
-def stream() -> Iterator[_Stream]:
-    out = _Stream()
-    yield out
-    structlog.reset_defaults()
-    structlog.contextvars.clear_contextvars()
-    log._direct = None
-
-
-async def test_lines_leave_in_the_order_they_were_logged(stream: _Stream) -> None:
-    """What the bridge logs in one iteration, in the order it logged it.
-
-    E.g. a request's task finishes (its line) and, in the same iteration, the
-    upstream's GOAWAY is read (``upstream_connection_ended``, pool.Slot._lost):
-    the later line is written first, timestamps go backwards in the log, and a
-    collector that refuses out-of-order entries per stream (Loki) drops lines.
-    """
-    configure_logging("json", "info", stream=stream)
-    log_info(get_logger("grpc_bridge.http"), "request", {"request_id": "r1", "http_status": 200})
-    get_logger("grpc_bridge.upstream").info("upstream_connection_ended", address="x")
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert stream.events() == ["request", "upstream_connection_ended"]
-
-
-# -- d4e2b6f: frames written in one iteration leave in one write --------------------------
 
 
 @dataclass

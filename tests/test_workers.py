@@ -18,9 +18,11 @@ from tests.process import BridgeProcess, bridge_env, serve_args
 from tests.servers import RunningServer
 
 
-async def start_workers(upstream: RunningServer, *extra: str) -> BridgeProcess:
+async def start_workers(
+    upstream: RunningServer, *extra: str, env: dict[str, str] | None = None
+) -> BridgeProcess:
     """Like BridgeProcess.start, but waits for the parent's "listening" line (with ``workers``)."""
-    bp = await BridgeProcess.spawn(*serve_args(upstream.target, "--workers", "2", *extra))
+    bp = await BridgeProcess.spawn(*serve_args(upstream.target, "--workers", "2", *extra), env=env)
     while True:
         event = await bp.wait_for("listening")
         if "workers" in event:
