@@ -30,16 +30,26 @@ wrk.body = {body}
 """
 
 
+WRK_GET_SCRIPT = 'wrk.method = "GET"\n'
+
+
 def lua_string(data: bytes) -> str:
     return "[==[" + data.decode() + "]==]"
 
 
 def wrk(
-    url: str, body: bytes, workdir: Path, *, seconds: float, connections: int, cpus: str | None
+    url: str,
+    body: bytes | None,
+    workdir: Path,
+    *,
+    seconds: float,
+    connections: int,
+    cpus: str | None,
 ) -> dict[str, float]:
+    """wrk at ``url``: a POST of the JSON ``body``, or a plain GET when ``body`` is None."""
     seconds = max(1, round(seconds))  # wrk takes whole seconds
     script = workdir / "wrk.lua"
-    script.write_text(WRK_SCRIPT.format(body=lua_string(body)))
+    script.write_text(WRK_GET_SCRIPT if body is None else WRK_SCRIPT.format(body=lua_string(body)))
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]

@@ -44,7 +44,7 @@ def serve(config: str, codec: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", choices=["fast", "reference"], default="fast")
-    parser.add_argument("--case", choices=["order", "ping", "stream"], default="order")
+    parser.add_argument("--case", choices=["order", "ping", "rest", "stream"], default="order")
     parser.add_argument("--upstream", choices=list(run.UPSTREAMS), default="c")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="keep the raw py-spy profile here")
@@ -67,6 +67,7 @@ def main() -> None:
         path, body = {
             "order": (run.ORDER_PATH, payloads.ORDER_BODY),
             "ping": (run.PING_PATH, payloads.PING_BODY),
+            "rest": (run.REST_PATH, None),
             "stream": (run.STREAM_PATH, b'{"count": 300000}'),
         }[args.case]
         url = f"http://127.0.0.1:{bridge.port}{path}"

@@ -44,8 +44,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         "| grpc_bridge / Envoy | grpc_bridge / naive |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for key, title in (("unary_order", "unary, 1.2 KB Order"), ("unary_ping", "unary, tiny Ping")):
+    for key, title in (
+        ("unary_order", "unary, 1.2 KB Order"),
+        ("unary_ping", "unary, tiny Ping"),
+        ("unary_rest", "REST GET /v1/pings/{id}"),
+    ):
         case = cases.get(key, {})
+        if not case:
+            continue
         for metric, label in (("per_core", "req/s per core"), ("rps", "req/s")):
             values = {p: case.get(p, {}).get(metric) for p in PROXIES}
             lines.append(
@@ -149,6 +155,8 @@ def render_chart(results: dict[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     ax = axes[0]
     groups = [("unary_order", "unary 1.2 KB"), ("unary_ping", "unary tiny")]
+    if cases.get("unary_rest"):
+        groups.append(("unary_rest", "REST GET"))
     width = 0.26
     for i, proxy in enumerate(PROXIES):
         values = [cases.get(key, {}).get(proxy, {}).get("per_core") or 0 for key, _ in groups]

@@ -34,6 +34,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import google.api
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +48,8 @@ ORDER_PATH = "/benchpb.v1.Bench/EchoOrder"
 PING_PATH = "/benchpb.v1.Bench/EchoPing"
 STREAM_PATH = "/benchpb.v1.Bench/StreamPings"
 CHAT_PATH = "/benchpb.v1.Bench/ChatPings"
+#: GetPing's google.api.http binding: GET /v1/pings/{id}, the other fields from the query.
+REST_PATH = "/v1/pings/p1?seq=7"
 
 DEFAULT_OUT = servers.ROOT / "bench" / "results"
 
@@ -79,6 +82,9 @@ def generate(workdir: Path) -> tuple[Path, Path]:
             "grpc_tools.protoc",
             "-I",
             str(servers.ROOT / "bench" / "protos"),
+            # google/api/annotations.proto, shipped by googleapis-common-protos.
+            "-I",
+            str(Path(google.api.__path__[0]).parent.parent),
             f"--python_out={gen}",
             f"--descriptor_set_out={descriptor}",
             "--include_imports",
@@ -117,6 +123,14 @@ def check_same_json(proxies: dict[str, servers.Proc], notes: list[str]) -> None:
                 raise SystemExit(
                     f"{name} answers {path} differently:\n{answer}\nvs grpc_bridge:\n{reference}"
                 )
+    rest: dict[str, Any] = {}
+    for name in ("envoy", "grpc_bridge"):
+        if name in proxies:
+            url = f"http://127.0.0.1:{proxies[name].port}{REST_PATH}"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                rest[name] = orjson.loads(response.read())
+    if rest.get("grpc_bridge") != {"id": "p1", "seq": 7} or len(set(map(str, rest.values()))) > 1:
+        raise SystemExit(f"REST GET answers differ: {rest}")
     streams: dict[str, list[Any]] = {}
     for name in ("envoy", "grpc_bridge"):
         if name in proxies:
@@ -128,12 +142,18 @@ def check_same_json(proxies: dict[str, servers.Proc], notes: list[str]) -> None:
     if len(streams) == 2 and streams["envoy"] != streams["grpc_bridge"]:
         raise SystemExit(f"server streams differ: {streams}")
     notes.append(
-        "Responses checked equal across proxies before timing (unary Order, Ping, stream)."
+        "Responses checked equal across proxies before timing (unary Order, Ping, REST GET, "
+        "stream)."
     )
 
 
 def measure_wrk(
-    proc: servers.Proc, path: str, body: bytes, workdir: Path, seconds: float, cpus: str | None
+    proc: servers.Proc,
+    path: str,
+    body: bytes | None,
+    workdir: Path,
+    seconds: float,
+    cpus: str | None,
 ) -> dict[str, float]:
     before = proc.cpu_seconds()
     result = load.wrk(
@@ -159,7 +179,7 @@ def summarise(runs: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, 
 def unary_case(
     proxies: dict[str, servers.Proc],
     path: str,
-    body: bytes,
+    body: bytes | None,
     args: argparse.Namespace,
     workdir: Path,
 ) -> dict[str, Any]:
@@ -380,7 +400,7 @@ def versions(envoy: str | None) -> str:
     return ", ".join(parts)
 
 
-CASES = ("order", "ping", "stream", "websocket", "latency", "workers")
+CASES = ("order", "ping", "rest", "stream", "websocket", "latency", "workers")
 
 
 def parse_args() -> argparse.Namespace:
@@ -484,6 +504,10 @@ def main() -> None:
                 cases["unary_ping"] = unary_case(
                     proxies, PING_PATH, payloads.PING_BODY, args, workdir
                 )
+            if "rest" in args.cases:
+                print("unary REST GET ...", flush=True)
+                rest_proxies = {n: p for n, p in proxies.items() if n != "naive"}
+                cases["unary_rest"] = unary_case(rest_proxies, REST_PATH, None, args, workdir)
             if "stream" in args.cases and budget.allows(60):
                 print("server streaming ...", flush=True)
                 cases["server_stream"] = stream_case(proxies, args, workdir)

@@ -48,6 +48,7 @@ def _handlers(gen: str) -> grpc.GenericRpcHandler:
         {
             "EchoOrder": grpc.unary_unary_rpc_method_handler(_echo, **kw),
             "EchoPing": grpc.unary_unary_rpc_method_handler(_echo, **kw),
+            "GetPing": grpc.unary_unary_rpc_method_handler(_echo, **kw),
             "StreamPings": grpc.unary_stream_rpc_method_handler(stream_pings, **kw),
             "ChatPings": grpc.stream_stream_rpc_method_handler(chat_pings, **kw),
         },

@@ -8,7 +8,7 @@
  * what limited messages/s. This one costs a few microseconds per call.
  *
  * It speaks just enough gRPC for benchpb.v1.Bench, without a protobuf library:
- *   EchoOrder, EchoPing  the request's bytes (gRPC frames included) go back;
+ *   EchoOrder, EchoPing, GetPing  the request's bytes (gRPC frames included) go back;
  *   StreamPings          StreamRequest{count} -> count x Ping{id:"stream",seq:1};
  *   ChatPings            the request stream's bytes are echoed as they come;
  *   anything else        UNIMPLEMENTED.
@@ -146,6 +146,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     static const struct { const char *path; enum kind kind; } methods[] = {
         {"/benchpb.v1.Bench/EchoOrder", ECHO},
         {"/benchpb.v1.Bench/EchoPing", ECHO},
+        {"/benchpb.v1.Bench/GetPing", ECHO},
         {"/benchpb.v1.Bench/StreamPings", PINGS},
         {"/benchpb.v1.Bench/ChatPings", CHAT},
     };

@@ -26,6 +26,7 @@ const method = (name, requestStream, responseStream) => ({
 const service = {
   EchoOrder: method("EchoOrder", false, false),
   EchoPing: method("EchoPing", false, false),
+  GetPing: method("GetPing", false, false),
   StreamPings: method("StreamPings", false, true),
   ChatPings: method("ChatPings", true, true),
 };
@@ -54,6 +55,7 @@ const server = new grpc.Server();
 server.addService(service, {
   EchoOrder: (call, callback) => callback(null, call.request),
   EchoPing: (call, callback) => callback(null, call.request),
+  GetPing: (call, callback) => callback(null, call.request),
   StreamPings: (call) => {
     let left = readCount(call.request);
     const write = () => {
