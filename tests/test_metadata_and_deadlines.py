@@ -142,3 +142,20 @@ def test_clamping() -> None:
     assert effective_timeout(None, 30, 300) == 30
     assert effective_timeout(1000, 30, 300) == 300
     assert effective_timeout(2, 30, 300) == 2
+
+
+def test_upstream_metadata_with_control_characters_is_left_out_of_the_headers() -> None:
+    headers = to_headers(
+        [
+            ("x-a", "ok\tfine"),
+            ("x-b", "bad\r\nX-Injected: 1"),
+            ("x-c", "nul\x00"),
+            ("x-d-bin", b"\0"),
+        ],
+        [("x-t", "del\x7f"), ("x-u", "kept")],
+    )
+    assert headers == [
+        ("Grpc-Metadata-x-a", "ok\tfine"),
+        ("Grpc-Metadata-x-d-bin", "AA=="),
+        ("Grpc-Trailer-x-u", "kept"),
+    ]

@@ -10,6 +10,7 @@ response, or the ``response_body`` field).
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import orjson
@@ -25,6 +26,8 @@ from grpc_bridge.errors import JsonEncodeError
 __all__ = ["RestResponse"]
 
 _OCTET_STREAM = "application/octet-stream"
+#: What aiohttp refuses in a header value: control characters but tab, and DEL.
+_UNSAFE_HEADER_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _FD = FieldDescriptor
 _INT64 = frozenset(
     {_FD.TYPE_INT64, _FD.TYPE_UINT64, _FD.TYPE_SINT64, _FD.TYPE_FIXED64, _FD.TYPE_SFIXED64}
@@ -108,7 +111,14 @@ class RestResponse:
         None for JSON."""
         if not self.raw_body:
             return None
-        return str(self._http_body(message).content_type) or _OCTET_STREAM
+        content_type = str(self._http_body(message).content_type)
+        if _UNSAFE_HEADER_VALUE.search(content_type):
+            # It would split or corrupt the response head (aiohttp refuses to send it).
+            raise JsonEncodeError(
+                "the upstream's HttpBody content_type holds control characters: "
+                "it cannot be a Content-Type header"
+            )
+        return content_type or _OCTET_STREAM
 
     def _http_body(self, message: Message) -> Any:
         return message if self._field is None else getattr(message, self._field.name)

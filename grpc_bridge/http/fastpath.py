@@ -593,8 +593,8 @@ class FastConnection(asyncio.Protocol):
         request_id_sent = False
         for name, value in headers:
             line = f"{name}: {value}\r\n".encode()
-            if b"\r" in line[:-2] or b"\n" in line[:-2] or b"\x00" in line:
-                continue  # a value aiohttp would refuse to write
+            if _CONTROL.search(line, 0, len(line) - 2):
+                continue  # a value aiohttp would refuse to write (to_headers leaves none)
             request_id_sent = request_id_sent or name.lower() == "x-request-id"
             out.append(line)
         if not request_id_sent:

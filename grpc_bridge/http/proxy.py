@@ -181,6 +181,8 @@ def build_proxy_app(bridge: Bridge) -> web.Application:
     app[_CORS] = CorsPolicy(settings.cors, settings.metadata.forward_headers)
     app.on_response_prepare.append(_on_prepare)
     # HEAD first: aiohttp looks a route up by method, then falls back to "*".
-    app.router.add_route("HEAD", "/{tail:.*}", dispatch_head)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    # [\s\S], not ".": every path reaches the route table, a decoded newline included
+    # (aiohttp's own 404 would answer it otherwise, unlike the lean path).
+    app.router.add_route("HEAD", r"/{tail:[\s\S]*}", dispatch_head)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)
     return app

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from grpc_bridge.errors import HeadersTooLarge, InvalidArgument
 from grpc_bridge.settings import RESERVED_HEADERS, RESERVED_PREFIXES
 
+#: Control characters but tab, and DEL: never in a header value (aiohttp refuses them).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
 Metadata = list[tuple[str, str | bytes]]
 
 GRPC_METADATA_PREFIX = "grpc-metadata-"
@@ -143,14 +146,18 @@ def to_headers(
     initial: Sequence[tuple[str, str | bytes]], trailing: Sequence[tuple[str, str | bytes]]
 ) -> list[tuple[str, str]]:
     """Response metadata → ``Grpc-Metadata-*`` / ``Grpc-Trailer-*`` headers (``-bin`` as base64)."""
-    headers = [(f"Grpc-Metadata-{k}", _header_value(v)) for k, v in initial if _exposed(k)]
-    headers += [(f"Grpc-Trailer-{k}", _header_value(v)) for k, v in trailing if _exposed(k)]
+    headers = [(f"Grpc-Metadata-{k}", _header_value(v)) for k, v in initial if _exposed(k, v)]
+    headers += [(f"Grpc-Trailer-{k}", _header_value(v)) for k, v in trailing if _exposed(k, v)]
     return headers
 
 
-def _exposed(key: str) -> bool:
+def _exposed(key: str, value: str | bytes) -> bool:
     # grpc-* entries (status, status details, encodings) are the transport's, not the app's.
-    return not key.startswith(RESERVED_PREFIXES) and key not in RESERVED_HEADERS
+    if key.startswith(RESERVED_PREFIXES) or key in RESERVED_HEADERS:
+        return False
+    # gRPC allows printable ASCII only; a control character (CR/LF among them) from a
+    # non-conforming upstream would split the response head, so the entry is left out.
+    return isinstance(value, bytes) or not _CONTROL.search(value)
 
 
 def _header_value(value: str | bytes) -> str:
