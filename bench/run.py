@@ -204,23 +204,20 @@ def stream_case(
 ) -> dict[str, Any]:
     body = orjson.dumps({"count": args.stream_messages})
     warm_body = orjson.dumps({"count": min(args.stream_messages, 20_000)})
-    out: dict[str, Any] = {}
-    for name in ("envoy", "grpc_bridge"):
-        proc = proxies.get(name)
-        if proc is None:
-            continue
-        url = f"http://127.0.0.1:{proc.port}{STREAM_PATH}"
-        # Warm-up, unmeasured, as for the unary cases.
-        load.ndjson_streams(url, warm_body, workdir, streams=4, cpus=args.load_cpus)
-        runs = []
-        for _ in range(args.runs):
+    measured = {name: proxies[name] for name in ("envoy", "grpc_bridge") if name in proxies}
+    urls = {name: f"http://127.0.0.1:{proc.port}{STREAM_PATH}" for name, proc in measured.items()}
+    for name in measured:  # warm-up, unmeasured, as for the unary cases
+        load.ndjson_streams(urls[name], warm_body, workdir, streams=4, cpus=args.load_cpus)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in measured}
+    # Interleaved, and more runs than the unary cases: one run is ~3 s and moves the most.
+    for _ in range(args.noisy_runs):
+        for name, proc in measured.items():
             before = proc.cpu_seconds()
-            result = load.ndjson_streams(url, body, workdir, streams=4, cpus=args.load_cpus)
+            result = load.ndjson_streams(urls[name], body, workdir, streams=4, cpus=args.load_cpus)
             cpu = proc.cpu_seconds() - before
             result["per_core"] = result["messages"] / cpu if cpu else 0.0
-            runs.append(result)
-        out[name] = summarise(runs, ("mps", "per_core", "messages"))
-    return out
+            runs[name].append(result)
+    return {name: summarise(r, ("mps", "per_core", "messages")) for name, r in runs.items()}
 
 
 def websocket_case(bridge: servers.Proc, args: argparse.Namespace) -> dict[str, Any]:
@@ -299,9 +296,9 @@ def workers_case(
                 cpus=args.load_cpus,
             )
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in procs}
-        # More runs than the other cases: three processes share both CPUs here, and
+        # More runs than the unary cases: three processes share both CPUs here, and
         # single runs of this case scatter the most.
-        for _ in range(max(args.runs, 5)):
+        for _ in range(args.noisy_runs):
             for name, proc in procs.items():
                 up, wrk = upstream.cpu_seconds(), _children_cpu()
                 result = measure_wrk(
@@ -452,6 +449,8 @@ def parse_args() -> argparse.Namespace:
     if args.quick:
         args.runs, args.seconds, args.latency_seconds = 1, 2.0, 3
         args.stream_messages, args.ws_messages = 5_000, 3_000
+    # The cases whose single runs scatter most (streams, workers) take at least 5.
+    args.noisy_runs = args.runs if args.quick else max(args.runs, 5)
     args.pin = (os.cpu_count() or 1) >= 2
     args.load_cpus = "0" if args.pin else None
     return args
