@@ -57,6 +57,8 @@ REJECT_REASONS = (
     "upstream_not_ready",
     "origin_not_allowed",
     "not_implemented",
+    "malformed_request",
+    "head_too_large",
 )
 
 

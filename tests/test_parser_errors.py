@@ -263,8 +263,8 @@ async def test_refusals_are_logged_and_counted_like_other_rejections(
     labels = {"route": "unmatched", "method": "UNKNOWN"}
     assert value(samples, http, status_class="4xx", **labels) == 2
     rejected = "grpc_bridge_rejected_requests_total"
-    assert value(samples, rejected, reason="bad_request") == 1
-    assert value(samples, rejected, reason="bad_header") == 1
+    assert value(samples, rejected, reason="malformed_request") == 1
+    assert value(samples, rejected, reason="head_too_large") == 1
 
 
 async def test_admin_listener_answers_alike_without_counting(upstream: RunningServer) -> None:
@@ -278,7 +278,8 @@ async def test_admin_listener_answers_alike_without_counting(upstream: RunningSe
         assert orjson.loads(body)["message"] == "malformed HTTP request: invalid header token"
         assert not [e for e in logs if e.get("event") == "request"]
         samples = await scrape(b)
-        assert value(samples, "grpc_bridge_rejected_requests_total", reason="bad_request") == 0
+        rejected = "grpc_bridge_rejected_requests_total"
+        assert value(samples, rejected, reason="malformed_request") == 0
         async with b.session.get(f"{b.admin_url}/healthz") as resp:
             assert resp.status == 200
 

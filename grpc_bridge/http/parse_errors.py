@@ -58,13 +58,16 @@ def parse_error(exc: HttpProcessingError, max_headers: int) -> BridgeError:
         return HeadersTooLarge(
             "request head too large: the request line or a header field is longer than "
             f"{limit} bytes",
-            reason="bad_header",
+            reason="head_too_large",
         )
     if exc.message == _TOO_MANY_HEADERS:
         return HeadersTooLarge(
-            f"request head too large: more than {max_headers} header fields", reason="bad_header"
+            f"request head too large: more than {max_headers} header fields",
+            reason="head_too_large",
         )
-    return InvalidArgument(f"malformed HTTP request: {_reason(exc.message)}")
+    return InvalidArgument(
+        f"malformed HTTP request: {_reason(exc.message)}", reason="malformed_request"
+    )
 
 
 def _reason(message: str) -> str:
@@ -116,7 +119,9 @@ class JsonErrorHandler(web.RequestHandler):
         exc = message.exc
         reason = _reason(exc.message) if isinstance(exc, HttpProcessingError) else "unparseable"
         self._messages.pop()
-        current.content.set_exception(InvalidArgument(f"malformed HTTP request body: {reason}"))
+        current.content.set_exception(
+            InvalidArgument(f"malformed HTTP request body: {reason}", reason="malformed_request")
+        )
         # No keep-alive after it: "Connection: close" on the answer, then the close.
         current._cache["keep_alive"] = False
         self._close = True
