@@ -24,7 +24,7 @@ from grpc_bridge.errors import UpstreamError
 from grpc_bridge.settings import Upstream
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames
-from grpc_bridge.upstream.h2.connection import Connection
+from grpc_bridge.upstream.h2.connection import STREAM_WINDOW, Connection
 from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
 from grpc_bridge.upstream.pool import ChannelPlan
@@ -459,6 +459,32 @@ async def test_empty_header_name_is_an_upstream_error() -> None:
         # RFC 9113 §8.2.1: a malformed response is a stream error, reported as such.
         with pytest.raises(UpstreamError):
             await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=3)
+
+
+async def test_data_past_the_granted_window_resets_the_stream() -> None:
+    """RFC 9113 §6.9.1: an upstream ignoring flow control gets FLOW_CONTROL_ERROR.
+
+    Unread messages stop the window from being handed back (backpressure), so
+    an upstream that sends on regardless would make the bridge buffer without
+    bound; the stream is reset once the window is exceeded, the call fails.
+    """
+    chunk = grpc_message(kitchen_pb2.Kitchen(f_string="x" * 16_000))
+    count = STREAM_WINDOW // len(chunk) + 8
+
+    async def flooding(request: Request) -> None:
+        request.send_headers([(":status", "200"), ("content-type", "application/grpc")])
+        for _ in range(count):
+            request.send_data(chunk)
+        request.send_headers([("grpc-status", "0")], end_stream=True)
+
+    async with h2_peer(flooding) as peer, native(peer.target, pool_size=1) as invoker:
+        with loop_errors() as escaped, pytest.raises(UpstreamError) as caught:
+            await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=5)
+        await eventually(lambda: bool(peer.connections and peer.connections[0].resets))
+    assert caught.value.code == Code.INTERNAL
+    assert "flow-control window" in caught.value.message, caught.value.message
+    assert peer.connections[0].resets[0][1] == frames.FLOW_CONTROL_ERROR
+    assert not escaped, escaped
 
 
 # -- 10. A6: retry attempts do not carry grpc-previous-rpc-attempts ----------------------

@@ -246,6 +246,12 @@ class Stream:
             self.connection.reset(self, frames.PROTOCOL_ERROR, status)
             return
         self._recv_unacked += flow_length
+        if self._recv_unacked > self.connection.stream_window:
+            # Past the window we granted (RFC 9113 §6.9.1): an upstream ignoring flow
+            # control would make the bridge buffer without bound for a slow client.
+            status = Status(Code.INTERNAL, "upstream sent more data than the flow-control window")
+            self.connection.reset(self, frames.FLOW_CONTROL_ERROR, status)
+            return
         buffer = self._buffer
         if buffer:
             buffer += payload
