@@ -182,6 +182,14 @@ async def test_head_is_logged_and_counted_as_head(bridge: RunningBridge) -> None
     assert value(samples, "grpc_bridge_streams_open", framing="ndjson") == 0
 
 
+async def test_a_refused_head_logs_no_body_bytes(bridge: RunningBridge) -> None:
+    with structlog.testing.capture_logs() as logs:
+        status, _, body = await send(bridge, "HEAD", f"{SVC}/Lookup?noSuchField=1")
+    assert status == 400 and body == b""
+    lines = [e for e in logs if e.get("event") == "request"]
+    assert [(e["http_status"], e["bytes_out"]) for e in lines] == [(400, 0)]
+
+
 async def test_cors_preflight_for_head(upstream: RunningServer) -> None:
     origin = "https://app.example"
     async with running_bridge(upstream.target, cors={"allowed_origins": [origin]}) as b:

@@ -93,7 +93,9 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         ctx.grpc_code = code_name(Code.INTERNAL)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
-    _log_request(request, ctx, response.status, _bytes_out(response))
+    # aiohttp sends no body for a HEAD, an error's included.
+    bytes_out = 0 if request.method == "HEAD" else _bytes_out(response)
+    _log_request(request, ctx, response.status, bytes_out)
     return response
 
 
