@@ -121,6 +121,11 @@ async def test_metadata_goes_through_the_proxys_allowlist(upstream: RunningServe
     assert "cookie" not in received and "x-custom" not in received
     # The browser's address, then the playground's hop (both loopback here).
     assert received["x-forwarded-for"] == "127.0.0.1, 127.0.0.1"
+    # The host the browser used (the admin port's), not the loopback hop's.
+    assert received["x-forwarded-host"] == f"127.0.0.1:{b.server.admin_port}"
+    assert direct[1] and orjson.loads(direct[1])["received"]["x-forwarded-host"] == (
+        f"127.0.0.1:{b.server.proxy_port}"
+    )
     # Initial metadata and trailers come back as the proxy sends them.
     assert played[2]["grpc-metadata-x-initial"] == "yes"
     assert played[2]["grpc-trailer-x-trailer"] == "done"

@@ -188,7 +188,7 @@ def cross_origin(request: web.Request) -> bool:
 
 
 def forwarded_headers(request: web.Request, target: ProxyTarget) -> CIMultiDict[str]:
-    """The request headers the proxy reads; the browser's address appended to X-Forwarded-For."""
+    """The request headers the proxy reads, the browser's Host, its address in X-Forwarded-For."""
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in request.headers.items():
         lower = name.lower()
@@ -200,6 +200,9 @@ def forwarded_headers(request: web.Request, target: ProxyTarget) -> CIMultiDict[
             out.add(name, value)
     if request.body_exists and request.content_length is not None:
         out["Content-Length"] = str(request.content_length)
+    # The host the browser asked for, not the loopback hop: the proxy passes it on as
+    # x-forwarded-host, as it would the Host of any client's request.
+    out["Host"] = request.host
     if request.remote:
         previous = request.headers.getall("X-Forwarded-For", [])
         out["X-Forwarded-For"] = ", ".join([*previous, request.remote])
