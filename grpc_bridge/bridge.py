@@ -203,6 +203,10 @@ class Bridge:
                 continue
             delay = cfg.retry_initial_s
             state.last_result = "ok"
+            if state.native is not None:
+                # Discovery reached the upstream: the calls' connections need not wait
+                # out a backoff from before it was up.
+                state.native.retry_now()
             self._install(state, schema)
             self._notify(state, ok=True)
             # refresh_interval_s 0: no periodic refresh, but SIGHUP still refreshes.

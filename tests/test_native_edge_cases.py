@@ -30,6 +30,7 @@ from grpc_bridge.upstream.native_pool import NativePool
 from grpc_bridge.upstream.pool import ChannelPlan
 from grpc_bridge.upstream.resolver import parse_target, unresolved
 from tests.native_tools import grpc_message, method, native, sleep_request
+from tests.process import free_port
 from tests.servers import RunningServer
 
 StartServer = Callable[..., Awaitable[RunningServer]]
@@ -485,6 +486,27 @@ async def test_data_past_the_granted_window_resets_the_stream() -> None:
     assert "flow-control window" in caught.value.message, caught.value.message
     assert peer.connections[0].resets[0][1] == frames.FLOW_CONTROL_ERROR
     assert not escaped, escaped
+
+
+async def test_retry_now_ends_a_reconnect_backoff(upstream_factory: StartServer) -> None:
+    """What discovery does when it reaches the upstream (bridge.py): no failing fast after."""
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    reconnect = {"initial_backoff_s": 30, "max_backoff_s": 30}
+    async with native(target, pool_size=1, reconnect=reconnect) as invoker:
+        with pytest.raises(UpstreamError) as refused:
+            await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=3)
+        assert refused.value.code == Code.UNAVAILABLE
+        await upstream_factory(port=port)
+        # Up now, but the slot waits out its 30 s backoff: calls fail fast.
+        with pytest.raises(UpstreamError) as backing_off:
+            await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=3)
+        assert backing_off.value.code == Code.UNAVAILABLE
+        invoker._pool.retry_now()
+        reply = await invoker.unary(
+            ECHO, kitchen_pb2.Kitchen(f_string="back"), metadata=[], timeout=3
+        )
+    assert isinstance(reply.response, kitchen_pb2.Kitchen) and reply.response.f_string == "back"
 
 
 # -- 10. A6: retry attempts do not carry grpc-previous-rpc-attempts ----------------------

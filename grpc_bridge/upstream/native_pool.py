@@ -132,6 +132,8 @@ class Slot:
         self._backoff = pool.upstream.reconnect.initial_backoff_s
         self._ready_at = 0.0
         self._closed = False
+        #: Set to cut a reconnect backoff short (:meth:`retry_now`).
+        self._retry = asyncio.Event()
 
     def ready_connection(self) -> Connection | None:
         connection = self.connection
@@ -168,7 +170,7 @@ class Slot:
     async def _run_attempts(self, delay: float = 0.0) -> None:
         try:
             if delay:
-                await asyncio.sleep(delay)
+                await self._pause(delay)
             while not self._closed:
                 self.state = CONNECTING
                 try:
@@ -180,7 +182,7 @@ class Slot:
                     self.last_error = _describe(exc)
                     self.state = TRANSIENT_FAILURE
                     self._wake()
-                    await asyncio.sleep(self._next_backoff())
+                    await self._pause(self._next_backoff())
                     continue
                 self.connection = connection
                 self._ready_at = time.monotonic()
@@ -190,6 +192,27 @@ class Slot:
                 return
         finally:
             self._attempt = None
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._retry.wait()
+        self._retry.clear()
+
+    def retry_now(self) -> None:
+        """Cut a reconnect backoff short: the upstream was just seen answering.
+
+        gRPC's ``reset_connect_backoff``. Discovery reaches the upstream on its own
+        channel; without this, a slot that failed while the upstream was still
+        starting would fail calls fast (UNAVAILABLE) for the rest of its backoff
+        although /readyz already says ready.
+        """
+        if self._closed or self._attempt is None or self.state == CONNECTING:
+            return
+        self._backoff = self._pool.upstream.reconnect.initial_backoff_s
+        # Calls now wait for the attempt instead of failing fast.
+        self.state = CONNECTING
+        self._retry.set()
 
     def _next_backoff(self) -> float:
         delay = self._backoff * random.uniform(0.8, 1.2)
@@ -385,6 +408,11 @@ class NativePool:
     def connect(self) -> None:
         for slot in self._slots:
             slot.connect()
+
+    def retry_now(self) -> None:
+        """Every slot waiting out a reconnect backoff tries again at once."""
+        for slot in self._slots:
+            slot.retry_now()
 
     def pick(self) -> Slot:
         """Next slot round-robin that can take a call now, else one that is connecting.
