@@ -1,8 +1,10 @@
-"""Review of the recent robustness commits: each test reproduces a defect (xfail, strict).
+"""Review of the recent robustness commits: each test reproduced a defect (xfail until fixed).
 
-- c023c81 native_pool ``retry_now``: the Event can be left set with nobody waiting.
-- 33f2892 parse_errors ``JsonErrorHandler.data_received``: a body failed this way is
-  read again by aiohttp's lingering close, which logs "Unhandled exception".
+- c023c81 native_pool ``retry_now``: the Event could be left set with nobody waiting
+  (fixed: it is set only while a backoff pause runs).
+- 33f2892 parse_errors ``JsonErrorHandler.data_received``: a body failed this way was
+  read again by aiohttp's lingering close, which logged "Unhandled exception"
+  (fixed: the failed body is also ended).
 
 Real peers only: a hand-made HTTP/2 server (``h2_peer``), real bridges over raw sockets.
 """
@@ -41,14 +43,6 @@ CHUNKED_ECHO_HEAD = http_request(
 # -- c023c81: Slot.retry_now -----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "native_pool.Slot.retry_now sets _retry while the attempt task has not started "
-        "(state IDLE, delay 0): nobody consumes it, and the next _pause (a failed "
-        "attempt's backoff) returns at once"
-    ),
-)
 async def test_retry_now_before_the_attempt_starts_does_not_skip_a_later_backoff() -> None:
     """retry_now in the same iteration as connect(): the slot is IDLE, its task not run.
 
@@ -90,14 +84,6 @@ async def bridge(request: Any, upstream: RunningServer) -> AsyncIterator[Running
         yield b
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "parse_errors.JsonErrorHandler._fail_current_body sets an exception on the body "
-        "but not its EOF: aiohttp's lingering close (web_protocol.start) reads it again, "
-        "and logs 'Unhandled exception' with a traceback for every such request"
-    ),
-)
 async def test_a_body_failed_mid_way_is_not_logged_as_an_unhandled_exception(
     bridge: RunningBridge, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -122,6 +122,9 @@ class JsonErrorHandler(web.RequestHandler):
         current.content.set_exception(
             InvalidArgument(f"malformed HTTP request body: {reason}", reason="malformed_request")
         )
+        # And ended: aiohttp's lingering close would otherwise read it again after the
+        # answer, get the error back and log it as an unhandled exception.
+        current.content.feed_eof()
         # No keep-alive after it: "Connection: close" on the answer, then the close.
         current._cache["keep_alive"] = False
         self._close = True

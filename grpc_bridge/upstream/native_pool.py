@@ -132,8 +132,9 @@ class Slot:
         self._backoff = pool.upstream.reconnect.initial_backoff_s
         self._ready_at = 0.0
         self._closed = False
-        #: Set to cut a reconnect backoff short (:meth:`retry_now`).
+        #: Set to cut a reconnect backoff short (:meth:`retry_now`), only while one runs.
         self._retry = asyncio.Event()
+        self._pausing = False
 
     def ready_connection(self) -> Connection | None:
         connection = self.connection
@@ -194,10 +195,14 @@ class Slot:
             self._attempt = None
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._retry.wait()
-        self._retry.clear()
+        self._pausing = True
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._retry.wait()
+        finally:
+            self._pausing = False
+            self._retry.clear()
 
     def retry_now(self) -> None:
         """Cut a reconnect backoff short: the upstream was just seen answering.
@@ -207,8 +212,8 @@ class Slot:
         starting would fail calls fast (UNAVAILABLE) for the rest of its backoff
         although /readyz already says ready.
         """
-        if self._closed or self._attempt is None or self.state == CONNECTING:
-            return
+        if self._closed or not self._pausing:
+            return  # connecting, connected, or about to: nothing to cut short
         self._backoff = self._pool.upstream.reconnect.initial_backoff_s
         # Calls now wait for the attempt instead of failing fast.
         self.state = CONNECTING
