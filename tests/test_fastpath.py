@@ -246,6 +246,12 @@ REST_SERVED = {
     ),
     "generic route with a query string": post(f"{ECHO}?x=1", b'{"fString": "q"}'),
     "generic route, percent-encoded": post("/bridgetest.v1.TestService/Ech%6F", b"{}"),
+    "generic route's GET": request("GET", "/bridgetest.v1.TestService/Lookup?f_string=x"),
+    "generic route's GET, nested and repeated": request(
+        "GET",
+        "/bridgetest.v1.TestService/Lookup?f_string=a%20b&f_int64=7&r_string=x&r_string=y",
+    ),
+    "generic route's GET without a query": request("GET", "/bridgetest.v1.TestService/Lookup"),
 }
 
 #: REST requests aiohttp answers (handed over), errors before the call among them.
@@ -268,7 +274,11 @@ REST_HANDED_OVER = {
     "HEAD on an HttpBody route": request("HEAD", "/v1/things/1/download?tags=a"),
     "server stream on a REST path": request("GET", "/v1/things/1/watch"),
     "custom method": request("SEARCH", "/v1/things?name=s"),
-    "generic route's GET": request("GET", "/bridgetest.v1.TestService/Lookup?f_string=x"),
+    "generic route's GET with a body": request(
+        "GET", "/bridgetest.v1.TestService/Lookup?f_string=x", b"{}"
+    ),
+    "generic route's GET, unknown field": request("GET", "/bridgetest.v1.TestService/Lookup?no=1"),
+    "generic GET on a method with side effects": request("GET", f"{ECHO}?f_string=x"),
     "Origin": request("GET", "/v1/things/1", None, "Origin: https://app.example"),
     "fragment": request("GET", "/v1/things/1#top"),
     "Accept: NDJSON": request("GET", "/v1/things/1", None, "Accept: application/x-ndjson"),
@@ -305,6 +315,7 @@ async def test_rest_log_lines_and_metrics_are_the_aiohttp_paths_own(
         REST_SERVED["HttpBody response"],
         REST_SERVED["error after the call"],
         REST_SERVED["generic route, percent-encoded"],
+        REST_SERVED["generic route's GET"],
         REST_HANDED_OVER["unknown query parameter"],
     ]
     volatile = ("request_id", "duration_ms", "timestamp")

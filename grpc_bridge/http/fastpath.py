@@ -39,7 +39,7 @@ from yarl import URL
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
-from grpc_bridge.errors import BridgeError
+from grpc_bridge.errors import BridgeError, InvalidArgument
 from grpc_bridge.http.context import RequestContext
 from grpc_bridge.http.middleware import (
     INTERNAL_MESSAGE,
@@ -50,7 +50,7 @@ from grpc_bridge.http.middleware import (
     request_id_from,
 )
 from grpc_bridge.http.responses import JSON_CONTENT_TYPE, json_response
-from grpc_bridge.http.transcode import reply_body, rest_message
+from grpc_bridge.http.transcode import message_from_query, reply_body, rest_message
 from grpc_bridge.http.unary import timeout_for
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
@@ -83,6 +83,7 @@ _METHODS = {
 }
 #: Methods served without a Content-Length: their requests usually have no body.
 _BODYLESS = frozenset({"GET", "DELETE"})
+_GENERIC_METHODS = frozenset({"POST", "GET"})
 #: How every request the fast path serves starts; other first bytes go to aiohttp
 #: at once, so that what can't be HTTP (TLS, say) is answered, not left waiting.
 _STARTS = tuple(method + b" /" for method in _METHODS)
@@ -257,17 +258,18 @@ def _could_start(prefix: bytes) -> bool:
 
 
 def _served(match: Match, method: str) -> bool:
-    """A unary method through a REST binding, or a POST to its generic route.
+    """A unary method through a REST binding, or a POST or GET to its generic route.
 
-    The generic route's GET (every field from the query) is aiohttp's, as is
-    every streaming method and every request that matched nothing (404, 405).
+    (A full match means the method is allowed there: GET only on methods marked
+    NO_SIDE_EFFECTS.) Every streaming method and every request that matched
+    nothing (404, 405) is aiohttp's.
     """
     plan = match.plan
     return (
         match.kind is MatchKind.FULL
         and plan is not None
         and plan.info.kind is MethodKind.UNARY
-        and (match.binding is not None or method == "POST")
+        and (match.binding is not None or method in _GENERIC_METHODS)
     )
 
 
@@ -531,7 +533,12 @@ class FastConnection(asyncio.Protocol):
         """The request message, as http/transcode.py's ``decode_request`` builds it."""
         binding = match.binding
         if binding is None:
-            return plan.request_codec.decode(body)
+            if head.method != "GET":
+                return plan.request_codec.decode(body)
+            if body:
+                # Refused on the aiohttp path: handed over, aiohttp answers it.
+                raise InvalidArgument("the generic route's GET takes no body")
+            return message_from_query(head.query, match, self._fast.bridge)
         # parse_head let only a JSON Content-Type (or none) through: the media type
         # check of the aiohttp path passes, and an HttpBody takes the same bytes.
         return rest_message(

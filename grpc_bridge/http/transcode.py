@@ -84,13 +84,13 @@ def stream_decoder(request: web.Request, match: Match, bridge: Bridge) -> Messag
     )
 
 
-def message_from_query(request: web.Request, match: Match, bridge: Bridge) -> Message:
-    """The generic route's GET: every field from the query string."""
+def message_from_query(raw_query: str, match: Match, bridge: Bridge) -> Message:
+    """The generic route's GET: every field from the query string (as sent, still encoded)."""
     plan = match.plan
     assert plan is not None
     value = query_to_value(
         plan.info.input_type,
-        query_items(request.rel_url.raw_query_string),
+        query_items(raw_query),
         ignore_unknown=bridge.settings.rest.ignore_unknown_query_parameters,
         max_depth=bridge.settings.limits.max_json_depth,
     )
@@ -112,7 +112,7 @@ async def decode_request(
     if request.method == "GET":
         if request.body_exists:
             raise InvalidArgument(_NO_BODY)
-        return message_from_query(request, match, bridge)
+        return message_from_query(request.rel_url.raw_query_string, match, bridge)
     check_media_type(request)
     body = await read_body(request, bridge.settings.limits.max_request_bytes)
     ctx.bytes_in = len(body)
