@@ -39,7 +39,7 @@ from yarl import URL
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
-from grpc_bridge.errors import BridgeError, InvalidArgument
+from grpc_bridge.errors import BridgeError
 from grpc_bridge.http.context import RequestContext
 from grpc_bridge.http.middleware import (
     INTERNAL_MESSAGE,
@@ -50,7 +50,7 @@ from grpc_bridge.http.middleware import (
     request_id_from,
 )
 from grpc_bridge.http.responses import JSON_CONTENT_TYPE, json_response
-from grpc_bridge.http.transcode import message_from_query, reply_body, rest_message
+from grpc_bridge.http.transcode import message_of, reply_body
 from grpc_bridge.http.unary import timeout_for
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
@@ -492,7 +492,11 @@ class FastConnection(asyncio.Protocol):
             timeout = timeout_for(
                 plan, values.get("grpc-timeout"), values.get("connect-timeout-ms")
             )
-            message = self._decode(match, plan, head, body)
+            # parse_head let only a JSON Content-Type (or none) through: the media type
+            # check of the aiohttp path passes, and an HttpBody takes the same bytes.
+            message = message_of(
+                match, method, head.query, body, values.get("content-type"), bridge
+            )
         except Exception:
             # A BridgeError (or a bug): aiohttp answers it, exactly as it answers any
             # request it sees first, 400 or 500 alike.
@@ -529,27 +533,6 @@ class FastConnection(asyncio.Protocol):
             # Backpressure: the next pipelined request waits until the client reads.
             await self._writable
 
-    def _decode(self, match: Match, plan: MethodPlan, head: Head, body: bytes) -> Message:
-        """The request message, as http/transcode.py's ``decode_request`` builds it."""
-        binding = match.binding
-        if binding is None:
-            if head.method != "GET":
-                return plan.request_codec.decode(body)
-            if body:
-                # Refused on the aiohttp path: handed over, aiohttp answers it.
-                raise InvalidArgument("the generic route's GET takes no body")
-            return message_from_query(head.query, match, self._fast.bridge)
-        # parse_head let only a JSON Content-Type (or none) through: the media type
-        # check of the aiohttp path passes, and an HttpBody takes the same bytes.
-        return rest_message(
-            binding,
-            match.path_params,
-            head.query,
-            body,
-            head.values.get("content-type"),
-            self._fast.bridge,
-        )
-
     async def _call(
         self,
         ctx: RequestContext,
@@ -569,11 +552,7 @@ class FastConnection(asyncio.Protocol):
                 plan.info, message, metadata=metadata, timeout=timeout
             )
             ctx.grpc_code = _OK
-            if match.binding is None:
-                body = plan.response_codec.encode(result.response)
-                content_type = JSON_CONTENT_TYPE
-            else:
-                body, content_type = reply_body(match, result.response)
+            body, content_type = reply_body(match, result.response)
             # message_response's order: Content-Type, then the metadata headers.
             headers = [("Content-Type", content_type)]
             headers += to_headers(result.initial_metadata, result.trailing_metadata)

@@ -5,13 +5,15 @@ request message and encodes responses, so REST bindings (path variables,
 ``body:``, query parameters, HttpBody, PATCH masks, ``response_body``) are
 handled once, whichever framing carries the call:
 
-- :func:`decode_request`: the request message of a matched route;
+- :func:`decode_request`: the request message of a matched route (aiohttp's
+  request read and checked, then :func:`message_of`);
+- :func:`message_of`: the request message from plain inputs (method, raw
+  query, body bytes, Content-Type), for the aiohttp path and the lean one
+  (http/fastpath.py) alike;
 - :func:`stream_decoder`: the decoder of a request stream's messages (HTTP
   NDJSON / JSON array and WebSocket frames), path and query merged into each;
 - :func:`query_items`: the query string, decoded strictly;
-- :func:`rest_message`: a REST binding's request message from plain inputs
-  (path variables, raw query, body bytes, Content-Type), for the aiohttp path
-  and the lean one (http/fastpath.py) alike;
+- :func:`rest_message`: a REST binding's part of :func:`message_of`;
 - :func:`encode_response`: one response message as the HTTP body bytes (JSON,
   a ``response_body`` field's JSON, or an HttpBody's raw bytes);
 - :func:`response_content_type`: the media type of those bytes;
@@ -45,6 +47,7 @@ __all__ = [
     "decode_request",
     "encode_response",
     "message_from_query",
+    "message_of",
     "message_response",
     "query_items",
     "reply_body",
@@ -100,44 +103,60 @@ def message_from_query(raw_query: str, match: Match, bridge: Bridge) -> Message:
 async def decode_request(
     request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
 ) -> Message:
-    """The request message of ``match``.
-
-    Generic route: from the query string for GET, else from the JSON body.
-    REST binding: path variables + body + query, as the binding says.
-    """
+    """The request message of ``match``: the body read and checked, then :func:`message_of`."""
     plan = match.plan
     assert plan is not None
-    if match.binding is not None:
-        return await _decode_rest(request, match, match.binding, bridge, ctx)
-    if request.method == "GET":
+    binding = match.binding
+    body = b""
+    if binding is not None:
+        rest = binding.request
+        # A body-less binding still reads what was sent, to refuse it with a clear 400.
+        if rest.takes_body or request.body_exists:
+            if rest.takes_body and not rest.raw_body:
+                check_media_type(request)
+            body = await read_body(request, bridge.settings.limits.max_request_bytes)
+    elif request.method == "GET":
         if request.body_exists:
             raise InvalidArgument(_NO_BODY)
-        return message_from_query(request.rel_url.raw_query_string, match, bridge)
-    check_media_type(request)
-    body = await read_body(request, bridge.settings.limits.max_request_bytes)
-    ctx.bytes_in = len(body)
-    return plan.request_codec.decode(body)
-
-
-async def _decode_rest(
-    request: web.Request, match: Match, binding: Binding, bridge: Bridge, ctx: RequestContext
-) -> Message:
-    rest = binding.request
-    body = b""
-    # A body-less binding still reads what was sent, to refuse it with a clear 400.
-    if rest.takes_body or request.body_exists:
-        if rest.takes_body and not rest.raw_body:
-            check_media_type(request)
+    else:
+        check_media_type(request)
         body = await read_body(request, bridge.settings.limits.max_request_bytes)
-        ctx.bytes_in = len(body)
-    return rest_message(
-        binding,
-        match.path_params,
+    ctx.bytes_in = len(body)
+    return message_of(
+        match,
+        request.method,
         request.rel_url.raw_query_string,
         body,
         request.headers.get("Content-Type"),
         bridge,
     )
+
+
+def message_of(
+    match: Match,
+    method: str,
+    raw_query: str,
+    body: bytes,
+    content_type: str | None,
+    bridge: Bridge,
+) -> Message:
+    """The request message from what the request carried, however it was parsed.
+
+    Generic route: from the query string for GET, else from the JSON body.
+    REST binding: path variables + body + query, as the binding says. The
+    caller has checked the media type and the size (the lean path,
+    http/fastpath.py, calls this too).
+    """
+    binding = match.binding
+    if binding is not None:
+        return rest_message(binding, match.path_params, raw_query, body, content_type, bridge)
+    if method == "GET":
+        if body:
+            raise InvalidArgument(_NO_BODY)
+        return message_from_query(raw_query, match, bridge)
+    plan = match.plan
+    assert plan is not None
+    return plan.request_codec.decode(body)
 
 
 def rest_message(
