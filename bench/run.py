@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -176,14 +177,15 @@ def summarise(runs: list[dict[str, float]], keys: tuple[str, ...]) -> dict[str, 
     return out
 
 
-def unary_case(
-    proxies: dict[str, servers.Proc],
+def warm_up(
+    procs: Iterable[servers.Proc],
     path: str,
     body: bytes | None,
     args: argparse.Namespace,
     workdir: Path,
-) -> dict[str, Any]:
-    for proc in proxies.values():  # warm-up, unmeasured
+) -> None:
+    """One unmeasured second of wrk against each process."""
+    for proc in procs:
         load.wrk(
             f"http://127.0.0.1:{proc.port}{path}",
             body,
@@ -192,6 +194,16 @@ def unary_case(
             connections=32,
             cpus=args.load_cpus,
         )
+
+
+def unary_case(
+    proxies: dict[str, servers.Proc],
+    path: str,
+    body: bytes | None,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, Any]:
+    warm_up(proxies.values(), path, body, args, workdir)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in proxies}
     for _ in range(args.runs):
         for name, proc in proxies.items():
@@ -285,16 +297,7 @@ def workers_case(
     try:
         for n in (1, 2):
             procs[str(n)] = servers.start_bridge(workdir, upstream, descriptor, cpus, workers=n)
-        url = "http://127.0.0.1:{}" + ORDER_PATH
-        for proc in procs.values():  # warm-up, unmeasured
-            load.wrk(
-                url.format(proc.port),
-                payloads.ORDER_BODY,
-                workdir,
-                seconds=1,
-                connections=32,
-                cpus=args.load_cpus,
-            )
+        warm_up(procs.values(), ORDER_PATH, payloads.ORDER_BODY, args, workdir)
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in procs}
         # More runs than the unary cases: three processes share both CPUs here, and
         # single runs of this case scatter the most.

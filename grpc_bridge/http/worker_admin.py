@@ -209,7 +209,7 @@ def build_worker_admin_app(view: WorkerView) -> web.Application:
         port = settings.listen.port
         add_playground(app, ProxyTarget.of(settings, lambda: port))
     else:
-        # Not forwarded: a worker's private admin listener keeps the default (on).
+        # Answered here, not forwarded: a 404 even while no worker is running.
         app.router.add_route("*", PAGE_PATH, not_found)
         app.router.add_route("*", CALL_PREFIX + "/{tail:.*}", not_found)
     app.router.add_route("*", "/{tail:.*}", forward)
