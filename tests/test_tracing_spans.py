@@ -7,9 +7,11 @@ server span → its client span → the ``traceparent`` the upstream received
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.otlp import (
@@ -21,6 +23,7 @@ from tests.otlp import (
     start_grpc_receiver,
     start_http_receiver,
 )
+from tests.process import BridgeProcess, serve_args
 from tests.servers import RunningServer
 from tests.streamtools import CLIENT_STREAM, META, NDJSON, SERVER_STREAM, TEST_SERVICE
 from tests.tracing_tools import (
@@ -279,3 +282,40 @@ async def test_nothing_is_exported_when_sampled_out_or_disabled(
         assert forwarded.startswith(f"00-{CLIENT_TRACE_ID}-")
         assert forwarded != CLIENT_TRACEPARENT
         assert line["trace_id"] == CLIENT_TRACE_ID
+
+
+async def test_each_worker_exports_its_own_spans(upstream: RunningServer) -> None:
+    receiver = await start_grpc_receiver()
+    bridge = await BridgeProcess.spawn(
+        *serve_args(upstream.target, "--workers", "2"), env=otlp_env(receiver)
+    )
+    try:
+        while "workers" not in (event := await bridge.wait_for("listening")):
+            bridge.events.remove(event)  # a worker's; the parent's line comes last
+        port = int(event["proxy"].rsplit(":", 1)[1])
+        url = f"http://127.0.0.1:{port}{META}"
+        for _ in range(40):
+            # A new connection per request: the kernel spreads them over both workers.
+            connector = aiohttp.TCPConnector(force_close=True)
+            async with aiohttp.ClientSession(connector=connector) as fresh:
+                for _attempt in range(100):
+                    async with fresh.post(url, json={}) as resp:
+                        if resp.status == 200:  # 503 until that worker has discovered
+                            break
+                    await asyncio.sleep(0.05)
+                assert resp.status == 200
+    finally:
+        await bridge.stop()  # each worker flushes its spans as it stops
+        await receiver.stop()
+    spans = receiver.spans
+    served = [e for e in bridge.events if e.get("event") == "request" and e["http_status"] == 200]
+    workers = {e["worker"] for e in served}
+    assert len(served) == 40 and workers == {0, 1}
+    # One provider per worker process: each has its own service.instance.id.
+    instances = {s.resource["service.instance.id"] for s in spans}
+    assert len(instances) == 2
+    by_trace = {s.trace_id: s.resource["service.instance.id"] for s in spans}
+    instance_of = {}
+    for line in served:
+        instance_of.setdefault(line["worker"], set()).add(by_trace[line["trace_id"]])
+    assert all(len(ids) == 1 for ids in instance_of.values())
