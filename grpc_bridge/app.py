@@ -17,9 +17,10 @@ configuration turns it on: a middleware around the edge one and a wrapper
 around each upstream's invoker. When it is off nothing of it exists and
 OpenTelemetry is never imported. When it is on, the lean HTTP/1.1 path
 (http/fastpath.py) is not used: every request goes through aiohttp, where the
-one server-span middleware sees it: two spans and their export cost the same
-order of CPU as the lean path saves, and a second place making the same spans
-would have to be kept alike by hand.
+one server-span middleware sees it. A request's two spans cost ~100 µs of CPU
+(measured with SDK 1.45 and a batch processor), about three times the ~36 µs
+the lean path saves (http/fastpath.py), and a second place making the same
+spans would have to be kept alike by hand.
 """
 
 from __future__ import annotations
