@@ -434,8 +434,8 @@ class TracingSettings(_Section):
     endpoint: str | None = None
     #: OTEL_EXPORTER_OTLP_PROTOCOL.
     protocol: Literal["grpc", "http/protobuf"] = "http/protobuf"
-    #: OTEL_SERVICE_NAME.
-    service_name: str = "grpc-bridge"
+    #: OTEL_SERVICE_NAME; None: a ``service.name`` in resource_attributes, else grpc-bridge.
+    service_name: str | None = None
     #: OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
     sampler: TraceSampler = "parentbased_always_on"
     sampler_arg: float | None = Field(None, ge=0, le=1)

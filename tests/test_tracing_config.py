@@ -164,3 +164,16 @@ async def test_serve_without_opentelemetry_loaded_when_tracing_is_off(
     out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert out.decode().splitlines()[-1] == "[]"
+
+
+def test_service_name_setting_wins_over_a_service_name_attribute() -> None:
+    attribute = TracingSettings(enabled=True, resource_attributes={"service.name": "attr"})
+    assert resolve(attribute).resource == {"service.name": "attr"}
+    both = TracingSettings(
+        enabled=True, service_name="named", resource_attributes={"service.name": "attr"}
+    )
+    assert resolve(both).resource == {"service.name": "named"}
+    env = resolve(both, OTEL_RESOURCE_ATTRIBUTES="service.name=env-attr")
+    assert env is not None and env.resource == {"service.name": "env-attr"}
+    env = resolve(both, OTEL_RESOURCE_ATTRIBUTES="service.name=env-attr", OTEL_SERVICE_NAME="svc")
+    assert env is not None and env.resource == {"service.name": "svc"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from tests.otlp import ReceivedSpan
-from tests.process import BridgeProcess, serve_args
+from tests.process import BridgeProcess, bridge_env, serve_args
 
 #: A client's W3C trace context: the bridge's server span must be its child.
 CLIENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -24,10 +23,7 @@ def tracing_env(**extra: str) -> dict[str, str]:
 
     The batch processor exports every 50 ms, so spans arrive soon after a request.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRPC_BRIDGE_", "OTEL_"))}
-    env["OTEL_BSP_SCHEDULE_DELAY"] = "50"
-    env.update(extra)
-    return env
+    return bridge_env(**{"OTEL_BSP_SCHEDULE_DELAY": "50", **extra})
 
 
 @asynccontextmanager

@@ -26,7 +26,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from grpc_bridge.discovery.registry import MethodInfo
-from grpc_bridge.errors import BridgeError
+from grpc_bridge.errors import BridgeError, UpstreamError
 from grpc_bridge.settings import Upstream
 from grpc_bridge.status import Code, code_name
 from grpc_bridge.upstream.invoker import CallInvoker, StreamCall, UnaryResult
@@ -105,8 +105,10 @@ class TracedInvoker:
             result = await self._inner.unary(method, request, metadata=metadata, timeout=timeout)
         except BaseException as exc:
             code, message = _code_of(exc)
-            # The request went out unless the call never started (no channel).
-            span.set_attributes({_SENT: 1, _RECEIVED: 0})
+            # The request went out unless the call never started (no channel: another
+            # BridgeError, raised before anything was sent).
+            sent = isinstance(exc, (UpstreamError, asyncio.CancelledError))
+            span.set_attributes({_SENT: int(sent), _RECEIVED: 0})
             _end(span, code, message)
             raise
         span.set_attributes({_SENT: 1, _RECEIVED: 1})

@@ -31,6 +31,7 @@ from grpc_bridge.settings import TRACE_SAMPLERS, ConfigError, TracingSettings
 Protocol = Literal["grpc", "http/protobuf"]
 
 _EXPORTERS = ("otlp", "console", "none")
+DEFAULT_SERVICE_NAME = "grpc-bridge"
 _PROTOCOLS: tuple[Protocol, ...] = ("grpc", "http/protobuf")
 #: The OTLP defaults of the specification, per protocol.
 _DEFAULT_ENDPOINTS = {"grpc": "http://localhost:4317", "http/protobuf": "http://localhost:4318"}
@@ -128,7 +129,10 @@ def _endpoint(settings: TracingSettings, environ: Mapping[str, str], protocol: P
 
 
 def _resource(settings: TracingSettings, environ: Mapping[str, str]) -> dict[str, str]:
-    resource = {"service.name": settings.service_name, **settings.resource_attributes}
+    # As in the SDK, the service name setting wins over a service.name attribute.
+    resource = dict(settings.resource_attributes)
+    if settings.service_name is not None:
+        resource["service.name"] = settings.service_name
     # W3C Baggage-like list: key=value pairs, comma-separated, values percent-encoded.
     for item in (_env(environ, "OTEL_RESOURCE_ATTRIBUTES") or "").split(","):
         key, sep, value = item.partition("=")
@@ -137,6 +141,7 @@ def _resource(settings: TracingSettings, environ: Mapping[str, str]) -> dict[str
     service = _env(environ, "OTEL_SERVICE_NAME")
     if service is not None:
         resource["service.name"] = service
+    resource.setdefault("service.name", DEFAULT_SERVICE_NAME)
     return resource
 
 
