@@ -25,7 +25,7 @@ from tests.otlp import (
 )
 from tests.process import BridgeProcess, serve_args
 from tests.servers import RunningServer
-from tests.streamtools import CLIENT_STREAM, META, NDJSON, SERVER_STREAM, TEST_SERVICE
+from tests.streamtools import BIDI, CLIENT_STREAM, META, NDJSON, SERVER_STREAM, TEST_SERVICE
 from tests.tracing_tools import (
     CLIENT_SPAN_ID,
     CLIENT_TRACE_ID,
@@ -172,6 +172,31 @@ async def test_streams_count_their_messages(upstream: RunningServer) -> None:
     assert client_stream.attributes["rpc.messages.received"] == 1
     server = one(spans, SERVER, f"POST {SERVER_STREAM}")
     assert server_stream.parent_span_id == server.span_id
+
+
+async def test_a_websocket_session_is_one_server_span_over_its_calls(
+    upstream: RunningServer,
+) -> None:
+    receiver = await start_grpc_receiver()
+    try:
+        async with traced_bridge(upstream.target, otlp_env(receiver)) as (bridge, session):
+            async with session.ws_connect(BIDI) as ws:
+                for index, text in enumerate(("one", "two")):
+                    await ws.send_json({"index": index, "text": text})
+                    assert (await ws.receive_json())["result"]["text"] == f"echo: {text}"
+                await ws.close()
+            spans = await receiver.wait_for(2)
+    finally:
+        await receiver.stop()
+    server = one(spans, SERVER, f"GET {BIDI}")
+    call = one(spans, CLIENT, BIDI[1:])
+    # 101, or 499 when the client's close cancels the handler first: as the log line says.
+    line = next(e for e in bridge.events if e.get("event") == "request")
+    assert server.attributes["http.response.status_code"] == line["http_status"]
+    assert line["span_id"] == server.span_id
+    assert call.parent_span_id == server.span_id
+    assert call.attributes["rpc.messages.sent"] == 2
+    assert call.attributes["rpc.messages.received"] == 2
 
 
 async def test_a_stream_failing_midway_records_its_status(upstream: RunningServer) -> None:
