@@ -146,10 +146,20 @@ async def test_upstream_errors_set_the_span_status(upstream: RunningServer) -> N
     assert servers[500].attributes["error.type"] == "500"
 
 
-async def test_streams_count_their_messages(upstream: RunningServer) -> None:
+@pytest.mark.parametrize("transport", ["native", "grpcio"])
+async def test_streams_count_their_messages(
+    upstream: RunningServer, transport: str, tmp_path: Path
+) -> None:
     receiver = await start_grpc_receiver()
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        f"upstreams:\n  - name: default\n    targets: ['{upstream.target}']\n"
+        f"    transport: {transport}\n",
+        encoding="utf-8",
+    )
+    env = otlp_env(receiver)
     try:
-        async with traced_bridge(upstream.target, otlp_env(receiver)) as (_, session):
+        async with traced_bridge(None, env, "--config", str(config)) as (_, session):
             async with session.post(
                 SERVER_STREAM, json={"count": 3, "tag": "t"}, headers={"Accept": NDJSON}
             ) as resp:

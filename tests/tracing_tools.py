@@ -28,10 +28,14 @@ def tracing_env(**extra: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def traced_bridge(
-    upstream: str, env: dict[str, str], *extra: str
+    upstream: str | None, env: dict[str, str], *extra: str
 ) -> AsyncIterator[tuple[BridgeProcess, aiohttp.ClientSession]]:
-    """A bridge process in front of ``upstream``, discovery done; stopped (SIGTERM) on exit."""
-    bridge = await BridgeProcess.start(*serve_args(upstream, *extra), env=env)
+    """A bridge process in front of ``upstream`` (None: the config file's upstreams),
+    discovery done; stopped (SIGTERM) on exit."""
+    args = serve_args(upstream or "-", *extra)
+    if upstream is None:
+        args = (args[0], *args[3:])  # "serve" without "--upstream -"
+    bridge = await BridgeProcess.start(*args, env=env)
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{bridge.admin_port}") as admin:
             for _ in range(200):
