@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from grpc_bridge.settings import ConfigError, TracingSettings
-from grpc_bridge.tracing.config import TraceConfig, tracing_config
+from grpc_bridge.tracing.config import TraceConfig, check_tracing, tracing_config
 from tests.process import run_cli
 from tests.servers import RunningServer
 from tests.tracing_tools import tracing_env
@@ -177,3 +177,13 @@ def test_service_name_setting_wins_over_a_service_name_attribute() -> None:
     assert env is not None and env.resource == {"service.name": "env-attr"}
     env = resolve(both, OTEL_RESOURCE_ATTRIBUTES="service.name=env-attr", OTEL_SERVICE_NAME="svc")
     assert env is not None and env.resource == {"service.name": "svc"}
+
+
+def test_tracing_on_without_the_sdk_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A None entry makes the import system report the module as absent.
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk", None)
+    assert check_tracing(TracingSettings(), {}) is None  # off: the SDK is not needed
+    with pytest.raises(ConfigError, match=r"pip install 'grpc-bridge\[otel\]'"):
+        check_tracing(TracingSettings(), {"OTEL_TRACES_EXPORTER": "otlp"})

@@ -264,12 +264,19 @@ async def test_otel_variables_win_over_the_yaml(upstream: RunningServer, tmp_pat
     )
     env = otlp_env(receiver)
     try:
-        async with traced_bridge(upstream.target, env, "--config", str(config)) as (_, session):
+        async with traced_bridge(upstream.target, env, "--config", str(config)) as (
+            bridge,
+            session,
+        ):
             assert (await post(session, META, {}))[0] == 200
             spans = await receiver.wait_for(2)
     finally:
         await receiver.stop()
     assert {s.resource["service.name"] for s in spans} == {"bridge-under-test"}
+    # The start-up line shows what was resolved.
+    resolved = await bridge.wait_for("tracing")
+    assert (resolved["protocol"], resolved["endpoint"]) == ("grpc", receiver.endpoint)
+    assert resolved["service_name"] == "bridge-under-test"
 
 
 async def test_spans_queued_at_sigterm_are_flushed(upstream: RunningServer) -> None:
