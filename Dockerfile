@@ -17,10 +17,13 @@ COPY grpc_bridge ./grpc_bridge
 # --only-binary: every dependency ships manylinux wheels, so nothing is compiled
 # and the build stage needs no compiler either. Bytecode is compiled once here,
 # checked by hash instead of timestamp so it stays valid whatever mtimes the
-# copy into the final stage leaves.
+# copy into the final stage leaves. With the otel extra (the OpenTelemetry SDK
+# and OTLP exporters), so the chart's tracing.enabled works with this image;
+# the bridge imports none of it while tracing is off (docs/tracing.md).
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/grpc-bridge \
-    && /opt/grpc-bridge/bin/pip install --no-cache-dir --no-compile --only-binary=:all: /wheels/*.whl \
+    && wheel="$(echo /wheels/*.whl)" \
+    && /opt/grpc-bridge/bin/pip install --no-cache-dir --no-compile --only-binary=:all: "${wheel}[otel]" \
     && /opt/grpc-bridge/bin/pip uninstall --yes pip \
     && python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/grpc-bridge
 

@@ -44,6 +44,9 @@ __all__ = ["Bridge", "UpstreamState", "json_options", "load_static_schema"]
 
 log = get_logger("grpc_bridge.bridge")
 
+#: Wraps each upstream's call invoker once, at start (the tracing hook: tracing/).
+InvokerWrapper = Callable[[Upstream, CallInvoker], CallInvoker]
+
 #: ``listener(upstream_name, ok)`` after every discovery run (metrics hook).
 RefreshListener = Callable[[str, bool], None]
 
@@ -78,9 +81,11 @@ class Bridge:
         *,
         resolve: Resolve = system_resolve,
         metrics: Metrics | None = None,
+        wrap_invoker: InvokerWrapper | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self._wrap_invoker = wrap_invoker
         self.json_options = json_options(settings)
         self.draining = False
         #: Set when the bridge stops: long-lived streams end with a terminal frame
@@ -100,7 +105,10 @@ class Bridge:
         """Open channels and start background work; returns without waiting for upstreams."""
         statics = {up.name: load_static_schema(up) for up in self.settings.upstreams}
         for up in self.settings.upstreams:
-            self._upstreams[up.name] = await open_upstream(up, self._resolve, self.metrics)
+            state = await open_upstream(up, self._resolve, self.metrics)
+            if self._wrap_invoker is not None:
+                state.invoker = self._wrap_invoker(up, state.invoker)
+            self._upstreams[up.name] = state
         for state in self._upstreams.values():
             static = statics[state.name]
             if static is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
@@ -93,6 +94,7 @@ def check_sources(settings: Settings) -> None:
     from grpc_bridge.bridge import json_options, load_static_schema
     from grpc_bridge.discovery.registry import Schema
     from grpc_bridge.routing.assemble import check_static_routes
+    from grpc_bridge.tracing.config import check_tracing
 
     problems = []
     schemas: dict[str, Schema] = {}
@@ -107,6 +109,10 @@ def check_sources(settings: Settings) -> None:
     if not problems:
         # Routes on reflection upstreams are checked again at each discovery.
         problems.extend(check_static_routes(settings, schemas, json_options(settings)))
+    try:
+        check_tracing(settings.tracing, os.environ)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
 

@@ -89,7 +89,8 @@ def bridge_settings(upstream: str | None, **overrides: Any) -> Any:
 async def running_bridge(
     upstream: str | None, *, ready: bool = True, **overrides: Any
 ) -> AsyncIterator[RunningBridge]:
-    server = await start(bridge_settings(upstream, **overrides))
+    # No OTEL_* variable of the test's environment turns tracing on here.
+    server = await start(bridge_settings(upstream, **overrides), environ={})
     session = aiohttp.ClientSession()
     bridge = RunningBridge(server, session)
     try:

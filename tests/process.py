@@ -29,7 +29,8 @@ def free_port() -> int:
 
 
 def bridge_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPC_BRIDGE_")}
+    """The test's environment without GRPC_BRIDGE_* or OTEL_* (tracing), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GRPC_BRIDGE_", "OTEL_"))}
     env.update(extra)
     return env
 

@@ -82,6 +82,14 @@ CASES: dict[str, tuple[str, ...]] = {
         "--set",
         "grpc-bridge.serviceMonitor.enabled=true",
     ),
+    "traced-sidecar": (
+        EXAMPLE,
+        *("--set", "grpc-bridge.tracing.enabled=true"),
+        *("--set", "grpc-bridge.tracing.protocol=grpc"),
+        *("--set", "grpc-bridge.tracing.endpoint=http://otel-collector.observability:4317"),
+        *("--set", "grpc-bridge.tracing.env.OTEL_TRACES_SAMPLER=parentbased_traceidratio"),
+        *("--set", "grpc-bridge.tracing.env.OTEL_TRACES_SAMPLER_ARG=0.1"),
+    ),
 }
 
 
@@ -138,8 +146,9 @@ def everything(
         (CHART, "--set", "mode=sidecar"),
         (EXAMPLE,),
         (EXAMPLE, "--set", "grpc-bridge.sidecar.native=false"),
+        CASES["traced-sidecar"],
     ],
-    ids=["standalone", "chart-in-sidecar-mode", "native-sidecar", "plain-sidecar"],
+    ids=["standalone", "chart-in-sidecar-mode", "native-sidecar", "plain-sidecar", "traced"],
 )
 def test_helm_lint_is_clean(helm: Helm, args: tuple[str, ...]) -> None:
     out = helm.ok("lint", "--strict", *args)
@@ -171,6 +180,26 @@ def test_every_mode_renders_its_objects(helm: Helm) -> None:
         # The parent chart mounts the ConfigMap the dependency renders.
         config_map_of(pod, container, docs)
     assert "ServiceMonitor/shop-grpc-bridge" in kinds(render(helm, "plain-sidecar"))
+
+
+def test_chart_tracing_values_become_the_otel_variables(helm: Helm) -> None:
+    from grpc_bridge.settings import TracingSettings
+    from grpc_bridge.tracing.config import TraceConfig, tracing_config
+
+    def bridge_env(case: str) -> dict[str, str]:
+        [(_, pod)] = pod_specs(render(helm, case))
+        container, _ = bridge_container(pod)
+        return {e["name"]: e["value"] for e in container["env"]}
+
+    assert not any(name.startswith("OTEL_") for name in bridge_env("native-sidecar"))
+    assert tracing_config(TracingSettings(), bridge_env("traced-sidecar")) == TraceConfig(
+        exporters=("otlp",),
+        protocol="grpc",
+        endpoint="http://otel-collector.observability:4317",
+        sampler="parentbased_traceidratio",
+        sampler_arg=0.1,
+        resource={"service.name": "shop-grpc-bridge"},
+    )
 
 
 def test_standalone_service_exposes_only_the_proxy_port(helm: Helm) -> None:
@@ -207,8 +236,17 @@ def test_config_checksum_rolls_pods_when_the_config_changes(helm: Helm) -> None:
         (("--set", "config.upstreams=null"), "upstreams"),
         (("--set", "terminationGracePeriodSeconds=25"), "must exceed config.shutdown.drain_s"),
         (("--set", "image.pullPolicy=Sometimes"), "pullPolicy"),
+        (("--set", "tracing.protocol=http/json"), "tracing.protocol"),
+        (("--set", "tracing.env.GRPC_BRIDGE_PORT=1"), "tracing.env"),
     ],
-    ids=["mode", "no-upstreams", "grace-shorter-than-drain", "pull-policy"],
+    ids=[
+        "mode",
+        "no-upstreams",
+        "grace-shorter-than-drain",
+        "pull-policy",
+        "tracing-protocol",
+        "tracing-env-not-otel",
+    ],
 )
 def test_chart_refuses_bad_values(helm: Helm, args: tuple[str, ...], message: str) -> None:
     proc = helm.run("template", RELEASE, CHART, *args)

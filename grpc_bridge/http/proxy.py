@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
@@ -163,13 +164,14 @@ def fast_path(app: web.Application, server: Callable[[], asyncio.Protocol]) -> F
     return FastPath(bridge, app.get(METRICS), app[_POLICY], server)
 
 
-def build_proxy_app(bridge: Bridge) -> web.Application:
+def build_proxy_app(bridge: Bridge, outer: Sequence[Middleware] = ()) -> web.Application:
+    """The proxy app; ``outer`` middlewares wrap the edge middleware (the tracing hook)."""
     settings = bridge.settings
     limits = settings.limits
     # Our own reader enforces max_request_bytes with a clear message; aiohttp's
     # cap stays as a backstop just above it.
     app = web.Application(
-        middlewares=[edge_middleware],
+        middlewares=[*outer, edge_middleware],
         client_max_size=limits.max_request_bytes + 1,
         handler_args={"handler_cancellation": True},
     )

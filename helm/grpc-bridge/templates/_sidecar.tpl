@@ -38,6 +38,24 @@ The ConfigMap itself is rendered by this chart (as a dependency) under the same 
   env:
     - name: GRPC_BRIDGE_CONFIG
       value: /etc/grpc-bridge/config.yaml
+    {{- with .Values.tracing }}
+    {{- if .enabled }}
+    - name: OTEL_TRACES_EXPORTER
+      value: otlp
+    - name: OTEL_EXPORTER_OTLP_PROTOCOL
+      value: {{ .protocol | quote }}
+    {{- with .endpoint }}
+    - name: OTEL_EXPORTER_OTLP_ENDPOINT
+      value: {{ . | quote }}
+    {{- end }}
+    - name: OTEL_SERVICE_NAME
+      value: {{ .serviceName | default (include "grpc-bridge.fullname" $) | quote }}
+    {{- range $name, $value := .env }}
+    - name: {{ $name }}
+      value: {{ $value | toString | quote }}
+    {{- end }}
+    {{- end }}
+    {{- end }}
     {{- with .Values.env }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
