@@ -341,6 +341,10 @@ class DiscoverySettings(_Section):
 class WebSocketSettings(_Section):
     heartbeat_s: float = Field(30.0, gt=0)
     max_message_size: int = Field(4 * 1024 * 1024, gt=0)
+    # permessage-deflate (RFC 7692), aiohttp's own: when on, and the client offers
+    # it (browsers do), every frame is deflated on the event loop. Off, as the
+    # response compression (``compression:``) never applies to WebSocket.
+    permessage_deflate: bool = False
 
 
 class StreamSettings(_Section):

@@ -124,6 +124,7 @@ _SINGLE = frozenset(
         "connection",
         "host",
         "accept",
+        "accept-encoding",
         "x-request-id",
         "grpc-timeout",
         "connect-timeout-ms",
