@@ -246,6 +246,8 @@ class ResponseCompression:
             "zstd": settings.zstd_level,
         }
         self._headers = {c: (("Content-Encoding", c), VARY) for c in _ONE_SHOT}
+        #: What an answer to a request without ``Accept-Encoding`` adds.
+        self.plain_headers: tuple[tuple[str, str], ...] = _VARY_ONLY if self.enabled else ()
         self._cache: dict[str, Choice] = {}
 
     def choose(self, accept_encoding: str | None) -> Choice:
@@ -281,6 +283,8 @@ class ResponseCompression:
 
         Synchronous, so an answer sent as it is (no ``Accept-Encoding``) awaits nothing.
         """
+        if accept_encoding is None:
+            return None, self.plain_headers
         if not self.enabled:
             return None, ()
         coding = self.coding_for(self.choose(accept_encoding), size, content_type)

@@ -524,11 +524,14 @@ class FastConnection(asyncio.Protocol):
             )
             # The same encoding step as the aiohttp path's (middleware.py), after the request id.
             compression = fast.compression
-            coding, encoded = compression.plan(
-                accept_encoding, _content_type(headers), len(payload)
-            )
-            if coding is not None:
-                payload = await compression.compress(coding, payload)
+            if accept_encoding is None:
+                encoded = compression.plain_headers  # wrk, scripts: nothing to negotiate
+            else:
+                coding, encoded = compression.plan(
+                    accept_encoding, _content_type(headers), len(payload)
+                )
+                if coding is not None:
+                    payload = await compression.compress(coding, payload)
             close = head.close or fast.closing or bridge.draining
             if self._transport is not None:
                 self._transport.write(

@@ -91,18 +91,21 @@ def _check_encoding(request: web.Request, compression: ResponseCompression | Non
         raise _refuse_encoding(accept_encoding)
 
 
-async def _encode(
+def _encoding(
     request: web.Request, response: web.StreamResponse, compression: ResponseCompression
-) -> None:
-    """Compress a whole answer the client accepts compressed; ``Vary`` on all that could be."""
+) -> str | None:
+    """``Vary`` on every whole answer that could be compressed; the coding for this one.
+
+    Synchronous: an answer sent as it is (no ``Accept-Encoding``) awaits nothing.
+    """
     if response.prepared or not isinstance(response, web.Response) or response.status in (204, 304):
-        return  # streams encode themselves (http/streaming.py); WebSocket never
+        return None  # streams encode themselves (http/streaming.py); WebSocket never
     headers = response.headers
     body = response.body
     if request.method == "HEAD" or not isinstance(body, bytes) or "Content-Encoding" in headers:
         if compression.enabled:
             add_vary(headers)
-        return
+        return None
     coding, added = compression.plan(
         request.headers.get(ACCEPT_ENCODING), response.content_type, len(body)
     )
@@ -111,8 +114,7 @@ async def _encode(
             add_vary(headers)
         else:
             headers[name] = value
-    if coding is not None:
-        response.body = await compression.compress(coding, body)
+    return coding
 
 
 async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) -> web.StreamResponse:
@@ -143,8 +145,9 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         ctx.grpc_code = code_name(Code.INTERNAL)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
-    if compression is not None:
-        await _encode(request, response, compression)
+    if compression is not None and (coding := _encoding(request, response, compression)):
+        assert isinstance(response, web.Response) and isinstance(response.body, bytes)
+        response.body = await compression.compress(coding, response.body)
     # aiohttp sends no body for a HEAD, an error's included.
     bytes_out = 0 if request.method == "HEAD" else _bytes_out(response)
     _log_request(request, ctx, response.status, bytes_out)
