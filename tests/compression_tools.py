@@ -32,7 +32,15 @@ def incremental(coding: str) -> Decoder:
         return zlib.decompressobj(31).decompress
     if coding == "br":
         decompressor = brotli.Decompressor()
-        return lambda data: bytes(decompressor.process(data))
+
+        def feed(data: bytes) -> bytes:
+            # brotli 1.2 hands out at most ~32 KiB a call: ask again until it is all out.
+            out = bytes(decompressor.process(data))
+            while more := decompressor.process(b""):
+                out += more
+            return out
+
+        return feed
     if coding == "zstd":
         return zstandard.ZstdDecompressor().decompressobj().decompress
     raise ValueError(coding)

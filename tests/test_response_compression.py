@@ -21,6 +21,8 @@ import orjson
 import pytest
 
 from grpc_bridge.http import fastpath
+from grpc_bridge.http.compress import Choice, negotiate
+from grpc_bridge.settings import ConfigError, load_settings
 from tests.compression_tools import (
     CODINGS,
     bridge_process,
@@ -220,7 +222,9 @@ async def test_a_compressed_stream_delivers_each_message_as_it_arrives(
             decoded = raw = b""
             headers: dict[str, str] = {}
             for index in range(4):
-                line = orjson.dumps({"text": f"m{index}", "index": index}) + b"\n"
+                # The third is over compression.executor_bytes: compressed in a thread.
+                text = f"m{index}" + ("y" * 100_000 if index == 2 else "")
+                line = orjson.dumps({"text": text, "index": index}) + b"\n"
                 writer.write(_chunk(line))
                 await writer.drain()
                 async with asyncio.timeout(10):
@@ -248,7 +252,8 @@ async def test_a_compressed_stream_delivers_each_message_as_it_arrives(
         assert text.count("event: message") == 4 and "event: end" in text
     else:
         lines = [orjson.loads(line) for line in text.splitlines()]
-        assert [m["result"]["text"] for m in lines] == [f"echo: m{i}" for i in range(4)]
+        texts = [m["result"]["text"] for m in lines]
+        assert texts == [f"echo: m{i}" + ("y" * 100_000 if i == 2 else "") for i in range(4)]
     assert complete(coding, raw) == decoded
 
 
@@ -354,3 +359,50 @@ async def test_docs_curl_lines_work_against_the_demo() -> None:
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(20):
             await proc.wait()
+
+
+@pytest.mark.parametrize(
+    ("value", "codings", "expected"),
+    [
+        ("gzip", ("zstd", "br", "gzip"), Choice("gzip")),
+        ("x-gzip;q=0.3, br;q=0.2", ("zstd", "br", "gzip"), Choice("gzip")),
+        ("*", ("br", "gzip"), Choice("br")),
+        ("*", ("gzip", "br"), Choice("gzip")),  # the configured order breaks ties
+        ("gzip;q=1.5, br;q=-1", ("br", "gzip"), Choice("gzip")),  # weights clamped to 0..1
+        ("gzip;q=oops", ("gzip",), Choice(None)),  # a malformed weight is a refusal
+        ("gzip;q=0.5, gzip;q=0", ("gzip",), Choice("gzip")),  # the first entry counts
+        (" , ;q=1, gzip ; q=0.8 ", ("gzip",), Choice("gzip")),
+        ("identity;q=0", ("gzip",), Choice(None, refused=True)),
+        ("*;q=0, gzip;q=0.1", ("zstd", "gzip"), Choice("gzip", forced=True)),
+        ("*;q=0.5, identity;q=0.6", ("gzip",), Choice(None)),
+        ("identity", ("gzip",), Choice(None)),
+        ("zstd", (), Choice(None)),
+    ],
+)
+def test_accept_encoding_negotiation(
+    value: str, codings: tuple[str, ...], expected: Choice
+) -> None:
+    assert negotiate(value, codings) == expected
+
+
+@pytest.mark.parametrize(
+    ("compression", "problem"),
+    [
+        (
+            {"algorithms": ["gzip", "gzip"]},
+            "compression.algorithms: lists a coding twice",
+        ),
+        (
+            {"algorithms": ["deflate"]},
+            "compression.algorithms[0]: Input should be 'zstd', 'br' or 'gzip'",
+        ),
+        ({"gzip_level": 10}, "compression.gzip_level: Input should be less than or equal to 9"),
+        ({"min_bytes": -1}, "compression.min_bytes: Input should be greater than or equal to 0"),
+    ],
+)
+def test_compression_settings_are_checked_at_start_up(
+    compression: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_settings(None, {"upstream": "127.0.0.1:1", "compression": compression})
+    assert exc.value.problems == [problem]
