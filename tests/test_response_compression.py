@@ -21,8 +21,8 @@ import orjson
 import pytest
 
 from grpc_bridge.http import fastpath
-from grpc_bridge.http.compress import Choice, negotiate
-from grpc_bridge.settings import ConfigError, load_settings
+from grpc_bridge.http.compress import Choice, ResponseCompression, negotiate
+from grpc_bridge.settings import CompressionSettings, ConfigError, load_settings
 from tests.compression_tools import (
     CODINGS,
     bridge_process,
@@ -406,3 +406,18 @@ def test_compression_settings_are_checked_at_start_up(
     with pytest.raises(ConfigError) as exc:
         load_settings(None, {"upstream": "127.0.0.1:1", "compression": compression})
     assert exc.value.problems == [problem]
+
+
+@pytest.mark.parametrize("coding", CODINGS)
+async def test_a_write_cancelled_mid_compression_leaves_the_stream_decodable(coding: str) -> None:
+    """A stream write cancelled (idle timeout, shutdown) while its compression runs in a
+    thread has advanced the compressor: its output goes out first with the next write."""
+    writer = ResponseCompression(CompressionSettings(executor_bytes=1)).stream(coding)
+    first = b"first message\n" * 50_000
+    task = asyncio.create_task(writer.chunk(first))
+    await asyncio.sleep(0)  # the compression has started in a worker thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    out = await writer.chunk(b'{"error": "the end"}\n') + await writer.finish()
+    assert complete(coding, out) == first + b'{"error": "the end"}\n'
