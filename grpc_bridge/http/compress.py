@@ -10,7 +10,8 @@ on either. Nothing here touches WebSocket: permessage-deflate is aiohttp's own
   entry, else of ``*``, else it is not acceptable; ``identity`` is acceptable
   unless ``identity;q=0`` (or ``*;q=0`` with no ``identity`` entry) says
   otherwise. The highest ``q`` wins, the configured order breaks ties, and
-  ``identity`` wins only with a strictly higher ``q``. If identity is refused
+  ``identity`` wins only when listed (itself or by ``*``) with a strictly
+  higher ``q``. If identity is refused
   and no coding is acceptable the answer is a 406 (``Choice.refused``); if
   identity is refused but a coding is acceptable, even a small body is
   compressed (``Choice.forced``). Each distinct header value is parsed once.
