@@ -17,10 +17,12 @@ COPY grpc_bridge ./grpc_bridge
 # --only-binary: every dependency ships manylinux wheels, so nothing is compiled
 # and the build stage needs no compiler either. Bytecode is compiled once here,
 # checked by hash instead of timestamp so it stays valid whatever mtimes the
-# copy into the final stage leaves.
+# copy into the final stage leaves. The compression extra adds br and zstd answers
+# (docs/compression.md); both ship manylinux wheels.
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/grpc-bridge \
-    && /opt/grpc-bridge/bin/pip install --no-cache-dir --no-compile --only-binary=:all: /wheels/*.whl \
+    && /opt/grpc-bridge/bin/pip install --no-cache-dir --no-compile --only-binary=:all: \
+        "$(echo /wheels/*.whl)[compression]" \
     && /opt/grpc-bridge/bin/pip uninstall --yes pip \
     && python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/grpc-bridge
 
