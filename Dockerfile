@@ -19,11 +19,13 @@ COPY grpc_bridge ./grpc_bridge
 # checked by hash instead of timestamp so it stays valid whatever mtimes the
 # copy into the final stage leaves. With the otel extra (the OpenTelemetry SDK
 # and OTLP exporters), so the chart's tracing.enabled works with this image;
-# the bridge imports none of it while tracing is off (docs/tracing.md).
+# the bridge imports none of it while tracing is off (docs/tracing.md). The
+# compression extra adds br and zstd answers (docs/compression.md); both ship
+# manylinux wheels.
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/grpc-bridge \
     && wheel="$(echo /wheels/*.whl)" \
-    && /opt/grpc-bridge/bin/pip install --no-cache-dir --no-compile --only-binary=:all: "${wheel}[otel]" \
+    && /opt/grpc-bridge/bin/pip install --no-cache-dir --no-compile --only-binary=:all: "${wheel}[otel,compression]" \
     && /opt/grpc-bridge/bin/pip uninstall --yes pip \
     && python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/grpc-bridge
 

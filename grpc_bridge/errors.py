@@ -6,6 +6,7 @@ edge; anything else is a bug and becomes a 500 there, logged with a traceback::
     BridgeError                      code, message, http_status, details
     ├── InvalidArgument              400 / 3   bad JSON, fields, parameters, headers
     ├── UnsupportedMediaType         415 / 3
+    ├── NotAcceptable                406 / 3   Accept-Encoding refuses every coding, identity too
     ├── PayloadTooLarge              413 / 8
     ├── HeadersTooLarge              431 / 8   forwarded metadata over the limit
     ├── RouteNotFound                404 / 5
@@ -63,6 +64,14 @@ class UnsupportedMediaType(BridgeError):
     reject_reason = "unsupported_media_type"
     code = Code.INVALID_ARGUMENT
     http_status_override = 415
+
+
+class NotAcceptable(BridgeError):
+    """``Accept-Encoding`` refuses ``identity`` and every coding the bridge can send."""
+
+    reject_reason = "not_acceptable"
+    code = Code.INVALID_ARGUMENT
+    http_status_override = 406
 
 
 class PayloadTooLarge(BridgeError):

@@ -341,6 +341,10 @@ class DiscoverySettings(_Section):
 class WebSocketSettings(_Section):
     heartbeat_s: float = Field(30.0, gt=0)
     max_message_size: int = Field(4 * 1024 * 1024, gt=0)
+    # permessage-deflate (RFC 7692), aiohttp's own: when on, and the client offers
+    # it (browsers do), every frame is deflated on the event loop. Off, as the
+    # response compression (``compression:``) never applies to WebSocket.
+    permessage_deflate: bool = False
 
 
 class StreamSettings(_Section):
@@ -383,6 +387,37 @@ class Cors(_Section):
             if not re.fullmatch(r"[0-9a-z!#$%&'*+.^_`|~-]+", name):
                 raise ValueError(f"{name!r} is not a header name")
         return names
+
+
+#: Response content codings the bridge can produce, by their RFC 9110 names.
+Coding = Literal["zstd", "br", "gzip"]
+_CODINGS: tuple[Coding, ...] = ("zstd", "br", "gzip")
+
+
+class CompressionSettings(_Section):
+    """Response compression (docs/compression.md); ``Accept-Encoding`` picks the coding."""
+
+    enabled: bool = True
+    # The server's preference, for Accept-Encoding ties (``gzip, br, zstd`` all at
+    # q=1). br needs the ``brotli`` package and zstd ``zstandard`` (the
+    # ``compression`` extra); a coding whose package is missing is skipped.
+    algorithms: list[Coding] = Field(default_factory=lambda: list(_CODINGS))
+    # Smaller answers go out as they are: compressing them saves less than it costs.
+    min_bytes: int = Field(1024, ge=0)
+    gzip_level: int = Field(6, ge=1, le=9)
+    # brotli's quality 0-11: 4 is near gzip's speed with a better ratio; 11 is for static files.
+    br_level: int = Field(4, ge=0, le=11)
+    zstd_level: int = Field(3, ge=1, le=19)
+    # Bodies (or a stream's batches) at least this large are compressed in a worker
+    # thread (the codecs release the GIL), so one large answer never stalls the event loop.
+    executor_bytes: int = Field(64 * 1024, ge=0)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algorithms(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("lists a coding twice")
+        return value
 
 
 class LogSettings(_Section):
@@ -517,6 +552,7 @@ class Settings(BaseSettings):
     websocket: WebSocketSettings = Field(default_factory=WebSocketSettings)
     cors: Cors = Field(default_factory=Cors)
     streams: StreamSettings = Field(default_factory=StreamSettings)
+    compression: CompressionSettings = Field(default_factory=CompressionSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)

@@ -9,6 +9,7 @@ from aiohttp import web
 from google.protobuf.descriptor_pool import DescriptorPool
 
 from grpc_bridge.bridge import Bridge
+from grpc_bridge.http.compress import ResponseCompression
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.routing.table import UNMATCHED, Match
 
@@ -49,3 +50,5 @@ class RequestContext:
 BRIDGE = web.AppKey("bridge", Bridge)
 METRICS = web.AppKey("metrics", Metrics)
 CONTEXT = web.RequestKey("context", RequestContext)
+#: The proxy listener's response compression (the admin listener has none).
+COMPRESSION = web.AppKey("compression", ResponseCompression)

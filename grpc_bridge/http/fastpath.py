@@ -40,6 +40,7 @@ from yarl import URL
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError
+from grpc_bridge.http.compress import ResponseCompression
 from grpc_bridge.http.context import RequestContext
 from grpc_bridge.http.middleware import (
     INTERNAL_MESSAGE,
@@ -123,6 +124,7 @@ _SINGLE = frozenset(
         "connection",
         "host",
         "accept",
+        "accept-encoding",
         "x-request-id",
         "grpc-timeout",
         "connect-timeout-ms",
@@ -281,11 +283,13 @@ class FastPath:
         bridge: Bridge,
         metrics: Metrics | None,
         policy: MetadataPolicy,
+        compression: ResponseCompression,
         server: Callable[[], asyncio.Protocol],
     ) -> None:
         self.bridge = bridge
         self.metrics = metrics
         self.policy = policy
+        self.compression = compression
         self.server = server
         self.max_body = bridge.settings.limits.max_request_bytes
         self.connections: set[FastConnection] = set()
@@ -484,6 +488,10 @@ class FastConnection(asyncio.Protocol):
             # HTTP/1.1 requires it: aiohttp refuses the request (read here, where it's read anyway).
             self._hand_over(raw)
             return
+        accept_encoding = values.get("accept-encoding")
+        if accept_encoding is not None and fast.compression.choose(accept_encoding).refused:
+            self._hand_over(raw)  # aiohttp answers the 406
+            return
         request_id = request_id_from(values.get("x-request-id"))
         ctx = RequestContext(request_id=request_id, metrics=fast.metrics)
         try:
@@ -514,10 +522,20 @@ class FastConnection(asyncio.Protocol):
             status, reason, headers, payload = await self._call(
                 ctx, match, plan, path, message, metadata, timeout
             )
+            # The same encoding step as the aiohttp path's (middleware.py), after the request id.
+            compression = fast.compression
+            if accept_encoding is None:
+                encoded = compression.plain_headers  # wrk, scripts: nothing to negotiate
+            else:
+                coding, encoded = compression.plan(
+                    accept_encoding, _content_type(headers), len(payload)
+                )
+                if coding is not None:
+                    payload = await compression.compress(coding, payload)
             close = head.close or fast.closing or bridge.draining
             if self._transport is not None:
                 self._transport.write(
-                    self._serialize(status, reason, headers, payload, request_id, close)
+                    self._serialize(status, reason, headers, payload, request_id, close, encoded)
                 )
                 if close:
                     self._close_after = True
@@ -574,6 +592,7 @@ class FastConnection(asyncio.Protocol):
         body: bytes,
         request_id: str,
         close: bool,
+        encoded: tuple[tuple[str, str], ...] = (),
     ) -> bytes:
         out = [f"HTTP/1.1 {status} {reason}\r\n".encode()]
         request_id_sent = False
@@ -585,6 +604,8 @@ class FastConnection(asyncio.Protocol):
             out.append(line)
         if not request_id_sent:
             out.append(f"{REQUEST_ID_HEADER}: {request_id}\r\n".encode())
+        for name, value in encoded:
+            out.append(f"{name}: {value}\r\n".encode())
         out.append(b"Content-Length: %d\r\nDate: " % len(body))
         out.append(_DATE.now())
         out.append(_SERVER)
@@ -593,6 +614,10 @@ class FastConnection(asyncio.Protocol):
         out.append(b"\r\n")
         out.append(body)
         return b"".join(out)
+
+
+def _content_type(headers: list[tuple[str, str]]) -> str | None:
+    return next((value for name, value in headers if name == "Content-Type"), None)
 
 
 def _parts(response: web.Response) -> tuple[int, str, list[tuple[str, str]], bytes]:

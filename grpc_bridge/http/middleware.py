@@ -13,8 +13,9 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from grpc_bridge.errors import BridgeError
-from grpc_bridge.http.context import CONTEXT, METRICS, RequestContext
+from grpc_bridge.errors import BridgeError, NotAcceptable
+from grpc_bridge.http.compress import ACCEPT_ENCODING, ResponseCompression, add_vary
+from grpc_bridge.http.context import COMPRESSION, CONTEXT, METRICS, RequestContext
 from grpc_bridge.http.relay import ACTIVE_SINK
 from grpc_bridge.http.responses import error_response, json_response
 from grpc_bridge.log import get_logger, log_info
@@ -67,9 +68,60 @@ def error_answer(exc: BridgeError, ctx: RequestContext) -> web.Response:
     return error_response(exc, ctx.pool)
 
 
+def _refuse_encoding(accept_encoding: str) -> NotAcceptable:
+    """The 406 of an ``Accept-Encoding`` that refuses identity and every coding we have."""
+    return NotAcceptable(
+        f"Accept-Encoding {accept_encoding!r} refuses identity and every coding "
+        "grpc-bridge can send"
+    )
+
+
+def _check_encoding(request: web.Request, compression: ResponseCompression | None) -> None:
+    """Refuse before any work when no answer could be acceptable (RFC 9110 §12.5.3)."""
+    if compression is None:
+        return
+    accept_encoding = request.headers.get(ACCEPT_ENCODING)
+    if (
+        accept_encoding is not None
+        and compression.choose(accept_encoding).refused
+        # A preflight or an upgrade carries no body to encode.
+        and request.method != "OPTIONS"
+        and "Upgrade" not in request.headers
+    ):
+        raise _refuse_encoding(accept_encoding)
+
+
+def _encoding(
+    request: web.Request, response: web.StreamResponse, compression: ResponseCompression
+) -> str | None:
+    """``Vary`` on every whole answer that could be compressed; the coding for this one.
+
+    Synchronous: an answer sent as it is (no ``Accept-Encoding``) awaits nothing.
+    """
+    if response.prepared or not isinstance(response, web.Response) or response.status in (204, 304):
+        return None  # streams encode themselves (http/streaming.py); WebSocket never
+    headers = response.headers
+    body = response.body
+    if request.method == "HEAD" or not isinstance(body, bytes) or "Content-Encoding" in headers:
+        if compression.enabled:
+            add_vary(headers)
+        return None
+    coding, added = compression.plan(
+        request.headers.get(ACCEPT_ENCODING), response.content_type, len(body)
+    )
+    for name, value in added:
+        if name == "Vary":
+            add_vary(headers)
+        else:
+            headers[name] = value
+    return coding
+
+
 async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) -> web.StreamResponse:
     response: web.StreamResponse
+    compression = request.app.get(COMPRESSION)
     try:
+        _check_encoding(request, compression)
         response = await handler(request)
     except BridgeError as exc:
         response = error_answer(exc, ctx)
@@ -93,6 +145,9 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         ctx.grpc_code = code_name(Code.INTERNAL)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
+    if compression is not None and (coding := _encoding(request, response, compression)):
+        assert isinstance(response, web.Response) and isinstance(response.body, bytes)
+        response.body = await compression.compress(coding, response.body)
     # aiohttp sends no body for a HEAD, an error's included.
     bytes_out = 0 if request.method == "HEAD" else _bytes_out(response)
     _log_request(request, ctx, response.status, bytes_out)

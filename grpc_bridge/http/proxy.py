@@ -23,7 +23,8 @@ from aiohttp.typedefs import Middleware
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import MethodNotAllowed, RouteNotFound, UpstreamNotReady
-from grpc_bridge.http.context import BRIDGE, CONTEXT, METRICS, RequestContext
+from grpc_bridge.http.compress import ResponseCompression
+from grpc_bridge.http.context import BRIDGE, COMPRESSION, CONTEXT, METRICS, RequestContext
 from grpc_bridge.http.cors import CorsPolicy, is_preflight
 from grpc_bridge.http.fastpath import FastPath
 from grpc_bridge.http.middleware import REQUEST_ID_HEADER, edge_middleware
@@ -161,7 +162,7 @@ def fast_path(app: web.Application, server: Callable[[], asyncio.Protocol]) -> F
     bridge = app[BRIDGE]
     if not bridge.settings.listen.fast_path or app[_CORS].enabled:
         return None
-    return FastPath(bridge, app.get(METRICS), app[_POLICY], server)
+    return FastPath(bridge, app.get(METRICS), app[_POLICY], app[COMPRESSION], server)
 
 
 def build_proxy_app(bridge: Bridge, outer: Sequence[Middleware] = ()) -> web.Application:
@@ -181,6 +182,7 @@ def build_proxy_app(bridge: Bridge, outer: Sequence[Middleware] = ()) -> web.App
         max_bytes=limits.max_metadata_bytes,
     )
     app[_CORS] = CorsPolicy(settings.cors, settings.metadata.forward_headers)
+    app[COMPRESSION] = ResponseCompression(settings.compression)
     app.on_response_prepare.append(_on_prepare)
     # HEAD first: aiohttp looks a route up by method, then falls back to "*".
     # [\s\S], not ".": every path reaches the route table, a decoded newline included

@@ -31,7 +31,8 @@ from aiohttp import web
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import SSE_FRAMING, Framing
 from grpc_bridge.errors import BridgeError
-from grpc_bridge.http.context import RequestContext
+from grpc_bridge.http.compress import ACCEPT_ENCODING, StreamWriter
+from grpc_bridge.http.context import COMPRESSION, RequestContext
 from grpc_bridge.http.negotiate import stream_framing
 from grpc_bridge.http.relay import (
     ACTIVE_SINK,
@@ -62,21 +63,53 @@ from grpc_bridge.upstream.metadata import MetadataPolicy, to_headers
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+class _EncodedStream(web.StreamResponse):
+    """A stream whose body is compressed write by write; the encoder's end goes before EOF."""
+
+    def __init__(self, writer: StreamWriter, headers: Mapping[str, str]) -> None:
+        super().__init__(headers=headers)
+        self.writer = writer
+        self._finished = False
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        if not self._finished and self.prepared:
+            self._finished = True
+            end = await self.writer.chunk(data) if data else b""
+            data = end + await self.writer.finish()
+        await super().write_eof(data)
+
+
 class HttpSink:
-    """A chunked HTTP response body, started at the first frame."""
+    """A chunked HTTP response body, started at the first frame (compressed when negotiated)."""
 
     def __init__(self, request: web.Request, framing: Framing) -> None:
         self._request = request
         self.framing = framing
         self.plain_errors = framing is not SSE_FRAMING
         self.response: web.StreamResponse | None = None
+        self._writer: StreamWriter | None = None
 
     @property
     def started(self) -> bool:
         return self.response is not None
 
+    def _response(self) -> web.StreamResponse:
+        compression = self._request.app.get(COMPRESSION)
+        if compression is None or not compression.enabled:
+            return web.StreamResponse(headers=_STREAM_HEADERS)
+        coding = compression.choose(self._request.headers.get(ACCEPT_ENCODING)).coding
+        if coding is None:
+            response = web.StreamResponse(headers=_STREAM_HEADERS)
+        else:
+            # Whatever a stream's size: it is unknown when the headers go out.
+            self._writer = compression.stream(coding)
+            response = _EncodedStream(self._writer, _STREAM_HEADERS)
+            response.headers["Content-Encoding"] = coding
+        response.headers["Vary"] = ACCEPT_ENCODING
+        return response
+
     async def start(self, initial: Pairs, trailing: Pairs = ()) -> None:
-        response = web.StreamResponse(headers=_STREAM_HEADERS)
+        response = self._response()
         response.content_type = self.framing.content_type
         for name, value in to_headers(initial, trailing):
             response.headers.add(name, value)
@@ -90,6 +123,8 @@ class HttpSink:
         assert self.response is not None
         if not frame:
             return
+        if self._writer is not None:
+            frame = await self._writer.chunk(frame)
         try:
             # Returns once the transport took the chunk (aiohttp drains past 64 KiB).
             await self.response.write(frame)

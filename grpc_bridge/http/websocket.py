@@ -310,6 +310,7 @@ async def handle_websocket(
         heartbeat=settings.websocket.heartbeat_s,
         max_msg_size=settings.websocket.max_message_size,
         timeout=_CLOSE_TIMEOUT_S,
+        compress=settings.websocket.permessage_deflate,
     )
     await ws.prepare(request)
     ctx.open_stream(WEBSOCKET_FRAMING.name)

@@ -1,0 +1,86 @@
+"""gzip between the bridge and its upstream, both ways, on both transports.
+
+A real grpc.aio server that compresses every answer (gzip as its default
+compression), behind a relay that reads the HTTP/2 frames going by
+(tests/grpc_wiretap.py, python-hyper's hyperframe and hpack): the per-upstream
+``compression`` setting must put ``grpc-encoding: gzip`` and compressed
+messages on the wire, and the server's compressed answers must be decoded, by
+the native client and by grpcio alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from tests.grpc_wiretap import Wiretap
+from tests.harness import RunningBridge, running_bridge
+from tests.servers import StartServer
+
+ECHO = "/bridgetest.v1.TestService/Echo"
+SERVER_STREAM = "/bridgetest.v1.TestService/ServerStream"
+CLIENT_STREAM = "/bridgetest.v1.TestService/ClientStream"
+GZIP_BY_DEFAULT = ("grpc.default_compression_algorithm", 2)  # grpc.Compression.Gzip
+
+
+@asynccontextmanager
+async def tapped_bridge(
+    upstream_factory: StartServer, transport: str, compression: str
+) -> AsyncIterator[tuple[RunningBridge, Wiretap]]:
+    server = await upstream_factory(options=[GZIP_BY_DEFAULT])
+    tap = Wiretap(server.port)
+    port = await tap.start()
+    upstreams = [
+        {"targets": [f"127.0.0.1:{port}"], "compression": compression, "transport": transport}
+    ]
+    try:
+        async with running_bridge(None, upstreams=upstreams) as bridge:
+            yield bridge, tap
+    finally:
+        await tap.stop()
+
+
+@pytest.mark.parametrize("transport", ["native", "grpcio"])
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+async def test_requests_compressed_as_configured_and_answers_decoded(
+    upstream_factory: StartServer, transport: str, compression: str
+) -> None:
+    text = "compress me " * 5000
+    async with tapped_bridge(upstream_factory, transport, compression) as (bridge, tap):
+        status, body, _ = await bridge.post(ECHO, {"fString": text})
+        assert status == 200 and body["fString"] == text
+        # Every message large and compressible: gRPC sends a message uncompressed
+        # (flag 0) whenever gzip would not make it smaller.
+        tag = "gz" * 500
+        status, lines, _ = await bridge.post(SERVER_STREAM, {"count": 3, "tag": tag})
+        assert status == 200
+        assert [line["result"]["text"] for line in _ndjson(lines)] == [
+            f"{tag}-{i}" for i in range(3)
+        ]
+        texts = ["a" * 1000, "b" * 1000]
+        status, body, _ = await bridge.post(
+            CLIENT_STREAM,
+            b"".join(b'{"text": "%s"}\n' % t.encode() for t in texts),
+            headers={"Content-Type": "application/x-ndjson"},
+        )
+        assert status == 200 and body["texts"] == texts
+
+    gzip = compression == "gzip"
+    for path, messages in ((ECHO, 1), (SERVER_STREAM, 1), (CLIENT_STREAM, 2)):
+        calls = tap.calls(path)
+        assert len(calls) == 1, (path, calls)
+        request, response = calls[0]
+        assert (request.headers.get("grpc-encoding") == "gzip") is gzip, request.headers
+        assert request.compressed == [gzip] * messages, (path, request.compressed)
+        # The server compressed every answer, and the bridge decoded them above.
+        assert response.headers.get("grpc-encoding") == "gzip", response.headers
+        assert response.compressed and all(response.compressed), (path, response.compressed)
+
+
+def _ndjson(text: object) -> list[dict[str, dict[str, str]]]:
+    import orjson
+
+    assert isinstance(text, str)
+    return [orjson.loads(line) for line in text.splitlines() if line]
