@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import json
 import re
 import shutil
 import signal
@@ -244,3 +246,24 @@ async def test_cli_transcripts_print_what_is_shown(transcript: Transcript, tmp_p
     printed = err.decode() + out.decode()
     problem = text_mismatch(transcript.expected, printed)
     assert problem is None, f"{transcript.page}:{transcript.line}: {problem}"
+
+
+# --- make bench's tables --------------------------------------------------------------------
+
+
+def test_make_bench_writes_its_tables_into_the_performance_page(tmp_path: Path) -> None:
+    """bench/run.py regenerates the block between the markers of docs/performance.md."""
+    spec = importlib.util.spec_from_file_location("bench_report", ROOT / "bench" / "report.py")
+    assert spec is not None and spec.loader is not None
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    assert report.PERFORMANCE_PAGE == ROOT / "docs" / "performance.md"
+    results = json.loads((ROOT / "bench" / "results" / "results.json").read_text())
+    page = tmp_path / "performance.md"
+    original = report.PERFORMANCE_PAGE.read_text()
+    stale = re.sub(r"\| grpc_bridge \|[^\n]*", "| grpc_bridge | stale |", original)
+    page.write_text(stale)
+    assert report.update_tables(page, results)
+    # The committed page shows the committed results, as make bench left them.
+    assert page.read_text() == original
+    assert "(../bench/results/results.md)" in original
