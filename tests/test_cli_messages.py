@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -203,3 +205,27 @@ async def test_admin_refusals_are_status_json(upstream: RunningServer) -> None:
                     assert body["code"] == {400: 3, 404: 5, 405: 12}[status] and body["message"]
     finally:
         await bp.stop()
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ((), "grpc-bridge demo"),
+        (("PORT=9080", "ADMIN_PORT=9081"), "grpc-bridge demo --port 9080 --admin-port 9081"),
+    ],
+)
+def test_make_demo_passes_the_ports_on(variables: tuple[str, ...], expected: str) -> None:
+    """`make demo PORT=9080 ADMIN_PORT=9081`; without them the environment's or 8080/8081."""
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "ADMIN_PORT")}
+    result = subprocess.run(
+        ["make", "-n", "-W", "pyproject.toml", "demo", *variables],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.split("/bin/", 1)[-1].strip() == expected, result.stdout
