@@ -229,3 +229,27 @@ def test_make_demo_passes_the_ports_on(variables: tuple[str, ...], expected: str
     )
     last = result.stdout.strip().splitlines()[-1]
     assert last.split("/bin/", 1)[-1].strip() == expected, result.stdout
+
+
+async def test_an_unknown_method_token_on_the_workers_parent_admin_port(
+    upstream: RunningServer,
+) -> None:
+    """The parent answers for its workers' admin endpoints (all GETs) and the playground."""
+    bp = await BridgeProcess.spawn(*serve_args(upstream.target, "--workers", "2"))
+    try:
+        async with asyncio.timeout(60):
+            while not any(e.get("event") == "listening" and "workers" in e for e in bp.events):
+                await bp.wait_for("listening")
+                await asyncio.sleep(0.1)
+        (parent,) = [e for e in bp.events if e.get("event") == "listening" and "workers" in e]
+        admin = int(parent["admin"].rsplit(":", 1)[1])
+        for path, status, allow in (
+            ("/v1/services", 405, "GET, HEAD"),
+            ("/playground/call/a.B/C", 405, "POST"),
+        ):
+            head, body = await raw_request(admin, f"FOO {path} HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert head[0].startswith(f"HTTP/1.1 {status} "), (path, head)
+            assert dict(line.split(": ", 1) for line in head[1:]).get("Allow") == allow
+            assert body.startswith('{"code":12,'), body
+    finally:
+        await bp.stop()
