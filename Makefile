@@ -4,16 +4,30 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit protos clean tools chromium bench
+.PHONY: demo install test lint typecheck unit protos clean tools chromium bench docs
 
+# The test extra and the docs extra (tests/test_docs.py builds the site too).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
+# .venv with grpc-bridge installed: the command is .venv/bin/grpc-bridge
+# (`. .venv/bin/activate` puts it on PATH).
+install: $(STAMP)
+	@echo "installed: $(BIN)/grpc-bridge (run '. $(BIN)/activate' to put it on PATH)"
+
+# Ports: make demo PORT=9080 ADMIN_PORT=9081; unset, GRPC_BRIDGE_LISTEN__PORT /
+# GRPC_BRIDGE_ADMIN__PORT from the environment, else 8080 / 8081.
 demo: $(STAMP)
-	$(BIN)/grpc-bridge demo
+	@echo "the command is $(BIN)/grpc-bridge ('. $(BIN)/activate' puts it on PATH)"
+	$(BIN)/grpc-bridge demo $(if $(PORT),--port $(PORT)) $(if $(ADMIN_PORT),--admin-port $(ADMIN_PORT))
+
+# The documentation site: docs/*.md built by MkDocs (Material) into site/.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	@echo "open site/index.html"
 
 test: $(STAMP) chromium lint typecheck unit
 

@@ -193,11 +193,13 @@ def render_chart(results: dict[str, Any], path: Path) -> bool:
     return True
 
 
-README_START, README_END = "<!-- bench-table -->", "<!-- /bench-table -->"
+#: The page the latest full run's tables are written to, between these markers.
+PERFORMANCE_PAGE = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+TABLE_START, TABLE_END = "<!-- bench-table -->", "<!-- /bench-table -->"
 
 
-def readme_block(results: dict[str, Any]) -> str:
-    """The README's performance tables: results.md's tables, without its preamble and notes."""
+def tables_block(results: dict[str, Any]) -> str:
+    """The performance page's tables: results.md's tables, without its preamble and notes."""
     sections: dict[str, list[str]] = {}
     current = ""
     for line in render_markdown(results).splitlines():
@@ -218,7 +220,7 @@ def readme_block(results: dict[str, Any]) -> str:
     latency = results["cases"].get("latency", {})
     out = [
         f"Latest run ({results['meta']['date']}, `make bench`, full output in",
-        "[bench/results/results.md](bench/results/results.md)):",
+        "[bench/results/results.md](../bench/results/results.md)):",
         "",
         *tables("Throughput"),
         "",
@@ -239,14 +241,14 @@ def readme_block(results: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def update_readme(readme: Path, results: dict[str, Any]) -> bool:
-    """Replace the README's block between the bench-table markers; False if it has none."""
-    text = readme.read_text()
-    start, end = text.find(README_START), text.find(README_END)
+def update_tables(page: Path, results: dict[str, Any]) -> bool:
+    """Replace the page's block between the bench-table markers; False if it has none."""
+    text = page.read_text()
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
     if start < 0 or end < start:
         return False
-    block = f"{README_START}\n{readme_block(results)}\n{README_END}"
-    readme.write_text(text[:start] + block + text[end + len(README_END) :])
+    block = f"{TABLE_START}\n{tables_block(results)}\n{TABLE_END}"
+    page.write_text(text[:start] + block + text[end + len(TABLE_END) :])
     return True
 
 

@@ -550,8 +550,8 @@ def main() -> None:
         }
         report.write(results, args.out)
         if args.out.resolve() == DEFAULT_OUT.resolve() and not args.quick:
-            # The README shows the latest full run: the tables are regenerated, not copied.
-            report.update_readme(servers.ROOT / "README.md", results)
+            # docs/performance.md shows the latest full run: the tables are regenerated, not copied.
+            report.update_tables(report.PERFORMANCE_PAGE, results)
     print((args.out / "results.md").read_text())
 
 

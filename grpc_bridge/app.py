@@ -36,10 +36,12 @@ from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.admin import build_admin_app
+from grpc_bridge.http.admin_errors import router_refusal
 from grpc_bridge.http.context import METRICS
 from grpc_bridge.http.fastpath import IDLE_TIMEOUT_S, FastSite
+from grpc_bridge.http.listen import start_site
 from grpc_bridge.http.parse_errors import JsonErrorRunner
-from grpc_bridge.http.proxy import build_proxy_app, fast_path
+from grpc_bridge.http.proxy import build_proxy_app, fast_path, refuse_method
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics, create_metrics
 from grpc_bridge.settings import Settings
@@ -159,10 +161,13 @@ async def start(
         # The lean path (http/fastpath.py) and aiohttp close idle connections alike.
         keepalive_timeout=IDLE_TIMEOUT_S,
         shutdown_timeout=settings.shutdown.timeout_s,
+        refuse_method=refuse_method(bridge),
     )
+    # The playground forwards to the proxy listener, bound only further down.
+    admin_app = build_admin_app(bridge, metrics.registry, lambda: _bound_port(proxy_runner))
     admin_runner = JsonErrorRunner(
-        # The playground forwards to the proxy listener, bound only further down.
-        build_admin_app(bridge, metrics.registry, lambda: _bound_port(proxy_runner)),
+        admin_app,
+        refuse_method=router_refusal(admin_app),
         handle_signals=False,
         access_log=None,
         shutdown_timeout=min(_ADMIN_SHUTDOWN_S, settings.shutdown.timeout_s),
@@ -175,20 +180,22 @@ async def start(
         assert proxy_runner.server is not None
         # With tracing on, every request goes through aiohttp (see the module docstring).
         fast = fast_path(proxy_app, proxy_runner.server) if tracing is None else None
+        listen, admin = settings.listen, settings.admin
+        site: web.BaseSite
         if fast is None:
-            await web.TCPSite(
-                proxy_runner, settings.listen.host, settings.listen.port, reuse_port=reuse_port
-            ).start()
+            site = web.TCPSite(proxy_runner, listen.host, listen.port, reuse_port=reuse_port)
         else:
-            await FastSite(
+            site = FastSite(
                 proxy_runner,
                 fast,
-                settings.listen.host,
-                settings.listen.port,
+                listen.host,
+                listen.port,
                 reuse_port=reuse_port,
                 shutdown_timeout=settings.shutdown.timeout_s,
-            ).start()
-        await web.TCPSite(admin_runner, settings.admin.host, settings.admin.port).start()
+            )
+        await start_site(site, "the proxy (listen.port)", listen.host, listen.port)
+        admin_site = web.TCPSite(admin_runner, admin.host, admin.port)
+        await start_site(admin_site, "the admin endpoints (admin.port)", admin.host, admin.port)
     except OSError:
         await proxy_runner.cleanup()
         await admin_runner.cleanup()

@@ -13,7 +13,7 @@ from typing import Any
 from grpc_bridge import __version__
 from grpc_bridge.discovery.loader import DiscoveryError
 from grpc_bridge.log import configure_logging
-from grpc_bridge.settings import ConfigError, Settings, load_settings
+from grpc_bridge.settings import ConfigError, Settings, load_settings, stray_variables
 
 EXIT_CONFIG = 2
 
@@ -23,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="grpc-bridge",
         description="Call gRPC services from browsers and plain HTTP clients with JSON.",
     )
+    parser.add_argument("--version", action="version", version=f"grpc-bridge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the bridge")
@@ -36,8 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="run the embedded demo gRPC service with the bridge in front"
     )
-    demo.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
-    demo.add_argument("--admin-port", type=int, default=8081, help="admin port (default 8081)")
+    # Unset: listen.port / admin.port as for serve (GRPC_BRIDGE_LISTEN__PORT, ..., 8080, 8081).
+    demo.add_argument("--port", type=int, help="proxy port (default 8080)")
+    demo.add_argument("--admin-port", type=int, help="admin port (default 8081)")
     demo.add_argument("--grpc-port", type=int, default=0, help="demo gRPC port (default: any free)")
 
     sub.add_parser("version", help="print the version")
@@ -83,6 +85,8 @@ def overrides_from_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace) -> Settings:
+    for warning in stray_variables():
+        print(f"grpc-bridge: warning: {warning}", file=sys.stderr)
     settings = load_settings(args.config, overrides_from_flags(args))
     check_sources(settings)
     return settings
@@ -135,17 +139,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "version":
         print(__version__)
         return 0
-    if args.command == "demo":
-        from grpc_bridge.demo.runner import run_demo
-
-        configure_logging("auto", "info")
-        return run(run_demo(args.port, args.admin_port, args.grpc_port))
     try:
+        if args.command == "demo":
+            from grpc_bridge.demo.runner import run_demo
+
+            configure_logging("auto", "info")
+            return run(run_demo(args.port, args.admin_port, args.grpc_port))
         settings = _load(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"grpc-bridge: config: {problem}", file=sys.stderr)
         return EXIT_CONFIG
+    except OSError as exc:
+        print(f"grpc-bridge: {exc}", file=sys.stderr)
+        return 1
     if args.command == "check-config":
         names = ", ".join(u.name for u in settings.upstreams)
         print(f"configuration is valid: {len(settings.upstreams)} upstream(s) ({names})")
@@ -157,5 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(serve_workers(settings) if settings.workers > 1 else serve(settings))
     except OSError as exc:
-        print(f"grpc-bridge: cannot listen: {exc}", file=sys.stderr)
+        # ListenError: "cannot listen on HOST:PORT for ...: address already in use ..."
+        print(f"grpc-bridge: {exc}", file=sys.stderr)
         return 1

@@ -36,6 +36,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from grpc_bridge import settings_hints
+
 ENV_PREFIX = "GRPC_BRIDGE_"
 CONFIG_ENV = f"{ENV_PREFIX}CONFIG"
 
@@ -504,22 +506,23 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"config: cannot read {str(path)!r}: {exc.strerror or exc}"]) from exc
+        raise ConfigError([f"cannot read {str(path)!r}: {exc.strerror or exc}"]) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"config: {str(path)!r} is not valid YAML{at}: {problem}"]) from exc
+        raise ConfigError([f"{str(path)!r} is not valid YAML{at}: {problem}"]) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError([f"config: {str(path)!r} must hold a mapping of settings at the top"])
+        raise ConfigError([f"{str(path)!r} must hold a mapping of settings at the top"])
     # YAML 1.1 reads `on:`, `yes:` or `1:` as non-string keys.
     odd = [repr(k) for k in data if not isinstance(k, str)]
     if odd:
-        raise ConfigError([f"config: {', '.join(odd)}: keys must be setting names (strings)"])
+        keys = ", ".join(odd)
+        raise ConfigError([f"{str(path)!r}: {keys}: keys must be setting names (strings)"])
     return data
 
 
@@ -652,14 +655,36 @@ def load_settings(
 
 
 def format_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem, naming the key, or the variable that set it (settings_hints.py)."""
     lines = []
     for err in exc.errors(include_url=False):
-        key = _format_loc(err["loc"])
+        path = [_key_part(part) for part in err["loc"]]
         message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        unknown = err["type"] == "extra_forbidden"
+        if unknown:
             message = "unknown key"
-        lines.append(f"{key}: {message}" if key else message)
+        shown = _format_loc(err["loc"])
+        lines.append(
+            settings_hints.explain(
+                Settings,
+                path,
+                shown,
+                message,
+                unknown=unknown,
+                prefix=ENV_PREFIX,
+                environ=os.environ,
+            )
+        )
     return lines
+
+
+def stray_variables() -> list[str]:
+    """Set ``GRPC_BRIDGE_*`` variables that configure nothing but look like a mistyped setting."""
+    return settings_hints.stray_variables(Settings, ENV_PREFIX, os.environ)
+
+
+def _key_part(part: int | str) -> int | str:
+    return "json" if part in ("json_", f"{ENV_PREFIX}json") else part
 
 
 def _env_names(exc: SettingsError) -> str:

@@ -42,6 +42,8 @@ import structlog
 from aiohttp import web
 from pydantic import AliasChoices
 
+from grpc_bridge.http.admin_errors import router_refusal
+from grpc_bridge.http.listen import listen_error, start_site
 from grpc_bridge.http.parse_errors import JsonErrorRunner
 from grpc_bridge.http.worker_admin import build_worker_admin_app
 from grpc_bridge.log import get_logger
@@ -83,9 +85,9 @@ def reserve_port(listen: Listener) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise listen_error(exc, "the proxy (listen.port)", listen.host, listen.port) from exc
     return sock
 
 
@@ -225,12 +227,15 @@ async def serve_workers(settings: Settings) -> int:
     # SIGHUP (refresh discovery, DNS, TLS files) is each worker's to act on.
     loop.add_signal_handler(signal.SIGHUP, supervisor.signal_all, signal.SIGHUP)
     # Parse errors answer with the Status body here too, as on each worker's listeners.
-    runner = JsonErrorRunner(
-        build_worker_admin_app(supervisor), handle_signals=False, access_log=None
-    )
+    app = build_worker_admin_app(supervisor)
+    # Every endpoint a worker answers for the parent is a GET.
+    refuse = router_refusal(app, fallback=("GET", "HEAD"))
+    runner = JsonErrorRunner(app, refuse_method=refuse, handle_signals=False, access_log=None)
     try:
         await runner.setup()
-        await web.TCPSite(runner, settings.admin.host, settings.admin.port).start()
+        admin = settings.admin
+        site = web.TCPSite(runner, admin.host, admin.port)
+        await start_site(site, "the admin endpoints (admin.port)", admin.host, admin.port)
         try:
             await supervisor.start()
         except WorkerFailed as exc:

@@ -1,4 +1,4 @@
-"""The tools behind tests/test_packaging.py: helm, the README's commands, kustomize, Dockerfiles.
+"""The tools behind tests/test_packaging.py: helm, docs/deploy.md's commands, kustomize, Docker.
 
 Every tool is the pinned one `make tools` / the test extra installs; a missing
 tool fails the test that needs it (CI must not pass by skipping).
@@ -82,7 +82,7 @@ class Helm:
 
 
 def make_workspace(dest: Path) -> Path:
-    """Copy what the README's commands touch, so they never write into the checkout."""
+    """Copy what the docs' commands touch, so they never write into the checkout."""
     for name in ("helm", "deploy", "config"):
         shutil.copytree(ROOT / name, dest / name, ignore=shutil.ignore_patterns("charts", "*.tgz"))
     return dest
@@ -92,14 +92,12 @@ def load_manifests(text: str) -> list[Manifest]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-# --- README ------------------------------------------------------------------------------
+# --- docs --------------------------------------------------------------------------------
 
 
-def readme_section(title: str) -> str:
-    text = (ROOT / "README.md").read_text()
-    start = text.index(f"\n## {title}\n")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end != -1 else None]
+def docs_page(name: str) -> str:
+    """A page of docs/ (the deploy commands are in docs/deploy.md)."""
+    return (ROOT / "docs" / name).read_text()
 
 
 def shell_commands(markdown: str) -> list[str]:
@@ -139,7 +137,7 @@ _CLUSTER_ONLY_FLAGS = {"--install", "--create-namespace", "--wait", "--atomic"}
 
 
 def helm_args_for(command: str) -> tuple[str, list[str]]:
-    """A README ``helm ...`` line as (verb, args); install/upgrade become ``template``."""
+    """A documented ``helm ...`` line as (verb, args); install/upgrade become ``template``."""
     words = shlex.split(command, comments=True)
     assert words[0] == "helm", command
     verb, args = words[1], words[2:]

@@ -1,4 +1,4 @@
-"""Packaging: the Helm chart, deploy/, config/, the Dockerfile and README's deploy commands.
+"""Packaging: the Helm chart, deploy/, config/, the Dockerfile and docs/deploy.md's commands.
 
 No cluster and no Docker engine here, so each artifact is proven another way:
 helm lints and renders every mode; every manifest is validated against the
@@ -54,11 +54,11 @@ from tests.packaging_tools import (
     Manifest,
     container_argv,
     dockerignored,
+    docs_page,
     excerpts,
     helm_args_for,
     kustomize,
     make_workspace,
-    readme_section,
     shell_commands,
     tool,
 )
@@ -106,10 +106,10 @@ def render(helm: Helm, case: str) -> list[Manifest]:
 
 
 @pytest.fixture(scope="module")
-def readme_renders(helm: Helm) -> dict[str, list[Manifest]]:
-    """Runs every helm command of README's deploy section; what each template renders."""
+def deploy_page_renders(helm: Helm) -> dict[str, list[Manifest]]:
+    """Runs every helm command of docs/deploy.md; what each template renders."""
     renders: dict[str, list[Manifest]] = {}
-    for command in shell_commands(readme_section("Deploy on Kubernetes")):
+    for command in shell_commands(docs_page("deploy.md")):
         if not command.startswith("helm "):
             continue
         verb, args = helm_args_for(command)
@@ -128,10 +128,10 @@ def deploy_docs() -> list[Manifest]:
 
 @pytest.fixture(scope="module")
 def everything(
-    helm: Helm, readme_renders: dict[str, list[Manifest]], deploy_docs: list[Manifest]
+    helm: Helm, deploy_page_renders: dict[str, list[Manifest]], deploy_docs: list[Manifest]
 ) -> dict[str, list[Manifest]]:
     sets = {case: render(helm, case) for case in CASES}
-    sets.update({f"README: {cmd}": docs for cmd, docs in readme_renders.items()})
+    sets.update({f"docs/deploy.md: {cmd}": docs for cmd, docs in deploy_page_renders.items()})
     sets["deploy/"] = deploy_docs
     return sets
 
@@ -522,14 +522,14 @@ async def test_image_command_with_the_chart_env_serves_and_drains(
     assert all(not any(d.iterdir()) for d in sandbox.values())
 
 
-# --- README ------------------------------------------------------------------------------
+# --- docs/deploy.md -----------------------------------------------------------------------
 
 
-def test_readme_deploy_section_commands(readme_renders: dict[str, list[Manifest]]) -> None:
-    commands = shell_commands(readme_section("Deploy on Kubernetes"))
+def test_deploy_page_commands(deploy_page_renders: dict[str, list[Manifest]]) -> None:
+    commands = shell_commands(docs_page("deploy.md"))
     assert "kubectl apply -k deploy/" in commands
     assert any(c.startswith("docker build") for c in commands)
-    rendered = list(readme_renders.values())
+    rendered = list(deploy_page_renders.values())
     # The example app with both kinds of sidecar, and the chart standalone.
     natives = [bridge_container(pod)[1] for docs in rendered for _, pod in pod_specs(docs)]
     assert True in natives and False in natives, natives
@@ -541,8 +541,8 @@ def test_readme_deploy_section_commands(readme_renders: dict[str, list[Manifest]
     assert all(any(d["kind"] == "ConfigMap" for d in docs) for docs in rendered)
 
 
-def test_readme_excerpts_are_from_the_files_they_name() -> None:
-    found = excerpts(readme_section("Deploy on Kubernetes"))
+def test_deploy_page_excerpts_are_from_the_files_they_name() -> None:
+    found = excerpts(docs_page("deploy.md"))
     assert found
     for path, lines in found:
         text = (ROOT / path).read_text()

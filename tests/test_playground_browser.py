@@ -129,3 +129,35 @@ async def test_a_server_stream_shows_each_message_as_it_arrives(upstream: Runnin
         )
         assert await page.inner_text("#grpc-status") == "gRPC FAILED_PRECONDITION (9)"
         assert errors == []
+
+
+async def test_a_changed_fragment_opens_its_method_without_a_reload(
+    upstream: RunningServer,
+) -> None:
+    async with running_bridge(upstream.target) as bridge, playground(bridge) as (page, errors):
+        await page.wait_for_selector(f'button[data-method="{TEST_SERVICE}/Echo"]', timeout=15_000)
+        # A marker that a reload would wipe out.
+        await page.evaluate("window.notReloaded = true")
+        for method in ("ServerStream", "Echo"):
+            await page.evaluate(f"location.hash = '#{TEST_SERVICE}/{method}'")
+            await page.wait_for_selector(f'button.active[data-method="{TEST_SERVICE}/{method}"]')
+            assert await page.inner_text("#method-name") == f"{TEST_SERVICE}/{method}"
+        # A link on the page (or pasted address) to a method works the same way.
+        await page.evaluate(
+            f"""() => {{
+                const a = document.createElement("a");
+                a.id = "deep-link";
+                a.textContent = "EchoMetadata";
+                a.href = "#{TEST_SERVICE}/EchoMetadata";
+                document.body.prepend(a);
+            }}"""
+        )
+        await page.click("#deep-link")
+        await page.wait_for_selector(f'button.active[data-method="{TEST_SERVICE}/EchoMetadata"]')
+        # Unknown and malformed fragments leave the open method as it is.
+        for fragment in ("#no.such/Method", "#%E0%A4%A"):
+            await page.evaluate(f"location.hash = {fragment!r}")
+            await page.wait_for_function(f"location.hash === {fragment!r}")
+            assert await page.inner_text("#method-name") == f"{TEST_SERVICE}/EchoMetadata"
+        assert await page.evaluate("window.notReloaded") is True
+        assert errors == []

@@ -6,6 +6,7 @@ import sys
 
 from grpc_bridge.app import Server, serve
 from grpc_bridge.demo.service import start_demo_server
+from grpc_bridge.http.listen import ListenError
 from grpc_bridge.settings import load_settings
 
 
@@ -37,16 +38,27 @@ def curl_lines(port: int, admin_port: int) -> list[str]:
     ]
 
 
-async def run_demo(port: int, admin_port: int, grpc_port: int = 0) -> int:
-    grpc_server, bound = await start_demo_server(port=grpc_port)
-    settings = load_settings(
-        None,
-        {
-            "upstream": f"demo=127.0.0.1:{bound}",
-            "listen": {"host": "127.0.0.1", "port": port},
-            "admin": {"host": "127.0.0.1", "port": admin_port},
-        },
-    )
+async def run_demo(port: int | None, admin_port: int | None, grpc_port: int = 0) -> int:
+    """Ports None: ``listen.port``/``admin.port`` as for serve (environment, else 8080/8081)."""
+    listen: dict[str, object] = {"host": "127.0.0.1"}
+    admin: dict[str, object] = {"host": "127.0.0.1"}
+    if port is not None:
+        listen["port"] = port
+    if admin_port is not None:
+        admin["port"] = admin_port
+    try:
+        grpc_server, bound = await start_demo_server(port=grpc_port)
+    except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+        raise ListenError(
+            f"cannot listen on 127.0.0.1:{grpc_port} for the demo gRPC service (--grpc-port): "
+            "the address is in use or not available"
+        ) from exc
+    try:
+        upstream = f"demo=127.0.0.1:{bound}"
+        settings = load_settings(None, {"upstream": upstream, "listen": listen, "admin": admin})
+    except BaseException:
+        await grpc_server.stop(None)
+        raise
 
     async def announce(server: Server) -> None:
         await server.bridge.wait_discovered()

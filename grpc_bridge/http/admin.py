@@ -15,6 +15,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from grpc_bridge.bridge import Bridge
+from grpc_bridge.http.admin_errors import admin_errors
 from grpc_bridge.http.context import BRIDGE
 from grpc_bridge.http.playground import ProxyTarget, add_playground
 from grpc_bridge.http.playground_examples import example_request
@@ -153,7 +154,7 @@ def build_admin_app(
 ) -> web.Application:
     """``proxy_port`` gives the proxy listener's bound port once it is listening."""
     # A playground call whose browser went away is cancelled, and the proxied call with it.
-    app = web.Application(handler_args={"handler_cancellation": True})
+    app = web.Application(middlewares=[admin_errors], handler_args={"handler_cancellation": True})
     app[BRIDGE] = bridge
     app[REGISTRY] = registry
     app.router.add_get("/healthz", healthz)

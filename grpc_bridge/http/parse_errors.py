@@ -13,11 +13,12 @@ Only the error path differs from aiohttp's: no per-request cost.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
-from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import _ErrInfo
 
 from grpc_bridge.errors import BridgeError, HeadersTooLarge, InvalidArgument
@@ -45,14 +46,31 @@ _TOO_MANY_HEADERS = "Too many headers received"
 #: Where aiohttp's messages start echoing the input: the bytes' repr, or a caret line.
 _ECHO = re.compile(r"\s*:?\s*(?:b['\"]|bytearray\(|\n\n).*", re.DOTALL)
 _MAX_REASON = 120
+#: The request line aiohttp quotes when its parser (llhttp) refuses a method it does not
+#: know: a valid token there is a method this server does not implement, not garbage.
+_UNKNOWN_METHOD = re.compile(
+    r"""b'([!#$%&*+.^_`|~0-9A-Za-z-]{1,64}) (/[!-~]{0,8000}?) HTTP/1\.[01]'"""
+)
+
+#: What a listener answers to a method it does not know, on a path: ``(method, target)``
+#: to the 405 (with the path's ``Allow``) or 404 its router would give.
+RefuseMethod = Callable[[str, str], BridgeError]
 
 
-def parse_error(exc: HttpProcessingError, max_headers: int) -> BridgeError:
+def parse_error(
+    exc: HttpProcessingError, max_headers: int, refuse_method: RefuseMethod | None = None
+) -> BridgeError:
     """The bridge's error for a parse failure: what went wrong, never the input itself.
 
     431 for a head over aiohttp's limits, as grpc-gateway (Go's net/http) and
-    Envoy answer; 400 for anything malformed.
+    Envoy answer; 400 for anything malformed; for a well-formed method token
+    the parser does not know (``FOO``), what ``refuse_method`` says: the 405 or
+    404 any other method would get there.
     """
+    if isinstance(exc, BadHttpMethod) and refuse_method is not None:
+        unknown = _UNKNOWN_METHOD.search(exc.message)
+        if unknown is not None:
+            return refuse_method(unknown[1], unknown[2])
     if isinstance(exc, LineTooLong):
         limit = exc.args[1] if len(exc.args) > 1 else "the limit"
         return HeadersTooLarge(
@@ -86,14 +104,21 @@ class JsonErrorHandler(web.RequestHandler):
     edge middleware refuses (the proxy listener); None: neither (admin listeners).
     """
 
-    __slots__ = ("_metrics", "_observe")
+    __slots__ = ("_metrics", "_observe", "_refuse_method")
 
     def __init__(
-        self, manager: web.Server, *, metrics: Metrics | None, observe: bool, **kwargs: Any
+        self,
+        manager: web.Server,
+        *,
+        metrics: Metrics | None,
+        observe: bool,
+        refuse_method: RefuseMethod | None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(manager, **kwargs)
         self._metrics = metrics
         self._observe = observe
+        self._refuse_method = refuse_method
 
     def data_received(self, data: bytes) -> None:
         queued = len(self._messages)
@@ -155,7 +180,7 @@ class JsonErrorHandler(web.RequestHandler):
         self, request: web.BaseRequest, exc: HttpProcessingError
     ) -> web.Response:
         ctx = RequestContext(request_id=new_request_id(), metrics=self._metrics)
-        response = error_answer(parse_error(exc, self.max_headers), ctx)
+        response = error_answer(parse_error(exc, self.max_headers, self._refuse_method), ctx)
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
         # aiohttp makes the request of a parse error from an HTTP/1.0 placeholder;
         # the status line is the HTTP/1.1 server's we are, as on every other answer.
@@ -174,7 +199,13 @@ class JsonErrorServer(web.Server):
     """aiohttp's low-level server, making ``JsonErrorHandler`` connections."""
 
     def __init__(
-        self, made: web.Server, *, metrics: Metrics | None, observe: bool, **kwargs: Any
+        self,
+        made: web.Server,
+        *,
+        metrics: Metrics | None,
+        observe: bool,
+        refuse_method: RefuseMethod | None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             made.request_handler,
@@ -184,17 +215,24 @@ class JsonErrorServer(web.Server):
         )
         self._metrics = metrics
         self._observe = observe
+        self._refuse_method = refuse_method
 
     def __call__(self) -> web.RequestHandler:
         return JsonErrorHandler(
-            self, loop=self._loop, metrics=self._metrics, observe=self._observe, **self._kwargs
+            self,
+            loop=self._loop,
+            metrics=self._metrics,
+            observe=self._observe,
+            refuse_method=self._refuse_method,
+            **self._kwargs,
         )
 
 
 class JsonErrorRunner(web.AppRunner):
     """``web.AppRunner`` whose connections answer parse errors with the Status body.
 
-    ``observe``: log and count refused requests (with ``metrics``), as the proxy does.
+    ``observe``: log and count refused requests (with ``metrics``), as the proxy does;
+    ``refuse_method``: the answer to a method token the parser does not know.
     """
 
     def __init__(
@@ -203,13 +241,21 @@ class JsonErrorRunner(web.AppRunner):
         *,
         metrics: Metrics | None = None,
         observe: bool = False,
+        refuse_method: RefuseMethod | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._metrics = metrics
         self._observe = observe
+        self._refuse_method = refuse_method
 
     async def _make_server(self) -> web.Server:
         # aiohttp's own (app start-up, handler arguments), remade with our protocol class.
         made = await super()._make_server()
-        return JsonErrorServer(made, metrics=self._metrics, observe=self._observe, **made._kwargs)
+        return JsonErrorServer(
+            made,
+            metrics=self._metrics,
+            observe=self._observe,
+            refuse_method=self._refuse_method,
+            **made._kwargs,
+        )

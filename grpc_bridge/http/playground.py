@@ -153,7 +153,10 @@ def add_playground(app: web.Application, target: ProxyTarget) -> None:
     app[_TARGET] = target
     app.cleanup_ctx.append(_session)
     app.router.add_get(PAGE_PATH, page)
-    app.router.add_route("*", CALL_PREFIX + "/{service}/{method}", call)
+    # Every path under the prefix: one that is not {service}/{method} is the endpoint's
+    # 400, not the router's 404; "*" too, so other methods get the endpoint's 405.
+    app.router.add_post(CALL_PREFIX + "/{tail:.*}", call)
+    app.router.add_route("*", CALL_PREFIX + "/{tail:.*}", call)
 
 
 async def _session(app: web.Application) -> AsyncIterator[None]:
@@ -232,11 +235,11 @@ async def call(request: web.Request) -> web.StreamResponse:
             "the playground accepts calls only from its own page (cross-origin request refused)",
             403,
         )
-    service, method = request.match_info["service"], request.match_info["method"]
+    service, _, method = request.match_info["tail"].partition("/")
     if not _SERVICE.fullmatch(service) or not _METHOD.fullmatch(method):
         return _error(
             Code.INVALID_ARGUMENT,
-            f"{service!r}/{method!r} is not a full service name and a method name "
+            f"{request.match_info['tail']!r} is not a full service name and a method name "
             "(like pkg.v1.Service/Method)",
             400,
         )

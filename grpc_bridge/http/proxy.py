@@ -22,12 +22,13 @@ from aiohttp.typedefs import Middleware
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
-from grpc_bridge.errors import MethodNotAllowed, RouteNotFound, UpstreamNotReady
+from grpc_bridge.errors import BridgeError, MethodNotAllowed, RouteNotFound, UpstreamNotReady
 from grpc_bridge.http.compress import ResponseCompression
 from grpc_bridge.http.context import BRIDGE, COMPRESSION, CONTEXT, METRICS, RequestContext
 from grpc_bridge.http.cors import CorsPolicy, is_preflight
 from grpc_bridge.http.fastpath import FastPath
 from grpc_bridge.http.middleware import REQUEST_ID_HEADER, edge_middleware
+from grpc_bridge.http.parse_errors import RefuseMethod
 from grpc_bridge.http.streaming import (
     handle_bidi_stream,
     handle_client_stream,
@@ -124,6 +125,18 @@ def _not_allowed(method: str, match: Match) -> MethodNotAllowed:
         f"{shown} is not allowed on {match.route}; use {' or '.join(match.allowed)}",
         allowed=match.allowed,
     )
+
+
+def refuse_method(bridge: Bridge) -> RefuseMethod:
+    """For a method token aiohttp's parser refuses (``FOO``): the route table's 405, or 404."""
+
+    def refuse(method: str, target: str) -> BridgeError:
+        match = bridge.routes.match(method, target)
+        if match.kind is MatchKind.NONE:
+            return RouteNotFound(f"no route for {method} {target.partition('?')[0]}")
+        return _not_allowed(method, match)
+
+    return refuse
 
 
 def _no_route(bridge: Bridge, request: web.Request) -> Exception:

@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from grpc_bridge.http.admin_errors import admin_errors
 from grpc_bridge.http.playground import CALL_PREFIX, PAGE_PATH, ProxyTarget, add_playground
 from grpc_bridge.settings import Settings
 
@@ -198,7 +199,7 @@ async def not_found(request: web.Request) -> web.Response:
 
 def build_worker_admin_app(view: WorkerView) -> web.Application:
     # A playground call whose browser went away is cancelled, and the proxied call with it.
-    app = web.Application(handler_args={"handler_cancellation": True})
+    app = web.Application(middlewares=[admin_errors], handler_args={"handler_cancellation": True})
     app[_VIEW] = view
     app.cleanup_ctx.append(_session)
     app.router.add_get("/healthz", healthz)

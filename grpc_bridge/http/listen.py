@@ -1,0 +1,33 @@
+"""Binding a listener: a failure becomes one line naming the address, the setting and the cause.
+
+uvloop's and asyncio's bind errors read differently and quote a tuple; what an
+operator needs is which listener, which setting moves it, and why. The CLI
+prints the line and exits 1 (cli.py).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from aiohttp import web
+
+
+class ListenError(OSError):
+    """A listener could not bind: one line naming the address, the setting and the cause."""
+
+
+def listen_error(exc: OSError, what: str, host: str, port: int) -> ListenError:
+    """``exc`` as the line an operator needs (uvloop's and asyncio's messages differ)."""
+    cause = os.strerror(exc.errno) if exc.errno else str(exc)
+    hint = ""
+    if exc.errno == errno.EADDRINUSE:
+        hint = " (another process listens there: stop it or choose another port)"
+    return ListenError(f"cannot listen on {host}:{port} for {what}: {cause.lower()}{hint}")
+
+
+async def start_site(site: web.BaseSite, what: str, host: str, port: int) -> None:
+    try:
+        await site.start()
+    except OSError as exc:
+        raise listen_error(exc, what, host, port) from exc
