@@ -1,4 +1,4 @@
-"""Tools that only read the OpenAPI document use the demo through it: a fuzzer and a generated client.
+"""Tools that only read the OpenAPI document use the demo: a fuzzer and a generated client.
 
 - schemathesis (its CLI, pinned in pyproject.toml) generates requests for every
   operation from the document and checks each answer: no 5xx, a documented
