@@ -26,7 +26,7 @@ from grpc_bridge.openapi.render import Format
 from grpc_bridge.routing.table import RouteTable
 from grpc_bridge.status import Code, status_body
 
-__all__ = ["JSON_PATH", "YAML_PATH", "add_openapi"]
+__all__ = ["JSON_PATH", "OPENAPI_CACHE", "YAML_PATH", "add_openapi"]
 
 JSON_PATH = "/v1/openapi.json"
 YAML_PATH = "/v1/openapi.yaml"
@@ -62,11 +62,11 @@ class _Cache:
         return out
 
 
-_CACHE = web.AppKey("openapi_cache", _Cache)
+OPENAPI_CACHE = web.AppKey("openapi_cache", _Cache)
 
 
 def add_openapi(app: web.Application, proxy_port: Callable[[], int]) -> None:
-    app[_CACHE] = _Cache(proxy_port)
+    app[OPENAPI_CACHE] = _Cache(proxy_port)
     app.router.add_get(JSON_PATH, _handler("json"))
     app.router.add_get(YAML_PATH, _handler("yaml"))
 
@@ -84,7 +84,7 @@ def _handler(fmt: Format) -> Callable[[web.Request], Any]:
                 status=404,
                 content_type="application/json",
             )
-        cache = request.app[_CACHE]
+        cache = request.app[OPENAPI_CACHE]
         body = cache.body(bridge, upstream, fmt, _server_url(request, bridge, cache.proxy_port()))
         return web.Response(body=body, content_type=_MEDIA[fmt], charset="utf-8")
 
