@@ -99,6 +99,12 @@ async def test_openapi_command_writes_the_admin_document(upstream_factory: Start
     )
     assert code == 0, err
     assert yaml.safe_load(out)["servers"][0]["url"] == "http://127.0.0.1:9999"
+    code, out, err = await run_cli("openapi", "--upstream", server.target, "--only", "default")
+    assert code == 0, err
+    assert orjson.loads(out)["info"]["title"] == "grpc-bridge (default)"
+    code, out, err = await run_cli("openapi", "--upstream", server.target, "--only", "zz")
+    assert (code, out) == (1, "")
+    assert "no upstream named 'zz'" in err
 
 
 async def test_openapi_command_fails_when_discovery_does_not_finish() -> None:
