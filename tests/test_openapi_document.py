@@ -89,6 +89,7 @@ async def test_rest_bindings_map_path_query_and_body_as_the_bridge_does(
     body = update["requestBody"]["content"]["application/json"]["schema"]
     assert "id" not in body["properties"] and "num" in body["properties"]
     assert "updateMask" in {p["name"] for p in update["parameters"]}
+    assert "Without `updateMask` in the query" in update["description"]
     # response_body: the field alone.
     _, _, tags = operation(doc, "bridgetest.v1.RestService.Get.3")
     assert tags["responses"]["200"]["content"]["application/json"]["schema"] == {

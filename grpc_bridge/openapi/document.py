@@ -229,6 +229,13 @@ class _Builder:
         lines = [text, f"{origin} ({info.kind.value.replace('_', '-')} gRPC method)."]
         if binding is not None and binding.request.body not in (None, "*"):
             lines.append(f"The body sets the field `{binding.request.body}`.")
+        mask = None if binding is None else binding.request.patch_mask
+        if mask is not None:
+            mask = self.schemas.name_of(info.input_type.fields_by_name[mask])
+            lines.append(
+                f"Without `{mask}` in the query, the bridge fills it from the body's JSON keys "
+                "(only the fields sent are updated)."
+            )
         return "\n\n".join(line for line in lines if line)
 
     def _operation_id(self, base: str, suffix: str) -> str:
