@@ -62,6 +62,10 @@ async def test_rest_bindings_map_path_query_and_body_as_the_bridge_does(
     names = [p["name"] for p in op["parameters"] if p["in"] == "path"]
     assert names == ["name_1", "name_2"]
     assert "shelves/{name_1}/books/{name_2}" in op["parameters"][0]["description"]
+    # A nested field's variable: its name fits str.format-like URL builders.
+    path, _, op = operation(doc, "bridgetest.v1.RestService.Get.2")
+    assert path == "/v1/shelves/{nested_name}/things/{id}"
+    assert op["parameters"][0]["description"] == "Sets `nested.name`."
     # ** may span segments; fixed segments after it stay literal.
     assert operation(doc, "bridgetest.v1.RestService.GetOperation")[0] == (
         "/v1/ops/{name}/status/{id}"
@@ -120,7 +124,8 @@ async def test_schemas_follow_the_proto3_json_mapping(upstream_factory: StartSer
     assert props["mBoolStr"]["propertyNames"] == {"enum": ["true", "false"]}
     assert props["wInt32"]["type"] == ["integer", "null"]
     assert props["wInt64"]["type"] == ["string", "null"]
-    assert props["any"]["required"] == ["@type"]
+    # An Any is {"@type": ..., fields}, or {} when nothing is in it.
+    assert "@type" in props["any"]["properties"] and "required" not in props["any"]
     assert "type" not in props["val"]  # any JSON value
     assert props["st"]["type"] == "object" and props["lv"]["type"] == "array"
     assert "explicit presence" in props["optInt32"]["description"]

@@ -1,7 +1,8 @@
 """Request fields in a URL: path templates and query parameters, as the bridge maps them.
 
 - A path template becomes an OpenAPI path: literals stay, each one-segment
-  variable is a parameter named by its field path (``{item.id}``); a
+  variable is a parameter named by its field path, dots as underscores
+  (``{item_id}``, described as setting ``item.id``); a
   multi-segment variable (``{name=shelves/*/books/*}``) is written out as its
   segments, one parameter per wildcard (``shelves/{name_1}/books/{name_2}``),
   since an OpenAPI parameter can't hold a ``/``; the bridge sets the field to
@@ -25,7 +26,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from grpc_bridge.codec.rest import RestRequest
 from grpc_bridge.codec.validate import WRAPPERS_FILE
 from grpc_bridge.openapi.schema import SchemaBuilder, is_map
-from grpc_bridge.routing.template import PathTemplate, SegmentKind
+from grpc_bridge.routing.template import PathTemplate, SegmentKind, Variable
 
 __all__ = ["OpenApiPath", "openapi_path", "query_parameters"]
 
@@ -80,13 +81,14 @@ def openapi_path(template: PathTemplate, rest: RestRequest, schemas: SchemaBuild
         path_field = fields[variable.name]
         leaf = path_field.chain[-1]
         if variable.single:
-            parts.append("{" + variable.name + "}")
+            name = _identifier(variable)
+            parts.append("{" + name + "}")
             schema = schemas.single(leaf)
             if schema.get("type") == "string" and "format" not in schema:
                 schema = {**schema, **_NOT_A_SEGMENT}
             params.append(
                 {
-                    "name": variable.name,
+                    "name": name,
                     "in": "path",
                     "required": True,
                     "description": f"Sets `{variable.name}`.",
@@ -102,7 +104,7 @@ def openapi_path(template: PathTemplate, rest: RestRequest, schemas: SchemaBuild
                     written.append(quote(segment.value, safe=_SAFE))
                     continue
                 k += 1
-                name = variable.name if len(holes) == 1 else f"{variable.name}_{k}"
+                name = _identifier(variable) + ("" if len(holes) == 1 else f"_{k}")
                 written.append("{" + name + "}")
                 params.append(_wildcard_param(name, segment.kind, f"part of `{variable.name}`"))
             parts.extend(written)
@@ -120,6 +122,12 @@ def openapi_path(template: PathTemplate, rest: RestRequest, schemas: SchemaBuild
     for param in params:
         shape = shape.replace("{" + param["name"] + "}", "{}")
     return OpenApiPath(path, shape, params)
+
+
+def _identifier(variable: Variable) -> str:
+    """``item.id`` -> ``item_id``: tools format paths with ``str.format``-like code,
+    where a dot in a name is attribute access (schemathesis fails on the operation)."""
+    return "_".join(variable.field_path)
 
 
 def _wildcard_param(name: str, kind: SegmentKind, what: str) -> dict[str, Any]:

@@ -72,7 +72,7 @@ _WKT: dict[str, dict[str, Any]] = {
     "google.protobuf.Any": {
         "type": "object",
         "properties": {"@type": {"type": "string", "description": "type.googleapis.com/<name>"}},
-        "required": ["@type"],
+        # No "required": an Any with nothing in it is {} in the JSON mapping.
         "description": "A message of the type @type names, its fields alongside",
     },
 }
