@@ -2,7 +2,8 @@
 
 - schemathesis (its CLI, pinned in pyproject.toml) generates requests for every
   operation from the document and checks each answer: no 5xx, a documented
-  status and Content-Type, a body that matches its schema;
+  status and Content-Type, a body that matches its schema (NDJSON streams line
+  by line, with the check in tests/schemathesis_hooks.py);
 - openapi-python-client generates a Python package from the document, which is
   imported and used against the demo's REST routes.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import re
 import sys
 import urllib.request
@@ -24,12 +26,16 @@ from tests.openapi_tools import demo_ports
 from tests.servers import StartServer
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).parent.parent
 
 
-async def _run(*argv: str, cwd: Path, timeout: float) -> tuple[int, str]:
+async def _run(
+    *argv: str, cwd: Path, timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,
+        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
@@ -59,7 +65,7 @@ async def _schemathesis(admin: str, proxy: str, cwd: Path, *options: str) -> str
         *("--url", proxy),
         "--checks",
         "not_a_server_error,status_code_conformance,content_type_conformance,"
-        "response_schema_conformance",
+        "response_schema_conformance,ndjson_lines_conform",
         *("--seed", "1", "--workers", "2", "--request-timeout", "10"),
         # Streams end: Health/Watch never would, and ListItems pauses `interval`
         # (any Duration the fuzzer picks) between items.
@@ -68,6 +74,12 @@ async def _schemathesis(admin: str, proxy: str, cwd: Path, *options: str) -> str
         *options,
         cwd=cwd,
         timeout=100,
+        # ndjson_lines_conform validates streamed responses line by line.
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+        },
     )
     assert code == 0, out
     return out
