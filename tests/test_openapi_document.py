@@ -147,3 +147,31 @@ async def test_json_options_change_the_document(upstream_factory: StartServer) -
     assert "f_int64" in kitchen["properties"] and "fInt64" not in kitchen["properties"]
     assert "additionalProperties" not in kitchen
     assert schema(doc, "bridgetest.v1.Color")["type"] == "integer"
+
+
+async def test_yaml_routes_verbs_wildcards_and_nested_path_fields(
+    upstream_factory: StartServer,
+) -> None:
+    server = await upstream_factory(services=("rest",))
+    routes = [
+        {
+            "method": "bridgetest.v1.RestService/Plain",
+            "post": "/v1/plain/{nested.name}:go",
+            "body": "*",
+            "additional_bindings": [{"get": "/v1/*/plain/{id}"}],
+        }
+    ]
+    doc = await rest_document(server, routes=routes)
+    check_document(doc)
+    path, method, op = operation(doc, "bridgetest.v1.RestService.Plain")
+    assert (path, method) == ("/v1/plain/{nested_name}:go", "post")
+    assert "routes[0]" in op["description"]
+    # body "*": the path's nested field is left out of the body's nested object only.
+    body = op["requestBody"]["content"]["application/json"]["schema"]
+    nested = body["properties"]["nested"]
+    assert "name" not in nested["properties"] and "$ref" not in nested
+    assert "name" in body["properties"]
+    # A wildcard outside any variable is a parameter the bridge ignores.
+    path, method, op = operation(doc, "bridgetest.v1.RestService.Plain.2")
+    assert (path, method) == ("/v1/{segment_1}/plain/{id}", "get")
+    assert "ignored by the bridge" in op["parameters"][0]["description"]
