@@ -139,8 +139,9 @@ class _Builder:
         return (
             f"HTTP/JSON API of gRPC upstream(s) {', '.join(ups) or '(none discovered)'}, "
             f"served by grpc-bridge. Proto3 JSON mapping: {names}, enums as {enums}, "
-            "64-bit integers as strings. Requests also accept the other field-name "
-            "spelling and enums by name or number."
+            "64-bit integers as strings; fields without presence "
+            + ("always in responses" if o.emit_unpopulated else "left out when at their default")
+            + ". Requests also accept the other field-name spelling and enums by name or number."
         )
 
     def _binding(self, binding: Binding, n: int) -> None:
