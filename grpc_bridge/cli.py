@@ -1,4 +1,4 @@
-"""Command line: ``grpc-bridge serve | check-config | demo | version``."""
+"""Command line: ``grpc-bridge serve | check-config | openapi | demo | version``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,14 @@ def _parser() -> argparse.ArgumentParser:
         "check-config", help="validate the configuration and exit 0 (valid) or 2"
     )
     _config_flags(check)
+
+    openapi = sub.add_parser(
+        "openapi", help="write the OpenAPI 3.1 document of the upstreams to stdout"
+    )
+    _config_flags(openapi)
+    from grpc_bridge.openapi_command import add_arguments
+
+    add_arguments(openapi)
 
     demo = sub.add_parser(
         "demo", help="run the embedded demo gRPC service with the bridge in front"
@@ -157,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = ", ".join(u.name for u in settings.upstreams)
         print(f"configuration is valid: {len(settings.upstreams)} upstream(s) ({names})")
         return 0
+    if args.command == "openapi":
+        from grpc_bridge.openapi_command import run_openapi
+
+        # stdout carries the document; only problems are logged (to stderr).
+        configure_logging(settings.log.format, args.log_level or "warning")
+        return run_openapi(settings, args)
     configure_logging(settings.log.format, settings.log.level)
     from grpc_bridge.app import serve
     from grpc_bridge.workers import serve_workers

@@ -161,3 +161,24 @@ async def test_a_changed_fragment_opens_its_method_without_a_reload(
             assert await page.inner_text("#method-name") == f"{TEST_SERVICE}/EchoMetadata"
         assert await page.evaluate("window.notReloaded") is True
         assert errors == []
+
+
+async def test_the_openapi_document_is_linked_and_each_form_shows_its_request_schema(
+    upstream_factory: Any,
+) -> None:
+    server = await upstream_factory(services=("rest",))
+    async with running_bridge(server.target) as bridge, playground(bridge) as (page, errors):
+        assert await page.get_attribute("#openapi-json", "href") == "v1/openapi.json"
+        assert await page.get_attribute("#openapi-yaml", "href") == "v1/openapi.yaml"
+        await page.click('button[data-method="bridgetest.v1.RestService/Update"]', timeout=15_000)
+        await page.wait_for_function(
+            "document.getElementById('request-schema').textContent.includes('UpdateThingRequest')"
+        )
+        schema = orjson.loads(await page.inner_text("#request-schema"))
+        # The request message and the components it reaches, as the document has them.
+        assert set(schema) >= {"bridgetest.v1.UpdateThingRequest", "bridgetest.v1.Thing"}
+        assert "updateMask" in schema["bridgetest.v1.UpdateThingRequest"]["properties"]
+        routes = await page.inner_text("#method-routes")
+        assert "PATCH /v1/things/{id}" in routes
+        assert "POST /bridgetest.v1.RestService/Update" in routes
+        assert errors == []

@@ -178,6 +178,11 @@ class RestRequest:
         return self._raw_whole
 
     @property
+    def patch_mask(self) -> str | None:
+        """The FieldMask field a PATCH fills from the body's keys, when the client sent none."""
+        return None if self._mask_field is None else self._mask_field.name
+
+    @property
     def codec(self) -> MessageCodec:
         return self._codec
 

@@ -32,9 +32,10 @@ def curl_lines(port: int, admin_port: int) -> list[str]:
         "# errors come back as google.rpc.Status JSON with the mapped HTTP status",
         f'curl -s -i {base}/demo.v1.Shop/GetItem {json} -d \'{{"id": "404"}}\'',
         f"curl -s {base}/demo.v1.Shop/Ping {json} -d '{{}}'",
-        "# admin port: health, readiness, introspection",
+        "# admin port: health, readiness, introspection, the OpenAPI document",
         f"curl -s http://127.0.0.1:{admin_port}/readyz",
         f"curl -s http://127.0.0.1:{admin_port}/v1/services/demo.v1.Shop",
+        f"curl -s http://127.0.0.1:{admin_port}/v1/openapi.yaml",
     ]
 
 

@@ -108,11 +108,33 @@ class Shop(demo_pb2_grpc.ShopServicer):  # type: ignore[misc]
         return demo_pb2.Pong(time=_now(), server=socket.gethostname())
 
 
+class _Health(health.aio.HealthServicer):  # type: ignore[misc]
+    """grpcio-health-checking's servicer, plus ``List``: its asyncio version leaves it
+    unimplemented though reflection advertises it, so ``POST
+    /grpc.health.v1.Health/List`` answered 501 (the OpenAPI fuzz test found it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._statuses: dict[str, Any] = {}
+
+    async def set(self, service: str, status: Any) -> None:
+        self._statuses[service] = status
+        await super().set(service, status)
+
+    async def List(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return health_pb2.HealthListResponse(
+            statuses={
+                name: health_pb2.HealthCheckResponse(status=status)
+                for name, status in self._statuses.items()
+            }
+        )
+
+
 async def start_demo_server(host: str = "127.0.0.1", port: int = 0) -> tuple[grpc.aio.Server, int]:
     """Start the demo service with reflection (v1, v1alpha) and health; returns the port."""
     server = grpc.aio.server()
     demo_pb2_grpc.add_ShopServicer_to_server(Shop(), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     enable_reflection(server, [SERVICE, health.SERVICE_NAME])
     bound = server.add_insecure_port(f"{host}:{port}")

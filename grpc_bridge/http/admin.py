@@ -1,4 +1,4 @@
-"""The admin listener: health, readiness, metrics, introspection and the playground.
+"""The admin listener: health, readiness, metrics, introspection, OpenAPI and the playground.
 
 Never on the proxy port. The playground (http/playground.py) calls methods
 through the proxy listener, whose bound port it is given by the composition root.
@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.admin_errors import admin_errors
 from grpc_bridge.http.context import BRIDGE
+from grpc_bridge.http.openapi_docs import add_openapi
 from grpc_bridge.http.playground import ProxyTarget, add_playground
 from grpc_bridge.http.playground_examples import example_request
 from grpc_bridge.routing.table import generic_methods
@@ -163,6 +164,7 @@ def build_admin_app(
     app.router.add_get("/v1/upstreams", upstreams)
     app.router.add_get("/v1/services", services)
     app.router.add_get("/v1/services/{service}", service)
+    add_openapi(app, proxy_port)
     if bridge.settings.admin.playground:
         add_playground(app, ProxyTarget.of(bridge.settings, proxy_port))
     return app

@@ -1,0 +1,109 @@
+"""``GET /v1/openapi.json`` and ``/v1/openapi.yaml`` on the admin listener.
+
+The document (grpc_bridge/openapi/) is built once per route table: discovery
+swaps the table whole when a refresh changes anything, so the table's
+identity is the cache key and a request never rebuilds it. ``?upstream=NAME``
+narrows it to one upstream's methods (404 for a name not configured).
+
+Its ``servers`` entry is the proxy listener as this request reaches the
+admin one: the same host (when the proxy listens on every address) with the
+proxy's port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from grpc_bridge.bridge import Bridge
+from grpc_bridge.http.context import BRIDGE
+from grpc_bridge.http.playground import loopback_host
+from grpc_bridge.openapi import build_document, render
+from grpc_bridge.openapi.render import Format
+from grpc_bridge.routing.table import RouteTable
+from grpc_bridge.status import Code, status_body
+
+__all__ = ["JSON_PATH", "OPENAPI_CACHE", "YAML_PATH", "add_openapi"]
+
+JSON_PATH = "/v1/openapi.json"
+YAML_PATH = "/v1/openapi.yaml"
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
+_MEDIA = {"json": "application/json", "yaml": "application/yaml"}
+# Rendered variants kept per table: formats x upstreams x server URLs seen.
+_MAX_RENDERED = 64
+
+
+@dataclass
+class _Cache:
+    proxy_port: Callable[[], int]
+    table: RouteTable | None = None
+    documents: dict[str | None, dict[str, Any]] = field(default_factory=dict)
+    rendered: dict[tuple[str | None, str, str], bytes] = field(default_factory=dict)
+
+    def body(self, bridge: Bridge, upstream: str | None, fmt: Format, server: str) -> bytes:
+        table = bridge.routes
+        if table is not self.table:
+            self.table, self.documents, self.rendered = table, {}, {}
+        key = (upstream, fmt, server)
+        cached = self.rendered.get(key)
+        if cached is not None:
+            return cached
+        document = self.documents.get(upstream)
+        if document is None:
+            files = [s.schema.files for s in bridge.upstreams.values() if s.schema is not None]
+            document = build_document(table, bridge.json_options, upstream=upstream, files=files)
+            self.documents[upstream] = document
+        out = render(_with_server(document, server), fmt)
+        if len(self.rendered) < _MAX_RENDERED:
+            self.rendered[key] = out
+        return out
+
+
+OPENAPI_CACHE = web.AppKey("openapi_cache", _Cache)
+
+
+def add_openapi(app: web.Application, proxy_port: Callable[[], int]) -> None:
+    app[OPENAPI_CACHE] = _Cache(proxy_port)
+    app.router.add_get(JSON_PATH, _handler("json"))
+    app.router.add_get(YAML_PATH, _handler("yaml"))
+
+
+def _handler(fmt: Format) -> Callable[[web.Request], Any]:
+    async def handle(request: web.Request) -> web.Response:
+        bridge = request.app[BRIDGE]
+        upstream = request.query.get("upstream") or None
+        if upstream is not None and upstream not in bridge.upstreams:
+            known = ", ".join(sorted(bridge.upstreams))
+            return web.Response(
+                body=status_body(
+                    Code.NOT_FOUND, f"no upstream named {upstream!r} (configured: {known})"
+                ),
+                status=404,
+                content_type="application/json",
+            )
+        cache = request.app[OPENAPI_CACHE]
+        body = cache.body(bridge, upstream, fmt, _server_url(request, bridge, cache.proxy_port()))
+        return web.Response(body=body, content_type=_MEDIA[fmt], charset="utf-8")
+
+    return handle
+
+
+def _server_url(request: web.Request, bridge: Bridge, port: int) -> str:
+    listen = bridge.settings.listen.host
+    host = (request.url.host or "127.0.0.1") if listen in _WILDCARDS else loopback_host(listen)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _with_server(document: dict[str, Any], url: str) -> dict[str, Any]:
+    """The document with ``servers`` placed after ``info``, as generators print it."""
+    out: dict[str, Any] = {}
+    for key, value in document.items():
+        out[key] = value
+        if key == "info":
+            out["servers"] = [{"url": url, "description": "the bridge's proxy listener"}]
+    return out
