@@ -168,8 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "openapi":
         from grpc_bridge.openapi_command import run_openapi
 
-        # stdout carries the document; only problems are logged (to stderr).
-        configure_logging(settings.log.format, args.log_level or "warning")
+        # stdout carries the document; its one-line failure names discovery's last error,
+        # so the retries' warnings stay quiet unless --log-level asks for them.
+        configure_logging(settings.log.format, args.log_level or "error")
         return run_openapi(settings, args)
     configure_logging(settings.log.format, settings.log.level)
     from grpc_bridge.app import serve

@@ -224,6 +224,11 @@ def output_mismatch(lang: str, expected: str, actual: str) -> str | None:
 def command_words(command: str) -> list[str]:
     """A documented command line as argv (env assignments before it dropped)."""
     words = shlex.split(command, comments=True)
+    # A redirection or a pipe ends the command's own arguments.
+    for i, word in enumerate(words):
+        if word in (">", ">>", "<", "|") or word.startswith((">", "2>")):
+            del words[i:]
+            break
     while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
         words.pop(0)
     return words
