@@ -1,4 +1,4 @@
-"""Command line: ``grpc-bridge serve | check-config | demo | version``."""
+"""Command line: ``grpc-bridge serve | check-config | demo | version | list | describe | call``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from grpc_bridge import __version__
+from grpc_bridge.client.commands import COMMANDS as CLIENT_COMMANDS
+from grpc_bridge.client.commands import add_commands as add_client_commands
+from grpc_bridge.client.commands import main as client_main
 from grpc_bridge.discovery.loader import DiscoveryError
 from grpc_bridge.log import configure_logging
 from grpc_bridge.settings import ConfigError, Settings, load_settings
@@ -40,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--grpc-port", type=int, default=0, help="demo gRPC port (default: any free)")
 
     sub.add_parser("version", help="print the version")
+    add_client_commands(sub)
     return parser
 
 
@@ -126,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # SIGHUP means "refresh", never "exit": ignored until serve() installs its
         # handler (workers inherit this while they start).
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if args.command in CLIENT_COMMANDS:
+        return client_main(args)
     if args.command == "version":
         print(__version__)
         return 0
