@@ -13,10 +13,12 @@ import argparse
 import asyncio
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grpc_bridge.client.output import EXIT_FAILURE, EXIT_USAGE, Output
-from grpc_bridge.upstream.metadata import Metadata
+
+if TYPE_CHECKING:
+    from grpc_bridge.upstream.metadata import Metadata
 
 __all__ = ["COMMANDS", "add_commands", "main"]
 
@@ -162,12 +164,12 @@ async def _run(
     metadata: Metadata,
     out: Output,
 ) -> int:
-    from grpc_bridge.bridge import json_options
     from grpc_bridge.client.insecure import InsecureTunnel
     from grpc_bridge.client.invoke import invoke
     from grpc_bridge.client.protoprint import describe, full_name, kind_of
     from grpc_bridge.client.requests import InputError, lines_from
     from grpc_bridge.client.session import ClientError, Session
+    from grpc_bridge.codec.json_codec import JsonOptions
     from grpc_bridge.upstream.tls import TlsFileError
 
     deadline = None if args.max_time is None else time.monotonic() + args.max_time
@@ -207,7 +209,7 @@ async def _run(
             symbol,
             lines_from(args.data),
             metadata,
-            _json_options(json_options(settings), args),
+            _json_options(JsonOptions.from_settings(settings), args),
             out,
             verbose=args.verbose,
         )

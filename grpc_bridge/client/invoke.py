@@ -219,6 +219,14 @@ async def _request_stream(
             if failure:
                 raise failure[0] from exc
             return await state.fail(exc)
+        except asyncio.CancelledError:
+            # grpc.aio raises CancelledError from read() once the writer cancelled the
+            # call over a bad request line; a cancellation of this task is re-raised.
+            await _stop(writer)
+            task = asyncio.current_task()
+            if failure and task is not None and not task.cancelling():
+                raise failure[0] from None
+            raise
         except BaseException:
             await _stop(writer)
             raise
