@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -132,6 +133,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # grpc core logs failed TLS handshakes and the like on stderr, where the Status
+    # JSON goes; the failure itself is reported there anyway. Read at grpc's import.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     out = Output(
         sys.stdout.buffer,
         sys.stderr.buffer,
