@@ -280,6 +280,8 @@ def _overrides(args: argparse.Namespace, target: str | None) -> dict[str, Any]:
     given = {k: v for k, v in tls_flags.items() if v is not None}
     if args.plaintext and (given or args.insecure):
         raise UsageError("--plaintext turns TLS off: it can't go with TLS flags")
+    if (args.cert is None) != (args.key is None):
+        raise UsageError("--cert and --key go together (mutual TLS needs both)")
     if args.insecure and args.cacert:
         raise UsageError("--insecure skips verification: it can't go with --cacert")
     if args.max_time is not None and args.max_time <= 0:

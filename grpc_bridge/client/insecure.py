@@ -16,6 +16,7 @@ import contextlib
 import ssl
 from typing import Any
 
+from grpc_bridge.client.session import ClientError
 from grpc_bridge.upstream.resolver import parse_target
 
 __all__ = ["InsecureTunnel"]
@@ -34,15 +35,19 @@ class InsecureTunnel:
     async def open(cls, target: str, args: Any) -> InsecureTunnel:
         endpoint = parse_target(target)
         if endpoint.host is None:
-            from grpc_bridge.client.session import ClientError
-
             raise ClientError(f"--insecure needs a HOST:PORT target, not {target!r}")
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         context.set_alpn_protocols(["h2"])
         if args.cert and args.key:
-            context.load_cert_chain(args.cert, args.key)
+            try:
+                context.load_cert_chain(args.cert, args.key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ClientError(
+                    f"--cert {args.cert!r} / --key {args.key!r}: not a matching PEM "
+                    f"certificate and key: {exc}"
+                ) from exc
         host, port = endpoint.host, endpoint.port
         server_name = args.servername or host
 
