@@ -1,4 +1,4 @@
-"""The client over TLS: --cacert, mutual TLS, --servername, --insecure, with certificates made here."""
+"""The client over TLS: --cacert, mutual TLS, --servername, --insecure (test-made certificates)."""
 
 from __future__ import annotations
 
