@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/grpc-bridge demo
+	$(BIN)/grpc-bridge demo --grpc-port 50051
 
 test: $(STAMP) chromium lint typecheck unit
 
