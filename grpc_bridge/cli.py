@@ -14,7 +14,6 @@ from grpc_bridge.client.commands import COMMANDS as CLIENT_COMMANDS
 from grpc_bridge.client.commands import add_commands as add_client_commands
 from grpc_bridge.client.commands import main as client_main
 from grpc_bridge.discovery.loader import DiscoveryError
-from grpc_bridge.log import configure_logging
 from grpc_bridge.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG = 2
@@ -137,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         from grpc_bridge.demo.runner import run_demo
+        from grpc_bridge.log import configure_logging
 
         configure_logging("auto", "info")
         return run(run_demo(args.port, args.admin_port, args.grpc_port))
@@ -150,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = ", ".join(u.name for u in settings.upstreams)
         print(f"configuration is valid: {len(settings.upstreams)} upstream(s) ({names})")
         return 0
+    # Imported here: structlog and rich cost the client commands a fifth of a second.
+    from grpc_bridge.log import configure_logging
+
     configure_logging(settings.log.format, settings.log.level)
     from grpc_bridge.app import serve
     from grpc_bridge.workers import serve_workers
