@@ -288,3 +288,25 @@ async def test_method_names_with_a_dot_and_a_leading_slash(upstream: RunningServ
             "call", "--plaintext", upstream.target, name, "--no-emit-defaults"
         )
         assert result.code == 0 and result.messages() == [{}], (name, result.err)
+
+
+async def test_a_closed_stdout_ends_the_stream_quietly(upstream: RunningServer) -> None:
+    import asyncio
+    import shlex
+    import sys
+
+    from tests.process import bridge_env
+
+    command = (
+        f"{shlex.quote(sys.executable)} -m grpc_bridge call --plaintext {upstream.target} "
+        f'{TEST_SERVICE}/ServerStream -d \'{{"count": 100000, "tag": "p"}}\' | head -1'
+    )
+    proc = await asyncio.create_subprocess_shell(
+        command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=bridge_env()
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert orjson.loads(out) == {"index": 0, "text": "p-0"}
+    assert b"Traceback" not in err and b"Error" not in err, err.decode()
+    # The server saw the call cancelled, not left running.
+    await upstream.test.wait_for("cancelled", "p", within=30)

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "add_commands", "main"]
 
 COMMANDS = ("list", "describe", "call")
+#: What a shell reports for a process ended by SIGINT / SIGPIPE (128 + the signal).
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
@@ -157,7 +160,16 @@ def main(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             out.error(f"config: {problem.removeprefix('upstreams[0].')}")
         return EXIT_USAGE
-    return asyncio.run(_run(args, settings, target, symbol, metadata, out))
+    try:
+        return asyncio.run(_run(args, settings, target, symbol, metadata, out))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED  # the call was cancelled on the way out
+    except BrokenPipeError:
+        # The reader went away (`| head -1`): stop quietly, as a shell pipeline expects,
+        # and keep Python from failing again while flushing stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 async def _run(
