@@ -50,6 +50,26 @@ async def test_config_file_json_settings_apply_and_flags_win(
     assert reply["f_int32"] == 1 and reply["f_string"] == ""
 
 
+async def test_upstream_flag_takes_the_connection_from_the_config(
+    upstream: RunningServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "bridge.yaml"
+    config.write_text(
+        f"upstreams:\n  - {{name: other, targets: ['127.0.0.1:1']}}\n"
+        f"  - {{name: shop, targets: ['{upstream.target}']}}\n"
+        "json: {emit_unpopulated: false}\n"
+    )
+    flags = ("--config", str(config), "--upstream", "shop")
+    result = await run_client("call", *flags, f"{TEST_SERVICE}/Echo", "-d", '{"fInt32": 4}')
+    assert (result.code, result.messages()) == (0, [{"fInt32": 4}]), result.err
+    result = await run_client("list", *flags)
+    assert result.code == 0 and TEST_SERVICE in result.out.split(), result.err
+    result = await run_client("call", *flags[:3], "nope", f"{TEST_SERVICE}/Echo")
+    assert result.code == 2 and "the configuration has other, shop" in result.err
+    result = await run_client("call", *flags, "--plaintext", f"{TEST_SERVICE}/Echo")
+    assert result.code == 2 and "connection settings from the configuration" in result.err
+
+
 async def test_request_from_file_and_from_stdin(upstream: RunningServer, tmp_path: Path) -> None:
     request = tmp_path / "request.json"
     request.write_text('{\n  "fString": "from a file"\n}\n')

@@ -53,8 +53,8 @@ def add_commands(sub: Any) -> None:
     _common(describe)
 
     call = sub.add_parser("call", help="call a method with JSON (like grpcurl TARGET METHOD)")
-    call.add_argument("first", metavar="TARGET", help="HOST:PORT of the server")
-    call.add_argument("second", metavar="METHOD", help="package.Service/Method")
+    call.add_argument("first", nargs="?", metavar="TARGET", help="HOST:PORT of the server")
+    call.add_argument("second", nargs="?", metavar="METHOD", help="package.Service/Method")
     call.add_argument(
         "-d",
         "--data",
@@ -133,6 +133,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", "-c", metavar="FILE", help="daemon configuration to take json.* settings from"
     )
+    parser.add_argument(
+        "--upstream",
+        metavar="NAME",
+        help="instead of TARGET and connection flags: the configuration's upstream NAME "
+        "(its targets, TLS, authority, descriptor sets)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -160,8 +166,18 @@ def main(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             out.error(f"config: {problem.removeprefix('upstreams[0].')}")
         return EXIT_USAGE
+    if args.upstream is None:
+        upstream = settings.upstreams[0]
+    else:
+        try:
+            upstream = settings.upstream_named(args.upstream)
+        except KeyError:
+            names = ", ".join(u.name for u in settings.upstreams)
+            out.error(f"--upstream {args.upstream!r}: the configuration has {names}")
+            return EXIT_USAGE
+        target = upstream.targets[0]
     try:
-        return asyncio.run(_run(args, settings, target, symbol, metadata, out))
+        return asyncio.run(_run(args, settings, upstream, target, symbol, metadata, out))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED  # the call was cancelled on the way out
     except BrokenPipeError:
@@ -175,6 +191,7 @@ def main(args: argparse.Namespace) -> int:
 async def _run(
     args: argparse.Namespace,
     settings: Any,
+    upstream: Any,
     target: str | None,
     symbol: str | None,
     metadata: Metadata,
@@ -189,7 +206,6 @@ async def _run(
     from grpc_bridge.upstream.tls import TlsFileError
 
     deadline = None if args.max_time is None else time.monotonic() + args.max_time
-    upstream = settings.upstreams[0]
     tunnel = None
     session = None
     try:
@@ -242,11 +258,17 @@ async def _run(
 def _positionals(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(target, symbol). list/describe may omit the target with --protoset."""
     first, second = args.first, args.second
+    if args.upstream is not None:
+        if second is not None:
+            raise UsageError("--upstream names the server: give no TARGET")
+        if args.command == "call" and first is None:
+            raise UsageError("no METHOD given")
+        return None, first
     omitted = args.command != "call" and args.protoset and second is None
     if omitted and first is not None and not _looks_like_target(first):
         first, second = None, first
-    if first is None and not args.protoset:
-        raise UsageError("no TARGET (HOST:PORT) given, and no --protoset to read instead")
+    if first is None and (args.command == "call" or not args.protoset):
+        raise UsageError("no TARGET (HOST:PORT) given")
     if args.command == "call" and second is None:
         raise UsageError("no METHOD given")
     return first, second
@@ -283,6 +305,15 @@ def parse_headers(headers: list[str]) -> Metadata:
 
 def _overrides(args: argparse.Namespace, target: str | None) -> dict[str, Any]:
     """Settings overrides: one upstream from the flags (validated like a config file's)."""
+    if args.upstream is not None:
+        connection = [args.plaintext, args.insecure, args.cacert, args.cert, args.key]
+        connection += [args.servername, args.authority, args.protoset, args.max_msg_sz]
+        if any(connection):
+            raise UsageError(
+                "--upstream takes the connection settings from the configuration: "
+                "no TLS, --authority, --protoset or --max-msg-sz flags with it"
+            )
+        return {}
     tls_flags = {
         "ca_file": args.cacert,
         "cert_file": args.cert,
