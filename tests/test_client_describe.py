@@ -12,7 +12,7 @@ from pathlib import Path
 from bridgetest.v1 import kitchen_pb2, other_pb2
 
 from grpc_bridge.demo import demo_pb2
-from tests.client_tools import TEST_SERVICE, call, run_client
+from tests.client_tools import TEST_SERVICE, call, compile_descriptor_set, run_client
 from tests.descriptors import with_imports, write_set
 from tests.servers import RunningServer, StartServer
 
@@ -222,3 +222,27 @@ async def test_describe_demo_service_from_generated_descriptors(tmp_path: Path) 
     result = await run_client("describe", "--protoset", str(sets), "demo.v1.Shop")
     assert result.code == 0, result.err
     assert SHOP_EXCERPT in result.out
+
+
+async def test_comments_from_source_info_are_printed(tmp_path: Path) -> None:
+    """Descriptors with source info (protoc --include_source_info, or grpc-go's reflection)
+    carry the .proto comments; describe prints each element's leading comment."""
+    sets = str(compile_descriptor_set(tmp_path / "src.protoset", "bridgetest/v1/kitchen.proto"))
+    result = await run_client("describe", "--protoset", sets, "bridgetest.v1.FailRequest")
+    assert result.out == (
+        "bridgetest.v1.FailRequest is a message:\n"
+        "message FailRequest {\n"
+        "  int32 code = 1;\n"
+        "  string message = 2;\n"
+        "  // Attach google.rpc.BadRequest, CustomDetail and an unknown type as details.\n"
+        "  bool with_details = 3;\n"
+        "  // Initial metadata / trailers the server sets before failing.\n"
+        "  map<string, string> trailers = 4;\n"
+        "}\n"
+    ), result.err
+    result = await run_client("describe", "--protoset", sets, "bridgetest.v1.Kitchen")
+    assert result.out.startswith(
+        "bridgetest.v1.Kitchen is a message:\n"
+        "// Every field type of proto3, for round-trip tests of the JSON mapping.\n"
+        "message Kitchen {\n"
+    ), result.err

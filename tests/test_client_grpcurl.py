@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 from bridgetest.v1 import kitchen_pb2, other_pb2
 
-from tests.client_tools import TEST_SERVICE, Result, grpcurl_binary, run_client
+from tests.client_tools import (
+    TEST_SERVICE,
+    Result,
+    compile_descriptor_set,
+    grpcurl_binary,
+    run_client,
+)
 from tests.descriptors import with_imports, write_set
 from tests.servers import RunningServer, StartServer
 
@@ -105,6 +111,23 @@ async def test_describe_from_descriptor_sets_matches_grpcurl(tmp_path: Path) -> 
     theirs = await grpcurl("-protoset", sets, "list")
     ours = await run_client("list", "--protoset", sets)
     assert ours.out == theirs.out
+
+
+async def test_describe_with_comments_matches_grpcurl(tmp_path: Path) -> None:
+    sets = str(
+        compile_descriptor_set(
+            tmp_path / "src.protoset",
+            "bridgetest/v1/kitchen.proto",
+            "bridgetest/v1/other.proto",
+            "grpc_bridge/demo/demo.proto",
+        )
+    )
+    symbols = (*SYMBOLS[:7], "bridgetest.v1.StreamRequest", "bridgetest.v1.Other")
+    for symbol in (*symbols, "demo.v1.Shop", "demo.v1.ListItemsRequest", "demo.v1.Category"):
+        theirs = await grpcurl("-protoset", sets, "describe", symbol)
+        ours = await run_client("describe", "--protoset", sets, symbol)
+        assert theirs.code == ours.code == 0, (symbol, theirs.err, ours.err)
+        assert same_text(ours.out) == same_text(theirs.out), symbol
 
 
 @pytest.mark.parametrize(

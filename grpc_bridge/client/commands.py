@@ -233,7 +233,8 @@ async def _run(
             symbols = [symbol] if symbol is not None else await session.services()
             for name in symbols:
                 found = await session.find(name)
-                print(f"{full_name(found)} is {kind_of(found)}:\n{describe(found)}", flush=True)
+                text = describe(found, session.files)
+                print(f"{full_name(found)} is {kind_of(found)}:\n{text}", flush=True)
             return 0
         assert symbol is not None
         return await invoke(

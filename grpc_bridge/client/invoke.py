@@ -149,7 +149,7 @@ async def invoke(
     method = await session.method(method_name)
     state = _Call(session, method, options, out, verbose=verbose)
     if verbose:
-        out.section("Resolved method descriptor:", describe(method.descriptor))
+        out.section("Resolved method descriptor:", describe(method.descriptor, session.files))
         out.section("Request metadata to send:", format_metadata(metadata))
     factory = {
         MethodKind.UNARY: session.channel.unary_unary,

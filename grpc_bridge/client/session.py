@@ -17,7 +17,7 @@ the same one (one connection per command).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import grpc.aio
 from google.protobuf.descriptor_pool import DescriptorPool
@@ -95,6 +95,11 @@ class Session:
     @property
     def pool(self) -> DescriptorPool | None:
         return self._schema.pool if self._schema is not None else None
+
+    @property
+    def files(self) -> Mapping[str, bytes]:
+        """Serialized files as received (with source info, when the server sent it)."""
+        return self._schema.files if self._schema is not None else {}
 
     async def _reflection(self) -> DescriptorSource | None:
         if self.upstream.descriptor_sets:
