@@ -330,3 +330,36 @@ async def test_a_closed_stdout_ends_the_stream_quietly(upstream: RunningServer) 
     assert b"Traceback" not in err and b"Error" not in err, err.decode()
     # The server saw the call cancelled, not left running.
     await upstream.test.wait_for("cancelled", "p", within=30)
+
+
+async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer) -> None:
+    import asyncio
+    import signal
+    import sys
+
+    from tests.process import bridge_env
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "grpc_bridge", "call", "--plaintext", upstream.target, f"{TEST_SERVICE}/Bidi"),
+        *("-d", "@-"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=bridge_env(),
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(b'{"text": "interrupted"}\n')
+        await proc.stdin.drain()
+        async with asyncio.timeout(30):
+            assert await proc.stdout.readline()  # the call is up
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 130
+        assert b"Traceback" not in await proc.stderr.read()
+        await upstream.test.wait_for("cancelled", "interrupted")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

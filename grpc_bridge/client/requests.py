@@ -12,16 +12,18 @@ line as it is typed and an unfinished read never keeps the process alive.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import IO
 
 __all__ = ["InputError", "documents", "lines_from"]
 
 #: The largest JSON document accepted for one request message.
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
 
 
 class InputError(Exception):
@@ -90,7 +92,7 @@ async def lines_from(data: str | None) -> AsyncIterator[str]:
     if data is None:
         return
     if data in ("@", "@-"):
-        async for line in _stdin_lines(sys.stdin.buffer):
+        async for line in _stdin_lines(sys.stdin.fileno()):
             yield line
         return
     text = _read_file(data[1:]) if data.startswith("@") else data
@@ -111,20 +113,33 @@ def _read_file(path: str) -> str:
         raise InputError(f"-d @{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
-async def _stdin_lines(stream: IO[bytes]) -> AsyncIterator[str]:
+async def _stdin_lines(fd: int) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue(maxsize=64)
 
+    def put(item: bytes | BaseException) -> None:
+        asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+
     def pump() -> None:
+        # os.read on the descriptor, not sys.stdin.buffer: a daemon thread blocked
+        # inside BufferedReader holds its lock, and the interpreter aborts at exit
+        # (Ctrl-C or a finished call while stdin is still open) when it can't take it.
+        pending = b""
         try:
-            while True:
-                # Bounded reads: a line without a newline can't grow without limit.
-                line = stream.readline(MAX_DOCUMENT_BYTES + 1)
-                asyncio.run_coroutine_threadsafe(queue.put(line), loop).result()
-                if not line:
-                    return
+            while chunk := os.read(fd, _READ_CHUNK):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    put(line + b"\n")
+                if len(pending) > MAX_DOCUMENT_BYTES:
+                    put(pending)  # the document splitter reports it as too large
+                    pending = b""
+            if pending:
+                put(pending)
+            put(b"")
         except BaseException as exc:  # handed to the reader, which raises it
-            asyncio.run_coroutine_threadsafe(queue.put(exc), loop)
+            with contextlib.suppress(BaseException):
+                put(exc)
 
     threading.Thread(target=pump, name="stdin", daemon=True).start()
     while True:
