@@ -288,6 +288,11 @@ async def test_usage_errors_exit_2(upstream: RunningServer) -> None:
     assert result.code == 2 and "expected 'key: value'" in result.err
     result = await call(upstream.target, "Echo", "--cacert", "/nonexistent.pem")
     assert result.code == 2 and "--plaintext" in result.err
+    result = await run_client("call", "--cacert", "/nonexistent.pem", upstream.target, "a.B/C")
+    assert result.code == 2
+    assert result.err == "grpc-bridge: --cacert '/nonexistent.pem' is not a readable file\n"
+    result = await run_client("call", "--plaintext", "nohost", "a.B/C")
+    assert result.code == 2 and result.err.startswith("grpc-bridge: TARGET: 'nohost' is not")
 
 
 async def test_pretty_json_in_a_terminal(upstream: RunningServer) -> None:

@@ -164,7 +164,7 @@ def main(args: argparse.Namespace) -> int:
         settings = load_settings(args.config, overrides)
     except ConfigError as exc:
         for problem in exc.problems:
-            out.error(f"config: {problem.removeprefix('upstreams[0].')}")
+            out.error(_config_words(problem) if args.upstream else _in_flag_words(problem))
         return EXIT_USAGE
     if args.upstream is None:
         upstream = settings.upstreams[0]
@@ -349,6 +349,32 @@ def _overrides(args: argparse.Namespace, target: str | None) -> dict[str, Any]:
         upstream["max_receive_message_bytes"] = args.max_msg_sz
     overrides: dict[str, Any] = {"upstream": None, "upstreams": [upstream], "routes": []}
     return overrides
+
+
+#: Settings keys of the upstream built from the flags, by the flag that set them.
+_FLAG_KEYS = (
+    ("ca_file", "--cacert"),
+    ("cert_file", "--cert"),
+    ("key_file", "--key"),
+    ("server_name", "--servername"),
+    ("descriptor_sets", "--protoset"),
+    ("max_receive_message_bytes", "--max-msg-sz"),
+    ("targets", "TARGET"),
+)
+
+
+def _in_flag_words(problem: str) -> str:
+    """A settings problem about the upstream the flags built, named by those flags."""
+    if not problem.startswith("upstreams[0]"):
+        return _config_words(problem)
+    text = problem.removeprefix("upstreams[0]").lstrip(".: ").removeprefix("tls").lstrip(".: ")
+    for key, flag in _FLAG_KEYS:
+        text = text.replace(key, flag)
+    return text
+
+
+def _config_words(problem: str) -> str:
+    return problem if problem.startswith("config") else f"config: {problem}"
 
 
 def _json_options(base: Any, args: argparse.Namespace) -> Any:
