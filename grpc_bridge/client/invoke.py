@@ -63,6 +63,7 @@ class _Call:
         self.sent = 0
         self.received = 0
         self._headers_shown = False
+        self._codecs: dict[tuple[type[Message], int], MessageCodec] = {}
 
     # -- requests -----------------------------------------------------------------
 
@@ -74,7 +75,7 @@ class _Call:
             except orjson.JSONDecodeError:
                 value = None  # the codec words the error
             await self.session.ensure_types(_type_names_in_json(value))
-            codec = MessageCodec(self.method.input_class, self._pool(), self.options)
+            codec = self._codec(self.method.input_class)
             try:
                 message = codec.decode(document.encode())
             except BridgeError as exc:
@@ -87,7 +88,7 @@ class _Call:
     async def show(self, call: GrpcStreamCall, message: Message) -> None:
         await self.show_headers(call)
         await self.session.ensure_types(_type_names_in_message(message))
-        codec = MessageCodec(self.method.output_class, self._pool(), self.options)
+        codec = self._codec(self.method.output_class)
         try:
             value = codec.to_value(message)
         except BridgeError as exc:
@@ -133,6 +134,15 @@ class _Call:
 
     def _pool(self) -> Any:
         return self.session.pool
+
+    def _codec(self, message_class: type[Message]) -> MessageCodec:
+        """One codec per type and pool: the pool changes only when an Any brought a new type."""
+        pool = self._pool()
+        key = (message_class, id(pool))
+        codec = self._codecs.get(key)
+        if codec is None:
+            codec = self._codecs[key] = MessageCodec(message_class, pool, self.options)
+        return codec
 
 
 async def invoke(
