@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 	@echo "installed: $(BIN)/grpc-bridge (run '. $(BIN)/activate' to put it on PATH)"
 
-# Ports: make demo PORT=9080 ADMIN_PORT=9081; unset, GRPC_BRIDGE_LISTEN__PORT /
+# Ports: make demo PORT=9080 ADMIN_PORT=9081 GRPC_PORT=50052 (the demo gRPC service,
+# 50051 by default, as docs/cli.md uses it); PORT and ADMIN_PORT unset, GRPC_BRIDGE_LISTEN__PORT /
 # GRPC_BRIDGE_ADMIN__PORT from the environment, else 8080 / 8081.
 demo: $(STAMP)
 	@echo "the command is $(BIN)/grpc-bridge ('. $(BIN)/activate' puts it on PATH)"
-	$(BIN)/grpc-bridge demo $(if $(PORT),--port $(PORT)) $(if $(ADMIN_PORT),--admin-port $(ADMIN_PORT))
+	$(BIN)/grpc-bridge demo --grpc-port $(or $(GRPC_PORT),50051) $(if $(PORT),--port $(PORT)) $(if $(ADMIN_PORT),--admin-port $(ADMIN_PORT))
 
 # The documentation site: docs/*.md built by MkDocs (Material) into site/.
 docs: $(STAMP)

@@ -52,14 +52,7 @@ RefreshListener = Callable[[str, bool], None]
 
 
 def json_options(settings: Settings) -> JsonOptions:
-    j = settings.json_
-    return JsonOptions(
-        use_proto_names=j.use_proto_names,
-        emit_unpopulated=j.emit_unpopulated,
-        enums_as_ints=j.enums_as_ints,
-        ignore_unknown_fields=j.ignore_unknown_fields,
-        max_depth=settings.limits.max_json_depth,
-    )
+    return JsonOptions.from_settings(settings)
 
 
 def load_static_schema(upstream: Upstream) -> Schema | None:

@@ -1,4 +1,4 @@
-"""Command line: ``grpc-bridge serve | check-config | openapi | demo | version``."""
+"""Command line: ``grpc-bridge serve | check-config | openapi | demo | version | list | describe | call``."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from grpc_bridge import __version__
+from grpc_bridge.client.commands import COMMANDS as CLIENT_COMMANDS
+from grpc_bridge.client.commands import add_commands as add_client_commands
+from grpc_bridge.client.commands import main as client_main
 from grpc_bridge.discovery.loader import DiscoveryError
-from grpc_bridge.log import configure_logging
 from grpc_bridge.settings import ConfigError, Settings, load_settings, stray_variables
 
 EXIT_CONFIG = 2
@@ -51,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--grpc-port", type=int, default=0, help="demo gRPC port (default: any free)")
 
     sub.add_parser("version", help="print the version")
+    add_client_commands(sub)
     return parser
 
 
@@ -144,12 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # SIGHUP means "refresh", never "exit": ignored until serve() installs its
         # handler (workers inherit this while they start).
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if args.command in CLIENT_COMMANDS:
+        return client_main(args)
     if args.command == "version":
         print(__version__)
         return 0
     try:
         if args.command == "demo":
             from grpc_bridge.demo.runner import run_demo
+            from grpc_bridge.log import configure_logging
 
             configure_logging("auto", "info")
             return run(run_demo(args.port, args.admin_port, args.grpc_port))
@@ -170,8 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         # stdout carries the document; its one-line failure names discovery's last error,
         # so the retries' warnings stay quiet unless --log-level asks for them.
+        from grpc_bridge.log import configure_logging
+
         configure_logging(settings.log.format, args.log_level or "error")
         return run_openapi(settings, args)
+    # Imported here: structlog and rich cost the client commands a fifth of a second.
+    from grpc_bridge.log import configure_logging
+
     configure_logging(settings.log.format, settings.log.level)
     from grpc_bridge.app import serve
     from grpc_bridge.workers import serve_workers

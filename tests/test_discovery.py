@@ -15,7 +15,12 @@ from google.protobuf.descriptor import FileDescriptor
 
 from grpc_bridge.demo import demo_pb2
 from grpc_bridge.discovery.filters import select_services
-from grpc_bridge.discovery.loader import DiscoveryError, discover, load_descriptor_sets
+from grpc_bridge.discovery.loader import (
+    DiscoveryError,
+    discover,
+    discover_symbols,
+    load_descriptor_sets,
+)
 from grpc_bridge.discovery.registry import MethodKind, Schema
 from grpc_bridge.upstream.reflection import ReflectionClient
 from tests.descriptors import fdp, with_imports, write_set
@@ -55,6 +60,32 @@ async def test_discover_over_each_reflection_version(
     # Reflection is how the bridge learns the API, never a routed service.
     assert schema.service_names == (INTERNAL_SERVICE, OTHER_SERVICE, TEST_SERVICE, HEALTH_SERVICE)
     assert not any(path.startswith("/grpc.reflection.") for path in schema.methods)
+
+
+async def test_discover_symbols_fetches_only_what_declares_them(
+    upstream_factory: StartServer,
+) -> None:
+    server = await upstream_factory(services=("test", "other", "demo"))
+    async with grpc.aio.insecure_channel(server.target) as channel:
+        client = await ReflectionClient.connect(channel)
+        first = await discover_symbols("u", client, [OTHER_SERVICE])
+        assert first.service_names == (INTERNAL_SERVICE, OTHER_SERVICE)  # both in other.proto
+        assert KITCHEN not in first.files and COMMON in first.files
+        # A later symbol adds its file to what was known; reflection's own services count.
+        second = await discover_symbols(
+            "u",
+            client,
+            ["demo.v1.Item", "grpc.reflection.v1alpha.ServerReflection"],
+            previous=first,
+        )
+    assert set(second.service_names) == {
+        INTERNAL_SERVICE,
+        OTHER_SERVICE,
+        DEMO_SERVICE,
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+    assert second.pool.FindMessageTypeByName("demo.v1.Item").fields_by_name["price_cents"]
+    assert "/bridgetest.v1.Other/Whoami" in second.methods
 
 
 async def test_methods_kinds_paths_and_side_effects(upstream: RunningServer) -> None:

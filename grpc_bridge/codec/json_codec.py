@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from google.protobuf import descriptor_pool, json_format
@@ -57,6 +57,9 @@ from grpc_bridge.codec.fast_decode import Decoders, Fallback, Filler, decode_wit
 from grpc_bridge.codec.fast_encode import Encoder, Encoders
 from grpc_bridge.codec.validate import Plans, Validator
 from grpc_bridge.errors import BridgeError, InvalidArgument, JsonEncodeError
+
+if TYPE_CHECKING:  # only read, never built here: the codec needs no pydantic at run time
+    from grpc_bridge.settings import Settings
 
 __all__ = ["JsonEncodeError", "JsonOptions", "MessageCodec", "parse_json"]
 
@@ -75,6 +78,18 @@ class JsonOptions:
     enums_as_ints: bool = False
     ignore_unknown_fields: bool = False
     max_depth: int = 64
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JsonOptions:
+        """The options ``settings`` configure (``json.*`` and ``limits.max_json_depth``)."""
+        j = settings.json_
+        return cls(
+            use_proto_names=j.use_proto_names,
+            emit_unpopulated=j.emit_unpopulated,
+            enums_as_ints=j.enums_as_ints,
+            ignore_unknown_fields=j.ignore_unknown_fields,
+            max_depth=settings.limits.max_json_depth,
+        )
 
 
 def _depth_error(max_depth: int) -> InvalidArgument:

@@ -95,6 +95,35 @@ async def discover(
     return _build_schema(upstream, source.description, files, services)
 
 
+async def discover_symbols(
+    upstream: str,
+    source: DescriptorSource,
+    symbols: Sequence[str],
+    *,
+    previous: Schema | None = None,
+) -> Schema:
+    """A schema of the files that declare ``symbols``, their imports and ``previous``'s files.
+
+    For a client that learns the API as it goes (``grpc-bridge describe``, an
+    ``Any`` of a type not seen yet) instead of all at once. Its services are
+    every service in those files, reflection's own included.
+    """
+    files = _FileSet()
+    if previous is not None:
+        for blob in previous.files.values():
+            files.add(blob, "an earlier reply")
+    try:
+        for symbol in symbols:
+            for blob in await source.file_containing_symbol(symbol):
+                files.add(blob, f"the reply to file_containing_symbol({symbol!r})")
+        await _fetch_dependencies(source, files)
+    except DiscoveryError as exc:
+        if exc.upstream is not None:
+            raise
+        raise DiscoveryError(f"{source.description}: {exc}", upstream=upstream) from exc
+    return _build_schema(upstream, source.description, files, sorted(files.services()))
+
+
 def load_descriptor_sets(
     upstream: str,
     paths: Sequence[str | Path],

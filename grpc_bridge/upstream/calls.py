@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 import grpc.aio
@@ -30,9 +30,13 @@ from google.protobuf.message import Message
 
 from grpc_bridge.discovery.registry import MethodInfo
 from grpc_bridge.errors import UpstreamError
-from grpc_bridge.metrics import MethodMetrics, Metrics
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.metadata import Metadata
+
+if TYPE_CHECKING:
+    # Annotations only: a call needs no prometheus_client unless metrics are on
+    # (the command-line client drives GrpcStreamCall without them).
+    from grpc_bridge.metrics import MethodMetrics, Metrics
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
