@@ -1,4 +1,5 @@
-"""Command line: ``grpc-bridge serve | check-config | openapi | demo | version | list | describe | call``."""
+"""Command line: ``grpc-bridge serve | check-config | openapi | demo | version``, and the
+grpcurl-class client commands ``list | describe | call`` (grpc_bridge/client/)."""
 
 from __future__ import annotations
 
@@ -172,12 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration is valid: {len(settings.upstreams)} upstream(s) ({names})")
         return 0
     if args.command == "openapi":
+        from grpc_bridge.log import configure_logging
         from grpc_bridge.openapi_command import run_openapi
 
         # stdout carries the document; its one-line failure names discovery's last error,
         # so the retries' warnings stay quiet unless --log-level asks for them.
-        from grpc_bridge.log import configure_logging
-
         configure_logging(settings.log.format, args.log_level or "error")
         return run_openapi(settings, args)
     # Imported here: structlog and rich cost the client commands a fifth of a second.

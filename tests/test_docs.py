@@ -230,20 +230,27 @@ async def test_cli_transcripts_print_what_is_shown(transcript: Transcript, tmp_p
     """`$ grpc-bridge check-config ...` blocks run in a directory holding the files shown."""
     for name, text in transcript.files.items():
         (tmp_path / name).write_text(text)
-    words = command_words(transcript.command)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "grpc_bridge",
-        *words[1:],
-        cwd=tmp_path,
-        env=bridge_env(PYTHONPATH=str(ROOT), **transcript_env(transcript.command)),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    printed = err.decode() + out.decode()
+    async with contextlib.AsyncExitStack() as stack:
+        ports = DEMO_PORTS
+        if f"127.0.0.1:{DEMO_PORTS['grpc']}" in transcript.command:
+            # The client commands (docs/cli.md) talk to the demo's gRPC service.
+            ports = await stack.enter_async_context(demo_ports())
+        command = transcript.command.replace(
+            f"127.0.0.1:{DEMO_PORTS['grpc']}", f"127.0.0.1:{ports['grpc']}"
+        )
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "grpc_bridge",
+            *command_words(command)[1:],
+            cwd=tmp_path,
+            env=bridge_env(PYTHONPATH=str(ROOT), **transcript_env(command)),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
+    printed = normalise(err.decode() + out.decode(), ports)
     problem = text_mismatch(transcript.expected, printed)
     assert problem is None, f"{transcript.page}:{transcript.line}: {problem}"
 
