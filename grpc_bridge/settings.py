@@ -226,6 +226,11 @@ class Upstream(_Section):
     resolve_interval_s: float = Field(10.0, ge=0)
     max_send_message_bytes: int = Field(4 * 1024 * 1024, gt=0, le=_MAX_INT_ARG)
     max_receive_message_bytes: int = Field(4 * 1024 * 1024, gt=0, le=_MAX_INT_ARG)
+    # Bytes of response messages one stream may hold for a client that reads
+    # slower than the upstream sends; past it the upstream is paused by HTTP/2
+    # flow control. Of the order of the stream window (4 MiB) the native
+    # transport grants, which is also the floor of what it holds.
+    stream_buffer_bytes: int = Field(4 * 1024 * 1024, ge=65535, le=_MAX_INT_ARG)
 
     @field_validator("retries", mode="before")
     @classmethod

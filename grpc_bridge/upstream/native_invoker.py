@@ -420,16 +420,16 @@ class NativeStreamCall:
             self._observer.metrics.received.inc()
         return message
 
-    def read_buffered(self, limit: int) -> list[Message]:
-        """Messages already received, parsed, up to ``limit``; never waits, never raises.
+    def read_buffered(self, limit: int, max_bytes: int) -> list[Message]:
+        """Messages already received, parsed, up to ``limit`` or ``max_bytes``; never waits,
+        never raises.
 
         A message that does not parse is left for :meth:`read`, which reports it.
         """
         stream = self._stream
         if stream is None:
             return []
-        messages = stream.messages
-        taken = [messages.popleft() for _ in range(min(limit, len(messages)))]
+        taken = stream.take(limit, max_bytes)
         parse = self._prepared.parse
         try:
             # map(), not a loop: no Python frame per message on a stream's hot path.
@@ -440,9 +440,8 @@ class NativeStreamCall:
                 try:
                     out.append(parse(data))
                 except DecodeError:
-                    messages.extendleft(reversed(taken[index:]))
+                    stream.give_back(taken[index:])
                     break
-        stream.consumed()
         if out and self._observer is not None:
             self._observer.metrics.received.inc(len(out))
         return out

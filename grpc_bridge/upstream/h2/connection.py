@@ -55,6 +55,7 @@ class Connection(asyncio.Protocol):
         self,
         *,
         max_receive_message_bytes: int,
+        stream_buffer_bytes: int = STREAM_WINDOW,
         keepalive_time_s: float,
         keepalive_timeout_s: float,
         keepalive_without_calls: bool,
@@ -62,6 +63,8 @@ class Connection(asyncio.Protocol):
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.max_receive_message_bytes = max_receive_message_bytes
+        #: Bytes of unread messages a stream holds before it stops granting window.
+        self.stream_buffer_bytes = stream_buffer_bytes
         #: The receive window each stream starts with (our SETTINGS_INITIAL_WINDOW_SIZE).
         self.stream_window = STREAM_WINDOW
         self.streams: dict[int, Stream] = {}

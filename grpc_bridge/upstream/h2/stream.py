@@ -67,10 +67,6 @@ _RESERVED = frozenset(
     }
 )
 
-#: Unread messages above which the stream stops granting flow-control window
-#: (the upstream then waits: backpressure for slow HTTP clients).
-_HIGH_WATER = 32
-
 
 class Status(NamedTuple):
     code: int
@@ -159,9 +155,11 @@ class Stream:
     """See the module docstring. Created by :meth:`Connection.open_stream`."""
 
     __slots__ = (
+        "_budget",
         "_buffer",
         "_encoding",
         "_grant_at",
+        "_held",
         "_max_receive",
         "_recv_unacked",
         "_waiters",
@@ -195,10 +193,18 @@ class Stream:
         self._buffer = bytearray()
         self._encoding: str | None = None
         self._max_receive = connection.max_receive_message_bytes
+        #: Bytes received since the last WINDOW_UPDATE: the upstream's window
+        #: left is ``stream_window - _recv_unacked``.
         self._recv_unacked = 0
+        #: Bytes of whole messages waiting for the reader (not yet taken).
+        self._held = 0
+        # Held messages plus the window the upstream may still use stay within
+        # this: a reader that stops pauses the upstream by flow control, so a
+        # slow HTTP client costs at most this (plus one partial message).
+        self._budget = max(connection.stream_buffer_bytes, connection.stream_window)
         # Window is handed back in halves: a unary response (far smaller) then
         # costs no WINDOW_UPDATE at all, and the upstream never waits on it.
-        self._grant_at = connection.stream_window // 2
+        self._grant_at = min(connection.stream_window, connection.stream_buffer_bytes) // 2
         self._waiters: list[asyncio.Future[None]] = []
 
     # -- fed by the connection ---------------------------------------------------
@@ -266,8 +272,8 @@ class Stream:
         if end_stream and self.status is None:
             self._finish(Status(Code.INTERNAL, "upstream ended the call without trailers"))
             return
-        if self._recv_unacked >= self._grant_at and len(self.messages) < _HIGH_WATER:
-            self._grant()
+        if self._recv_unacked >= self._grant_at:
+            self._maybe_grant()
         self._wake()
 
     def _parse(self, data: bytes | bytearray) -> int:
@@ -321,6 +327,7 @@ class Stream:
                     )
                     return end
             append(message)
+            self._held += len(message)
         if isinstance(data, bytearray):
             del data[:pos]
             return 0
@@ -353,9 +360,19 @@ class Stream:
             waiters, self._waiters = self._waiters, []
             wake_all(waiters)
 
-    def _grant(self) -> None:
-        increment, self._recv_unacked = self._recv_unacked, 0
-        self.connection.grant(self, increment)
+    def _maybe_grant(self) -> None:
+        """Hand back window the budget allows: bytes the reader took, never read-ahead.
+
+        Bytes of a partial message count as handed on (they cannot be taken
+        before the message is whole, and max_receive_message_bytes bounds them),
+        so a message larger than the budget still completes.
+        """
+        window_left = self.connection.stream_window - self._recv_unacked
+        increment = min(self._recv_unacked, self._budget - self._held - window_left)
+        # Small increments only once the reader caught up: nothing is held then.
+        if increment > 0 and (increment >= self._grant_at or not self._held):
+            self._recv_unacked -= increment
+            self.connection.grant(self, increment)
 
     # -- awaited by the call layer -------------------------------------------------
 
@@ -369,20 +386,36 @@ class Stream:
         while True:
             if self.messages:
                 message = self.messages.popleft()
-                self.consumed()
+                self._held -= len(message)
+                self._consumed()
                 return message
             if self.status is not None:
                 return None
             await self._wait()
 
-    def consumed(self) -> None:
-        """The reader took messages from ``messages`` itself: grant window if it is due."""
-        if (
-            self._recv_unacked >= self._grant_at
-            and self.status is None
-            and len(self.messages) < _HIGH_WATER
-        ):
-            self._grant()
+    def take(self, limit: int, max_bytes: int) -> list[bytes]:
+        """Whole messages already received, without waiting: up to ``limit`` of them,
+        stopping once ``max_bytes`` are taken (at least one if any is there)."""
+        messages = self.messages
+        taken: list[bytes] = []
+        size = 0
+        while messages and len(taken) < limit and size < max_bytes:
+            message = messages.popleft()
+            size += len(message)
+            taken.append(message)
+        if taken:
+            self._held -= size
+            self._consumed()
+        return taken
+
+    def give_back(self, messages: list[bytes]) -> None:
+        """Put messages :meth:`take` returned back in front, for :meth:`next_message`."""
+        self.messages.extendleft(reversed(messages))
+        self._held += sum(map(len, messages))
+
+    def _consumed(self) -> None:
+        if self._recv_unacked >= self._grant_at and self.status is None:
+            self._maybe_grant()
 
     async def wait_headers(self) -> None:
         while self.headers is None and self.status is None:
