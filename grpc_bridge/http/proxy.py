@@ -130,9 +130,9 @@ def _no_route(bridge: Bridge, request: web.Request) -> Exception:
         # Until every upstream is discovered, an unknown path may be a method we don't know yet.
         names = ", ".join(f"{s.name!r} ({s.error})" for s in pending)
         return UpstreamNotReady(
-            f"no route for {request.method} {request.path} yet: upstream {names}"
+            f"no route for {request.method} {request.rel_url.raw_path} yet: upstream {names}"
         )
-    return RouteNotFound(f"no route for {request.method} {request.path}")
+    return RouteNotFound(f"no route for {request.method} {request.rel_url.raw_path}")
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
