@@ -8,8 +8,13 @@ test runs against ``python -m grpc_bridge`` with ``listen.fast_path`` on and off
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from tests.process import BridgeProcess, bridge_env, serve_args
 
@@ -21,19 +26,37 @@ Response = tuple[int, dict[str, list[str]], bytes]
 
 @asynccontextmanager
 async def bridge_on(
-    upstream: str, path: str, *extra: str, env: dict[str, str] | None = None
+    upstream: str | None,
+    path: str,
+    *extra: str,
+    config: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[BridgeProcess]:
-    """A bridge process in front of ``upstream``, ``path`` one of :data:`PATHS`; ready."""
+    """A bridge process, ``path`` one of :data:`PATHS`, once it discovered its methods.
+
+    ``upstream`` is a target for ``--upstream``; or None, with ``config``
+    (a YAML configuration as a dict) giving the upstreams.
+    """
     fast = "true" if path == "lean" else "false"
-    bridge = await BridgeProcess.start(
-        *serve_args(upstream, *extra),
-        env=bridge_env(GRPC_BRIDGE_LISTEN__FAST_PATH=fast, **(env or {})),
-    )
-    try:
-        await bridge.wait_for("discovered")
-        yield bridge
-    finally:
-        await bridge.stop()
+    with tempfile.TemporaryDirectory() as directory:
+        args: tuple[str, ...]
+        if upstream is not None:
+            args = serve_args(upstream, *extra)
+        else:
+            args = ("serve", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0")
+            args += ("--log-format", "json", *extra)
+        if config is not None:
+            file = Path(directory) / "bridge.yaml"
+            file.write_text(yaml.safe_dump(config))
+            args += ("--config", str(file))
+        bridge = await BridgeProcess.start(
+            *args, env=bridge_env(GRPC_BRIDGE_LISTEN__FAST_PATH=fast, **(env or {}))
+        )
+        try:
+            await bridge.wait_for("discovered")
+            yield bridge
+        finally:
+            await bridge.stop()
 
 
 def request(method: str, target: str, body: bytes | None = None, *headers: str) -> bytes:

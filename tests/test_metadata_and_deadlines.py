@@ -47,10 +47,17 @@ def test_allowlist() -> None:
     }
 
 
-def test_forwarded_for_is_appended_and_host_proto_are_set() -> None:
-    out = md(
-        [("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-Proto", "ftp"), ("X-Forwarded-Host", "evil")]
-    )
+def test_forwarded_for_is_the_peer_unless_trusted_and_host_proto_are_set() -> None:
+    spoofed = [
+        ("X-Forwarded-For", "1.1.1.1"),
+        ("X-Forwarded-Proto", "ftp"),
+        ("X-Forwarded-Host", "evil"),
+    ]
+    out = md(spoofed)
+    assert out["x-forwarded-for"] == "10.1.2.3"
+    assert out["x-forwarded-proto"] == "http" and out["x-forwarded-host"] == "api.example:8080"
+    trusting = MetadataPolicy(POLICY.forward_headers, 8192, trust_forwarded_for=True)
+    out = md(spoofed, trusting)
     assert out["x-forwarded-for"] == "1.1.1.1, 10.1.2.3"
     assert out["x-forwarded-proto"] == "http" and out["x-forwarded-host"] == "api.example:8080"
 

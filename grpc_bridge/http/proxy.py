@@ -177,6 +177,7 @@ def build_proxy_app(bridge: Bridge) -> web.Application:
     app[_POLICY] = MetadataPolicy(
         forward_headers=frozenset(settings.metadata.forward_headers),
         max_bytes=limits.max_metadata_bytes,
+        trust_forwarded_for=settings.metadata.trust_forwarded_for,
     )
     app[_CORS] = CorsPolicy(settings.cors, settings.metadata.forward_headers)
     app.on_response_prepare.append(_on_prepare)
