@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.process import BridgeProcess
-from tests.servers import RunningServer
+from tests.servers import RunningServer, StartServer
 from tests.slowclients import (
     http_post,
     read_head,
@@ -164,3 +164,32 @@ async def test_every_framing_is_bounded_for_a_client_that_stops_reading(
     tmp_path: Path, upstream: RunningServer, framing: str
 ) -> None:
     await check_bounded(tmp_path, upstream, "native", framing, 1)
+
+
+async def test_compressed_messages_are_held_as_they_came(
+    tmp_path: Path, upstream_factory: StartServer
+) -> None:
+    """A window of small gzip messages is not inflated for a client that stopped reading.
+
+    Flow control counts wire bytes: 2 MB of ``x`` is ~2 KB gzipped, so the
+    upstream sends all of them at once; the bridge keeps each as it came until
+    the client takes it, instead of holding count times 2 MB inflated.
+    """
+    count = 120
+    upstream = await upstream_factory(options=(("grpc.default_compression_algorithm", 2),))
+    async with bridge_process(tmp_path, upstream, "native") as bridge:
+        before = rss_bytes(bridge.proc.pid)
+        tag = big_tag("gzip-")
+        request = http_post(
+            SERVER_STREAM,
+            orjson.dumps({"count": count, "tag": tag}),
+            "Content-Type: application/json",
+        )
+        sock = await asyncio.to_thread(stalled_client, bridge.proxy_port, request)
+        try:
+            await upstream.test.wait_for("completed", tag, within=30)
+            await settled(lambda: rss_bytes(bridge.proc.pid) // 2**20)
+            grown = rss_bytes(bridge.proc.pid) - before
+            assert grown < PER_CLIENT + SLACK, grown
+        finally:
+            sock.close()

@@ -34,7 +34,7 @@ from grpc_bridge.status import Code
 from grpc_bridge.upstream.calls import CallObserver, observe
 from grpc_bridge.upstream.h2 import frames, hpack_codec
 from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed
-from grpc_bridge.upstream.h2.stream import Status, Stream
+from grpc_bridge.upstream.h2.stream import MessageError, Status, Stream
 from grpc_bridge.upstream.invoker import UnaryResult
 from grpc_bridge.upstream.metadata import Metadata
 from grpc_bridge.upstream.native_pool import ConnectDeadline, NativePool, Unreachable
@@ -207,7 +207,9 @@ class NativeInvoker:
                 stream,
             )
         try:
-            return prepared.parse(messages[0])
+            return prepared.parse(stream.inflate(messages[0]))
+        except MessageError as exc:
+            raise _error(exc.status, stream) from exc
         except DecodeError as exc:
             raise _error(
                 Status(Code.INTERNAL, f"cannot parse the upstream's response: {exc}"), stream

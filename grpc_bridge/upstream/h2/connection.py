@@ -12,8 +12,9 @@ call instead of one each.
 
 Flow control: the connection-level receive window is replenished as data
 arrives (one slow stream must not stall the others); a stream's window is
-replenished only while its unread messages are few, so an HTTP client that
-stops reading makes the upstream wait rather than the bridge buffer.
+replenished only as its reader takes bytes, within ``stream_buffer_bytes``
+(stream.py), so an HTTP client that stops reading makes the upstream wait
+rather than the bridge buffer.
 """
 
 from __future__ import annotations

@@ -10,6 +10,13 @@ The final status follows the gRPC HTTP/2 protocol: ``grpc-status`` and
 ``grpc-message`` from the trailers (or from a Trailers-Only response); an HTTP
 status other than 200 without them is mapped as in
 doc/http-grpc-status-mapping.md; a stream reset maps by its error code.
+
+Flow control is the backpressure for slow HTTP clients, counted in bytes: the
+stream hands window back only for bytes its reader took (:meth:`next_message`,
+:meth:`take`), so whole messages waiting plus the window the upstream may
+still use stay within the connection's ``stream_buffer_bytes`` (at least the
+stream window). The message being assembled counts as taken, else one larger
+than the budget could never complete; ``max_receive_message_bytes`` bounds it.
 """
 
 from __future__ import annotations
@@ -126,6 +133,24 @@ def _status_of(headers: tuple[Header, ...], http_status: str | None) -> Status:
 
 class _TooBig(Exception):
     pass
+
+
+class MessageError(Exception):
+    """A received message that cannot be handed on (it does not inflate, or inflates too far)."""
+
+    def __init__(self, status: Status) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+
+class _Compressed(bytes):
+    """A message received with the compressed flag, kept as it came until it is taken.
+
+    Inflating on arrival would let a window of small compressed messages become
+    gigabytes held for a reader that stopped: flow control counts wire bytes.
+    """
+
+    __slots__ = ()
 
 
 def _decompress(encoding: str | None, data: bytes, limit: int) -> bytes:
@@ -306,26 +331,7 @@ class Stream:
             pos = start + length
             message = bytes(data[start:pos])  # no copy when data is bytes
             if flag:
-                try:
-                    message = _decompress(self._encoding, message, self._max_receive)
-                except _TooBig:
-                    self.connection.reset(
-                        self,
-                        frames.CANCEL,
-                        Status(
-                            Code.RESOURCE_EXHAUSTED,
-                            "upstream sent a compressed message that inflates past "
-                            f"max_receive_message_bytes ({self._max_receive})",
-                        ),
-                    )
-                    return end
-                except (ValueError, OSError, EOFError, zlib.error) as exc:
-                    self.connection.reset(
-                        self,
-                        frames.CANCEL,
-                        Status(Code.INTERNAL, f"cannot decompress a message: {exc}"),
-                    )
-                    return end
+                message = _Compressed(message)
             append(message)
             self._held += len(message)
         if isinstance(data, bytearray):
@@ -388,6 +394,12 @@ class Stream:
                 message = self.messages.popleft()
                 self._held -= len(message)
                 self._consumed()
+                if type(message) is _Compressed:
+                    try:
+                        message = self.inflate(message)
+                    except MessageError as exc:
+                        self._bad_message(exc.status)
+                        return None
                 return message
             if self.status is not None:
                 return None
@@ -399,14 +411,51 @@ class Stream:
         messages = self.messages
         taken: list[bytes] = []
         size = 0
+        held = self._held
         while messages and len(taken) < limit and size < max_bytes:
             message = messages.popleft()
+            held -= len(message)
+            if type(message) is _Compressed:
+                try:
+                    message = self.inflate(message)
+                except MessageError as exc:
+                    self._bad_message(exc.status)
+                    return taken
             size += len(message)
             taken.append(message)
         if taken:
-            self._held -= size
+            self._held = held
             self._consumed()
         return taken
+
+    def inflate(self, message: bytes) -> bytes:
+        """``message`` as the reader needs it: inflated if it came compressed.
+
+        Raises :class:`MessageError` when it does not inflate, or inflates past
+        max_receive_message_bytes (a small message can inflate to GBs).
+        """
+        if type(message) is not _Compressed:
+            return message
+        try:
+            return _decompress(self._encoding, message, self._max_receive)
+        except _TooBig:
+            raise MessageError(
+                Status(
+                    Code.RESOURCE_EXHAUSTED,
+                    "upstream sent a compressed message that inflates past "
+                    f"max_receive_message_bytes ({self._max_receive})",
+                )
+            ) from None
+        except (ValueError, OSError, EOFError, zlib.error) as exc:
+            raise MessageError(
+                Status(Code.INTERNAL, f"cannot decompress a message: {exc}")
+            ) from exc
+
+    def _bad_message(self, status: Status) -> None:
+        # The messages after it are never handed on: the call ends with its status.
+        self.messages.clear()
+        self._held = 0
+        self.connection.reset(self, frames.CANCEL, status)
 
     def give_back(self, messages: list[bytes]) -> None:
         """Put messages :meth:`take` returned back in front, for :meth:`next_message`."""
