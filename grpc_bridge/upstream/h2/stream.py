@@ -26,7 +26,9 @@ import base64
 import binascii
 import struct
 import zlib
+from bisect import bisect_left
 from collections import deque
+from itertools import accumulate
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote
 
@@ -182,6 +184,7 @@ class Stream:
     __slots__ = (
         "_budget",
         "_buffer",
+        "_compressed",
         "_encoding",
         "_grant_at",
         "_held",
@@ -223,6 +226,8 @@ class Stream:
         self._recv_unacked = 0
         #: Bytes of whole messages waiting for the reader (not yet taken).
         self._held = 0
+        #: How many of them are still compressed (none, on most streams).
+        self._compressed = 0
         # Held messages plus the window the upstream may still use stay within
         # this: a reader that stops pauses the upstream by flow control, so a
         # slow HTTP client costs at most this (plus one partial message).
@@ -332,6 +337,7 @@ class Stream:
             message = bytes(data[start:pos])  # no copy when data is bytes
             if flag:
                 message = _Compressed(message)
+                self._compressed += 1
             append(message)
             self._held += len(message)
         if isinstance(data, bytearray):
@@ -395,6 +401,7 @@ class Stream:
                 self._held -= len(message)
                 self._consumed()
                 if type(message) is _Compressed:
+                    self._compressed -= 1
                     try:
                         message = self.inflate(message)
                     except MessageError as exc:
@@ -409,23 +416,33 @@ class Stream:
         """Whole messages already received, without waiting: up to ``limit`` of them,
         stopping once ``max_bytes`` are taken (at least one if any is there)."""
         messages = self.messages
-        taken: list[bytes] = []
-        size = 0
-        held = self._held
-        while messages and len(taken) < limit and size < max_bytes:
-            message = messages.popleft()
-            held -= len(message)
-            if type(message) is _Compressed:
+        count = min(limit, len(messages))
+        if not count:
+            return []
+        # Whole batches at C speed: this runs once per batch of a stream's messages.
+        popleft = messages.popleft
+        taken = [popleft() for _ in range(count)]
+        size = sum(map(len, taken))
+        if size > max_bytes and count > 1:
+            cut = bisect_left(list(accumulate(map(len, taken))), max_bytes) + 1
+            if cut < count:
+                rest = taken[cut:]
+                del taken[cut:]
+                messages.extendleft(reversed(rest))
+                size -= sum(map(len, rest))
+        self._held -= size
+        self._consumed()
+        if self._compressed:
+            for index, message in enumerate(taken):
+                if type(message) is not _Compressed:
+                    continue
+                self._compressed -= 1
                 try:
-                    message = self.inflate(message)
+                    taken[index] = self.inflate(message)
                 except MessageError as exc:
+                    del taken[index:]
                     self._bad_message(exc.status)
-                    return taken
-            size += len(message)
-            taken.append(message)
-        if taken:
-            self._held = held
-            self._consumed()
+                    break
         return taken
 
     def inflate(self, message: bytes) -> bytes:
@@ -454,7 +471,7 @@ class Stream:
     def _bad_message(self, status: Status) -> None:
         # The messages after it are never handed on: the call ends with its status.
         self.messages.clear()
-        self._held = 0
+        self._held = self._compressed = 0
         self.connection.reset(self, frames.CANCEL, status)
 
     def give_back(self, messages: list[bytes]) -> None:
