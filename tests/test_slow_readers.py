@@ -42,7 +42,7 @@ CLIENTS = 2
 #: JSON-encoded, in the transport's buffer). Holding messages by count (32 of
 #: them) would be 64 MB per client.
 PER_CLIENT = BUFFER + 5 * MESSAGE
-SLACK = 24 * 1024 * 1024
+SLACK = 32 * 1024 * 1024  # the interpreter, allocator slack, the 2 MB request bodies
 
 
 @asynccontextmanager
