@@ -37,6 +37,11 @@ class HostilePeer:
     initial: Pairs = ()
     trailing: Pairs = ()
     status: int = 0
+    #: False: request data is never acknowledged, so the bridge's send window
+    #: closes after the first 64 KiB (an upstream that stopped reading).
+    reads: bool = True
+    #: Request DATA bytes received, over every call.
+    received: int = 0
     port: int = 0
     #: Request headers of every call, as received.
     calls: list[list[tuple[bytes, bytes]]] = field(default_factory=list)
@@ -76,9 +81,11 @@ class HostilePeer:
                     if isinstance(event, h2.events.RequestReceived):
                         self.calls.append(list(event.headers))
                     elif isinstance(event, h2.events.DataReceived):
-                        conn.acknowledge_received_data(
-                            event.flow_controlled_length, event.stream_id
-                        )
+                        self.received += len(event.data)
+                        if self.reads:
+                            conn.acknowledge_received_data(
+                                event.flow_controlled_length, event.stream_id
+                            )
                     elif isinstance(event, h2.events.StreamEnded):
                         self._answer(conn, event.stream_id)
                 writer.write(conn.data_to_send())

@@ -74,3 +74,24 @@ def read_head(sock: socket.socket) -> bytes:
             raise AssertionError(f"connection closed after {head!r}")
         head += chunk
     return head
+
+
+def send_until_blocked(port: int, head: bytes, chunk: bytes, *, cap: int, stall_s: float) -> int:
+    """Send ``head`` then ``chunk`` over and over until a send stalls ``stall_s`` seconds
+    (the peer stopped taking bytes) or ``cap`` bytes went out; the body bytes sent."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_RCVBUF)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(head)
+    sock.settimeout(stall_s)
+    sent = 0
+    try:
+        while sent < cap:
+            try:
+                sock.sendall(chunk)
+            except TimeoutError:
+                break
+            sent += len(chunk)
+    finally:
+        sock.close()
+    return sent

@@ -22,17 +22,20 @@ import orjson
 import pytest
 import yaml
 
+from tests.h2peer import HostilePeer, descriptor_set
 from tests.process import BridgeProcess
+from tests.rawhttp import PATHS, bridge_on
 from tests.servers import RunningServer, StartServer
 from tests.slowclients import (
     http_post,
     read_head,
     rss_bytes,
+    send_until_blocked,
     stalled_client,
     websocket_open,
     websocket_text,
 )
-from tests.streamtools import ECHO, SERVER_STREAM
+from tests.streamtools import CLIENT_STREAM, ECHO, SERVER_STREAM
 
 MESSAGE = 2 * 1024 * 1024
 BUFFER = 4 * 1024 * 1024
@@ -193,3 +196,45 @@ async def test_compressed_messages_are_held_as_they_came(
             assert grown < PER_CLIENT + SLACK, grown
         finally:
             sock.close()
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_an_upstream_that_stops_reading_pauses_a_request_stream(
+    tmp_path: Path, path: str
+) -> None:
+    """The other direction: request messages are read from the client only as the
+    upstream takes them, so an upstream that stopped reading pauses the client."""
+    peer = await HostilePeer(reads=False).start()
+    config = {
+        "upstreams": [
+            {
+                "name": "default",
+                "targets": [peer.target],
+                "reflection": False,
+                "descriptor_sets": [str(descriptor_set(tmp_path))],
+            }
+        ],
+        "streams": {"idle_timeout_s": 0},
+    }
+    head = (
+        f"POST {CLIENT_STREAM} HTTP/1.1\r\nHost: bridge\r\n"
+        "Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    line = orjson.dumps({"text": "y" * (256 * 1024)}) + b"\n"
+    chunk = b"%x\r\n%s\r\n" % (len(line), line)
+    cap = 256 * 1024 * 1024
+    try:
+        async with bridge_on(None, path, config=config) as bridge:
+            before = rss_bytes(bridge.proc.pid)
+            sent = await asyncio.to_thread(
+                send_until_blocked, bridge.proxy_port, head, chunk, cap=cap, stall_s=3.0
+            )
+            grown = rss_bytes(bridge.proc.pid) - before
+    finally:
+        await peer.stop()
+    # The upstream took its 64 KiB window; the client was stopped after a few
+    # lines (~2 MB: socket buffers, aiohttp's read buffer, one line being read,
+    # one message waiting for window), not the 256 MB it offered.
+    assert 0 < peer.received <= 65535 + 5
+    assert sent < 32 * 1024 * 1024, sent
+    assert grown < 32 * 1024 * 1024, grown
