@@ -55,6 +55,11 @@ RESERVED_HEADERS = frozenset(
     }
 )
 RESERVED_PREFIXES = ("grpc-", ":", "proxy-")
+#: Metadata the bridge sets itself on every call (besides the reserved fields above):
+#: a client can't send them by any route, so the upstream's first value is the bridge's.
+BRIDGE_METADATA = frozenset(
+    {"user-agent", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto"}
+)
 
 # gRPC channel arguments are C ints: milliseconds and byte counts must fit.
 _MAX_INT_ARG = 2**31 - 1
@@ -228,6 +233,11 @@ class Upstream(_Section):
     resolve_interval_s: float = Field(10.0, ge=0)
     max_send_message_bytes: int = Field(4 * 1024 * 1024, gt=0, le=_MAX_INT_ARG)
     max_receive_message_bytes: int = Field(4 * 1024 * 1024, gt=0, le=_MAX_INT_ARG)
+    # Bytes of response messages one stream may hold for a client that reads
+    # slower than the upstream sends; past it the upstream is paused by HTTP/2
+    # flow control. Of the order of the stream window (4 MiB) the native
+    # transport grants, which is also the floor of what it holds.
+    stream_buffer_bytes: int = Field(4 * 1024 * 1024, ge=65535, le=_MAX_INT_ARG)
 
     @field_validator("retries", mode="before")
     @classmethod
@@ -310,6 +320,10 @@ class MetadataSettings(_Section):
     forward_headers: list[str] = Field(
         default_factory=lambda: ["x-request-id", "traceparent", "tracestate"]
     )
+    # Keep the client's X-Forwarded-For and append its address: only when every
+    # client comes through a proxy that sets the header itself. Off, a client
+    # could name any address, so the bridge's x-forwarded-for is the peer alone.
+    trust_forwarded_for: bool = False
 
     @field_validator("forward_headers")
     @classmethod
@@ -318,6 +332,8 @@ class MetadataSettings(_Section):
         for name in names:
             if name in RESERVED_HEADERS or name.startswith(RESERVED_PREFIXES):
                 raise ValueError(f"{name!r} is reserved and is never forwarded")
+            if name in BRIDGE_METADATA:
+                raise ValueError(f"{name!r} is set by the bridge itself and is never forwarded")
             if not re.fullmatch(r"[0-9a-z_.-]+", name):
                 raise ValueError(f"{name!r} is not a valid metadata key")
         return names

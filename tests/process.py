@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,13 @@ class BridgeProcess:
                 if self._reader is not None and self._reader.done():
                     raise AssertionError(f"process exited before logging {name!r}: {self.events}")
                 await self._changed.wait()
+
+    async def wait_until(
+        self, ready: Callable[[list[dict[str, Any]]], bool], timeout: float = 15.0
+    ) -> None:
+        """Until ``ready(events)`` holds (checked as each log line arrives)."""
+        async with asyncio.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: ready(self.events))
 
     async def drain_logs(self) -> None:
         """Until the process closed its stderr (it exited): every line is in ``events``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import structlog
 
 from grpc_bridge.errors import HeadersTooLarge, InvalidArgument
 from grpc_bridge.upstream.deadlines import effective_timeout, parse_timeout
@@ -47,10 +48,17 @@ def test_allowlist() -> None:
     }
 
 
-def test_forwarded_for_is_appended_and_host_proto_are_set() -> None:
-    out = md(
-        [("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-Proto", "ftp"), ("X-Forwarded-Host", "evil")]
-    )
+def test_forwarded_for_is_the_peer_unless_trusted_and_host_proto_are_set() -> None:
+    spoofed = [
+        ("X-Forwarded-For", "1.1.1.1"),
+        ("X-Forwarded-Proto", "ftp"),
+        ("X-Forwarded-Host", "evil"),
+    ]
+    out = md(spoofed)
+    assert out["x-forwarded-for"] == "10.1.2.3"
+    assert out["x-forwarded-proto"] == "http" and out["x-forwarded-host"] == "api.example:8080"
+    trusting = MetadataPolicy(POLICY.forward_headers, 8192, trust_forwarded_for=True)
+    out = md(spoofed, trusting)
     assert out["x-forwarded-for"] == "1.1.1.1, 10.1.2.3"
     assert out["x-forwarded-proto"] == "http" and out["x-forwarded-host"] == "api.example:8080"
 
@@ -159,3 +167,34 @@ def test_upstream_metadata_with_control_characters_is_left_out_of_the_headers() 
         ("Grpc-Metadata-x-d-bin", "AA=="),
         ("Grpc-Trailer-x-u", "kept"),
     ]
+
+
+def test_upstream_keys_that_are_not_http_tokens_are_left_out_with_one_warning() -> None:
+    with structlog.testing.capture_logs() as logs:
+        headers = to_headers(
+            [("x-good", "1"), ("x evil", "2"), ("x-evil\r\nset-cookie: a=1", "3"), ("x/y", "4")],
+            [("x{t}", "5"), ("x-t", "6"), ("GRPC-STATUS", "0")],
+        )
+    assert headers == [("Grpc-Metadata-x-good", "1"), ("Grpc-Trailer-x-t", "6")]
+    (warning,) = [e for e in logs if e["event"] == "upstream_metadata_dropped"]
+    assert warning["log_level"] == "warning" and warning["count"] == 4
+    assert warning["keys"] == ["x evil", "x-evil\r\nset-cookie: a=1", "x/y", "x{t}"]
+    with structlog.testing.capture_logs() as logs:
+        to_headers([("x-good", "1")], [])
+    assert logs == []
+
+
+def test_what_the_bridge_sets_cannot_come_from_the_client() -> None:
+    out = to_metadata(
+        [
+            ("Grpc-Metadata-X-Forwarded-Host", "evil"),
+            ("Grpc-Metadata-X-Forwarded-Proto", "evil"),
+            ("Grpc-Metadata-X-Forwarded-For", "evil"),
+            ("Grpc-Metadata-User-Agent", "evil"),
+        ],
+        POLICY,
+        CLIENT,
+        "rid-1",
+    )
+    assert [k for k, v in out if v == "evil"] == []
+    assert [k for k, _ in out].count("x-forwarded-host") == 1

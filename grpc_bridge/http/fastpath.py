@@ -35,7 +35,6 @@ from typing import cast
 from aiohttp import web
 from aiohttp.http import SERVER_SOFTWARE
 from google.protobuf.message import Message
-from yarl import URL
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
@@ -190,12 +189,6 @@ class Head:
         self.values = values
         self.length = length
         self.close = values.get("connection", "").lower() == "close"
-
-    @property
-    def logged_path(self) -> str:
-        """The path as aiohttp logs it (``request.path``: yarl's percent-decoding)."""
-        path = self.path
-        return path if "%" not in path else URL.build(path=path, encoded=True).path
 
 
 def parse_head(head: bytes) -> Head | None:
@@ -512,7 +505,7 @@ class FastConnection(asyncio.Protocol):
             return
         ctx.record_match(match)
         ctx.bytes_in = len(body)
-        path = head.logged_path
+        path = head.path  # logged as received, as the aiohttp path logs it
         metrics = fast.metrics
         if metrics is not None:
             metrics.http_in_flight.value += 1

@@ -135,7 +135,7 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         _log_request(request, ctx, 499, 0)
         raise
     except Exception:
-        log.exception("unhandled_error", request_id=ctx.request_id, path=request.path)
+        log.exception("unhandled_error", request_id=ctx.request_id, path=request.rel_url.raw_path)
         sink = request.get(ACTIVE_SINK)
         if sink is not None and sink.started:
             # Headers are gone: the stream ends with an in-band error instead.
@@ -183,7 +183,8 @@ def _log_request(request: web.Request, ctx: RequestContext, status: int, bytes_o
     log_request_line(
         ctx,
         request.method,
-        request.path,
+        # As received (still percent-encoded): what a front proxy's logs and ACLs saw.
+        request.rel_url.raw_path,
         request.remote,
         (headers.get("traceparent"), headers.get("tracestate")),
         status,

@@ -145,9 +145,9 @@ def _no_route(bridge: Bridge, request: web.Request) -> Exception:
         # Until every upstream is discovered, an unknown path may be a method we don't know yet.
         names = ", ".join(f"{s.name!r} ({s.error})" for s in pending)
         return UpstreamNotReady(
-            f"no route for {request.method} {request.path} yet: upstream {names}"
+            f"no route for {request.method} {request.rel_url.raw_path} yet: upstream {names}"
         )
-    return RouteNotFound(f"no route for {request.method} {request.path}")
+    return RouteNotFound(f"no route for {request.method} {request.rel_url.raw_path}")
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
@@ -193,6 +193,7 @@ def build_proxy_app(bridge: Bridge, outer: Sequence[Middleware] = ()) -> web.App
     app[_POLICY] = MetadataPolicy(
         forward_headers=frozenset(settings.metadata.forward_headers),
         max_bytes=limits.max_metadata_bytes,
+        trust_forwarded_for=settings.metadata.trust_forwarded_for,
     )
     app[_CORS] = CorsPolicy(settings.cors, settings.metadata.forward_headers)
     app[COMPRESSION] = ResponseCompression(settings.compression)

@@ -6,8 +6,9 @@ a response and send bytes:
 
 - :func:`relay` reads the upstream stream and sends one frame per message,
   reading the next message only once the sink has taken the previous one
-  (backpressure: the bridge holds at most one message plus the socket's
-  buffers per stream), then the framing's ``end``;
+  (backpressure: the bridge holds at most one batch plus the socket's
+  buffers per stream, and the upstream stream's own byte budget), then the
+  framing's ``end``;
 - :func:`send_error` is the two-phase error rule (grpc-gateway's
   ForwardResponseStream): before anything was sent, a sink that can still
   answer with a status raises the error for a plain error response; after,
@@ -122,12 +123,15 @@ async def relay(
         if not sink.started:
             await _start(sink, framing, await call.initial_metadata())
         first = frame(encode(message))
-        more = call.read_buffered(BATCH)
+        size = len(first)
+        # Only what fits one batch is taken off the upstream stream: a message
+        # taken is one the stream hands window back for, so taking more would
+        # read ahead of a client that stopped reading.
+        more = call.read_buffered(BATCH, BATCH_BYTES - size) if size < BATCH_BYTES else None
         if not more:
             await sink.send(first)
             continue
         out = [first]
-        size = len(first)
         while more:
             for m in more:
                 data = frame(encode(m))
@@ -135,7 +139,7 @@ async def relay(
                 size += len(data)
             if size >= BATCH_BYTES:
                 break
-            more = call.read_buffered(BATCH)
+            more = call.read_buffered(BATCH, BATCH_BYTES - size)
         await sink.send_many(out)
     if not sink.started:
         # Nothing was streamed: headers can still carry the trailers.

@@ -169,7 +169,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
         try:
             async with session.request(
                 request.method,
-                f"http://127.0.0.1:{port}{request.path_qs}",
+                f"http://127.0.0.1:{port}{request.rel_url.raw_path_qs}",
                 data=await request.read(),
                 headers={
                     k: v

@@ -13,7 +13,11 @@ is listed wherever GET is.
 
 ``match`` takes the request's *raw* path (``request.rel_url.raw_path``, still
 percent-encoded, query string allowed): REST variables decode ``%2F`` per
-HttpRule only if they see it. A decoded path works too, minus that.
+HttpRule only if they see it. The generic route matches the raw path exactly:
+a gRPC path is made of identifier characters only, so an escape in it
+(``/pkg.Service%2FMethod``, ``%252F``, ``%45cho``) is a path a front proxy's
+ACL may read differently, and it matches nothing (404). Dot segments are not
+resolved either (``/pkg.Service/../pkg.Other/M`` is 404).
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from grpc_bridge.codec.percent import decode_lenient
 from grpc_bridge.routing.bindings import Binding, RouteConflict
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.trie import ANY_METHOD, SegmentTrie, sort_methods, with_head
@@ -123,7 +126,7 @@ class RouteTable:
         rest = self._match_rest(method, path)
         if rest.kind is MatchKind.FULL:
             return rest
-        generic = self._generic.get(decode_lenient(path))
+        generic = self._generic.get(path)
         if generic is not None and method in generic.accepts:
             return generic.full
         if generic is None:
@@ -172,7 +175,7 @@ class RouteTable:
             for leaf, matched in self._trie.lookup(path[1:].split("/")):
                 binding = leaf.methods.get("GET") or next(iter(leaf.methods.values()))
                 return self._full(binding, matched, leaf.allowed)
-        route = self._generic.get(decode_lenient(path))
+        route = self._generic.get(path)
         return _NO_MATCH if route is None else route.full
 
     @property

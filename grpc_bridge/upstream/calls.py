@@ -98,8 +98,9 @@ class StreamCall(Protocol):
     """What the HTTP layer drives: a grpc.aio call or a native one; see the module docstring."""
 
     async def read(self) -> Message | None: ...
-    def read_buffered(self, limit: int) -> list[Message]:
-        """Up to ``limit`` messages already received, without waiting (for batching writes)."""
+    def read_buffered(self, limit: int, max_bytes: int) -> list[Message]:
+        """Messages already received, without waiting (for batching writes): up to
+        ``limit`` of them, stopping once about ``max_bytes`` are taken."""
         ...
 
     async def write(self, message: Message) -> bool: ...
@@ -148,7 +149,7 @@ class GrpcStreamCall:
             self._observer.metrics.received.inc()
         return message
 
-    def read_buffered(self, limit: int) -> list[Message]:
+    def read_buffered(self, limit: int, max_bytes: int) -> list[Message]:
         # grpc.aio has no way to take a message without a hand-off.
         return []
 

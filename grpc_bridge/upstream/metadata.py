@@ -14,12 +14,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from grpc_bridge.errors import HeadersTooLarge, InvalidArgument
-from grpc_bridge.settings import RESERVED_HEADERS, RESERVED_PREFIXES
+from grpc_bridge.log import get_logger
+from grpc_bridge.settings import BRIDGE_METADATA, RESERVED_HEADERS, RESERVED_PREFIXES
 
-#: Control characters but tab, and DEL: never in a header value (aiohttp refuses them).
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: RFC 9110 §5.6.2 token: what a field name is made of.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: RFC 9110 §5.5 field value, ASCII only (gRPC values are printable ASCII): visible
+#: characters, space and tab; never CR, LF, NUL or another control.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 Metadata = list[tuple[str, str | bytes]]
+
+log = get_logger("grpc_bridge.upstream")
 
 GRPC_METADATA_PREFIX = "grpc-metadata-"
 REQUEST_ID = "x-request-id"
@@ -30,6 +36,8 @@ _KEY = re.compile(r"[0-9a-z_.-]+")
 class MetadataPolicy:
     forward_headers: frozenset[str]
     max_bytes: int
+    #: metadata.trust_forwarded_for: the client's X-Forwarded-For is kept (and appended to).
+    trust_forwarded_for: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +77,28 @@ def to_metadata(
     forwarded_for: str | None = None
     size = 0
     has_request_id = False
+    trust_forwarded_for = policy.trust_forwarded_for
     for raw_name, value in headers:
         name = raw_name.lower()
         if name == "x-forwarded-for":
-            forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
+            if trust_forwarded_for:
+                forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
             continue
-        if name in ("x-forwarded-host", "x-forwarded-proto"):
-            continue  # set by the bridge below
         if name.startswith(GRPC_METADATA_PREFIX):
             key = name[len(GRPC_METADATA_PREFIX) :]
         elif name == "authorization" or name in policy.forward_headers:
             key = name
         else:
             continue
-        if not key or key in RESERVED_HEADERS or key.startswith(RESERVED_PREFIXES):
+        # What the bridge sets itself (the transport's fields, x-forwarded-*,
+        # user-agent) is never the client's: a reader taking the first value
+        # would see the client's otherwise.
+        if (
+            not key
+            or key in RESERVED_HEADERS
+            or key in BRIDGE_METADATA
+            or key.startswith(RESERVED_PREFIXES)
+        ):
             continue
         if not _KEY.fullmatch(key):
             raise InvalidArgument(
@@ -145,19 +161,40 @@ def decode_bin(header: str, value: str) -> bytes:
 def to_headers(
     initial: Sequence[tuple[str, str | bytes]], trailing: Sequence[tuple[str, str | bytes]]
 ) -> list[tuple[str, str]]:
-    """Response metadata → ``Grpc-Metadata-*`` / ``Grpc-Trailer-*`` headers (``-bin`` as base64)."""
-    headers = [(f"Grpc-Metadata-{k}", _header_value(v)) for k, v in initial if _exposed(k, v)]
-    headers += [(f"Grpc-Trailer-{k}", _header_value(v)) for k, v in trailing if _exposed(k, v)]
+    """Response metadata → ``Grpc-Metadata-*`` / ``Grpc-Trailer-*`` headers (``-bin`` as base64).
+
+    The one gate between an upstream's metadata and an HTTP response head, for
+    every path and framing: an entry whose key is not an HTTP token or whose
+    value is not a field value (a CR/LF would split the head, a space in a name
+    makes clients refuse it) is left out, with one warning per response.
+    """
+    headers: list[tuple[str, str]] = []
+    dropped: list[str] | None = None
+    for prefix, pairs in (("Grpc-Metadata-", initial), ("Grpc-Trailer-", trailing)):
+        for key, value in pairs:
+            if _reserved(key):
+                continue
+            if _TOKEN.fullmatch(key) and (
+                isinstance(value, bytes) or _FIELD_VALUE.fullmatch(value)
+            ):
+                headers.append((prefix + key, _header_value(value)))
+            else:
+                dropped = [] if dropped is None else dropped
+                dropped.append(key)
+    if dropped:
+        log.warning(
+            "upstream_metadata_dropped",
+            reason="key not an HTTP token or value not an HTTP field value",
+            keys=[key[:64] for key in dropped[:8]],
+            count=len(dropped),
+        )
     return headers
 
 
-def _exposed(key: str, value: str | bytes) -> bool:
+def _reserved(key: str) -> bool:
     # grpc-* entries (status, status details, encodings) are the transport's, not the app's.
-    if key.startswith(RESERVED_PREFIXES) or key in RESERVED_HEADERS:
-        return False
-    # gRPC allows printable ASCII only; a control character (CR/LF among them) from a
-    # non-conforming upstream would split the response head, so the entry is left out.
-    return isinstance(value, bytes) or not _CONTROL.search(value)
+    key = key.lower()
+    return key.startswith(RESERVED_PREFIXES) or key in RESERVED_HEADERS
 
 
 def _header_value(value: str | bytes) -> str:

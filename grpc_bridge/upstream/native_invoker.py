@@ -34,7 +34,7 @@ from grpc_bridge.status import Code
 from grpc_bridge.upstream.calls import CallObserver, observe
 from grpc_bridge.upstream.h2 import frames, hpack_codec
 from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed
-from grpc_bridge.upstream.h2.stream import Status, Stream
+from grpc_bridge.upstream.h2.stream import MessageError, Status, Stream
 from grpc_bridge.upstream.invoker import UnaryResult
 from grpc_bridge.upstream.metadata import Metadata
 from grpc_bridge.upstream.native_pool import ConnectDeadline, NativePool, Unreachable
@@ -207,7 +207,9 @@ class NativeInvoker:
                 stream,
             )
         try:
-            return prepared.parse(messages[0])
+            return prepared.parse(stream.inflate(messages[0]))
+        except MessageError as exc:
+            raise _error(exc.status, stream) from exc
         except DecodeError as exc:
             raise _error(
                 Status(Code.INTERNAL, f"cannot parse the upstream's response: {exc}"), stream
@@ -420,16 +422,16 @@ class NativeStreamCall:
             self._observer.metrics.received.inc()
         return message
 
-    def read_buffered(self, limit: int) -> list[Message]:
-        """Messages already received, parsed, up to ``limit``; never waits, never raises.
+    def read_buffered(self, limit: int, max_bytes: int) -> list[Message]:
+        """Messages already received, parsed, up to ``limit`` or ``max_bytes``; never waits,
+        never raises.
 
         A message that does not parse is left for :meth:`read`, which reports it.
         """
         stream = self._stream
         if stream is None:
             return []
-        messages = stream.messages
-        taken = [messages.popleft() for _ in range(min(limit, len(messages)))]
+        taken = stream.take(limit, max_bytes)
         parse = self._prepared.parse
         try:
             # map(), not a loop: no Python frame per message on a stream's hot path.
@@ -440,9 +442,8 @@ class NativeStreamCall:
                 try:
                     out.append(parse(data))
                 except DecodeError:
-                    messages.extendleft(reversed(taken[index:]))
+                    stream.give_back(taken[index:])
                     break
-        stream.consumed()
         if out and self._observer is not None:
             self._observer.metrics.received.inc(len(out))
         return out

@@ -233,6 +233,7 @@ class Slot:
         def factory() -> Connection:
             return Connection(
                 max_receive_message_bytes=upstream.max_receive_message_bytes,
+                stream_buffer_bytes=upstream.stream_buffer_bytes,
                 keepalive_time_s=upstream.keepalive.time_s,
                 keepalive_timeout_s=upstream.keepalive.timeout_s,
                 keepalive_without_calls=upstream.keepalive.permit_without_calls,

@@ -12,8 +12,9 @@ call instead of one each.
 
 Flow control: the connection-level receive window is replenished as data
 arrives (one slow stream must not stall the others); a stream's window is
-replenished only while its unread messages are few, so an HTTP client that
-stops reading makes the upstream wait rather than the bridge buffer.
+replenished only as its reader takes bytes, within ``stream_buffer_bytes``
+(stream.py), so an HTTP client that stops reading makes the upstream wait
+rather than the bridge buffer.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Connection(asyncio.Protocol):
         self,
         *,
         max_receive_message_bytes: int,
+        stream_buffer_bytes: int = STREAM_WINDOW,
         keepalive_time_s: float,
         keepalive_timeout_s: float,
         keepalive_without_calls: bool,
@@ -62,6 +64,8 @@ class Connection(asyncio.Protocol):
     ) -> None:
         self.loop = asyncio.get_running_loop()
         self.max_receive_message_bytes = max_receive_message_bytes
+        #: Bytes of unread messages a stream holds before it stops granting window.
+        self.stream_buffer_bytes = stream_buffer_bytes
         #: The receive window each stream starts with (our SETTINGS_INITIAL_WINDOW_SIZE).
         self.stream_window = STREAM_WINDOW
         self.streams: dict[int, Stream] = {}

@@ -10,6 +10,13 @@ The final status follows the gRPC HTTP/2 protocol: ``grpc-status`` and
 ``grpc-message`` from the trailers (or from a Trailers-Only response); an HTTP
 status other than 200 without them is mapped as in
 doc/http-grpc-status-mapping.md; a stream reset maps by its error code.
+
+Flow control is the backpressure for slow HTTP clients, counted in bytes: the
+stream hands window back only for bytes its reader took (:meth:`next_message`,
+:meth:`take`), so whole messages waiting plus the window the upstream may
+still use stay within the connection's ``stream_buffer_bytes`` (at least the
+stream window). The message being assembled counts as taken, else one larger
+than the budget could never complete; ``max_receive_message_bytes`` bounds it.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import base64
 import binascii
 import struct
 import zlib
+from bisect import bisect_left
 from collections import deque
+from itertools import accumulate
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import unquote
 
@@ -66,10 +75,6 @@ _RESERVED = frozenset(
         "content-length",
     }
 )
-
-#: Unread messages above which the stream stops granting flow-control window
-#: (the upstream then waits: backpressure for slow HTTP clients).
-_HIGH_WATER = 32
 
 
 class Status(NamedTuple):
@@ -132,6 +137,24 @@ class _TooBig(Exception):
     pass
 
 
+class MessageError(Exception):
+    """A received message that cannot be handed on (it does not inflate, or inflates too far)."""
+
+    def __init__(self, status: Status) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+
+class _Compressed(bytes):
+    """A message received with the compressed flag, kept as it came until it is taken.
+
+    Inflating on arrival would let a window of small compressed messages become
+    gigabytes held for a reader that stopped: flow control counts wire bytes.
+    """
+
+    __slots__ = ()
+
+
 def _decompress(encoding: str | None, data: bytes, limit: int) -> bytes:
     """The message inflated, never past ``limit`` bytes (a small message can inflate to GBs)."""
     if encoding == "gzip":
@@ -159,9 +182,12 @@ class Stream:
     """See the module docstring. Created by :meth:`Connection.open_stream`."""
 
     __slots__ = (
+        "_budget",
         "_buffer",
+        "_compressed",
         "_encoding",
         "_grant_at",
+        "_held",
         "_max_receive",
         "_recv_unacked",
         "_waiters",
@@ -195,10 +221,20 @@ class Stream:
         self._buffer = bytearray()
         self._encoding: str | None = None
         self._max_receive = connection.max_receive_message_bytes
+        #: Bytes received since the last WINDOW_UPDATE: the upstream's window
+        #: left is ``stream_window - _recv_unacked``.
         self._recv_unacked = 0
+        #: Bytes of whole messages waiting for the reader (not yet taken).
+        self._held = 0
+        #: How many of them are still compressed (none, on most streams).
+        self._compressed = 0
+        # Held messages plus the window the upstream may still use stay within
+        # this: a reader that stops pauses the upstream by flow control, so a
+        # slow HTTP client costs at most this (plus one partial message).
+        self._budget = max(connection.stream_buffer_bytes, connection.stream_window)
         # Window is handed back in halves: a unary response (far smaller) then
         # costs no WINDOW_UPDATE at all, and the upstream never waits on it.
-        self._grant_at = connection.stream_window // 2
+        self._grant_at = min(connection.stream_window, connection.stream_buffer_bytes) // 2
         self._waiters: list[asyncio.Future[None]] = []
 
     # -- fed by the connection ---------------------------------------------------
@@ -266,8 +302,8 @@ class Stream:
         if end_stream and self.status is None:
             self._finish(Status(Code.INTERNAL, "upstream ended the call without trailers"))
             return
-        if self._recv_unacked >= self._grant_at and len(self.messages) < _HIGH_WATER:
-            self._grant()
+        if self._recv_unacked >= self._grant_at:
+            self._maybe_grant()
         self._wake()
 
     def _parse(self, data: bytes | bytearray) -> int:
@@ -300,27 +336,10 @@ class Stream:
             pos = start + length
             message = bytes(data[start:pos])  # no copy when data is bytes
             if flag:
-                try:
-                    message = _decompress(self._encoding, message, self._max_receive)
-                except _TooBig:
-                    self.connection.reset(
-                        self,
-                        frames.CANCEL,
-                        Status(
-                            Code.RESOURCE_EXHAUSTED,
-                            "upstream sent a compressed message that inflates past "
-                            f"max_receive_message_bytes ({self._max_receive})",
-                        ),
-                    )
-                    return end
-                except (ValueError, OSError, EOFError, zlib.error) as exc:
-                    self.connection.reset(
-                        self,
-                        frames.CANCEL,
-                        Status(Code.INTERNAL, f"cannot decompress a message: {exc}"),
-                    )
-                    return end
+                message = _Compressed(message)
+                self._compressed += 1
             append(message)
+            self._held += len(message)
         if isinstance(data, bytearray):
             del data[:pos]
             return 0
@@ -353,9 +372,19 @@ class Stream:
             waiters, self._waiters = self._waiters, []
             wake_all(waiters)
 
-    def _grant(self) -> None:
-        increment, self._recv_unacked = self._recv_unacked, 0
-        self.connection.grant(self, increment)
+    def _maybe_grant(self) -> None:
+        """Hand back window the budget allows: bytes the reader took, never read-ahead.
+
+        Bytes of a partial message count as handed on (they cannot be taken
+        before the message is whole, and max_receive_message_bytes bounds them),
+        so a message larger than the budget still completes.
+        """
+        window_left = self.connection.stream_window - self._recv_unacked
+        increment = min(self._recv_unacked, self._budget - self._held - window_left)
+        # Small increments only once the reader caught up: nothing is held then.
+        if increment > 0 and (increment >= self._grant_at or not self._held):
+            self._recv_unacked -= increment
+            self.connection.grant(self, increment)
 
     # -- awaited by the call layer -------------------------------------------------
 
@@ -369,20 +398,90 @@ class Stream:
         while True:
             if self.messages:
                 message = self.messages.popleft()
-                self.consumed()
+                self._held -= len(message)
+                self._consumed()
+                if type(message) is _Compressed:
+                    self._compressed -= 1
+                    try:
+                        message = self.inflate(message)
+                    except MessageError as exc:
+                        self._bad_message(exc.status)
+                        return None
                 return message
             if self.status is not None:
                 return None
             await self._wait()
 
-    def consumed(self) -> None:
-        """The reader took messages from ``messages`` itself: grant window if it is due."""
-        if (
-            self._recv_unacked >= self._grant_at
-            and self.status is None
-            and len(self.messages) < _HIGH_WATER
-        ):
-            self._grant()
+    def take(self, limit: int, max_bytes: int) -> list[bytes]:
+        """Whole messages already received, without waiting: up to ``limit`` of them,
+        stopping once ``max_bytes`` are taken (at least one if any is there)."""
+        messages = self.messages
+        count = min(limit, len(messages))
+        if not count:
+            return []
+        # Whole batches at C speed: this runs once per batch of a stream's messages.
+        popleft = messages.popleft
+        taken = [popleft() for _ in range(count)]
+        size = sum(map(len, taken))
+        if size > max_bytes and count > 1:
+            cut = bisect_left(list(accumulate(map(len, taken))), max_bytes) + 1
+            if cut < count:
+                rest = taken[cut:]
+                del taken[cut:]
+                messages.extendleft(reversed(rest))
+                size -= sum(map(len, rest))
+        self._held -= size
+        self._consumed()
+        if self._compressed:
+            for index, message in enumerate(taken):
+                if type(message) is not _Compressed:
+                    continue
+                self._compressed -= 1
+                try:
+                    taken[index] = self.inflate(message)
+                except MessageError as exc:
+                    del taken[index:]
+                    self._bad_message(exc.status)
+                    break
+        return taken
+
+    def inflate(self, message: bytes) -> bytes:
+        """``message`` as the reader needs it: inflated if it came compressed.
+
+        Raises :class:`MessageError` when it does not inflate, or inflates past
+        max_receive_message_bytes (a small message can inflate to GBs).
+        """
+        if type(message) is not _Compressed:
+            return message
+        try:
+            return _decompress(self._encoding, message, self._max_receive)
+        except _TooBig:
+            raise MessageError(
+                Status(
+                    Code.RESOURCE_EXHAUSTED,
+                    "upstream sent a compressed message that inflates past "
+                    f"max_receive_message_bytes ({self._max_receive})",
+                )
+            ) from None
+        except (ValueError, OSError, EOFError, zlib.error) as exc:
+            raise MessageError(
+                Status(Code.INTERNAL, f"cannot decompress a message: {exc}")
+            ) from exc
+
+    def _bad_message(self, status: Status) -> None:
+        # The messages after it are never handed on: the call ends with its status.
+        self.messages.clear()
+        self._held = self._compressed = 0
+        self.connection.reset(self, frames.CANCEL, status)
+
+    def give_back(self, messages: list[bytes]) -> None:
+        """Put messages :meth:`take` returned back in front, for :meth:`next_message`."""
+        self.messages.extendleft(reversed(messages))
+        self._held += sum(map(len, messages))
+
+    def _consumed(self) -> None:
+        if self._recv_unacked >= self._grant_at and self.status is None:
+            self._maybe_grant()
 
     async def wait_headers(self) -> None:
         while self.headers is None and self.status is None:
