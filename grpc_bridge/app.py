@@ -107,6 +107,8 @@ async def start(settings: Settings, *, resolve: Resolve = system_resolve) -> Ser
         access_log=None,
         # The lean path (http/fastpath.py) and aiohttp close idle connections alike.
         keepalive_timeout=IDLE_TIMEOUT_S,
+        # Compressed bodies are inflated by the bridge, bounded as they arrive (http/inflate.py).
+        auto_decompress=False,
         shutdown_timeout=settings.shutdown.timeout_s,
     )
     admin_runner = JsonErrorRunner(

@@ -59,6 +59,7 @@ REJECT_REASONS = (
     "not_implemented",
     "malformed_request",
     "head_too_large",
+    "body_timeout",
 )
 
 
