@@ -116,6 +116,8 @@ async def start(settings: Settings, *, resolve: Resolve = system_resolve) -> Ser
         build_admin_app(bridge, metrics.registry, lambda: _bound_port(proxy_runner)),
         handle_signals=False,
         access_log=None,
+        # Nothing there inflates a body: the playground passes it on to the proxy as sent.
+        auto_decompress=False,
         shutdown_timeout=min(_ADMIN_SHUTDOWN_S, settings.shutdown.timeout_s),
     )
     await proxy_runner.setup()

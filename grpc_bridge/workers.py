@@ -225,8 +225,12 @@ async def serve_workers(settings: Settings) -> int:
     # SIGHUP (refresh discovery, DNS, TLS files) is each worker's to act on.
     loop.add_signal_handler(signal.SIGHUP, supervisor.signal_all, signal.SIGHUP)
     # Parse errors answer with the Status body here too, as on each worker's listeners.
+    # No inflating of bodies: the playground passes them on to the proxy as sent.
     runner = JsonErrorRunner(
-        build_worker_admin_app(supervisor), handle_signals=False, access_log=None
+        build_worker_admin_app(supervisor),
+        handle_signals=False,
+        access_log=None,
+        auto_decompress=False,
     )
     try:
         await runner.setup()

@@ -240,3 +240,25 @@ async def test_a_websocket_deflate_bomb_is_refused_by_its_inflated_size(
         answer = await exchange(bp.proxy_port, raw_request(ECHO, b"{}"))
         assert not isinstance(answer, str) and answer[0] == 200
     assert upstream.test.received == []
+
+
+async def test_the_playground_passes_a_compressed_body_to_the_proxys_decoder(
+    upstream: RunningServer,
+) -> None:
+    """The admin listener inflates nothing: the proxy does, under its own limit."""
+    call = "/playground/call/bridgetest.v1.TestService/Sleep"
+    bomb = gzip.compress(b" " * (8 << 20))
+    async with bridge_process(upstream.target) as bp:
+        good = await exchange(
+            bp.admin_port, raw_request(call, gzip.compress(SLEEP_BODY), "Content-Encoding: gzip")
+        )
+        big = await exchange(bp.admin_port, raw_request(call, bomb, "Content-Encoding: gzip"))
+        cut = await exchange(
+            bp.admin_port,
+            raw_request(call, gzip.compress(SLEEP_BODY)[:-8], "Content-Encoding: gzip"),
+        )
+    assert not isinstance(good, str) and good[0] == 200, good
+    assert not isinstance(big, str) and big[0] == 413, big
+    assert not isinstance(cut, str) and cut[0] == 400, cut
+    assert "malformed gzip request body: truncated" in message_of(cut)
+    assert upstream.test.completed == ["compressed"]
