@@ -160,6 +160,8 @@ async def start(
         access_log=None,
         # The lean path (http/fastpath.py) and aiohttp close idle connections alike.
         keepalive_timeout=IDLE_TIMEOUT_S,
+        # Compressed bodies are inflated by the bridge, bounded as they arrive (http/inflate.py).
+        auto_decompress=False,
         shutdown_timeout=settings.shutdown.timeout_s,
         refuse_method=refuse_method(bridge),
     )
@@ -170,6 +172,8 @@ async def start(
         refuse_method=router_refusal(admin_app),
         handle_signals=False,
         access_log=None,
+        # Nothing there inflates a body: the playground passes it on to the proxy as sent.
+        auto_decompress=False,
         shutdown_timeout=min(_ADMIN_SHUTDOWN_S, settings.shutdown.timeout_s),
     )
     await proxy_runner.setup()

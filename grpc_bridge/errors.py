@@ -9,6 +9,7 @@ edge; anything else is a bug and becomes a 500 there, logged with a traceback::
     ├── NotAcceptable                406 / 3   Accept-Encoding refuses every coding, identity too
     ├── PayloadTooLarge              413 / 8
     ├── HeadersTooLarge              431 / 8   forwarded metadata over the limit
+    ├── BodyTimeout                  408 / 4   body not in within limits.body_read_timeout_s
     ├── RouteNotFound                404 / 5
     ├── MethodNotAllowed             405 / 12  carries the allowed methods
     ├── NotImplementedYet            501 / 12  a method kind this route can't serve
@@ -84,6 +85,14 @@ class HeadersTooLarge(BridgeError):
     reject_reason = "metadata_too_large"
     code = Code.RESOURCE_EXHAUSTED
     http_status_override = 431
+
+
+class BodyTimeout(BridgeError):
+    """The request body did not arrive in time: answered, then the connection is closed."""
+
+    reject_reason = "body_timeout"
+    code = Code.DEADLINE_EXCEEDED
+    http_status_override = 408
 
 
 class RouteNotFound(BridgeError):

@@ -60,6 +60,7 @@ REJECT_REASONS = (
     "malformed_request",
     "head_too_large",
     "not_acceptable",
+    "body_timeout",
 )
 
 

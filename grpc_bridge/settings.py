@@ -343,6 +343,11 @@ class Limits(_Section):
     max_request_bytes: int = Field(4 * 1024 * 1024, gt=0)
     max_json_depth: int = Field(64, ge=1, le=1000)
     max_metadata_bytes: int = Field(8192, gt=0)
+    # A request body (or one message of a request stream) must arrive whole within
+    # this long of its head (of its first byte), else 408 and the connection closes:
+    # a total, not an idle timeout, so a byte every few seconds can't hold a socket.
+    # Also how long a request's head may take on the lean path (http/fastpath.py).
+    body_read_timeout_s: float = Field(75.0, gt=0)
 
 
 class RestSettings(_Section):

@@ -230,7 +230,10 @@ async def serve_workers(settings: Settings) -> int:
     app = build_worker_admin_app(supervisor)
     # Every endpoint a worker answers for the parent is a GET.
     refuse = router_refusal(app, fallback=("GET", "HEAD"))
-    runner = JsonErrorRunner(app, refuse_method=refuse, handle_signals=False, access_log=None)
+    # No inflating of bodies: the playground passes them on to the proxy as sent.
+    runner = JsonErrorRunner(
+        app, refuse_method=refuse, handle_signals=False, access_log=None, auto_decompress=False
+    )
     try:
         await runner.setup()
         admin = settings.admin

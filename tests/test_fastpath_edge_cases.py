@@ -133,8 +133,9 @@ async def test_duplicate_request_id_is_the_same(upstream: RunningServer) -> None
 async def test_a_partial_request_is_closed_by_the_idle_timeout(
     upstream: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Idle: the keep-alive timeout; a request begun: limits.body_read_timeout_s.
     monkeypatch.setattr(fastpath, "IDLE_TIMEOUT_S", 0.3)
-    async with running_bridge(upstream.target) as b:
+    async with running_bridge(upstream.target, limits={"body_read_timeout_s": 0.3}) as b:
         async with connection(b) as (reader, _):  # control: an idle one is closed
             assert await asyncio.wait_for(reader.read(), 2) == b""
         async with connection(b) as (reader, writer):

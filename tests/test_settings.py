@@ -51,6 +51,8 @@ def test_defaults_match_the_spec(tmp_path: Path) -> None:
         64,
         8192,
     )
+    # The lean path's former constant for a request begun; now one setting for both paths.
+    assert s.limits.body_read_timeout_s == 75
     assert s.discovery.refresh_interval_s == 60
     assert s.websocket.heartbeat_s == 30 and s.websocket.max_message_size == 4194304
     assert s.cors.allowed_origins == [] and s.log.format == "auto"
@@ -122,6 +124,10 @@ def test_shorthand_parsing() -> None:
         ("listen: {prot: 1}\nupstreams: [{targets: ['h:1']}]", "listen.prot: unknown key"),
         ("bogus: 1\nupstreams: [{targets: ['h:1']}]", "bogus: unknown key"),
         ("limits: {max_json_depth: 0}\nupstreams: [{targets: ['h:1']}]", "limits.max_json_depth:"),
+        (
+            "limits: {body_read_timeout_s: 0}\nupstreams: [{targets: ['h:1']}]",
+            "limits.body_read_timeout_s:",
+        ),
         (
             "json: {emit_unpopulated: maybe}\nupstreams: [{targets: ['h:1']}]",
             "json.emit_unpopulated:",

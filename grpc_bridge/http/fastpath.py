@@ -39,6 +39,7 @@ from google.protobuf.message import Message
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError
+from grpc_bridge.http.body import body_timeout
 from grpc_bridge.http.compress import ResponseCompression
 from grpc_bridge.http.context import RequestContext
 from grpc_bridge.http.middleware import (
@@ -92,8 +93,10 @@ _STARTS = tuple(method + b" /" for method in _METHODS)
 #: are judged by aiohttp's parser, which may refuse what a route variable would take.
 _PCHARS = rb"-A-Za-z0-9._~!$&'()*+,;=:@/%"
 _TARGET = re.compile(rb"/[%s]*(?:\?[%s?]*)?" % (_PCHARS, _PCHARS))
-#: Keep-alive timeout: an idle connection, or one with a request still incomplete,
-#: is closed after it. app.py gives aiohttp's handlers the same one.
+#: Keep-alive timeout: an idle connection is closed after it. app.py gives aiohttp's
+#: handlers the same one. A request begun must be in whole within
+#: ``limits.body_read_timeout_s`` of its first byte: a 408 if its head is in (as
+#: the aiohttp path answers a late body, http/body.py), else the connection closes.
 IDLE_TIMEOUT_S = 75.0
 #: Pipelined bytes buffered while a request is served, before reading pauses.
 MAX_BUFFERED = 256 * 1024
@@ -285,6 +288,7 @@ class FastPath:
         self.compression = compression
         self.server = server
         self.max_body = bridge.settings.limits.max_request_bytes
+        self.request_timeout = bridge.settings.limits.body_read_timeout_s
         self.connections: set[FastConnection] = set()
         self.closing = False
 
@@ -317,6 +321,8 @@ class FastConnection(asyncio.Protocol):
         self._buffer = bytearray()
         self._task: asyncio.Task[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        #: Whether ``_idle`` times a request begun (else the keep-alive idle).
+        self._idle_pending = False
         self._peer: str | None = None
         self._reading = True
         self._writable: asyncio.Future[None] | None = None
@@ -451,13 +457,53 @@ class FastConnection(asyncio.Protocol):
             handler.data_received(data)
 
     def _arm_idle(self) -> None:
-        if self._idle is None:
-            self._idle = self._loop.call_later(IDLE_TIMEOUT_S, self._idle_close)
+        """The keep-alive timer while idle; the request timer from a request's first bytes."""
+        pending = bool(self._buffer)
+        if self._idle is not None:
+            if self._idle_pending or not pending:
+                return
+            self._idle.cancel()
+        self._idle_pending = pending
+        delay = self._fast.request_timeout if pending else IDLE_TIMEOUT_S
+        self._idle = self._loop.call_later(delay, self._idle_close)
 
     def _idle_close(self) -> None:
         self._idle = None
         if self._task is None and self._transport is not None:
+            if self._idle_pending and self._late_body():
+                return
             self._transport.close()
+
+    def _late_body(self) -> bool:
+        """A request whose head is in but not its body: answered as the aiohttp path would.
+
+        True when aiohttp took the connection (a request not served here).
+        """
+        buffer = self._buffer
+        end = buffer.find(b"\r\n\r\n")
+        head = parse_head(bytes(buffer[:end])) if 0 <= end <= MAX_HEAD else None
+        if head is None or self._transport is None:
+            return False
+        fast = self._fast
+        match = fast.bridge.routes.match(head.method, head.path)
+        if match.plan is None or not _served(match, head.method):
+            self._hand_over(b"")
+            return True
+        ctx = RequestContext(
+            request_id=request_id_from(head.values.get("x-request-id")), metrics=fast.metrics
+        )
+        ctx.record_match(match)
+        status, reason, headers, payload = _parts(
+            error_answer(body_timeout(fast.request_timeout), ctx)
+        )
+        self._transport.write(
+            self._serialize(status, reason, headers, payload, ctx.request_id, True)
+        )
+        trace = (head.values.get("traceparent"), head.values.get("tracestate"))
+        log_request_line(ctx, head.method, head.path, self._peer, trace, status, len(payload))
+        if fast.metrics is not None:
+            count_request(fast.metrics, ctx, head.method, status)
+        return False
 
     def close_when_idle(self) -> asyncio.Task[None] | None:
         """For shutdown: the request in flight, if any (the connection closes after it)."""

@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from grpc_bridge.errors import BridgeError, NotAcceptable
+from grpc_bridge.errors import BodyTimeout, BridgeError, NotAcceptable
 from grpc_bridge.http.compress import ACCEPT_ENCODING, ResponseCompression, add_vary
 from grpc_bridge.http.context import COMPRESSION, CONTEXT, METRICS, RequestContext
 from grpc_bridge.http.relay import ACTIVE_SINK
@@ -123,6 +123,9 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
     try:
         _check_encoding(request, compression)
         response = await handler(request)
+    except BodyTimeout as exc:
+        response = error_answer(exc, ctx)
+        await _answer_then_close(request, response, ctx)
     except BridgeError as exc:
         response = error_answer(exc, ctx)
     except web.HTTPException as exc:
@@ -152,6 +155,24 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
     bytes_out = 0 if request.method == "HEAD" else _bytes_out(response)
     _log_request(request, ctx, response.status, bytes_out)
     return response
+
+
+async def _answer_then_close(
+    request: web.Request, response: web.StreamResponse, ctx: RequestContext
+) -> None:
+    """Send ``response`` now and close the connection: the rest of the body is not awaited.
+
+    (aiohttp would otherwise keep reading the slow body for its lingering time.)
+    """
+    response.headers[REQUEST_ID_HEADER] = ctx.request_id
+    response.force_close()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client left meanwhile: closed all the same
+    if request.protocol is not None:
+        request.protocol.force_close()
 
 
 def _request_id(request: web.Request) -> str:

@@ -101,10 +101,19 @@ _SERVICE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _METHOD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Request headers the proxy listener reads (spec §6 and §7), besides forward_headers.
-# Accept-Encoding too: the answer is piped back as the proxy encoded it (auto_decompress=False).
+# Accept-Encoding: the answer is piped back as the proxy encoded it (auto_decompress=False).
+# Content-Encoding: the body goes on as sent (the admin listener doesn't inflate it),
+# and the proxy inflates it under its own bounds (http/inflate.py).
 _REQUEST_HEADERS = frozenset(
-    {"content-type", "accept", "accept-encoding", "authorization", "grpc-timeout"}
-    | {"connect-timeout-ms"}
+    {
+        "content-type",
+        "content-encoding",
+        "accept",
+        "accept-encoding",
+        "authorization",
+        "grpc-timeout",
+        "connect-timeout-ms",
+    }
 )
 # Hop-by-hop response headers, and the two aiohttp writes for every response itself.
 _DROPPED_RESPONSE_HEADERS = frozenset(

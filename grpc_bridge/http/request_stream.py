@@ -5,20 +5,26 @@
   while the client is still sending; the next bytes are read only once the
   caller asks for the next message (backpressure reaches the client through
   TCP). Blank lines are skipped, ``\\r\\n`` is accepted, a last line without
-  a newline counts. One line may be up to ``limits.max_request_bytes`` long;
-  the stream as a whole is unbounded.
+  a newline counts. One line may be up to ``limits.max_request_bytes`` long
+  and must arrive whole within ``limits.body_read_timeout_s`` of its first
+  byte; the stream as a whole is unbounded in size and time (a silence
+  between messages is ``streams.idle_timeout_s``'s to end).
 - ``application/json`` (or no Content-Type): a JSON array, each element one
   message, or a single object, a stream of one. It is read whole (bounded by
-  ``limits.max_request_bytes``), because an array only makes sense once it is
-  complete: NDJSON is the streaming form.
+  ``limits.max_request_bytes`` and ``limits.body_read_timeout_s``), because
+  an array only makes sense once it is complete: NDJSON is the streaming form.
 
 A bad line or element is an :class:`~grpc_bridge.errors.InvalidArgument`
 naming it (``line 3: malformed JSON: ...``); the end of the body is the
-caller's cue to half-close.
+caller's cue to half-close. A compressed body (``Content-Encoding``) is
+inflated as it arrives (http/body.py); one that turns out malformed or
+truncated raises before the end, so the call is cancelled, never half-closed
+as if the stream were complete.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -27,7 +33,14 @@ from google.protobuf.message import Message
 from grpc_bridge.codec.framing import NDJSON
 from grpc_bridge.codec.json_codec import parse_json
 from grpc_bridge.errors import BridgeError, InvalidArgument, PayloadTooLarge
-from grpc_bridge.http.body import JSON, check_media_type, read_body, too_large
+from grpc_bridge.http.body import (
+    JSON,
+    BodyReader,
+    body_inflater,
+    check_media_type,
+    read_body,
+    too_large,
+)
 from grpc_bridge.http.transcode import MessageDecoder
 
 REQUEST_STREAM_TYPES = (NDJSON, JSON)
@@ -42,8 +55,12 @@ def _at(where: str, exc: BridgeError) -> InvalidArgument:
 
 
 def check_request_stream(request: web.Request, limit: int) -> str:
-    """The body's media type, refused (415) or too large by Content-Length (413) before the call."""
+    """The body's media type, refused (415) or too large by Content-Length (413) before the call.
+
+    A Content-Encoding not served is refused here too, before the call.
+    """
     media_type = check_media_type(request, REQUEST_STREAM_TYPES)
+    body_inflater(request)
     if media_type != NDJSON:
         length = request.content_length
         if length is not None and length > limit:
@@ -52,17 +69,23 @@ def check_request_stream(request: web.Request, limit: int) -> str:
 
 
 async def request_messages(
-    request: web.Request, decoder: MessageDecoder, media_type: str, *, limit: int, max_depth: int
+    request: web.Request,
+    decoder: MessageDecoder,
+    media_type: str,
+    *,
+    limit: int,
+    max_depth: int,
+    timeout: float,
 ) -> AsyncIterator[Message]:
     """The body's request messages, in order, as they arrive.
 
     ``media_type`` is what :func:`check_request_stream` returned.
     """
     if media_type == NDJSON:
-        async for message in _ndjson(request, decoder, limit):
+        async for message in _ndjson(request, decoder, limit, timeout):
             yield message
         return
-    body = await read_body(request, limit)
+    body = await read_body(request, limit, timeout)
     if not body.strip():
         return
     value = _parse_array(body, max_depth)
@@ -88,18 +111,20 @@ def _parse_array(body: bytes, max_depth: int) -> object:
 
 
 async def _ndjson(
-    request: web.Request, codec: MessageDecoder, limit: int
+    request: web.Request, codec: MessageDecoder, limit: int, timeout: float
 ) -> AsyncIterator[Message]:
     buffer = bytearray()
     line_no = 0
-    chunks = request.content.iter_any()
+    # No deadline between messages; one from a message's first byte to its end.
+    reader = BodyReader(request, timeout, None)
+    loop = asyncio.get_running_loop()
     while True:
         try:
-            chunk = await anext(chunks)
-        except StopAsyncIteration:
-            break
+            chunk = await reader.read()
         except ConnectionError as exc:
             raise ClientGone(str(exc)) from exc
+        if not chunk:
+            break
         buffer += chunk
         start = 0
         while (newline := buffer.find(b"\n", start)) >= 0:
@@ -111,6 +136,10 @@ async def _ndjson(
         del buffer[:start]
         if len(buffer) > limit:
             raise _line_too_long(line_no + 1, limit)
+        if not buffer:
+            reader.deadline = None
+        elif start or reader.deadline is None:
+            reader.deadline = loop.time() + timeout  # a message started in this chunk
     if (message := _decode_line(codec, bytes(buffer), line_no + 1, limit)) is not None:
         yield message
 

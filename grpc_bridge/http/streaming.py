@@ -164,6 +164,7 @@ async def _feed_body(
         feed.media_type,
         limit=limits.max_request_bytes,
         max_depth=limits.max_json_depth,
+        timeout=limits.body_read_timeout_s,
     ):
         activity.touch()
         if not await call.write(message):

@@ -107,6 +107,7 @@ async def decode_request(
     plan = match.plan
     assert plan is not None
     binding = match.binding
+    limits = bridge.settings.limits
     body = b""
     if binding is not None:
         rest = binding.request
@@ -114,13 +115,13 @@ async def decode_request(
         if rest.takes_body or request.body_exists:
             if rest.takes_body and not rest.raw_body:
                 check_media_type(request)
-            body = await read_body(request, bridge.settings.limits.max_request_bytes)
+            body = await read_body(request, limits.max_request_bytes, limits.body_read_timeout_s)
     elif request.method == "GET":
         if request.body_exists:
             raise InvalidArgument(_NO_BODY)
     else:
         check_media_type(request)
-        body = await read_body(request, bridge.settings.limits.max_request_bytes)
+        body = await read_body(request, limits.max_request_bytes, limits.body_read_timeout_s)
     ctx.bytes_in = len(body)
     return message_of(
         match,

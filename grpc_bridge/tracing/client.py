@@ -171,8 +171,8 @@ class TracedStreamCall:
             self._received += 1
         return message
 
-    def read_buffered(self, limit: int) -> list[Message]:
-        out = self._inner.read_buffered(limit)
+    def read_buffered(self, limit: int, max_bytes: int) -> list[Message]:
+        out = self._inner.read_buffered(limit, max_bytes)
         self._received += len(out)
         return out
 
