@@ -210,14 +210,18 @@ async def test_admin_refusals_are_status_json(upstream: RunningServer) -> None:
 @pytest.mark.parametrize(
     ("variables", "expected"),
     [
-        ((), "grpc-bridge demo"),
-        (("PORT=9080", "ADMIN_PORT=9081"), "grpc-bridge demo --port 9080 --admin-port 9081"),
+        ((), "grpc-bridge demo --grpc-port 50051"),
+        (
+            ("PORT=9080", "ADMIN_PORT=9081", "GRPC_PORT=9082"),
+            "grpc-bridge demo --grpc-port 9082 --port 9080 --admin-port 9081",
+        ),
     ],
 )
 def test_make_demo_passes_the_ports_on(variables: tuple[str, ...], expected: str) -> None:
-    """`make demo PORT=9080 ADMIN_PORT=9081`; without them the environment's or 8080/8081."""
+    """`make demo PORT=9080 ADMIN_PORT=9081 GRPC_PORT=9082`; without them the environment's
+    or 8080/8081, and the demo's gRPC service on 50051 (docs/cli.md calls it there)."""
     root = Path(__file__).resolve().parent.parent
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "ADMIN_PORT")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "ADMIN_PORT", "GRPC_PORT")}
     result = subprocess.run(
         ["make", "-n", "-W", "pyproject.toml", "demo", *variables],
         cwd=root,
