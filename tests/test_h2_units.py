@@ -31,21 +31,39 @@ def test_request_fields_decode_with_a_standard_decoder() -> None:
 
 
 @pytest.mark.parametrize("huffman", [True, False])
-def test_cached_decoding_follows_a_server_that_indexes(huffman: bool) -> None:
-    """An encoder that fills its dynamic table: cached blocks must never be reused wrongly."""
-    encoder = hpack.Encoder()
-    decoder = hpack_codec.HeaderDecoder()
-    for round_ in range(3):
-        for value in ("a", "b", "a", "c"):
-            headers = [(":status", "200"), ("x-value", value), ("x-round", str(round_))]
-            block = encoder.encode(headers, huffman=huffman)
-            assert list(decoder.decode(block).headers) == headers
+def test_a_server_ignoring_our_table_size_of_zero_is_a_decoding_error(huffman: bool) -> None:
+    """RFC 7541 §4.4/§6.3: its insert is evicted at once, so the reference to it fails."""
+    encoder = hpack.Encoder()  # keeps the default 4096-byte table
+    decoder = hpack_codec.HeaderDecoder(64 * 1024)
+    headers = [(":status", "200"), ("x-value", "a")]
+    assert list(decoder.decode(encoder.encode(headers, huffman=huffman)).headers) == headers
+    with pytest.raises(hpack.HPACKError):
+        decoder.decode(encoder.encode(headers, huffman=huffman))
+
+
+def test_a_table_size_update_above_zero_is_a_decoding_error() -> None:
+    decoder = hpack_codec.HeaderDecoder(64 * 1024)
+    with pytest.raises(hpack.HPACKError):
+        decoder.decode(b"\x3f\xe1\x1f" + b"\x88")  # size update to 4096, then :status 200
+
+
+def test_the_hpack_bomb_stops_at_the_header_list_limit() -> None:
+    """One 4,000-byte value, then index 62 again and again: refused at the first reference."""
+    insert = b"\x40\x05x-big\x7f\xa1\x1e" + b"v" * 4000
+    decoder = hpack_codec.HeaderDecoder(64 * 1024)
+    with pytest.raises(hpack.HPACKError):
+        decoder.decode(b"\x88" + insert + b"\xbe" * 10_000)
+    with pytest.raises(hpack_codec.HeaderListTooLarge):
+        decoder.decode(b"\x88" + insert + b"\xbe" * 100_000)
+    with pytest.raises(hpack_codec.HeaderListTooLarge):
+        # Literal fields only (no table): over the limit, refused without decoding it all.
+        decoder.decode(b"\x88" + hpack_codec.literal(b"a", b"v" * 80_000))
 
 
 def test_cached_decoding_of_a_server_without_a_table() -> None:
     encoder = hpack.Encoder()
     encoder.header_table_size = 0  # what SETTINGS_HEADER_TABLE_SIZE = 0 asks for
-    decoder = hpack_codec.HeaderDecoder()
+    decoder = hpack_codec.HeaderDecoder(64 * 1024)
     first = encoder.encode([(":status", "200"), ("grpc-status", "0")])
     second = encoder.encode([(":status", "200"), ("grpc-status", "0")])
     assert first != second  # the first carries the table size update

@@ -20,15 +20,12 @@ import binascii
 import struct
 import zlib
 from collections import deque
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 from urllib.parse import unquote
 
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames
-from grpc_bridge.upstream.h2.hpack_codec import Header
-
-if TYPE_CHECKING:
-    from grpc_bridge.upstream.h2.connection import Connection
+from grpc_bridge.upstream.h2.fields import Block, Header
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
@@ -72,6 +69,20 @@ _RESERVED = frozenset(
 _HIGH_WATER = 32
 
 
+class StreamOwner(Protocol):
+    """What a stream needs of its connection (the connection imports this module, not back)."""
+
+    loop: asyncio.AbstractEventLoop
+    stream_window: int
+    max_receive_message_bytes: int
+
+    def reset(self, stream: Stream, code: int, status: Status | None = None) -> None: ...
+
+    def grant(self, stream: Stream, increment: int) -> None: ...
+
+    def forget(self, stream: Stream) -> None: ...
+
+
 class Status(NamedTuple):
     code: int
     message: str
@@ -97,6 +108,26 @@ def metadata_of(headers: tuple[Header, ...]) -> Metadata:
     return tuple(out)
 
 
+def _http_code(http_status: str | None) -> int:
+    if http_status is None:
+        return Code.INTERNAL  # as grpc-go: a response without :status
+    return _HTTP_TO_CODE.get(int(http_status) if http_status.isdigit() else 0, Code.UNKNOWN)
+
+
+def _not_grpc(block: Block) -> Status:
+    """A response that is not gRPC (a proxy's page, a web server): mapped like grpc-go does."""
+    http_status = block.status
+    what = (
+        f"content-type {block.content_type!r}"
+        if block.content_type is not None
+        else "no content-type"
+    )
+    return Status(
+        _http_code(http_status),
+        f"upstream answered HTTP status {http_status} with {what}, not application/grpc",
+    )
+
+
 def _status_of(headers: tuple[Header, ...], http_status: str | None) -> Status:
     grpc_status = message = details = None
     for name, value in headers:
@@ -109,7 +140,7 @@ def _status_of(headers: tuple[Header, ...], http_status: str | None) -> Status:
     if grpc_status is None:
         if http_status is not None and http_status != "200":
             return Status(
-                _HTTP_TO_CODE.get(int(http_status) if http_status.isdigit() else 0, Code.UNKNOWN),
+                _http_code(http_status),
                 f"upstream answered HTTP status {http_status} without a gRPC status",
             )
         return Status(Code.UNKNOWN, "upstream ended the call without a grpc-status")
@@ -178,7 +209,7 @@ class Stream:
         "trailers",
     )
 
-    def __init__(self, connection: Connection, stream_id: int, send_window: int) -> None:
+    def __init__(self, connection: StreamOwner, stream_id: int, send_window: int) -> None:
         self.connection = connection
         self.id = stream_id
         self.send_window = send_window
@@ -203,23 +234,36 @@ class Stream:
 
     # -- fed by the connection ---------------------------------------------------
 
-    def on_headers(self, headers: tuple[Header, ...], end_stream: bool) -> None:
+    def on_headers(self, block: Block, end_stream: bool) -> None:
         if self.status is not None:
             return
-        http_status = None
-        for name, value in headers:
-            if name == ":status":
-                http_status = value
-                break
+        problem = block.problem
+        http_status = block.status
+        if problem is None and self.headers is None:
+            if http_status is None:
+                problem = "upstream sent a response without :status"
+            elif http_status[0] == "1" and len(http_status) == 3:
+                # RFC 9113 §8.1: informational blocks may come first (never 101, never last).
+                if http_status == "101" or end_stream:
+                    problem = f"upstream sent an invalid informational response {http_status}"
+                else:
+                    return
+        elif problem is None and http_status is not None:
+            problem = "upstream sent a pseudo-header in trailers"
+        if problem is not None:
+            self.connection.reset(self, frames.PROTOCOL_ERROR, Status(Code.INTERNAL, problem))
+            return
+        headers = block.headers
         if self.headers is None and not end_stream:
             if http_status != "200":
                 # Not a gRPC response (a proxy's error page): no trailers will follow.
                 self.connection.reset(self, frames.CANCEL, _status_of((), http_status))
                 return
+            if not block.grpc:
+                self.connection.reset(self, frames.CANCEL, _not_grpc(block))
+                return
             self.headers = headers
-            for name, value in headers:
-                if name == "grpc-encoding":
-                    self._encoding = value
+            self._encoding = block.encoding
             self._wake()
             return
         if not end_stream:
@@ -232,7 +276,10 @@ class Stream:
         self.trailers = headers
         self.remote_closed = True
         if self.headers is None:
-            self._finish(_status_of(headers, http_status))
+            if block.content_type is not None and not block.grpc:
+                self._finish(_not_grpc(block))
+            else:
+                self._finish(_status_of(headers, http_status))
         elif self._buffer:
             self._finish(Status(Code.INTERNAL, "upstream ended the call inside a message"))
         else:
