@@ -196,7 +196,9 @@ class H2State(Outbound):
             raise _protocol("upstream sent an unexpected CONTINUATION")
         _, first_flags, block, count = continuing
         if count >= MAX_CONTINUATIONS:
-            raise Flood(f"upstream sent over {MAX_CONTINUATIONS} CONTINUATION frames in a block")
+            raise Flood(
+                f"upstream flooded a header block with over {MAX_CONTINUATIONS} CONTINUATION frames"
+            )
         if not payload and not flags & frames.END_HEADERS:
             self.guard.cheap("empty CONTINUATION")
         if len(block) < _BLOCK_KEEP:

@@ -1,0 +1,214 @@
+"""A hostile gRPC upstream on loopback, built on the ``h2`` library (not the bridge's client).
+
+Each request is handed to a *scenario* chosen by the request: the ``f_string``
+of a ``bridgetest.v1.Kitchen`` message (what ``TestService/Echo`` takes).
+A scenario answers through ``h2`` when ``h2`` can say it, and writes raw
+frames (:func:`frame`, hand-packed as RFC 9113 §4.1 lays them out) when the
+attack is something ``h2`` refuses to produce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+from bridgetest.v1 import kitchen_pb2
+
+_HEADER = struct.Struct(">BHBBL")
+
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE = 0, 1, 2, 3, 4, 5
+PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 6, 7, 8, 9
+END_STREAM = ACK = 0x1
+END_HEADERS = 0x4
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    """One raw frame: 24-bit length, type, flags, stream id, payload."""
+    return _HEADER.pack(len(payload) >> 16, len(payload) & 0xFFFF, kind, flags, stream_id) + payload
+
+
+def grpc_message(message: kitchen_pb2.Kitchen) -> bytes:
+    payload = message.SerializeToString()
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+
+@dataclass
+class Exchange:
+    """One request as the peer received it, and the ways to answer it."""
+
+    peer: PeerConnection
+    stream_id: int
+    headers: dict[bytes, bytes]
+    body: bytes
+
+    @property
+    def conn(self) -> h2.connection.H2Connection:
+        return self.peer.h2
+
+    def send_headers(self, headers: list[tuple[bytes, bytes]], *, end_stream: bool = False) -> None:
+        self.conn.send_headers(self.stream_id, headers, end_stream=end_stream)
+        self.peer.flush()
+
+    def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        self.conn.send_data(self.stream_id, data, end_stream=end_stream)
+        self.peer.flush()
+
+    def respond(self, message: kitchen_pb2.Kitchen, status: int = 0) -> None:
+        """A whole, well-formed gRPC response."""
+        self.send_headers([(b":status", b"200"), (b"content-type", b"application/grpc")])
+        self.send_data(grpc_message(message))
+        self.send_headers([(b"grpc-status", str(status).encode())], end_stream=True)
+
+    def raw(self, data: bytes) -> None:
+        """Bytes straight onto the socket, past ``h2``'s state machine."""
+        self.peer.writer.write(data)
+
+    async def drain(self) -> bool:
+        """Until the socket takes more; False once the bridge closed the connection."""
+        try:
+            await self.peer.writer.drain()
+        except (ConnectionError, RuntimeError):
+            return False
+        return not self.peer.writer.is_closing()
+
+    async def flood(self, unit: bytes, *, batch: int = 500, seconds: float = 10.0) -> int:
+        """Write ``unit`` over and over until the bridge hangs up (or ``seconds``): the count."""
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + seconds
+        chunk = unit * batch
+        sent = 0
+        while loop.time() < stop and not self.peer.lost.is_set():
+            self.raw(chunk)
+            sent += batch
+            if not await self.drain():
+                break
+            await asyncio.sleep(0)
+        self.peer.lost.set()
+        return sent
+
+
+Scenario = Callable[[Exchange], Awaitable[None]]
+
+
+@dataclass
+class PeerConnection:
+    h2: h2.connection.H2Connection
+    writer: asyncio.StreamWriter
+    #: While set the peer reads nothing more (the bridge's writes then back up).
+    deaf: bool = False
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self.writer.write(data)
+
+
+class HostilePeer:
+    """``async with HostilePeer(scenarios) as peer``: listens on ``peer.target``."""
+
+    def __init__(
+        self,
+        scenarios: dict[str, Scenario],
+        *,
+        settings: dict[int, int] | None = None,
+    ) -> None:
+        self.scenarios = scenarios
+        self.settings = settings or {}
+        self.connections: list[PeerConnection] = []
+        self.target = ""
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> HostilePeer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.target = f"127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for conn in self.connections:
+            conn.writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+            validate_inbound_headers=False,
+        )
+        conn = PeerConnection(h2.connection.H2Connection(config=config), writer)
+        self.connections.append(conn)
+        conn.h2.initiate_connection()
+        if self.settings:
+            conn.h2.update_settings(self.settings)
+        conn.flush()
+        heads: dict[int, dict[bytes, bytes]] = {}
+        bodies: dict[int, bytearray] = {}
+        try:
+            while True:
+                if conn.deaf:
+                    await conn.lost.wait()  # set by the scenario once the bridge hung up
+                    break
+                data = await reader.read(65536)
+                if not data:
+                    break
+                try:
+                    events = conn.h2.receive_data(data)
+                except h2.exceptions.ProtocolError:
+                    break  # the bridge's frames after our raw bytes: h2 has lost track
+                for event in events:
+                    if isinstance(event, h2.events.RequestReceived):
+                        heads[event.stream_id] = dict(event.headers)  # type: ignore[arg-type]
+                        bodies[event.stream_id] = bytearray()
+                    elif isinstance(event, h2.events.DataReceived):
+                        assert event.stream_id is not None and event.data is not None
+                        bodies[event.stream_id] += event.data
+                        conn.h2.acknowledge_received_data(
+                            event.flow_controlled_length or 0, event.stream_id
+                        )
+                    elif isinstance(event, h2.events.StreamEnded):
+                        assert event.stream_id is not None
+                        self._start(conn, event.stream_id, heads, bodies)
+                conn.flush()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            conn.lost.set()
+            writer.close()
+
+    def _start(
+        self,
+        conn: PeerConnection,
+        stream_id: int,
+        heads: dict[int, dict[bytes, bytes]],
+        bodies: dict[int, bytearray],
+    ) -> None:
+        body = bytes(bodies.pop(stream_id, b""))
+        request = kitchen_pb2.Kitchen.FromString(body[5:]) if len(body) >= 5 else None
+        name = request.f_string if request is not None else ""
+        scenario = self.scenarios.get(name) or self.scenarios.get("", _unknown)
+        exchange = Exchange(conn, stream_id, heads.pop(stream_id, {}), body)
+        task = asyncio.create_task(scenario(exchange))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _unknown(exchange: Exchange) -> None:
+    exchange.respond(kitchen_pb2.Kitchen(f_string="no such scenario"), status=12)
