@@ -10,6 +10,8 @@ to the healthy upstream made during the attack were not held up.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import os
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -161,6 +163,19 @@ async def too_many_pings(ex: Exchange) -> None:
     ex.respond(kitchen_pb2.Kitchen(f_string="answered"))
 
 
+async def big_gzip(ex: Exchange) -> None:
+    """A compressed message over 64 KiB (inflated on a worker thread), trailers right behind."""
+    text = os.urandom(150_000).hex()  # incompressible: stays large once gzipped
+    payload = gzip.compress(kitchen_pb2.Kitchen(f_string=text).SerializeToString())
+    head = [*OK_HEAD, (b"grpc-encoding", b"gzip")]
+    ex.send_headers(head)
+    message = b"\x01" + len(payload).to_bytes(4, "big") + payload
+    ex.send_data(message)
+    ex.send_headers(
+        [(b"grpc-status", b"0"), (b"x-length", str(len(text)).encode())], end_stream=True
+    )
+
+
 async def echo(ex: Exchange) -> None:
     ex.respond(kitchen_pb2.Kitchen.FromString(ex.body[5:]))
 
@@ -181,6 +196,7 @@ SCENARIOS: dict[str, Any] = {
     "informational": informational_first,
     "html": html_page,
     "too-many-pings": too_many_pings,
+    "big-gzip": big_gzip,
     "unknown-pseudo": _headers(STATUS_200 + _block((b":path", b"/x")) + GRPC_CT),
     "pseudo-after-regular": _headers(GRPC_CT + STATUS_200),
     "duplicate-status": _headers(STATUS_200 + STATUS_200 + GRPC_CT),
@@ -473,3 +489,8 @@ async def test_goaway_too_many_pings_doubles_the_keepalive_interval(rig: Rig) ->
     assert status == 200 and body["fString"] == "answered", body
     event = await rig.bridge.wait_for("upstream_keepalive_backoff")
     assert event["keepalive_time_s"] == 600  # the default 300 s, doubled
+
+
+async def test_a_large_compressed_message_is_inflated_off_the_loop_in_order(rig: Rig) -> None:
+    status, body, _ = await rig.attack("big-gzip")
+    assert status == 200 and len(body["fString"]) == 300_000, (status, str(body)[:200])

@@ -6,63 +6,34 @@ The connection feeds it frames (:meth:`Stream.on_headers`, :meth:`Stream.on_data
 runs on the event loop thread, so a frame that completes a message wakes the
 reader directly, with no hand-off.
 
-The final status follows the gRPC HTTP/2 protocol: ``grpc-status`` and
-``grpc-message`` from the trailers (or from a Trailers-Only response); an HTTP
-status other than 200 without them is mapped as in
-doc/http-grpc-status-mapping.md; a stream reset maps by its error code.
+The final status is read as :mod:`.grpc_status` says; compressed messages
+are inflated by :mod:`.inflate`, the large ones on a worker thread (the
+messages after one wait for it, so their order is kept).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import struct
-import zlib
 from collections import deque
-from typing import NamedTuple, Protocol
-from urllib.parse import unquote
+from typing import Protocol
 
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.h2 import frames
+from grpc_bridge.upstream.h2 import frames, inflate
 from grpc_bridge.upstream.h2.fields import Block, Header
+from grpc_bridge.upstream.h2.grpc_status import (
+    RESET_TO_CODE,
+    Metadata,
+    Status,
+    metadata_of,
+    not_grpc,
+    status_of,
+)
 
-Metadata = tuple[tuple[str, str | bytes], ...]
+__all__ = ["Metadata", "Status", "Stream", "StreamOwner", "metadata_of", "wake_all"]
 
 #: A gRPC message's prefix: the compressed flag, then the length (big-endian).
 _PREFIX = struct.Struct(">BI").unpack_from
-
-_HTTP_TO_CODE = {
-    400: Code.INTERNAL,
-    401: Code.UNAUTHENTICATED,
-    403: Code.PERMISSION_DENIED,
-    404: Code.UNIMPLEMENTED,
-    429: Code.UNAVAILABLE,
-    502: Code.UNAVAILABLE,
-    503: Code.UNAVAILABLE,
-    504: Code.UNAVAILABLE,
-}
-
-_RESET_TO_CODE = {
-    frames.NO_ERROR: Code.INTERNAL,
-    frames.REFUSED_STREAM: Code.UNAVAILABLE,
-    frames.CANCEL: Code.CANCELLED,
-    frames.ENHANCE_YOUR_CALM: Code.RESOURCE_EXHAUSTED,
-    frames.INADEQUATE_SECURITY: Code.PERMISSION_DENIED,
-}
-
-# Headers that describe the transport, not the application: never handed on as metadata.
-_RESERVED = frozenset(
-    {
-        "content-type",
-        "grpc-status",
-        "grpc-message",
-        "grpc-encoding",
-        "grpc-accept-encoding",
-        "te",
-        "content-length",
-    }
-)
 
 #: Unread messages above which the stream stops granting flow-control window
 #: (the upstream then waits: backpressure for slow HTTP clients).
@@ -83,102 +54,6 @@ class StreamOwner(Protocol):
     def forget(self, stream: Stream) -> None: ...
 
 
-class Status(NamedTuple):
-    code: int
-    message: str
-    details_bin: bytes | None = None
-    #: The upstream never saw the request (GOAWAY above it, REFUSED_STREAM, no
-    #: connection): safe to send again whatever the method does.
-    unprocessed: bool = False
-
-
-def metadata_of(headers: tuple[Header, ...]) -> Metadata:
-    """Application metadata of a header block; ``-bin`` values base64-decoded to bytes."""
-    out: list[tuple[str, str | bytes]] = []
-    for name, value in headers:
-        if name.startswith(":") or name in _RESERVED:
-            continue
-        if name.endswith("-bin"):
-            try:
-                out.append((name, base64.b64decode(value + "=" * (-len(value) % 4))))
-            except (binascii.Error, ValueError):
-                continue
-        else:
-            out.append((name, value))
-    return tuple(out)
-
-
-def _http_code(http_status: str | None) -> int:
-    if http_status is None:
-        return Code.INTERNAL  # as grpc-go: a response without :status
-    return _HTTP_TO_CODE.get(int(http_status) if http_status.isdigit() else 0, Code.UNKNOWN)
-
-
-def _not_grpc(block: Block) -> Status:
-    """A response that is not gRPC (a proxy's page, a web server): mapped like grpc-go does."""
-    http_status = block.status
-    what = (
-        f"content-type {block.content_type!r}"
-        if block.content_type is not None
-        else "no content-type"
-    )
-    return Status(
-        _http_code(http_status),
-        f"upstream answered HTTP status {http_status} with {what}, not application/grpc",
-    )
-
-
-def _status_of(headers: tuple[Header, ...], http_status: str | None) -> Status:
-    grpc_status = message = details = None
-    for name, value in headers:
-        if name == "grpc-status":
-            grpc_status = value
-        elif name == "grpc-message":
-            message = value
-        elif name == "grpc-status-details-bin":
-            details = value
-    if grpc_status is None:
-        if http_status is not None and http_status != "200":
-            return Status(
-                _http_code(http_status),
-                f"upstream answered HTTP status {http_status} without a gRPC status",
-            )
-        return Status(Code.UNKNOWN, "upstream ended the call without a grpc-status")
-    try:
-        code: int = int(grpc_status)
-    except ValueError:
-        return Status(Code.UNKNOWN, f"upstream sent an invalid grpc-status {grpc_status!r}")
-    if not 0 <= code <= 16:
-        code = Code.UNKNOWN
-    details_bin = None
-    if details is not None:
-        try:
-            details_bin = base64.b64decode(details + "=" * (-len(details) % 4))
-        except (binascii.Error, ValueError):
-            details_bin = None
-    return Status(code, unquote(message, errors="replace") if message else "", details_bin)
-
-
-class _TooBig(Exception):
-    pass
-
-
-def _decompress(encoding: str | None, data: bytes, limit: int) -> bytes:
-    """The message inflated, never past ``limit`` bytes (a small message can inflate to GBs)."""
-    if encoding == "gzip":
-        inflater = zlib.decompressobj(wbits=31)
-    elif encoding == "deflate":
-        inflater = zlib.decompressobj()
-    else:
-        raise ValueError(f"compressed message with unsupported grpc-encoding {encoding!r}")
-    out = inflater.decompress(data, limit + 1)
-    if len(out) > limit:
-        raise _TooBig(len(out))
-    if not inflater.eof or inflater.unused_data:
-        raise ValueError("truncated or trailing data in a compressed message")
-    return out
-
-
 def wake_all(waiters: list[asyncio.Future[None]]) -> None:
     """Resolve every waiter still pending (the ones cancelled meanwhile are skipped)."""
     for waiter in waiters:
@@ -186,13 +61,19 @@ def wake_all(waiters: list[asyncio.Future[None]]) -> None:
             waiter.set_result(None)
 
 
+#: Stands in the deferred list for a DATA frame's END_STREAM.
+_END_OF_DATA = Block((), 0, None, None, False, None, None)
+
+
 class Stream:
     """See the module docstring. Created by :meth:`Connection.open_stream`."""
 
     __slots__ = (
         "_buffer",
+        "_deferred",
         "_encoding",
         "_grant_at",
+        "_inflating",
         "_max_receive",
         "_recv_unacked",
         "_waiters",
@@ -224,6 +105,9 @@ class Stream:
         self.pending: deque[memoryview] = deque()
         self.pending_end = False
         self._buffer = bytearray()
+        #: A large message is being inflated on a worker thread: what follows waits.
+        self._inflating = False
+        self._deferred: list[tuple[Block, bool]] = []
         self._encoding: str | None = None
         self._max_receive = connection.max_receive_message_bytes
         self._recv_unacked = 0
@@ -236,6 +120,9 @@ class Stream:
 
     def on_headers(self, block: Block, end_stream: bool) -> None:
         if self.status is not None:
+            return
+        if self._inflating:
+            self._deferred.append((block, end_stream))
             return
         problem = block.problem
         http_status = block.status
@@ -257,10 +144,10 @@ class Stream:
         if self.headers is None and not end_stream:
             if http_status != "200":
                 # Not a gRPC response (a proxy's error page): no trailers will follow.
-                self.connection.reset(self, frames.CANCEL, _status_of((), http_status))
+                self.connection.reset(self, frames.CANCEL, status_of((), http_status))
                 return
             if not block.grpc:
-                self.connection.reset(self, frames.CANCEL, _not_grpc(block))
+                self.connection.reset(self, frames.CANCEL, not_grpc(block))
                 return
             self.headers = headers
             self._encoding = block.encoding
@@ -277,13 +164,13 @@ class Stream:
         self.remote_closed = True
         if self.headers is None:
             if block.content_type is not None and not block.grpc:
-                self._finish(_not_grpc(block))
+                self._finish(not_grpc(block))
             else:
-                self._finish(_status_of(headers, http_status))
+                self._finish(status_of(headers, http_status))
         elif self._buffer:
             self._finish(Status(Code.INTERNAL, "upstream ended the call inside a message"))
         else:
-            self._finish(_status_of(headers, None))
+            self._finish(status_of(headers, None))
 
     def on_data(self, payload: bytes, end_stream: bool, flow_length: int) -> None:
         if self.status is not None:
@@ -300,6 +187,11 @@ class Stream:
             self.connection.reset(self, frames.FLOW_CONTROL_ERROR, status)
             return
         buffer = self._buffer
+        if self._inflating:
+            buffer += payload
+            if end_stream:
+                self._deferred.append((_END_OF_DATA, True))
+            return
         if buffer:
             buffer += payload
             self._parse(buffer)
@@ -308,6 +200,10 @@ class Stream:
             rest = self._parse(payload)
             if rest < len(payload):
                 buffer += payload[rest:]
+        if self._inflating:
+            if end_stream:
+                self._deferred.append((_END_OF_DATA, True))
+            return
         if end_stream:
             self.remote_closed = True
         if end_stream and self.status is None:
@@ -347,25 +243,14 @@ class Stream:
             pos = start + length
             message = bytes(data[start:pos])  # no copy when data is bytes
             if flag:
+                if length > inflate.OFF_LOOP_BYTES:
+                    # Milliseconds of CPU: on a worker thread; the rest waits in the buffer.
+                    self._inflate_off_loop(message)
+                    break
                 try:
-                    message = _decompress(self._encoding, message, self._max_receive)
-                except _TooBig:
-                    self.connection.reset(
-                        self,
-                        frames.CANCEL,
-                        Status(
-                            Code.RESOURCE_EXHAUSTED,
-                            "upstream sent a compressed message that inflates past "
-                            f"max_receive_message_bytes ({self._max_receive})",
-                        ),
-                    )
-                    return end
-                except (ValueError, OSError, EOFError, zlib.error) as exc:
-                    self.connection.reset(
-                        self,
-                        frames.CANCEL,
-                        Status(Code.INTERNAL, f"cannot decompress a message: {exc}"),
-                    )
+                    message = inflate.decompress(self._encoding, message, self._max_receive)
+                except Exception as exc:
+                    self._inflate_failed(exc)
                     return end
             append(message)
         if isinstance(data, bytearray):
@@ -373,12 +258,51 @@ class Stream:
             return 0
         return pos
 
+    def _inflate_off_loop(self, message: bytes) -> None:
+        self._inflating = True
+        future = self.connection.loop.run_in_executor(
+            None, inflate.decompress, self._encoding, message, self._max_receive
+        )
+        future.add_done_callback(self._inflated)
+
+    def _inflated(self, future: asyncio.Future[bytes]) -> None:
+        self._inflating = False
+        if self.status is not None or future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            self._inflate_failed(exc)
+            return
+        self.messages.append(future.result())
+        buffer = self._buffer
+        if buffer:
+            self._parse(buffer)
+        # What arrived meanwhile, in order, until the next large message (if any).
+        while self._deferred and not self._inflating and self.status is None:
+            block, end_stream = self._deferred.pop(0)
+            if block is _END_OF_DATA:
+                self.on_data(b"", True, 0)
+            else:
+                self.on_headers(block, end_stream)
+        self._wake()
+
+    def _inflate_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, inflate.TooBig):
+            status = Status(
+                Code.RESOURCE_EXHAUSTED,
+                "upstream sent a compressed message that inflates past "
+                f"max_receive_message_bytes ({self._max_receive})",
+            )
+        else:
+            status = Status(Code.INTERNAL, f"cannot decompress a message: {exc}")
+        self.connection.reset(self, frames.CANCEL, status)
+
     def on_reset(self, code: int) -> None:
         self.remote_closed = self.local_closed = True
         if self.status is None:
             self._finish(
                 Status(
-                    _RESET_TO_CODE.get(code, Code.INTERNAL),
+                    RESET_TO_CODE.get(code, Code.INTERNAL),
                     f"upstream reset the stream (HTTP/2 error code {code})",
                     unprocessed=code == frames.REFUSED_STREAM,
                 )
