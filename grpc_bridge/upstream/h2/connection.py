@@ -57,6 +57,10 @@ _PREFACE = (
 )
 
 
+#: Bytes gathered in one iteration past which new streams wait for the next.
+_OUT_HIGH = 256 * 1024
+
+
 class ConnectionClosed(Exception):
     """The connection cannot start a stream (closing, closed or out of stream ids)."""
 
@@ -92,6 +96,7 @@ class Connection(H2State, asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         #: Frames written this iteration, sent together by _write_out.
         self._out: list[bytes] = []
+        self._out_bytes = 0
         self._buffer = bytearray()
         # Writers waiting for window or for the transport to drain, and for a stream slot.
         self._write_waiters: list[asyncio.Future[None]] = []
@@ -206,12 +211,16 @@ class Connection(H2State, asyncio.Protocol):
             if not out:
                 self.loop.call_soon(self._write_out)
             out.append(data)
+            self._out_bytes += len(data)
 
     def _write_out(self) -> None:
         out = self._out
         if out and self._transport is not None:
             self._out = []
+            self._out_bytes = 0
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+            if self._write_waiters and not self._paused:
+                self._wake_writers()
 
     def _acked(self) -> None:
         transport = self._transport
@@ -257,12 +266,13 @@ class Connection(H2State, asyncio.Protocol):
 
     @property
     def writable(self) -> bool:
-        """False while the socket's buffer is over its high-water mark."""
-        return not self._paused
+        """False while the socket's buffer is over its high-water mark, or this
+        iteration's writes (not yet handed to it) are over ours."""
+        return not self._paused and self._out_bytes < _OUT_HIGH
 
     async def wait_writable(self) -> None:
         """Until the socket takes writes again: new calls wait here, not in its buffer."""
-        while self._paused and self._transport is not None:
+        while not self.writable and self._transport is not None:
             waiter = self.loop.create_future()
             self._write_waiters.append(waiter)
             await waiter
@@ -303,10 +313,12 @@ class Connection(H2State, asyncio.Protocol):
 
     def _drain_expired(self) -> None:
         if self._transport is not None and self.streams:
-            self.abort(
+            # The reason the calls get: not the GOAWAY's (which promised they would end).
+            self.error = (
                 f"{len(self.streams)} streams still open {self._drain_grace:g}s after "
                 f"the connection began to drain ({self.error})"
             )
+            self.abort(self.error)
 
     def _schedule_keepalive(self) -> None:
         interval = self.keepalive_time_s
@@ -387,6 +399,7 @@ class Connection(H2State, asyncio.Protocol):
         self._transport = None
         self._stop_taking(why)
         self._out = []
+        self._out_bytes = 0
         self._buffer = bytearray()
         for timer in (self._timer, *self._timers):
             if timer is not None:

@@ -22,6 +22,7 @@ field's encoded form is never longer than the 32 + name + value it counts for.
 from __future__ import annotations
 
 from hpack import Decoder, OversizedHeaderListError
+from hpack.table import HeaderTable
 
 from grpc_bridge.upstream.h2.fields import Block, Header, inspect
 
@@ -30,6 +31,8 @@ __all__ = ["Block", "Header", "HeaderDecoder", "HeaderListTooLarge"]
 # Blocks longer than this (custom metadata, long error messages) are rarely repeated.
 _CACHE_MAX_BLOCK = 512
 _CACHE_MAX_ENTRIES = 1024
+#: RFC 7541 appendix A, by index (1-based).
+_STATIC = (("", ""), *((n.decode(), v.decode()) for n, v in HeaderTable.STATIC_TABLE))
 _cache: dict[bytes, Block] = {}
 #: Table size updates (to 0) a block may start with beyond its fields: slack on the bound.
 _SLACK = 64
@@ -91,6 +94,46 @@ def content_type(value: bytes) -> bytes:
 
 def user_agent(value: str) -> bytes:
     return literal_indexed_name(_USER_AGENT, value.encode("ascii"))
+
+
+def _read_int(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
+    limit = (1 << prefix_bits) - 1
+    value = block[pos] & limit
+    pos += 1
+    if value < limit:
+        return value, pos
+    shift = 0
+    while True:
+        byte = block[pos]
+        pos += 1
+        value += (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def list_size(block: bytes) -> int:
+    """RFC 9113 §6.5.2 size of a block this module made (static indices, plain literals)."""
+    size = 0
+    pos = 0
+    end = len(block)
+    while pos < end:
+        first = block[pos]
+        if first & 0x80:
+            index, pos = _read_int(block, pos, 7)
+            name, value = _STATIC[index]
+            size += len(name) + len(value) + 32
+            continue
+        index, pos = _read_int(block, pos, 4)
+        if index:
+            name_length = len(_STATIC[index][0])
+        else:
+            name_length, pos = _read_int(block, pos, 7)
+            pos += name_length
+        value_length, pos = _read_int(block, pos, 7)
+        pos += value_length
+        size += name_length + value_length + 32
+    return size
 
 
 class HeaderListTooLarge(Exception):

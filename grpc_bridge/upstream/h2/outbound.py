@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.h2 import frames
+from grpc_bridge.upstream.h2 import frames, hpack_codec
 from grpc_bridge.upstream.h2.stream import Status, Stream
 
 #: Our receive window per stream: big enough that a LAN upstream never waits on it.
@@ -62,10 +62,12 @@ class Outbound:
 
         Raises :class:`HeadersTooLarge` when ``block`` is over the peer's limit.
         """
-        if len(block) > self.peer_max_header_list:
+        limit = self.peer_max_header_list
+        # Each field is at least one byte and counts 32 more: only a big block needs the sum.
+        if len(block) * 33 > limit and (size := hpack_codec.list_size(block)) > limit:
             raise HeadersTooLarge(
-                f"request headers of {len(block)} bytes are over the upstream's "
-                f"SETTINGS_MAX_HEADER_LIST_SIZE ({self.peer_max_header_list})"
+                f"request headers of {size} bytes are over the upstream's "
+                f"SETTINGS_MAX_HEADER_LIST_SIZE ({limit})"
             )
         stream_id = self._next_id
         self._next_id += 2
