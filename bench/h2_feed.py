@@ -49,16 +49,17 @@ class _Transport:
 
 def _responses(count: int) -> list[bytes]:
     encoder = hpack.Encoder()
-    encoder.header_table_size = 0
-    encoder.encode([(":status", "200")])  # the size update goes out once
-    head = encoder.encode([(":status", "200"), ("content-type", "application/grpc")])
+    encoder.header_table_size = 0  # what the client's SETTINGS ask for
+    fields = [(":status", "200"), ("content-type", "application/grpc")]
+    first = encoder.encode(fields)  # carries the table size update, as RFC 7541 §4.2 asks
+    head = encoder.encode(fields)
     tail = encoder.encode([("grpc-status", "0"), ("grpc-message", "")])
     message = b"\x00" + (20).to_bytes(4, "big") + b"x" * 20
     out = []
     for index in range(count):
         sid = 1 + 2 * index
         out.append(
-            frames.frame(frames.HEADERS, frames.END_HEADERS, sid, head)
+            frames.frame(frames.HEADERS, frames.END_HEADERS, sid, first if index == 0 else head)
             + frames.frame(frames.DATA, 0, sid, message)
             + frames.frame(frames.HEADERS, frames.END_HEADERS | frames.END_STREAM, sid, tail)
         )

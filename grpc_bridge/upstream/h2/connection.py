@@ -150,7 +150,11 @@ class Connection(H2State, asyncio.Protocol):
             self._feed()
             return
         end = len(data)
-        pos = self._receive(data, end)
+        try:
+            pos = self.receive(data, 0, end)
+        except Exception as exc:
+            self._receive_failed(exc)
+            return
         if pos < end and self._transport is not None:
             buffer += data[pos:]
             if self.slice_full:
@@ -158,19 +162,19 @@ class Connection(H2State, asyncio.Protocol):
 
     def _receive(self, view: bytes | bytearray, end: int) -> int:
         try:
-            pos = self.receive(view, 0, end)
-        except ConnectionError_ as exc:
-            self._abort(exc.code, str(exc))
-        except HPACKError as exc:
-            self._abort(frames.COMPRESSION_ERROR, f"upstream sent a bad header block: {exc}")
+            return self.receive(view, 0, end)
         except Exception as exc:
+            self._receive_failed(exc)
+            return end
+
+    def _receive_failed(self, exc: Exception) -> None:
+        if isinstance(exc, ConnectionError_):
+            self._abort(exc.code, str(exc))
+        elif isinstance(exc, HPACKError):
+            self._abort(frames.COMPRESSION_ERROR, f"upstream sent a bad header block: {exc}")
+        else:
             # A bug here must end this connection, not escape into the event loop.
             self._abort(frames.INTERNAL_ERROR, f"HTTP/2 client error: {exc!r}")
-        else:
-            if not self.ready.done() and self.got_settings:
-                self.ready.set_result(None)
-            return pos
-        return end
 
     def _feed(self) -> None:
         buffer = self._buffer
@@ -221,6 +225,10 @@ class Connection(H2State, asyncio.Protocol):
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
             if self._write_waiters and not self._paused:
                 self._wake_writers()
+
+    def _on_ready(self) -> None:
+        if not self.ready.done():
+            self.ready.set_result(None)
 
     def _acked(self) -> None:
         transport = self._transport

@@ -44,6 +44,7 @@ _MAX_SETTINGS = 64
 
 _U32 = frames.u32
 _HEADER_UNPACK = frames.HEADER.unpack_from
+_CONTINUATION = frames.CONTINUATION
 
 OUR_SETTINGS = {
     frames.SETTINGS_HEADER_TABLE_SIZE: 0,
@@ -130,7 +131,7 @@ class H2State(Outbound):
                 payload = bytes(view[pos + 9 : pos + 9 + length])
                 pos += 9 + length
                 budget -= 1
-                if self._continuing is not None and kind != frames.CONTINUATION:
+                if self._continuing is not None and kind != _CONTINUATION:
                     raise _protocol("upstream interrupted a header block")
                 handler = handlers.get(kind)
                 if handler is not None:
@@ -159,7 +160,7 @@ class H2State(Outbound):
         return None
 
     def _data(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
-        stream = self._stream_of(stream_id, "DATA")
+        stream = self.streams.get(stream_id) or self._stream_of(stream_id, "DATA")
         self._recv_unacked += length
         if self._recv_unacked > CONNECTION_WINDOW:
             raise ConnectionError_(
@@ -175,7 +176,7 @@ class H2State(Outbound):
             stream.on_data(body, end_stream, length)
 
     def _headers(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
-        self._stream_of(stream_id, "HEADERS")
+        stream = self.streams.get(stream_id) or self._stream_of(stream_id, "HEADERS")
         block = frames.unpad(payload, flags)
         if block is None:
             raise _protocol("upstream sent HEADERS with bad padding")
@@ -188,7 +189,10 @@ class H2State(Outbound):
                 self.guard.cheap("empty HEADERS")
             self._continuing = (stream_id, flags, bytearray(block[:_BLOCK_KEEP]), 0)
             return
-        self._header_block(stream_id, flags, block)
+        if stream is not None:
+            # Without a dynamic table no HPACK state follows a block: a closed
+            # stream's need not be decoded.
+            self._header_block(stream, flags, block)
 
     def _continuation(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
         continuing = self._continuing
@@ -205,15 +209,13 @@ class H2State(Outbound):
             block += payload[: _BLOCK_KEEP - len(block)]
         if flags & frames.END_HEADERS:
             self._continuing = None
-            self._header_block(stream_id, first_flags, bytes(block))
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                self._header_block(stream, first_flags, bytes(block))
         else:
             self._continuing = (stream_id, first_flags, block, count + 1)
 
-    def _header_block(self, stream_id: int, flags: int, block: bytes) -> None:
-        stream = self.streams.get(stream_id)
-        if stream is None:
-            # Without a dynamic table no HPACK state follows a block: nothing to decode.
-            return
+    def _header_block(self, stream: Stream, flags: int, block: bytes) -> None:
         try:
             decoded = self._decoder.decode(block)
         except HeaderListTooLarge:
@@ -243,7 +245,9 @@ class H2State(Outbound):
             self._setting(key, value)
         self._emit(frames.SETTINGS_ACK)
         self._acked()
-        self.got_settings = True
+        if not self.got_settings:
+            self.got_settings = True
+            self._on_ready()
         self._flush_blocked()
         self._wake_slots()
 
@@ -272,6 +276,9 @@ class H2State(Outbound):
                 raise _protocol(f"upstream sent SETTINGS_ENABLE_PUSH={value}: a server cannot push")
         elif key == frames.SETTINGS_MAX_HEADER_LIST_SIZE:
             self.peer_max_header_list = value
+
+    def _on_ready(self) -> None:
+        """The peer's first SETTINGS arrived: streams may start."""
 
     def _acked(self) -> None:
         """An ACK was emitted (the protocol counts the ones the socket has not taken)."""

@@ -63,6 +63,7 @@ def wake_all(waiters: list[asyncio.Future[None]]) -> None:
 
 #: Stands in the deferred list for a DATA frame's END_STREAM.
 _END_OF_DATA = Block((), 0, None, None, False, None, None)
+_NOTHING_DEFERRED: list[tuple[Block, bool]] = []
 
 
 class Stream:
@@ -107,7 +108,8 @@ class Stream:
         self._buffer = bytearray()
         #: A large message is being inflated on a worker thread: what follows waits.
         self._inflating = False
-        self._deferred: list[tuple[Block, bool]] = []
+        # Shared and never appended to: a list of its own comes with the first inflation.
+        self._deferred = _NOTHING_DEFERRED
         self._encoding: str | None = None
         self._max_receive = connection.max_receive_message_bytes
         self._recv_unacked = 0
@@ -260,6 +262,8 @@ class Stream:
 
     def _inflate_off_loop(self, message: bytes) -> None:
         self._inflating = True
+        if self._deferred is _NOTHING_DEFERRED:
+            self._deferred = []
         future = self.connection.loop.run_in_executor(
             None, inflate.decompress, self._encoding, message, self._max_receive
         )
