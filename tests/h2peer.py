@@ -14,6 +14,7 @@ import contextlib
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -95,6 +96,43 @@ class Exchange:
 
 
 Scenario = Callable[[Exchange], Awaitable[None]]
+
+
+class LoopbackTransport:
+    """Stands in for the socket of a client ``Connection`` fed bytes by a test.
+
+    Takes every write; closing reports the loss on the next iteration, as asyncio does.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.closed = False
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            asyncio.get_running_loop().call_soon(self.conn.connection_lost, None)
+
+    abort = close
 
 
 @dataclass

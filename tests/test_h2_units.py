@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import hpack
 import pytest
 
 from grpc_bridge.upstream.h2 import frames, hpack_codec
+from grpc_bridge.upstream.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection
 from grpc_bridge.upstream.native_invoker import grpc_timeout
+from tests.h2peer import LoopbackTransport, frame
 
 
 def test_request_fields_decode_with_a_standard_decoder() -> None:
@@ -91,3 +95,31 @@ def test_padding_is_removed_and_bad_padding_refused() -> None:
     assert frames.unpad(b"abc", 0) == b"abc"
     assert frames.unpad(b"\x05ab", frames.PADDED) is None
     assert frames.unpad(b"", frames.PADDED) is None
+
+
+async def test_data_past_the_connection_window_is_a_flow_control_error() -> None:
+    """Each stream within its 4 MiB, together past the 16 MiB granted: RFC 9113 §6.9.1."""
+    conn = Connection(
+        max_receive_message_bytes=8 << 20,
+        keepalive_time_s=0,
+        keepalive_timeout_s=1,
+        keepalive_without_calls=False,
+    )
+    conn.connection_made(LoopbackTransport(conn))  # type: ignore[arg-type]
+    conn.data_received(frame(frames.SETTINGS, 0, 0))
+    head = hpack_codec.indexed(8) + hpack_codec.content_type(b"application/grpc")
+    streams = [conn.open_stream(b"\x83\x86", None, False) for _ in range(5)]
+    body = b"\x00\x00\x40\x00\x00" + b"x" * (STREAM_WINDOW - 5)  # one unfinished message
+    chunk = MAX_FRAME
+    data = b"".join(
+        frame(frames.HEADERS, frames.END_HEADERS, s.id, head)
+        + b"".join(
+            frame(frames.DATA, 0, s.id, body[i : i + chunk]) for i in range(0, len(body), chunk)
+        )
+        for s in streams[:4]
+    )
+    data += frame(frames.HEADERS, frames.END_HEADERS, streams[4].id, head)
+    conn.data_received(data + frame(frames.DATA, 0, streams[4].id, b"\x00"))
+    assert conn.error_code == frames.FLOW_CONTROL_ERROR, conn.error
+    assert conn.error is not None and "connection window" in conn.error
+    await asyncio.sleep(0)

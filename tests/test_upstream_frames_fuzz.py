@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
-from typing import Any
 
 import hpack
 from hypothesis import HealthCheck, given, settings
@@ -20,41 +19,7 @@ from hypothesis import strategies as st
 
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.h2.connection import Connection
-from tests.h2peer import frame
-
-
-class _Transport:
-    """The few transport calls the connection makes; closing reports the loss as asyncio does."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.closed = False
-        self.written = 0
-
-    def write(self, data: bytes) -> None:
-        self.written += len(data)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            asyncio.get_running_loop().call_soon(self.conn.connection_lost, None)
-
-    abort = close
+from tests.h2peer import LoopbackTransport, frame
 
 
 def _blocks() -> list[bytes]:
@@ -104,7 +69,7 @@ async def _feed(data: bytes, cuts: list[int]) -> None:
         keepalive_timeout_s=1,
         keepalive_without_calls=False,
     )
-    transport = _Transport(conn)
+    transport = LoopbackTransport(conn)
     conn.connection_made(transport)  # type: ignore[arg-type]
     conn.data_received(SETTINGS)
     streams = [conn.open_stream(b"\x83\x86", MESSAGE, True) for _ in range(3)]
