@@ -233,6 +233,7 @@ class H2State(Outbound):
         if flags & frames.ACK:
             if payload:
                 raise _size("upstream sent a SETTINGS ACK with a payload")
+            self.guard.cheap("SETTINGS ACK")  # we sent one SETTINGS: the rest are free
             self.settings_acked = True
             return
         if length % 6:
@@ -289,14 +290,12 @@ class H2State(Outbound):
         if length != 8:
             raise _size("upstream sent a PING that is not 8 bytes")
         if flags & frames.ACK:
-            self._ping_acked(payload)
+            # Ours are one per keepalive interval (any read counts as the answer).
+            self.guard.cheap("PING ACK")
             return
         self.guard.cheap("PING")
         self._emit(frames.ping(payload, ack=True))
         self._acked()
-
-    def _ping_acked(self, payload: bytes) -> None:
-        """The answer to one of our PINGs (keepalive)."""
 
     def _rst_stream(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
         if length != 4:
