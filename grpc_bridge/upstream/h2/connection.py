@@ -2,9 +2,7 @@
 
 The state machine parses, checks and answers frames; this class owns the
 socket. Writes are gathered per event-loop iteration (:meth:`Connection._emit`):
-under load many calls start in the same iteration, and one ``write`` for all
-of their frames costs the bridge, and the upstream reading them, one system
-call instead of one each.
+one ``write`` (one system call) for the frames of all calls that started in it.
 
 Reading is paused in two cases, so that one upstream cannot take the bridge's
 loop or memory: when our writes back up (a peer that sends PINGs but does
@@ -32,10 +30,9 @@ from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.h2.outbound import STREAM_WINDOW, HeadersTooLarge
 from grpc_bridge.upstream.h2.state import (
-    CONNECTION_WINDOW,
     MAX_FRAME,
     MAX_HEADER_LIST,
-    OUR_SETTINGS,
+    OPENING,
     ConnectionError_,
     H2State,
 )
@@ -49,13 +46,6 @@ __all__ = [
     "ConnectionClosed",
     "HeadersTooLarge",
 ]
-
-_PREFACE = (
-    frames.PREFACE
-    + frames.settings(OUR_SETTINGS)
-    + frames.window_update(0, CONNECTION_WINDOW - frames.DEFAULT_WINDOW)
-)
-
 
 #: Bytes gathered in one iteration past which new streams wait for the next.
 _OUT_HIGH = 256 * 1024
@@ -123,7 +113,7 @@ class Connection(H2State, asyncio.Protocol):
                 goaway=False,
             )
             return
-        transport.write(_PREFACE)
+        transport.write(OPENING)
         self._timers.append(self.loop.call_later(self._settings_timeout, self._settings_expired))
         self._schedule_keepalive()
 

@@ -53,6 +53,12 @@ OUR_SETTINGS = {
     frames.SETTINGS_MAX_FRAME_SIZE: MAX_FRAME,
     frames.SETTINGS_MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
 }
+#: What a connection starts with: the preface, our SETTINGS, the connection window.
+OPENING = (
+    frames.PREFACE
+    + frames.settings(OUR_SETTINGS)
+    + frames.window_update(0, CONNECTION_WINDOW - frames.DEFAULT_WINDOW)
+)
 
 
 class ConnectionError_(Exception):  # not the builtin ConnectionError, an OSError
@@ -225,6 +231,9 @@ class H2State(Outbound):
             )
             self.reset(stream, frames.CANCEL, status)
             return
+        informational = decoded.status
+        if informational is not None and informational[0] == "1":
+            self.guard.cheap("informational HEADERS")  # allowed, but they carry nothing
         stream.on_headers(decoded, bool(flags & frames.END_STREAM))
 
     def _settings(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
