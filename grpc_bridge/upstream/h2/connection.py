@@ -233,9 +233,6 @@ class Connection(H2State, asyncio.Protocol):
             self.keepalive_time_s *= 2
         self._stop_taking(why)
 
-    def _on_stream_gone(self) -> None:
-        self._close_if_idle()
-
     def _wake_writers(self, *, force: bool = False) -> None:
         # Paused writers wait for resume_writing, unless what they wait on ended.
         if self._paused and not force:
@@ -284,7 +281,7 @@ class Connection(H2State, asyncio.Protocol):
         if self._transport is None or self.draining:
             raise ConnectionClosed(self.error or "connection is closing")
         stream = self.new_stream(block, data, end_stream)
-        if not self.ids_left:
+        if self._next_id > frames.MAX_STREAM_ID:
             # Out of ids: finish the streams in flight, new calls get a new connection.
             self._stop_taking("stream ids exhausted")
         return stream
@@ -364,6 +361,8 @@ class Connection(H2State, asyncio.Protocol):
         if self.draining and not self.streams and self._transport is not None:
             self._write_out()
             self._transport.close()
+
+    _on_stream_gone = _close_if_idle
 
     def close(self) -> None:
         """Graceful: no new streams; the transport closes when the last stream ends."""

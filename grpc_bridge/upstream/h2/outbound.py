@@ -97,10 +97,6 @@ class Outbound:
             self._emit(out)
         return stream
 
-    @property
-    def ids_left(self) -> bool:
-        return self._next_id <= frames.MAX_STREAM_ID
-
     def queue(self, stream: Stream, data: bytes, end_stream: bool) -> None:
         if data:
             stream.pending.append(memoryview(data))
