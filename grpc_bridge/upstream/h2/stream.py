@@ -239,7 +239,9 @@ class Stream:
         """
         pos = 0
         end = len(data)
-        append = self.messages.append
+        messages = self.messages
+        append = messages.append
+        had = len(messages)
         while end - pos >= 5:
             flag, length = _PREFIX(data, pos)
             if length > self._max_receive:
@@ -262,7 +264,8 @@ class Stream:
                 message = Compressed(message)
                 self._compressed += 1
             append(message)
-            self._held += length
+        # What the new messages hold: the bytes parsed less their 5-byte prefixes.
+        self._held += pos - 5 * (len(messages) - had)
         if isinstance(data, bytearray):
             del data[:pos]
             return 0
