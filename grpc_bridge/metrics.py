@@ -339,6 +339,13 @@ class Metrics:
             ("reason",),
             registry=r,
         )
+        self.upstream_http2_errors = Counter(
+            "grpc_bridge_upstream_http2_errors",
+            "Upstream HTTP/2 connections the bridge closed for a protocol violation or abuse, "
+            "by upstream and the HTTP/2 error code of its GOAWAY.",
+            ("upstream", "code"),
+            registry=r,
+        )
         self.draining = Gauge(
             "grpc_bridge_draining", "1 while the bridge drains before shutdown.", registry=r
         )
@@ -395,6 +402,9 @@ class Metrics:
 
     def reject(self, reason: str) -> None:
         self.rejected.labels(reason).inc()
+
+    def upstream_http2_error(self, upstream: str, code: str) -> None:
+        self.upstream_http2_errors.labels(upstream, code).inc()
 
     def watch_upstreams(self, source: Callable[[], Iterable[tuple[str, bool, list[str]]]]) -> None:
         """Upstream readiness and channel states, read at scrape time (never on the hot path).

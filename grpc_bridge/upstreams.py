@@ -217,7 +217,7 @@ async def open_upstream(
     native = None
     invoker: CallInvoker
     if upstream.transport == "native" and NativePool.supports(unresolved(endpoints)):
-        native = NativePool(upstream)
+        native = NativePool(upstream, metrics=metrics)
         native.open(plan)
         invoker = NativeInvoker(native, metrics)
         # grpc.aio only discovers and health-checks: one channel is plenty.

@@ -24,6 +24,8 @@ class Exchange:
     headers: dict[str, str] = field(default_factory=dict)
     #: The compressed flag of each gRPC message, in order.
     compressed: list[bool] = field(default_factory=list)
+    #: The length of each gRPC message on the wire, in order.
+    sizes: list[int] = field(default_factory=list)
     _data: bytearray = field(default_factory=bytearray)
 
     def add_data(self, data: bytes) -> None:
@@ -33,6 +35,7 @@ class Exchange:
             if len(self._data) < 5 + size:
                 return
             self.compressed.append(self._data[0] == 1)
+            self.sizes.append(size)
             del self._data[: 5 + size]
 
 

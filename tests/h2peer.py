@@ -1,30 +1,56 @@
-"""A hostile gRPC upstream on the ``h2`` library: it answers every call with metadata of its choice.
+"""A hostile gRPC upstream on loopback, built on the ``h2`` library (not the bridge's client).
 
-grpcio refuses to send metadata keys that are not gRPC keys (a CR/LF, a
-space); a peer written on ``h2``, with its header validation off, sends
-whatever bytes a test asks for. Each call gets one empty message (any
-message type parses from zero bytes) and the trailers, or a Trailers-Only
-error when ``status`` is not 0. The bridge finds the methods in a descriptor
-set (:func:`descriptor_set`), since this peer serves no reflection.
+With *scenarios*, each request is handed to the one its request names: the
+``f_string`` of a ``bridgetest.v1.Kitchen`` message (what
+``TestService/Echo`` takes). A scenario answers through ``h2`` when ``h2`` can
+say it, and writes raw frames (:func:`frame`, hand-packed as RFC 9113 §4.1
+lays them out) when the attack is something ``h2`` refuses to produce.
+
+Without, every call (any method) gets one empty message (any message type
+parses from zero bytes) and trailers, with the peer's ``initial`` and
+``trailing`` metadata, or a Trailers-Only error when ``status`` is not 0:
+grpcio refuses to send keys that are not gRPC keys (a CR/LF, a space), and
+this peer, its header validation off, sends whatever bytes a test asks for.
+The bridge finds the methods in a descriptor set (:func:`descriptor_set`),
+since this peer serves no reflection.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import struct
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 from bridgetest.v1 import kitchen_pb2
 
 from tests.descriptors import with_imports, write_set
 
 Pairs = Sequence[tuple[bytes, bytes]]
 
-_EMPTY_MESSAGE = b"\x00\x00\x00\x00\x00"
+_HEADER = struct.Struct(">BHBBL")
+
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE = 0, 1, 2, 3, 4, 5
+PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = 6, 7, 8, 9
+END_STREAM = ACK = 0x1
+END_HEADERS = 0x4
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    """One raw frame: 24-bit length, type, flags, stream id, payload."""
+    return _HEADER.pack(len(payload) >> 16, len(payload) & 0xFFFF, kind, flags, stream_id) + payload
+
+
+def grpc_message(message: kitchen_pb2.Kitchen) -> bytes:
+    payload = message.SerializeToString()
+    return b"\x00" + len(payload).to_bytes(4, "big") + payload
 
 
 def descriptor_set(directory: Path) -> Path:
@@ -32,75 +58,250 @@ def descriptor_set(directory: Path) -> Path:
     return write_set(directory / "kitchen.pb", *with_imports(kitchen_pb2.DESCRIPTOR))
 
 
+_OK_HEAD = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+_EMPTY_MESSAGE = grpc_message(kitchen_pb2.Kitchen())
+
+
 @dataclass
-class HostilePeer:
-    initial: Pairs = ()
-    trailing: Pairs = ()
-    status: int = 0
-    #: False: request data is never acknowledged, so the bridge's send window
-    #: closes after the first 64 KiB (an upstream that stopped reading).
-    reads: bool = True
-    #: Request DATA bytes received, over every call.
-    received: int = 0
-    port: int = 0
-    #: Request headers of every call, as received.
-    calls: list[list[tuple[bytes, bytes]]] = field(default_factory=list)
-    _server: asyncio.Server | None = None
-    _writers: list[asyncio.StreamWriter] = field(default_factory=list)
+class Exchange:
+    """One request as the peer received it, and the ways to answer it."""
+
+    peer: PeerConnection
+    stream_id: int
+    headers: dict[bytes, bytes]
+    body: bytes
 
     @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def conn(self) -> h2.connection.H2Connection:
+        return self.peer.h2
 
-    async def start(self) -> HostilePeer:
+    def send_headers(self, headers: list[tuple[bytes, bytes]], *, end_stream: bool = False) -> None:
+        self.conn.send_headers(self.stream_id, headers, end_stream=end_stream)
+        self.peer.flush()
+
+    def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
+        self.conn.send_data(self.stream_id, data, end_stream=end_stream)
+        self.peer.flush()
+
+    def respond(self, message: kitchen_pb2.Kitchen, status: int = 0) -> None:
+        """A whole, well-formed gRPC response."""
+        self.send_headers(_OK_HEAD)
+        self.send_data(grpc_message(message))
+        self.send_headers([(b"grpc-status", str(status).encode())], end_stream=True)
+
+    def raw(self, data: bytes) -> None:
+        """Bytes straight onto the socket, past ``h2``'s state machine."""
+        self.peer.writer.write(data)
+
+    async def drain(self) -> bool:
+        """Until the socket takes more; False once the bridge closed the connection."""
+        try:
+            await self.peer.writer.drain()
+        except (ConnectionError, RuntimeError):
+            return False
+        return not self.peer.writer.is_closing()
+
+    async def flood(self, unit: bytes, *, batch: int = 500, seconds: float = 10.0) -> int:
+        """Write ``unit`` over and over until the bridge hangs up (or ``seconds``): the count."""
+        loop = asyncio.get_running_loop()
+        stop = loop.time() + seconds
+        chunk = unit * batch
+        sent = 0
+        while loop.time() < stop and not self.peer.lost.is_set():
+            self.raw(chunk)
+            sent += batch
+            if not await self.drain():
+                break
+            await asyncio.sleep(0)
+        self.peer.lost.set()
+        return sent
+
+
+Scenario = Callable[[Exchange], Awaitable[None]]
+
+
+class LoopbackTransport:
+    """Stands in for the socket of a client ``Connection`` fed bytes by a test.
+
+    Takes every write; closing reports the loss on the next iteration, as asyncio does.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.closed = False
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            asyncio.get_running_loop().call_soon(self.conn.connection_lost, None)
+
+    abort = close
+
+
+@dataclass
+class PeerConnection:
+    h2: h2.connection.H2Connection
+    writer: asyncio.StreamWriter
+    #: While set the peer reads nothing more (the bridge's writes then back up).
+    deaf: bool = False
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self.writer.write(data)
+
+
+class HostilePeer:
+    """``async with HostilePeer(scenarios) as peer`` (or ``await HostilePeer().start()``,
+    then ``stop()``): listens on ``peer.target``."""
+
+    def __init__(
+        self,
+        scenarios: dict[str, Scenario] | None = None,
+        *,
+        settings: dict[int, int] | None = None,
+        reads: bool = True,
+    ) -> None:
+        self.scenarios = scenarios
+        self.settings = settings or {}
+        #: False: request data is never acknowledged, so the bridge's send window
+        #: closes after the first 64 KiB (an upstream that stopped reading).
+        self.reads = reads
+        #: What the answer without scenarios carries (see the module docstring).
+        self.initial: Pairs = ()
+        self.trailing: Pairs = ()
+        self.status = 0
+        #: Request DATA bytes received, over every call.
+        self.received = 0
+        #: Request headers of every call, as received.
+        self.calls: list[list[tuple[bytes, bytes]]] = []
+        self.connections: list[PeerConnection] = []
+        self.target = ""
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> HostilePeer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        port = self._server.sockets[0].getsockname()[1]
+        self.target = f"127.0.0.1:{port}"
         return self
 
+    async def start(self) -> HostilePeer:
+        return await self.__aenter__()
+
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for writer in self._writers:
-                writer.close()
-            await self._server.wait_closed()
+        await self.__aexit__()
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for conn in self.connections:
+            conn.writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         config = h2.config.H2Configuration(
             client_side=False,
+            header_encoding=None,
             validate_outbound_headers=False,
             normalize_outbound_headers=False,
             validate_inbound_headers=False,
         )
-        self._writers.append(writer)
-        conn = h2.connection.H2Connection(config=config)
-        conn.initiate_connection()
-        writer.write(conn.data_to_send())
+        conn = PeerConnection(h2.connection.H2Connection(config=config), writer)
+        self.connections.append(conn)
+        conn.h2.initiate_connection()
+        if self.settings:
+            conn.h2.update_settings(self.settings)
+        conn.flush()
+        heads: dict[int, dict[bytes, bytes]] = {}
+        bodies: dict[int, bytearray] = {}
         try:
-            while data := await reader.read(65536):
-                for event in conn.receive_data(data):
+            while True:
+                if conn.deaf:
+                    await conn.lost.wait()  # set by the scenario once the bridge hung up
+                    break
+                data = await reader.read(65536)
+                if not data:
+                    break
+                try:
+                    events = conn.h2.receive_data(data)
+                except h2.exceptions.ProtocolError:
+                    break  # the bridge's frames after our raw bytes: h2 has lost track
+                for event in events:
                     if isinstance(event, h2.events.RequestReceived):
-                        self.calls.append(list(event.headers))
+                        self.calls.append(list(event.headers))  # type: ignore[arg-type]
+                        heads[event.stream_id] = dict(event.headers)  # type: ignore[arg-type]
+                        bodies[event.stream_id] = bytearray()
                     elif isinstance(event, h2.events.DataReceived):
+                        assert event.stream_id is not None and event.data is not None
+                        bodies[event.stream_id] += event.data
                         self.received += len(event.data)
                         if self.reads:
-                            conn.acknowledge_received_data(
-                                event.flow_controlled_length, event.stream_id
+                            conn.h2.acknowledge_received_data(
+                                event.flow_controlled_length or 0, event.stream_id
                             )
                     elif isinstance(event, h2.events.StreamEnded):
-                        self._answer(conn, event.stream_id)
-                writer.write(conn.data_to_send())
-                await writer.drain()
-        except (ConnectionError, h2.exceptions.ProtocolError):
+                        assert event.stream_id is not None
+                        self._start(conn, event.stream_id, heads, bodies)
+                conn.flush()
+        except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            conn.lost.set()
             writer.close()
 
-    def _answer(self, conn: h2.connection.H2Connection, stream_id: int) -> None:
-        head = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+    def _start(
+        self,
+        conn: PeerConnection,
+        stream_id: int,
+        heads: dict[int, dict[bytes, bytes]],
+        bodies: dict[int, bytearray],
+    ) -> None:
+        body = bytes(bodies.pop(stream_id, b""))
+        scenario: Scenario = self._answer
+        if self.scenarios is not None:
+            request = kitchen_pb2.Kitchen.FromString(body[5:]) if len(body) >= 5 else None
+            name = request.f_string if request is not None else ""
+            scenario = self.scenarios.get(name) or self.scenarios.get("", _unknown)
+        exchange = Exchange(conn, stream_id, heads.pop(stream_id, {}), body)
+        task = asyncio.create_task(scenario(exchange))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, exchange: Exchange) -> None:
         if self.status:
             status = [(b"grpc-status", str(self.status).encode()), (b"grpc-message", b"nope")]
-            conn.send_headers(stream_id, [*head, *status, *self.initial], end_stream=True)
+            exchange.send_headers([*_OK_HEAD, *status, *self.initial], end_stream=True)
             return
-        conn.send_headers(stream_id, [*head, *self.initial])
-        conn.send_data(stream_id, _EMPTY_MESSAGE)
-        conn.send_headers(stream_id, [(b"grpc-status", b"0"), *self.trailing], end_stream=True)
+        exchange.send_headers([*_OK_HEAD, *self.initial])
+        exchange.send_data(_EMPTY_MESSAGE)
+        exchange.send_headers([(b"grpc-status", b"0"), *self.trailing], end_stream=True)
+
+
+async def _unknown(exchange: Exchange) -> None:
+    exchange.respond(kitchen_pb2.Kitchen(f_string="no such scenario"), status=12)

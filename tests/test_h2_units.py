@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
 import hpack
 import pytest
 
-from grpc_bridge.upstream.h2 import frames, hpack_codec
+from grpc_bridge.status import Code
+from grpc_bridge.upstream.h2 import frames, hpack_codec, inflate
+from grpc_bridge.upstream.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection
+from grpc_bridge.upstream.h2.stream import Stream
 from grpc_bridge.upstream.native_invoker import grpc_timeout
+from tests.h2peer import LoopbackTransport, frame
 
 
 def test_request_fields_decode_with_a_standard_decoder() -> None:
@@ -31,21 +42,39 @@ def test_request_fields_decode_with_a_standard_decoder() -> None:
 
 
 @pytest.mark.parametrize("huffman", [True, False])
-def test_cached_decoding_follows_a_server_that_indexes(huffman: bool) -> None:
-    """An encoder that fills its dynamic table: cached blocks must never be reused wrongly."""
-    encoder = hpack.Encoder()
-    decoder = hpack_codec.HeaderDecoder()
-    for round_ in range(3):
-        for value in ("a", "b", "a", "c"):
-            headers = [(":status", "200"), ("x-value", value), ("x-round", str(round_))]
-            block = encoder.encode(headers, huffman=huffman)
-            assert list(decoder.decode(block).headers) == headers
+def test_a_server_ignoring_our_table_size_of_zero_is_a_decoding_error(huffman: bool) -> None:
+    """RFC 7541 §4.4/§6.3: its insert is evicted at once, so the reference to it fails."""
+    encoder = hpack.Encoder()  # keeps the default 4096-byte table
+    decoder = hpack_codec.HeaderDecoder(64 * 1024)
+    headers = [(":status", "200"), ("x-value", "a")]
+    assert list(decoder.decode(encoder.encode(headers, huffman=huffman)).headers) == headers
+    with pytest.raises(hpack.HPACKError):
+        decoder.decode(encoder.encode(headers, huffman=huffman))
+
+
+def test_a_table_size_update_above_zero_is_a_decoding_error() -> None:
+    decoder = hpack_codec.HeaderDecoder(64 * 1024)
+    with pytest.raises(hpack.HPACKError):
+        decoder.decode(b"\x3f\xe1\x1f" + b"\x88")  # size update to 4096, then :status 200
+
+
+def test_the_hpack_bomb_stops_at_the_header_list_limit() -> None:
+    """One 4,000-byte value, then index 62 again and again: refused at the first reference."""
+    insert = b"\x40\x05x-big\x7f\xa1\x1e" + b"v" * 4000
+    decoder = hpack_codec.HeaderDecoder(64 * 1024)
+    with pytest.raises(hpack.HPACKError):
+        decoder.decode(b"\x88" + insert + b"\xbe" * 10_000)
+    with pytest.raises(hpack_codec.HeaderListTooLarge):
+        decoder.decode(b"\x88" + insert + b"\xbe" * 100_000)
+    with pytest.raises(hpack_codec.HeaderListTooLarge):
+        # Literal fields only (no table): over the limit, refused without decoding it all.
+        decoder.decode(b"\x88" + hpack_codec.literal(b"a", b"v" * 80_000))
 
 
 def test_cached_decoding_of_a_server_without_a_table() -> None:
     encoder = hpack.Encoder()
     encoder.header_table_size = 0  # what SETTINGS_HEADER_TABLE_SIZE = 0 asks for
-    decoder = hpack_codec.HeaderDecoder()
+    decoder = hpack_codec.HeaderDecoder(64 * 1024)
     first = encoder.encode([(":status", "200"), ("grpc-status", "0")])
     second = encoder.encode([(":status", "200"), ("grpc-status", "0")])
     assert first != second  # the first carries the table size update
@@ -73,3 +102,109 @@ def test_padding_is_removed_and_bad_padding_refused() -> None:
     assert frames.unpad(b"abc", 0) == b"abc"
     assert frames.unpad(b"\x05ab", frames.PADDED) is None
     assert frames.unpad(b"", frames.PADDED) is None
+
+
+async def test_data_past_the_connection_window_is_a_flow_control_error() -> None:
+    """Each stream within its 4 MiB, together past the 16 MiB granted: RFC 9113 §6.9.1."""
+    conn = Connection(
+        max_receive_message_bytes=8 << 20,
+        keepalive_time_s=0,
+        keepalive_timeout_s=1,
+        keepalive_without_calls=False,
+    )
+    conn.connection_made(LoopbackTransport(conn))  # type: ignore[arg-type]
+    conn.data_received(frame(frames.SETTINGS, 0, 0))
+    head = hpack_codec.indexed(8) + hpack_codec.content_type(b"application/grpc")
+    streams = [conn.open_stream(b"\x83\x86", None, False) for _ in range(5)]
+    body = b"\x00\x00\x40\x00\x00" + b"x" * (STREAM_WINDOW - 5)  # one unfinished message
+    chunk = MAX_FRAME
+    data = b"".join(
+        frame(frames.HEADERS, frames.END_HEADERS, s.id, head)
+        + b"".join(
+            frame(frames.DATA, 0, s.id, body[i : i + chunk]) for i in range(0, len(body), chunk)
+        )
+        for s in streams[:4]
+    )
+    data += frame(frames.HEADERS, frames.END_HEADERS, streams[4].id, head)
+    conn.data_received(data + frame(frames.DATA, 0, streams[4].id, b"\x00"))
+    assert conn.error_code == frames.FLOW_CONTROL_ERROR, conn.error
+    assert conn.error is not None and "connection window" in conn.error
+    await asyncio.sleep(0)
+
+
+class _CountingExecutor(ThreadPoolExecutor):
+    """A real worker thread that counts what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.submitted = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+def _gzip_stream(conn: Connection, *messages: tuple[int, bytes], trailers: bool) -> Stream:
+    """A stream that received ``messages`` (compressed flag, bytes) with grpc-encoding gzip."""
+    conn.connection_made(LoopbackTransport(conn))  # type: ignore[arg-type]
+    conn.data_received(frame(frames.SETTINGS, 0, 0))
+    stream = conn.open_stream(b"\x83\x86", None, False)
+    head = (
+        hpack_codec.indexed(8)
+        + hpack_codec.content_type(b"application/grpc")
+        + hpack_codec.literal(b"grpc-encoding", b"gzip")
+    )
+    body = b"".join(bytes([flag]) + len(m).to_bytes(4, "big") + m for flag, m in messages)
+    data = frame(frames.HEADERS, frames.END_HEADERS, stream.id, head)
+    data += b"".join(
+        frame(frames.DATA, 0, stream.id, body[i : i + MAX_FRAME])
+        for i in range(0, len(body), MAX_FRAME)
+    )
+    if trailers:
+        tail = hpack_codec.literal(b"grpc-status", b"0")
+        data += frame(frames.HEADERS, frames.END_HEADERS | frames.END_STREAM, stream.id, tail)
+    conn.data_received(data)
+    return stream
+
+
+def _connection() -> Connection:
+    return Connection(
+        max_receive_message_bytes=4 << 20,
+        keepalive_time_s=0,
+        keepalive_timeout_s=1,
+        keepalive_without_calls=False,
+    )
+
+
+async def test_compressed_messages_wait_as_sent_and_large_ones_inflate_off_the_loop_in_order() -> (
+    None
+):
+    executor = _CountingExecutor()
+    asyncio.get_running_loop().set_default_executor(executor)
+    small = gzip.compress(b"a" * 1_000_000)  # 1 MB inflated, ~1 KB held
+    large_raw = os.urandom(100_000)
+    large = gzip.compress(large_raw)
+    assert len(small) < 4096 and len(large) > inflate.OFF_LOOP_BYTES
+    conn = _connection()
+    messages = ((1, small), (0, b"plain"), (1, large), (0, b"after"))
+    stream = _gzip_stream(conn, *messages, trailers=True)
+    # Held as they came: what flow control counted, not what they inflate to.
+    assert [len(m) for m in stream.messages] == [len(small), 5, len(large), 5]
+    # The batch path never waits: it stops before the large one, leaving it to the awaited one.
+    assert stream.take(10, 1 << 20) == [b"a" * 1_000_000, b"plain"]
+    assert stream.take(10, 1 << 20) == []
+    assert executor.submitted == 0
+    assert await stream.next_message() == large_raw
+    assert executor.submitted == 1
+    assert stream.take(10, 1 << 20) == [b"after"]
+    assert await stream.next_message() is None
+    assert stream.status is not None and stream.status.code == Code.OK
+    executor.shutdown()
+
+
+async def test_a_message_that_does_not_inflate_fails_the_call_even_after_ok_trailers() -> None:
+    stream = _gzip_stream(_connection(), (1, b"not gzip at all"), trailers=True)
+    assert stream.status is not None and stream.status.code == Code.OK
+    assert await stream.next_message() is None
+    assert stream.status.code == Code.INTERNAL
+    assert "cannot decompress a message" in stream.status.message

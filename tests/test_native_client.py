@@ -358,6 +358,7 @@ def burst_server(
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         encoder = hpack.Encoder()
+        encoder.header_table_size = 0  # as the bridge's SETTINGS_HEADER_TABLE_SIZE asks
         await reader.readexactly(len(frames.PREFACE))
         writer.write(frames.settings({}))
         try:

@@ -71,11 +71,18 @@ class Request:
         self.send_headers(trailers or [("grpc-status", "0")], end_stream=True)
 
 
+def table_less_encoder() -> hpack.Encoder:
+    """An encoder honouring the bridge's SETTINGS_HEADER_TABLE_SIZE = 0, as servers do."""
+    encoder = hpack.Encoder()
+    encoder.header_table_size = 0
+    return encoder
+
+
 @dataclass
 class PeerConnection:
     index: int
     writer: asyncio.StreamWriter
-    encoder: hpack.Encoder = field(default_factory=hpack.Encoder)
+    encoder: hpack.Encoder = field(default_factory=table_less_encoder)
     resets: list[tuple[int, int]] = field(default_factory=list)
 
     def send_headers(

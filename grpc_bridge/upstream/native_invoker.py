@@ -33,13 +33,15 @@ from grpc_bridge.settings import Upstream
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.calls import CallObserver, observe
 from grpc_bridge.upstream.h2 import frames, hpack_codec
-from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed
+from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed, HeadersTooLarge
 from grpc_bridge.upstream.h2.stream import MessageError, Status, Stream
 from grpc_bridge.upstream.invoker import UnaryResult
 from grpc_bridge.upstream.metadata import Metadata
 from grpc_bridge.upstream.native_pool import ConnectDeadline, NativePool, Unreachable
 
 _USER_AGENT = f"grpc-bridge/{__version__} (native http2)"
+#: Messages above this are gzipped on a worker thread: ~1 ms of deflate on the loop at most.
+_OFF_LOOP_BYTES = 64 * 1024
 
 
 def _fixed_fields(compression: str) -> bytes:
@@ -156,8 +158,12 @@ class NativeInvoker:
             parts.append(_metadata_block(metadata))
         return b"".join(parts)
 
-    def frame_message(self, message: Message) -> bytes:
-        """The 5-byte gRPC prefix and the message; raises UpstreamError when it is too big."""
+    async def frame_message(self, message: Message) -> bytes:
+        """The 5-byte gRPC prefix and the message; raises UpstreamError when it is too big.
+
+        A large message is compressed on a worker thread (deflate runs at tens
+        of MB/s: a 4 MiB message would hold the loop for ~100 ms).
+        """
         payload = message.SerializeToString()
         if len(payload) > self._max_send:
             raise UpstreamError(
@@ -166,7 +172,11 @@ class NativeInvoker:
                 f"max_send_message_bytes ({self._max_send})",
             )
         if self._gzip:
-            payload = gzip.compress(payload, compresslevel=6)
+            if len(payload) > _OFF_LOOP_BYTES:
+                loop = asyncio.get_running_loop()
+                payload = await loop.run_in_executor(None, gzip.compress, payload, 6)
+            else:
+                payload = gzip.compress(payload, compresslevel=6)
             return b"\x01" + len(payload).to_bytes(4, "big") + payload
         return b"\x00" + len(payload).to_bytes(4, "big") + payload
 
@@ -176,13 +186,13 @@ class NativeInvoker:
         prepared = self._prepare(method)
         observer = observe(self._metrics, method)
         try:
-            data = self.frame_message(request)
+            data = await self.frame_message(request)
             stream = await self._unary_call(prepared, data, metadata, timeout)
             status = stream.status
             assert status is not None
             if status.code != Code.OK:
                 raise _error(status, stream)
-            response = self._single_response(stream, prepared)
+            response = await self._single_response(stream, prepared)
         except UpstreamError as exc:
             if observer is not None:
                 observer.unary_answered(exc.code)
@@ -196,7 +206,7 @@ class NativeInvoker:
         return UnaryResult(response, stream.initial_metadata(), stream.trailing_metadata())
 
     @staticmethod
-    def _single_response(stream: Stream, prepared: _Prepared) -> Message:
+    async def _single_response(stream: Stream, prepared: _Prepared) -> Message:
         messages = stream.messages
         if len(messages) != 1:
             raise _error(
@@ -207,7 +217,8 @@ class NativeInvoker:
                 stream,
             )
         try:
-            return prepared.parse(stream.inflate(messages[0]))
+            # A large compressed message is inflated on a worker thread.
+            return prepared.parse(await stream.inflated(messages[0]))
         except MessageError as exc:
             raise _error(exc.status, stream) from exc
         except DecodeError as exc:
@@ -240,6 +251,8 @@ class NativeInvoker:
                 stream = connection.open_stream(block, data, True)
             except ConnectDeadline:
                 status = Status(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            except HeadersTooLarge as exc:
+                status = Status(Code.INTERNAL, str(exc))
             except (Unreachable, ConnectionClosed) as exc:
                 status = Status(Code.UNAVAILABLE, str(exc), unprocessed=True)
             else:
@@ -294,17 +307,9 @@ class NativeInvoker:
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
     ) -> NativeStreamCall:
         observer = observe(self._metrics, method)
-        data = None
-        error = None
-        try:
-            data = self.frame_message(request)
-        except UpstreamError as exc:
-            error = exc
         if observer is not None:
             observer.metrics.sent.inc()
-        return NativeStreamCall(
-            self, self._prepare(method), metadata, timeout, data, observer, error
-        )
+        return NativeStreamCall(self, self._prepare(method), metadata, timeout, request, observer)
 
     def request_stream(
         self, method: MethodInfo, *, metadata: Metadata, timeout: float | None
@@ -317,12 +322,11 @@ class NativeInvoker:
             timeout,
             None,
             observe(self._metrics, method),
-            None,
         )
 
     async def open(
         self, prepared: _Prepared, metadata: Metadata, timeout: float | None, data: bytes | None
-    ) -> tuple[Stream, asyncio.TimerHandle | None]:
+    ) -> tuple[Connection, Stream, asyncio.TimerHandle | None]:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         try:
@@ -332,10 +336,12 @@ class NativeInvoker:
             )
         except ConnectDeadline as exc:
             raise UpstreamError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from exc
+        except HeadersTooLarge as exc:
+            raise UpstreamError(Code.INTERNAL, str(exc)) from exc
         except (Unreachable, ConnectionClosed) as exc:
             raise UpstreamError(Code.UNAVAILABLE, str(exc)) from exc
         timer = None if deadline is None else loop.call_at(deadline, _expire, stream)
-        return stream, timer
+        return connection, stream, timer
 
 
 class NativeStreamCall:
@@ -346,12 +352,13 @@ class NativeStreamCall:
     """
 
     __slots__ = (
-        "_data",
+        "_connection",
         "_error",
         "_invoker",
         "_metadata",
         "_observer",
         "_prepared",
+        "_request",
         "_stream",
         "_timeout",
         "_timer",
@@ -363,25 +370,28 @@ class NativeStreamCall:
         prepared: _Prepared,
         metadata: Metadata,
         timeout: float | None,
-        data: bytes | None,
+        request: Message | None,
         observer: CallObserver | None,
-        error: UpstreamError | None,
     ) -> None:
         self._invoker = invoker
         self._prepared = prepared
         self._metadata = metadata
         self._timeout = timeout
-        self._data = data
+        #: The request of a server-streaming call, framed when the stream opens.
+        self._request = request
         self._observer = observer
-        self._error = error
+        self._error: UpstreamError | None = None
+        self._connection: Connection | None = None
         self._stream: Stream | None = None
         self._timer: asyncio.TimerHandle | None = None
 
     async def _start(self) -> Stream | None:
         if self._stream is None and self._error is None:
             try:
-                self._stream, self._timer = await self._invoker.open(
-                    self._prepared, self._metadata, self._timeout, self._data
+                request = self._request
+                data = None if request is None else await self._invoker.frame_message(request)
+                self._connection, self._stream, self._timer = await self._invoker.open(
+                    self._prepared, self._metadata, self._timeout, data
                 )
             except UpstreamError as exc:
                 self._error = exc
@@ -453,11 +463,12 @@ class NativeStreamCall:
         if stream is None:
             return False
         try:
-            data = self._invoker.frame_message(message)
+            data = await self._invoker.frame_message(message)
         except UpstreamError as exc:
             stream.connection.reset(stream, frames.CANCEL, Status(exc.code, exc.message))
             return False
-        if not await stream.connection.send(stream, data, False):
+        assert self._connection is not None
+        if not await self._connection.send(stream, data, False):
             return False
         if self._observer is not None:
             self._observer.metrics.sent.inc()
@@ -466,7 +477,8 @@ class NativeStreamCall:
     async def done_writing(self) -> None:
         stream = await self._start()
         if stream is not None:
-            await stream.connection.send(stream, b"", True)
+            assert self._connection is not None
+            await self._connection.send(stream, b"", True)
 
     async def response(self) -> Message:
         stream = await self._start()
@@ -477,7 +489,7 @@ class NativeStreamCall:
         if status.code != Code.OK:
             raise self._failed(_error(status, stream))
         try:
-            message = NativeInvoker._single_response(stream, self._prepared)
+            message = await NativeInvoker._single_response(stream, self._prepared)
         except UpstreamError as exc:
             raise self._failed(exc) from None
         if self._observer is not None:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 
 from grpc_bridge.errors import UpstreamNotReady
 from grpc_bridge.log import get_logger
+from grpc_bridge.metrics import Metrics
 from grpc_bridge.settings import Upstream
-from grpc_bridge.upstream.h2 import hpack_codec
+from grpc_bridge.upstream.h2 import frames, hpack_codec
 from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed
 from grpc_bridge.upstream.pool import ChannelPlan
 from grpc_bridge.upstream.resolver import ChannelTargets
@@ -135,6 +136,8 @@ class Slot:
         #: Set to cut a reconnect backoff short (:meth:`retry_now`), only while one runs.
         self._retry = asyncio.Event()
         self._pausing = False
+        #: Doubled by a GOAWAY too_many_pings, for this slot's later connections too.
+        self._keepalive_s = pool.upstream.keepalive.time_s
 
     def ready_connection(self) -> Connection | None:
         connection = self.connection
@@ -234,10 +237,11 @@ class Slot:
             return Connection(
                 max_receive_message_bytes=upstream.max_receive_message_bytes,
                 stream_buffer_bytes=upstream.stream_buffer_bytes,
-                keepalive_time_s=upstream.keepalive.time_s,
+                keepalive_time_s=self._keepalive_s,
                 keepalive_timeout_s=upstream.keepalive.timeout_s,
                 keepalive_without_calls=upstream.keepalive.permit_without_calls,
                 on_close=self._lost,
+                drain_grace_s=pool.retire_grace,
             )
 
         server_hostname = None
@@ -268,7 +272,7 @@ class Slot:
             # Closed by the pool: kept, so the pool can wait for it to finish.
             return
         self.connection = None
-        log.info("upstream_connection_ended", address=str(self.address), reason=connection.error)
+        self._report(connection)
         self.state = IDLE
         # round_robin reconnects at once; a refused attempt then backs off. A
         # connection that ended right after it was made (a server that accepts
@@ -278,6 +282,34 @@ class Slot:
             self.connect()
         else:
             self.connect(self._next_backoff())
+
+    def _report(self, connection: Connection) -> None:
+        upstream = self._pool.upstream.name
+        if connection.keepalive_time_s > self._keepalive_s:
+            self._keepalive_s = connection.keepalive_time_s
+            log.warning(
+                "upstream_keepalive_backoff",
+                upstream=upstream,
+                address=str(self.address),
+                keepalive_time_s=self._keepalive_s,
+            )
+        code = connection.error_code
+        if code is None or code == frames.NO_ERROR:
+            log.info(
+                "upstream_connection_ended", address=str(self.address), reason=connection.error
+            )
+            return
+        # The bridge closed it: the upstream broke the protocol or abused it.
+        name = frames.ERROR_NAMES.get(code, str(code))
+        log.warning(
+            "upstream_protocol_error",
+            upstream=upstream,
+            address=str(self.address),
+            code=name,
+            reason=connection.error,
+        )
+        if self._pool.metrics is not None:
+            self._pool.metrics.upstream_http2_error(upstream, name)
 
     def _wake(self) -> None:
         if self._connected is not None and not self._connected.done():
@@ -329,8 +361,15 @@ def _describe(exc: BaseException) -> str:
 class NativePool:
     """See the module docstring."""
 
-    def __init__(self, upstream: Upstream, *, retire_grace: float | None = None) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        *,
+        retire_grace: float | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.upstream = upstream
+        self.metrics = metrics
         self.plan: ChannelPlan | None = None
         self.generation = 0
         self.built_at: float | None = None
@@ -338,7 +377,8 @@ class NativePool:
         self.server_name: str | None = None
         #: The request-header fields every call on these connections starts with.
         self.header_prefix = b""
-        self._retire_grace = upstream.max_timeout_s + 5.0 if retire_grace is None else retire_grace
+        #: How long calls may outlive their connection's drain (the longest deadline, and some).
+        self.retire_grace = upstream.max_timeout_s + 5.0 if retire_grace is None else retire_grace
         self._slots: list[Slot] = []
         self._ids = itertools.count()
         self._next = 0
@@ -377,7 +417,7 @@ class NativePool:
 
     async def _retire(self, slots: list[Slot]) -> None:
         # Calls in flight finish (up to the longest deadline); then the rest is cut.
-        await _closed(slots, self._retire_grace)
+        await _closed(slots, self.retire_grace)
         for slot in slots:
             slot.close(graceful=False)
 
@@ -443,11 +483,14 @@ class NativePool:
         return fallback if fallback is not None else slots[start]
 
     async def connection(self, deadline: float | None) -> Connection:
+        """A connection for a new call; waits while its socket takes no writes (backpressure)."""
         slot = self.pick()
         connection = slot.ready_connection()
-        if connection is not None:
-            return connection
-        return await slot.acquire(deadline)
+        if connection is None:
+            connection = await slot.acquire(deadline)
+        if not connection.writable:
+            await _until(connection.wait_writable(), deadline, asyncio.get_running_loop())
+        return connection
 
     def states(self) -> list[str]:
         return [s.state for s in self._slots]

@@ -40,6 +40,7 @@ NO_ERROR = 0x0
 PROTOCOL_ERROR = 0x1
 INTERNAL_ERROR = 0x2
 FLOW_CONTROL_ERROR = 0x3
+SETTINGS_TIMEOUT = 0x4
 STREAM_CLOSED = 0x5
 FRAME_SIZE_ERROR = 0x6
 REFUSED_STREAM = 0x7
@@ -48,6 +49,23 @@ COMPRESSION_ERROR = 0x9
 ENHANCE_YOUR_CALM = 0xB
 INADEQUATE_SECURITY = 0xC
 HTTP_1_1_REQUIRED = 0xD
+
+#: Names of the error codes, for logs and metric labels.
+ERROR_NAMES = {
+    NO_ERROR: "NO_ERROR",
+    PROTOCOL_ERROR: "PROTOCOL_ERROR",
+    INTERNAL_ERROR: "INTERNAL_ERROR",
+    FLOW_CONTROL_ERROR: "FLOW_CONTROL_ERROR",
+    SETTINGS_TIMEOUT: "SETTINGS_TIMEOUT",
+    STREAM_CLOSED: "STREAM_CLOSED",
+    FRAME_SIZE_ERROR: "FRAME_SIZE_ERROR",
+    REFUSED_STREAM: "REFUSED_STREAM",
+    CANCEL: "CANCEL",
+    COMPRESSION_ERROR: "COMPRESSION_ERROR",
+    ENHANCE_YOUR_CALM: "ENHANCE_YOUR_CALM",
+    INADEQUATE_SECURITY: "INADEQUATE_SECURITY",
+    HTTP_1_1_REQUIRED: "HTTP_1_1_REQUIRED",
+}
 
 DEFAULT_WINDOW = 65_535
 DEFAULT_MAX_FRAME = 16_384
@@ -67,6 +85,25 @@ def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
 
 def frame_header(kind: int, flags: int, stream_id: int, length: int) -> bytes:
     return _PACK(length >> 16, length & 0xFFFF, kind, flags, stream_id)
+
+
+def header_frames(stream_id: int, block: bytes, end_stream: bool, max_frame: int) -> bytes:
+    """HEADERS, and CONTINUATIONs when ``block`` is over the peer's frame size."""
+    flags = END_STREAM if end_stream else 0
+    if len(block) <= max_frame:
+        return frame(HEADERS, flags | END_HEADERS, stream_id, block)
+    parts = [frame(HEADERS, flags, stream_id, block[:max_frame])]
+    for start in range(max_frame, len(block), max_frame):
+        last = start + max_frame >= len(block)
+        parts.append(
+            frame(
+                CONTINUATION,
+                END_HEADERS if last else 0,
+                stream_id,
+                block[start : start + max_frame],
+            )
+        )
+    return b"".join(parts)
 
 
 def settings(values: dict[int, int]) -> bytes:

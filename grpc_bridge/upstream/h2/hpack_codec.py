@@ -3,27 +3,39 @@
 Requests use literal fields without indexing and without Huffman coding, so
 the encoder keeps no state and a method's fixed fields are bytes made once.
 
-The client advertises ``SETTINGS_HEADER_TABLE_SIZE = 0``, so servers keep
-their dynamic table empty; then a block's meaning depends on its bytes alone
-and decoded blocks are cached by their bytes (``hpack`` decodes Huffman
+The client advertises ``SETTINGS_HEADER_TABLE_SIZE = 0`` and decodes with a
+dynamic table of that size (RFC 7541 §4.2, §6.3): an entry a server inserts
+is evicted at once (§4.4), a reference to one is a decoding error and so is
+a table size update above 0 (both a COMPRESSION_ERROR). That closes the
+"HPACK bomb" (one big value inserted, then referenced by a one-byte index
+thousands of times) and makes decoding a pure function of the block's bytes,
+so decoded blocks are cached by their bytes (``hpack`` decodes Huffman
 strings in pure Python, ~45 µs a block; a gRPC server sends the same few
-blocks again and again). Not every server sends the table size update RFC
-7541 §4.2 asks for (grpc-core doesn't), so the decoder keeps accepting the
-default size and the cache checks the table's state instead of trusting it.
+blocks again and again).
+
+The header-list limit is enforced while decoding (``hpack`` counts as it goes
+and stops at the first field past it), and a block whose encoded size alone
+shows it is over the limit is not decoded at all: without a dynamic table a
+field's encoded form is never longer than the 32 + name + value it counts for.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from hpack import Decoder, OversizedHeaderListError
+from hpack.table import HeaderTable
 
-from hpack import Decoder
+from grpc_bridge.upstream.h2.fields import Block, Header, inspect
 
-Header = tuple[str, str]
+__all__ = ["Block", "Header", "HeaderDecoder", "HeaderListTooLarge"]
 
 # Blocks longer than this (custom metadata, long error messages) are rarely repeated.
 _CACHE_MAX_BLOCK = 512
 _CACHE_MAX_ENTRIES = 1024
-_cache: dict[tuple[int, bytes], Block] = {}
+#: RFC 7541 appendix A, by index (1-based).
+_STATIC = (("", ""), *((n.decode(), v.decode()) for n, v in HeaderTable.STATIC_TABLE))
+_cache: dict[bytes, Block] = {}
+#: Table size updates (to 0) a block may start with beyond its fields: slack on the bound.
+_SLACK = 64
 
 
 def _integer(value: int, prefix_bits: int, flags: int) -> bytes:
@@ -84,61 +96,81 @@ def user_agent(value: str) -> bytes:
     return literal_indexed_name(_USER_AGENT, value.encode("ascii"))
 
 
-class Block(NamedTuple):
-    """A decoded header block."""
+def _read_int(block: bytes, pos: int, prefix_bits: int) -> tuple[int, int]:
+    limit = (1 << prefix_bits) - 1
+    value = block[pos] & limit
+    pos += 1
+    if value < limit:
+        return value, pos
+    shift = 0
+    while True:
+        byte = block[pos]
+        pos += 1
+        value += (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
 
-    headers: tuple[Header, ...]
-    #: RFC 9113 §6.5.2 size: names and values plus 32 per field.
-    size: int
-    #: An empty or upper-case name (RFC 9113 §8.2.1): the response is malformed.
-    malformed: bool
 
-
-def _block(fields: list[tuple[bytes, bytes]]) -> Block:
-    headers = []
+def list_size(block: bytes) -> int:
+    """RFC 9113 §6.5.2 size of a block this module made (static indices, plain literals)."""
     size = 0
-    malformed = False
-    for raw_name, raw_value in fields:
-        name = raw_name.decode("latin-1")
-        # HTTP/2 allows any bytes in a value; gRPC's are ASCII. Never fail on them.
-        value = raw_value.decode("utf-8", "replace")
-        if not name or name != name.lower():
-            malformed = True
-        size += len(raw_name) + len(raw_value) + 32
-        headers.append((name, value))
-    return Block(tuple(headers), size, malformed)
+    pos = 0
+    end = len(block)
+    while pos < end:
+        first = block[pos]
+        if first & 0x80:
+            index, pos = _read_int(block, pos, 7)
+            name, value = _STATIC[index]
+            size += len(name) + len(value) + 32
+            continue
+        index, pos = _read_int(block, pos, 4)
+        if index:
+            name_length = len(_STATIC[index][0])
+        else:
+            name_length, pos = _read_int(block, pos, 7)
+            pos += name_length
+        value_length, pos = _read_int(block, pos, 7)
+        pos += value_length
+        size += name_length + value_length + 32
+    return size
+
+
+class HeaderListTooLarge(Exception):
+    """The block is over the header-list limit: the stream's problem, not the connection's."""
 
 
 class HeaderDecoder:
-    """One connection's decoder, with blocks cached while its dynamic table stays empty.
+    """One connection's decoder (see the module docstring); ``decode`` is cached.
 
-    With the table empty, decoding a block is a pure function of the table's
-    size limit and the block's bytes; a block that left the table empty is
-    cached under both, so any connection in the same state reuses it.
-
-    Only HPACK errors are connection errors: a block too large or malformed
-    for the bridge is the stream's problem (the caller resets that stream), so
-    the decoder itself takes any size and any bytes and keeps the table in step.
+    HPACK errors are connection errors (``hpack.HPACKError``); a block over
+    ``max_header_list`` raises :class:`HeaderListTooLarge`, which only costs
+    the stream, since without a dynamic table no state is left half-updated.
     """
 
-    __slots__ = ("_decoder",)
+    __slots__ = ("_decoder", "_limit")
 
-    def __init__(self) -> None:
-        self._decoder = Decoder(max_header_list_size=2**31)
+    def __init__(self, max_header_list: int) -> None:
+        decoder = Decoder(max_header_list_size=max_header_list)
+        decoder.header_table_size = 0
+        decoder.max_allowed_table_size = 0
+        self._decoder = decoder
+        self._limit = max_header_list
 
     def decode(self, block: bytes) -> Block:
         """Raises ``hpack.HPACKError`` (a connection error) for a bad block."""
-        table = self._decoder.header_table
-        empty = not table.dynamic_entries
-        key = (table.maxsize, block)
-        if empty:
-            hit = _cache.get(key)
-            if hit is not None:
-                return hit
-        fields = self._decoder.decode(block, raw=True)
-        decoded = _block([(bytes(n), bytes(v)) for n, v in fields])
-        if empty and not table.dynamic_entries and len(block) <= _CACHE_MAX_BLOCK:
+        hit = _cache.get(block)
+        if hit is not None:
+            return hit
+        if len(block) > self._limit + _SLACK:
+            raise HeaderListTooLarge(f"a {len(block)}-byte header block")
+        try:
+            fields = self._decoder.decode(block, raw=True)
+        except OversizedHeaderListError as exc:
+            raise HeaderListTooLarge(str(exc)) from None
+        decoded = inspect([(bytes(n), bytes(v)) for n, v in fields])
+        if len(block) <= _CACHE_MAX_BLOCK:
             if len(_cache) >= _CACHE_MAX_ENTRIES:
                 _cache.clear()
-            _cache[key] = decoded
+            _cache[block] = decoded
         return decoded

@@ -6,10 +6,7 @@ The connection feeds it frames (:meth:`Stream.on_headers`, :meth:`Stream.on_data
 runs on the event loop thread, so a frame that completes a message wakes the
 reader directly, with no hand-off.
 
-The final status follows the gRPC HTTP/2 protocol: ``grpc-status`` and
-``grpc-message`` from the trailers (or from a Trailers-Only response); an HTTP
-status other than 200 without them is mapped as in
-doc/http-grpc-status-mapping.md; a stream reset maps by its error code.
+The final status is read as :mod:`.grpc_status` says.
 
 Flow control is the backpressure for slow HTTP clients, counted in bytes: the
 stream hands window back only for bytes its reader took (:meth:`next_message`,
@@ -17,158 +14,65 @@ stream hands window back only for bytes its reader took (:meth:`next_message`,
 still use stay within the connection's ``stream_buffer_bytes`` (at least the
 stream window). The message being assembled counts as taken, else one larger
 than the budget could never complete; ``max_receive_message_bytes`` bounds it.
+
+Compressed messages are held as they came and inflated by :mod:`.inflate`
+when taken: flow control counts wire bytes, so inflating on arrival would let
+a window of small gzip messages become gigabytes held for a reader that
+stopped. The large ones (over :data:`.inflate.OFF_LOOP_BYTES`) are inflated on
+a worker thread by the awaited path (:meth:`next_message`, :meth:`inflated`);
+:meth:`take`, which never waits, stops before one, so the order is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import struct
-import zlib
 from bisect import bisect_left
 from collections import deque
 from itertools import accumulate
-from typing import TYPE_CHECKING, NamedTuple
-from urllib.parse import unquote
+from typing import Protocol
 
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.h2 import frames
-from grpc_bridge.upstream.h2.hpack_codec import Header
+from grpc_bridge.upstream.h2 import frames, inflate
+from grpc_bridge.upstream.h2.fields import Block, Header
+from grpc_bridge.upstream.h2.grpc_status import (
+    RESET_TO_CODE,
+    Metadata,
+    Status,
+    metadata_of,
+    not_grpc,
+    status_of,
+)
+from grpc_bridge.upstream.h2.inflate import OFF_LOOP_BYTES, Compressed, MessageError
 
-if TYPE_CHECKING:
-    from grpc_bridge.upstream.h2.connection import Connection
-
-Metadata = tuple[tuple[str, str | bytes], ...]
+__all__ = [
+    "MessageError",
+    "Metadata",
+    "Status",
+    "Stream",
+    "StreamOwner",
+    "metadata_of",
+    "wake_all",
+]
 
 #: A gRPC message's prefix: the compressed flag, then the length (big-endian).
 _PREFIX = struct.Struct(">BI").unpack_from
 
-_HTTP_TO_CODE = {
-    400: Code.INTERNAL,
-    401: Code.UNAUTHENTICATED,
-    403: Code.PERMISSION_DENIED,
-    404: Code.UNIMPLEMENTED,
-    429: Code.UNAVAILABLE,
-    502: Code.UNAVAILABLE,
-    503: Code.UNAVAILABLE,
-    504: Code.UNAVAILABLE,
-}
 
-_RESET_TO_CODE = {
-    frames.NO_ERROR: Code.INTERNAL,
-    frames.REFUSED_STREAM: Code.UNAVAILABLE,
-    frames.CANCEL: Code.CANCELLED,
-    frames.ENHANCE_YOUR_CALM: Code.RESOURCE_EXHAUSTED,
-    frames.INADEQUATE_SECURITY: Code.PERMISSION_DENIED,
-}
+class StreamOwner(Protocol):
+    """What a stream needs of its connection (the connection imports this module, not back)."""
 
-# Headers that describe the transport, not the application: never handed on as metadata.
-_RESERVED = frozenset(
-    {
-        "content-type",
-        "grpc-status",
-        "grpc-message",
-        "grpc-encoding",
-        "grpc-accept-encoding",
-        "te",
-        "content-length",
-    }
-)
+    loop: asyncio.AbstractEventLoop
+    stream_window: int
+    #: Bytes of unread messages a stream holds before it stops granting window.
+    stream_buffer_bytes: int
+    max_receive_message_bytes: int
 
+    def reset(self, stream: Stream, code: int, status: Status | None = None) -> None: ...
 
-class Status(NamedTuple):
-    code: int
-    message: str
-    details_bin: bytes | None = None
-    #: The upstream never saw the request (GOAWAY above it, REFUSED_STREAM, no
-    #: connection): safe to send again whatever the method does.
-    unprocessed: bool = False
+    def grant(self, stream: Stream, increment: int) -> None: ...
 
-
-def metadata_of(headers: tuple[Header, ...]) -> Metadata:
-    """Application metadata of a header block; ``-bin`` values base64-decoded to bytes."""
-    out: list[tuple[str, str | bytes]] = []
-    for name, value in headers:
-        if name.startswith(":") or name in _RESERVED:
-            continue
-        if name.endswith("-bin"):
-            try:
-                out.append((name, base64.b64decode(value + "=" * (-len(value) % 4))))
-            except (binascii.Error, ValueError):
-                continue
-        else:
-            out.append((name, value))
-    return tuple(out)
-
-
-def _status_of(headers: tuple[Header, ...], http_status: str | None) -> Status:
-    grpc_status = message = details = None
-    for name, value in headers:
-        if name == "grpc-status":
-            grpc_status = value
-        elif name == "grpc-message":
-            message = value
-        elif name == "grpc-status-details-bin":
-            details = value
-    if grpc_status is None:
-        if http_status is not None and http_status != "200":
-            return Status(
-                _HTTP_TO_CODE.get(int(http_status) if http_status.isdigit() else 0, Code.UNKNOWN),
-                f"upstream answered HTTP status {http_status} without a gRPC status",
-            )
-        return Status(Code.UNKNOWN, "upstream ended the call without a grpc-status")
-    try:
-        code: int = int(grpc_status)
-    except ValueError:
-        return Status(Code.UNKNOWN, f"upstream sent an invalid grpc-status {grpc_status!r}")
-    if not 0 <= code <= 16:
-        code = Code.UNKNOWN
-    details_bin = None
-    if details is not None:
-        try:
-            details_bin = base64.b64decode(details + "=" * (-len(details) % 4))
-        except (binascii.Error, ValueError):
-            details_bin = None
-    return Status(code, unquote(message, errors="replace") if message else "", details_bin)
-
-
-class _TooBig(Exception):
-    pass
-
-
-class MessageError(Exception):
-    """A received message that cannot be handed on (it does not inflate, or inflates too far)."""
-
-    def __init__(self, status: Status) -> None:
-        super().__init__(status.message)
-        self.status = status
-
-
-class _Compressed(bytes):
-    """A message received with the compressed flag, kept as it came until it is taken.
-
-    Inflating on arrival would let a window of small compressed messages become
-    gigabytes held for a reader that stopped: flow control counts wire bytes.
-    """
-
-    __slots__ = ()
-
-
-def _decompress(encoding: str | None, data: bytes, limit: int) -> bytes:
-    """The message inflated, never past ``limit`` bytes (a small message can inflate to GBs)."""
-    if encoding == "gzip":
-        inflater = zlib.decompressobj(wbits=31)
-    elif encoding == "deflate":
-        inflater = zlib.decompressobj()
-    else:
-        raise ValueError(f"compressed message with unsupported grpc-encoding {encoding!r}")
-    out = inflater.decompress(data, limit + 1)
-    if len(out) > limit:
-        raise _TooBig(len(out))
-    if not inflater.eof or inflater.unused_data:
-        raise ValueError("truncated or trailing data in a compressed message")
-    return out
+    def forget(self, stream: Stream) -> None: ...
 
 
 def wake_all(waiters: list[asyncio.Future[None]]) -> None:
@@ -188,6 +92,7 @@ class Stream:
         "_encoding",
         "_grant_at",
         "_held",
+        "_inflating",
         "_max_receive",
         "_recv_unacked",
         "_waiters",
@@ -204,7 +109,7 @@ class Stream:
         "trailers",
     )
 
-    def __init__(self, connection: Connection, stream_id: int, send_window: int) -> None:
+    def __init__(self, connection: StreamOwner, stream_id: int, send_window: int) -> None:
         self.connection = connection
         self.id = stream_id
         self.send_window = send_window
@@ -219,6 +124,8 @@ class Stream:
         self.pending: deque[memoryview] = deque()
         self.pending_end = False
         self._buffer = bytearray()
+        #: A taken message is being inflated on a worker thread: the ones after it wait.
+        self._inflating = False
         self._encoding: str | None = None
         self._max_receive = connection.max_receive_message_bytes
         #: Bytes received since the last WINDOW_UPDATE: the upstream's window
@@ -239,23 +146,36 @@ class Stream:
 
     # -- fed by the connection ---------------------------------------------------
 
-    def on_headers(self, headers: tuple[Header, ...], end_stream: bool) -> None:
+    def on_headers(self, block: Block, end_stream: bool) -> None:
         if self.status is not None:
             return
-        http_status = None
-        for name, value in headers:
-            if name == ":status":
-                http_status = value
-                break
+        problem = block.problem
+        http_status = block.status
+        if problem is None and self.headers is None:
+            if http_status is None:
+                problem = "upstream sent a response without :status"
+            elif http_status[0] == "1" and len(http_status) == 3:
+                # RFC 9113 §8.1: informational blocks may come first (never 101, never last).
+                if http_status == "101" or end_stream:
+                    problem = f"upstream sent an invalid informational response {http_status}"
+                else:
+                    return
+        elif problem is None and http_status is not None:
+            problem = "upstream sent a pseudo-header in trailers"
+        if problem is not None:
+            self.connection.reset(self, frames.PROTOCOL_ERROR, Status(Code.INTERNAL, problem))
+            return
+        headers = block.headers
         if self.headers is None and not end_stream:
             if http_status != "200":
                 # Not a gRPC response (a proxy's error page): no trailers will follow.
-                self.connection.reset(self, frames.CANCEL, _status_of((), http_status))
+                self.connection.reset(self, frames.CANCEL, status_of((), http_status))
+                return
+            if not block.grpc:
+                self.connection.reset(self, frames.CANCEL, not_grpc(block))
                 return
             self.headers = headers
-            for name, value in headers:
-                if name == "grpc-encoding":
-                    self._encoding = value
+            self._encoding = block.encoding
             self._wake()
             return
         if not end_stream:
@@ -268,11 +188,14 @@ class Stream:
         self.trailers = headers
         self.remote_closed = True
         if self.headers is None:
-            self._finish(_status_of(headers, http_status))
+            if block.content_type is not None and not block.grpc:
+                self._finish(not_grpc(block))
+            else:
+                self._finish(status_of(headers, http_status))
         elif self._buffer:
             self._finish(Status(Code.INTERNAL, "upstream ended the call inside a message"))
         else:
-            self._finish(_status_of(headers, None))
+            self._finish(status_of(headers, None))
 
     def on_data(self, payload: bytes, end_stream: bool, flow_length: int) -> None:
         if self.status is not None:
@@ -316,7 +239,9 @@ class Stream:
         """
         pos = 0
         end = len(data)
-        append = self.messages.append
+        messages = self.messages
+        append = messages.append
+        had = len(messages)
         while end - pos >= 5:
             flag, length = _PREFIX(data, pos)
             if length > self._max_receive:
@@ -336,10 +261,11 @@ class Stream:
             pos = start + length
             message = bytes(data[start:pos])  # no copy when data is bytes
             if flag:
-                message = _Compressed(message)
+                message = Compressed(message)
                 self._compressed += 1
             append(message)
-            self._held += len(message)
+        # What the new messages hold: the bytes parsed less their 5-byte prefixes.
+        self._held += pos - 5 * (len(messages) - had)
         if isinstance(data, bytearray):
             del data[:pos]
             return 0
@@ -350,7 +276,7 @@ class Stream:
         if self.status is None:
             self._finish(
                 Status(
-                    _RESET_TO_CODE.get(code, Code.INTERNAL),
+                    RESET_TO_CODE.get(code, Code.INTERNAL),
                     f"upstream reset the stream (HTTP/2 error code {code})",
                     unprocessed=code == frames.REFUSED_STREAM,
                 )
@@ -394,30 +320,33 @@ class Stream:
         await waiter
 
     async def next_message(self) -> bytes | None:
-        """The next whole message; None once the call ended (read ``status`` then)."""
+        """The next whole message, inflated; None once the call ended (read ``status`` then)."""
         while True:
-            if self.messages:
-                message = self.messages.popleft()
-                self._held -= len(message)
-                self._consumed()
-                if type(message) is _Compressed:
+            if not self._inflating:
+                if self.messages:
+                    message = self.messages.popleft()
+                    self._held -= len(message)
+                    self._consumed()
+                    if type(message) is not Compressed:
+                        return message
                     self._compressed -= 1
                     try:
-                        message = self.inflate(message)
+                        return await self.inflated(message)
                     except MessageError as exc:
                         self._bad_message(exc.status)
                         return None
-                return message
-            if self.status is not None:
-                return None
+                if self.status is not None:
+                    return None
             await self._wait()
 
     def take(self, limit: int, max_bytes: int) -> list[bytes]:
-        """Whole messages already received, without waiting: up to ``limit`` of them,
-        stopping once ``max_bytes`` are taken (at least one if any is there)."""
+        """Whole messages already received, inflated, without waiting: up to ``limit``
+        of them, stopping once ``max_bytes`` are taken (at least one if any is there)
+        and before a compressed one too large to inflate on the loop (for
+        :meth:`next_message`, which awaits a worker thread)."""
         messages = self.messages
         count = min(limit, len(messages))
-        if not count:
+        if not count or self._inflating:
             return []
         # Whole batches at C speed: this runs once per batch of a stream's messages.
         popleft = messages.popleft
@@ -426,24 +355,47 @@ class Stream:
         if size > max_bytes and count > 1:
             cut = bisect_left(list(accumulate(map(len, taken))), max_bytes) + 1
             if cut < count:
-                rest = taken[cut:]
-                del taken[cut:]
-                messages.extendleft(reversed(rest))
-                size -= sum(map(len, rest))
-        self._held -= size
-        self._consumed()
+                size -= self._put_back(taken, cut)
         if self._compressed:
             for index, message in enumerate(taken):
-                if type(message) is not _Compressed:
+                if type(message) is not Compressed:
                     continue
+                if len(message) > OFF_LOOP_BYTES:
+                    size -= self._put_back(taken, index)
+                    break
                 self._compressed -= 1
                 try:
                     taken[index] = self.inflate(message)
                 except MessageError as exc:
                     del taken[index:]
                     self._bad_message(exc.status)
-                    break
+                    return taken
+        self._held -= size
+        self._consumed()
         return taken
+
+    def _put_back(self, taken: list[bytes], index: int) -> int:
+        """Return ``taken[index:]`` to the front of ``messages``; their size in bytes."""
+        rest = taken[index:]
+        del taken[index:]
+        self.messages.extendleft(reversed(rest))
+        return sum(map(len, rest))
+
+    async def inflated(self, message: bytes) -> bytes:
+        """:meth:`inflate`, on a worker thread for a large message (milliseconds of CPU).
+
+        Raises :class:`MessageError` as :meth:`inflate` does.
+        """
+        if type(message) is not Compressed or len(message) <= OFF_LOOP_BYTES:
+            return self.inflate(message)
+        self._inflating = True
+        try:
+            return await self.connection.loop.run_in_executor(
+                None, inflate.message, self._encoding, message, self._max_receive
+            )
+        finally:
+            self._inflating = False
+            self._wake()
 
     def inflate(self, message: bytes) -> bytes:
         """``message`` as the reader needs it: inflated if it came compressed.
@@ -451,28 +403,18 @@ class Stream:
         Raises :class:`MessageError` when it does not inflate, or inflates past
         max_receive_message_bytes (a small message can inflate to GBs).
         """
-        if type(message) is not _Compressed:
+        if type(message) is not Compressed:
             return message
-        try:
-            return _decompress(self._encoding, message, self._max_receive)
-        except _TooBig:
-            raise MessageError(
-                Status(
-                    Code.RESOURCE_EXHAUSTED,
-                    "upstream sent a compressed message that inflates past "
-                    f"max_receive_message_bytes ({self._max_receive})",
-                )
-            ) from None
-        except (ValueError, OSError, EOFError, zlib.error) as exc:
-            raise MessageError(
-                Status(Code.INTERNAL, f"cannot decompress a message: {exc}")
-            ) from exc
+        return inflate.message(self._encoding, message, self._max_receive)
 
     def _bad_message(self, status: Status) -> None:
         # The messages after it are never handed on: the call ends with its status.
         self.messages.clear()
         self._held = self._compressed = 0
         self.connection.reset(self, frames.CANCEL, status)
+        if self.status is not None and self.status.code == Code.OK:
+            # The upstream ended the call before this message was taken: not OK after all.
+            self.status = status
 
     def give_back(self, messages: list[bytes]) -> None:
         """Put messages :meth:`take` returned back in front, for :meth:`next_message`."""

@@ -1,0 +1,185 @@
+"""The streams of an HTTP/2 client connection and what it sends on them, without I/O.
+
+The base of :class:`~.state.H2State`: the stream registry, stream ids, the
+send side of flow control (request bytes wait in ``Stream.pending`` for
+window) and the peer's settings that shape what we write. Output goes
+through :meth:`Outbound._emit`; the asyncio protocol puts it on the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from grpc_bridge.status import Code
+from grpc_bridge.upstream.h2 import frames, hpack_codec
+from grpc_bridge.upstream.h2.stream import Status, Stream
+
+#: Our receive window per stream: big enough that a LAN upstream never waits on it.
+STREAM_WINDOW = 4 * 1024 * 1024
+
+
+class HeadersTooLarge(Exception):
+    """A request's header block is over the upstream's SETTINGS_MAX_HEADER_LIST_SIZE."""
+
+
+class Outbound:
+    """See the module docstring. Subclasses provide ``_emit`` and the wake-up hooks."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_receive_message_bytes: int,
+        stream_buffer_bytes: int = STREAM_WINDOW,
+    ) -> None:
+        self.loop = loop
+        self.max_receive_message_bytes = max_receive_message_bytes
+        #: Bytes of unread messages a stream holds before it stops granting window.
+        self.stream_buffer_bytes = stream_buffer_bytes
+        #: The receive window each stream starts with (our SETTINGS_INITIAL_WINDOW_SIZE).
+        self.stream_window = STREAM_WINDOW
+        self.streams: dict[int, Stream] = {}
+        self._next_id = 1
+        #: Streams with request bytes waiting for window.
+        self._blocked: dict[int, Stream] = {}
+        # Peer settings, and the connection's send window.
+        self._max_frame = frames.DEFAULT_MAX_FRAME
+        self._initial_window = frames.DEFAULT_WINDOW
+        self.max_concurrent = 2**31
+        self.peer_max_header_list = 2**32
+        self._send_window = frames.DEFAULT_WINDOW
+
+    # -- hooks of the I/O side -------------------------------------------------------
+
+    def _emit(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _wake_writers(self, *, force: bool = False) -> None:
+        """Request writers may proceed (window opened or their stream ended)."""
+
+    def _wake_slots(self) -> None:
+        """A stream slot may have opened (a stream ended, MAX_CONCURRENT_STREAMS rose)."""
+
+    def _on_stream_gone(self) -> None:
+        """A stream left the registry (a draining connection may close now)."""
+
+    # -- streams ---------------------------------------------------------------------
+
+    def new_stream(self, block: bytes, data: bytes | None, end_stream: bool) -> Stream:
+        """Start a stream with a header block and, optionally, its first DATA.
+
+        Raises :class:`HeadersTooLarge` when ``block`` is over the peer's limit.
+        """
+        limit = self.peer_max_header_list
+        # Each field is at least one byte and counts 32 more: only a big block needs the sum.
+        if len(block) * 33 > limit and (size := hpack_codec.list_size(block)) > limit:
+            raise HeadersTooLarge(
+                f"request headers of {size} bytes are over the upstream's "
+                f"SETTINGS_MAX_HEADER_LIST_SIZE ({limit})"
+            )
+        stream_id = self._next_id
+        self._next_id += 2
+        stream = Stream(self, stream_id, self._initial_window)
+        self.streams[stream_id] = stream
+        headers_end = end_stream and data is None
+        out = frames.header_frames(stream_id, block, headers_end, self._max_frame)
+        if headers_end:
+            stream.local_closed = True
+            self._emit(out)
+            return stream
+        if data is not None:
+            size = len(data)
+            if size <= stream.send_window and size <= self._send_window and size <= self._max_frame:
+                # The usual unary request: HEADERS and DATA in one write.
+                stream.send_window -= size
+                self._send_window -= size
+                out += frames.frame_header(
+                    frames.DATA, frames.END_STREAM if end_stream else 0, stream_id, size
+                )
+                self._emit(out + data)
+                stream.local_closed = end_stream
+                return stream
+            self._emit(out)
+            self.queue(stream, data, end_stream)
+        else:
+            self._emit(out)
+        return stream
+
+    def queue(self, stream: Stream, data: bytes, end_stream: bool) -> None:
+        if data:
+            stream.pending.append(memoryview(data))
+        stream.pending_end = stream.pending_end or end_stream
+        self._flush(stream)
+
+    def _flush(self, stream: Stream) -> None:
+        if stream.local_closed:
+            return
+        pending = stream.pending
+        out: list[bytes] = []
+        while pending:
+            room = min(stream.send_window, self._send_window, self._max_frame)
+            if room <= 0:
+                self._blocked[stream.id] = stream
+                break
+            chunk = pending[0]
+            if len(chunk) <= room:
+                pending.popleft()
+            else:
+                pending[0] = chunk[room:]
+                chunk = chunk[:room]
+            size = len(chunk)
+            stream.send_window -= size
+            self._send_window -= size
+            last = not pending and stream.pending_end
+            out.append(
+                frames.frame_header(frames.DATA, frames.END_STREAM if last else 0, stream.id, size)
+            )
+            out.append(bytes(chunk))
+            if last:
+                stream.local_closed = True
+        if not pending:
+            self._blocked.pop(stream.id, None)
+            if stream.pending_end and not stream.local_closed:
+                out.append(frames.frame(frames.DATA, frames.END_STREAM, stream.id))
+                stream.local_closed = True
+        if out:
+            self._emit(b"".join(out))
+        if not pending:
+            self._wake_writers()
+
+    def _flush_blocked(self) -> None:
+        for stream in list(self._blocked.values()):
+            self._flush(stream)
+
+    def grant(self, stream: Stream, increment: int) -> None:
+        if stream.id in self.streams:
+            self._emit(frames.window_update(stream.id, increment))
+
+    def reset(self, stream: Stream, code: int, status: Status | None = None) -> None:
+        """Ends ``stream`` now: RST_STREAM unless both sides already ended it, then ``status``."""
+        if stream.id in self.streams and not (stream.local_closed and stream.remote_closed):
+            self._emit(frames.rst_stream(stream.id, code))
+        stream.local_closed = stream.remote_closed = True
+        stream.fail(status or Status(Code.CANCELLED, "call cancelled"))
+        self.forget(stream)
+
+    def forget(self, stream: Stream) -> None:
+        """The stream is over on our side: it no longer counts against concurrency."""
+        if self.streams.pop(stream.id, None) is None:
+            return
+        self._blocked.pop(stream.id, None)
+        if not (stream.local_closed and stream.remote_closed):
+            # NO_ERROR: the upstream answered before we finished sending (it
+            # must not wait for the rest); CANCEL: we gave up on the call.
+            code = frames.NO_ERROR if stream.remote_closed else frames.CANCEL
+            self._emit(frames.rst_stream(stream.id, code))
+        stream.local_closed = stream.remote_closed = True
+        self._wake_slots()
+        self._wake_writers(force=True)
+        self._on_stream_gone()
+
+    def fail_all(self, status: Status) -> None:
+        streams = list(self.streams.values())
+        self.streams.clear()
+        self._blocked.clear()
+        for stream in streams:
+            stream.fail(status)

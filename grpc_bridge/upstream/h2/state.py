@@ -1,0 +1,378 @@
+"""The HTTP/2 client's state machine, without I/O: frames in, frames out (RFC 9113).
+
+Fed bytes (:meth:`H2State.receive`), it parses and checks frames, keeps the
+stream registry, both directions of flow control and both sides' settings,
+and drives the streams (:mod:`.stream`). What it writes goes through
+:meth:`H2State._emit`; the asyncio protocol (:mod:`.connection`) gathers
+that into the socket, decides when to read and keeps the timers. A
+connection error is raised as :class:`ConnectionError_` for the protocol to
+turn into a GOAWAY.
+
+Only what a gRPC client needs: client-initiated streams, HEADERS and
+CONTINUATION, DATA with flow control both ways, SETTINGS, PING, RST_STREAM,
+WINDOW_UPDATE and GOAWAY. No server push, no priorities.
+
+Flow control: the connection-level receive window is replenished as data
+arrives (one slow stream must not stall the others); a stream's window is
+replenished only as its reader takes bytes, within ``stream_buffer_bytes``
+(:mod:`.stream`), so an HTTP client that stops reading makes the upstream wait
+rather than the bridge buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from grpc_bridge.status import Code
+from grpc_bridge.upstream.h2 import frames
+from grpc_bridge.upstream.h2.guard import MAX_CONTINUATIONS, Flood, FloodGuard
+from grpc_bridge.upstream.h2.hpack_codec import HeaderDecoder, HeaderListTooLarge
+from grpc_bridge.upstream.h2.outbound import STREAM_WINDOW, Outbound
+from grpc_bridge.upstream.h2.stream import Status, Stream
+
+#: Our connection receive window: big enough that a LAN upstream never waits on it.
+CONNECTION_WINDOW = 16 * 1024 * 1024
+#: Largest DATA/HEADERS frame we take (fewer frames to parse than the 16 KiB default).
+MAX_FRAME = 1024 * 1024
+MAX_HEADER_LIST = 64 * 1024
+#: Header-block bytes kept while CONTINUATIONs arrive: past this it is over the limit anyway.
+_BLOCK_KEEP = MAX_HEADER_LIST + 1024
+#: Frames handled per :meth:`H2State.receive` call: the rest waits for the next slice.
+FRAMES_PER_SLICE = 256
+#: Entries one SETTINGS frame may hold (a server sends a handful; nghttp2 allows 32).
+_MAX_SETTINGS = 64
+
+_U32 = frames.u32
+_HEADER_UNPACK = frames.HEADER.unpack_from
+_CONTINUATION = frames.CONTINUATION
+
+OUR_SETTINGS = {
+    frames.SETTINGS_HEADER_TABLE_SIZE: 0,
+    frames.SETTINGS_ENABLE_PUSH: 0,
+    frames.SETTINGS_INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+    frames.SETTINGS_MAX_FRAME_SIZE: MAX_FRAME,
+    frames.SETTINGS_MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
+}
+#: What a connection starts with: the preface, our SETTINGS, the connection window.
+OPENING = (
+    frames.PREFACE
+    + frames.settings(OUR_SETTINGS)
+    + frames.window_update(0, CONNECTION_WINDOW - frames.DEFAULT_WINDOW)
+)
+
+
+class ConnectionError_(Exception):  # not the builtin ConnectionError, an OSError
+    """A connection error (RFC 9113 §5.4.1): ``code`` goes in the GOAWAY."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+
+
+def _protocol(why: str) -> ConnectionError_:
+    return ConnectionError_(frames.PROTOCOL_ERROR, why)
+
+
+def _size(why: str) -> ConnectionError_:
+    return ConnectionError_(frames.FRAME_SIZE_ERROR, why)
+
+
+class H2State(Outbound):
+    """See the module docstring. Subclasses provide ``_emit`` and the hooks."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_receive_message_bytes: int,
+        stream_buffer_bytes: int = STREAM_WINDOW,
+    ) -> None:
+        super().__init__(loop, max_receive_message_bytes, stream_buffer_bytes)
+        #: No new streams (GOAWAY received or sent, or closed).
+        self.draining = False
+        #: The peer acknowledged our SETTINGS.
+        self.settings_acked = False
+        self.got_settings = False
+        #: The last :meth:`receive` stopped at its budget with whole frames left.
+        self.slice_full = False
+        self.guard = FloodGuard()
+        self._decoder = HeaderDecoder(MAX_HEADER_LIST)
+        # Receive side: bytes taken since our last connection WINDOW_UPDATE.
+        self._recv_unacked = 0
+        #: A header block in CONTINUATIONs: stream id, HEADERS flags, bytes, frame count.
+        self._continuing: tuple[int, int, bytearray, int] | None = None
+        self._handlers: dict[int, Callable[[int, int, int, bytes], None]] = {
+            frames.DATA: self._data,
+            frames.HEADERS: self._headers,
+            frames.CONTINUATION: self._continuation,
+            frames.SETTINGS: self._settings,
+            frames.WINDOW_UPDATE: self._window_update,
+            frames.PING: self._ping,
+            frames.RST_STREAM: self._rst_stream,
+            frames.GOAWAY: self._goaway_frame,
+            frames.PRIORITY: self._priority,
+            frames.PUSH_PROMISE: self._push_promise,
+        }
+
+    # -- hooks of the I/O side -------------------------------------------------------
+
+    def _on_goaway(self, why: str, code: int, debug: bytes) -> None:
+        """The peer sent GOAWAY: stop taking streams."""
+
+    # -- receiving -------------------------------------------------------------------
+
+    def receive(self, view: bytes | bytearray, pos: int, end: int) -> int:
+        """Handle the whole frames of ``view[pos:end]``, up to a slice; returns where it stopped.
+
+        Raises :class:`ConnectionError_` for a connection error.
+        """
+        handlers = self._handlers
+        budget = FRAMES_PER_SLICE
+        if not self.got_settings and end - pos >= 9 and view[pos + 3] != frames.SETTINGS:
+            # RFC 9113 §3.4: a server's first frame is SETTINGS.
+            sample = bytes(view[pos : pos + 24])
+            raise _protocol(f"upstream does not speak HTTP/2 (it sent {sample!r})")
+        try:
+            while end - pos >= 9 and budget:
+                high, low, kind, flags, stream_id = _HEADER_UNPACK(view, pos)
+                length = (high << 16) | low
+                if length > MAX_FRAME:
+                    raise _size(f"upstream sent a {length}-byte frame")
+                if end - pos - 9 < length:
+                    break
+                payload = bytes(view[pos + 9 : pos + 9 + length])
+                pos += 9 + length
+                budget -= 1
+                if self._continuing is not None and kind != _CONTINUATION:
+                    raise _protocol("upstream interrupted a header block")
+                handler = handlers.get(kind)
+                if handler is not None:
+                    handler(flags, stream_id & 0x7FFFFFFF, length, payload)
+                else:
+                    self.guard.cheap("unknown-type")  # ignored (RFC 9113 §5.5), but not free
+        except Flood as exc:
+            raise ConnectionError_(frames.ENHANCE_YOUR_CALM, str(exc)) from None
+        self.slice_full = not budget and end - pos >= 9
+        if self._recv_unacked >= CONNECTION_WINDOW // 4:
+            increment, self._recv_unacked = self._recv_unacked, 0
+            self._emit(frames.window_update(0, increment))
+        return pos
+
+    def _stream_of(self, stream_id: int, what: str) -> Stream | None:
+        """The open stream ``stream_id``; None for one already closed; raises for any other."""
+        stream = self.streams.get(stream_id)
+        if stream is not None:
+            return stream
+        if stream_id == 0:
+            raise _protocol(f"upstream sent {what} on stream 0")
+        if not stream_id & 1:
+            raise _protocol(f"upstream sent {what} on stream {stream_id}, which it cannot open")
+        if stream_id >= self._next_id:
+            raise _protocol(f"upstream sent {what} on stream {stream_id}, which is idle")
+        return None
+
+    def _data(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
+        stream = self.streams.get(stream_id) or self._stream_of(stream_id, "DATA")
+        self._recv_unacked += length
+        if self._recv_unacked > CONNECTION_WINDOW:
+            raise ConnectionError_(
+                frames.FLOW_CONTROL_ERROR, "upstream sent more data than the connection window"
+            )
+        body = frames.unpad(payload, flags)
+        if body is None:
+            raise _protocol("upstream sent DATA with bad padding")
+        end_stream = bool(flags & frames.END_STREAM)
+        if not body and not end_stream:
+            self.guard.cheap("empty DATA")
+        if stream is not None:
+            stream.on_data(body, end_stream, length)
+
+    def _headers(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
+        stream = self.streams.get(stream_id) or self._stream_of(stream_id, "HEADERS")
+        block = frames.unpad(payload, flags)
+        if block is None:
+            raise _protocol("upstream sent HEADERS with bad padding")
+        if flags & frames.PRIORITY_FLAG:
+            if len(block) < 5:
+                raise _size("upstream sent HEADERS too short for its priority fields")
+            block = block[5:]
+        if not flags & frames.END_HEADERS:
+            if not block:
+                self.guard.cheap("empty HEADERS")
+            self._continuing = (stream_id, flags, bytearray(block[:_BLOCK_KEEP]), 0)
+            return
+        if stream is not None:
+            # Without a dynamic table no HPACK state follows a block: a closed
+            # stream's need not be decoded.
+            self._header_block(stream, flags, block)
+
+    def _continuation(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
+        continuing = self._continuing
+        if continuing is None or continuing[0] != stream_id:
+            raise _protocol("upstream sent an unexpected CONTINUATION")
+        _, first_flags, block, count = continuing
+        if count >= MAX_CONTINUATIONS:
+            raise Flood(
+                f"upstream flooded a header block with over {MAX_CONTINUATIONS} CONTINUATION frames"
+            )
+        if not payload and not flags & frames.END_HEADERS:
+            self.guard.cheap("empty CONTINUATION")
+        if len(block) < _BLOCK_KEEP:
+            block += payload[: _BLOCK_KEEP - len(block)]
+        if flags & frames.END_HEADERS:
+            self._continuing = None
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                self._header_block(stream, first_flags, bytes(block))
+        else:
+            self._continuing = (stream_id, first_flags, block, count + 1)
+
+    def _header_block(self, stream: Stream, flags: int, block: bytes) -> None:
+        try:
+            decoded = self._decoder.decode(block)
+        except HeaderListTooLarge:
+            status = Status(
+                Code.RESOURCE_EXHAUSTED,
+                f"upstream sent a header list over {MAX_HEADER_LIST} bytes",
+            )
+            self.reset(stream, frames.CANCEL, status)
+            return
+        informational = decoded.status
+        if informational is not None and informational[0] == "1":
+            self.guard.cheap("informational HEADERS")  # allowed, but they carry nothing
+        stream.on_headers(decoded, bool(flags & frames.END_STREAM))
+
+    def _settings(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
+        if stream_id:
+            raise _protocol("upstream sent SETTINGS on a stream")
+        if flags & frames.ACK:
+            if payload:
+                raise _size("upstream sent a SETTINGS ACK with a payload")
+            self.guard.cheap("SETTINGS ACK")  # we sent one SETTINGS: the rest are free
+            self.settings_acked = True
+            return
+        if length % 6:
+            raise _size("upstream sent a SETTINGS frame of a bad length")
+        if length > 6 * _MAX_SETTINGS:
+            raise Flood(f"upstream sent over {_MAX_SETTINGS} settings in one frame")
+        if self.got_settings:
+            self.guard.cheap("SETTINGS")
+        for key, value in frames.parse_settings(payload):
+            self._setting(key, value)
+        self._emit(frames.SETTINGS_ACK)
+        self._acked()
+        if not self.got_settings:
+            self.got_settings = True
+            self._on_ready()
+        self._flush_blocked()
+        self._wake_slots()
+
+    def _setting(self, key: int, value: int) -> None:
+        if key == frames.SETTINGS_INITIAL_WINDOW_SIZE:
+            if value > frames.MAX_WINDOW:
+                raise ConnectionError_(
+                    frames.FLOW_CONTROL_ERROR, "upstream sent an initial window over 2^31-1"
+                )
+            delta = value - self._initial_window
+            self._initial_window = value
+            for stream in self.streams.values():
+                stream.send_window += delta
+                if stream.send_window > frames.MAX_WINDOW:
+                    raise ConnectionError_(
+                        frames.FLOW_CONTROL_ERROR, "upstream's new initial window overflows 2^31-1"
+                    )
+        elif key == frames.SETTINGS_MAX_FRAME_SIZE:
+            if not frames.DEFAULT_MAX_FRAME <= value <= 2**24 - 1:
+                raise _protocol("upstream sent an invalid max frame size")
+            self._max_frame = value
+        elif key == frames.SETTINGS_MAX_CONCURRENT_STREAMS:
+            self.max_concurrent = value
+        elif key == frames.SETTINGS_ENABLE_PUSH:
+            if value != 0:
+                raise _protocol(f"upstream sent SETTINGS_ENABLE_PUSH={value}: a server cannot push")
+        elif key == frames.SETTINGS_MAX_HEADER_LIST_SIZE:
+            self.peer_max_header_list = value
+
+    def _on_ready(self) -> None:
+        """The peer's first SETTINGS arrived: streams may start."""
+
+    def _acked(self) -> None:
+        """An ACK was emitted (the protocol counts the ones the socket has not taken)."""
+
+    def _ping(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
+        if stream_id:
+            raise _protocol("upstream sent PING on a stream")
+        if length != 8:
+            raise _size("upstream sent a PING that is not 8 bytes")
+        if flags & frames.ACK:
+            # Ours are one per keepalive interval (any read counts as the answer).
+            self.guard.cheap("PING ACK")
+            return
+        self.guard.cheap("PING")
+        self._emit(frames.ping(payload, ack=True))
+        self._acked()
+
+    def _rst_stream(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
+        if length != 4:
+            raise _size("upstream sent an RST_STREAM that is not 4 bytes")
+        stream = self._stream_of(stream_id, "RST_STREAM")
+        if stream is None:
+            self.guard.cheap("RST_STREAM")
+            return
+        stream.on_reset(_U32(payload))
+
+    def _priority(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
+        if stream_id == 0:
+            raise _protocol("upstream sent PRIORITY on stream 0")
+        self.guard.cheap("PRIORITY")
+        if length != 5:
+            # RFC 9113 §6.3: a stream error FRAME_SIZE_ERROR.
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                status = Status(Code.INTERNAL, "upstream sent a PRIORITY that is not 5 bytes")
+                self.reset(stream, frames.FRAME_SIZE_ERROR, status)
+
+    def _push_promise(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
+        raise _protocol("upstream sent PUSH_PROMISE though push is disabled")
+
+    def _window_update(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
+        if length != 4:
+            raise _size("upstream sent a WINDOW_UPDATE that is not 4 bytes")
+        increment = _U32(payload) & 0x7FFFFFFF
+        if stream_id == 0:
+            if increment == 0:
+                raise _protocol("upstream sent a connection WINDOW_UPDATE of 0")
+            self._send_window += increment
+            if self._send_window > frames.MAX_WINDOW:
+                raise ConnectionError_(
+                    frames.FLOW_CONTROL_ERROR, "upstream overflowed the connection window"
+                )
+        else:
+            stream = self._stream_of(stream_id, "WINDOW_UPDATE")
+            if stream is None:
+                self.guard.cheap("WINDOW_UPDATE")
+                return
+            if increment == 0:
+                status = Status(Code.INTERNAL, "upstream sent a stream WINDOW_UPDATE of 0")
+                self.reset(stream, frames.PROTOCOL_ERROR, status)
+                return
+            stream.send_window += increment
+            if stream.send_window > frames.MAX_WINDOW:
+                status = Status(Code.INTERNAL, "upstream overflowed the stream's window")
+                self.reset(stream, frames.FLOW_CONTROL_ERROR, status)
+                return
+        self._flush_blocked()
+
+    def _goaway_frame(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
+        if stream_id:
+            raise _protocol("upstream sent GOAWAY on a stream")
+        if length < 8:
+            raise _size("upstream sent a GOAWAY shorter than 8 bytes")
+        last = _U32(payload) & 0x7FFFFFFF
+        code = _U32(payload, 4)
+        debug = payload[8:]
+        text = debug[:256].decode("utf-8", "replace")
+        why = f"upstream sent GOAWAY (HTTP/2 error code {code}{': ' + text if text else ''})"
+        self._on_goaway(why, code, debug)
+        for stream in [s for i, s in self.streams.items() if i > last]:
+            stream.fail(Status(Code.UNAVAILABLE, why, unprocessed=True))
