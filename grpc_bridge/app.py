@@ -148,7 +148,6 @@ async def start(
         lambda upstream, ok: refreshes.labels(upstream, "success" if ok else "failure").inc()
     )
     metrics.watch_upstreams(bridge.channel_summary)
-    await bridge.start()
     proxy_app = build_proxy_app(bridge, () if tracing is None else (tracing.middleware(),))
     proxy_app[METRICS] = metrics
     # Requests aiohttp's parser refuses get the Status body too, logged and counted.
@@ -201,12 +200,15 @@ async def start(
         admin_site = web.TCPSite(admin_runner, admin.host, admin.port)
         await start_site(admin_site, "the admin endpoints (admin.port)", admin.host, admin.port)
     except OSError:
+        # Nothing of the upstream was touched yet: a busy port fails before any channel
+        # exists (a grpc channel still connecting could hold the interpreter's exit).
         await proxy_runner.cleanup()
         await admin_runner.cleanup()
-        await bridge.stop()
         if tracing is not None:
             await tracing.shutdown()
         raise
+    # Until discovery has run, the proxy answers 503 and /readyz says not ready.
+    await bridge.start()
     server = Server(bridge, metrics, proxy_runner, admin_runner, tracing=tracing)
     server.proxy_port = _bound_port(proxy_runner)
     server.admin_port = _bound_port(admin_runner)
