@@ -4,6 +4,8 @@ The generic route already refuses ``/pkg.Service/%45cho`` (tests/test_encoded_pa
 a front proxy's ACL on the raw path (``deny GET /v1/things/special``, say) would
 not see that call. REST literals are compared percent-decoded instead, so
 ``/v1/%74hings/special`` reaches the method that ACL was meant to guard.
+(docs/rest.md documents "literals compare percent-decoded"; docs/security.md's
+reason for matching generic paths raw applies to them alike: a policy call.)
 """
 
 from __future__ import annotations
