@@ -15,8 +15,6 @@ import struct
 import time
 import zlib
 
-import pytest
-
 from tests.raw_http import ECHO, bridge_process, exchange, message_of, raw_request
 from tests.servers import RunningServer
 
@@ -39,11 +37,6 @@ def chunked(data: bytes, size: int = 64 * 1024) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http/body.py _read_slow counts only inflated bytes: a chunked compressed body "
-    "has no bound on its wire size (only body_read_timeout_s)",
-)
 async def test_a_chunked_compressed_body_over_the_limit_on_the_wire_is_a_413(
     upstream: RunningServer,
 ) -> None:
@@ -62,11 +55,6 @@ async def test_a_chunked_compressed_body_over_the_limit_on_the_wire_is_a_413(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http/inflate.py _inflate yields (and body.py awaits sleep(0)) only for non-empty "
-    "output: empty gzip members are inflated back to back on the event loop",
-)
 async def test_empty_gzip_members_do_not_stall_other_clients(upstream: RunningServer) -> None:
     """60 MB of 20-byte empty gzip members (under a 64 MiB limit): other clients keep going."""
     empty = gzip.compress(b"", mtime=0)

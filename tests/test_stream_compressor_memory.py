@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.raw_http import bridge_process, rss_kib
 from tests.servers import RunningServer
 
@@ -32,11 +30,6 @@ async def open_stream(port: int) -> asyncio.StreamWriter:
     return writer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="http/compress.py _ZstdStream: ZstdCompressor(level).compressobj() with no size "
-    "hint or window cap allocates the level's full tables per stream (~80 MB at level 19)",
-)
 async def test_zstd_streams_at_the_highest_level_cost_little_memory(
     upstream: RunningServer,
 ) -> None:
