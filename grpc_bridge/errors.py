@@ -173,3 +173,9 @@ class UpstreamError(BridgeError):
 
     #: Not a rejection by the bridge: counted by the gRPC client metrics instead.
     reject_reason = ""
+
+
+def shown(text: str, limit: int = 40) -> str:
+    """Client text fit for an error message or a log line: printable ASCII, bounded, quoted."""
+    cleaned = "".join(c if " " <= c <= "~" else "?" for c in text[:limit])
+    return repr(cleaned + ("..." if len(text) > limit else ""))

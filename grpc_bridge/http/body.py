@@ -73,14 +73,24 @@ class BodyReader:
     loop between them, so a bomb costs other requests one piece at a time.
     """
 
-    __slots__ = ("_content", "_inflater", "_pieces", "deadline", "timeout")
+    __slots__ = ("_content", "_inflater", "_pieces", "_wire", "_wire_limit", "deadline", "timeout")
 
-    def __init__(self, request: web.Request, timeout: float, deadline: float | None) -> None:
+    def __init__(
+        self,
+        request: web.Request,
+        timeout: float,
+        deadline: float | None,
+        wire_limit: int | None = None,
+    ) -> None:
         self._content: StreamReader = request.content
         self._inflater = body_inflater(request)
         self._pieces: Iterator[bytes] | None = None
         self.timeout = timeout
         self.deadline = deadline
+        #: Bytes received as sent (before inflating), refused past ``wire_limit``: a
+        #: compressed body that inflates to little must not stream without end.
+        self._wire = 0
+        self._wire_limit = wire_limit
 
     async def read(self) -> bytes:
         """The next bytes of the body; b"" at its end (a compressed one checked complete)."""
@@ -90,9 +100,14 @@ class BodyReader:
                 piece = next(self._pieces, None)
                 if piece is not None:
                     await asyncio.sleep(0)
-                    return piece
+                    if piece:
+                        return piece
+                    continue
                 self._pieces = None
             chunk = await self._next_chunk()
+            self._wire += len(chunk)
+            if self._wire_limit is not None and self._wire > self._wire_limit:
+                raise too_large(self._wire_limit)
             if inflater is None:
                 return chunk
             if not chunk:
@@ -134,7 +149,7 @@ async def read_body(request: web.Request, limit: int, timeout: float) -> bytes:
 
 
 async def _read_slow(request: web.Request, limit: int, timeout: float) -> bytes:
-    reader = BodyReader(request, timeout, asyncio.get_running_loop().time() + timeout)
+    reader = BodyReader(request, timeout, asyncio.get_running_loop().time() + timeout, limit)
     chunks: list[bytes] = []
     total = 0
     while chunk := await reader.read():

@@ -179,12 +179,20 @@ class _GzipStream:
         return self._z.flush(zlib.Z_FINISH)
 
 
+#: A stream encoder lives as long as its stream, one per client that asked for it:
+#: its window and match tables are capped (128 KiB) whatever the level, so a stream
+#: costs about 1-2 MB at any zstd level (80 MB at level 19 uncapped) and brotli's
+#: window stays small too. Messages are flushed one by one, so a larger window
+#: would find little more to match anyway.
+_STREAM_WINDOW_LOG = 17
+
+
 class _BrotliStream:
     __slots__ = ("_c",)
 
     def __init__(self, level: int) -> None:
         assert brotli is not None
-        self._c = brotli.Compressor(quality=level)
+        self._c = brotli.Compressor(quality=level, lgwin=_STREAM_WINDOW_LOG)
 
     def chunk(self, data: bytes) -> bytes:
         return bytes(self._c.process(data) + self._c.flush())
@@ -198,7 +206,14 @@ class _ZstdStream:
 
     def __init__(self, level: int) -> None:
         assert zstandard is not None
-        self._c = zstandard.ZstdCompressor(level=level).compressobj()
+        full = zstandard.ZstdCompressionParameters.from_level(level)
+        params = zstandard.ZstdCompressionParameters.from_level(
+            level,
+            window_log=min(full.window_log, _STREAM_WINDOW_LOG),
+            hash_log=min(full.hash_log, _STREAM_WINDOW_LOG),
+            chain_log=min(full.chain_log, _STREAM_WINDOW_LOG),
+        )
+        self._c = zstandard.ZstdCompressor(compression_params=params).compressobj()
 
     def chunk(self, data: bytes) -> bytes:
         return self._c.compress(data) + self._c.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)

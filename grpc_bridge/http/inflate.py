@@ -28,7 +28,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Iterator
 
-from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType
+from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType, shown
 
 #: The codings served, as named in the 415's message.
 SUPPORTED = ("gzip", "deflate")
@@ -52,21 +52,19 @@ def inflater_for(values: Iterable[str]) -> Inflater | None:
         return None
     if len(codings) > 1:
         raise UnsupportedMediaType(
-            f"unsupported Content-Encoding: {_shown(', '.join(codings))} stacks "
+            f"unsupported Content-Encoding: {shown(', '.join(codings))} stacks "
             f"{len(codings)} codings; {_SUPPORTED_TEXT}, one at a time"
         )
     served = _ALIASES.get(codings[0])
     if served is None:
         raise UnsupportedMediaType(
-            f"unsupported Content-Encoding {_shown(codings[0])}: {_SUPPORTED_TEXT}"
+            f"unsupported Content-Encoding {shown(codings[0])}: {_SUPPORTED_TEXT}"
         )
     return Inflater(served)
 
 
-def _shown(text: str) -> str:
-    """Client text fit for a message: printable ASCII, bounded."""
-    cleaned = "".join(c if " " <= c <= "~" else "?" for c in text[:40])
-    return repr(cleaned + ("..." if len(text) > 40 else ""))
+#: Inflation steps with no output between two passes through the event loop.
+_IDLE_STEPS = 32
 
 
 class Inflater:
@@ -80,13 +78,19 @@ class Inflater:
         self._fed = False
 
     def feed(self, data: bytes) -> Iterator[bytes]:
-        """The bytes ``data`` inflates to, in pieces of at most :data:`STEP` bytes."""
+        """The bytes ``data`` inflates to, in pieces of at most :data:`STEP` bytes.
+
+        An empty piece is no output, only a point at which the reader yields.
+        """
         view = memoryview(data)
         while view:
             take, view = view[:STEP], view[STEP:]
             yield from self._inflate(bytes(take))
 
     def _inflate(self, data: bytes) -> Iterator[bytes]:
+        # Steps that inflate nothing (empty gzip members, stored empty blocks) still cost
+        # CPU: every _IDLE_STEPS of them hand an empty piece out, so the reader yields.
+        idle = 0
         while True:
             obj = self._obj
             if obj is None or obj.eof:
@@ -98,7 +102,13 @@ class Inflater:
             except zlib.error as exc:
                 raise self.malformed(_zlib_reason(exc)) from exc
             if out:
+                idle = 0
                 yield out
+            else:
+                idle += 1
+                if idle >= _IDLE_STEPS:
+                    idle = 0
+                    yield b""
             data = obj.unused_data if obj.eof else obj.unconsumed_tail
             # A full piece may leave output inside zlib with no input left: ask again.
             if not data and (obj.eof or len(out) < STEP):

@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from grpc_bridge.errors import BodyTimeout, BridgeError, NotAcceptable
+from grpc_bridge.errors import BodyTimeout, BridgeError, NotAcceptable, shown
 from grpc_bridge.http.compress import ACCEPT_ENCODING, ResponseCompression, add_vary
 from grpc_bridge.http.context import COMPRESSION, CONTEXT, METRICS, RequestContext
 from grpc_bridge.http.relay import ACTIVE_SINK
@@ -71,7 +71,7 @@ def error_answer(exc: BridgeError, ctx: RequestContext) -> web.Response:
 def _refuse_encoding(accept_encoding: str) -> NotAcceptable:
     """The 406 of an ``Accept-Encoding`` that refuses identity and every coding we have."""
     return NotAcceptable(
-        f"Accept-Encoding {accept_encoding!r} refuses identity and every coding "
+        f"Accept-Encoding {shown(accept_encoding)} refuses identity and every coding "
         "grpc-bridge can send"
     )
 

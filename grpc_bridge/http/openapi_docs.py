@@ -6,12 +6,14 @@ identity is the cache key and a request never rebuilds it. ``?upstream=NAME``
 narrows it to one upstream's methods (404 for a name not configured).
 
 Its ``servers`` entry is the proxy listener as this request reaches the
-admin one: the same host (when the proxy listens on every address) with the
-proxy's port.
+admin one: the same host (when the proxy listens on every address and the
+request's Host is a plain name or address; else 127.0.0.1) with the proxy's
+port. The document is rendered once per table; the URL is swapped in.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +34,12 @@ JSON_PATH = "/v1/openapi.json"
 YAML_PATH = "/v1/openapi.yaml"
 _WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 _MEDIA = {"json": "application/json", "yaml": "application/yaml"}
-# Rendered variants kept per table: formats x upstreams x server URLs seen.
-_MAX_RENDERED = 64
+# Rendered once per table, upstream and format with this in place of the server
+# URL, which each request swaps in (a bytes replace): a new Host costs no render.
+_PLACEHOLDER = "http://server.grpc-bridge.invalid:1"
+_PLACEHOLDER_BYTES = _PLACEHOLDER.encode()
+# A Host that is not a plain name or address is not written into the document.
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}|[0-9A-Fa-f:.]{2,45}")
 
 
 @dataclass
@@ -41,25 +47,24 @@ class _Cache:
     proxy_port: Callable[[], int]
     table: RouteTable | None = None
     documents: dict[str | None, dict[str, Any]] = field(default_factory=dict)
-    rendered: dict[tuple[str | None, str, str], bytes] = field(default_factory=dict)
+    rendered: dict[tuple[str | None, str], bytes] = field(default_factory=dict)
 
     def body(self, bridge: Bridge, upstream: str | None, fmt: Format, server: str) -> bytes:
         table = bridge.routes
         if table is not self.table:
             self.table, self.documents, self.rendered = table, {}, {}
-        key = (upstream, fmt, server)
-        cached = self.rendered.get(key)
-        if cached is not None:
-            return cached
-        document = self.documents.get(upstream)
-        if document is None:
-            files = [s.schema.files for s in bridge.upstreams.values() if s.schema is not None]
-            document = build_document(table, bridge.json_options, upstream=upstream, files=files)
-            self.documents[upstream] = document
-        out = render(_with_server(document, server), fmt)
-        if len(self.rendered) < _MAX_RENDERED:
-            self.rendered[key] = out
-        return out
+        key = (upstream, fmt)
+        out = self.rendered.get(key)
+        if out is None:
+            document = self.documents.get(upstream)
+            if document is None:
+                files = [s.schema.files for s in bridge.upstreams.values() if s.schema is not None]
+                document = build_document(
+                    table, bridge.json_options, upstream=upstream, files=files
+                )
+                self.documents[upstream] = document
+            out = self.rendered[key] = render(_with_server(document, _PLACEHOLDER), fmt)
+        return out.replace(_PLACEHOLDER_BYTES, server.encode(), 1)
 
 
 OPENAPI_CACHE = web.AppKey("openapi_cache", _Cache)
@@ -93,7 +98,10 @@ def _handler(fmt: Format) -> Callable[[web.Request], Any]:
 
 def _server_url(request: web.Request, bridge: Bridge, port: int) -> str:
     listen = bridge.settings.listen.host
-    host = (request.url.host or "127.0.0.1") if listen in _WILDCARDS else loopback_host(listen)
+    host = loopback_host(listen)
+    if listen in _WILDCARDS:
+        asked = request.url.host
+        host = asked if asked and _HOST.fullmatch(asked) else "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
