@@ -280,8 +280,8 @@ def _die_with_parent() -> None:
 
 def worker_main() -> int:
     from grpc_bridge.app import Server, serve
-    from grpc_bridge.cli import run
     from grpc_bridge.log import configure_logging
+    from grpc_bridge.runloop import run
 
     _die_with_parent()
     # SIGHUP means "refresh", never "exit": ignored until serve() installs its handler.
