@@ -37,6 +37,7 @@ from aiohttp import web
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.admin import build_admin_app
 from grpc_bridge.http.admin_errors import router_refusal
+from grpc_bridge.http.aiohttp_compat import bound_port
 from grpc_bridge.http.context import METRICS
 from grpc_bridge.http.fastpath import IDLE_TIMEOUT_S, FastSite
 from grpc_bridge.http.listen import start_site
@@ -101,14 +102,6 @@ class Server:
         log.info("stopped")
 
 
-def _bound_port(runner: web.AppRunner) -> int:
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        for sock in getattr(server, "sockets", None) or ():
-            return int(sock.getsockname()[1])
-    return 0
-
-
 def start_tracing(settings: Settings, environ: Mapping[str, str]) -> Tracing | None:
     """The tracing hook when the configuration turns it on (OpenTelemetry is imported only then)."""
     config = check_tracing(settings.tracing, environ)
@@ -165,7 +158,7 @@ async def start(
         refuse_method=refuse_method(bridge),
     )
     # The playground forwards to the proxy listener, bound only further down.
-    admin_app = build_admin_app(bridge, metrics.registry, lambda: _bound_port(proxy_runner))
+    admin_app = build_admin_app(bridge, metrics.registry, lambda: bound_port(proxy_runner))
     admin_runner = JsonErrorRunner(
         admin_app,
         refuse_method=router_refusal(admin_app),
@@ -210,8 +203,8 @@ async def start(
     # Until discovery has run, the proxy answers 503 and /readyz says not ready.
     await bridge.start()
     server = Server(bridge, metrics, proxy_runner, admin_runner, tracing=tracing)
-    server.proxy_port = _bound_port(proxy_runner)
-    server.admin_port = _bound_port(admin_runner)
+    server.proxy_port = bound_port(proxy_runner)
+    server.admin_port = bound_port(admin_runner)
     log.info(
         "listening",
         proxy=f"{settings.listen.host}:{server.proxy_port}",

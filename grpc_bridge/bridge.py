@@ -6,7 +6,7 @@ repeated every ``discovery.refresh_interval_s`` and on SIGHUP
 (:meth:`Bridge.refresh_now`). Every success builds a new route table off to
 the side and swaps the reference, so a request sees one consistent snapshot; a
 failed refresh keeps the last good one. Channel upkeep (DNS, TLS files) and
-health polling live in :mod:`grpc_bridge.upstreams`.
+health polling live in :mod:`grpc_bridge.upstream.state`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from grpc_bridge.settings import Settings, Upstream
 from grpc_bridge.upstream.invoker import CallInvoker
 from grpc_bridge.upstream.reflection import ReflectionClient
 from grpc_bridge.upstream.resolver import Resolve, system_resolve
-from grpc_bridge.upstreams import (
+from grpc_bridge.upstream.state import (
     UpstreamState,
     keep_channels,
     needs_upkeep,
@@ -88,6 +88,8 @@ class Bridge:
         self.refresh_listeners: list[RefreshListener] = []
         self._resolve = resolve
         self._upstreams: dict[str, UpstreamState] = {}
+        #: Per upstream, the plans of its last discovered schema (the route table's input).
+        self._plans: dict[str, list[MethodPlan]] = {}
         self._all_discovered = asyncio.Event()
 
     @property
@@ -225,7 +227,7 @@ class Bridge:
             log.debug("refreshed", upstream=state.name, changed=False)
             return
         up = state.settings
-        state.plans = plans_for(
+        self._plans[state.name] = plans_for(
             schema, self.json_options, UpstreamLimits(up.timeout_s, up.max_timeout_s)
         )
         state.schema = schema
@@ -257,7 +259,7 @@ class Bridge:
         plans: list[MethodPlan] = []
         seen: dict[str, str] = {}
         for state in self._upstreams.values():
-            for plan in state.plans:
+            for plan in self._plans.get(state.name, ()):
                 owner = seen.setdefault(plan.info.path, state.name)
                 if owner != state.name:
                     log.warning(

@@ -4,11 +4,10 @@ grpcurl-class client commands ``list | describe | call`` (grpc_bridge/client/)."
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from grpc_bridge import __version__
@@ -16,6 +15,7 @@ from grpc_bridge.client.commands import COMMANDS as CLIENT_COMMANDS
 from grpc_bridge.client.commands import add_commands as add_client_commands
 from grpc_bridge.client.commands import main as client_main
 from grpc_bridge.discovery.loader import DiscoveryError
+from grpc_bridge.runloop import run
 from grpc_bridge.settings import ConfigError, Settings, load_settings, stray_variables
 
 EXIT_CONFIG = 2
@@ -131,15 +131,6 @@ def check_sources(settings: Settings) -> None:
         problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-
-
-def run(coro: Coroutine[Any, Any, int]) -> int:
-    """Run on uvloop when it is installed: it makes aiohttp's I/O markedly cheaper."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

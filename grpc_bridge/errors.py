@@ -12,7 +12,6 @@ edge; anything else is a bug and becomes a 500 there, logged with a traceback::
     ├── BodyTimeout                  408 / 4   body not in within limits.body_read_timeout_s
     ├── RouteNotFound                404 / 5
     ├── MethodNotAllowed             405 / 12  carries the allowed methods
-    ├── NotImplementedYet            501 / 12  a method kind this route can't serve
     ├── UpstreamNotReady             503 / 14  no descriptors / channel for the upstream yet
     ├── JsonEncodeError              500 / 13  an upstream message with no JSON form
     ├── OriginNotAllowed             403 / 7   preflight / WebSocket from an origin not allowed
@@ -108,11 +107,6 @@ class MethodNotAllowed(BridgeError):
     def __init__(self, message: str, *, allowed: Sequence[str]) -> None:
         super().__init__(message)
         self.allowed = tuple(allowed)
-
-
-class NotImplementedYet(BridgeError):
-    reject_reason = "not_implemented"
-    code = Code.UNIMPLEMENTED
 
 
 class UpstreamNotReady(BridgeError):

@@ -56,7 +56,6 @@ REJECT_REASONS = (
     "bad_request",
     "upstream_not_ready",
     "origin_not_allowed",
-    "not_implemented",
     "malformed_request",
     "head_too_large",
     "not_acceptable",

@@ -77,7 +77,7 @@ def _bracketed(host: str) -> str:
 
 
 def run_openapi(settings: Settings, args: argparse.Namespace) -> int:
-    from grpc_bridge.cli import run
+    from grpc_bridge.runloop import run
 
     async def main() -> int:
         try:

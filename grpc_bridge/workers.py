@@ -35,7 +35,6 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 import structlog
@@ -43,6 +42,7 @@ from aiohttp import web
 from pydantic import AliasChoices
 
 from grpc_bridge.http.admin_errors import router_refusal
+from grpc_bridge.http.aiohttp_compat import bound_port
 from grpc_bridge.http.listen import listen_error, start_site
 from grpc_bridge.http.parse_errors import JsonErrorRunner
 from grpc_bridge.http.worker_admin import build_worker_admin_app
@@ -244,7 +244,7 @@ async def serve_workers(settings: Settings) -> int:
         except WorkerFailed as exc:
             log.error("workers_failed", error=str(exc))
             return 1
-        admin_port = _bound_port(runner)
+        admin_port = bound_port(runner)
         log.info(
             "listening",
             proxy=f"{settings.listen.host}:{port}",
@@ -267,14 +267,6 @@ async def serve_workers(settings: Settings) -> int:
         reservation.close()
 
 
-def _bound_port(runner: web.AppRunner) -> int:
-    for site in runner.sites:
-        server: Any = getattr(site, "_server", None)
-        for sock in getattr(server, "sockets", None) or ():
-            return int(sock.getsockname()[1])
-    return 0
-
-
 # --- the worker process ------------------------------------------------------------------------
 
 
@@ -288,8 +280,8 @@ def _die_with_parent() -> None:
 
 def worker_main() -> int:
     from grpc_bridge.app import Server, serve
-    from grpc_bridge.cli import run
     from grpc_bridge.log import configure_logging
+    from grpc_bridge.runloop import run
 
     _die_with_parent()
     # SIGHUP means "refresh", never "exit": ignored until serve() installs its handler.

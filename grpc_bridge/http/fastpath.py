@@ -39,6 +39,7 @@ from google.protobuf.message import Message
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError
+from grpc_bridge.http.aiohttp_compat import ProtocolSite, adopt_connection
 from grpc_bridge.http.body import body_timeout
 from grpc_bridge.http.compress import ResponseCompression
 from grpc_bridge.http.context import RequestContext
@@ -448,13 +449,7 @@ class FastConnection(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        handler = self._fast.server()
-        transport.set_protocol(handler)
-        handler.connection_made(transport)
-        if not self._reading:
-            transport.resume_reading()
-        if data:
-            handler.data_received(data)
+        adopt_connection(self._fast.server(), transport, data, paused=not self._reading)
 
     def _arm_idle(self) -> None:
         """The keep-alive timer while idle; the request timer from a request's first bytes."""
@@ -666,7 +661,7 @@ def _parts(response: web.Response) -> tuple[int, str, list[tuple[str, str]], byt
     return response.status, response.reason, headers, body
 
 
-class FastSite(web.TCPSite):
+class FastSite(ProtocolSite):
     """aiohttp's TCP site with connections that start on the fast path."""
 
     def __init__(
@@ -679,23 +674,11 @@ class FastSite(web.TCPSite):
         reuse_port: bool | None,
         shutdown_timeout: float,
     ) -> None:
-        super().__init__(runner, host, port, reuse_port=reuse_port)
+        super().__init__(runner, fast.protocol, host, port, reuse_port=reuse_port)
         self._fast = fast
-        self._shutdown_timeout = shutdown_timeout
-
-    async def start(self) -> None:
-        await web.BaseSite.start(self)  # registers the site with the runner
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._fast.protocol,
-            self._host,
-            self._port,
-            backlog=self._backlog,
-            reuse_address=self._reuse_address,
-            reuse_port=self._reuse_port,
-        )
+        self._drain_timeout = shutdown_timeout
 
     async def stop(self) -> None:
         """Stop listening, then let fast requests in flight finish (aiohttp's own follow)."""
         await super().stop()
-        await self._fast.shutdown(self._shutdown_timeout)
+        await self._fast.shutdown(self._drain_timeout)

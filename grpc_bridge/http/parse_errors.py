@@ -17,11 +17,20 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http import HttpVersion11
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
-from aiohttp.web_protocol import _ErrInfo
 
 from grpc_bridge.errors import BridgeError, HeadersTooLarge, InvalidArgument
+from grpc_bridge.http.aiohttp_compat import (
+    TOO_MANY_HEADERS,
+    ErrInfo,
+    RemadeServerRunner,
+    answer_as_http11,
+    close_after_answer,
+    current_request,
+    queued_messages,
+    server_kwargs,
+    server_loop,
+)
 from grpc_bridge.http.context import RequestContext
 from grpc_bridge.http.middleware import (
     INTERNAL_MESSAGE,
@@ -41,8 +50,6 @@ log = get_logger("grpc_bridge.http")
 #: What the log line and metrics call the method of a request that never parsed
 #: (aiohttp's own placeholder request says the same).
 UNPARSED_METHOD = "UNKNOWN"
-#: aiohttp's message for a head with more than ``max_headers`` fields.
-_TOO_MANY_HEADERS = "Too many headers received"
 #: Where aiohttp's messages start echoing the input: the bytes' repr, or a caret line.
 _ECHO = re.compile(r"\s*:?\s*(?:b['\"]|bytearray\(|\n\n).*", re.DOTALL)
 _MAX_REASON = 120
@@ -78,7 +85,7 @@ def parse_error(
             f"{limit} bytes",
             reason="head_too_large",
         )
-    if exc.message == _TOO_MANY_HEADERS:
+    if exc.message == TOO_MANY_HEADERS:
         return HeadersTooLarge(
             f"request head too large: more than {max_headers} header fields",
             reason="head_too_large",
@@ -121,9 +128,10 @@ class JsonErrorHandler(web.RequestHandler):
         self._refuse_method = refuse_method
 
     def data_received(self, data: bytes) -> None:
-        queued = len(self._messages)
+        messages = queued_messages(self)
+        queued = len(messages)
         super().data_received(data)
-        if len(self._messages) > queued:
+        if len(messages) > queued:
             self._fail_current_body()
 
     def _fail_current_body(self) -> None:
@@ -137,13 +145,14 @@ class JsonErrorHandler(web.RequestHandler):
         sending a second one. A body already complete means the error is the
         next pipelined request's, answered in its turn as before.
         """
-        message, _ = self._messages[-1]
-        current = self._current_request
-        if not isinstance(message, _ErrInfo) or current is None or current.content.is_eof():
+        messages = queued_messages(self)
+        message, _ = messages[-1]
+        current = current_request(self)
+        if not isinstance(message, ErrInfo) or current is None or current.content.is_eof():
             return
         exc = message.exc
         reason = _reason(exc.message) if isinstance(exc, HttpProcessingError) else "unparseable"
-        self._messages.pop()
+        messages.pop()
         current.content.set_exception(
             InvalidArgument(f"malformed HTTP request body: {reason}", reason="malformed_request")
         )
@@ -151,8 +160,7 @@ class JsonErrorHandler(web.RequestHandler):
         # answer, get the error back and log it as an unhandled exception.
         current.content.feed_eof()
         # No keep-alive after it: "Connection: close" on the answer, then the close.
-        current._cache["keep_alive"] = False
-        self._close = True
+        close_after_answer(self, current)
 
     def handle_error(
         self,
@@ -184,7 +192,7 @@ class JsonErrorHandler(web.RequestHandler):
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
         # aiohttp makes the request of a parse error from an HTTP/1.0 placeholder;
         # the status line is the HTTP/1.1 server's we are, as on every other answer.
-        request._version = HttpVersion11
+        answer_as_http11(request)
         if self._observe:
             body = response.body
             size = len(body) if isinstance(body, bytes) else 0
@@ -220,15 +228,15 @@ class JsonErrorServer(web.Server):
     def __call__(self) -> web.RequestHandler:
         return JsonErrorHandler(
             self,
-            loop=self._loop,
+            loop=server_loop(self),
             metrics=self._metrics,
             observe=self._observe,
             refuse_method=self._refuse_method,
-            **self._kwargs,
+            **server_kwargs(self),
         )
 
 
-class JsonErrorRunner(web.AppRunner):
+class JsonErrorRunner(RemadeServerRunner):
     """``web.AppRunner`` whose connections answer parse errors with the Status body.
 
     ``observe``: log and count refused requests (with ``metrics``), as the proxy does;
@@ -249,13 +257,12 @@ class JsonErrorRunner(web.AppRunner):
         self._observe = observe
         self._refuse_method = refuse_method
 
-    async def _make_server(self) -> web.Server:
+    def remake_server(self, made: web.Server) -> web.Server:
         # aiohttp's own (app start-up, handler arguments), remade with our protocol class.
-        made = await super()._make_server()
         return JsonErrorServer(
             made,
             metrics=self._metrics,
             observe=self._observe,
             refuse_method=self._refuse_method,
-            **made._kwargs,
+            **server_kwargs(made),
         )

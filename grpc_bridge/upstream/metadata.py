@@ -59,13 +59,6 @@ def new_request_id() -> str:
     return "%032x" % (int.from_bytes(os.urandom(16)) & _UUID4_KEEP | _UUID4_SET)
 
 
-def request_id_of(headers: Iterable[tuple[str, str]]) -> str:
-    for name, value in headers:
-        if name.lower() == REQUEST_ID and value:
-            return value
-    return new_request_id()
-
-
 def to_metadata(
     headers: Iterable[tuple[str, str]],
     policy: MetadataPolicy,

@@ -9,7 +9,6 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # The 9-byte frame header, read as: high byte of the length, low 16 bits,
 # type, flags, stream id (reserved bit included).
 HEADER = struct.Struct(">BHBBL")
-HEADER_SIZE = 9
 
 DATA = 0x0
 HEADERS = 0x1

@@ -25,7 +25,6 @@ from grpc_bridge.discovery.registry import MethodKind, Schema
 from grpc_bridge.errors import UpstreamNotReady
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
-from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.health import HealthCheckError, check_health
 from grpc_bridge.upstream.invoker import CallInvoker, Invoker
@@ -43,7 +42,7 @@ from grpc_bridge.upstream.resolver import (
 )
 from grpc_bridge.upstream.tls import TlsFileError, TlsMaterial, load_tls
 
-log = get_logger("grpc_bridge.upstreams")
+log = get_logger("grpc_bridge.upstream")
 
 #: A resolution slower than this keeps the last good addresses (or gRPC's own, at start).
 RESOLVE_TIMEOUT_S = 5.0
@@ -59,7 +58,6 @@ class UpstreamState:
     targets: ChannelTargets
     tls: TlsMaterial | None
     schema: Schema | None = None
-    plans: list[MethodPlan] = field(default_factory=list)
     #: Why there is no schema yet; None once discovery has succeeded.
     error: str | None = "discovery has not completed yet"
     #: The last successful discovery.

@@ -1,0 +1,163 @@
+"""Every aiohttp internal the bridge relies on, in one place.
+
+aiohttp gives no public hook for three things the bridge needs: its own
+answer to a request the parser refuses (http/parse_errors.py), a listening
+socket whose connections start on another protocol (the lean HTTP/1.1 path,
+http/fastpath.py), and the port a site bound. What is used for them, and why:
+
+==================================  ==========================================================
+internal                            relied on for
+==================================  ==========================================================
+``web_protocol._ErrInfo``           a parse error queued in ``RequestHandler._messages``
+                                    (``.exc`` the ``HttpProcessingError``)
+``RequestHandler._messages``        the queue of ``(message, payload)`` the parser fills
+                                    during ``data_received``: a new ``_ErrInfo`` there while a
+                                    body is open is an error inside that body
+``RequestHandler._current_request`` the request being handled, whose body that is
+``RequestHandler._close``           True: close the connection after the current answer
+``BaseRequest._cache``              ``"keep_alive"`` cached there: False sends
+                                    ``Connection: close`` on the answer
+``BaseRequest._version``            the version of the placeholder request aiohttp makes
+                                    for a parse error (HTTP/1.0); the answer is HTTP/1.1
+``AppRunner._make_server``          the ``web.Server`` aiohttp builds at ``setup()`` (app
+                                    start-up, handler arguments), remade with our protocol
+``web.Server._loop``, ``._kwargs``  what ``Server.__call__`` passes to ``RequestHandler``
+``BaseSite.start`` (unbound),       a TCP site listening with another protocol factory:
+``BaseSite._server``,               ``BaseSite.start`` registers the site with the runner,
+``TCPSite._host``, ``._port``,      the rest is what ``TCPSite.start`` passes to
+``._backlog``, ``._reuse_address``, ``loop.create_server``; ``_server`` is what ``stop()``
+``._reuse_port``                    closes and where the bound port is read
+==================================  ==========================================================
+
+Behaviour relied on: a ``RequestHandler`` adopts a live transport handed to it
+mid-connection (``set_protocol``, ``connection_made``, then the bytes already
+read), and serves it as if it had been there from the start; the parser's
+message for a head over ``max_headers`` fields is :data:`TOO_MANY_HEADERS`, and
+its ``BadHttpMethod`` message quotes the request line (``b'FOO /path HTTP/1.1'``),
+which http/parse_errors.py reads back to answer an unknown method with a 405.
+
+tests/test_aiohttp_compat.py checks each of these on the installed aiohttp and
+names the one that changed; pyproject.toml pins aiohttp to the releases it
+passes on. Nothing outside this module touches an aiohttp name that starts
+with ``_``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+from aiohttp.web_protocol import _ErrInfo
+
+__all__ = [
+    "TOO_MANY_HEADERS",
+    "ErrInfo",
+    "ProtocolSite",
+    "RemadeServerRunner",
+    "adopt_connection",
+    "answer_as_http11",
+    "bound_port",
+    "close_after_answer",
+    "current_request",
+    "queued_messages",
+    "server_kwargs",
+    "server_loop",
+]
+
+#: A parse error in the handler's message queue (its ``exc`` is what the parser raised).
+ErrInfo = _ErrInfo
+
+#: aiohttp's message (both parsers) for a head with more than ``max_headers`` fields.
+TOO_MANY_HEADERS = "Too many headers received"
+
+
+def queued_messages(handler: web.RequestHandler) -> deque[tuple[Any, Any]]:
+    """The ``(message, payload)`` pairs parsed and not yet handled."""
+    return handler._messages
+
+
+def current_request(handler: web.RequestHandler) -> web.BaseRequest | None:
+    return handler._current_request
+
+
+def close_after_answer(handler: web.RequestHandler, request: web.BaseRequest) -> None:
+    """``Connection: close`` on the answer to ``request``, then the connection closes."""
+    request._cache["keep_alive"] = False
+    handler._close = True
+
+
+def answer_as_http11(request: web.BaseRequest) -> None:
+    """The answer's status line says HTTP/1.1 (aiohttp's parse-error placeholder is 1.0)."""
+    request._version = HttpVersion11
+
+
+def server_loop(server: web.Server) -> asyncio.AbstractEventLoop:
+    return server._loop
+
+
+def server_kwargs(server: web.Server) -> dict[str, Any]:
+    """The ``RequestHandler`` arguments ``server`` was made with (the runner's kwargs)."""
+    return server._kwargs
+
+
+class RemadeServerRunner(web.AppRunner):
+    """``web.AppRunner`` whose ``web.Server`` is :meth:`remake_server` of aiohttp's own."""
+
+    async def _make_server(self) -> web.Server:
+        return self.remake_server(await super()._make_server())
+
+    def remake_server(self, made: web.Server) -> web.Server:
+        return made
+
+
+class ProtocolSite(web.TCPSite):
+    """aiohttp's TCP site whose connections start on ``protocol`` instead of the runner's."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        protocol: Callable[[], asyncio.Protocol],
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool | None,
+    ) -> None:
+        super().__init__(runner, host, port, reuse_port=reuse_port)
+        self._protocol = protocol
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with the runner
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._protocol,
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
+        )
+
+
+def bound_port(runner: web.BaseRunner) -> int:
+    """The port the runner's first site listens on (0 before it started)."""
+    for site in runner.sites:
+        server: Any = getattr(site, "_server", None)
+        for sock in getattr(server, "sockets", None) or ():
+            return int(sock.getsockname()[1])
+    return 0
+
+
+def adopt_connection(
+    handler: asyncio.Protocol, transport: asyncio.Transport, data: bytes, *, paused: bool
+) -> None:
+    """``handler`` (a ``RequestHandler``) takes over a live connection, ``data`` already read."""
+    transport.set_protocol(handler)
+    handler.connection_made(transport)
+    if paused:
+        transport.resume_reading()
+    if data:
+        handler.data_received(data)

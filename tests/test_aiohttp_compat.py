@@ -1,0 +1,244 @@
+"""The aiohttp internals grpc_bridge/http/aiohttp_compat.py relies on are there and behave.
+
+Each check names the internal it probes, so an aiohttp release that renames or
+changes one fails here, by name, before anything subtler fails elsewhere.
+pyproject.toml pins aiohttp to the releases this file passes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import re
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
+
+from grpc_bridge.errors import BridgeError, MethodNotAllowed
+from grpc_bridge.http import aiohttp_compat as compat
+from grpc_bridge.http.parse_errors import parse_error
+
+
+def _slots(cls: type) -> set[str]:
+    return {name for klass in cls.__mro__ for name in getattr(klass, "__slots__", ())}
+
+
+def test_err_info_carries_the_exception() -> None:
+    module = importlib.import_module("aiohttp.web_protocol")
+    assert hasattr(module, "_ErrInfo"), "aiohttp.web_protocol._ErrInfo is gone"
+    fields = set(getattr(module._ErrInfo, "__annotations__", {}))
+    assert "exc" in fields, f"aiohttp.web_protocol._ErrInfo has no 'exc' field: {fields}"
+
+
+@pytest.mark.parametrize(
+    ("cls", "name"),
+    [
+        (web.RequestHandler, "_messages"),
+        (web.RequestHandler, "_current_request"),
+        (web.RequestHandler, "_close"),
+        (web.RequestHandler, "max_headers"),
+        (web.BaseSite, "_server"),
+        (web.BaseSite, "_backlog"),
+        (web.TCPSite, "_host"),
+        (web.TCPSite, "_port"),
+        (web.TCPSite, "_reuse_address"),
+        (web.TCPSite, "_reuse_port"),
+    ],
+    ids=lambda v: v.__name__ if isinstance(v, type) else v,
+)
+def test_slot_exists(cls: type, name: str) -> None:
+    assert name in _slots(cls), f"aiohttp's {cls.__qualname__}.{name} is gone"
+
+
+def test_base_request_attributes_exist() -> None:
+    attrs = web.BaseRequest.ATTRS
+    for name in ("_cache", "_version"):
+        assert name in attrs, f"aiohttp's BaseRequest.{name} is gone"
+
+
+def test_app_runner_make_server_is_a_hook_without_arguments() -> None:
+    make = getattr(web.AppRunner, "_make_server", None)
+    assert make is not None, "aiohttp's AppRunner._make_server is gone"
+    assert inspect.iscoroutinefunction(make), "AppRunner._make_server is no longer async"
+    assert list(inspect.signature(make).parameters) == ["self"], (
+        f"AppRunner._make_server's signature changed: {inspect.signature(make)}"
+    )
+
+
+def test_base_site_start_takes_only_the_site() -> None:
+    assert list(inspect.signature(web.BaseSite.start).parameters) == ["self"], (
+        "aiohttp's BaseSite.start signature changed"
+    )
+
+
+def test_request_handler_takes_the_server_and_loop() -> None:
+    params = inspect.signature(web.RequestHandler.__init__).parameters
+    for name in ("manager", "loop", "max_headers"):
+        assert name in params, f"aiohttp's RequestHandler.__init__ has no {name!r} argument"
+
+
+async def test_server_keeps_its_loop_and_handler_arguments() -> None:
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response()
+
+    server = web.Server(handle, max_headers=7)
+    assert compat.server_loop(server) is asyncio.get_running_loop(), "web.Server._loop changed"
+    assert compat.server_kwargs(server) == {"max_headers": 7}, "web.Server._kwargs changed"
+    handler = server()
+    assert handler.max_headers == 7
+    assert len(compat.queued_messages(handler)) == 0, "RequestHandler._messages changed"
+    assert compat.current_request(handler) is None, "RequestHandler._current_request changed"
+
+
+# --- behaviour, over real connections -------------------------------------------------------
+
+
+class _Recorder(web.RequestHandler):
+    """Keeps every message the parser queued (what parse_errors.py inspects)."""
+
+    seen: list[Any]
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        for message, _ in compat.queued_messages(self):
+            _Recorder.seen.append(message)
+
+
+class _RecordingRunner(compat.RemadeServerRunner):
+    remade = 0
+
+    def remake_server(self, made: web.Server) -> web.Server:
+        _RecordingRunner.remade += 1
+        loop, kwargs = compat.server_loop(made), compat.server_kwargs(made)
+
+        class Server(web.Server):
+            def __call__(self) -> web.RequestHandler:
+                return _Recorder(self, loop=loop, **kwargs)
+
+        return Server(made.request_handler, request_factory=made.request_factory)
+
+
+class _HandOver(asyncio.Protocol):
+    """Reads the first bytes itself, then gives the connection to aiohttp (the fast path's way)."""
+
+    def __init__(self, server: web.Server) -> None:
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.pause_reading()
+        compat.adopt_connection(self.server(), self.transport, data, paused=True)
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    if request.path == "/close":
+        compat.close_after_answer(request.protocol, request)
+    if request.path == "/http10":
+        compat.answer_as_http11(request)
+    return web.Response(text=f"{request.version.major}.{request.version.minor}")
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[tuple[_RecordingRunner, int]]:
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", _handle)
+    runner = _RecordingRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    assert runner.server is not None
+    site = compat.ProtocolSite(
+        runner, lambda: _HandOver(runner.server), "127.0.0.1", 0, reuse_port=None
+    )
+    await site.start()
+    _Recorder.seen = []
+    try:
+        yield runner, compat.bound_port(runner)
+    finally:
+        await runner.cleanup()
+
+
+async def _exchange(port: int, raw: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(raw)
+        async with asyncio.timeout(10):
+            return await reader.read(65536)
+    finally:
+        writer.close()
+
+
+async def test_remade_server_runner_protocol_site_and_bound_port(
+    site: tuple[_RecordingRunner, int],
+) -> None:
+    """RemadeServerRunner's hook runs at setup; ProtocolSite listens; adopt_connection serves."""
+    _, port = site
+    assert _RecordingRunner.remade >= 1, "AppRunner._make_server is no longer called by setup()"
+    assert port != 0, "bound_port: BaseSite._server has no listening sockets"
+    answer = await _exchange(port, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert answer.endswith(b"1.1"), "a RequestHandler given a live connection did not serve it"
+
+
+async def test_keep_alive_cache_closes_the_connection(site: tuple[_RecordingRunner, int]) -> None:
+    _, port = site
+    answer = await _exchange(port, b"GET /close HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert b"\r\nConnection: close\r\n" in answer, (
+        "BaseRequest._cache['keep_alive'] / RequestHandler._close no longer close: " + repr(answer)
+    )
+
+
+async def test_request_version_is_what_the_status_line_says(
+    site: tuple[_RecordingRunner, int],
+) -> None:
+    _, port = site
+    answer = await _exchange(port, b"GET /http10 HTTP/1.0\r\nHost: a\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), f"BaseRequest._version changed: {answer!r}"
+
+
+async def test_parse_errors_are_queued_as_err_info(site: tuple[_RecordingRunner, int]) -> None:
+    _, port = site
+    fields = b"".join(b"X-%d: v\r\n" % i for i in range(200))
+    await _exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n" + fields + b"\r\n")
+    errors = [m for m in _Recorder.seen if isinstance(m, compat.ErrInfo)]
+    assert errors, f"no _ErrInfo in RequestHandler._messages: {_Recorder.seen!r}"
+    exc = errors[0].exc
+    assert isinstance(exc, HttpProcessingError), f"_ErrInfo.exc is {exc!r}"
+    assert exc.message == compat.TOO_MANY_HEADERS, f"aiohttp's message changed: {exc.message!r}"
+
+
+async def test_unknown_method_message_quotes_the_request_line(
+    site: tuple[_RecordingRunner, int],
+) -> None:
+    """parse_errors reads the method and path back from aiohttp's message for a 405."""
+    _, port = site
+    await _exchange(port, b"FOO /things HTTP/1.1\r\nHost: a\r\n\r\n")
+    errors = [m.exc for m in _Recorder.seen if isinstance(m, compat.ErrInfo)]
+    assert errors and isinstance(errors[0], BadHttpMethod), f"{_Recorder.seen!r}"
+    refused: list[tuple[str, str]] = []
+
+    def refuse(method: str, path: str) -> BridgeError:
+        refused.append((method, path))
+        return MethodNotAllowed("no", allowed=["GET"])
+
+    parse_error(errors[0], 128, refuse)
+    assert refused == [("FOO", "/things")], f"BadHttpMethod's message: {errors[0].message!r}"
+
+
+def test_installed_aiohttp_is_within_the_pin() -> None:
+    """pyproject.toml's aiohttp range holds the release these checks ran on."""
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    spec = next(d for d in pyproject["project"]["dependencies"] if d.startswith("aiohttp"))
+    pin = re.fullmatch(r"aiohttp>=(\d+)\.(\d+),<(\d+)\.(\d+)", spec)
+    assert pin is not None, f"aiohttp is not pinned to a range of minor versions: {spec!r}"
+    low, high = (int(pin[1]), int(pin[2])), (int(pin[3]), int(pin[4]))
+    installed = tuple(int(part) for part in aiohttp.__version__.split(".")[:2])
+    assert low <= installed < high, f"aiohttp {aiohttp.__version__} is outside {spec!r}"

@@ -1,0 +1,299 @@
+"""Imports in grpc_bridge/ point one way (docs/development.md's layout, the architecture guide).
+
+Every module's imports are read with ``ast`` (function-level ones included), so
+a lazy import cannot hide a dependency. Imports under ``if TYPE_CHECKING:``
+count for the layering but not for cycles: they never run.
+
+The layers, lowest first: the leaves (settings, errors, status) ← discovery,
+codec, upstream ← routing ← bridge ← http ← the entry points that wire things
+together (app, cli, workers). A rule today's code breaks is listed in
+``KNOWN_EXCEPTIONS`` with the issue that removes it, never dropped.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "grpc_bridge"
+
+
+@dataclass(frozen=True)
+class Import:
+    importer: str
+    imported: str  # a grpc_bridge module, or a third-party top-level name
+    type_only: bool
+    line: int
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _own(name: str) -> str | None:
+    """The grpc_bridge module ``name`` lives in (``a.b.C`` → ``a.b``), None if not ours."""
+    while name:
+        if name in MODULES:
+            return name
+        name = name.rpartition(".")[0]
+    return None
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    nodes: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                nodes.update(id(n) for n in ast.walk(child))
+    return nodes
+
+
+def _imports_of(module: str, path: Path) -> list[Import]:
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    type_only = _type_checking_nodes(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            # ``from pkg import mod`` imports the module pkg.mod when there is one.
+            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        for name in names:
+            target = _own(name) if name.split(".")[0] == "grpc_bridge" else name.split(".")[0]
+            if target is not None and target != module:
+                found.append(Import(module, target, id(node) in type_only, node.lineno))
+    return found
+
+
+IMPORTS = [imp for module, path in MODULES.items() for imp in _imports_of(module, path)]
+OURS = [imp for imp in IMPORTS if imp.imported in MODULES]
+
+
+def _in(module: str, *prefixes: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+#: Import nothing of grpc_bridge but each other (and the package root's __version__).
+LEAVES = (
+    "grpc_bridge",
+    "grpc_bridge.settings",
+    "grpc_bridge.settings_hints",
+    "grpc_bridge.errors",
+    "grpc_bridge.status",
+)
+#: The composition root and the entry points: the only importers of each other.
+ENTRY_POINTS = (
+    "grpc_bridge.__main__",
+    "grpc_bridge.app",
+    "grpc_bridge.cli",
+    "grpc_bridge.workers",
+    "grpc_bridge.openapi_command",  # `grpc-bridge openapi`, started by cli.py
+    "grpc_bridge.demo.runner",  # `grpc-bridge demo`: a demo upstream and a bridge in one process
+)
+#: What the edge (http/) and its helpers may not import: only the entry points wire.
+ABOVE_HTTP = (*ENTRY_POINTS, "grpc_bridge.tracing", "grpc_bridge.client", "grpc_bridge.demo")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    applies_to: tuple[str, ...]
+    forbidden: tuple[str, ...]  # grpc_bridge module prefixes, or third-party top-level names
+
+
+RULES = [
+    Rule("codec/ is pure: no aiohttp, no grpc", ("grpc_bridge.codec",), ("aiohttp", "grpc")),
+    Rule(
+        "codec/ sits on the leaves only",
+        ("grpc_bridge.codec",),
+        (
+            "grpc_bridge.upstream",
+            "grpc_bridge.routing",
+            "grpc_bridge.http",
+            "grpc_bridge.bridge",
+            *ABOVE_HTTP,
+        ),
+    ),
+    Rule("routing/ is pure: no aiohttp", ("grpc_bridge.routing",), ("aiohttp",)),
+    Rule(
+        "routing/ knows no edge and no running state",
+        ("grpc_bridge.routing",),
+        ("grpc_bridge.http", "grpc_bridge.bridge", *ABOVE_HTTP),
+    ),
+    Rule("upstream/ imports no aiohttp", ("grpc_bridge.upstream",), ("aiohttp",)),
+    Rule(
+        "upstream/ is below routing and the edge",
+        ("grpc_bridge.upstream",),
+        (
+            "grpc_bridge.http",
+            "grpc_bridge.routing",
+            "grpc_bridge.codec",
+            "grpc_bridge.bridge",
+            *ABOVE_HTTP,
+        ),
+    ),
+    Rule(
+        "discovery/ is below routing and the edge",
+        ("grpc_bridge.discovery",),
+        (
+            "grpc_bridge.http",
+            "grpc_bridge.routing",
+            "grpc_bridge.upstream",
+            "grpc_bridge.bridge",
+            *ABOVE_HTTP,
+        ),
+    ),
+    Rule(
+        "the running state (bridge.py) knows no edge",
+        ("grpc_bridge.bridge",),
+        ("aiohttp", "grpc_bridge.http", *ABOVE_HTTP),
+    ),
+    Rule(
+        "http/ imports everything below it, nothing that wires it",
+        ("grpc_bridge.http",),
+        ABOVE_HTTP,
+    ),
+]
+
+#: (importer, imported): rules today's code breaks, each with what removes it.
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
+
+
+def _forbidden(imp: Import, rule: Rule) -> bool:
+    if not _in(imp.importer, *rule.applies_to):
+        return False
+    if imp.imported in MODULES:
+        return _in(imp.imported, *rule.forbidden)
+    return imp.imported in rule.forbidden
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.name)
+def test_layer_rule(rule: Rule) -> None:
+    broken = [
+        f"{imp.importer} imports {imp.imported} (line {imp.line})"
+        for imp in IMPORTS
+        if _forbidden(imp, rule) and (imp.importer, imp.imported) not in KNOWN_EXCEPTIONS
+    ]
+    assert not broken, f"{rule.name}:\n" + "\n".join(broken)
+
+
+def test_leaves_import_only_leaves() -> None:
+    broken = [
+        f"{imp.importer} imports {imp.imported} (line {imp.line})"
+        for imp in OURS
+        if imp.importer in LEAVES and imp.imported not in LEAVES
+    ]
+    assert not broken, "\n".join(broken)
+
+
+def test_only_entry_points_import_entry_points() -> None:
+    broken = [
+        f"{imp.importer} imports {imp.imported} (line {imp.line})"
+        for imp in OURS
+        if _in(imp.imported, *ENTRY_POINTS)
+        and imp.imported != "grpc_bridge.demo.runner"
+        and not _in(imp.importer, *ENTRY_POINTS)
+    ]
+    assert not broken, "\n".join(broken)
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(edges[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_cycles() -> None:
+    edges: dict[str, set[str]] = defaultdict(set)
+    for module in MODULES:
+        edges[module]
+    for imp in OURS:
+        if not imp.type_only:
+            edges[imp.importer].add(imp.imported)
+    assert not _cycles(edges), f"import cycles: {_cycles(edges)}"
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    """The check above can fail: a two-module cycle and a three-module one are found."""
+    edges: dict[str, set[str]] = defaultdict(set)
+    edges.update({"a": {"b"}, "b": {"a", "c"}, "c": {"d"}, "d": {"e"}, "e": {"c"}, "f": set()})
+    assert sorted(_cycles(edges)) == [["a", "b"], ["c", "d", "e"]]
+
+
+def test_function_level_and_type_checking_imports_are_read() -> None:
+    """The reader sees what lazy imports and TYPE_CHECKING blocks bring in."""
+    lazy = {(i.importer, i.imported) for i in OURS if not i.type_only}
+    assert ("grpc_bridge.cli", "grpc_bridge.app") in lazy  # imported inside main()
+    type_only = {(i.importer, i.imported) for i in OURS if i.type_only}
+    assert ("grpc_bridge.codec.json_codec", "grpc_bridge.settings") in type_only
+
+
+def test_aiohttp_private_names_are_imported_by_the_compat_module_only() -> None:
+    """aiohttp's internals go through http/aiohttp_compat.py (tests/test_aiohttp_compat.py)."""
+    broken = []
+    for module, path in MODULES.items():
+        if module == "grpc_bridge.http.aiohttp_compat":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aiohttp"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                if private or any(p.startswith("_") for p in (node.module or "").split(".")):
+                    broken.append(f"{module} line {node.lineno}: {ast.unparse(node)}")
+    assert not broken, "\n".join(broken)
