@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +149,32 @@ async def spawn_demo() -> asyncio.subprocess.Process:
         stderr=asyncio.subprocess.DEVNULL,
         env=bridge_env(),
     )
+
+
+_DEMO_BANNER = re.compile(
+    r"on 127\.0\.0\.1:(\d+), bridge on 127\.0\.0\.1:(\d+) \(admin (\d+)\)",
+)
+
+
+@contextlib.asynccontextmanager
+async def running_demo() -> AsyncIterator[dict[str, int]]:
+    """``grpc-bridge demo`` on ephemeral ports, once it printed them (proxy, admin, grpc)."""
+    proc = await spawn_demo()
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "demo exited early"
+                match = _DEMO_BANNER.search(line)
+                if match:
+                    grpc, proxy, admin = map(int, match.groups())
+                    break
+        yield {"proxy": proxy, "admin": admin, "grpc": grpc}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(20):
+            await proc.wait()
 
 
 def expected_status(command: str) -> str:

@@ -12,7 +12,6 @@ import importlib.util
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,13 +36,10 @@ from tests.doc_samples import (
     transcript_env,
 )
 from tests.packaging_tools import shell_commands
-from tests.process import bridge_env, expected_status, spawn_demo
+from tests.process import bridge_env, expected_status, running_demo
 
 PAGES = doc_pages()
 WITH_COMMANDS = [p for p in PAGES if page_commands(p)]
-_BANNER = re.compile(
-    r"on 127\.0\.0\.1:(\d+), bridge on 127\.0\.0\.1:(\d+) \(admin (\d+)\)",
-)
 _STATUS_MARK = "\n<<<http-status:"
 
 
@@ -66,26 +62,6 @@ async def run_curl(command: str) -> tuple[str, str]:
     return text, status
 
 
-@contextlib.asynccontextmanager
-async def demo_ports() -> contextlib.AsyncIterator[dict[str, int]]:
-    proc = await spawn_demo()
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                line = (await proc.stdout.readline()).decode()
-                assert line, "demo exited early"
-                match = _BANNER.search(line)
-                if match:
-                    grpc, proxy, admin = map(int, match.groups())
-                    break
-        yield {"proxy": proxy, "admin": admin, "grpc": grpc}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(20):
-            await proc.wait()
-
-
 def check(command: Command, output: str, status: str, ports: dict[str, int]) -> str | None:
     if command.expected is None:
         want = expected_status(command.command)
@@ -100,7 +76,7 @@ def check(command: Command, output: str, status: str, ports: dict[str, int]) -> 
 async def test_examples_run_against_the_demo_and_print_what_is_shown(page: Path) -> None:
     """A fresh demo per page: each page's examples run in its order, from the demo's data."""
     problems = []
-    async with demo_ports() as ports:
+    async with running_demo() as ports:
         for command in page_commands(page):
             output, status = await run_curl(for_demo(command.command, ports))
             problem = check(command, output, status, ports)
@@ -234,7 +210,7 @@ async def test_cli_transcripts_print_what_is_shown(transcript: Transcript, tmp_p
         ports = DEMO_PORTS
         if f"127.0.0.1:{DEMO_PORTS['grpc']}" in transcript.command:
             # The client commands (docs/cli.md) talk to the demo's gRPC service.
-            ports = await stack.enter_async_context(demo_ports())
+            ports = await stack.enter_async_context(running_demo())
         command = transcript.command.replace(
             f"127.0.0.1:{DEMO_PORTS['grpc']}", f"127.0.0.1:{ports['grpc']}"
         )

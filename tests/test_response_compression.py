@@ -12,7 +12,6 @@ import asyncio
 import random
 import re
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from tests.compression_tools import (
 )
 from tests.harness import running_bridge
 from tests.packaging_tools import shell_commands
-from tests.process import curl_status, expected_status, spawn_demo
+from tests.process import curl_status, expected_status, running_demo
 from tests.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
@@ -339,26 +338,12 @@ def _docs_curl_lines() -> list[str]:
 async def test_docs_curl_lines_work_against_the_demo() -> None:
     lines = _docs_curl_lines()
     assert len(lines) >= 4
-    proc = await spawn_demo()
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(20):
-            while True:
-                line = (await proc.stdout.readline()).decode()
-                assert line, "demo exited early"
-                match = re.search(r"bridge on 127\.0\.0\.1:(\d+) \(admin (\d+)\)", line)
-                if match:
-                    port, admin = match.groups()
-                    break
+    async with running_demo() as ports:
         for line in lines:
-            cmd = line.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace(
-                "127.0.0.1:8081", f"127.0.0.1:{admin}"
+            cmd = line.replace("127.0.0.1:8080", f"127.0.0.1:{ports['proxy']}").replace(
+                "127.0.0.1:8081", f"127.0.0.1:{ports['admin']}"
             )
             assert await curl_status(cmd) == expected_status(line), line
-    finally:
-        proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(20):
-            await proc.wait()
 
 
 @pytest.mark.parametrize(
