@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from grpc_bridge.cli import _parser
+from grpc_bridge.settings import load_settings
 from tests.doc_samples import (
     DEMO_PORTS,
     ROOT,
@@ -117,6 +118,34 @@ def test_documented_make_targets_exist() -> None:
         if words[:1] == ["make"]:
             wanted = [w for w in words[1:] if "=" not in w]
             assert set(wanted) <= targets, f"{page}: {command}"
+
+
+# --- the configuration reference -----------------------------------------------------------
+
+
+def _differences(code: object, doc: object, key: str = "") -> list[str]:
+    """Where the documented YAML and the defaults disagree: keys missing, unknown or different."""
+    if isinstance(code, dict) and isinstance(doc, dict):
+        out = [f"{key}{k}: not documented" for k in code if k not in doc]
+        out += [f"{key}{k}: not a setting" for k in doc if k not in code]
+        for k in code.keys() & doc.keys():
+            out += _differences(code[k], doc[k], f"{key}{k}.")
+        return out
+    if isinstance(code, list) and isinstance(doc, list) and code and isinstance(code[0], dict):
+        return _differences(code[0], doc[0], f"{key}[0].")
+    return [] if code == doc else [f"{key.rstrip('.')}: documented {doc!r}, default {code!r}"]
+
+
+def test_the_configuration_page_lists_every_key_with_its_default() -> None:
+    """docs/configuration.md's YAML block is the settings' defaults (one upstream, as shown)."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    block = text.split("Every key, with its default:", 1)[1].split("```yaml\n", 1)[1]
+    doc = yaml.safe_load(block.split("```", 1)[0])
+    target = doc["upstreams"][0]["targets"][0]
+    defaults = load_settings(None, {"upstream": target}).model_dump(mode="json")
+    defaults["json"] = defaults.pop("json_")
+    problems = _differences(defaults, doc)
+    assert not problems, "\n".join(problems)
 
 
 # --- links and the site ---------------------------------------------------------------------
