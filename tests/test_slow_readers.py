@@ -24,7 +24,7 @@ import yaml
 
 from tests.h2peer import HostilePeer, descriptor_set
 from tests.process import BridgeProcess
-from tests.rawhttp import PATHS, bridge_on
+from tests.raw_http import PATHS, bridge_on
 from tests.servers import RunningServer, StartServer
 from tests.slowclients import (
     http_post,
