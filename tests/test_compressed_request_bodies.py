@@ -227,8 +227,12 @@ async def test_a_truncated_compressed_request_stream_cancels_the_call(
 async def test_a_websocket_deflate_bomb_is_refused_by_its_inflated_size(
     upstream: RunningServer,
 ) -> None:
-    """permessage-deflate (on when the client offers it): max_message_size counts inflated bytes."""
-    async with bridge_process(upstream.target) as bp, aiohttp.ClientSession() as session:
+    """permessage-deflate, when on and offered: max_message_size counts inflated bytes."""
+    deflate = {"GRPC_BRIDGE_WEBSOCKET__PERMESSAGE_DEFLATE": "true"}
+    async with (
+        bridge_process(upstream.target, **deflate) as bp,
+        aiohttp.ClientSession() as session,
+    ):
         url = f"http://127.0.0.1:{bp.proxy_port}{CLIENT_STREAM}"
         async with session.ws_connect(url, compress=15) as ws:
             await ws.send_str('{"text": "' + "0" * (8 << 20) + '"}')
