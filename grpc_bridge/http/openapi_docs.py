@@ -20,7 +20,7 @@ from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.context import BRIDGE
-from grpc_bridge.http.playground import loopback_host
+from grpc_bridge.http.listen import loopback_host, url_host
 from grpc_bridge.openapi import build_document, render
 from grpc_bridge.openapi.render import Format
 from grpc_bridge.routing.table import RouteTable
@@ -94,9 +94,7 @@ def _handler(fmt: Format) -> Callable[[web.Request], Any]:
 def _server_url(request: web.Request, bridge: Bridge, port: int) -> str:
     listen = bridge.settings.listen.host
     host = (request.url.host or "127.0.0.1") if listen in _WILDCARDS else loopback_host(listen)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"http://{url_host(host)}:{port}"
 
 
 def _with_server(document: dict[str, Any], url: str) -> dict[str, Any]:
