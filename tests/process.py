@@ -11,6 +11,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -22,6 +23,14 @@ def serve_args(upstream: str, *extra: str, port: int | str = 0) -> tuple[str, ..
         *("serve", "--upstream", upstream, "--host", "127.0.0.1", "--port", str(port)),
         *("--admin-port", "0", "--log-format", "json", *extra),
     )
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid`` (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def free_port() -> int:

@@ -51,24 +51,41 @@ def raw_request(path: str, body: bytes, *extra: str, length: bool = True) -> byt
     return request("POST", path, None, "Content-Type: application/json", *extra) + body
 
 
-async def read_response(reader: asyncio.StreamReader) -> Response:
-    """Status, headers (lower-case name → every value, in order) and the body."""
+async def read_head_lists(reader: asyncio.StreamReader) -> tuple[int, dict[str, list[str]]]:
+    """Status and headers (lower-case name → every value, in order) of one response."""
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
     lines = head.split("\r\n")
-    status = int(lines[0].split()[1])
     headers: dict[str, list[str]] = {}
     for line in lines[1:]:
         if line:
             name, _, value = line.partition(":")
             headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return int(lines[0].split()[1]), headers
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """:func:`read_head_lists` with one value per header (the last)."""
+    status, headers = await read_head_lists(reader)
+    return status, {name: values[-1] for name, values in headers.items()}
+
+
+async def read_chunk(reader: asyncio.StreamReader) -> bytes:
+    """One chunk of a chunked body (b"" for the last)."""
+    size = int((await reader.readline()).strip(), 16)
+    data = await reader.readexactly(size) if size else b""
+    await reader.readline()
+    return data
+
+
+async def read_response(reader: asyncio.StreamReader) -> Response:
+    """Status, headers (lower-case name → every value, in order) and the body."""
+    status, headers = await read_head_lists(reader)
     if "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"][0]))
     elif "chunked" in headers.get("transfer-encoding", [""])[0].lower():
         body = b""
-        while (size := int((await reader.readline()).strip(), 16)) != 0:
-            body += await reader.readexactly(size)
-            await reader.readline()
-        await reader.readline()
+        while chunk := await read_chunk(reader):
+            body += chunk
     else:
         body = await reader.read()
     return status, headers, body
@@ -190,15 +207,6 @@ async def both_paths(target: str, **env: str) -> AsyncIterator[tuple[BridgeProce
         bridge_process(target, fast_path=False, **env) as plain,
     ):
         yield fast, plain
-
-
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process, from /proc."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
 
 
 def request_logs(bridge: BridgeProcess) -> list[dict[str, object]]:
