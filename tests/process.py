@@ -149,14 +149,17 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     return proc.returncode, out.decode(), err.decode()
 
 
-async def spawn_demo() -> asyncio.subprocess.Process:
-    """``grpc-bridge demo`` on ephemeral ports, its stdout (ports and curl lines) piped."""
+async def spawn_demo(env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """``grpc-bridge demo`` on ephemeral ports, its stdout (ports and curl lines) piped.
+
+    ``env``: the whole environment (default :func:`bridge_env`).
+    """
     return await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "grpc_bridge", "demo", "--port", "0", "--admin-port", "0"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
-        env=bridge_env(),
+        env=bridge_env() if env is None else env,
     )
 
 
@@ -166,9 +169,14 @@ _DEMO_BANNER = re.compile(
 
 
 @contextlib.asynccontextmanager
-async def running_demo() -> AsyncIterator[dict[str, int]]:
-    """``grpc-bridge demo`` on ephemeral ports, once it printed them (proxy, admin, grpc)."""
-    proc = await spawn_demo()
+async def demo_process(
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, int]]]:
+    """:func:`spawn_demo` once it printed its ports (proxy, admin, grpc); stopped by SIGINT.
+
+    The process's stdout is left where the banner ended, for a test that reads on.
+    """
+    proc = await spawn_demo(env)
     assert proc.stdout is not None
     try:
         async with asyncio.timeout(30):
@@ -179,11 +187,18 @@ async def running_demo() -> AsyncIterator[dict[str, int]]:
                 if match:
                     grpc, proxy, admin = map(int, match.groups())
                     break
-        yield {"proxy": proxy, "admin": admin, "grpc": grpc}
+        yield proc, {"proxy": proxy, "admin": admin, "grpc": grpc}
     finally:
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(20):
             await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_demo() -> AsyncIterator[dict[str, int]]:
+    """``grpc-bridge demo`` on ephemeral ports, once it printed them (proxy, admin, grpc)."""
+    async with demo_process() as (_, ports):
+        yield ports
 
 
 def expected_status(command: str) -> str:
