@@ -1,8 +1,8 @@
 """Clients can't spoof the metadata the bridge sets itself, by any route.
 
-``Grpc-Metadata-X-Forwarded-Host: evil.example`` used to reach the upstream
-before the bridge's own value, so a reader taking the first value (grpc-go's
-``md.Get(k)[0]``) saw the client's. A real upstream echoes what it received.
+``Grpc-Metadata-X-Forwarded-Host: evil.example`` must not reach the upstream
+beside the bridge's own value: a reader taking the first value (grpc-go's
+``md.Get(k)[0]``) would see the client's. A real upstream echoes what it received.
 """
 
 from __future__ import annotations
