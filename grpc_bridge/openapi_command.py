@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def _document(settings: Settings, args: argparse.Namespace) -> bytes:
     # Here, not at import: every other command parses its flags without loading these.
     from grpc_bridge.bridge import Bridge
-    from grpc_bridge.http.playground import loopback_host
+    from grpc_bridge.http.listen import loopback_host, url_host
     from grpc_bridge.openapi import build_document, render
 
     if args.only is not None and args.only not in {u.name for u in settings.upstreams}:
@@ -65,15 +65,11 @@ async def _document(settings: Settings, args: argparse.Namespace) -> bytes:
             bridge.json_options,
             upstream=args.only,
             files=files,
-            server_url=f"http://{_bracketed(loopback_host(listen.host))}:{listen.port}",
+            server_url=f"http://{url_host(loopback_host(listen.host))}:{listen.port}",
         )
         return render(document, args.format)
     finally:
         await bridge.stop()
-
-
-def _bracketed(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def run_openapi(settings: Settings, args: argparse.Namespace) -> int:

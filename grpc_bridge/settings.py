@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -457,14 +457,6 @@ class ShutdownSettings(_Section):
 
 
 #: The samplers of OTEL_TRACES_SAMPLER the bridge accepts (the SDK's built-in ones).
-TRACE_SAMPLERS = (
-    "always_on",
-    "always_off",
-    "traceidratio",
-    "parentbased_always_on",
-    "parentbased_always_off",
-    "parentbased_traceidratio",
-)
 TraceSampler = Literal[
     "always_on",
     "always_off",
@@ -473,6 +465,7 @@ TraceSampler = Literal[
     "parentbased_always_off",
     "parentbased_traceidratio",
 ]
+TRACE_SAMPLERS: tuple[str, ...] = get_args(TraceSampler)
 
 
 class TracingSettings(_Section):

@@ -1,4 +1,4 @@
-"""Helpers for the response compression tests: bridge processes, raw HTTP, decoders.
+"""Helpers for the response compression tests: decoders, and responses read chunk by chunk.
 
 Decoding uses the codec libraries directly (zlib, brotli, zstandard), never
 the bridge's code, and reads responses from raw sockets so the test sees the
@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-import aiohttp
 import brotli  # type: ignore[import-untyped]
 import zstandard
 
-from tests.process import BridgeProcess, bridge_env, serve_args
+from tests.raw_http import read_chunk, read_head
 
 CODINGS = ("gzip", "br", "zstd")
 
@@ -66,46 +63,7 @@ def complete(coding: str, data: bytes) -> bytes:
     return decode(coding, data)  # zlib and brotli refuse a truncated stream
 
 
-@asynccontextmanager
-async def bridge_process(upstream: str, **env: str) -> AsyncIterator[BridgeProcess]:
-    """A ready bridge process in front of ``upstream``; ``env``: GRPC_BRIDGE_* settings."""
-    bp = await BridgeProcess.start(*serve_args(upstream), env=bridge_env(**env))
-    try:
-        async with aiohttp.ClientSession() as session, asyncio.timeout(15):
-            while True:
-                async with session.get(f"http://127.0.0.1:{bp.admin_port}/readyz") as resp:
-                    if resp.status == 200:
-                        break
-                await asyncio.sleep(0.05)
-        yield bp
-    finally:
-        await bp.stop()
-
-
-def fast_path_env(fast_path: bool, **env: str) -> dict[str, str]:
-    return {"GRPC_BRIDGE_LISTEN__FAST_PATH": "true" if fast_path else "false", **env}
-
-
 Response = tuple[int, dict[str, str], bytes]
-
-
-async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    head = (await reader.readuntil(b"\r\n\r\n")).decode()
-    lines = head.split("\r\n")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    return int(lines[0].split()[1]), headers
-
-
-async def read_chunk(reader: asyncio.StreamReader) -> bytes:
-    """One chunk of a chunked body (b"" for the last)."""
-    size = int((await reader.readline()).strip(), 16)
-    data = await reader.readexactly(size) if size else b""
-    await reader.readline()
-    return data
 
 
 async def exchange(port: int, request: bytes, *, head_only: bool = False) -> Response:
@@ -126,14 +84,6 @@ async def exchange(port: int, request: bytes, *, head_only: bool = False) -> Res
     finally:
         writer.close()
         await writer.wait_closed()
-
-
-def http_request(method: str, target: str, body: bytes | None = None, *extra: str) -> bytes:
-    head = [f"{method} {target} HTTP/1.1", "Host: bridge"]
-    if body is not None:
-        head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-    head += extra
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
 
 
 def without_volatile(response: Response) -> Response:

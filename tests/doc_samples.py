@@ -1,6 +1,6 @@
 """The documentation's runnable examples, and how their printed outputs are compared.
 
-Pages: README.md and every docs/*.md (pages merged later are picked up by the glob).
+Pages: README.md and every docs/*.md (a new page is picked up by the glob).
 
 Conventions (written up in docs/development.md, "How the docs are tested"):
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from grpc_bridge.app import Server, start
 from grpc_bridge.settings import load_settings
@@ -103,3 +104,21 @@ async def running_bridge(
 
 
 BridgeFactory = Callable[..., Any]
+
+
+async def scrape(b: RunningBridge) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """The admin port's /metrics: (sample name, labels) → value."""
+    async with b.session.get(f"{b.admin_url}/metrics") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = await resp.text()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples
+
+
+def value(samples: dict[Any, float], name: str, **labels: str) -> float:
+    """One sample of a :func:`scrape`; 0 when it is absent."""
+    return samples.get((name, frozenset(labels.items())), 0.0)

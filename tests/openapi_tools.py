@@ -1,19 +1,14 @@
-"""Helpers for the OpenAPI tests: validation, documents of running bridges, the demo's ports."""
+"""Helpers for the OpenAPI tests: validation and the documents of running bridges."""
 
 from __future__ import annotations
 
-import asyncio
-import re
-import signal
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 from openapi_spec_validator import validate
 
 from tests.harness import RunningBridge
-from tests.process import spawn_demo
 
 
 def check_document(doc: dict[str, Any]) -> None:
@@ -44,23 +39,3 @@ async def admin_document(bridge: RunningBridge, query: str = "") -> dict[str, An
         assert resp.content_type == "application/json"
         doc: dict[str, Any] = orjson.loads(await resp.read())
         return doc
-
-
-@asynccontextmanager
-async def demo_ports() -> AsyncIterator[tuple[int, int]]:
-    """``grpc-bridge demo`` on ephemeral ports: (proxy port, admin port)."""
-    proc = await spawn_demo()
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                line = (await proc.stdout.readline()).decode()
-                assert line, "demo exited early"
-                match = re.search(r"bridge on 127\.0\.0\.1:(\d+) \(admin (\d+)\)", line)
-                if match:
-                    break
-        yield int(match.group(1)), int(match.group(2))
-    finally:
-        proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(20):
-            await proc.wait()

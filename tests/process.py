@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import signal
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,6 +23,14 @@ def serve_args(upstream: str, *extra: str, port: int | str = 0) -> tuple[str, ..
         *("serve", "--upstream", upstream, "--host", "127.0.0.1", "--port", str(port)),
         *("--admin-port", "0", "--log-format", "json", *extra),
     )
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid`` (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def free_port() -> int:
@@ -138,15 +149,56 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     return proc.returncode, out.decode(), err.decode()
 
 
-async def spawn_demo() -> asyncio.subprocess.Process:
-    """``grpc-bridge demo`` on ephemeral ports, its stdout (ports and curl lines) piped."""
+async def spawn_demo(env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
+    """``grpc-bridge demo`` on ephemeral ports, its stdout (ports and curl lines) piped.
+
+    ``env``: the whole environment (default :func:`bridge_env`).
+    """
     return await asyncio.create_subprocess_exec(
         sys.executable,
         *("-m", "grpc_bridge", "demo", "--port", "0", "--admin-port", "0"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
-        env=bridge_env(),
+        env=bridge_env() if env is None else env,
     )
+
+
+_DEMO_BANNER = re.compile(
+    r"on 127\.0\.0\.1:(\d+), bridge on 127\.0\.0\.1:(\d+) \(admin (\d+)\)",
+)
+
+
+@contextlib.asynccontextmanager
+async def demo_process(
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, dict[str, int]]]:
+    """:func:`spawn_demo` once it printed its ports (proxy, admin, grpc); stopped by SIGINT.
+
+    The process's stdout is left where the banner ended, for a test that reads on.
+    """
+    proc = await spawn_demo(env)
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "demo exited early"
+                match = _DEMO_BANNER.search(line)
+                if match:
+                    grpc, proxy, admin = map(int, match.groups())
+                    break
+        yield proc, {"proxy": proxy, "admin": admin, "grpc": grpc}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(20):
+            await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def running_demo() -> AsyncIterator[dict[str, int]]:
+    """``grpc-bridge demo`` on ephemeral ports, once it printed them (proxy, admin, grpc)."""
+    async with demo_process() as (_, ports):
+        yield ports
 
 
 def expected_status(command: str) -> str:

@@ -1,21 +1,31 @@
 """Raw HTTP/1.1 against real bridge processes: exact bytes in, the answer (or its absence) out.
 
 For hostile-client tests: the bytes are written as given (no client library
-fixes them up), one bridge process with the lean path and one without, so a
-test can require the same answer from both.
+normalizes a path, refuses a header name or fixes up framing), against
+``python -m grpc_bridge`` with ``listen.fast_path`` on and off, so a test can
+require the same answer from both HTTP paths.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 
 from tests.process import BridgeProcess, bridge_env, serve_args
+
+#: ``lean`` parametrisation: the lean HTTP/1.1 path on (the default) and off.
+PATHS = ("lean", "aiohttp")
+
+#: Status, headers (lower-case name → every value, in order) and the body.
+Response = tuple[int, dict[str, list[str]], bytes]
 
 #: (status, lower-case headers, body), or "eof" (closed without an answer) / "timeout".
 Answer = tuple[int, dict[str, str], bytes] | str
@@ -25,33 +35,78 @@ ECHO = "/bridgetest.v1.TestService/Echo"
 CLIENT_STREAM = "/bridgetest.v1.TestService/ClientStream"
 
 
+def request(method: str, target: str, body: bytes | None = None, *headers: str) -> bytes:
+    """One HTTP/1.1 request; a body gets a JSON Content-Type and its Content-Length."""
+    head = [f"{method} {target} HTTP/1.1", "Host: bridge"]
+    if body is not None:
+        head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    head += headers
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
+
+
 def raw_request(path: str, body: bytes, *extra: str, length: bool = True) -> bytes:
     """A POST with a JSON Content-Type; ``length``: a Content-Length for ``body``."""
-    head = [f"POST {path} HTTP/1.1", "Host: bridge", "Content-Type: application/json"]
-    head += [f"Content-Length: {len(body)}"] if length else []
-    return ("\r\n".join([*head, *extra]) + "\r\n\r\n").encode() + body
+    if length:
+        return request("POST", path, body, *extra)
+    return request("POST", path, None, "Content-Type: application/json", *extra) + body
 
 
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+async def read_head_lists(reader: asyncio.StreamReader) -> tuple[int, dict[str, list[str]]]:
+    """Status and headers (lower-case name → every value, in order) of one response."""
     head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
     lines = head.split("\r\n")
-    status = int(lines[0].split()[1])
-    headers: dict[str, str] = {}
+    headers: dict[str, list[str]] = {}
     for line in lines[1:]:
         if line:
             name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
+            headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return int(lines[0].split()[1]), headers
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """:func:`read_head_lists` with one value per header (the last)."""
+    status, headers = await read_head_lists(reader)
+    return status, {name: values[-1] for name, values in headers.items()}
+
+
+async def read_chunk(reader: asyncio.StreamReader) -> bytes:
+    """One chunk of a chunked body (b"" for the last)."""
+    size = int((await reader.readline()).strip(), 16)
+    data = await reader.readexactly(size) if size else b""
+    await reader.readline()
+    return data
+
+
+async def read_response(reader: asyncio.StreamReader) -> Response:
+    """Status, headers (lower-case name → every value, in order) and the body."""
+    status, headers = await read_head_lists(reader)
     if "content-length" in headers:
-        body = await reader.readexactly(int(headers["content-length"]))
-    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        body = await reader.readexactly(int(headers["content-length"][0]))
+    elif "chunked" in headers.get("transfer-encoding", [""])[0].lower():
         body = b""
-        while (size := int((await reader.readline()).strip(), 16)) != 0:
-            body += await reader.readexactly(size)
-            await reader.readline()
-        await reader.readline()
+        while chunk := await read_chunk(reader):
+            body += chunk
     else:
         body = await reader.read()
     return status, headers, body
+
+
+async def read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """:func:`read_response` with one value per header (the last)."""
+    status, headers, body = await read_response(reader)
+    return status, {name: values[-1] for name, values in headers.items()}, body
+
+
+async def response_to(bridge: BridgeProcess, data: bytes) -> Response:
+    """Send ``data`` to the proxy port on a new connection; the one response to it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", bridge.proxy_port)
+    try:
+        writer.write(data)
+        async with asyncio.timeout(10):
+            return await read_response(reader)
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 async def exchange(port: int, data: bytes, within: float = 10.0) -> Answer:
@@ -89,16 +144,48 @@ def message_of(answer: Answer) -> str:
 
 
 @asynccontextmanager
+async def bridge_on(
+    upstream: str | None,
+    path: str,
+    *extra: str,
+    config: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[BridgeProcess]:
+    """A bridge process, ``path`` one of :data:`PATHS`, once it discovered its methods.
+
+    ``upstream`` is a target for ``--upstream``; or None, with ``config``
+    (a YAML configuration as a dict) giving the upstreams.
+    """
+    fast = "true" if path == "lean" else "false"
+    with tempfile.TemporaryDirectory() as directory:
+        args: tuple[str, ...]
+        if upstream is not None:
+            args = serve_args(upstream, *extra)
+        else:
+            args = ("serve", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0")
+            args += ("--log-format", "json", *extra)
+        if config is not None:
+            file = Path(directory) / "bridge.yaml"
+            file.write_text(yaml.safe_dump(config))
+            args += ("--config", str(file))
+        bridge = await BridgeProcess.start(
+            *args, env=bridge_env(GRPC_BRIDGE_LISTEN__FAST_PATH=fast, **(env or {}))
+        )
+        try:
+            await bridge.wait_for("discovered")
+            yield bridge
+        finally:
+            await bridge.stop()
+
+
+@asynccontextmanager
 async def bridge_process(
     target: str, *, fast_path: bool = True, **env: str
 ) -> AsyncIterator[BridgeProcess]:
-    extra = {"GRPC_BRIDGE_LISTEN__FAST_PATH": "true" if fast_path else "false", **env}
-    bp = await BridgeProcess.start(*serve_args(target), env=bridge_env(**extra))
-    try:
+    """:func:`bridge_on` ``target``, once its admin port says it is ready."""
+    async with bridge_on(target, "lean" if fast_path else "aiohttp", env=env) as bp:
         await wait_ready(bp)
         yield bp
-    finally:
-        await bp.stop()
 
 
 async def wait_ready(bp: BridgeProcess, timeout: float = 15.0) -> None:
@@ -122,10 +209,12 @@ async def both_paths(target: str, **env: str) -> AsyncIterator[tuple[BridgeProce
         yield fast, plain
 
 
-def rss_kib(pid: int) -> int:
-    """Resident memory of a process, from /proc."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+def request_logs(bridge: BridgeProcess) -> list[dict[str, object]]:
+    """The bridge's ``request`` log lines so far."""
+    return [e for e in bridge.events if e.get("event") == "request"]
+
+
+async def next_request_log(bridge: BridgeProcess, seen: int = 0) -> dict[str, object]:
+    """The ``request`` log line after the first ``seen`` (written once the answer is sent)."""
+    await bridge.wait_until(lambda _: len(request_logs(bridge)) > seen, timeout=10)
+    return request_logs(bridge)[seen]

@@ -2,7 +2,7 @@
 
 They send their request bytes and stop; the kernel's receive buffer (made
 small) fills at once, so whatever the bridge holds for them is in its own
-memory. Also: the resident memory of a process, read from /proc.
+memory.
 """
 
 from __future__ import annotations
@@ -11,18 +11,9 @@ import base64
 import os
 import socket
 import struct
-from pathlib import Path
 
 #: Receive buffer of a client that stops reading: the kernel doubles it, still tiny.
 SMALL_RCVBUF = 4096
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident set size of process ``pid`` (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def stalled_client(port: int, request: bytes) -> socket.socket:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
-import signal
 import sys
 from pathlib import Path
 
 from tests.packaging_tools import shell_commands
-from tests.process import bridge_env, spawn_demo
+from tests.process import bridge_env, running_demo
 
 DOC = Path(__file__).parent.parent / "docs" / "cli.md"
 DEMO_GRPC = "127.0.0.1:50051"
@@ -39,17 +38,8 @@ def test_doc_has_commands_for_every_verb() -> None:
 
 
 async def test_doc_commands_work_against_the_demo() -> None:
-    proc = await spawn_demo()
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                line = (await proc.stdout.readline()).decode()
-                assert line, "demo exited early"
-                match = re.search(r"gRPC service demo\.v1\.Shop on (127\.0\.0\.1:\d+)", line)
-                if match:
-                    address = match.group(1)
-                    break
+    async with running_demo() as ports:
+        address = f"127.0.0.1:{ports['grpc']}"
         python = f"{shlex.quote(sys.executable)} -m grpc_bridge "
         for command in doc_commands():
             shell = command.replace(DEMO_GRPC, address).replace("grpc-bridge ", python)
@@ -66,7 +56,3 @@ async def test_doc_commands_work_against_the_demo() -> None:
                 assert out.strip(), command
             else:
                 assert err.decode().startswith('{"code":'), (command, err.decode())
-    finally:
-        proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(20):
-            await proc.wait()

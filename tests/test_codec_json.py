@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from bridgetest.v1 import kitchen_pb2
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
-from google.protobuf.descriptor import FileDescriptor
+from google.protobuf import descriptor_pool, json_format
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 from hypothesis import given, settings
@@ -24,57 +23,7 @@ from hypothesis import strategies as st
 from grpc_bridge.codec.json_codec import JsonEncodeError, JsonOptions, MessageCodec, parse_json
 from grpc_bridge.errors import InvalidArgument
 from grpc_bridge.status import Code
-
-SECRET_TYPE = "bridgetest.private.v1.Secret"
-
-
-def _secret_file() -> descriptor_pb2.FileDescriptorProto:
-    """A file no generated module registers anywhere: it lives only in the private pool."""
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="bridgetest/private/v1/secret.proto", package="bridgetest.private.v1", syntax="proto3"
-    )
-    message = proto.message_type.add(name="Secret")
-    label = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
-    message.field.add(
-        name="code_name",
-        number=1,
-        label=label,
-        type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-        json_name="codeName",
-    )
-    message.field.add(
-        name="level",
-        number=2,
-        label=label,
-        type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
-        json_name="level",
-    )
-    return proto
-
-
-def build_private_pool(*roots: FileDescriptor) -> DescriptorPool:
-    """A fresh pool holding ``roots`` and their dependencies, plus the Secret file."""
-    pool = descriptor_pool.DescriptorPool()
-    added: set[str] = set()
-
-    def add(file: FileDescriptor) -> None:
-        if file.name in added:
-            return
-        for dependency in file.dependencies:
-            add(dependency)
-        proto = descriptor_pb2.FileDescriptorProto()
-        file.CopyToProto(proto)
-        pool.AddSerializedFile(proto.SerializeToString())
-        added.add(file.name)
-
-    for root in roots:
-        add(root)
-    pool.AddSerializedFile(_secret_file().SerializeToString())
-    return pool
-
-
-def message_class(pool: DescriptorPool, full_name: str) -> type[Message]:
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(full_name))
+from tests.codec_tools import SECRET_TYPE, build_private_pool, message_class, serialized
 
 
 @pytest.fixture(scope="module")
@@ -155,11 +104,6 @@ def full_kitchen(pool: DescriptorPool, any_payload: str) -> Any:
     m.m_values["null"].null_value = 0
     m.m_values["list"].list_value.extend([1, "x"])
     return m
-
-
-def serialized(message: Message) -> bytes:
-    # Compared serialized: NaN != NaN would make message equality useless.
-    return message.SerializeToString(deterministic=True)
 
 
 OPTION_COMBOS = [

@@ -8,7 +8,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
 from grpc_bridge.errors import JsonEncodeError
-from tests.test_codec_json import build_private_pool
+from tests.codec_tools import build_private_pool
 
 
 def kitchen_codec() -> tuple[MessageCodec, type]:

@@ -12,7 +12,6 @@ import importlib.util
 import json
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from grpc_bridge.cli import _parser
+from grpc_bridge.settings import load_settings
 from tests.doc_samples import (
     DEMO_PORTS,
     ROOT,
@@ -37,13 +37,10 @@ from tests.doc_samples import (
     transcript_env,
 )
 from tests.packaging_tools import shell_commands
-from tests.process import bridge_env, expected_status, spawn_demo
+from tests.process import bridge_env, expected_status, running_demo
 
 PAGES = doc_pages()
 WITH_COMMANDS = [p for p in PAGES if page_commands(p)]
-_BANNER = re.compile(
-    r"on 127\.0\.0\.1:(\d+), bridge on 127\.0\.0\.1:(\d+) \(admin (\d+)\)",
-)
 _STATUS_MARK = "\n<<<http-status:"
 
 
@@ -66,26 +63,6 @@ async def run_curl(command: str) -> tuple[str, str]:
     return text, status
 
 
-@contextlib.asynccontextmanager
-async def demo_ports() -> contextlib.AsyncIterator[dict[str, int]]:
-    proc = await spawn_demo()
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(30):
-            while True:
-                line = (await proc.stdout.readline()).decode()
-                assert line, "demo exited early"
-                match = _BANNER.search(line)
-                if match:
-                    grpc, proxy, admin = map(int, match.groups())
-                    break
-        yield {"proxy": proxy, "admin": admin, "grpc": grpc}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(20):
-            await proc.wait()
-
-
 def check(command: Command, output: str, status: str, ports: dict[str, int]) -> str | None:
     if command.expected is None:
         want = expected_status(command.command)
@@ -100,7 +77,7 @@ def check(command: Command, output: str, status: str, ports: dict[str, int]) -> 
 async def test_examples_run_against_the_demo_and_print_what_is_shown(page: Path) -> None:
     """A fresh demo per page: each page's examples run in its order, from the demo's data."""
     problems = []
-    async with demo_ports() as ports:
+    async with running_demo() as ports:
         for command in page_commands(page):
             output, status = await run_curl(for_demo(command.command, ports))
             problem = check(command, output, status, ports)
@@ -141,6 +118,34 @@ def test_documented_make_targets_exist() -> None:
         if words[:1] == ["make"]:
             wanted = [w for w in words[1:] if "=" not in w]
             assert set(wanted) <= targets, f"{page}: {command}"
+
+
+# --- the configuration reference -----------------------------------------------------------
+
+
+def _differences(code: object, doc: object, key: str = "") -> list[str]:
+    """Where the documented YAML and the defaults disagree: keys missing, unknown or different."""
+    if isinstance(code, dict) and isinstance(doc, dict):
+        out = [f"{key}{k}: not documented" for k in code if k not in doc]
+        out += [f"{key}{k}: not a setting" for k in doc if k not in code]
+        for k in code.keys() & doc.keys():
+            out += _differences(code[k], doc[k], f"{key}{k}.")
+        return out
+    if isinstance(code, list) and isinstance(doc, list) and code and isinstance(code[0], dict):
+        return _differences(code[0], doc[0], f"{key}[0].")
+    return [] if code == doc else [f"{key.rstrip('.')}: documented {doc!r}, default {code!r}"]
+
+
+def test_the_configuration_page_lists_every_key_with_its_default() -> None:
+    """docs/configuration.md's YAML block is the settings' defaults (one upstream, as shown)."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    block = text.split("Every key, with its default:", 1)[1].split("```yaml\n", 1)[1]
+    doc = yaml.safe_load(block.split("```", 1)[0])
+    target = doc["upstreams"][0]["targets"][0]
+    defaults = load_settings(None, {"upstream": target}).model_dump(mode="json")
+    defaults["json"] = defaults.pop("json_")
+    problems = _differences(defaults, doc)
+    assert not problems, "\n".join(problems)
 
 
 # --- links and the site ---------------------------------------------------------------------
@@ -186,7 +191,7 @@ def nav_pages(nav: object) -> list[str]:
 
 
 def test_every_docs_page_is_in_the_site_nav() -> None:
-    """Pages merged from other branches must be added to mkdocs.yml's nav, or this fails."""
+    """Every page of docs/ is in mkdocs.yml's nav and in README's list of pages."""
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     listed = nav_pages(config["nav"])
     present = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
@@ -234,7 +239,7 @@ async def test_cli_transcripts_print_what_is_shown(transcript: Transcript, tmp_p
         ports = DEMO_PORTS
         if f"127.0.0.1:{DEMO_PORTS['grpc']}" in transcript.command:
             # The client commands (docs/cli.md) talk to the demo's gRPC service.
-            ports = await stack.enter_async_context(demo_ports())
+            ports = await stack.enter_async_context(running_demo())
         command = transcript.command.replace(
             f"127.0.0.1:{DEMO_PORTS['grpc']}", f"127.0.0.1:{ports['grpc']}"
         )

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from tests.process import BridgeProcess
-from tests.rawhttp import PATHS, bridge_on, exchange, next_request_log, request, request_logs
+from tests.raw_http import PATHS, bridge_on, next_request_log, request, request_logs, response_to
 from tests.servers import RunningServer, StartServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
@@ -30,7 +30,7 @@ async def bridge(
 
 
 async def test_the_plain_path_is_the_route(bridge: BridgeProcess) -> None:
-    status, _, body = await exchange(bridge, request("POST", ECHO, BODY))
+    status, _, body = await response_to(bridge, request("POST", ECHO, BODY))
     assert status == 200 and orjson.loads(body)["fString"] == "reached"
 
 
@@ -55,7 +55,7 @@ NOT_ROUTES = [
 async def test_an_encoded_or_unnormalized_path_is_no_route(bridge: BridgeProcess) -> None:
     for target in NOT_ROUTES:
         seen = len(request_logs(bridge))
-        status, _, body = await exchange(bridge, request("POST", target, BODY))
+        status, _, body = await response_to(bridge, request("POST", target, BODY))
         assert status == 404, (target, body)
         assert orjson.loads(body)["code"] == 5
         assert "reached" not in body.decode()
@@ -76,9 +76,9 @@ async def test_streams_and_upgrades_on_an_encoded_path_are_no_route(
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
         "Sec-WebSocket-Version: 13",
     )
-    status, _, _ = await exchange(bridge, upgrade)
+    status, _, _ = await response_to(bridge, upgrade)
     assert status == 404
-    status, _, _ = await exchange(
+    status, _, _ = await response_to(
         bridge, request("GET", "/bridgetest.v1.TestService%2FServerStream?count=1")
     )
     assert status == 404
@@ -91,10 +91,10 @@ async def test_rest_literals_are_matched_per_segment(
     server = await upstream_factory(services=("rest",))
     async with bridge_on(server.target, path) as bridge:
         # An escaped slash joins two segments: no template has that literal.
-        status, _, _ = await exchange(bridge, request("GET", "/v1/things%2Fspecial"))
+        status, _, _ = await response_to(bridge, request("GET", "/v1/things%2Fspecial"))
         assert status == 404
-        status, _, _ = await exchange(bridge, request("GET", "/v1%2Fthings/special"))
+        status, _, _ = await response_to(bridge, request("GET", "/v1%2Fthings/special"))
         assert status == 404
         # In a variable it is data: the id is "a/b".
-        status, _, body = await exchange(bridge, request("GET", "/v1/things/a%2Fb"))
+        status, _, body = await response_to(bridge, request("GET", "/v1/things/a%2Fb"))
         assert status == 200 and orjson.loads(body)["id"] == "a/b"

@@ -14,9 +14,8 @@ import orjson
 import pytest
 import structlog
 
-from tests.harness import RunningBridge, running_bridge
+from tests.harness import RunningBridge, running_bridge, scrape, value
 from tests.servers import RunningServer, StartServer
-from tests.test_metrics import scrape, value
 
 SVC = "/bridgetest.v1.TestService"
 Answer = tuple[int, dict[str, str], bytes]

@@ -1,8 +1,8 @@
 """Clients can't spoof the metadata the bridge sets itself, by any route.
 
-``Grpc-Metadata-X-Forwarded-Host: evil.example`` used to reach the upstream
-before the bridge's own value, so a reader taking the first value (grpc-go's
-``md.Get(k)[0]``) saw the client's. A real upstream echoes what it received.
+``Grpc-Metadata-X-Forwarded-Host: evil.example`` must not reach the upstream
+beside the bridge's own value: a reader taking the first value (grpc-go's
+``md.Get(k)[0]``) would see the client's. A real upstream echoes what it received.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.process import run_cli
-from tests.rawhttp import PATHS, bridge_on, exchange, request
+from tests.raw_http import PATHS, bridge_on, request, response_to
 from tests.servers import RunningServer
 from tests.slowclients import websocket_text
 from tests.streamtools import META
@@ -54,7 +54,7 @@ async def test_what_the_bridge_sets_is_never_the_clients(
     upstream: RunningServer, path: str
 ) -> None:
     async with bridge_on(upstream.target, path) as bridge:
-        status, _, body = await exchange(bridge, request("POST", META, b"{}", *SPOOFS))
+        status, _, body = await response_to(bridge, request("POST", META, b"{}", *SPOOFS))
     assert status == 200, body
     check(orjson.loads(body)["received"], "127.0.0.1")
 
@@ -64,7 +64,7 @@ async def test_a_trusted_forwarded_for_is_appended_to(upstream: RunningServer, p
     async with bridge_on(
         upstream.target, path, env={"GRPC_BRIDGE_METADATA__TRUST_FORWARDED_FOR": "true"}
     ) as bridge:
-        status, _, body = await exchange(bridge, request("POST", META, b"{}", *SPOOFS))
+        status, _, body = await response_to(bridge, request("POST", META, b"{}", *SPOOFS))
     assert status == 200, body
     check(orjson.loads(body)["received"], "6.6.6.6, 127.0.0.1")
 

@@ -19,10 +19,9 @@ from grpc_bridge.metrics import Metrics
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.invoker import Invoker
 from grpc_bridge.upstream.pool import ChannelPool
-from tests.harness import RunningBridge, running_bridge
+from tests.harness import RunningBridge, running_bridge, scrape, value
 from tests.servers import StartServer
 from tests.streamtools import CLIENT_STREAM
-from tests.test_metrics import scrape, value
 
 SVC = "bridgetest.v1.TestService"
 UPGRADE = {

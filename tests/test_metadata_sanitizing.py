@@ -17,7 +17,7 @@ import pytest
 
 from tests.h2peer import HostilePeer, Pairs, descriptor_set
 from tests.process import BridgeProcess
-from tests.rawhttp import PATHS, Response, bridge_on, exchange, request
+from tests.raw_http import PATHS, Response, bridge_on, request, response_to
 from tests.streamtools import ECHO, SERVER_STREAM
 
 #: Valid HTTP/2 (RFC 9113 §8.2.1), not valid HTTP/1.1 (RFC 9110 §5.6.2, §5.5).
@@ -78,7 +78,7 @@ def dropped_warnings(bridge: BridgeProcess) -> list[dict[str, Any]]:
 
 async def answer(bridge: BridgeProcess, kind: str) -> Response:
     before = sum(1 for e in bridge.events if e.get("event") == "request")
-    response = await exchange(bridge, REQUESTS[kind])
+    response = await response_to(bridge, REQUESTS[kind])
     await bridge.wait_until(
         lambda events: sum(1 for e in events if e.get("event") == "request") > before
     )

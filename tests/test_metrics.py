@@ -6,28 +6,11 @@ import asyncio
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
-from tests.harness import RunningBridge, running_bridge
+from tests.harness import RunningBridge, running_bridge, scrape, value
 from tests.servers import RunningServer
 
 SVC = "bridgetest.v1.TestService"
-
-
-async def scrape(b: RunningBridge) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    async with b.session.get(f"{b.admin_url}/metrics") as resp:
-        assert resp.status == 200
-        assert resp.headers["Content-Type"].startswith("text/plain")
-        text = await resp.text()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, frozenset(s.labels.items()))] = s.value
-    return samples
-
-
-def value(samples: dict[Any, float], name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 def grpc_labels(kind: str, method: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.harness import running_bridge
-from tests.openapi_tools import demo_ports
+from tests.process import running_demo
 from tests.servers import StartServer
 
 BIN = Path(sys.executable).parent
@@ -96,7 +96,8 @@ def _tested(out: str) -> int:
 async def test_schemathesis_finds_no_server_error_or_schema_violation_in_the_demo(
     tmp_path: Path,
 ) -> None:
-    async with demo_ports() as (port, admin):
+    async with running_demo() as ports:
+        port, admin = ports["proxy"], ports["admin"]
         out = await _schemathesis(
             f"http://127.0.0.1:{admin}",
             f"http://127.0.0.1:{port}",
@@ -127,7 +128,8 @@ async def test_schemathesis_finds_nothing_on_the_rest_bindings_of_the_test_proto
 async def test_a_client_generated_from_the_document_calls_the_demo_rest_routes(
     tmp_path: Path,
 ) -> None:
-    async with demo_ports() as (port, admin):
+    async with running_demo() as ports:
+        port, admin = ports["proxy"], ports["admin"]
         doc = tmp_path / "openapi.json"
         doc.write_bytes(
             await asyncio.to_thread(_fetch, f"http://127.0.0.1:{admin}/v1/openapi.json")

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.openapi_tools import demo_ports
 from tests.packaging_tools import shell_commands
-from tests.process import curl_status, expected_status
+from tests.process import curl_status, expected_status, running_demo
 
 DOC = Path(__file__).parent.parent / "docs" / "openapi.md"
 
@@ -30,7 +29,8 @@ def test_openapi_doc_has_curl_lines_for_the_admin_port() -> None:
 
 @pytest.mark.skipif(not Path("/usr/bin/curl").exists(), reason="needs curl")
 async def test_openapi_doc_curl_lines_work_against_the_demo() -> None:
-    async with demo_ports() as (port, admin):
+    async with running_demo() as ports:
+        port, admin = ports["proxy"], ports["admin"]
         for line in doc_curl_lines():
             cmd = line.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace(
                 "127.0.0.1:8081", f"127.0.0.1:{admin}"

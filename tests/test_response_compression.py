@@ -12,7 +12,6 @@ import asyncio
 import random
 import re
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -25,21 +24,18 @@ from grpc_bridge.http.compress import Choice, ResponseCompression, negotiate
 from grpc_bridge.settings import CompressionSettings, ConfigError, load_settings
 from tests.compression_tools import (
     CODINGS,
-    bridge_process,
     complete,
     decode,
     exchange,
-    fast_path_env,
-    http_request,
     incremental,
-    read_chunk,
-    read_head,
     vary,
     without_volatile,
 )
 from tests.harness import running_bridge
 from tests.packaging_tools import shell_commands
-from tests.process import curl_status, expected_status, spawn_demo
+from tests.process import curl_status, expected_status, running_demo
+from tests.raw_http import bridge_process, read_chunk, read_head
+from tests.raw_http import request as http_request
 from tests.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
@@ -56,7 +52,7 @@ def _ae(value: str) -> str:
 
 @PATHS
 async def test_unary_answers_in_each_coding(upstream: RunningServer, fast_path: bool) -> None:
-    async with bridge_process(upstream.target, **fast_path_env(fast_path)) as bp:
+    async with bridge_process(upstream.target, fast_path=fast_path) as bp:
         status, headers, plain = await exchange(bp.proxy_port, http_request("POST", ECHO, BIG))
         assert status == 200 and "content-encoding" not in headers
         assert vary(headers) == ["accept-encoding"]
@@ -92,8 +88,8 @@ async def test_both_paths_send_the_same_bytes(upstream: RunningServer) -> None:
         http_request("POST", ECHO, BIG, _ae("gzip;q=0.1"), _ae("br")),
     ]
     async with (
-        bridge_process(upstream.target, **fast_path_env(True)) as lean,
-        bridge_process(upstream.target, **fast_path_env(False)) as plain,
+        bridge_process(upstream.target, fast_path=True) as lean,
+        bridge_process(upstream.target, fast_path=False) as plain,
     ):
         for request in requests:
             a = without_volatile(await exchange(lean.proxy_port, request))
@@ -144,7 +140,7 @@ async def test_negotiation(upstream: RunningServer, fast_path: bool) -> None:
         ("identity;q=0, gzip", SMALL, "gzip"),  # identity refused: even a small body
         ("*;q=0, identity", BIG, None),
     ]
-    async with bridge_process(upstream.target, **fast_path_env(fast_path)) as bp:
+    async with bridge_process(upstream.target, fast_path=fast_path) as bp:
         for accept_encoding, body, expected in cases:
             request = http_request("POST", ECHO, body, _ae(accept_encoding))
             status, headers, raw = await exchange(bp.proxy_port, request)
@@ -339,26 +335,12 @@ def _docs_curl_lines() -> list[str]:
 async def test_docs_curl_lines_work_against_the_demo() -> None:
     lines = _docs_curl_lines()
     assert len(lines) >= 4
-    proc = await spawn_demo()
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(20):
-            while True:
-                line = (await proc.stdout.readline()).decode()
-                assert line, "demo exited early"
-                match = re.search(r"bridge on 127\.0\.0\.1:(\d+) \(admin (\d+)\)", line)
-                if match:
-                    port, admin = match.groups()
-                    break
+    async with running_demo() as ports:
         for line in lines:
-            cmd = line.replace("127.0.0.1:8080", f"127.0.0.1:{port}").replace(
-                "127.0.0.1:8081", f"127.0.0.1:{admin}"
+            cmd = line.replace("127.0.0.1:8080", f"127.0.0.1:{ports['proxy']}").replace(
+                "127.0.0.1:8081", f"127.0.0.1:{ports['admin']}"
             )
             assert await curl_status(cmd) == expected_status(line), line
-    finally:
-        proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(20):
-            await proc.wait()
 
 
 @pytest.mark.parametrize(

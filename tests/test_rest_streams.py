@@ -15,10 +15,9 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.harness import RunningBridge, running_bridge
+from tests.harness import RunningBridge, running_bridge, scrape, value
 from tests.servers import StartServer
 from tests.streamtools import NDJSON, sse_events
-from tests.test_metrics import scrape, value
 
 ND = {"Content-Type": NDJSON}
 REST = "bridgetest.v1.RestService"

@@ -23,13 +23,12 @@ import pytest
 import yaml
 
 from tests.h2peer import HostilePeer, descriptor_set
-from tests.process import BridgeProcess
-from tests.rawhttp import PATHS, bridge_on
+from tests.process import BridgeProcess, rss_bytes
+from tests.raw_http import PATHS, bridge_on
 from tests.servers import RunningServer, StartServer
 from tests.slowclients import (
     http_post,
     read_head,
-    rss_bytes,
     send_until_blocked,
     stalled_client,
     websocket_open,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 from typing import Any
 
 from tests.packaging_tools import ROOT
+from tests.process import demo_process
 from tests.tracing_tools import CLIENT_SPAN_ID, CLIENT_TRACE_ID, tracing_env
 
 DOC = ROOT / "docs" / "tracing.md"
@@ -26,45 +26,27 @@ async def test_the_console_example_prints_both_spans() -> None:
     env.pop("OTEL_BSP_SCHEDULE_DELAY")
     env.update(re.findall(r"(OTEL_\w+)=(\S+)", command))
     [curl] = [line for line in lines if line.startswith("curl ")]
-    demo = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "grpc_bridge", "demo", "--port", "0", "--admin-port", "0"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=env,
-    )
-    assert demo.stdout is not None
-    try:
-        async with asyncio.timeout(60):
-            while True:
-                line = await demo.stdout.readline()
-                assert line, "the demo exited"
-                found = re.search(rb"bridge on 127\.0\.0\.1:(\d+)", line)
-                if found:
-                    break
-            port = found.group(1).decode()
-            proc = await asyncio.create_subprocess_shell(
-                curl.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
-                + " -o /dev/null -w '%{http_code}'",
-                stdout=asyncio.subprocess.PIPE,
-            )
-            out, _ = await proc.communicate()
-            assert out == b"200"
-            # The console exporter writes each span as an indented JSON object.
-            spans: dict[str, Any] = {}
-            block: list[bytes] = []
-            while len(spans) < 2:
-                line = await demo.stdout.readline()
-                assert line, "the demo exited"
-                if line.startswith(b"{"):
-                    block = []
-                block.append(line)
-                if line.rstrip() == b"}":
-                    span = json.loads(b"".join(block))
-                    spans[span["name"]] = span
-    finally:
-        demo.terminate()
-        await demo.wait()
+    async with demo_process(env) as (demo, ports), asyncio.timeout(60):
+        assert demo.stdout is not None
+        proc = await asyncio.create_subprocess_shell(
+            curl.replace("127.0.0.1:8080", f"127.0.0.1:{ports['proxy']}")
+            + " -o /dev/null -w '%{http_code}'",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert out == b"200"
+        # The console exporter writes each span as an indented JSON object.
+        spans: dict[str, Any] = {}
+        block: list[bytes] = []
+        while len(spans) < 2:
+            line = await demo.stdout.readline()
+            assert line, "the demo exited"
+            if line.startswith(b"{"):
+                block = []
+            block.append(line)
+            if line.rstrip() == b"}":
+                span = json.loads(b"".join(block))
+                spans[span["name"]] = span
     server, client = spans["GET /v1/items/{id}"], spans["demo.v1.Shop/GetItem"]
     assert server["kind"] == "SpanKind.SERVER" and client["kind"] == "SpanKind.CLIENT"
     assert server["parent_id"] == f"0x{CLIENT_SPAN_ID}"

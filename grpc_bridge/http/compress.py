@@ -32,6 +32,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from grpc_bridge.http.negotiate import weighted_items
 from grpc_bridge.settings import CompressionSettings
 
 brotli: Any
@@ -119,19 +120,7 @@ IDENTITY = Choice(None)
 
 def _weights(value: str) -> dict[str, float]:
     weights: dict[str, float] = {}
-    for item in value.split(","):
-        name, *params = (part.strip() for part in item.split(";"))
-        if not name:
-            continue
-        q = 1.0
-        for param in params:
-            key, _, number = param.partition("=")
-            if key.strip().lower() == "q":
-                try:
-                    q = min(max(float(number.strip()), 0.0), 1.0)
-                except ValueError:
-                    q = 0.0  # a malformed weight counts as "not acceptable", not as a crash
-        name = name.lower()
+    for name, q in weighted_items(value):
         if name == "x-gzip":  # RFC 9110 §8.4.1.3: the same coding
             name = "gzip"
         # A coding listed twice keeps its first weight, as most servers read it.

@@ -1,5 +1,6 @@
-"""Binding a listener: a failure becomes one line naming the address, the setting and the cause.
+"""Listener addresses: binding one, and reaching one from this host.
 
+A bind failure becomes one line naming the address, the setting and the cause:
 uvloop's and asyncio's bind errors read differently and quote a tuple; what an
 operator needs is which listener, which setting moves it, and why. The CLI
 prints the line and exits 1 (cli.py).
@@ -31,3 +32,17 @@ async def start_site(site: web.BaseSite, what: str, host: str, port: int) -> Non
         await site.start()
     except OSError as exc:
         raise listen_error(exc, what, host, port) from exc
+
+
+def loopback_host(host: str) -> str:
+    """The address to connect to for a listener bound to ``host``."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host.strip("[]")
+
+
+def url_host(host: str) -> str:
+    """``host`` as written in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host

@@ -19,22 +19,31 @@ import functools
 from grpc_bridge.codec.framing import EVENT_STREAM, NDJSON, NDJSON_FRAMING, SSE_FRAMING, Framing
 
 
-def _ranges(accept: str) -> list[tuple[str, float]]:
+def weighted_items(value: str) -> list[tuple[str, float]]:
+    """The (lower-cased item, q) pairs of an RFC 9110 §12.4.2 weighted list, empty items left out.
+
+    ``Accept`` here and ``Accept-Encoding`` (http/compress.py) are read alike:
+    q clamped to 0-1, a malformed q taken as 0.
+    """
     out: list[tuple[str, float]] = []
-    for item in accept.split(","):
-        media, *params = (part.strip() for part in item.split(";"))
-        if "/" not in media:
+    for item in value.split(","):
+        name, *params = (part.strip() for part in item.split(";"))
+        if not name:
             continue
         q = 1.0
         for param in params:
-            name, _, value = param.partition("=")
-            if name.strip().lower() == "q":
+            key, _, number = param.partition("=")
+            if key.strip().lower() == "q":
                 try:
-                    q = min(max(float(value.strip()), 0.0), 1.0)
+                    q = min(max(float(number.strip()), 0.0), 1.0)
                 except ValueError:
                     q = 0.0  # a malformed weight counts as "not acceptable", not as a crash
-        out.append((media.lower(), q))
+        out.append((name.lower(), q))
     return out
+
+
+def _ranges(accept: str) -> list[tuple[str, float]]:
+    return [(media, q) for media, q in weighted_items(accept) if "/" in media]
 
 
 def _quality(media_type: str, ranges: list[tuple[str, float]]) -> float:

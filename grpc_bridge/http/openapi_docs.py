@@ -22,7 +22,7 @@ from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.context import BRIDGE
-from grpc_bridge.http.playground import loopback_host
+from grpc_bridge.http.listen import loopback_host, url_host
 from grpc_bridge.openapi import build_document, render
 from grpc_bridge.openapi.render import Format
 from grpc_bridge.routing.table import RouteTable
@@ -102,9 +102,7 @@ def _server_url(request: web.Request, bridge: Bridge, port: int) -> str:
     if listen in _WILDCARDS:
         asked = request.url.host
         host = asked if asked and _HOST.fullmatch(asked) else "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"http://{url_host(host)}:{port}"
 
 
 def _with_server(document: dict[str, Any], url: str) -> dict[str, Any]:

@@ -60,6 +60,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from grpc_bridge.http.listen import loopback_host
 from grpc_bridge.log import get_logger
 from grpc_bridge.settings import Settings
 from grpc_bridge.status import Code, status_body
@@ -142,15 +143,6 @@ class ProxyTarget:
 
     def url(self, path: str, query: str) -> URL:
         return URL.build(scheme="http", host=self.host, port=self.port(), path=path, query=query)
-
-
-def loopback_host(host: str) -> str:
-    """The address to connect to for a listener bound to ``host``."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
-    return host.strip("[]")
 
 
 _TARGET = web.AppKey("playground_target", ProxyTarget)

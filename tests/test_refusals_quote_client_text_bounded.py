@@ -11,7 +11,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.rawhttp import PATHS, bridge_on, exchange, request, request_logs
+from tests.raw_http import PATHS, bridge_on, request, request_logs, response_to
 from tests.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
@@ -22,7 +22,7 @@ REFUSING = "identity;q=0, " + "x," * 3000
 @pytest.mark.parametrize("path", PATHS)
 async def test_a_406_names_the_accept_encoding_bounded(upstream: RunningServer, path: str) -> None:
     async with bridge_on(upstream.target, path) as bridge:
-        status, _, body = await exchange(
+        status, _, body = await response_to(
             bridge, request("POST", ECHO, b"{}", f"Accept-Encoding: {REFUSING}")
         )
         assert status == 406, body
