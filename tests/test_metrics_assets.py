@@ -12,7 +12,7 @@ from grpc_bridge.metrics import Metrics
 
 MONITORING = Path(__file__).parent.parent / "deploy" / "monitoring"
 # Metric names; label names such as grpc_code start differently.
-_METRIC = re.compile(r"\b(grpc_(?:client|bridge)_[a-z_]+)\b")
+_METRIC = re.compile(r"\b(grpc_(?:client|bridge)_[a-z0-9_]+)\b")
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "info": ("_info",)}
 
 

@@ -62,7 +62,9 @@ class ReflectionClient:
     ) -> ReflectionClient:
         """A client for the newest protocol version the upstream answers.
 
-        v1 first; UNIMPLEMENTED falls back to v1alpha. Any other failure, or
+        v1 first; UNIMPLEMENTED falls back to v1alpha (so does grpc.aio's "Internal
+        error from Core", which it reports now and then in place of the server's
+        UNIMPLEMENTED when a stream is refused at once). Any other failure, or
         neither version served, raises :class:`DiscoveryError` (naming
         ``upstream`` when given).
         """
@@ -72,9 +74,7 @@ class ReflectionClient:
                 await client.list_services()
             except DiscoveryError as exc:
                 cause = exc.__cause__
-                if isinstance(cause, grpc.aio.AioRpcError) and (
-                    cause.code() == grpc.StatusCode.UNIMPLEMENTED
-                ):
+                if isinstance(cause, grpc.aio.AioRpcError) and _not_served(cause):
                     continue
                 # Chain the grpc error itself: that is what callers may want to inspect.
                 raise DiscoveryError(f"{client.description}: {exc}", upstream=upstream) from (
@@ -145,3 +145,11 @@ class ReflectionClient:
 
 def _describe(exc: grpc.aio.AioRpcError) -> str:
     return f"{exc.code().name}: {exc.details() or 'no details'}"
+
+
+def _not_served(error: grpc.aio.AioRpcError) -> bool:
+    """The version asked for is not served (or grpc.aio lost the UNIMPLEMENTED that said so)."""
+    code = error.code()
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return True
+    return bool(code == grpc.StatusCode.INTERNAL and error.details() == "Internal error from Core")
