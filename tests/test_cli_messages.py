@@ -221,9 +221,12 @@ def test_make_demo_passes_the_ports_on(variables: tuple[str, ...], expected: str
     """`make demo PORT=9080 ADMIN_PORT=9081 GRPC_PORT=9082`; without them the environment's
     or 8080/8081, and the demo's gRPC service on 50051 (docs/cli.md calls it there)."""
     root = Path(__file__).resolve().parent.parent
-    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "ADMIN_PORT", "GRPC_PORT")}
+    # Not the variables of a make this suite may run under (`make test`): they would
+    # make this one a sub-make that prints "Entering directory" lines.
+    dropped = ("PORT", "ADMIN_PORT", "GRPC_PORT", "MAKEFLAGS", "MAKELEVEL", "MFLAGS")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     result = subprocess.run(
-        ["make", "-n", "-W", "pyproject.toml", "demo", *variables],
+        ["make", "--no-print-directory", "-n", "-W", "pyproject.toml", "demo", *variables],
         cwd=root,
         env=env,
         capture_output=True,
