@@ -34,7 +34,10 @@ async def test_preflight_allows_the_route_and_the_headers_the_bridge_reads(
     bridge: RunningBridge,
 ) -> None:
     status, headers, body = await preflight(
-        bridge, ECHO, "POST", headers="Content-Type, Grpc-Metadata-Tenant, Grpc-Timeout, X-Custom"
+        bridge,
+        ECHO,
+        "POST",
+        headers="Content-Type, Content-Encoding, Grpc-Metadata-Tenant, Grpc-Timeout, X-Custom",
     )
     assert status == 204 and body == b""
     assert headers["Access-Control-Allow-Origin"] == APP
@@ -42,7 +45,7 @@ async def test_preflight_allows_the_route_and_the_headers_the_bridge_reads(
     # X-Custom is not read by the bridge: left out, so the browser names it.
     assert (
         headers["Access-Control-Allow-Headers"]
-        == "content-type, grpc-metadata-tenant, grpc-timeout"
+        == "content-type, content-encoding, grpc-metadata-tenant, grpc-timeout"
     )
     assert headers["Access-Control-Max-Age"] == "600"
     assert "Origin" in headers["Vary"]

@@ -38,6 +38,8 @@ BRIDGE_REQUEST_HEADERS = frozenset(
         "authorization",
         "cache-control",
         "connect-timeout-ms",
+        # A compressed request body (gzip, deflate: http/inflate.py).
+        "content-encoding",
         "content-type",
         "grpc-timeout",
         "last-event-id",
