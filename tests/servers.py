@@ -86,11 +86,12 @@ class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
     async def wait_for(
         self,
         which: Literal["completed", "cancelled", "received"],
-        tag: str,
+        tag: str | None,
         *,
         within: float = 5.0,
     ) -> None:
-        """Wait until ``tag`` shows up in ``completed``, ``cancelled`` or ``received``.
+        """Wait until ``tag`` (None: any tag) shows up in ``completed``, ``cancelled``
+        or ``received``.
 
         Cancellation reaches the server a moment after the client gives up,
         so tests wait for it rather than assert at once. TimeoutError after
@@ -98,7 +99,7 @@ class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
         """
         tags = {"completed": self.completed, "cancelled": self.cancelled}.get(which, self.received)
         async with asyncio.timeout(within):
-            while tag not in tags:
+            while (tag not in tags) if tag is not None else not tags:
                 self._changed.clear()
                 await self._changed.wait()
 
