@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import struct
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from tests.h2peer import (
     END_HEADERS,
     END_STREAM,
     HEADERS,
+    SETTINGS,
     Exchange,
     HostilePeer,
     frame,
@@ -44,6 +46,8 @@ WHOAMI = "/bridgetest.v1.Other/Whoami"
 OK_HEAD = [(b":status", b"200"), (b"content-type", b"application/grpc")]
 #: The bridge's default max_receive_message_bytes.
 MAX_RECEIVE = 4 * 1024 * 1024
+MAX_CONCURRENT_STREAMS = 3
+HELD_CALLS = 500
 
 
 def _prefixed(payload: bytes, compressed: bool = False) -> bytes:
@@ -98,7 +102,36 @@ def _status(value: bytes) -> Any:
     return scenario
 
 
+HELD: list[Exchange] = []
+ALL_HELD = asyncio.Event()
+
+
+async def hold(ex: Exchange) -> None:
+    """Answer headers and nothing more: the call stays open."""
+    ex.send_headers(OK_HEAD)
+    HELD.append(ex)
+    if len(HELD) >= HELD_CALLS:
+        ALL_HELD.set()
+    await ex.peer.lost.wait()
+
+
+#: One SETTINGS frame of 64 entries (the most the bridge takes), each a new
+#: SETTINGS_INITIAL_WINDOW_SIZE: the bridge adjusts every open stream's window per entry.
+_WIDE_SETTINGS = frame(
+    SETTINGS, 0, 0, b"".join(struct.pack(">HL", 4, 65535 + (i & 1)) for i in range(64))
+)
+
+
+async def wide_settings_flood(ex: Exchange) -> None:
+    ex.peer.deaf = True  # the bridge's ACKs are not read (h2 would choke on them)
+    start = time.monotonic()
+    FLOODS[SETTINGS] = (await ex.flood(_WIDE_SETTINGS, batch=50, seconds=FLOOD_S), 0.0)
+    FLOODS[SETTINGS] = (FLOODS[SETTINGS][0], time.monotonic() - start)
+
+
 SCENARIOS: dict[str, Any] = {
+    "hold": hold,
+    "wide-settings": wide_settings_flood,
     "": gzip_batches,
     "data-after-end": _after_answer(DATA, 0, b"x"),
     "headers-after-end": _after_answer(HEADERS, END_HEADERS | END_STREAM, b"\x88"),
@@ -168,7 +201,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     api = write_set(tmp / "api.pb", *with_imports(kitchen_pb2.DESCRIPTOR, other_pb2.DESCRIPTOR))
     healthy = await start_server(name="healthy", services=("other",))
     try:
-        async with HostilePeer(SCENARIOS) as peer:
+        async with HostilePeer(SCENARIOS, settings={MAX_CONCURRENT_STREAMS: 1000}) as peer:
             rig = await _start(tmp, api, peer, healthy)
             try:
                 yield rig
@@ -201,7 +234,7 @@ async def _start(tmp: Path, api: Path, peer: HostilePeer, healthy: RunningServer
     bridge = await BridgeProcess.start(
         *args, "--admin-port", "0", "--log-format", "json", env=bridge_env()
     )
-    rig = Rig(bridge, peer, aiohttp.ClientSession())
+    rig = Rig(bridge, peer, aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
     await rig.ready()
     return rig
 
@@ -288,3 +321,31 @@ async def test_a_grpc_status_that_is_not_ascii_digits_is_not_ok(rig: Rig, scenar
     status, body = await rig.call(scenario)
     assert status != 200, body
     assert "invalid grpc-status" in body["message"], body
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="each SETTINGS_INITIAL_WINDOW_SIZE entry walks every open stream "
+    "(grpc_bridge/upstream/h2/state.py _setting): 256 frames x 64 entries x streams per slice",
+)
+async def test_settings_entries_times_open_streams_do_not_hold_the_loop(rig: Rig) -> None:
+    """SETTINGS frames of 64 INITIAL_WINDOW_SIZE entries while 500 calls are open.
+
+    Each entry walks every open stream, and a read slice takes 256 frames:
+    256 x 64 x 500 window updates (seconds of CPU) in one callback before the
+    flood budget ends the connection. The healthy upstream's calls meanwhile
+    should still be answered promptly.
+    """
+    await rig.ready()
+    calls = [asyncio.create_task(rig.call("hold")) for _ in range(HELD_CALLS)]
+    async with asyncio.timeout(20):
+        await ALL_HELD.wait()
+    latencies: list[float] = []
+    flood = asyncio.create_task(rig.call("wide-settings"))
+    async with asyncio.timeout(FLOOD_S + 10):
+        while SETTINGS not in FLOODS or FLOODS[SETTINGS][1] == 0.0:
+            latencies.append(await rig.healthy_call())
+            await asyncio.sleep(0.02)
+    await asyncio.gather(flood, *calls, return_exceptions=True)
+    print(f"wide settings: {FLOODS[SETTINGS]}, healthy {sorted(latencies)[-5:]}")
+    assert max(latencies) < 0.5, sorted(latencies)[-5:]
