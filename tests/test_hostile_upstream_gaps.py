@@ -139,6 +139,7 @@ SCENARIOS: dict[str, Any] = {
     "status-underscore": _status(b"0_0"),
     "status-arabic": _status("\u0660".encode()),
     "status-space": _status(b" 0"),
+    "status-minus": _status(b"-0"),
 }
 
 
@@ -313,11 +314,12 @@ async def test_frames_on_a_finished_stream_draw_on_the_flood_budget(
     reason="status_of parses grpc-status with int() (grpc_bridge/upstream/h2/grpc_status.py)",
 )
 @pytest.mark.parametrize(
-    "scenario", ["status-plus", "status-underscore", "status-arabic", "status-space"]
+    "scenario",
+    ["status-plus", "status-minus", "status-underscore", "status-arabic", "status-space"],
 )
 async def test_a_grpc_status_that_is_not_ascii_digits_is_not_ok(rig: Rig, scenario: str) -> None:
     """grpc-status is 1*DIGIT (gRPC's PROTOCOL-HTTP2.md); Python's int() also takes
-    '+0', '0_0', ' 0' and other scripts' digits ('\u0660'): each read as OK."""
+    '+0', '-0', '0_0', ' 0' and other scripts' digits ('\u0660'): each read as OK."""
     status, body = await rig.call(scenario)
     assert status != 200, body
     assert "invalid grpc-status" in body["message"], body
