@@ -267,11 +267,6 @@ async def _start(tmp: Path, api: Path, peer: HostilePeer, healthy: RunningServer
 # -- the tests --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Stream.take bounds a batch by compressed bytes and inflates it all on the loop "
-    "(grpc_bridge/upstream/h2/stream.py take)",
-)
 async def test_compressed_messages_in_a_batch_are_bounded_by_inflated_bytes(rig: Rig) -> None:
     """The relay takes up to 64 KiB per batch; :meth:`Stream.take` counts compressed bytes.
 

@@ -20,7 +20,8 @@ when taken: flow control counts wire bytes, so inflating on arrival would let
 a window of small gzip messages become gigabytes held for a reader that
 stopped. The large ones (over :data:`.inflate.OFF_LOOP_BYTES`) are inflated on
 a worker thread by the awaited path (:meth:`next_message`, :meth:`inflated`);
-:meth:`take`, which never waits, stops before one, so the order is kept.
+:meth:`take`, which never waits, stops before one, so the order is kept, and
+bounds a batch by its inflated bytes as well as its wire bytes.
 """
 
 from __future__ import annotations
@@ -341,9 +342,10 @@ class Stream:
 
     def take(self, limit: int, max_bytes: int) -> list[bytes]:
         """Whole messages already received, inflated, without waiting: up to ``limit``
-        of them, stopping once ``max_bytes`` are taken (at least one if any is there)
-        and before a compressed one too large to inflate on the loop (for
-        :meth:`next_message`, which awaits a worker thread)."""
+        of them, stopping once ``max_bytes`` are taken, counted as received and
+        again as inflated (at least one if any is there), and before a compressed
+        one too large to inflate on the loop (for :meth:`next_message`, which
+        awaits a worker thread)."""
         messages = self.messages
         count = min(limit, len(messages))
         if not count or self._inflating:
@@ -357,19 +359,25 @@ class Stream:
             if cut < count:
                 size -= self._put_back(taken, cut)
         if self._compressed:
+            # ``max_bytes`` bounds what the batch holds once inflated: counted on
+            # wire bytes, 64 KiB of small gzip messages could inflate to GBs.
+            inflated = 0
             for index, message in enumerate(taken):
-                if type(message) is not Compressed:
-                    continue
-                if len(message) > OFF_LOOP_BYTES:
+                if inflated >= max_bytes and index:
                     size -= self._put_back(taken, index)
                     break
-                self._compressed -= 1
-                try:
-                    taken[index] = self.inflate(message)
-                except MessageError as exc:
-                    del taken[index:]
-                    self._bad_message(exc.status)
-                    return taken
+                if type(message) is Compressed:
+                    if len(message) > OFF_LOOP_BYTES:
+                        size -= self._put_back(taken, index)
+                        break
+                    self._compressed -= 1
+                    try:
+                        taken[index] = message = self.inflate(message)
+                    except MessageError as exc:
+                        del taken[index:]
+                        self._bad_message(exc.status)
+                        return taken
+                inflated += len(message)
         self._held -= size
         self._consumed()
         return taken
