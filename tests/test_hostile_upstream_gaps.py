@@ -294,11 +294,6 @@ async def test_compressed_messages_in_a_batch_are_bounded_by_inflated_bytes(rig:
     assert grown_mb < 40, grown_mb
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DATA/HEADERS on a finished stream skip FloodGuard.cheap "
-    "(grpc_bridge/upstream/h2/state.py _data, _headers)",
-)
 @pytest.mark.parametrize(
     ("scenario", "kind"), [("data-after-end", DATA), ("headers-after-end", HEADERS)]
 )
@@ -323,7 +318,8 @@ async def test_frames_on_a_finished_stream_draw_on_the_flood_budget(
             latencies.append(await rig.healthy_call())
             await asyncio.sleep(0.05)
     sent, elapsed = FLOODS[kind]
-    print(f"{scenario}: {sent} frames in {elapsed:.1f}s, healthy max {max(latencies):.3f}s")
+    worst = max(latencies, default=0.0)  # none when the bridge hangs up at once
+    print(f"{scenario}: {sent} frames in {elapsed:.1f}s, healthy max {worst:.3f}s")
     assert elapsed < FLOOD_S - 0.5, (sent, elapsed)  # hung up on before the flood ran out
     assert await rig.metric("ENHANCE_YOUR_CALM") > before
 

@@ -182,10 +182,13 @@ class H2State(Outbound):
         if body is None:
             raise _protocol("upstream sent DATA with bad padding")
         end_stream = bool(flags & frames.END_STREAM)
+        if stream is None:
+            # Its bytes are handed back as window above, but the frame carries nothing.
+            self.guard.cheap("DATA on a finished stream")
+            return
         if not body and not end_stream:
             self.guard.cheap("empty DATA")
-        if stream is not None:
-            stream.on_data(body, end_stream, length)
+        stream.on_data(body, end_stream, length)
 
     def _headers(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
         stream = self.streams.get(stream_id) or self._stream_of(stream_id, "HEADERS")
@@ -196,8 +199,10 @@ class H2State(Outbound):
             if len(block) < 5:
                 raise _size("upstream sent HEADERS too short for its priority fields")
             block = block[5:]
+        if stream is None:
+            self.guard.cheap("HEADERS on a finished stream")
         if not flags & frames.END_HEADERS:
-            if not block:
+            if not block and stream is not None:
                 self.guard.cheap("empty HEADERS")
             self._continuing = (stream_id, flags, bytearray(block[:_BLOCK_KEEP]), 0)
             return
@@ -217,6 +222,8 @@ class H2State(Outbound):
             )
         if not payload and not flags & frames.END_HEADERS:
             self.guard.cheap("empty CONTINUATION")
+        elif stream_id not in self.streams:
+            self.guard.cheap("CONTINUATION on a finished stream")
         if len(block) < _BLOCK_KEEP:
             block += payload[: _BLOCK_KEEP - len(block)]
         if flags & frames.END_HEADERS:
