@@ -338,11 +338,6 @@ async def test_a_grpc_status_that_is_not_ascii_digits_is_not_ok(rig: Rig, scenar
     assert "invalid grpc-status" in body["message"], body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each SETTINGS_INITIAL_WINDOW_SIZE entry walks every open stream "
-    "(grpc_bridge/upstream/h2/state.py _setting): 256 frames x 64 entries x streams per slice",
-)
 async def test_settings_entries_times_open_streams_do_not_hold_the_loop(rig: Rig) -> None:
     """SETTINGS frames of 64 INITIAL_WINDOW_SIZE entries while 500 calls are open.
 

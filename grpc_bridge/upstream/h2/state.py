@@ -264,8 +264,18 @@ class H2State(Outbound):
             raise Flood(f"upstream sent over {_MAX_SETTINGS} settings in one frame")
         if self.got_settings:
             self.guard.cheap("SETTINGS")
+        initial_window = self._initial_window
         for key, value in frames.parse_settings(payload):
-            self._setting(key, value)
+            if key == frames.SETTINGS_INITIAL_WINDOW_SIZE:
+                if value > frames.MAX_WINDOW:
+                    raise ConnectionError_(
+                        frames.FLOW_CONTROL_ERROR, "upstream sent an initial window over 2^31-1"
+                    )
+                initial_window = value  # the last in a frame wins (RFC 9113 §6.5.3)
+            else:
+                self._setting(key, value)
+        if initial_window != self._initial_window:
+            self._new_initial_window(initial_window)
         self._emit(frames.SETTINGS_ACK)
         self._acked()
         if not self.got_settings:
@@ -274,21 +284,24 @@ class H2State(Outbound):
         self._flush_blocked()
         self._wake_slots()
 
-    def _setting(self, key: int, value: int) -> None:
-        if key == frames.SETTINGS_INITIAL_WINDOW_SIZE:
-            if value > frames.MAX_WINDOW:
+    def _new_initial_window(self, value: int) -> None:
+        """Every open stream's send window moves by the change (RFC 9113 §6.9.2).
+
+        Once per SETTINGS frame, with its net change: per entry, a frame of 64
+        of them would walk every open stream 64 times.
+        """
+        delta = value - self._initial_window
+        self._initial_window = value
+        for stream in self.streams.values():
+            stream.send_window += delta
+            if stream.send_window > frames.MAX_WINDOW:
                 raise ConnectionError_(
-                    frames.FLOW_CONTROL_ERROR, "upstream sent an initial window over 2^31-1"
+                    frames.FLOW_CONTROL_ERROR, "upstream's new initial window overflows 2^31-1"
                 )
-            delta = value - self._initial_window
-            self._initial_window = value
-            for stream in self.streams.values():
-                stream.send_window += delta
-                if stream.send_window > frames.MAX_WINDOW:
-                    raise ConnectionError_(
-                        frames.FLOW_CONTROL_ERROR, "upstream's new initial window overflows 2^31-1"
-                    )
-        elif key == frames.SETTINGS_MAX_FRAME_SIZE:
+
+    def _setting(self, key: int, value: int) -> None:
+        """One setting other than SETTINGS_INITIAL_WINDOW_SIZE (:meth:`_settings` takes that)."""
+        if key == frames.SETTINGS_MAX_FRAME_SIZE:
             if not frames.DEFAULT_MAX_FRAME <= value <= 2**24 - 1:
                 raise _protocol("upstream sent an invalid max frame size")
             self._max_frame = value
