@@ -40,6 +40,9 @@ MAX_HEADER_LIST = 64 * 1024
 _BLOCK_KEEP = MAX_HEADER_LIST + 1024
 #: Frames handled per :meth:`H2State.receive` call: the rest waits for the next slice.
 FRAMES_PER_SLICE = 256
+#: Header-block bytes decoded per slice too: HPACK decoding is pure Python, ~15 ms
+#: for a 60 KB block of Huffman-coded literals, so 256 such frames held the loop for seconds.
+DECODED_PER_SLICE = 256 * 1024
 #: Entries one SETTINGS frame may hold (a server sends a handful; nghttp2 allows 32).
 _MAX_SETTINGS = 64
 
@@ -97,6 +100,8 @@ class H2State(Outbound):
         self.slice_full = False
         self.guard = FloodGuard()
         self._decoder = HeaderDecoder(MAX_HEADER_LIST)
+        #: Header-block bytes decoded in the current slice.
+        self._decoded = 0
         # Receive side: bytes taken since our last connection WINDOW_UPDATE.
         self._recv_unacked = 0
         #: A header block in CONTINUATIONs: stream id, HEADERS flags, bytes, frame count.
@@ -128,12 +133,13 @@ class H2State(Outbound):
         """
         handlers = self._handlers
         budget = FRAMES_PER_SLICE
+        self._decoded = 0
         if not self.got_settings and end - pos >= 9 and view[pos + 3] != frames.SETTINGS:
             # RFC 9113 §3.4: a server's first frame is SETTINGS.
             sample = bytes(view[pos : pos + 24])
             raise _protocol(f"upstream does not speak HTTP/2 (it sent {sample!r})")
         try:
-            while end - pos >= 9 and budget:
+            while end - pos >= 9 and budget and self._decoded < DECODED_PER_SLICE:
                 high, low, kind, flags, stream_id = _HEADER_UNPACK(view, pos)
                 length = (high << 16) | low
                 if length > MAX_FRAME:
@@ -152,7 +158,7 @@ class H2State(Outbound):
                     self.guard.cheap("unknown-type")  # ignored (RFC 9113 §5.5), but not free
         except Flood as exc:
             raise ConnectionError_(frames.ENHANCE_YOUR_CALM, str(exc)) from None
-        self.slice_full = not budget and end - pos >= 9
+        self.slice_full = end - pos >= 9 and (not budget or self._decoded >= DECODED_PER_SLICE)
         if self._recv_unacked >= CONNECTION_WINDOW // 4:
             increment, self._recv_unacked = self._recv_unacked, 0
             self._emit(frames.window_update(0, increment))
@@ -235,6 +241,10 @@ class H2State(Outbound):
             self._continuing = (stream_id, first_flags, block, count + 1)
 
     def _header_block(self, stream: Stream, flags: int, block: bytes) -> None:
+        if stream.informational:
+            # After an informational block: charged before it costs a decode.
+            self.guard.cheap("informational HEADERS")
+        self._decoded += len(block)
         try:
             decoded = self._decoder.decode(block)
         except HeaderListTooLarge:
@@ -245,7 +255,7 @@ class H2State(Outbound):
             self.reset(stream, frames.CANCEL, status)
             return
         informational = decoded.status
-        if informational is not None and informational[0] == "1":
+        if informational is not None and informational[0] == "1" and not stream.informational:
             self.guard.cheap("informational HEADERS")  # allowed, but they carry nothing
         stream.on_headers(decoded, bool(flags & frames.END_STREAM))
 

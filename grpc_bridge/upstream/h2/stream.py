@@ -56,6 +56,9 @@ __all__ = [
     "wake_all",
 ]
 
+#: Informational (1xx) responses a call may get before its headers, as Go's
+#: HTTP/2 client allows: each costs a header-block decode and carries nothing.
+MAX_INFORMATIONAL = 5
 #: A gRPC message's prefix: the compressed flag, then the length (big-endian).
 _PREFIX = struct.Struct(">BI").unpack_from
 
@@ -100,6 +103,7 @@ class Stream:
         "connection",
         "headers",
         "id",
+        "informational",
         "local_closed",
         "messages",
         "pending",
@@ -118,6 +122,8 @@ class Stream:
         self.headers: tuple[Header, ...] | None = None
         self.trailers: tuple[Header, ...] | None = None
         self.status: Status | None = None
+        #: Informational (1xx) header blocks received so far.
+        self.informational = 0
         self.messages: deque[bytes] = deque()
         self.local_closed = False
         self.remote_closed = False
@@ -159,7 +165,10 @@ class Stream:
                 # RFC 9113 §8.1: informational blocks may come first (never 101, never last).
                 if http_status == "101" or end_stream:
                     problem = f"upstream sent an invalid informational response {http_status}"
+                elif self.informational >= MAX_INFORMATIONAL:
+                    problem = f"upstream sent over {MAX_INFORMATIONAL} informational responses"
                 else:
+                    self.informational += 1
                     return
         elif problem is None and http_status is not None:
             problem = "upstream sent a pseudo-header in trailers"
