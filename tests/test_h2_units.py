@@ -15,6 +15,7 @@ import pytest
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames, hpack_codec, inflate
 from grpc_bridge.upstream.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection
+from grpc_bridge.upstream.h2.grpc_status import status_of
 from grpc_bridge.upstream.h2.stream import Stream
 from grpc_bridge.upstream.native_invoker import grpc_timeout
 from tests.h2peer import LoopbackTransport, frame
@@ -208,3 +209,49 @@ async def test_a_message_that_does_not_inflate_fails_the_call_even_after_ok_trai
     assert await stream.next_message() is None
     assert stream.status.code == Code.INTERNAL
     assert "cannot decompress a message" in stream.status.message
+
+
+async def test_a_batch_of_compressed_messages_is_bounded_by_inflated_bytes() -> None:
+    """Three ~100-byte gzip messages of 100 KB each: a 64 KiB batch takes one at a time."""
+    inflated = b"z" * 100_000
+    small = gzip.compress(inflated)
+    stream = _gzip_stream(_connection(), (1, small), (1, small), (0, b"plain"), trailers=True)
+    assert stream.take(10, 64 * 1024) == [inflated]
+    assert stream.take(10, 64 * 1024) == [inflated]
+    assert stream.take(10, 64 * 1024) == [b"plain"]
+    assert await stream.next_message() is None
+
+
+async def test_initial_window_entries_of_one_settings_frame_move_streams_by_the_last() -> None:
+    conn = _connection()
+    conn.connection_made(LoopbackTransport(conn))  # type: ignore[arg-type]
+    conn.data_received(frame(frames.SETTINGS, 0, 0))
+    stream = conn.open_stream(b"\x83\x86", None, False)
+    assert stream.send_window == frames.DEFAULT_WINDOW
+    entries = b"".join(
+        frames.SETTINGS_INITIAL_WINDOW_SIZE.to_bytes(2, "big") + value.to_bytes(4, "big")
+        for value in (1, 2**31 - 1, 100_000)
+    )
+    conn.data_received(frame(frames.SETTINGS, 0, 0, entries))
+    assert conn.error is None
+    assert stream.send_window == 100_000
+    await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "message"),
+    [
+        ((("grpc-status", "0"),), Code.OK, ""),
+        ((("grpc-status", "5"),), Code.NOT_FOUND, ""),
+        ((("grpc-status", "99"),), Code.UNKNOWN, ""),
+        ((("grpc-status", "+0"),), Code.UNKNOWN, "invalid grpc-status"),
+        ((("grpc-status", "\u0660"),), Code.UNKNOWN, "invalid grpc-status"),
+        ((("grpc-status", ""),), Code.UNKNOWN, "invalid grpc-status"),
+        ((("grpc-status", "13"), ("grpc-status", "0")), Code.INTERNAL, "more than one"),
+    ],
+)
+def test_grpc_status_is_one_field_of_ascii_digits(
+    fields: tuple[tuple[str, str], ...], code: int, message: str
+) -> None:
+    status = status_of(fields, None)
+    assert status.code == code and message in status.message, status
