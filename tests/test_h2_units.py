@@ -255,3 +255,42 @@ def test_grpc_status_is_one_field_of_ascii_digits(
 ) -> None:
     status = status_of(fields, None)
     assert status.code == code and message in status.message, status
+
+
+@pytest.mark.parametrize("reset_by_us", [True, False])
+async def test_frames_in_flight_for_streams_the_bridge_reset_are_no_flood(
+    reset_by_us: bool,
+) -> None:
+    """RFC 9113 §5.4.2: after our RST_STREAM the upstream's frames in flight still arrive.
+
+    1,000 cancelled calls, each followed by the DATA, trailers and WINDOW_UPDATE the
+    upstream had sent already: more than the flood budget's burst, and legitimate. The
+    same frames on streams that never were ours to reset (ended by the upstream) are
+    a flood.
+    """
+    conn = _connection()
+    conn.connection_made(LoopbackTransport(conn))  # type: ignore[arg-type]
+    conn.data_received(frame(frames.SETTINGS, 0, 0))
+    head = hpack_codec.indexed(8) + hpack_codec.content_type(b"application/grpc")
+    tail = hpack_codec.literal(b"grpc-status", b"0")
+    streams = [conn.open_stream(b"\x83\x86", None, True) for _ in range(1000)]
+    for stream in streams:
+        if reset_by_us:
+            conn.reset(stream, frames.CANCEL)
+        else:
+            conn.data_received(
+                frame(frames.HEADERS, frames.END_HEADERS | frames.END_STREAM, stream.id, head)
+            )
+    in_flight = b"".join(
+        frame(frames.DATA, 0, s.id, b"\x00\x00\x00\x00\x01x")
+        + frame(frames.HEADERS, frames.END_HEADERS | frames.END_STREAM, s.id, tail)
+        + frame(frames.WINDOW_UPDATE, 0, s.id, (1024).to_bytes(4, "big"))
+        for s in streams
+    )
+    conn.data_received(in_flight)
+    for _ in range(40):  # the read slices that follow
+        await asyncio.sleep(0)
+    if reset_by_us:
+        assert conn.error is None, conn.error
+    else:
+        assert conn.error_code == frames.ENHANCE_YOUR_CALM, conn.error

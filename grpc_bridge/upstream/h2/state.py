@@ -189,8 +189,10 @@ class H2State(Outbound):
             raise _protocol("upstream sent DATA with bad padding")
         end_stream = bool(flags & frames.END_STREAM)
         if stream is None:
-            # Its bytes are handed back as window above, but the frame carries nothing.
-            self.guard.cheap("DATA on a finished stream")
+            # Its bytes are handed back as window above, but the frame carries nothing;
+            # on a stream we reset it was in flight (free), else it is a flood.
+            if stream_id not in self.reset_by_us:
+                self.guard.cheap("DATA on a finished stream")
             return
         if not body and not end_stream:
             self.guard.cheap("empty DATA")
@@ -205,7 +207,7 @@ class H2State(Outbound):
             if len(block) < 5:
                 raise _size("upstream sent HEADERS too short for its priority fields")
             block = block[5:]
-        if stream is None:
+        if stream is None and stream_id not in self.reset_by_us:
             self.guard.cheap("HEADERS on a finished stream")
         if not flags & frames.END_HEADERS:
             if not block and stream is not None:
@@ -228,7 +230,7 @@ class H2State(Outbound):
             )
         if not payload and not flags & frames.END_HEADERS:
             self.guard.cheap("empty CONTINUATION")
-        elif stream_id not in self.streams:
+        elif stream_id not in self.streams and stream_id not in self.reset_by_us:
             self.guard.cheap("CONTINUATION on a finished stream")
         if len(block) < _BLOCK_KEEP:
             block += payload[: _BLOCK_KEEP - len(block)]
@@ -347,7 +349,8 @@ class H2State(Outbound):
             raise _size("upstream sent an RST_STREAM that is not 4 bytes")
         stream = self._stream_of(stream_id, "RST_STREAM")
         if stream is None:
-            self.guard.cheap("RST_STREAM")
+            if stream_id not in self.reset_by_us:
+                self.guard.cheap("RST_STREAM")
             return
         stream.on_reset(_U32(payload))
 
@@ -380,7 +383,8 @@ class H2State(Outbound):
         else:
             stream = self._stream_of(stream_id, "WINDOW_UPDATE")
             if stream is None:
-                self.guard.cheap("WINDOW_UPDATE")
+                if stream_id not in self.reset_by_us:
+                    self.guard.cheap("WINDOW_UPDATE")
                 return
             if increment == 0:
                 status = Status(Code.INTERNAL, "upstream sent a stream WINDOW_UPDATE of 0")
