@@ -15,6 +15,7 @@ import pytest
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames, hpack_codec, inflate
 from grpc_bridge.upstream.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection
+from grpc_bridge.upstream.h2.grpc_status import status_of
 from grpc_bridge.upstream.h2.stream import Stream
 from grpc_bridge.upstream.native_invoker import grpc_timeout
 from tests.h2peer import LoopbackTransport, frame
@@ -208,3 +209,88 @@ async def test_a_message_that_does_not_inflate_fails_the_call_even_after_ok_trai
     assert await stream.next_message() is None
     assert stream.status.code == Code.INTERNAL
     assert "cannot decompress a message" in stream.status.message
+
+
+async def test_a_batch_of_compressed_messages_is_bounded_by_inflated_bytes() -> None:
+    """Three ~100-byte gzip messages of 100 KB each: a 64 KiB batch takes one at a time."""
+    inflated = b"z" * 100_000
+    small = gzip.compress(inflated)
+    stream = _gzip_stream(_connection(), (1, small), (1, small), (0, b"plain"), trailers=True)
+    assert stream.take(10, 64 * 1024) == [inflated]
+    assert stream.take(10, 64 * 1024) == [inflated]
+    assert stream.take(10, 64 * 1024) == [b"plain"]
+    assert await stream.next_message() is None
+
+
+async def test_initial_window_entries_of_one_settings_frame_move_streams_by_the_last() -> None:
+    conn = _connection()
+    conn.connection_made(LoopbackTransport(conn))  # type: ignore[arg-type]
+    conn.data_received(frame(frames.SETTINGS, 0, 0))
+    stream = conn.open_stream(b"\x83\x86", None, False)
+    assert stream.send_window == frames.DEFAULT_WINDOW
+    entries = b"".join(
+        frames.SETTINGS_INITIAL_WINDOW_SIZE.to_bytes(2, "big") + value.to_bytes(4, "big")
+        for value in (1, 2**31 - 1, 100_000)
+    )
+    conn.data_received(frame(frames.SETTINGS, 0, 0, entries))
+    assert conn.error is None
+    assert stream.send_window == 100_000
+    await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "message"),
+    [
+        ((("grpc-status", "0"),), Code.OK, ""),
+        ((("grpc-status", "5"),), Code.NOT_FOUND, ""),
+        ((("grpc-status", "99"),), Code.UNKNOWN, ""),
+        ((("grpc-status", "+0"),), Code.UNKNOWN, "invalid grpc-status"),
+        ((("grpc-status", "\u0660"),), Code.UNKNOWN, "invalid grpc-status"),
+        ((("grpc-status", ""),), Code.UNKNOWN, "invalid grpc-status"),
+        ((("grpc-status", "13"), ("grpc-status", "0")), Code.INTERNAL, "more than one"),
+    ],
+)
+def test_grpc_status_is_one_field_of_ascii_digits(
+    fields: tuple[tuple[str, str], ...], code: int, message: str
+) -> None:
+    status = status_of(fields, None)
+    assert status.code == code and message in status.message, status
+
+
+@pytest.mark.parametrize("reset_by_us", [True, False])
+async def test_frames_in_flight_for_streams_the_bridge_reset_are_no_flood(
+    reset_by_us: bool,
+) -> None:
+    """RFC 9113 §5.4.2: after our RST_STREAM the upstream's frames in flight still arrive.
+
+    1,000 cancelled calls, each followed by the DATA, trailers and WINDOW_UPDATE the
+    upstream had sent already: more than the flood budget's burst, and legitimate. The
+    same frames on streams that never were ours to reset (ended by the upstream) are
+    a flood.
+    """
+    conn = _connection()
+    conn.connection_made(LoopbackTransport(conn))  # type: ignore[arg-type]
+    conn.data_received(frame(frames.SETTINGS, 0, 0))
+    head = hpack_codec.indexed(8) + hpack_codec.content_type(b"application/grpc")
+    tail = hpack_codec.literal(b"grpc-status", b"0")
+    streams = [conn.open_stream(b"\x83\x86", None, True) for _ in range(1000)]
+    for stream in streams:
+        if reset_by_us:
+            conn.reset(stream, frames.CANCEL)
+        else:
+            conn.data_received(
+                frame(frames.HEADERS, frames.END_HEADERS | frames.END_STREAM, stream.id, head)
+            )
+    in_flight = b"".join(
+        frame(frames.DATA, 0, s.id, b"\x00\x00\x00\x00\x01x")
+        + frame(frames.HEADERS, frames.END_HEADERS | frames.END_STREAM, s.id, tail)
+        + frame(frames.WINDOW_UPDATE, 0, s.id, (1024).to_bytes(4, "big"))
+        for s in streams
+    )
+    conn.data_received(in_flight)
+    for _ in range(40):  # the read slices that follow
+        await asyncio.sleep(0)
+    if reset_by_us:
+        assert conn.error is None, conn.error
+    else:
+        assert conn.error_code == frames.ENHANCE_YOUR_CALM, conn.error

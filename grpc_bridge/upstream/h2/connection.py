@@ -7,9 +7,10 @@ one ``write`` (one system call) for the frames of all calls that started in it.
 Reading is paused in two cases, so that one upstream cannot take the bridge's
 loop or memory: when our writes back up (a peer that sends PINGs but does
 not read our ACKs then only fills its own socket), and between slices of a
-long burst of frames (at most ``FRAMES_PER_SLICE`` per callback, the rest
-after the loop's other callbacks ran, so calls to other upstreams are not
-delayed by a flood on this one).
+long burst of frames (at most ``FRAMES_PER_SLICE`` per callback, and
+``DECODED_PER_SLICE`` bytes of header blocks decoded, the rest after the
+loop's other callbacks ran, so calls to other upstreams are not delayed by a
+flood on this one).
 
 Timers: keepalive PINGs (doubled after a GOAWAY ``too_many_pings``, as
 grpc-core does), the peer's ACK of our SETTINGS, and the grace a connection

@@ -102,6 +102,9 @@ def status_of(headers: tuple[Header, ...], http_status: str | None) -> Status:
     grpc_status = message = details = None
     for name, value in headers:
         if name == "grpc-status":
+            if grpc_status is not None:
+                # Which one is meant is anyone's guess (13 then 0 must not read as OK).
+                return Status(Code.INTERNAL, "upstream sent more than one grpc-status")
             grpc_status = value
         elif name == "grpc-message":
             message = value
@@ -114,11 +117,11 @@ def status_of(headers: tuple[Header, ...], http_status: str | None) -> Status:
                 f"upstream answered HTTP status {http_status} without a gRPC status",
             )
         return Status(Code.UNKNOWN, "upstream ended the call without a grpc-status")
-    try:
-        code: int = int(grpc_status)
-    except ValueError:
+    # 1*DIGIT (PROTOCOL-HTTP2.md): int() alone also takes '+0', '-0', '0_0', ' 0', '\u0660'.
+    if not (grpc_status.isascii() and grpc_status.isdigit()):
         return Status(Code.UNKNOWN, f"upstream sent an invalid grpc-status {grpc_status!r}")
-    if not 0 <= code <= 16:
+    code = int(grpc_status)
+    if code > 16:
         code = Code.UNKNOWN
     details_bin = None
     if details is not None:

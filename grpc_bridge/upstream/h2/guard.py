@@ -1,8 +1,9 @@
 """Per-connection accounting of the frames an upstream can send for free.
 
 PING and SETTINGS make us answer; PRIORITY, unknown types, empty DATA,
-HEADERS or CONTINUATION frames, and RST_STREAM/WINDOW_UPDATE for streams
-already gone cost us a parse each and carry nothing a gRPC call needs. A peer
+HEADERS or CONTINUATION frames, informational (1xx) header blocks, and any
+frame on a stream already gone cost us a parse each and carry nothing a gRPC
+call needs. A peer
 sending them without pause can make the bridge spend its event loop (or, if
 it stops reading, its memory for our ACKs) on one connection: the 2019
 "ping/settings flood" advisories (CVE-2019-9512/9515), the 2023 rapid reset

@@ -18,6 +18,10 @@ from grpc_bridge.upstream.h2.stream import Status, Stream
 STREAM_WINDOW = 4 * 1024 * 1024
 
 
+#: How many streams reset by the bridge are remembered (see Outbound.reset_by_us).
+_RESET_KEPT = 1024
+
+
 class HeadersTooLarge(Exception):
     """A request's header block is over the upstream's SETTINGS_MAX_HEADER_LIST_SIZE."""
 
@@ -41,6 +45,10 @@ class Outbound:
         self._next_id = 1
         #: Streams with request bytes waiting for window.
         self._blocked: dict[int, Stream] = {}
+        #: Streams the bridge reset itself, newest last (at most _RESET_KEPT): frames
+        #: the upstream had in flight still arrive for them (RFC 9113 §5.4.2), as
+        #: they do after every cancelled call, and must not count as a flood.
+        self.reset_by_us: dict[int, None] = {}
         # Peer settings, and the connection's send window.
         self._max_frame = frames.DEFAULT_MAX_FRAME
         self._initial_window = frames.DEFAULT_WINDOW
@@ -157,7 +165,7 @@ class Outbound:
     def reset(self, stream: Stream, code: int, status: Status | None = None) -> None:
         """Ends ``stream`` now: RST_STREAM unless both sides already ended it, then ``status``."""
         if stream.id in self.streams and not (stream.local_closed and stream.remote_closed):
-            self._emit(frames.rst_stream(stream.id, code))
+            self._emit_reset(stream.id, code)
         stream.local_closed = stream.remote_closed = True
         stream.fail(status or Status(Code.CANCELLED, "call cancelled"))
         self.forget(stream)
@@ -171,11 +179,18 @@ class Outbound:
             # NO_ERROR: the upstream answered before we finished sending (it
             # must not wait for the rest); CANCEL: we gave up on the call.
             code = frames.NO_ERROR if stream.remote_closed else frames.CANCEL
-            self._emit(frames.rst_stream(stream.id, code))
+            self._emit_reset(stream.id, code)
         stream.local_closed = stream.remote_closed = True
         self._wake_slots()
         self._wake_writers(force=True)
         self._on_stream_gone()
+
+    def _emit_reset(self, stream_id: int, code: int) -> None:
+        self._emit(frames.rst_stream(stream_id, code))
+        kept = self.reset_by_us
+        kept[stream_id] = None
+        if len(kept) > _RESET_KEPT:
+            del kept[next(iter(kept))]
 
     def fail_all(self, status: Status) -> None:
         streams = list(self.streams.values())

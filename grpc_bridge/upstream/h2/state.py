@@ -40,6 +40,9 @@ MAX_HEADER_LIST = 64 * 1024
 _BLOCK_KEEP = MAX_HEADER_LIST + 1024
 #: Frames handled per :meth:`H2State.receive` call: the rest waits for the next slice.
 FRAMES_PER_SLICE = 256
+#: Header-block bytes decoded per slice too: HPACK decoding is pure Python, ~15 ms
+#: for a 60 KB block of Huffman-coded literals, so 256 such frames held the loop for seconds.
+DECODED_PER_SLICE = 256 * 1024
 #: Entries one SETTINGS frame may hold (a server sends a handful; nghttp2 allows 32).
 _MAX_SETTINGS = 64
 
@@ -97,6 +100,8 @@ class H2State(Outbound):
         self.slice_full = False
         self.guard = FloodGuard()
         self._decoder = HeaderDecoder(MAX_HEADER_LIST)
+        #: Header-block bytes decoded in the current slice.
+        self._decoded = 0
         # Receive side: bytes taken since our last connection WINDOW_UPDATE.
         self._recv_unacked = 0
         #: A header block in CONTINUATIONs: stream id, HEADERS flags, bytes, frame count.
@@ -128,12 +133,13 @@ class H2State(Outbound):
         """
         handlers = self._handlers
         budget = FRAMES_PER_SLICE
+        self._decoded = 0
         if not self.got_settings and end - pos >= 9 and view[pos + 3] != frames.SETTINGS:
             # RFC 9113 §3.4: a server's first frame is SETTINGS.
             sample = bytes(view[pos : pos + 24])
             raise _protocol(f"upstream does not speak HTTP/2 (it sent {sample!r})")
         try:
-            while end - pos >= 9 and budget:
+            while end - pos >= 9 and budget and self._decoded < DECODED_PER_SLICE:
                 high, low, kind, flags, stream_id = _HEADER_UNPACK(view, pos)
                 length = (high << 16) | low
                 if length > MAX_FRAME:
@@ -152,7 +158,7 @@ class H2State(Outbound):
                     self.guard.cheap("unknown-type")  # ignored (RFC 9113 §5.5), but not free
         except Flood as exc:
             raise ConnectionError_(frames.ENHANCE_YOUR_CALM, str(exc)) from None
-        self.slice_full = not budget and end - pos >= 9
+        self.slice_full = end - pos >= 9 and (not budget or self._decoded >= DECODED_PER_SLICE)
         if self._recv_unacked >= CONNECTION_WINDOW // 4:
             increment, self._recv_unacked = self._recv_unacked, 0
             self._emit(frames.window_update(0, increment))
@@ -182,10 +188,15 @@ class H2State(Outbound):
         if body is None:
             raise _protocol("upstream sent DATA with bad padding")
         end_stream = bool(flags & frames.END_STREAM)
+        if stream is None:
+            # Its bytes are handed back as window above, but the frame carries nothing;
+            # on a stream we reset it was in flight (free), else it is a flood.
+            if stream_id not in self.reset_by_us:
+                self.guard.cheap("DATA on a finished stream")
+            return
         if not body and not end_stream:
             self.guard.cheap("empty DATA")
-        if stream is not None:
-            stream.on_data(body, end_stream, length)
+        stream.on_data(body, end_stream, length)
 
     def _headers(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
         stream = self.streams.get(stream_id) or self._stream_of(stream_id, "HEADERS")
@@ -196,8 +207,10 @@ class H2State(Outbound):
             if len(block) < 5:
                 raise _size("upstream sent HEADERS too short for its priority fields")
             block = block[5:]
+        if stream is None and stream_id not in self.reset_by_us:
+            self.guard.cheap("HEADERS on a finished stream")
         if not flags & frames.END_HEADERS:
-            if not block:
+            if not block and stream is not None:
                 self.guard.cheap("empty HEADERS")
             self._continuing = (stream_id, flags, bytearray(block[:_BLOCK_KEEP]), 0)
             return
@@ -217,6 +230,8 @@ class H2State(Outbound):
             )
         if not payload and not flags & frames.END_HEADERS:
             self.guard.cheap("empty CONTINUATION")
+        elif stream_id not in self.streams and stream_id not in self.reset_by_us:
+            self.guard.cheap("CONTINUATION on a finished stream")
         if len(block) < _BLOCK_KEEP:
             block += payload[: _BLOCK_KEEP - len(block)]
         if flags & frames.END_HEADERS:
@@ -228,6 +243,10 @@ class H2State(Outbound):
             self._continuing = (stream_id, first_flags, block, count + 1)
 
     def _header_block(self, stream: Stream, flags: int, block: bytes) -> None:
+        if stream.informational:
+            # After an informational block: charged before it costs a decode.
+            self.guard.cheap("informational HEADERS")
+        self._decoded += len(block)
         try:
             decoded = self._decoder.decode(block)
         except HeaderListTooLarge:
@@ -238,7 +257,7 @@ class H2State(Outbound):
             self.reset(stream, frames.CANCEL, status)
             return
         informational = decoded.status
-        if informational is not None and informational[0] == "1":
+        if informational is not None and informational[0] == "1" and not stream.informational:
             self.guard.cheap("informational HEADERS")  # allowed, but they carry nothing
         stream.on_headers(decoded, bool(flags & frames.END_STREAM))
 
@@ -257,8 +276,18 @@ class H2State(Outbound):
             raise Flood(f"upstream sent over {_MAX_SETTINGS} settings in one frame")
         if self.got_settings:
             self.guard.cheap("SETTINGS")
+        initial_window = self._initial_window
         for key, value in frames.parse_settings(payload):
-            self._setting(key, value)
+            if key == frames.SETTINGS_INITIAL_WINDOW_SIZE:
+                if value > frames.MAX_WINDOW:
+                    raise ConnectionError_(
+                        frames.FLOW_CONTROL_ERROR, "upstream sent an initial window over 2^31-1"
+                    )
+                initial_window = value  # the last in a frame wins (RFC 9113 §6.5.3)
+            else:
+                self._setting(key, value)
+        if initial_window != self._initial_window:
+            self._new_initial_window(initial_window)
         self._emit(frames.SETTINGS_ACK)
         self._acked()
         if not self.got_settings:
@@ -267,21 +296,24 @@ class H2State(Outbound):
         self._flush_blocked()
         self._wake_slots()
 
-    def _setting(self, key: int, value: int) -> None:
-        if key == frames.SETTINGS_INITIAL_WINDOW_SIZE:
-            if value > frames.MAX_WINDOW:
+    def _new_initial_window(self, value: int) -> None:
+        """Every open stream's send window moves by the change (RFC 9113 §6.9.2).
+
+        Once per SETTINGS frame, with its net change: per entry, a frame of 64
+        of them would walk every open stream 64 times.
+        """
+        delta = value - self._initial_window
+        self._initial_window = value
+        for stream in self.streams.values():
+            stream.send_window += delta
+            if stream.send_window > frames.MAX_WINDOW:
                 raise ConnectionError_(
-                    frames.FLOW_CONTROL_ERROR, "upstream sent an initial window over 2^31-1"
+                    frames.FLOW_CONTROL_ERROR, "upstream's new initial window overflows 2^31-1"
                 )
-            delta = value - self._initial_window
-            self._initial_window = value
-            for stream in self.streams.values():
-                stream.send_window += delta
-                if stream.send_window > frames.MAX_WINDOW:
-                    raise ConnectionError_(
-                        frames.FLOW_CONTROL_ERROR, "upstream's new initial window overflows 2^31-1"
-                    )
-        elif key == frames.SETTINGS_MAX_FRAME_SIZE:
+
+    def _setting(self, key: int, value: int) -> None:
+        """One setting other than SETTINGS_INITIAL_WINDOW_SIZE (:meth:`_settings` takes that)."""
+        if key == frames.SETTINGS_MAX_FRAME_SIZE:
             if not frames.DEFAULT_MAX_FRAME <= value <= 2**24 - 1:
                 raise _protocol("upstream sent an invalid max frame size")
             self._max_frame = value
@@ -317,7 +349,8 @@ class H2State(Outbound):
             raise _size("upstream sent an RST_STREAM that is not 4 bytes")
         stream = self._stream_of(stream_id, "RST_STREAM")
         if stream is None:
-            self.guard.cheap("RST_STREAM")
+            if stream_id not in self.reset_by_us:
+                self.guard.cheap("RST_STREAM")
             return
         stream.on_reset(_U32(payload))
 
@@ -350,7 +383,8 @@ class H2State(Outbound):
         else:
             stream = self._stream_of(stream_id, "WINDOW_UPDATE")
             if stream is None:
-                self.guard.cheap("WINDOW_UPDATE")
+                if stream_id not in self.reset_by_us:
+                    self.guard.cheap("WINDOW_UPDATE")
                 return
             if increment == 0:
                 status = Status(Code.INTERNAL, "upstream sent a stream WINDOW_UPDATE of 0")

@@ -20,7 +20,8 @@ when taken: flow control counts wire bytes, so inflating on arrival would let
 a window of small gzip messages become gigabytes held for a reader that
 stopped. The large ones (over :data:`.inflate.OFF_LOOP_BYTES`) are inflated on
 a worker thread by the awaited path (:meth:`next_message`, :meth:`inflated`);
-:meth:`take`, which never waits, stops before one, so the order is kept.
+:meth:`take`, which never waits, stops before one, so the order is kept, and
+bounds a batch by its inflated bytes as well as its wire bytes.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ __all__ = [
     "wake_all",
 ]
 
+#: Informational (1xx) responses a call may get before its headers, as Go's
+#: HTTP/2 client allows: each costs a header-block decode and carries nothing.
+MAX_INFORMATIONAL = 5
 #: A gRPC message's prefix: the compressed flag, then the length (big-endian).
 _PREFIX = struct.Struct(">BI").unpack_from
 
@@ -99,6 +103,7 @@ class Stream:
         "connection",
         "headers",
         "id",
+        "informational",
         "local_closed",
         "messages",
         "pending",
@@ -117,6 +122,8 @@ class Stream:
         self.headers: tuple[Header, ...] | None = None
         self.trailers: tuple[Header, ...] | None = None
         self.status: Status | None = None
+        #: Informational (1xx) header blocks received so far.
+        self.informational = 0
         self.messages: deque[bytes] = deque()
         self.local_closed = False
         self.remote_closed = False
@@ -158,7 +165,10 @@ class Stream:
                 # RFC 9113 §8.1: informational blocks may come first (never 101, never last).
                 if http_status == "101" or end_stream:
                     problem = f"upstream sent an invalid informational response {http_status}"
+                elif self.informational >= MAX_INFORMATIONAL:
+                    problem = f"upstream sent over {MAX_INFORMATIONAL} informational responses"
                 else:
+                    self.informational += 1
                     return
         elif problem is None and http_status is not None:
             problem = "upstream sent a pseudo-header in trailers"
@@ -341,9 +351,10 @@ class Stream:
 
     def take(self, limit: int, max_bytes: int) -> list[bytes]:
         """Whole messages already received, inflated, without waiting: up to ``limit``
-        of them, stopping once ``max_bytes`` are taken (at least one if any is there)
-        and before a compressed one too large to inflate on the loop (for
-        :meth:`next_message`, which awaits a worker thread)."""
+        of them, stopping once ``max_bytes`` are taken, counted as received and
+        again as inflated (at least one if any is there), and before a compressed
+        one too large to inflate on the loop (for :meth:`next_message`, which
+        awaits a worker thread)."""
         messages = self.messages
         count = min(limit, len(messages))
         if not count or self._inflating:
@@ -357,19 +368,25 @@ class Stream:
             if cut < count:
                 size -= self._put_back(taken, cut)
         if self._compressed:
+            # ``max_bytes`` bounds what the batch holds once inflated: counted on
+            # wire bytes, 64 KiB of small gzip messages could inflate to GBs.
+            inflated = 0
             for index, message in enumerate(taken):
-                if type(message) is not Compressed:
-                    continue
-                if len(message) > OFF_LOOP_BYTES:
+                if inflated >= max_bytes and index:
                     size -= self._put_back(taken, index)
                     break
-                self._compressed -= 1
-                try:
-                    taken[index] = self.inflate(message)
-                except MessageError as exc:
-                    del taken[index:]
-                    self._bad_message(exc.status)
-                    return taken
+                if type(message) is Compressed:
+                    if len(message) > OFF_LOOP_BYTES:
+                        size -= self._put_back(taken, index)
+                        break
+                    self._compressed -= 1
+                    try:
+                        taken[index] = message = self.inflate(message)
+                    except MessageError as exc:
+                        del taken[index:]
+                        self._bad_message(exc.status)
+                        return taken
+                inflated += len(message)
         self._held -= size
         self._consumed()
         return taken
