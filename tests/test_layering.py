@@ -97,7 +97,12 @@ def _in(module: str, *prefixes: str) -> bool:
 LEAVES = (
     "grpc_bridge",
     "grpc_bridge.settings",
-    "grpc_bridge.settings_hints",
+    "grpc_bridge.settings.base",
+    "grpc_bridge.settings.upstream",
+    "grpc_bridge.settings.http",
+    "grpc_bridge.settings.observability",
+    "grpc_bridge.settings.hints",
+    "grpc_bridge.settings.loading",
     "grpc_bridge.errors",
     "grpc_bridge.status",
 )
