@@ -233,11 +233,11 @@ def _read_some(fd: int, size: int) -> bytes:
 async def test_request_lines_of_two_workers_are_never_spliced(upstream: RunningServer) -> None:
     """Two workers share stderr (a pipe, as under a container runtime).
 
-    A request line used to be one write() of under PIPE_BUF (4096) bytes, which
-    a pipe keeps whole. Now a worker writes all the lines of an iteration in
-    one write(): past PIPE_BUF the kernel may put the other worker's bytes in
-    the middle of it whenever the pipe is full (a slow log reader), and lines
-    come out cut in two and glued to the other worker's.
+    A write() of at most PIPE_BUF (4096) bytes is kept whole by a pipe. Batching
+    all the lines of an iteration into one larger write() would let the kernel
+    put the other worker's bytes in the middle of it whenever the pipe is full
+    (a slow log reader), and lines would come out cut in two and glued to the
+    other worker's.
     """
     read_fd, write_fd = os.pipe()
     os.set_blocking(read_fd, False)

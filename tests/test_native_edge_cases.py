@@ -1,7 +1,7 @@
-"""Edge cases of the native HTTP/2 client, each a defect a review found and reproduced.
+"""Edge cases of the native HTTP/2 client: misbehaving upstreams, races of its own state.
 
 The peers are real: a grpc.aio server (tests/servers.py) or a hand-made HTTP/2
-server on loopback (``h2_peer``) when a misbehaving upstream is needed.
+server on loopback (``h2_peer``, tests/frame_peer.py) when a misbehaving upstream is needed.
 """
 
 from __future__ import annotations
