@@ -41,3 +41,11 @@ async def upstream_factory() -> AsyncIterator[StartServer]:
     yield start
     for server in reversed(started):
         await server.stop()
+
+
+@pytest.fixture
+def hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every request the lean HTTP/1.1 path hands over to aiohttp (tests/lean_path.py)."""
+    from tests.lean_path import spy_hand_overs
+
+    return spy_hand_overs(monkeypatch)

@@ -33,13 +33,18 @@ Answer = tuple[int, dict[str, str], bytes] | str
 SLEEP = "/bridgetest.v1.TestService/Sleep"
 ECHO = "/bridgetest.v1.TestService/Echo"
 CLIENT_STREAM = "/bridgetest.v1.TestService/ClientStream"
+FAIL = "/bridgetest.v1.TestService/Fail"
 
 
-def request(method: str, target: str, body: bytes | None = None, *headers: str) -> bytes:
-    """One HTTP/1.1 request; a body gets a JSON Content-Type and its Content-Length."""
+def request(
+    method: str, target: str, body: bytes | None = None, *headers: str, json: bool = True
+) -> bytes:
+    """One HTTP/1.1 request; a body gets its Content-Length (and a JSON Content-Type unless
+    ``json`` is false), no body gets neither."""
     head = [f"{method} {target} HTTP/1.1", "Host: bridge"]
     if body is not None:
-        head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        head += ["Content-Type: application/json"] if json else []
+        head.append(f"Content-Length: {len(body)}")
     head += headers
     return ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
 

@@ -15,23 +15,13 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.browser_tools import CHROMIUM, CHROMIUM_ARGS
 from tests.harness import running_bridge
 from tests.servers import RunningServer
 
 pytestmark = pytest.mark.browser
 
 PAGE = Path(__file__).parent / "browser" / "page.html"
-CHROMIUM = os.environ.get("GRPC_BRIDGE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 if os.environ.get("GRPC_BRIDGE_SKIP_BROWSER") == "1":
     pytest.skip("GRPC_BRIDGE_SKIP_BROWSER=1", allow_module_level=True)

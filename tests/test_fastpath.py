@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -22,121 +20,16 @@ import structlog
 from grpc_bridge.http import fastpath
 from grpc_bridge.http.fastpath import parse_head
 from tests.harness import RunningBridge, running_bridge
+from tests.lean_path import (
+    bridges,
+    comparable,
+    connection,
+    post,
+    read_response,
+    rest_bridges,
+)
+from tests.raw_http import ECHO, SLEEP, request
 from tests.servers import RunningServer, StartServer
-
-ECHO = "/bridgetest.v1.TestService/Echo"
-SLEEP = "/bridgetest.v1.TestService/Sleep"
-FAIL = "/bridgetest.v1.TestService/Fail"
-
-
-def post(path: str, body: bytes, *extra: str) -> bytes:
-    head = [f"POST {path} HTTP/1.1", "Host: bridge", "Content-Type: application/json"]
-    head += [f"Content-Length: {len(body)}", *extra]
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
-
-
-def request(
-    method: str, target: str, body: bytes | None = None, *extra: str, json: bool = True
-) -> bytes:
-    """Any request; a body gets its Content-Length (and a JSON Content-Type unless ``json``
-    is false), no body gets neither."""
-    head = [f"{method} {target} HTTP/1.1", "Host: bridge"]
-    if body is not None:
-        head += ["Content-Type: application/json"] if json else []
-        head.append(f"Content-Length: {len(body)}")
-    head += extra
-    return ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
-
-
-async def read_response(
-    reader: asyncio.StreamReader, *, to_head: bool = False
-) -> tuple[int, dict[str, str], bytes]:
-    """One response; ``to_head``: the answer to a HEAD (Content-Length, no body)."""
-    head = (await reader.readuntil(b"\r\n\r\n")).decode()
-    lines = head.split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    if to_head:
-        body = b""
-    elif "content-length" in headers:
-        body = await reader.readexactly(int(headers["content-length"]))
-    else:  # chunked (aiohttp's streamed answers)
-        body = b""
-        while (size := int((await reader.readline()).strip(), 16)) != 0:
-            body += await reader.readexactly(size)
-            await reader.readline()
-        await reader.readline()
-    return status, headers, body
-
-
-@asynccontextmanager
-async def connection(b: RunningBridge) -> AsyncIterator[tuple[Any, Any]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", b.server.proxy_port)
-    try:
-        yield reader, writer
-    finally:
-        writer.close()
-        await writer.wait_closed()
-
-
-@asynccontextmanager
-async def bridges(upstream: RunningServer) -> AsyncIterator[tuple[RunningBridge, RunningBridge]]:
-    async with (
-        running_bridge(upstream.target) as fast,
-        running_bridge(upstream.target, listen={"fast_path": False}) as plain,
-    ):
-        yield fast, plain
-
-
-#: YAML routes on TestService (added to RestService's annotations): an error answered
-#: after the upstream call, and the kitchen-sink message's types in the query string.
-ROUTES = [
-    {"method": "bridgetest.v1.TestService/Fail", "post": "/v1/fail", "body": "*"},
-    {
-        "method": "bridgetest.v1.TestService/Echo",
-        "get": "/v1/echo/{f_string}",
-        "additional_bindings": [{"patch": "/v1/echo/{f_int32}", "body": "*"}],
-    },
-]
-
-
-@asynccontextmanager
-async def rest_bridges(
-    upstream_factory: StartServer, **overrides: Any
-) -> AsyncIterator[tuple[RunningBridge, RunningBridge]]:
-    """A lean-path bridge and an aiohttp-only one, both with REST bindings."""
-    server = await upstream_factory(services=("rest", "test"))
-    async with (
-        running_bridge(server.target, routes=ROUTES, **overrides) as fast,
-        running_bridge(
-            server.target,
-            routes=ROUTES,
-            **{**overrides, "listen": {**overrides.get("listen", {}), "fast_path": False}},
-        ) as plain,
-    ):
-        yield fast, plain
-
-
-@pytest.fixture
-def hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    return spy_hand_overs(monkeypatch)
-
-
-def spy_hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every hand-over to aiohttp (its ``raw`` request), to tell served requests apart."""
-    seen: list[bytes] = []
-    original = fastpath.FastConnection._hand_over
-
-    def spy(self: fastpath.FastConnection, raw: bytes) -> None:
-        seen.append(raw)
-        original(self, raw)
-
-    monkeypatch.setattr(fastpath.FastConnection, "_hand_over", spy)
-    return seen
 
 
 async def exchange(b: RunningBridge, data: bytes, count: int) -> list[Any]:
@@ -144,12 +37,6 @@ async def exchange(b: RunningBridge, data: bytes, count: int) -> list[Any]:
         writer.write(data)
         to_head = data.startswith(b"HEAD ")
         return [await read_response(reader, to_head=to_head) for _ in range(count)]
-
-
-def comparable(response: tuple[int, dict[str, str], bytes]) -> tuple[int, dict[str, str], bytes]:
-    status, headers, body = response
-    fixed = {k: v for k, v in headers.items() if k not in ("date", "x-request-id")}
-    return status, fixed, body
 
 
 @pytest.mark.parametrize(

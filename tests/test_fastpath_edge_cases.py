@@ -1,8 +1,11 @@
-"""Edge cases of the lean HTTP/1.1 path (http/fastpath.py), each a defect a review found.
+"""Edge cases of the lean HTTP/1.1 path (http/fastpath.py): hostile or unusual bytes.
 
 Each test sends the exact same bytes to a bridge with the fast path and (where
 a comparison makes sense) to one with ``listen.fast_path: false``, over raw
-sockets, against the real test upstream.
+sockets, against the real test upstream (the REST one for REST bindings:
+HttpBody content types with control characters are a 500 on both paths,
+upstream metadata with them is left out of the headers, and a decoded newline
+in a path variable reaches the route table on both).
 """
 
 from __future__ import annotations
@@ -10,26 +13,27 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 import pytest
 import structlog
 
 from grpc_bridge.http import fastpath
 from tests.harness import RunningBridge, running_bridge
-from tests.servers import RunningServer, StartServer
-from tests.test_fastpath import (
-    ECHO,
-    SLEEP,
+from tests.lean_path import (
+    ROUTES,
     bridges,
     comparable,
     connection,
     post,
     read_response,
-    request,
     rest_bridges,
-    spy_hand_overs,
 )
+from tests.raw_http import ECHO, SLEEP, request
+from tests.servers import RunningServer, StartServer
 
 
 async def answer(b: RunningBridge, data: bytes, within: float = 3.0) -> Any:
@@ -179,11 +183,6 @@ async def test_idle_timeout_is_the_aiohttp_handlers(upstream: RunningServer) -> 
 # -- REST bindings on the lean path: odd targets, served or handed over, answered alike --
 
 
-@pytest.fixture
-def hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    return spy_hand_overs(monkeypatch)
-
-
 LONG_QUERY = "&".join(f"tags=t{i:04d}" for i in range(700))  # ~7.7 KB, under the 8 KiB head
 TOO_LONG_QUERY = "&".join(f"tags=t{i:04d}" for i in range(900))  # over aiohttp's line limit
 
@@ -289,3 +288,72 @@ async def test_a_head_start_that_no_served_method_has_goes_to_aiohttp_at_once(
         await writer.drain()
         await asyncio.sleep(0.2)
         assert hand_overs == [b""]
+
+
+# -- REST bindings: control characters in HttpBody content types and path variables ----
+
+
+#: YAML routes binding HttpBody's own fields from the query string: EchoBody answers
+#: with its request, so the client picks the response's ``content_type``.
+ECHO_BODY_ROUTES = [{"method": "bridgetest.v1.RestService/EchoBody", "get": "/v1/eb"}]
+
+
+@asynccontextmanager
+async def httpbody_bridges(
+    upstream_factory: StartServer,
+) -> AsyncIterator[tuple[RunningBridge, RunningBridge]]:
+    """A lean-path bridge and an aiohttp-only one, same upstream, same routes."""
+    server = await upstream_factory(services=("rest", "test"))
+    routes = [*ROUTES, *ECHO_BODY_ROUTES]
+    async with (
+        running_bridge(server.target, routes=routes) as fast,
+        running_bridge(server.target, routes=routes, listen={"fast_path": False}) as plain,
+    ):
+        yield fast, plain
+
+
+async def comparable_answer(b: RunningBridge, data: bytes) -> Any:
+    """:func:`answer` without what differs between any two (Date and X-Request-Id)."""
+    response = await answer(b, data)
+    return response if isinstance(response, str) else comparable(response)
+
+
+@pytest.mark.parametrize("control", ["%01", "%7F", "%0D%0AX-Injected:%201", "%00"])
+async def test_httpbody_content_type_with_control_characters_is_answered_alike(
+    upstream_factory: StartServer, control: str
+) -> None:
+    data = request("GET", f"/v1/eb?content_type=text/plain{control}")
+    async with httpbody_bridges(upstream_factory) as (fast, plain):
+        control_answer = request("GET", "/v1/eb?content_type=text/plain")
+        # Sanity: a clean content type is served alike.
+        clean = await comparable_answer(fast, control_answer)
+        assert clean == await comparable_answer(plain, control_answer)
+        got = await comparable_answer(fast, data)
+        want = await comparable_answer(plain, data)
+    assert got == want
+    # Not a header that splits or corrupts the head: the upstream's fault, a 500.
+    status, _, body = got
+    assert status == 500
+    assert orjson.loads(body)["code"] == 13
+    assert b"content_type holds control characters" in body
+
+
+@pytest.mark.parametrize("target", ["/v1/things/a%0Ab", "/v1/files/a%0Ab/c"])
+async def test_newline_in_a_path_variable_is_answered_alike(
+    upstream_factory: StartServer, target: str
+) -> None:
+    data = request("GET", target)
+    lines = []
+    answers = []
+    async with httpbody_bridges(upstream_factory) as (fast, plain):
+        for b in (fast, plain):
+            with structlog.testing.capture_logs() as logs:
+                answers.append(await comparable_answer(b, data))
+            lines.append(
+                [(e["http_status"], e["route"]) for e in logs if e.get("event") == "request"]
+            )
+    got, want = answers
+    assert got == want
+    assert lines[0] == lines[1]
+    # Both reach the route table: the binding serves it, "\n" and all.
+    assert got[0] == 200, got

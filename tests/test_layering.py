@@ -97,7 +97,12 @@ def _in(module: str, *prefixes: str) -> bool:
 LEAVES = (
     "grpc_bridge",
     "grpc_bridge.settings",
-    "grpc_bridge.settings_hints",
+    "grpc_bridge.settings.base",
+    "grpc_bridge.settings.upstream",
+    "grpc_bridge.settings.http",
+    "grpc_bridge.settings.observability",
+    "grpc_bridge.settings.hints",
+    "grpc_bridge.settings.loading",
     "grpc_bridge.errors",
     "grpc_bridge.status",
 )
@@ -297,3 +302,58 @@ def test_aiohttp_private_names_are_imported_by_the_compat_module_only() -> None:
                 if private or any(p.startswith("_") for p in (node.module or "").split(".")):
                     broken.append(f"{module} line {node.lineno}: {ast.unparse(node)}")
     assert not broken, "\n".join(broken)
+
+
+# -- the tests themselves: organised by behaviour, helpers in modules of their own -------
+
+TESTS = Path(__file__).resolve().parent
+#: Words that name when or why a test was written, not what it proves.
+HISTORY_WORDS = ("review", "session", "fixes")
+
+
+def _test_modules_imported_by(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative to the tests package
+                base = f"tests.{base}" if base else "tests"
+            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        else:
+            continue
+        found += [f"{name} (line {node.lineno})" for name in names if _names_a_test_module(name)]
+    return found
+
+
+def _names_a_test_module(name: str) -> bool:
+    parts = name.split(".")
+    return len(parts) >= 2 and parts[0] == "tests" and parts[1].startswith("test_")
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared helpers and fixtures live in tests/*.py that are not test_*.py, or conftest.py."""
+    broken = [
+        f"{path.name} imports {name}"
+        for path in sorted(TESTS.glob("test_*.py"))
+        for name in _test_modules_imported_by(path)
+    ]
+    assert not broken, "\n".join(broken)
+
+
+def test_test_modules_are_named_for_behaviour() -> None:
+    named_for_history = [
+        path.name
+        for path in sorted(TESTS.glob("test_*.py"))
+        if any(word in path.stem for word in HISTORY_WORDS)
+    ]
+    assert not named_for_history, named_for_history
+
+
+def test_the_test_import_check_can_fail() -> None:
+    """Each import form that reaches a test module is seen; helper modules are not."""
+    assert _names_a_test_module("tests.test_fastpath")
+    assert _names_a_test_module("tests.test_fastpath.ECHO")
+    assert not _names_a_test_module("tests.raw_http")
+    assert not _names_a_test_module("tests")

@@ -1,21 +1,31 @@
-"""The request line's direct JSON path writes exactly what structlog's processor chain writes."""
+"""The request line's direct JSON path writes exactly what structlog's processor chain writes.
+
+And each line leaves in one write() of at most PIPE_BUF bytes, so the lines of
+several workers sharing one stderr pipe are never spliced into each other.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import io
+import os
 import re
 import select
+import sys
 from collections.abc import Iterator
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import structlog
 
 from grpc_bridge import log
 from grpc_bridge.log import configure_logging, get_logger, log_info
+from tests.process import bridge_env, serve_args
+from tests.servers import RunningServer
 
 _ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
 
@@ -208,3 +218,113 @@ async def test_structlog_lines_keep_their_place_among_request_lines(stream: _Str
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert [orjson.loads(line)["n"] for line in stream.lines()] == [0, 1, 2]
+
+
+# -- many workers, one pipe: each line is one write under PIPE_BUF ----------------------
+
+
+def _read_some(fd: int, size: int) -> bytes:
+    try:
+        return os.read(fd, size)
+    except BlockingIOError:
+        return b""
+
+
+async def test_request_lines_of_two_workers_are_never_spliced(upstream: RunningServer) -> None:
+    """Two workers share stderr (a pipe, as under a container runtime).
+
+    A write() of at most PIPE_BUF (4096) bytes is kept whole by a pipe. Batching
+    all the lines of an iteration into one larger write() would let the kernel
+    put the other worker's bytes in the middle of it whenever the pipe is full
+    (a slow log reader), and lines would come out cut in two and glued to the
+    other worker's.
+    """
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "grpc_bridge",
+        *serve_args(upstream.target, "--workers", "2"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=write_fd,
+        env=bridge_env(),
+    )
+    os.close(write_fd)
+    out = bytearray()
+    try:
+        port = admin = 0
+        async with asyncio.timeout(30):
+            while not port:
+                chunk = _read_some(read_fd, 65536)
+                if not chunk:
+                    await asyncio.sleep(0.02)
+                    continue
+                out += chunk
+                for line in bytes(out).splitlines():
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        event = orjson.loads(line)
+                        if event.get("event") == "listening" and "workers" in event:
+                            port = int(event["proxy"].rsplit(":", 1)[1])
+                            admin = int(event["admin"].rsplit(":", 1)[1])
+        # Each line ~3.4 KB (the path twice: path and error): under PIPE_BUF, two are over it.
+        path = "/missing/" + "a" * 1500
+        url = f"http://127.0.0.1:{port}{path}"
+        timeout = aiohttp.ClientTimeout(total=60)
+        connector = aiohttp.TCPConnector(limit=0, force_close=True)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            async with asyncio.timeout(30):
+                while True:
+                    out += _read_some(read_fd, 65536)
+                    async with session.get(f"http://127.0.0.1:{admin}/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                    await asyncio.sleep(0.05)
+
+            async def one() -> int:
+                async with session.get(url) as resp:
+                    await resp.read()
+                    return resp.status
+
+            # Nobody reads the log for a while: the pipe fills and both workers block in write().
+            requests = [asyncio.create_task(one()) for _ in range(300)]
+            await asyncio.sleep(1.5)
+            # Then a slow reader: a page at a time.
+            async with asyncio.timeout(60):
+                while not all(r.done() for r in requests):
+                    out += _read_some(read_fd, 4096)
+                    await asyncio.sleep(0.002)
+            statuses = [r.result() for r in requests]
+        assert statuses.count(404) == len(statuses), set(statuses)
+        proc.terminate()
+        async with asyncio.timeout(30):
+            while True:
+                chunk = _read_some(read_fd, 65536)
+                if chunk:
+                    out += chunk
+                elif proc.returncode is not None:
+                    break
+                else:
+                    await asyncio.sleep(0.02)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(proc.wait()), 0.001)
+            # EOF once every writer (parent and workers) has exited.
+            while chunk := _read_some(read_fd, 65536):
+                out += chunk
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        os.close(read_fd)
+    broken: list[bytes] = []
+    request_lines = 0
+    for line in bytes(out).splitlines():
+        try:
+            event = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            broken.append(line[:60] + b"..." + line[-60:])
+            continue
+        if event.get("event") == "request" and event.get("path") == path:
+            request_lines += 1
+    assert not broken, f"{len(broken)} spliced lines, e.g. {broken[:3]}"
+    assert request_lines == 300

@@ -1,7 +1,7 @@
-"""Edge cases of the native HTTP/2 client, each a defect a review found and reproduced.
+"""Edge cases of the native HTTP/2 client: misbehaving upstreams, races of its own state.
 
 The peers are real: a grpc.aio server (tests/servers.py) or a hand-made HTTP/2
-server on loopback (``h2_peer``) when a misbehaving upstream is needed.
+server on loopback (``h2_peer``, tests/frame_peer.py) when a misbehaving upstream is needed.
 """
 
 from __future__ import annotations
@@ -10,15 +10,10 @@ import asyncio
 import contextlib
 import gzip
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-import hpack
 import pytest
 from bridgetest.v1 import kitchen_pb2
-from google.protobuf.message import Message
 
 from grpc_bridge.errors import UpstreamError
 from grpc_bridge.settings import Upstream
@@ -29,185 +24,14 @@ from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
 from grpc_bridge.upstream.pool import ChannelPlan
 from grpc_bridge.upstream.resolver import parse_target, unresolved
+from tests.frame_peer import Request, echo_handler, eventually, h2_peer, loop_errors
 from tests.native_tools import grpc_message, method, native, sleep_request
 from tests.process import free_port
-from tests.servers import RunningServer
-
-StartServer = Callable[..., Awaitable[RunningServer]]
-
+from tests.servers import RunningServer, StartServer
 
 ECHO = method("Echo", kitchen_pb2.Kitchen)
 SLEEP = method("Sleep", kitchen_pb2.SleepResponse)
 CLIENT_STREAM = method("ClientStream", kitchen_pb2.StreamReply)
-
-
-# -- a hand-made HTTP/2 server ---------------------------------------------------------
-
-
-@dataclass
-class Request:
-    """One request stream as the peer saw it."""
-
-    conn: PeerConnection
-    stream_id: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def path(self) -> str:
-        return self.headers.get(":path", "")
-
-    def send_headers(self, headers: list[tuple[Any, Any]], *, end_stream: bool = False) -> None:
-        self.conn.send_headers(self.stream_id, headers, end_stream=end_stream)
-
-    def send_data(self, data: bytes, *, end_stream: bool = False) -> None:
-        flags = frames.END_STREAM if end_stream else 0
-        self.conn.writer.write(frames.frame(frames.DATA, flags, self.stream_id, data))
-
-    def answer(self, message: Message, trailers: list[tuple[Any, Any]] | None = None) -> None:
-        """A whole gRPC response: headers, one message, trailers (grpc-status 0 by default)."""
-        self.send_headers([(":status", "200"), ("content-type", "application/grpc")])
-        self.send_data(grpc_message(message))
-        self.send_headers(trailers or [("grpc-status", "0")], end_stream=True)
-
-
-def table_less_encoder() -> hpack.Encoder:
-    """An encoder honouring the bridge's SETTINGS_HEADER_TABLE_SIZE = 0, as servers do."""
-    encoder = hpack.Encoder()
-    encoder.header_table_size = 0
-    return encoder
-
-
-@dataclass
-class PeerConnection:
-    index: int
-    writer: asyncio.StreamWriter
-    encoder: hpack.Encoder = field(default_factory=table_less_encoder)
-    resets: list[tuple[int, int]] = field(default_factory=list)
-
-    def send_headers(
-        self, stream_id: int, headers: list[tuple[Any, Any]], *, end_stream: bool = False
-    ) -> None:
-        flags = frames.END_HEADERS | (frames.END_STREAM if end_stream else 0)
-        block = self.encoder.encode(headers)
-        self.writer.write(frames.frame(frames.HEADERS, flags, stream_id, block))
-
-
-Handler = Callable[[Request], Awaitable[None]]
-
-
-@dataclass
-class Peer:
-    target: str
-    connections: list[PeerConnection]
-    requests: list[Request]
-
-
-@asynccontextmanager
-async def h2_peer(
-    handler: Handler,
-    *,
-    first_bytes: Callable[[int], bytes] = lambda index: frames.settings({}),
-    read: Callable[[int], bool] = lambda index: True,
-) -> AsyncIterator[Peer]:
-    """A loopback HTTP/2 server: ``handler`` runs (as a task) once per complete request.
-
-    ``first_bytes(connection_index)`` is what the server writes after the client's
-    preface (its SETTINGS, and whatever a test wants in the same segment);
-    ``read(connection_index)`` False makes the server stop reading after the preface.
-    """
-    connections: list[PeerConnection] = []
-    requests: list[Request] = []
-    tasks: set[asyncio.Task[None]] = set()
-    writers: list[asyncio.StreamWriter] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        conn = PeerConnection(len(connections), writer)
-        connections.append(conn)
-        decoder = hpack.Decoder()
-        partial: dict[int, tuple[dict[str, str], bytearray]] = {}
-        try:
-            await reader.readexactly(len(frames.PREFACE))
-            writer.write(first_bytes(conn.index))
-            if not read(conn.index):
-                await asyncio.sleep(3600)
-            while True:
-                head = await reader.readexactly(9)
-                high, low, kind, flags, stream_id = frames.HEADER.unpack(head)
-                payload = await reader.readexactly((high << 16) | low)
-                if kind == frames.SETTINGS and not flags & frames.ACK:
-                    writer.write(frames.SETTINGS_ACK)
-                elif kind == frames.PING and not flags & frames.ACK:
-                    writer.write(frames.ping(payload, ack=True))
-                elif kind == frames.RST_STREAM:
-                    conn.resets.append((stream_id, frames.u32(payload)))
-                    partial.pop(stream_id, None)
-                elif kind == frames.HEADERS:
-                    headers = {str(n): str(v) for n, v in decoder.decode(payload)}
-                    partial[stream_id] = (headers, bytearray())
-                elif kind == frames.DATA and stream_id in partial:
-                    partial[stream_id][1].extend(payload)
-                    if payload:
-                        writer.write(
-                            frames.window_update(0, len(payload))
-                            + frames.window_update(stream_id, len(payload))
-                        )
-                ended = kind in (frames.HEADERS, frames.DATA) and flags & frames.END_STREAM
-                if ended and stream_id in partial:
-                    headers, body = partial.pop(stream_id)
-                    request = Request(conn, stream_id, headers, bytes(body))
-                    requests.append(request)
-                    task = asyncio.create_task(handler(request))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield Peer(f"127.0.0.1:{port}", connections, requests)
-    finally:
-        for task in list(tasks):
-            task.cancel()
-        server.close()
-        for writer in writers:
-            writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 2)
-
-
-async def echo_handler(request: Request) -> None:
-    """Answers any unary call with the request message it got."""
-    body = request.body
-    message = kitchen_pb2.Kitchen.FromString(body[5:]) if len(body) >= 5 else kitchen_pb2.Kitchen()
-    request.answer(message)
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition never held")
-        await asyncio.sleep(0.01)
-
-
-@contextlib.contextmanager
-def loop_errors() -> Any:
-    """Collects what reaches the event loop's exception handler (exceptions that escaped)."""
-    loop = asyncio.get_running_loop()
-    seen: list[dict[str, Any]] = []
-    previous = loop.get_exception_handler()
-    loop.set_exception_handler(lambda _loop, context: seen.append(context))
-    try:
-        yield seen
-    finally:
-        loop.set_exception_handler(previous)
 
 
 # -- 1. pool: a connection that ends before the slot stores it -------------------------
@@ -493,6 +317,38 @@ async def test_data_past_the_granted_window_resets_the_stream() -> None:
     assert "flow-control window" in caught.value.message, caught.value.message
     assert peer.connections[0].resets[0][1] == frames.FLOW_CONTROL_ERROR
     assert not escaped, escaped
+
+
+async def test_retry_now_before_the_attempt_starts_does_not_skip_a_later_backoff() -> None:
+    """retry_now in the same iteration as connect(): the slot is IDLE, its task not run.
+
+    retry_now sets the Event; the task then connects without pausing, so the Event
+    stays set. The first connection fails (GOAWAY with the server's SETTINGS), and
+    the 30 s backoff that should follow is skipped: the slot reconnects at once.
+    In the bridge: discovery finishing in the iteration a slot's reconnect was
+    scheduled (``_lost`` after a stable connection, or a rebuild).
+    """
+
+    def first(index: int) -> bytes:
+        settings = frames.settings({})
+        return settings + frames.goaway(0, frames.NO_ERROR) if index == 0 else settings
+
+    reconnect = {"initial_backoff_s": 30, "max_backoff_s": 30}
+    async with (
+        h2_peer(echo_handler, first_bytes=first) as peer,
+        native(peer.target, pool_size=1, reconnect=reconnect) as invoker,
+    ):
+        pool = invoker._pool
+        # What discovery does (bridge.py) when it succeeds in this iteration.
+        pool.retry_now()
+        await eventually(
+            lambda: pool.states() == ["TRANSIENT_FAILURE"] or len(peer.connections) > 1
+        )
+        await asyncio.sleep(1.0)
+        # The first attempt failed: the slot waits out its 30 s backoff, no second connection.
+        assert len(peer.connections) == 1, (
+            f"{len(peer.connections)} connections within a second; states {pool.states()}"
+        )
 
 
 async def test_retry_now_ends_a_reconnect_backoff(upstream_factory: StartServer) -> None:

@@ -239,6 +239,40 @@ async def test_a_body_that_turns_malformed_after_its_head_was_handled_is_answere
     await served_normally(bridge)
 
 
+async def test_a_body_failed_mid_way_is_not_logged_as_an_unhandled_exception(
+    bridge: RunningBridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiohttp's lingering close used to read such a body again and log the failure."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", bridge.server.proxy_port)
+    try:
+        with caplog.at_level(logging.ERROR, logger="aiohttp.server"):
+            writer.write(
+                request(
+                    POST,
+                    HOST,
+                    b"Content-Type: application/json",
+                    b"Transfer-Encoding: chunked",
+                    body=b"",
+                )
+            )
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(b'5\r\n{"fSt\r\n')
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            writer.write(b"zz\r\n")
+            async with asyncio.timeout(5):
+                raw = await reader.read()
+            await asyncio.sleep(0.1)
+    finally:
+        writer.close()
+    assert raw.startswith(b"HTTP/1.1 400 Bad Request\r\n"), raw
+    unhandled = [
+        r.getMessage() for r in caplog.records if r.name == "aiohttp.server" and r.levelno >= 40
+    ]
+    assert not unhandled, unhandled
+
+
 async def test_refusals_are_logged_and_counted_like_other_rejections(
     bridge: RunningBridge, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -25,7 +25,7 @@ if os.environ.get("GRPC_BRIDGE_SKIP_BROWSER") == "1":
     pytest.skip("GRPC_BRIDGE_SKIP_BROWSER=1", allow_module_level=True)
 
 # One launch recipe for every browser test.
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.browser_tools import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 @asynccontextmanager

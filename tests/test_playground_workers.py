@@ -7,7 +7,7 @@ import orjson
 
 from tests.process import bridge_env
 from tests.servers import TEST_SERVICE, RunningServer
-from tests.test_workers import start_workers, wait_ready
+from tests.workers_tools import start_workers, wait_ready
 
 
 async def test_the_parent_serves_the_playground_and_forwards_calls(upstream: RunningServer) -> None:

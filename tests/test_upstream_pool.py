@@ -1,15 +1,29 @@
-"""The channel pool against real upstreams: balancing, restarts under load, DNS changes."""
+"""The channel pool against real upstreams: balancing, restarts under load, DNS changes, close."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-from grpc_bridge.upstream.resolver import Address
+import pytest
+from bridgetest.v1 import kitchen_pb2
+
+from grpc_bridge.errors import BridgeError
+from grpc_bridge.settings import Upstream
+from grpc_bridge.upstream.h2 import frames
+from grpc_bridge.upstream.native_invoker import NativeInvoker
+from grpc_bridge.upstream.native_pool import NativePool
+from grpc_bridge.upstream.pool import ChannelPlan
+from grpc_bridge.upstream.resolver import Address, parse_target, unresolved
+from tests.frame_peer import eventually
 from tests.harness import running_bridge
 from tests.load import steady_load, wait_until
+from tests.native_tools import method, sleep_request
 from tests.servers import StartServer
 
 WHOAMI = "/bridgetest.v1.Other/Whoami"
@@ -221,3 +235,81 @@ async def test_rebuild_lets_calls_finish_and_close_cuts_retiring_channels(
         await server.test.wait_for("cancelled", "cut")
     finally:
         await pool.close()
+
+
+# -- closing the native pool with calls in flight ---------------------------------------
+
+SLEEP = method("Sleep", kitchen_pb2.SleepResponse)
+
+
+@dataclass
+class _Peer:
+    target: str
+    #: (frame type, stream id) in the order the peer read them.
+    seen: list[tuple[int, int]] = field(default_factory=list)
+    ended: bool = False
+
+
+@asynccontextmanager
+async def _recording_peer() -> AsyncIterator[_Peer]:
+    """An HTTP/2 server that answers SETTINGS and PING, never a request, and records frames."""
+    writers: list[asyncio.StreamWriter] = []
+    peer = _Peer("")
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        try:
+            await reader.readexactly(len(frames.PREFACE))
+            writer.write(frames.settings({}))
+            while True:
+                head = await reader.readexactly(9)
+                high, low, kind, flags, stream_id = frames.HEADER.unpack(head)
+                payload = await reader.readexactly((high << 16) | low)
+                peer.seen.append((kind, stream_id))
+                if kind == frames.SETTINGS and not flags & frames.ACK:
+                    writer.write(frames.SETTINGS_ACK)
+                elif kind == frames.PING and not flags & frames.ACK:
+                    writer.write(frames.ping(payload, ack=True))
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            peer.ended = True
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    peer.target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield peer
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 2)
+
+
+def _pool(target: str) -> tuple[NativePool, NativeInvoker]:
+    pool = NativePool(Upstream(targets=[target], pool_size=1), retire_grace=1)
+    pool.open(ChannelPlan(unresolved([parse_target(target)])))
+    return pool, NativeInvoker(pool)
+
+
+async def test_pool_close_with_a_call_in_flight_sends_goaway() -> None:
+    async with _recording_peer() as peer:
+        pool, invoker = _pool(peer.target)
+        call = asyncio.create_task(
+            invoker.unary(SLEEP, sleep_request(10, "x"), metadata=[], timeout=20)
+        )
+        try:
+            await eventually(lambda: (frames.HEADERS, 1) in peer.seen, within=5.0)
+            # NativePool.close(): Connection.close() (GOAWAY), then abort() for the
+            # connections still busy, as Bridge.stop() does.
+            await pool.close()
+            await eventually(lambda: peer.ended, within=5.0)
+            with pytest.raises(BridgeError):
+                await asyncio.wait_for(call, 5)
+        finally:
+            call.cancel()
+            with contextlib.suppress(BaseException):
+                await call
+        assert (frames.GOAWAY, 0) in peer.seen, peer.seen

@@ -7,7 +7,7 @@ Unknown ``GRPC_BRIDGE_*`` variables are only warned about, and only when one
 is close to a real setting: Kubernetes injects ``<SERVICE>_PORT``-style
 variables for a Service named ``grpc-bridge``, which must not stop the bridge.
 
-Pure functions over the settings models and an environment mapping; settings.py
+Pure functions over the settings models and an environment mapping; loading.py
 calls them with its own model, so nothing here imports it.
 """
 
