@@ -29,9 +29,11 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
-from bridgetest.v1 import kitchen_pb2
+import orjson
+from bridgetest.v1 import kitchen_pb2, other_pb2
 
 from tests.descriptors import with_imports, write_set
+from tests.process import BridgeProcess, bridge_env
 
 Pairs = Sequence[tuple[bytes, bytes]]
 
@@ -305,3 +307,31 @@ class HostilePeer:
 
 async def _unknown(exchange: Exchange) -> None:
     exchange.respond(kitchen_pb2.Kitchen(f_string="no such scenario"), status=12)
+
+
+async def start_beside_healthy(tmp: Path, hostile: str, healthy: str) -> BridgeProcess:
+    """A bridge process with two upstreams: ``hostile`` (TestService from a descriptor
+    set, no reflection; one connection, no retries, quick reconnects) and ``healthy``,
+    whose calls show what an attack on the other costs everyone else."""
+    api = write_set(tmp / "api.pb", *with_imports(kitchen_pb2.DESCRIPTOR, other_pb2.DESCRIPTOR))
+    config = {
+        "upstreams": [
+            {
+                "name": "hostile",
+                "targets": [hostile],
+                "reflection": False,
+                "descriptor_sets": [str(api)],
+                "services": {"include": ["bridgetest.v1.TestService"]},
+                "pool_size": 1,
+                "retries": {"max_attempts": 1},
+                "reconnect": {"initial_backoff_s": 0.1, "max_backoff_s": 0.5},
+            },
+            {"name": "healthy", "targets": [healthy], "pool_size": 1},
+        ]
+    }
+    path = tmp / "bridge.json"
+    path.write_bytes(orjson.dumps(config))
+    args = ("serve", "--config", str(path), "--host", "127.0.0.1", "--port", "0")
+    return await BridgeProcess.start(
+        *args, "--admin-port", "0", "--log-format", "json", env=bridge_env()
+    )

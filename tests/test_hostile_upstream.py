@@ -24,9 +24,8 @@ import aiohttp
 import orjson
 import pytest
 import pytest_asyncio
-from bridgetest.v1 import kitchen_pb2, other_pb2
+from bridgetest.v1 import kitchen_pb2
 
-from tests.descriptors import with_imports, write_set
 from tests.h2peer import (
     CONTINUATION,
     DATA,
@@ -43,8 +42,9 @@ from tests.h2peer import (
     HostilePeer,
     frame,
     grpc_message,
+    start_beside_healthy,
 )
-from tests.process import BridgeProcess, bridge_env
+from tests.process import BridgeProcess
 from tests.servers import RunningServer, start_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -300,39 +300,18 @@ class Rig:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     tmp = tmp_path_factory.mktemp("hostile")
-    api = write_set(tmp / "api.pb", *with_imports(kitchen_pb2.DESCRIPTOR, other_pb2.DESCRIPTOR))
     healthy = await start_server(name="healthy", services=("other",))
     try:
-        async with _bridge(tmp, api, healthy) as rig:
+        async with _bridge(tmp, healthy) as rig:
             yield rig
     finally:
         await healthy.stop()
 
 
 @asynccontextmanager
-async def _bridge(tmp: Path, api: Path, healthy: RunningServer) -> AsyncIterator[Rig]:
+async def _bridge(tmp: Path, healthy: RunningServer) -> AsyncIterator[Rig]:
     async with HostilePeer(SCENARIOS) as peer:
-        config = {
-            "upstreams": [
-                {
-                    "name": "hostile",
-                    "targets": [peer.target],
-                    "reflection": False,
-                    "descriptor_sets": [str(api)],
-                    "services": {"include": ["bridgetest.v1.TestService"]},
-                    "pool_size": 1,
-                    "retries": {"max_attempts": 1},
-                    "reconnect": {"initial_backoff_s": 0.1, "max_backoff_s": 0.5},
-                },
-                {"name": "healthy", "targets": [healthy.target], "pool_size": 1},
-            ]
-        }
-        path = tmp / "bridge.json"
-        path.write_bytes(orjson.dumps(config))
-        args = ("serve", "--config", str(path), "--host", "127.0.0.1", "--port", "0")
-        bridge = await BridgeProcess.start(
-            *args, "--admin-port", "0", "--log-format", "json", env=bridge_env()
-        )
+        bridge = await start_beside_healthy(tmp, peer.target, healthy.target)
         session = aiohttp.ClientSession()
         rig = Rig(bridge, peer, healthy, session)
         try:

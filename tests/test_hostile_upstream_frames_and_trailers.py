@@ -25,9 +25,8 @@ import hpack
 import orjson
 import pytest
 import pytest_asyncio
-from bridgetest.v1 import kitchen_pb2, other_pb2
+from bridgetest.v1 import kitchen_pb2
 
-from tests.descriptors import with_imports, write_set
 from tests.h2peer import (
     DATA,
     END_HEADERS,
@@ -38,8 +37,9 @@ from tests.h2peer import (
     HostilePeer,
     frame,
     grpc_message,
+    start_beside_healthy,
 )
-from tests.process import BridgeProcess, bridge_env, rss_bytes
+from tests.process import BridgeProcess, rss_bytes
 from tests.servers import RunningServer, start_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -228,11 +228,10 @@ class Rig:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     tmp = tmp_path_factory.mktemp("gaps")
-    api = write_set(tmp / "api.pb", *with_imports(kitchen_pb2.DESCRIPTOR, other_pb2.DESCRIPTOR))
     healthy = await start_server(name="healthy", services=("other",))
     try:
         async with HostilePeer(SCENARIOS, settings={MAX_CONCURRENT_STREAMS: 1000}) as peer:
-            rig = await _start(tmp, api, peer, healthy)
+            rig = await _start(tmp, peer, healthy)
             try:
                 yield rig
             finally:
@@ -242,28 +241,8 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
         await healthy.stop()
 
 
-async def _start(tmp: Path, api: Path, peer: HostilePeer, healthy: RunningServer) -> Rig:
-    config = {
-        "upstreams": [
-            {
-                "name": "hostile",
-                "targets": [peer.target],
-                "reflection": False,
-                "descriptor_sets": [str(api)],
-                "services": {"include": ["bridgetest.v1.TestService"]},
-                "pool_size": 1,
-                "retries": {"max_attempts": 1},
-                "reconnect": {"initial_backoff_s": 0.1, "max_backoff_s": 0.5},
-            },
-            {"name": "healthy", "targets": [healthy.target], "pool_size": 1},
-        ]
-    }
-    path = tmp / "bridge.json"
-    path.write_bytes(orjson.dumps(config))
-    args = ("serve", "--config", str(path), "--host", "127.0.0.1", "--port", "0")
-    bridge = await BridgeProcess.start(
-        *args, "--admin-port", "0", "--log-format", "json", env=bridge_env()
-    )
+async def _start(tmp: Path, peer: HostilePeer, healthy: RunningServer) -> Rig:
+    bridge = await start_beside_healthy(tmp, peer.target, healthy.target)
     rig = Rig(bridge, peer, aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
     await rig.ready()
     return rig
