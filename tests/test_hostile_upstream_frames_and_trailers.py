@@ -32,6 +32,7 @@ from tests.h2peer import (
     END_HEADERS,
     END_STREAM,
     HEADERS,
+    RST_STREAM,
     SETTINGS,
     Exchange,
     HostilePeer,
@@ -93,6 +94,20 @@ def _after_answer(kind: int, flags: int, payload: bytes) -> Any:
         start = time.monotonic()
         FLOODS[kind] = (await ex.flood(unit, seconds=FLOOD_S), time.monotonic() - start)
         ex.peer.writer.close()  # a fresh connection for the next call
+
+    return scenario
+
+
+def _after_provoked_reset(kind: int, payload: bytes) -> Any:
+    """A 500 head (the bridge resets the stream), then one frame on that stream, flooded."""
+
+    async def scenario(ex: Exchange) -> None:
+        ex.send_headers([(b":status", b"500"), (b"content-type", b"text/html")])
+        await ex.drain()
+        unit = frame(kind, 0, ex.stream_id, payload)
+        start = time.monotonic()
+        FLOODS[kind] = (await ex.flood(unit, seconds=FLOOD_S), time.monotonic() - start)
+        ex.peer.writer.close()
 
     return scenario
 
@@ -162,6 +177,8 @@ SCENARIOS: dict[str, Any] = {
     "": gzip_batches,
     "data-after-end": _after_answer(DATA, 0, b"x"),
     "headers-after-end": _after_answer(HEADERS, END_HEADERS | END_STREAM, b"\x88"),
+    "empty-data-after-reset": _after_provoked_reset(DATA, b""),
+    "rst-after-reset": _after_provoked_reset(RST_STREAM, b"\x00\x00\x00\x08"),
     "ok": _status(b"0"),
     "status-plus": _status(b"+0"),
     "status-underscore": _status(b"0_0"),
@@ -305,6 +322,36 @@ async def test_frames_on_a_finished_stream_draw_on_the_flood_budget(
     worst = max(latencies, default=0.0)  # none when the bridge hangs up at once
     print(f"{scenario}: {sent} frames in {elapsed:.1f}s, healthy max {worst:.3f}s")
     assert elapsed < FLOOD_S - 0.5, (sent, elapsed)  # hung up on before the flood ran out
+    assert await rig.metric("ENHANCE_YOUR_CALM") > before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="reset_by_us exempts every frame on a stream the bridge reset, for as long as the "
+    "id is among the last 1,024: an upstream provokes one reset, then floods it for free",
+)
+@pytest.mark.parametrize(
+    ("scenario", "kind"), [("empty-data-after-reset", DATA), ("rst-after-reset", RST_STREAM)]
+)
+async def test_frames_on_a_stream_the_upstream_made_us_reset_draw_on_the_flood_budget(
+    rig: Rig, scenario: str, kind: int
+) -> None:
+    """The upstream answers 500 (the bridge resets the stream), then floods empty DATA
+    (or RST_STREAM) on it. Frames in flight at our reset are bounded (one RST_STREAM,
+    the stream's window of DATA, no empty DATA needed); these are not, and should
+    end the connection ENHANCE_YOUR_CALM as on any finished stream."""
+    await rig.ready()
+    FLOODS.pop(kind, None)  # an earlier test's flood of the same frame type
+    before = await rig.metric("ENHANCE_YOUR_CALM")
+    status, _ = await rig.call(scenario)
+    assert status != 200
+    async with asyncio.timeout(FLOOD_S + 5):
+        while kind not in FLOODS:
+            await rig.healthy_call()
+            await asyncio.sleep(0.05)
+    sent, elapsed = FLOODS.pop(kind)
+    print(f"{scenario}: {sent} frames in {elapsed:.1f}s")
+    assert elapsed < FLOOD_S - 0.5, (sent, elapsed)
     assert await rig.metric("ENHANCE_YOUR_CALM") > before
 
 
