@@ -352,6 +352,7 @@ async def test_frames_on_a_stream_the_upstream_made_us_reset_draw_on_the_flood_b
             await asyncio.sleep(0.05)
     sent, elapsed = FLOODS.pop(kind)
     print(f"{scenario}: {sent} frames in {elapsed:.1f}s")
+    await rig.ready()  # a fresh connection for the tests after this one, either way
     assert elapsed < FLOOD_S - 0.5, (sent, elapsed)
     assert await rig.metric("ENHANCE_YOUR_CALM") > before
 
