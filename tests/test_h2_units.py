@@ -296,11 +296,6 @@ async def test_frames_in_flight_for_streams_the_bridge_reset_are_no_flood(
         assert conn.error_code == frames.ENHANCE_YOUR_CALM, conn.error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="state.py _header_block charges every block after a 1xx (the response headers "
-    "and trailers too), not only the informational ones",
-)
 async def test_a_call_with_one_informational_response_costs_one_token() -> None:
     """480 calls, each answered ``100 Continue`` then headers, a message and trailers.
 

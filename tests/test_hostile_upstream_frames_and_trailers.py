@@ -326,11 +326,6 @@ async def test_frames_on_a_finished_stream_draw_on_the_flood_budget(
     assert await rig.metric("ENHANCE_YOUR_CALM") > before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reset_by_us exempts every frame on a stream the bridge reset, for as long as the "
-    "id is among the last 1,024: an upstream provokes one reset, then floods it for free",
-)
 @pytest.mark.parametrize(
     ("scenario", "kind"), [("empty-data-after-reset", DATA), ("rst-after-reset", RST_STREAM)]
 )
@@ -419,11 +414,6 @@ async def test_a_duplicated_grpc_status_is_a_malformed_response(rig: Rig) -> Non
     assert "more than one grpc-status" in body["message"], body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grpc_status.py:123 int() of over 4,300 digits raises ValueError (no longer "
-    "caught since the ASCII-digit check replaced try/except): the connection fails",
-)
 async def test_a_grpc_status_of_thousands_of_digits_is_unknown(rig: Rig) -> None:
     """4,301 nines are 1*DIGIT, a code over 16: UNKNOWN, as for any code out of range.
 
