@@ -294,3 +294,32 @@ async def test_frames_in_flight_for_streams_the_bridge_reset_are_no_flood(
         assert conn.error is None, conn.error
     else:
         assert conn.error_code == frames.ENHANCE_YOUR_CALM, conn.error
+
+
+async def test_a_call_with_one_informational_response_costs_one_token() -> None:
+    """480 calls, each answered ``100 Continue`` then headers, a message and trailers.
+
+    Only the 1xx blocks carry nothing (480 tokens, under the 1,000 burst); the
+    response headers and trailers after them are the call itself and must not
+    be charged as informational.
+    """
+    conn = _connection()
+    conn.connection_made(LoopbackTransport(conn))  # type: ignore[arg-type]
+    conn.data_received(frame(frames.SETTINGS, 0, 0))
+    informational = hpack_codec.literal(b":status", b"100")
+    head = hpack_codec.indexed(8) + hpack_codec.content_type(b"application/grpc")
+    tail = hpack_codec.literal(b"grpc-status", b"0")
+    streams = [conn.open_stream(b"\x83\x86", None, True) for _ in range(480)]
+    conn.data_received(
+        b"".join(
+            frame(frames.HEADERS, frames.END_HEADERS, s.id, informational)
+            + frame(frames.HEADERS, frames.END_HEADERS, s.id, head)
+            + frame(frames.DATA, 0, s.id, b"\x00\x00\x00\x00\x01x")
+            + frame(frames.HEADERS, frames.END_HEADERS | frames.END_STREAM, s.id, tail)
+            for s in streams
+        )
+    )
+    for _ in range(40):  # the read slices that follow
+        await asyncio.sleep(0)
+    assert conn.error is None, conn.error
+    assert all(s.headers is not None for s in streams)

@@ -32,6 +32,7 @@ from tests.h2peer import (
     END_HEADERS,
     END_STREAM,
     HEADERS,
+    RST_STREAM,
     SETTINGS,
     Exchange,
     HostilePeer,
@@ -93,6 +94,20 @@ def _after_answer(kind: int, flags: int, payload: bytes) -> Any:
         start = time.monotonic()
         FLOODS[kind] = (await ex.flood(unit, seconds=FLOOD_S), time.monotonic() - start)
         ex.peer.writer.close()  # a fresh connection for the next call
+
+    return scenario
+
+
+def _after_provoked_reset(kind: int, payload: bytes) -> Any:
+    """A 500 head (the bridge resets the stream), then one frame on that stream, flooded."""
+
+    async def scenario(ex: Exchange) -> None:
+        ex.send_headers([(b":status", b"500"), (b"content-type", b"text/html")])
+        await ex.drain()
+        unit = frame(kind, 0, ex.stream_id, payload)
+        start = time.monotonic()
+        FLOODS[kind] = (await ex.flood(unit, seconds=FLOOD_S), time.monotonic() - start)
+        ex.peer.writer.close()
 
     return scenario
 
@@ -162,6 +177,8 @@ SCENARIOS: dict[str, Any] = {
     "": gzip_batches,
     "data-after-end": _after_answer(DATA, 0, b"x"),
     "headers-after-end": _after_answer(HEADERS, END_HEADERS | END_STREAM, b"\x88"),
+    "empty-data-after-reset": _after_provoked_reset(DATA, b""),
+    "rst-after-reset": _after_provoked_reset(RST_STREAM, b"\x00\x00\x00\x08"),
     "ok": _status(b"0"),
     "status-plus": _status(b"+0"),
     "status-underscore": _status(b"0_0"),
@@ -169,6 +186,7 @@ SCENARIOS: dict[str, Any] = {
     "status-space": _status(b" 0"),
     "status-minus": _status(b"-0"),
     "status-twice": _status(b"13", b"0"),
+    "status-long": _status(b"9" * 4301),
 }
 
 
@@ -309,6 +327,32 @@ async def test_frames_on_a_finished_stream_draw_on_the_flood_budget(
 
 
 @pytest.mark.parametrize(
+    ("scenario", "kind"), [("empty-data-after-reset", DATA), ("rst-after-reset", RST_STREAM)]
+)
+async def test_frames_on_a_stream_the_upstream_made_us_reset_draw_on_the_flood_budget(
+    rig: Rig, scenario: str, kind: int
+) -> None:
+    """The upstream answers 500 (the bridge resets the stream), then floods empty DATA
+    (or RST_STREAM) on it. Frames in flight at our reset are bounded (one RST_STREAM,
+    the stream's window of DATA, no empty DATA needed); these are not, and should
+    end the connection ENHANCE_YOUR_CALM as on any finished stream."""
+    await rig.ready()
+    FLOODS.pop(kind, None)  # an earlier test's flood of the same frame type
+    before = await rig.metric("ENHANCE_YOUR_CALM")
+    status, _ = await rig.call(scenario)
+    assert status != 200
+    async with asyncio.timeout(FLOOD_S + 5):
+        while kind not in FLOODS:
+            await rig.healthy_call()
+            await asyncio.sleep(0.05)
+    sent, elapsed = FLOODS.pop(kind)
+    print(f"{scenario}: {sent} frames in {elapsed:.1f}s")
+    await rig.ready()  # a fresh connection for the tests after this one, either way
+    assert elapsed < FLOOD_S - 0.5, (sent, elapsed)
+    assert await rig.metric("ENHANCE_YOUR_CALM") > before
+
+
+@pytest.mark.parametrize(
     "scenario",
     ["status-plus", "status-minus", "status-underscore", "status-arabic", "status-space"],
 )
@@ -368,3 +412,14 @@ async def test_a_duplicated_grpc_status_is_a_malformed_response(rig: Rig) -> Non
     status, body = await rig.call("status-twice")
     assert status == 500, body
     assert "more than one grpc-status" in body["message"], body
+
+
+async def test_a_grpc_status_of_thousands_of_digits_is_unknown(rig: Rig) -> None:
+    """4,301 nines are 1*DIGIT, a code over 16: UNKNOWN, as for any code out of range.
+
+    int() refuses strings over 4,300 digits (CVE-2020-10735): raised from the
+    frame handler, it fails the whole connection (every call on it) as
+    UNAVAILABLE, a retryable code, with Python's error text as the message.
+    """
+    status, body = await rig.call("status-long")
+    assert (status, body["code"]) == (500, 2), body

@@ -120,7 +120,8 @@ def status_of(headers: tuple[Header, ...], http_status: str | None) -> Status:
     # 1*DIGIT (PROTOCOL-HTTP2.md): int() alone also takes '+0', '-0', '0_0', ' 0', '\u0660'.
     if not (grpc_status.isascii() and grpc_status.isdigit()):
         return Status(Code.UNKNOWN, f"upstream sent an invalid grpc-status {grpc_status!r}")
-    code = int(grpc_status)
+    # int() refuses over 4,300 digits (and costs for thousands): no code needs more than 2.
+    code = int(grpc_status) if len(grpc_status) <= 9 else Code.UNKNOWN
     if code > 16:
         code = Code.UNKNOWN
     details_bin = None

@@ -9,6 +9,7 @@ through :meth:`Outbound._emit`; the asyncio protocol puts it on the socket.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames, hpack_codec
@@ -20,6 +21,9 @@ STREAM_WINDOW = 4 * 1024 * 1024
 
 #: How many streams reset by the bridge are remembered (see Outbound.reset_by_us).
 _RESET_KEPT = 1024
+#: Frames a stream reset by the bridge may still receive for free: what a peer had in
+#: flight when our RST_STREAM reached it (a few DATA frames, trailers, WINDOW_UPDATEs).
+IN_FLIGHT_FRAMES = 64
 
 
 class HeadersTooLarge(Exception):
@@ -45,10 +49,11 @@ class Outbound:
         self._next_id = 1
         #: Streams with request bytes waiting for window.
         self._blocked: dict[int, Stream] = {}
-        #: Streams the bridge reset itself, newest last (at most _RESET_KEPT): frames
-        #: the upstream had in flight still arrive for them (RFC 9113 §5.4.2), as
-        #: they do after every cancelled call, and must not count as a flood.
-        self.reset_by_us: dict[int, None] = {}
+        #: Streams the bridge reset itself, oldest first (at most _RESET_KEPT), with
+        #: how many more frames each may receive free: frames the upstream had in
+        #: flight still arrive (RFC 9113 §5.4.2), as after every cancelled call, and
+        #: must not count as a flood; past IN_FLIGHT_FRAMES they do.
+        self.reset_by_us: OrderedDict[int, int] = OrderedDict()
         # Peer settings, and the connection's send window.
         self._max_frame = frames.DEFAULT_MAX_FRAME
         self._initial_window = frames.DEFAULT_WINDOW
@@ -188,9 +193,9 @@ class Outbound:
     def _emit_reset(self, stream_id: int, code: int) -> None:
         self._emit(frames.rst_stream(stream_id, code))
         kept = self.reset_by_us
-        kept[stream_id] = None
+        kept[stream_id] = IN_FLIGHT_FRAMES
         if len(kept) > _RESET_KEPT:
-            del kept[next(iter(kept))]
+            kept.popitem(last=False)
 
     def fail_all(self, status: Status) -> None:
         streams = list(self.streams.values())

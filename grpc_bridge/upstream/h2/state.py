@@ -65,6 +65,10 @@ OPENING = (
 )
 
 
+#: Frames a stream we reset may still receive free once the upstream ended it.
+_AFTER_END = 2
+
+
 class ConnectionError_(Exception):  # not the builtin ConnectionError, an OSError
     """A connection error (RFC 9113 §5.4.1): ``code`` goes in the GOAWAY."""
 
@@ -164,6 +168,21 @@ class H2State(Outbound):
             self._emit(frames.window_update(0, increment))
         return pos
 
+    def _in_flight(self, stream_id: int, ended: bool, *, reset: bool = False) -> bool:
+        """Whether a frame for a stream gone from ``streams`` is one we reset and the upstream
+        had in flight: free, up to IN_FLIGHT_FRAMES. After the upstream's END_STREAM
+        (``ended``) only a WINDOW_UPDATE or RST_STREAM may follow (RFC 9113 §5.1), and
+        nothing after its RST_STREAM (``reset``)."""
+        kept = self.reset_by_us
+        left = kept.get(stream_id)
+        if not left:
+            return False
+        if reset:
+            del kept[stream_id]
+        else:
+            kept[stream_id] = min(left - 1, _AFTER_END) if ended else left - 1
+        return True
+
     def _stream_of(self, stream_id: int, what: str) -> Stream | None:
         """The open stream ``stream_id``; None for one already closed; raises for any other."""
         stream = self.streams.get(stream_id)
@@ -189,9 +208,8 @@ class H2State(Outbound):
             raise _protocol("upstream sent DATA with bad padding")
         end_stream = bool(flags & frames.END_STREAM)
         if stream is None:
-            # Its bytes are handed back as window above, but the frame carries nothing;
-            # on a stream we reset it was in flight (free), else it is a flood.
-            if stream_id not in self.reset_by_us:
+            # Its bytes are handed back as window above, but the frame carries nothing.
+            if not ((body or end_stream) and self._in_flight(stream_id, end_stream)):
                 self.guard.cheap("DATA on a finished stream")
             return
         if not body and not end_stream:
@@ -207,7 +225,9 @@ class H2State(Outbound):
             if len(block) < 5:
                 raise _size("upstream sent HEADERS too short for its priority fields")
             block = block[5:]
-        if stream is None and stream_id not in self.reset_by_us:
+        if stream is None and not (
+            block and self._in_flight(stream_id, bool(flags & frames.END_STREAM))
+        ):
             self.guard.cheap("HEADERS on a finished stream")
         if not flags & frames.END_HEADERS:
             if not block and stream is not None:
@@ -230,7 +250,7 @@ class H2State(Outbound):
             )
         if not payload and not flags & frames.END_HEADERS:
             self.guard.cheap("empty CONTINUATION")
-        elif stream_id not in self.streams and stream_id not in self.reset_by_us:
+        elif stream_id not in self.streams and not self._in_flight(stream_id, False):
             self.guard.cheap("CONTINUATION on a finished stream")
         if len(block) < _BLOCK_KEEP:
             block += payload[: _BLOCK_KEEP - len(block)]
@@ -243,9 +263,8 @@ class H2State(Outbound):
             self._continuing = (stream_id, first_flags, block, count + 1)
 
     def _header_block(self, stream: Stream, flags: int, block: bytes) -> None:
-        if stream.informational:
-            # After an informational block: charged before it costs a decode.
-            self.guard.cheap("informational HEADERS")
+        # Decoding is bounded per call (a few 1xx blocks, stream.py) and per read slice
+        # (DECODED_PER_SLICE); only informational blocks, which carry nothing, are charged.
         self._decoded += len(block)
         try:
             decoded = self._decoder.decode(block)
@@ -257,7 +276,7 @@ class H2State(Outbound):
             self.reset(stream, frames.CANCEL, status)
             return
         informational = decoded.status
-        if informational is not None and informational[0] == "1" and not stream.informational:
+        if informational is not None and informational[0] == "1":
             self.guard.cheap("informational HEADERS")  # allowed, but they carry nothing
         stream.on_headers(decoded, bool(flags & frames.END_STREAM))
 
@@ -349,7 +368,7 @@ class H2State(Outbound):
             raise _size("upstream sent an RST_STREAM that is not 4 bytes")
         stream = self._stream_of(stream_id, "RST_STREAM")
         if stream is None:
-            if stream_id not in self.reset_by_us:
+            if not self._in_flight(stream_id, True, reset=True):
                 self.guard.cheap("RST_STREAM")
             return
         stream.on_reset(_U32(payload))
@@ -383,7 +402,7 @@ class H2State(Outbound):
         else:
             stream = self._stream_of(stream_id, "WINDOW_UPDATE")
             if stream is None:
-                if stream_id not in self.reset_by_us:
+                if not self._in_flight(stream_id, False):
                     self.guard.cheap("WINDOW_UPDATE")
                 return
             if increment == 0:
