@@ -61,9 +61,10 @@ async def test_servername_verifies_another_name(
     assert await echo(server.target, *flags) == (0, '{"fInt32":7}\n')
 
 
-async def test_mutual_tls(
+async def _requiring_client_certs(
     upstream_factory: StartServer, ca: Authority, server_pair: Pair, tmp_path: Path
-) -> None:
+) -> tuple[str, str, str]:
+    """A server that asks for a client certificate; its target, and the CLI's cert and key."""
     server = await upstream_factory(
         credentials=grpc.ssl_server_credentials(
             [(server_pair.key, server_pair.cert)],
@@ -72,17 +73,24 @@ async def test_mutual_tls(
         )
     )
     client = issue(ca, "grpc-bridge-cli", client=True)
-    ca_file = write(tmp_path, "ca.pem", ca.pem)
     cert = write(tmp_path, "client.pem", client.cert)
     key = write(tmp_path, "client.key", client.key)
-    assert await echo(server.target, "--cacert", ca_file, "--cert", cert, "--key", key) == (
+    return server.target, cert, key
+
+
+async def test_mutual_tls(
+    upstream_factory: StartServer, ca: Authority, server_pair: Pair, tmp_path: Path
+) -> None:
+    target, cert, key = await _requiring_client_certs(upstream_factory, ca, server_pair, tmp_path)
+    ca_file = write(tmp_path, "ca.pem", ca.pem)
+    assert await echo(target, "--cacert", ca_file, "--cert", cert, "--key", key) == (
         0,
         '{"fInt32":7}\n',
     )
-    code, _ = await echo(server.target, "--cacert", ca_file)
+    code, _ = await echo(target, "--cacert", ca_file)
     assert code == 1
     # A certificate without its key is a usage error, named as such.
-    code, err = await echo(server.target, "--cacert", ca_file, "--cert", cert)
+    code, err = await echo(target, "--cacert", ca_file, "--cert", cert)
     assert code == 2 and "--cert and --key go together" in err
 
 
@@ -101,17 +109,8 @@ async def test_insecure_skips_verification(upstream_factory: StartServer, tmp_pa
 async def test_insecure_with_a_client_certificate(
     upstream_factory: StartServer, ca: Authority, server_pair: Pair, tmp_path: Path
 ) -> None:
-    server = await upstream_factory(
-        credentials=grpc.ssl_server_credentials(
-            [(server_pair.key, server_pair.cert)],
-            root_certificates=ca.pem,
-            require_client_auth=True,
-        )
-    )
-    client = issue(ca, "grpc-bridge-cli", client=True)
-    cert = write(tmp_path, "client.pem", client.cert)
-    key = write(tmp_path, "client.key", client.key)
-    assert await echo(server.target, "--insecure", "--cert", cert, "--key", key) == (
+    target, cert, key = await _requiring_client_certs(upstream_factory, ca, server_pair, tmp_path)
+    assert await echo(target, "--insecure", "--cert", cert, "--key", key) == (
         0,
         '{"fInt32":7}\n',
     )
