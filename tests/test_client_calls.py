@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import shlex
+import signal
+import sys
 from pathlib import Path
 
 import orjson
 
 from tests.client_tools import TEST_SERVICE, call, run_client, run_in_terminal
+from tests.process import bridge_env
 from tests.servers import MYSTERY_TYPE_URL, RunningServer, StartServer
 
 
@@ -123,20 +128,7 @@ async def test_bidi_echoes_every_line(upstream: RunningServer) -> None:
 
 async def test_bidi_prints_a_response_before_stdin_ends(upstream: RunningServer) -> None:
     """Interleaved: the first reply is on stdout while stdin is still open."""
-    import asyncio
-    import sys
-
-    from tests.process import bridge_env
-
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "grpc_bridge", "call", "--plaintext", upstream.target, f"{TEST_SERVICE}/Bidi"),
-        *("-d", "@-"),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=bridge_env(),
-    )
+    proc = await _bidi_from_stdin(upstream)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(b'{"text": "first"}\n')
@@ -316,12 +308,6 @@ async def test_method_names_with_a_dot_and_a_leading_slash(upstream: RunningServ
 
 
 async def test_a_closed_stdout_ends_the_stream_quietly(upstream: RunningServer) -> None:
-    import asyncio
-    import shlex
-    import sys
-
-    from tests.process import bridge_env
-
     command = (
         f"{shlex.quote(sys.executable)} -m grpc_bridge call --plaintext {upstream.target} "
         f'{TEST_SERVICE}/ServerStream -d \'{{"count": 100000, "tag": "p"}}\' | head -1'
@@ -338,21 +324,7 @@ async def test_a_closed_stdout_ends_the_stream_quietly(upstream: RunningServer) 
 
 
 async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer) -> None:
-    import asyncio
-    import signal
-    import sys
-
-    from tests.process import bridge_env
-
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "grpc_bridge", "call", "--plaintext", upstream.target, f"{TEST_SERVICE}/Bidi"),
-        *("-d", "@-"),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=bridge_env(),
-    )
+    proc = await _bidi_from_stdin(upstream)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     try:
         proc.stdin.write(b'{"text": "interrupted"}\n')
@@ -368,3 +340,16 @@ async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer) ->
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def _bidi_from_stdin(upstream: RunningServer) -> asyncio.subprocess.Process:
+    """``grpc-bridge call ... Bidi -d @-`` with its stdin, stdout and stderr piped."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "grpc_bridge", "call", "--plaintext", upstream.target, f"{TEST_SERVICE}/Bidi"),
+        *("-d", "@-"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=bridge_env(),
+    )
