@@ -14,6 +14,8 @@ edge; anything else is a bug and becomes a 500 there, logged with a traceback::
     ├── MethodNotAllowed             405 / 12  carries the allowed methods
     ├── UpstreamNotReady             503 / 14  no descriptors / channel for the upstream yet
     ├── JsonEncodeError              500 / 13  an upstream message with no JSON form
+    ├── InternalError                500 / 13  a bug, logged; answered in the request's protocol
+    ├── HttpRefusal                  as sent   aiohttp's own refusal (its body-size cap)
     ├── OriginNotAllowed             403 / 7   preflight / WebSocket from an origin not allowed
     ├── StreamIdle                   504 / 4   no message either way for streams.idle_timeout_s
     ├── ShuttingDown                 503 / 14  a stream ended because the bridge is stopping
@@ -121,6 +123,22 @@ class JsonEncodeError(BridgeError):
     """
 
     code = Code.INTERNAL
+
+
+class InternalError(BridgeError):
+    """A bug in the bridge, answered after it was logged (its message says where to look)."""
+
+    reject_reason = ""
+    code = Code.INTERNAL
+
+
+class HttpRefusal(BridgeError):
+    """A refusal made by aiohttp itself (its body-size cap), in the request's protocol."""
+
+    def __init__(self, code: int, message: str, http_status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status_override = http_status
 
 
 class OriginNotAllowed(BridgeError):

@@ -45,6 +45,8 @@ GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 FRAMINGS = ("ndjson", "sse", "websocket")
 
 #: Why the bridge refused a request itself, for ``grpc_bridge_rejected_requests_total``.
+#: Wire protocols (grpc_bridge/protocol/), pre-created so rates by protocol read 0.
+WIRE_PROTOCOLS = ("json", "grpc-web", "connect")
 REJECT_REASONS = (
     "unknown_route",
     "method_not_allowed",
@@ -320,6 +322,12 @@ class Metrics:
         self.http_in_flight = FastGauge(
             "grpc_bridge_http_requests_in_flight", "HTTP requests being served.", r
         )
+        self.protocol_requests = FastCounter(
+            "grpc_bridge_protocol_requests",
+            "HTTP requests by wire protocol (json, grpc-web, connect).",
+            ("protocol",),
+            r,
+        )
         self.streams_open = Gauge(
             "grpc_bridge_streams_open",
             "Open response streams by framing.",
@@ -364,6 +372,7 @@ class Metrics:
         self._methods: dict[str, MethodMetrics] = {}
         self._routes: dict[str, RouteMetrics] = {}
         self._framings = {f: self.streams_open.labels(f) for f in FRAMINGS}
+        self._protocols = {p: self.protocol_requests.labels(p) for p in WIRE_PROTOCOLS}
 
     def method(self, info: MethodInfo) -> MethodMetrics:
         cached = self._methods.get(info.path)
@@ -397,7 +406,16 @@ class Metrics:
         return cached
 
     def stream_gauge(self, framing: str) -> Any:
-        return self._framings[framing]
+        gauge = self._framings.get(framing)
+        if gauge is None:
+            gauge = self._framings[framing] = self.streams_open.labels(framing)
+        return gauge
+
+    def protocol(self, name: str) -> FastCounterChild:
+        counter = self._protocols.get(name)
+        if counter is None:
+            counter = self._protocols[name] = self.protocol_requests.labels(name)
+        return counter
 
     def reject(self, reason: str) -> None:
         self.rejected.labels(reason).inc()

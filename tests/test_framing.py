@@ -5,17 +5,22 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from grpc_bridge.codec.framing import NDJSON_FRAMING, SSE_FRAMING, WEBSOCKET_FRAMING
+from grpc_bridge.codec.framing import (
+    NDJSON_FRAMING,
+    SSE_FRAMING,
+    WEBSOCKET_FRAMING,
+    StreamEnd,
+)
 from grpc_bridge.http.negotiate import stream_framing
 
-OK = {"code": 0, "message": "", "details": []}
-FAILED = {"code": 9, "message": "line\nbreak", "details": []}
+OK = StreamEnd(0)
+FAILED = StreamEnd(9, "line\nbreak")
 PAYLOAD = orjson.dumps({"text": "multi\nline"})
 
 
 def test_ndjson() -> None:
     assert NDJSON_FRAMING.message(PAYLOAD) == b'{"result":{"text":"multi\\nline"}}\n'
-    assert orjson.loads(NDJSON_FRAMING.error(FAILED)) == {"error": FAILED}
+    assert orjson.loads(NDJSON_FRAMING.error(FAILED)) == {"error": FAILED.status()}
     assert NDJSON_FRAMING.error(FAILED).count(b"\n") == 1
     assert NDJSON_FRAMING.end(OK) == b"" and NDJSON_FRAMING.open() == b""
 
@@ -31,7 +36,7 @@ def test_sse() -> None:
 
 def test_websocket() -> None:
     assert orjson.loads(WEBSOCKET_FRAMING.message(PAYLOAD)) == {"result": {"text": "multi\nline"}}
-    assert orjson.loads(WEBSOCKET_FRAMING.error(FAILED)) == {"error": FAILED}
+    assert orjson.loads(WEBSOCKET_FRAMING.error(FAILED)) == {"error": FAILED.status()}
     assert WEBSOCKET_FRAMING.end(OK) == b""
 
 

@@ -22,6 +22,8 @@ class RequestContext:
     grpc_method: str | None = None
     upstream: str | None = None
     grpc_code: str | None = None
+    #: The wire protocol's name (grpc_bridge/protocol/): ``json``, ``grpc-web``, ``connect``.
+    protocol: str = "json"
     framing: str | None = None
     bytes_in: int = 0
     error: str | None = None

@@ -13,9 +13,12 @@
   them — carries ``Access-Control-Allow-Origin`` (the origin itself; ``*``
   when ``"*"`` is allowed without credentials), ``Vary: Origin``,
   ``Access-Control-Allow-Credentials`` when configured, and
-  ``Access-Control-Expose-Headers`` listing the response's own
-  ``Grpc-Metadata-*``, ``Grpc-Trailer-*`` and ``X-Request-Id`` headers by
-  name: a ``*`` there would not cover them on credentialed requests.
+  ``Access-Control-Expose-Headers`` listing, by name, the response's own
+  headers that its protocol's clients read (``Grpc-Metadata-*``,
+  ``Grpc-Trailer-*`` and ``X-Request-Id`` for JSON; see protocol/*.py): a
+  ``*`` there would not cover them on credentialed requests. The headers a
+  preflight allows are what the protocols read, ``metadata.forward_headers``
+  and ``cors.allowed_headers``.
 - Other requests from an origin that is not allowed are served without CORS
   headers, as a server without CORS would: the browser withholds the answer.
   WebSocket upgrades are the exception (browsers don't apply CORS to them),
@@ -29,25 +32,9 @@ from collections.abc import Iterable, Sequence
 from aiohttp import web
 
 from grpc_bridge.errors import OriginNotAllowed
+from grpc_bridge.protocol.base import PROTOCOL
 from grpc_bridge.settings import Cors
 
-#: Request headers the bridge itself reads, beyond metadata.forward_headers.
-BRIDGE_REQUEST_HEADERS = frozenset(
-    {
-        "accept",
-        "authorization",
-        "cache-control",
-        "connect-timeout-ms",
-        # A compressed request body (gzip, deflate: http/inflate.py).
-        "content-encoding",
-        "content-type",
-        "grpc-timeout",
-        "last-event-id",
-        "x-request-id",
-    }
-)
-_EXPOSED_PREFIXES = ("grpc-metadata-", "grpc-trailer-")
-_EXPOSED = frozenset({"x-request-id"})
 ALLOW_ORIGIN = "Access-Control-Allow-Origin"
 
 
@@ -66,13 +53,19 @@ def _add_vary(response: web.StreamResponse, names: str) -> None:
 
 
 class CorsPolicy:
-    def __init__(self, cors: Cors, forward_headers: Iterable[str]) -> None:
+    def __init__(
+        self,
+        cors: Cors,
+        forward_headers: Iterable[str],
+        protocol_headers: Iterable[str],
+    ) -> None:
         self._origins = frozenset(cors.allowed_origins)
         self._credentials = cors.allow_credentials
         # With credentials the spec forbids "*": the origin is echoed instead.
         self._wildcard = "*" in self._origins and not self._credentials
+        # What the protocols' clients send (protocol/*.py), forwarded metadata, and more.
         self._headers = (
-            BRIDGE_REQUEST_HEADERS | frozenset(forward_headers) | set(cors.allowed_headers)
+            frozenset(protocol_headers) | frozenset(forward_headers) | set(cors.allowed_headers)
         )
         self._max_age = str(cors.max_age_s)
 
@@ -123,10 +116,12 @@ class CorsPolicy:
         if origin is None or not self.allows(origin):
             return
         self._allow(response, origin)
+        # Each protocol names the headers its clients read (protocol/*.py ``exposed``).
+        protocol = request.get(PROTOCOL)
         exposed = dict.fromkeys(
             name
             for name in response.headers
-            if name.lower() in _EXPOSED or name.lower().startswith(_EXPOSED_PREFIXES)
+            if (protocol.exposed(name.lower()) if protocol else name.lower() == "x-request-id")
         )
         if exposed:
             response.headers["Access-Control-Expose-Headers"] = ", ".join(exposed)

@@ -13,14 +13,24 @@ import time
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from grpc_bridge.errors import BodyTimeout, BridgeError, NotAcceptable, shown
+from grpc_bridge.codec.framing import StreamEnd
+from grpc_bridge.errors import (
+    BodyTimeout,
+    BridgeError,
+    HttpRefusal,
+    InternalError,
+    NotAcceptable,
+    shown,
+)
 from grpc_bridge.http.compress import ACCEPT_ENCODING, ResponseCompression, add_vary
 from grpc_bridge.http.context import COMPRESSION, CONTEXT, METRICS, RequestContext
 from grpc_bridge.http.relay import ACTIVE_SINK
 from grpc_bridge.http.responses import error_response, json_response
 from grpc_bridge.log import get_logger, log_info
 from grpc_bridge.metrics import Metrics
-from grpc_bridge.status import Code, code_name, status_body, status_dict
+from grpc_bridge.protocol.base import PROTOCOL, WireProtocol
+from grpc_bridge.protocol.select import PROTOCOLS
+from grpc_bridge.status import Code, code_name, status_body
 from grpc_bridge.upstream.metadata import new_request_id
 
 log = get_logger("grpc_bridge.http")
@@ -35,6 +45,11 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     metrics = request.app.get(METRICS)
     ctx = RequestContext(request_id=_request_id(request), metrics=metrics)
     request[CONTEXT] = ctx
+    protocols = request.app.get(PROTOCOLS)
+    if protocols is not None:
+        protocol = protocols.of(request)
+        request[PROTOCOL] = protocol
+        ctx.protocol = protocol.name
     if metrics is None:
         return await _serve(request, handler, ctx)
     # Lock-free series (metrics.py): plain float updates, cheaper than an inc() call.
@@ -54,17 +69,23 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def count_request(metrics: Metrics, ctx: RequestContext, method: str, status: int) -> None:
     """The request and its duration in the HTTP metrics, by route (also for the fast path)."""
+    metrics.protocol(ctx.protocol).value += 1
     route = metrics.route(ctx.route)
     route.request(method, status).value += 1
     route.duration.observe(time.perf_counter() - ctx.started)
 
 
-def error_answer(exc: BridgeError, ctx: RequestContext) -> web.Response:
-    """The Status response of an expected failure; the rejection counted, the context noted."""
+def error_answer(
+    exc: BridgeError, ctx: RequestContext, protocol: WireProtocol | None = None
+) -> web.Response:
+    """The error response of an expected failure, in the request's protocol (the Status
+    body of the JSON routes by default); the rejection counted, the context noted."""
     if exc.reject_reason and ctx.metrics is not None:
         ctx.metrics.reject(exc.reject_reason)
     ctx.grpc_code = ctx.grpc_code or code_name(exc.code)
     ctx.error = exc.message
+    if protocol is not None:
+        return protocol.error_response(exc, ctx)
     return error_response(exc, ctx.pool)
 
 
@@ -120,18 +141,22 @@ def _encoding(
 async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) -> web.StreamResponse:
     response: web.StreamResponse
     compression = request.app.get(COMPRESSION)
+    protocol = request.get(PROTOCOL)
     try:
         _check_encoding(request, compression)
         response = await handler(request)
     except BodyTimeout as exc:
-        response = error_answer(exc, ctx)
+        response = error_answer(exc, ctx, protocol)
         await _answer_then_close(request, response, ctx)
     except BridgeError as exc:
-        response = error_answer(exc, ctx)
+        response = error_answer(exc, ctx, protocol)
     except web.HTTPException as exc:
         # aiohttp's own refusals (e.g. its body-size cap) get the same body shape.
         code = Code.RESOURCE_EXHAUSTED if exc.status == 413 else Code.INVALID_ARGUMENT
-        response = json_response(status_body(code, exc.reason), status=exc.status)
+        if protocol is not None:
+            response = protocol.error_response(HttpRefusal(code, exc.reason, exc.status), ctx)
+        else:
+            response = json_response(status_body(code, exc.reason), status=exc.status)
         ctx.error = exc.reason
     except asyncio.CancelledError:
         # The client went away; the upstream call was cancelled with this task.
@@ -142,7 +167,9 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         sink = request.get(ACTIVE_SINK)
         if sink is not None and sink.started:
             # Headers are gone: the stream ends with an in-band error instead.
-            response = await sink.abort(status_dict(Code.INTERNAL, INTERNAL_MESSAGE))
+            response = await sink.abort(StreamEnd(Code.INTERNAL, INTERNAL_MESSAGE))
+        elif protocol is not None:
+            response = protocol.error_response(InternalError(INTERNAL_MESSAGE), ctx)
         else:
             response = json_response(status_body(Code.INTERNAL, INTERNAL_MESSAGE), status=500)
         ctx.grpc_code = code_name(Code.INTERNAL)
@@ -234,6 +261,7 @@ def log_request_line(
             "http_method": method,
             "path": path,
             "route": ctx.route,
+            "protocol": ctx.protocol,
             "framing": ctx.framing,
             "grpc_method": ctx.grpc_method,
             "upstream": ctx.upstream,

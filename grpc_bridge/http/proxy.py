@@ -21,7 +21,6 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, MethodNotAllowed, RouteNotFound, UpstreamNotReady
 from grpc_bridge.http.compress import ResponseCompression
 from grpc_bridge.http.context import BRIDGE, COMPRESSION, CONTEXT, METRICS, RequestContext
@@ -29,14 +28,10 @@ from grpc_bridge.http.cors import CorsPolicy, is_preflight
 from grpc_bridge.http.fastpath import FastPath
 from grpc_bridge.http.middleware import REQUEST_ID_HEADER, edge_middleware
 from grpc_bridge.http.parse_errors import RefuseMethod
-from grpc_bridge.http.streaming import (
-    handle_bidi_stream,
-    handle_client_stream,
-    handle_server_stream,
-    head_of_stream,
-)
-from grpc_bridge.http.unary import handle_unary
-from grpc_bridge.http.websocket import handle_websocket, is_websocket
+from grpc_bridge.http.streaming import head_of_stream
+from grpc_bridge.http.websocket import is_websocket
+from grpc_bridge.protocol.base import PROTOCOL
+from grpc_bridge.protocol.select import PROTOCOLS, build_protocols
 from grpc_bridge.routing.table import Match, MatchKind
 from grpc_bridge.upstream.metadata import MetadataPolicy
 
@@ -45,13 +40,6 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 _POLICY = web.AppKey("metadata_policy", MetadataPolicy)
 _CORS = web.AppKey("cors_policy", CorsPolicy)
-
-_HANDLERS = {
-    MethodKind.UNARY: handle_unary,
-    MethodKind.SERVER_STREAM: handle_server_stream,
-    MethodKind.CLIENT_STREAM: handle_client_stream,
-    MethodKind.BIDI_STREAM: handle_bidi_stream,
-}
 
 
 def _routed(request: web.Request, match: Match, ctx: RequestContext) -> None:
@@ -64,7 +52,6 @@ def _routed(request: web.Request, match: Match, ctx: RequestContext) -> None:
 async def dispatch(request: web.Request) -> web.StreamResponse:
     bridge = request.app[BRIDGE]
     ctx = request[CONTEXT]
-    policy = request.app[_POLICY]
     # Raw: REST variables decode %2F per HttpRule only if they see it encoded. rel_url,
     # not raw_path: an absolute-form target (GET http://host/path) carries scheme and host.
     raw_path = request.rel_url.raw_path
@@ -75,16 +62,16 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if match.kind is MatchKind.WRONG_METHOD:
             raise _not_allowed(wanted, match)
         return request.app[_CORS].preflight(request, match.allowed)
+    protocol = request[PROTOCOL]
     if is_websocket(request):
         match = bridge.routes.websocket(raw_path)
         _routed(request, match, ctx)
-        return await handle_websocket(request, match, bridge, ctx, policy)
+        return await protocol.serve(request, match, bridge, ctx)
     match = bridge.routes.match(request.method, raw_path)
     _routed(request, match, ctx)
     if match.kind is MatchKind.WRONG_METHOD:
         raise _not_allowed(request.method, match)
-    assert match.plan is not None
-    return await _HANDLERS[match.plan.info.kind](request, match, bridge, ctx, policy)
+    return await protocol.serve(request, match, bridge, ctx)
 
 
 async def dispatch_head(request: web.Request) -> web.StreamResponse:
@@ -110,7 +97,7 @@ async def dispatch_head(request: web.Request) -> web.StreamResponse:
     policy = request.app[_POLICY]
     if kind.server_streams:
         return await head_of_stream(as_get, match, bridge, ctx, policy)
-    response = await _HANDLERS[kind](as_get, match, bridge, ctx, policy)
+    response = await request.app[PROTOCOLS].json.serve(as_get, match, bridge, ctx)
     if isinstance(response, web.Response) and isinstance(response.body, bytes):
         # Content-Length as for GET; no body kept, so none is logged as sent either.
         response.headers["Content-Length"] = str(len(response.body))
@@ -195,7 +182,11 @@ def build_proxy_app(bridge: Bridge, outer: Sequence[Middleware] = ()) -> web.App
         max_bytes=limits.max_metadata_bytes,
         trust_forwarded_for=settings.metadata.trust_forwarded_for,
     )
-    app[_CORS] = CorsPolicy(settings.cors, settings.metadata.forward_headers)
+    protocols = build_protocols(settings, app[_POLICY])
+    app[PROTOCOLS] = protocols
+    app[_CORS] = CorsPolicy(
+        settings.cors, settings.metadata.forward_headers, protocols.cors_allow_headers
+    )
     app[COMPRESSION] = ResponseCompression(settings.compression)
     app.on_response_prepare.append(_on_prepare)
     # HEAD first: aiohttp looks a route up by method, then falls back to "*".

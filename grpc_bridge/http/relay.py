@@ -25,23 +25,31 @@ a response and send bytes:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 
-from grpc_bridge.codec.details import render_details
-from grpc_bridge.codec.framing import Framing
+from grpc_bridge.codec.framing import Framing, Pairs, StreamEnd
+
+__all__ = [
+    "ACTIVE_SINK",
+    "Activity",
+    "Pairs",
+    "Sink",
+    "deliver_one",
+    "end_of",
+    "relay",
+    "send_error",
+    "status_of",
+    "supervise",
+]
 from grpc_bridge.errors import BridgeError, ShuttingDown, StreamIdle, UpstreamError
-from grpc_bridge.status import Code, status_dict
 from grpc_bridge.upstream.calls import StreamCall
 
 T = TypeVar("T")
-Pairs = Sequence[tuple[str, str | bytes]]
-
-OK_STATUS: Mapping[str, Any] = status_dict(Code.OK, "")
 SHUTDOWN_MESSAGE = "grpc-bridge is shutting down"
 #: Messages taken at a time, and the bytes after which a batch is sent:
 #: large writes mean fewer wake-ups for the client too, bounded so one write
@@ -68,7 +76,7 @@ class Sink(Protocol):
     async def send_many(self, frames: list[bytes]) -> None:
         """Send several frames, in one write where the framing allows it."""
 
-    async def abort(self, status: Mapping[str, Any]) -> web.StreamResponse:
+    async def abort(self, end: StreamEnd) -> web.StreamResponse:
         """End a started stream with an error after a bug; the response to hand back to aiohttp."""
 
 
@@ -92,11 +100,22 @@ class Activity:
         return self._loop.time() - self.last
 
 
+def end_of(exc: BridgeError, pool: DescriptorPool | None) -> StreamEnd:
+    """How a stream that failed with ``exc`` ends (the upstream's details and trailers kept)."""
+    if isinstance(exc, UpstreamError):
+        return StreamEnd(
+            exc.code,
+            exc.message,
+            details_bin=exc.details_bin,
+            trailing=exc.trailing_metadata,
+            pool=pool,
+        )
+    return StreamEnd(exc.code, exc.message, details=exc.details, pool=pool)
+
+
 def status_of(exc: BridgeError, pool: DescriptorPool | None) -> dict[str, Any]:
     """The Status JSON of an error, details rendered through the upstream's types."""
-    if isinstance(exc, UpstreamError):
-        return status_dict(exc.code, exc.message, render_details(exc.details_bin, pool))
-    return status_dict(exc.code, exc.message, exc.details)
+    return end_of(exc, pool).status()
 
 
 async def _start(sink: Sink, framing: Framing, initial: Pairs, trailing: Pairs = ()) -> None:
@@ -144,7 +163,9 @@ async def relay(
     if not sink.started:
         # Nothing was streamed: headers can still carry the trailers.
         await _start(sink, framing, await call.initial_metadata(), await call.trailing_metadata())
-    await sink.send(framing.end(OK_STATUS))
+        await sink.send(framing.end(StreamEnd(0)))
+        return
+    await sink.send(framing.end(StreamEnd(0, trailing=await call.trailing_metadata())))
 
 
 async def deliver_one(
@@ -154,7 +175,7 @@ async def deliver_one(
     if not sink.started:
         await _start(sink, framing, initial, trailing)
     await sink.send(framing.message(payload))
-    await sink.send(framing.end(OK_STATUS))
+    await sink.send(framing.end(StreamEnd(0, trailing=trailing)))
 
 
 async def send_error(
@@ -166,7 +187,7 @@ async def send_error(
             raise exc
         initial = exc.initial_metadata if isinstance(exc, UpstreamError) else ()
         await _start(sink, framing, initial)
-    await sink.send(framing.error(status_of(exc, pool)))
+    await sink.send(framing.error(end_of(exc, pool)))
 
 
 async def supervise(

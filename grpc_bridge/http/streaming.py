@@ -22,14 +22,15 @@ because a browser's EventSource can't read the body of a non-200 answer.
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.codec.framing import SSE_FRAMING, Framing
+from grpc_bridge.codec.framing import Framing, StreamEnd
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.http.compress import ACCEPT_ENCODING, StreamWriter
 from grpc_bridge.http.context import COMPRESSION, RequestContext
@@ -79,13 +80,25 @@ class _EncodedStream(web.StreamResponse):
         await super().write_eof(data)
 
 
-class HttpSink:
-    """A chunked HTTP response body, started at the first frame (compressed when negotiated)."""
+#: Upstream metadata → response headers, as a protocol places them.
+HeadersOf = Callable[[Pairs, Pairs], list[tuple[str, str]]]
 
-    def __init__(self, request: web.Request, framing: Framing) -> None:
+
+class HttpSink:
+    """A chunked HTTP response body, started at the first frame (compressed when negotiated).
+
+    ``headers_of`` places the upstream's metadata in the response head: the
+    JSON protocol's ``Grpc-Metadata-*`` headers by default; gRPC-Web and
+    Connect put it in plain headers.
+    """
+
+    def __init__(
+        self, request: web.Request, framing: Framing, headers_of: HeadersOf = to_headers
+    ) -> None:
         self._request = request
         self.framing = framing
-        self.plain_errors = framing is not SSE_FRAMING
+        self.plain_errors = framing.plain_errors
+        self._headers_of = headers_of
         self.response: web.StreamResponse | None = None
         self._writer: StreamWriter | None = None
 
@@ -95,7 +108,7 @@ class HttpSink:
 
     def _response(self) -> web.StreamResponse:
         compression = self._request.app.get(COMPRESSION)
-        if compression is None or not compression.enabled:
+        if compression is None or not compression.enabled or not self.framing.compressible:
             return web.StreamResponse(headers=_STREAM_HEADERS)
         coding = compression.choose(self._request.headers.get(ACCEPT_ENCODING)).coding
         if coding is None:
@@ -111,7 +124,7 @@ class HttpSink:
     async def start(self, initial: Pairs, trailing: Pairs = ()) -> None:
         response = self._response()
         response.content_type = self.framing.content_type
-        for name, value in to_headers(initial, trailing):
+        for name, value in self._headers_of(initial, trailing):
             response.headers.add(name, value)
         self.response = response
         try:
@@ -135,9 +148,9 @@ class HttpSink:
         # A byte stream: the frames of a batch go out in one write.
         await self.send(b"".join(frames))
 
-    async def abort(self, status: Mapping[str, Any]) -> web.StreamResponse:
+    async def abort(self, end: StreamEnd) -> web.StreamResponse:
         assert self.response is not None
-        await self.send(self.framing.error(status))
+        await self.send(self.framing.error(end))
         return self.response
 
 
@@ -195,7 +208,7 @@ async def _ended(stream: Coroutine[Any, Any, None]) -> BridgeError | ClientGone 
     return None
 
 
-async def _finish(
+async def finish_stream(
     sink: HttpSink,
     plan: MethodPlan,
     ctx: RequestContext,
@@ -229,19 +242,20 @@ def _stream_sink(request: web.Request, ctx: RequestContext) -> tuple[HttpSink, F
     return sink, framing
 
 
-async def _relay(
+async def relay_stream(
     call: StreamCall,
-    match: Match,
+    encode: Callable[[Message], bytes],
     bridge: Bridge,
     sink: HttpSink,
     framing: Framing,
     activity: Activity,
     feed: Coroutine[Any, Any, None] | None,
 ) -> BridgeError | ClientGone | None:
-    """Upstream messages to the client (and, with ``feed``, the body upstream) until either ends."""
+    """Upstream messages to the client (and, with ``feed``, the body upstream) until either ends;
+    how it ended (for :func:`finish_stream`). Every protocol's response streams run here."""
     return await _ended(
         supervise(
-            relay(call, framing, sink, stream_encoder(match), activity),
+            relay(call, framing, sink, encode, activity),
             feed,
             closing=bridge.closing,
             idle_timeout_s=bridge.settings.streams.idle_timeout_s,
@@ -268,8 +282,10 @@ async def handle_server_stream(
     async with invoker.server_stream(
         plan.info, message, metadata=metadata, timeout=timeout
     ) as call:
-        outcome = await _relay(call, match, bridge, sink, framing, activity, None)
-    return await _finish(sink, plan, ctx, outcome)
+        outcome = await relay_stream(
+            call, stream_encoder(match), bridge, sink, framing, activity, None
+        )
+    return await finish_stream(sink, plan, ctx, outcome)
 
 
 async def head_of_stream(
@@ -316,9 +332,11 @@ async def handle_bidi_stream(
     invoker = bridge.invoker(plan.upstream)
     async with invoker.request_stream(plan.info, metadata=metadata, timeout=timeout) as call:
         feed = _feed_body(request, request_feed, bridge, call, activity)
-        outcome = await _relay(call, match, bridge, sink, framing, activity, feed)
+        outcome = await relay_stream(
+            call, stream_encoder(match), bridge, sink, framing, activity, feed
+        )
     ctx.bytes_in = request.content.total_bytes
-    return await _finish(sink, plan, ctx, outcome)
+    return await finish_stream(sink, plan, ctx, outcome)
 
 
 async def handle_client_stream(

@@ -32,7 +32,7 @@ while the upstream is quiet.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,7 +40,7 @@ from aiohttp import WSMsgType, web
 from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.codec.framing import WEBSOCKET_FRAMING
+from grpc_bridge.codec.framing import WEBSOCKET_FRAMING, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument, OriginNotAllowed, ShuttingDown
 from grpc_bridge.http.context import RequestContext
@@ -123,10 +123,10 @@ class WebSocketSink:
         for frame in frames:
             await self.send(frame)
 
-    async def abort(self, status: Mapping[str, Any]) -> web.StreamResponse:
+    async def abort(self, end: StreamEnd) -> web.StreamResponse:
         try:
-            await self.send(WEBSOCKET_FRAMING.error(status))
-            await self._ws.close(code=CLOSE_STATUS_BASE + int(status["code"]))
+            await self.send(WEBSOCKET_FRAMING.error(end))
+            await self._ws.close(code=CLOSE_STATUS_BASE + end.code)
         except ClientGone:
             pass  # nobody left to tell
         return self._ws

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from google.protobuf.descriptor_pool import DescriptorPool
 
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
+from grpc_bridge.codec.raw import raw_method
 from grpc_bridge.discovery.registry import MethodInfo, Schema
 
 
@@ -27,9 +28,12 @@ class MethodPlan:
     #: ``info.full_name`` (``package.Service/Method``), which is built on each access:
     #: every request's log line names it.
     full_name: str = field(init=False)
+    #: ``info`` with raw bytes in and out (codec/raw.py), for the binary protocols.
+    raw_info: MethodInfo = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "full_name", self.info.full_name)
+        object.__setattr__(self, "raw_info", raw_method(self.info))
 
     @property
     def upstream(self) -> str:

@@ -108,6 +108,15 @@ class MetadataSettings(Section):
     # client comes through a proxy that sets the header itself. Off, a client
     # could name any address, so the bridge's x-forwarded-for is the peer alone.
     trust_forwarded_for: bool = False
+    # gRPC-Web and Connect clients send metadata as bare headers, so on those
+    # requests every header is forwarded (as Envoy does) except hop-by-hop,
+    # reserved, grpc-* / connect-* names and these.
+    deny_headers: list[str] = Field(default_factory=list)
+
+    @field_validator("deny_headers")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [v.strip().lower() for v in value]
 
     @field_validator("forward_headers")
     @classmethod

@@ -32,12 +32,53 @@ REQUEST_ID = "x-request-id"
 _KEY = re.compile(r"[0-9a-z_.-]+")
 
 
+#: Never metadata when every header is forwarded (gRPC-Web, Connect): hop-by-hop
+#: fields (RFC 9110 §7.6.1), the HTTP message's own framing and negotiation, and
+#: what browsers add about the page rather than the call.
+NOT_METADATA = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "access-control-request-headers",
+        "access-control-request-method",
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "cookie",
+        "host",
+        "keep-alive",
+        "origin",
+        "priority",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "referer",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "x-grpc-web",
+    }
+)
+#: Prefixes of what the protocols themselves read (and browsers' fetch metadata).
+NOT_METADATA_PREFIXES = ("connect-", "sec-", "x-forwarded-")
+
+
 @dataclass(frozen=True, slots=True)
 class MetadataPolicy:
     forward_headers: frozenset[str]
     max_bytes: int
     #: metadata.trust_forwarded_for: the client's X-Forwarded-For is kept (and appended to).
     trust_forwarded_for: bool = False
+    #: Every request header is metadata but those never forwarded and ``deny_headers``
+    #: (gRPC-Web and Connect, whose clients send metadata as bare headers, as Envoy
+    #: forwards them); otherwise only ``Grpc-Metadata-*``, authorization and
+    #: ``forward_headers`` (the JSON routes' allowlist).
+    forward_all: bool = False
+    deny_headers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +112,22 @@ def to_metadata(
     size = 0
     has_request_id = False
     trust_forwarded_for = policy.trust_forwarded_for
+    forward_all = policy.forward_all
     for raw_name, value in headers:
         name = raw_name.lower()
         if name == "x-forwarded-for":
             if trust_forwarded_for:
                 forwarded_for = value if forwarded_for is None else f"{forwarded_for}, {value}"
             continue
-        if name.startswith(GRPC_METADATA_PREFIX):
+        if forward_all:
+            if (
+                name in NOT_METADATA
+                or name.startswith(NOT_METADATA_PREFIXES)
+                or name in policy.deny_headers
+            ):
+                continue
+            key = name
+        elif name.startswith(GRPC_METADATA_PREFIX):
             key = name[len(GRPC_METADATA_PREFIX) :]
         elif name == "authorization" or name in policy.forward_headers:
             key = name
@@ -161,9 +211,25 @@ def to_headers(
     value is not a field value (a CR/LF would split the head, a space in a name
     makes clients refuse it) is left out, with one warning per response.
     """
+    return prefixed_headers((("Grpc-Metadata-", initial), ("Grpc-Trailer-", trailing)))
+
+
+def plain_headers(
+    initial: Sequence[tuple[str, str | bytes]], trailing: Sequence[tuple[str, str | bytes]]
+) -> list[tuple[str, str]]:
+    """Response metadata as bare headers, trailers too (gRPC-Web's and Connect's placement
+    when the trailers go in the head: a trailers-only answer)."""
+    return prefixed_headers((("", initial), ("", trailing)))
+
+
+def prefixed_headers(
+    groups: Iterable[tuple[str, Sequence[tuple[str, str | bytes]]]],
+) -> list[tuple[str, str]]:
+    """Metadata → headers, each group's keys under its prefix (``""``: bare); the gate of
+    :func:`to_headers` for every protocol's placement."""
     headers: list[tuple[str, str]] = []
     dropped: list[str] | None = None
-    for prefix, pairs in (("Grpc-Metadata-", initial), ("Grpc-Trailer-", trailing)):
+    for prefix, pairs in groups:
         for key, value in pairs:
             if _reserved(key):
                 continue

@@ -1,0 +1,16 @@
+"""Wire protocols: how an HTTP request asks for a call and how its answer is written.
+
+One module per protocol, each a :class:`~grpc_bridge.protocol.base.WireProtocol`:
+
+- ``json.py``: the JSON family (REST/JSON unary, NDJSON and SSE streams,
+  NDJSON / JSON-array request streams, WebSocket), which the HTTP handlers in
+  ``grpc_bridge/http/`` carry out;
+- ``grpc_web.py``, ``connect.py``: gRPC-Web and Connect, for browser clients.
+
+A protocol decides from the request whether it is the one asked for
+(``claims``), serves a routed call, writes every error in its own shape
+(the bridge's own refusals included: 404, 405, 413, 415, 503, 504), and tells
+CORS which request headers its clients send and which response headers they
+read. ``select.py`` asks each in turn, JSON last. Adding a protocol is one
+module here and one line in ``select.py``; see docs/development.md.
+"""

@@ -1,0 +1,37 @@
+"""The interface every wire protocol implements, and where a request's protocol is kept."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aiohttp import web
+
+from grpc_bridge.bridge import Bridge
+from grpc_bridge.errors import BridgeError
+from grpc_bridge.http.context import RequestContext
+from grpc_bridge.routing.table import Match
+
+
+class WireProtocol(Protocol):
+    #: Label in logs (``protocol``) and metrics (``grpc_bridge_protocol_requests_total``).
+    name: str
+    #: Request headers this protocol's browser clients send: a CORS preflight allows them.
+    cors_allow_headers: frozenset[str]
+
+    def claims(self, request: web.Request) -> bool:
+        """Whether ``request`` speaks this protocol (headers and query only: no body read)."""
+
+    def exposed(self, header: str) -> bool:
+        """Whether a response header (lower-case) is one its clients read: CORS exposes it."""
+
+    def error_response(self, exc: BridgeError, ctx: RequestContext) -> web.Response:
+        """The whole answer to a call that failed before its response started."""
+
+    async def serve(
+        self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+    ) -> web.StreamResponse:
+        """Serve a routed call (``match.plan`` set, the method allowed)."""
+
+
+#: The protocol a request was found to speak (set by the edge middleware).
+PROTOCOL = web.RequestKey("protocol", WireProtocol)

@@ -1,0 +1,76 @@
+"""The JSON family: REST/JSON unary, NDJSON and SSE streams, request streams, WebSocket.
+
+What every request that no other protocol claims speaks. The handlers live in
+``grpc_bridge/http/`` (``unary.py``, ``streaming.py``, ``websocket.py``);
+this module picks one by the method's kind, and answers errors with the
+Status JSON body (spec §5) and upstream metadata as ``Grpc-Metadata-*`` /
+``Grpc-Trailer-*`` headers.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from grpc_bridge.bridge import Bridge
+from grpc_bridge.discovery.registry import MethodKind
+from grpc_bridge.errors import BridgeError
+from grpc_bridge.http.context import RequestContext
+from grpc_bridge.http.responses import error_response
+from grpc_bridge.http.streaming import (
+    handle_bidi_stream,
+    handle_client_stream,
+    handle_server_stream,
+)
+from grpc_bridge.http.unary import handle_unary
+from grpc_bridge.http.websocket import handle_websocket, is_websocket
+from grpc_bridge.routing.table import Match
+from grpc_bridge.upstream.metadata import MetadataPolicy
+
+#: Request headers the JSON family reads, beyond ``metadata.forward_headers``.
+JSON_REQUEST_HEADERS = frozenset(
+    {
+        "accept",
+        "authorization",
+        "cache-control",
+        "connect-timeout-ms",
+        # A compressed request body (gzip, deflate: http/inflate.py).
+        "content-encoding",
+        "content-type",
+        "grpc-timeout",
+        "last-event-id",
+        "x-request-id",
+    }
+)
+_EXPOSED_PREFIXES = ("grpc-metadata-", "grpc-trailer-")
+
+_HANDLERS = {
+    MethodKind.UNARY: handle_unary,
+    MethodKind.SERVER_STREAM: handle_server_stream,
+    MethodKind.CLIENT_STREAM: handle_client_stream,
+    MethodKind.BIDI_STREAM: handle_bidi_stream,
+}
+
+
+class JsonProtocol:
+    name = "json"
+    cors_allow_headers = JSON_REQUEST_HEADERS
+
+    def __init__(self, policy: MetadataPolicy) -> None:
+        self.policy = policy
+
+    def claims(self, request: web.Request) -> bool:
+        return True
+
+    def exposed(self, header: str) -> bool:
+        return header == "x-request-id" or header.startswith(_EXPOSED_PREFIXES)
+
+    def error_response(self, exc: BridgeError, ctx: RequestContext) -> web.Response:
+        return error_response(exc, ctx.pool)
+
+    async def serve(
+        self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+    ) -> web.StreamResponse:
+        if is_websocket(request):
+            return await handle_websocket(request, match, bridge, ctx, self.policy)
+        assert match.plan is not None
+        return await _HANDLERS[match.plan.info.kind](request, match, bridge, ctx, self.policy)

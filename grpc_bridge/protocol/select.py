@@ -1,0 +1,51 @@
+"""Which wire protocol a request speaks: each protocol asked in turn, JSON last."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from grpc_bridge.protocol.base import WireProtocol
+from grpc_bridge.protocol.json import JsonProtocol
+from grpc_bridge.settings import Settings
+from grpc_bridge.upstream.metadata import MetadataPolicy
+
+
+class Protocols:
+    """The proxy's protocols, in the order they are asked; ``json`` answers the rest."""
+
+    def __init__(self, claimants: Sequence[WireProtocol], json: JsonProtocol) -> None:
+        self._claimants = tuple(claimants)
+        self.json = json
+        self.all: tuple[WireProtocol, ...] = (*self._claimants, json)
+        #: What a CORS preflight may allow, whichever protocol the request will speak.
+        self.cors_allow_headers = frozenset().union(*(p.cors_allow_headers for p in self.all))
+
+    def of(self, request: web.Request) -> WireProtocol:
+        for protocol in self._claimants:
+            if protocol.claims(request):
+                return protocol
+        return self.json
+
+
+#: The proxy app's protocols (the admin app has none: it answers JSON).
+PROTOCOLS = web.AppKey("protocols", Protocols)
+
+
+def forward_all_policy(settings: Settings) -> MetadataPolicy:
+    """Every request header is metadata but the protocol's own and ``metadata.deny_headers``:
+    how gRPC-Web and Connect clients send metadata (bare headers)."""
+    return MetadataPolicy(
+        forward_headers=frozenset(),
+        max_bytes=settings.limits.max_metadata_bytes,
+        trust_forwarded_for=settings.metadata.trust_forwarded_for,
+        forward_all=True,
+        deny_headers=frozenset(settings.metadata.deny_headers),
+    )
+
+
+def build_protocols(settings: Settings, policy: MetadataPolicy) -> Protocols:
+    """Every protocol of the proxy listener; ``policy`` is the JSON routes' metadata allowlist."""
+    claimants: list[WireProtocol] = []
+    return Protocols(claimants, JsonProtocol(policy))
