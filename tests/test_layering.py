@@ -174,6 +174,33 @@ RULES = [
         ("aiohttp", "grpc_bridge.http", *ABOVE_HTTP),
     ),
     Rule(
+        "protocol/ is below the edge: it never imports the edge's wiring",
+        ("grpc_bridge.protocol",),
+        (
+            "grpc_bridge.http.proxy",
+            "grpc_bridge.http.middleware",
+            "grpc_bridge.http.fastpath",
+            "grpc_bridge.http.parse_errors",
+            "grpc_bridge.http.admin",
+            *ABOVE_HTTP,
+        ),
+    ),
+    Rule(
+        "what protocols share (handlers, streaming core, bodies) knows no protocol",
+        (
+            "grpc_bridge.http.unary",
+            "grpc_bridge.http.streaming",
+            "grpc_bridge.http.websocket",
+            "grpc_bridge.http.relay",
+            "grpc_bridge.http.transcode",
+            "grpc_bridge.http.body",
+            "grpc_bridge.http.request_stream",
+            "grpc_bridge.http.responses",
+            "grpc_bridge.http.context",
+        ),
+        ("grpc_bridge.protocol",),
+    ),
+    Rule(
         "http/ imports everything below it, nothing that wires it",
         ("grpc_bridge.http",),
         ABOVE_HTTP,
