@@ -33,7 +33,7 @@ CORS_ALLOW_HEADERS = (
 )
 CORS_EXPOSE_HEADERS = (
     "grpc-status,grpc-message,grpc-status-details-bin,x-initial,x-initial-bin,"
-    "x-trailer,x-trailer-bin,x-count"
+    "x-trailer,x-trailer-bin,x-count,trailer-x-trailer,trailer-x-trailer-bin,trailer-x-count"
 )
 
 

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import pytest
 from bridgetest.v1 import kitchen_pb2, other_pb2, rest_pb2
 from google.protobuf import descriptor_pb2
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2
 
 from grpc_bridge.demo import demo_pb2
@@ -144,6 +144,7 @@ def descriptor_set() -> Path:
         demo_pb2.DESCRIPTOR,
         health_pb2.DESCRIPTOR,
         error_details_pb2.DESCRIPTOR,
+        status_pb2.DESCRIPTOR,
     )
     protos = [fdp(file) for file in files]
     for proto in protos:

