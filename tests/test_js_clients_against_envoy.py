@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal
 
 import pytest
 
@@ -68,6 +69,35 @@ async def test_connect_node_makes_unary_and_server_streaming_calls(
     )
     assert stream.error is None
     assert stream.messages == [{"index": i, "text": f"s-{i}"} for i in range(3)]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("http_version", ["1.1", "2"])
+async def test_connect_node_streams_requests(
+    envoy: RunningEnvoy, protocol: Protocol, http_version: Literal["1.1", "2"]
+) -> None:
+    # Over HTTP/1.1 both are half-duplex: every request message is sent first.
+    texts = [{"text": "a"}, {"text": "b"}]
+    collected = await connect_node_call(
+        envoy.url,
+        f"{TEST}/ClientStream",
+        requests=texts,
+        protocol=protocol,
+        binary=True,
+        http_version=http_version,
+    )
+    assert (collected.error, collected.messages) == (None, [{"count": 2, "texts": ["a", "b"]}])
+    assert collected.trailers is not None and collected.trailers["x-count"] == "2"
+
+    echoed = await connect_node_call(
+        envoy.url,
+        f"{TEST}/Bidi",
+        requests=texts,
+        protocol=protocol,
+        binary=True,
+        http_version=http_version,
+    )
+    assert (echoed.error, echoed.messages) == (None, [{"text": "echo: a"}, {"text": "echo: b"}])
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
