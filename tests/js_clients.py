@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -150,8 +151,16 @@ def descriptor_set() -> Path:
     for proto in protos:
         for message in proto.message_type:
             _set_json_names(message)
-    path = Path(tempfile.mkdtemp(prefix="grpc-bridge-js-")) / "descriptors.binpb"
-    path.write_bytes(descriptor_pb2.FileDescriptorSet(file=protos).SerializeToString())
+    data = descriptor_pb2.FileDescriptorSet(file=protos).SerializeToString()
+    # Named by content: runs share the file instead of leaving one per run behind.
+    path = (
+        Path(tempfile.gettempdir())
+        / f"grpc-bridge-js-{hashlib.sha256(data).hexdigest()[:16]}.binpb"
+    )
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        partial.replace(path)
     return path
 
 
