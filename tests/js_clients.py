@@ -22,6 +22,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -127,8 +128,6 @@ def node_modules() -> Path:
 
 
 def node_binary() -> str:
-    import shutil
-
     found = shutil.which("node")
     if found is None:
         pytest.fail("node is missing: `make tools` installs npm (and node) with apt", pytrace=False)
