@@ -45,6 +45,7 @@ from grpc_bridge.http.parse_errors import JsonErrorRunner
 from grpc_bridge.http.proxy import build_proxy_app, fast_path, refuse_method
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics, create_metrics
+from grpc_bridge.protocol.select import PROTOCOLS
 from grpc_bridge.settings import Settings
 from grpc_bridge.tracing.config import check_tracing
 from grpc_bridge.upstream.resolver import Resolve, system_resolve
@@ -158,7 +159,9 @@ async def start(
         refuse_method=refuse_method(bridge),
     )
     # The playground forwards to the proxy listener, bound only further down.
-    admin_app = build_admin_app(bridge, metrics.registry, lambda: bound_port(proxy_runner))
+    admin_app = build_admin_app(
+        bridge, metrics.registry, lambda: bound_port(proxy_runner), proxy_app[PROTOCOLS]
+    )
     admin_runner = JsonErrorRunner(
         admin_app,
         refuse_method=router_refusal(admin_app),

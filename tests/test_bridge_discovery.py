@@ -86,13 +86,21 @@ async def test_two_upstreams_each_with_its_own_pool(upstream_factory: StartServe
 async def test_introspection(upstream: Any) -> None:
     async with running_bridge(upstream.target) as b:
         async with b.session.get(f"{b.admin_url}/v1/services") as resp:
-            services = {s["name"]: s["upstream"] for s in (await resp.json())["services"]}
+            listed = await resp.json()
+        services = {s["name"]: s["upstream"] for s in listed["services"]}
         assert services["bridgetest.v1.TestService"] == "default"
         assert "grpc.reflection.v1.ServerReflection" not in services
+        assert listed["protocols"][0] == "json"
+        assert listed["proxy_port"] == b.server.proxy_port
         async with b.session.get(f"{b.admin_url}/v1/services/bridgetest.v1.TestService") as resp:
             info = await resp.json()
+        assert info["proto_file"].endswith(".proto")
         methods = {m["name"]: m for m in info["methods"]}
         assert methods["Lookup"]["http_methods"] == ["GET", "POST"]
+        # Every protocol that claims a kind is listed for its methods, JSON for all.
+        for method in methods.values():
+            assert method["protocols"][0] == "json"
+            assert set(method["protocols"]) <= set(listed["protocols"])
         assert methods["Bidi"]["kind"] == "bidi_stream"
         fields = {f["name"]: f for f in methods["Echo"]["request"]["fields"]}
         assert fields["f_int64"]["json_name"] == "fInt64" and fields["f_int64"]["type"] == "int64"

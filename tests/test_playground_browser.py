@@ -7,7 +7,9 @@ chromium this test fails, unless GRPC_BRIDGE_SKIP_BROWSER=1.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shlex
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -181,4 +183,59 @@ async def test_the_openapi_document_is_linked_and_each_form_shows_its_request_sc
         routes = await page.inner_text("#method-routes")
         assert "PATCH /v1/things/{id}" in routes
         assert "POST /bridgetest.v1.RestService/Update" in routes
+        assert errors == []
+
+
+async def _run_snippet(command: str) -> tuple[int, bytes]:
+    """Run a copied curl line as a shell would split it; its exit status and output."""
+    args = shlex.split(command)
+    assert args[0] == "curl"
+    process = await asyncio.create_subprocess_exec(
+        *args, "-w", "\n%{http_code}", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 15)
+    body, _, status = out.rpartition(b"\n")
+    return int(status), body
+
+
+@pytest.mark.parametrize("kind", ["curl", "curl-connect"])
+async def test_a_copied_curl_snippet_makes_the_call_the_form_would(
+    upstream: RunningServer, kind: str
+) -> None:
+    async with running_bridge(upstream.target) as bridge, playground(bridge) as (page, errors):
+        await page.click(f'button[data-method="{TEST_SERVICE}/EchoMetadata"]', timeout=15_000)
+        await page.fill("#headers", "Grpc-Metadata-Tenant: it's me")
+        await page.click("#snippets summary")
+        await page.select_option("#snippet-kind", kind)
+        snippet = await page.inner_text("#snippet")
+        assert f":{bridge.server.proxy_port}/{TEST_SERVICE}/EchoMetadata" in snippet
+        status, body = await _run_snippet(snippet)
+        assert status == 200, body
+        # The quoting survives the apostrophe; Connect sends the metadata as a bare header.
+        assert orjson.loads(body)["received"]["tenant"] == "it's me"
+        assert errors == []
+
+
+async def test_the_connect_web_snippet_names_the_generated_service_and_the_call(
+    upstream: RunningServer,
+) -> None:
+    async with running_bridge(upstream.target) as bridge, playground(bridge) as (page, errors):
+        await page.click(f'button[data-method="{TEST_SERVICE}/ServerStream"]', timeout=15_000)
+        options = await page.locator("#snippet-kind option").evaluate_all(
+            "(nodes) => nodes.map((n) => n.value)"
+        )
+        if "connect-web" not in options:
+            pytest.fail(f"no connect-web snippet offered: {options}")
+        await page.click("#snippets summary")
+        await page.select_option("#snippet-kind", "connect-web")
+        snippet = await page.inner_text("#snippet")
+        assert 'import { TestService } from "./gen/' in snippet
+        assert "for await (const message of client.serverStream(" in snippet
+        assert f'baseUrl: "http://127.0.0.1:{bridge.server.proxy_port}"' in snippet
+        # A bidi method has no Connect snippet over HTTP/1.1.
+        await page.click(f'button[data-method="{TEST_SERVICE}/Bidi"]')
+        options = await page.locator("#snippet-kind option").evaluate_all(
+            "(nodes) => nodes.map((n) => n.value)"
+        )
+        assert options == ["curl"]
         assert errors == []

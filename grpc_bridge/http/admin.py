@@ -20,10 +20,12 @@ from grpc_bridge.http.context import BRIDGE
 from grpc_bridge.http.openapi_docs import add_openapi
 from grpc_bridge.http.playground import ProxyTarget, add_playground
 from grpc_bridge.http.playground_examples import example_request
+from grpc_bridge.protocol.select import PROTOCOLS, Protocols
 from grpc_bridge.routing.table import generic_methods
 from grpc_bridge.status import Code, status_body
 
 REGISTRY = web.AppKey("registry", CollectorRegistry)
+PROXY_PORT: web.AppKey[Callable[[], int]] = web.AppKey("proxy_port")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -55,7 +57,11 @@ async def services(request: web.Request) -> web.Response:
     for state in bridge.upstreams.values():
         for name in state.schema.service_names if state.schema else ():
             out.append({"name": name, "upstream": state.name})
-    return _json({"services": out})
+    # The wire protocols the proxy speaks, and its port (the playground's snippets call it).
+    protocols = request.app[PROTOCOLS]
+    return _json(
+        {"services": out, "protocols": protocols.names(), "proxy_port": request.app[PROXY_PORT]()}
+    )
 
 
 async def service(request: web.Request) -> web.Response:
@@ -72,12 +78,15 @@ async def service(request: web.Request) -> web.Response:
             content_type="application/json",
         )
     proto_names = bridge.settings.json_.use_proto_names
+    protocols = request.app[PROTOCOLS]
     methods = [
         {
             "name": p.info.name,
             "path": p.info.path,
             "kind": p.info.kind.value,
             "http_methods": list(generic_methods(p)),
+            # The wire protocols that can call it (gRPC-Web has no request streams).
+            "protocols": protocols.names_for(p.info.kind),
             # REST bindings (google.api.http annotations and YAML routes).
             "bindings": [b.describe() for b in routes.bindings_for(p.info.path)],
             "request": describe_message(p.info.input_type),
@@ -88,7 +97,15 @@ async def service(request: web.Request) -> web.Response:
         for p in routes.plans
         if p.info.service == wanted
     ]
-    return _json({"name": wanted, "upstream": plan.upstream, "methods": methods})
+    return _json(
+        {
+            "name": wanted,
+            "upstream": plan.upstream,
+            # Where the service is declared, for generated clients (connect-es, grpc-web).
+            "proto_file": plan.info.descriptor.containing_service.file.name,
+            "methods": methods,
+        }
+    )
 
 
 def describe_message(descriptor: Descriptor) -> dict[str, Any]:
@@ -151,13 +168,19 @@ _SCALARS = {
 
 
 def build_admin_app(
-    bridge: Bridge, registry: CollectorRegistry, proxy_port: Callable[[], int]
+    bridge: Bridge,
+    registry: CollectorRegistry,
+    proxy_port: Callable[[], int],
+    protocols: Protocols,
 ) -> web.Application:
-    """``proxy_port`` gives the proxy listener's bound port once it is listening."""
+    """``proxy_port`` gives the proxy listener's bound port once it is listening;
+    ``protocols`` are the proxy's (listed by the introspection endpoints)."""
     # A playground call whose browser went away is cancelled, and the proxied call with it.
     app = web.Application(middlewares=[admin_errors], handler_args={"handler_cancellation": True})
     app[BRIDGE] = bridge
     app[REGISTRY] = registry
+    app[PROTOCOLS] = protocols
+    app[PROXY_PORT] = proxy_port
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -7,6 +7,7 @@ from typing import Protocol
 from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
+from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.http.context import RequestContext
 from grpc_bridge.routing.table import Match
@@ -17,6 +18,8 @@ class WireProtocol(Protocol):
     name: str
     #: Request headers this protocol's browser clients send: a CORS preflight allows them.
     cors_allow_headers: frozenset[str]
+    #: The method kinds it carries over HTTP/1.1 (listed per method by GET /v1/services/{s}).
+    kinds: frozenset[MethodKind]
 
     def claims(self, request: web.Request) -> bool:
         """Whether ``request`` speaks this protocol (headers and query only: no body read)."""

@@ -54,6 +54,7 @@ _HANDLERS = {
 class JsonProtocol:
     name = "json"
     cors_allow_headers = JSON_REQUEST_HEADERS
+    kinds = frozenset(MethodKind)
 
     def __init__(self, policy: MetadataPolicy) -> None:
         self.policy = policy

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.protocol.base import WireProtocol
 from grpc_bridge.protocol.json import JsonProtocol
 from grpc_bridge.settings import Settings
@@ -21,6 +22,14 @@ class Protocols:
         self.all: tuple[WireProtocol, ...] = (*self._claimants, json)
         #: What a CORS preflight may allow, whichever protocol the request will speak.
         self.cors_allow_headers = frozenset().union(*(p.cors_allow_headers for p in self.all))
+
+    def names(self) -> list[str]:
+        """Every protocol's name, JSON first."""
+        return [self.json.name, *(p.name for p in self._claimants)]
+
+    def names_for(self, kind: MethodKind) -> list[str]:
+        """The protocols that can call a method of ``kind``, JSON first."""
+        return [self.json.name, *(p.name for p in self._claimants if kind in p.kinds)]
 
     def of(self, request: web.Request) -> WireProtocol:
         for protocol in self._claimants:
