@@ -27,7 +27,7 @@ from grpc_bridge.routing.assemble import CONFLICT_PREFIX, assemble_routes
 from grpc_bridge.routing.plan import MethodPlan, UpstreamLimits, plans_for
 from grpc_bridge.routing.table import RouteTable
 from grpc_bridge.settings import Settings, Upstream
-from grpc_bridge.upstream.invoker import CallInvoker
+from grpc_bridge.upstream.api import CallInvoker
 from grpc_bridge.upstream.reflection import ReflectionClient
 from grpc_bridge.upstream.resolver import Resolve, system_resolve
 from grpc_bridge.upstream.state import (

@@ -36,7 +36,7 @@ from grpc_bridge.codec.details import render_details
 from grpc_bridge.codec.framing import Framing
 from grpc_bridge.errors import BridgeError, ShuttingDown, StreamIdle, UpstreamError
 from grpc_bridge.status import Code, status_dict
-from grpc_bridge.upstream.calls import StreamCall
+from grpc_bridge.upstream.api import StreamCall
 
 T = TypeVar("T")
 Pairs = Sequence[tuple[str, str | bytes]]

@@ -20,25 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
-from grpc_bridge.discovery.registry import MethodInfo
 from grpc_bridge.errors import UpstreamError
 from grpc_bridge.status import Code
+from grpc_bridge.upstream.api import STATUS_DETAILS_KEY, CallObserver
 from grpc_bridge.upstream.metadata import Metadata
-
-if TYPE_CHECKING:
-    # Annotations only: a call needs no prometheus_client unless metrics are on
-    # (the command-line client drives GrpcStreamCall without them).
-    from grpc_bridge.metrics import MethodMetrics, Metrics
-
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
 def translate(exc: grpc.aio.AioRpcError) -> UpstreamError:
@@ -55,69 +47,6 @@ def translate(exc: grpc.aio.AioRpcError) -> UpstreamError:
         initial_metadata=tuple(exc.initial_metadata() or ()),
         trailing_metadata=trailing,
     )
-
-
-class CallObserver:
-    """go-grpc-prometheus accounting of one call: started, messages, handled once."""
-
-    __slots__ = ("_done", "_started", "metrics")
-
-    def __init__(self, metrics: MethodMetrics) -> None:
-        self.metrics = metrics
-        self._started = time.perf_counter()
-        self._done = False
-        # Lock-free series (metrics.py): plain float updates, cheaper than an inc() call.
-        metrics.started.value += 1
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def finish(self, code: int) -> None:
-        if not self._done:
-            self._done = True
-            metrics = self.metrics
-            metrics.handled(code).value += 1
-            metrics.handling.observe(time.perf_counter() - self._started)
-
-    def unary_answered(self, code: int) -> None:
-        """A unary call ended with ``code`` from the upstream: its request was sent, and
-        with OK its one response received (a cancelled call is ``finish(CANCELLED)``)."""
-        self.metrics.sent.value += 1
-        if code == Code.OK:
-            self.metrics.received.value += 1
-        self.finish(code)
-
-
-def observe(metrics: Metrics | None, method: MethodInfo) -> CallObserver | None:
-    """An observer for a call of ``method``, counted as started; None without metrics."""
-    return None if metrics is None else CallObserver(metrics.method(method))
-
-
-class StreamCall(Protocol):
-    """What the HTTP layer drives: a grpc.aio call or a native one; see the module docstring."""
-
-    async def read(self) -> Message | None: ...
-    def read_buffered(self, limit: int, max_bytes: int) -> list[Message]:
-        """Messages already received, without waiting (for batching writes): up to
-        ``limit`` of them, stopping once about ``max_bytes`` are taken."""
-        ...
-
-    async def write(self, message: Message) -> bool: ...
-    async def done_writing(self) -> None: ...
-    async def response(self) -> Message: ...
-    async def initial_metadata(self) -> Metadata: ...
-    async def trailing_metadata(self) -> Metadata: ...
-    @property
-    def done(self) -> bool: ...
-    def cancel(self) -> None: ...
-    async def __aenter__(self) -> StreamCall: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
 
 class GrpcStreamCall:

@@ -12,9 +12,8 @@ cancelled whenever the caller stops early.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import grpc.aio
 from google.protobuf.message import Message
@@ -22,49 +21,12 @@ from google.protobuf.message import Message
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.calls import (
-    STATUS_DETAILS_KEY,
-    GrpcStreamCall,
-    StreamCall,
-    observe,
-    translate,
-)
+from grpc_bridge.upstream.api import StreamCall, UnaryResult, observe
+from grpc_bridge.upstream.calls import GrpcStreamCall, translate
 from grpc_bridge.upstream.metadata import Metadata
 from grpc_bridge.upstream.pool import ChannelPool
 
-__all__ = [
-    "STATUS_DETAILS_KEY",
-    "CallInvoker",
-    "Invoker",
-    "StreamCall",
-    "UnaryResult",
-    "translate",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class UnaryResult:
-    response: Message
-    initial_metadata: Sequence[tuple[str, str | bytes]]
-    trailing_metadata: Sequence[tuple[str, str | bytes]]
-
-
-class CallInvoker(Protocol):
-    """What the HTTP layer calls an upstream through: grpc.aio's or the native client."""
-
-    async def unary(
-        self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float
-    ) -> UnaryResult: ...
-
-    def server_stream(
-        self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
-    ) -> StreamCall: ...
-
-    def request_stream(
-        self, method: MethodInfo, *, metadata: Metadata, timeout: float | None
-    ) -> StreamCall: ...
-
-    def forget(self) -> None: ...
+__all__ = ["Invoker"]
 
 
 def _serialize(message: Message) -> bytes:

@@ -31,11 +31,10 @@ from grpc_bridge.errors import UpstreamError
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.settings import Upstream
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.calls import CallObserver, observe
+from grpc_bridge.upstream.api import CallObserver, UnaryResult, observe
 from grpc_bridge.upstream.h2 import frames, hpack_codec
 from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed, HeadersTooLarge
 from grpc_bridge.upstream.h2.stream import MessageError, Status, Stream
-from grpc_bridge.upstream.invoker import UnaryResult
 from grpc_bridge.upstream.metadata import Metadata
 from grpc_bridge.upstream.native_pool import ConnectDeadline, NativePool, Unreachable
 
@@ -345,7 +344,7 @@ class NativeInvoker:
 
 
 class NativeStreamCall:
-    """A streaming call on the native client; the interface of ``calls.StreamCall``.
+    """A streaming call on the native client; the interface of ``api.StreamCall``.
 
     The stream is opened when first used (``async with`` does it), because
     finding a connection may wait for one to connect.

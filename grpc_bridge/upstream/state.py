@@ -26,8 +26,9 @@ from grpc_bridge.errors import UpstreamNotReady
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.settings import Upstream
+from grpc_bridge.upstream.api import CallInvoker
 from grpc_bridge.upstream.health import HealthCheckError, check_health
-from grpc_bridge.upstream.invoker import CallInvoker, Invoker
+from grpc_bridge.upstream.invoker import Invoker
 from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
 from grpc_bridge.upstream.pool import ChannelPlan, ChannelPool
