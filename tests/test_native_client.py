@@ -305,9 +305,10 @@ async def test_keepalive_ends_a_connection_that_stopped_answering() -> None:
     assert time.monotonic() - started < 3
 
 
-@pytest.mark.parametrize("transport", ["native", "grpcio"])
-async def test_both_transports_answer_alike(upstream: RunningServer, transport: str) -> None:
-    upstreams = [{"name": "default", "targets": [upstream.target], "transport": transport}]
+async def test_a_config_naming_the_retired_grpcio_transport_runs_on_the_native_client(
+    upstream: RunningServer,
+) -> None:
+    upstreams = [{"name": "default", "targets": [upstream.target], "transport": "grpcio"}]
     async with running_bridge(None, upstreams=upstreams) as b:
         status, body, _ = await b.post(
             "/bridgetest.v1.TestService/Echo", {"fString": "hi", "fInt64": "-9"}
@@ -320,7 +321,7 @@ async def test_both_transports_answer_alike(upstream: RunningServer, transport: 
         assert status == 404 and body["code"] == 5 and body["message"] == "no such thing"
         async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
             (info,) = (await resp.json())["upstreams"]
-        assert info["transport"] == transport
+        assert info["transport"] == "native"
 
 
 async def test_readiness_names_why_connections_fail(upstream_factory: StartServer) -> None:

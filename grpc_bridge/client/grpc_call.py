@@ -1,19 +1,11 @@
-"""One streaming call to an upstream, with grpc's errors translated at this seam.
+"""The command-line client's calls over grpc.aio, with grpc's errors translated at this seam.
 
-:class:`StreamCall` wraps a grpc.aio call of any streaming kind behind one
-small interface, so the HTTP layer drives server-, client- and bidi-streaming
-calls the same way and never sees a grpc type:
-
-- ``read()`` returns the next response message, ``None`` at a clean end, and
-  raises :class:`~grpc_bridge.errors.UpstreamError` when the call failed;
-- ``write()`` sends one request message and says whether the call still takes
-  them. It never raises for the call's own failure: the reading side
-  (``read()`` or ``response()``) reports the final status, so it is reported
-  once;
-- ``done_writing()`` half-closes the request stream;
-- used as ``async with``, the call is cancelled on the way out unless it
-  finished: whatever ends a stream early (client gone, bridge shutdown, a bad
-  request line), the upstream sees the cancellation at once.
+:class:`GrpcStreamCall` wraps a grpc.aio call of any kind behind the
+:class:`~grpc_bridge.upstream.api.StreamCall` interface, and
+:class:`ChannelInvoker` is a :class:`~grpc_bridge.upstream.api.CallInvoker`
+over one channel (server reflection asks through it), so the client sees
+failures as the bridge does: :class:`~grpc_bridge.errors.UpstreamError` with
+the code, message, details trailer and both metadata sets.
 """
 
 from __future__ import annotations
@@ -27,10 +19,13 @@ import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
+from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import UpstreamError
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.api import STATUS_DETAILS_KEY, CallObserver
+from grpc_bridge.upstream.api import STATUS_DETAILS_KEY, UnaryResult
 from grpc_bridge.upstream.metadata import Metadata
+
+__all__ = ["ChannelInvoker", "GrpcStreamCall", "translate"]
 
 
 def translate(exc: grpc.aio.AioRpcError) -> UpstreamError:
@@ -50,32 +45,21 @@ def translate(exc: grpc.aio.AioRpcError) -> UpstreamError:
 
 
 class GrpcStreamCall:
-    """A started grpc.aio streaming call; see the module docstring."""
+    """A started grpc.aio call; the interface of :class:`~grpc_bridge.upstream.api.StreamCall`."""
 
-    __slots__ = ("_call", "_observer")
+    __slots__ = ("_call",)
 
-    def __init__(self, call: Any, observer: CallObserver | None = None) -> None:
+    def __init__(self, call: Any) -> None:
         self._call = call
-        self._observer = observer
-
-    def _failed(self, exc: grpc.aio.AioRpcError) -> UpstreamError:
-        error = translate(exc)
-        if self._observer is not None:
-            self._observer.finish(error.code)
-        return error
 
     async def read(self) -> Message | None:
         try:
             message = await self._call.read()
         except grpc.aio.AioRpcError as exc:
-            raise self._failed(exc) from exc
+            raise translate(exc) from exc
         if message is grpc.aio.EOF:
-            if self._observer is not None:
-                self._observer.finish(Code.OK)
             return None
         assert isinstance(message, Message)
-        if self._observer is not None:
-            self._observer.metrics.received.inc()
         return message
 
     def read_buffered(self, limit: int, max_bytes: int) -> list[Message]:
@@ -90,8 +74,6 @@ class GrpcStreamCall:
             # The call finished (the upstream answered or failed early): the
             # reading side raises its status.
             return False
-        if self._observer is not None:
-            self._observer.metrics.sent.inc()
         return True
 
     async def done_writing(self) -> None:
@@ -100,15 +82,12 @@ class GrpcStreamCall:
             await self._call.done_writing()
 
     async def response(self) -> Message:
-        """The one response of a client-streaming call."""
+        """The one response of a unary or client-streaming call."""
         try:
             message = await self._call
         except grpc.aio.AioRpcError as exc:
-            raise self._failed(exc) from exc
+            raise translate(exc) from exc
         assert isinstance(message, Message)
-        if self._observer is not None:
-            self._observer.metrics.received.inc()
-            self._observer.finish(Code.OK)
         return message
 
     async def initial_metadata(self) -> Metadata:
@@ -139,16 +118,57 @@ class GrpcStreamCall:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        cancelled = not self._call.done()
-        if cancelled:
+        if not self._call.done():
             self._call.cancel()
-        observer = self._observer
-        if observer is not None and not observer.done:
-            # Ended early (client gone, shutdown, bad input) or the status was never read.
-            if cancelled or exc is not None:
-                observer.finish(Code.CANCELLED)
-            else:
-                code = await self._call.code()
-                observer.finish(
-                    code.value[0] if isinstance(code, grpc.StatusCode) else Code.UNKNOWN
-                )
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+class ChannelInvoker:
+    """A :class:`~grpc_bridge.upstream.api.CallInvoker` over one grpc.aio channel."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.channel = channel
+
+    def multi_callable(self, method: MethodInfo) -> Any:
+        factory = {
+            MethodKind.UNARY: self.channel.unary_unary,
+            MethodKind.SERVER_STREAM: self.channel.unary_stream,
+            MethodKind.CLIENT_STREAM: self.channel.stream_unary,
+            MethodKind.BIDI_STREAM: self.channel.stream_stream,
+        }[method.kind]
+        return factory(
+            method.path,
+            request_serializer=_serialize,
+            response_deserializer=method.output_class.FromString,
+        )
+
+    async def unary(
+        self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float
+    ) -> UnaryResult:
+        call = GrpcStreamCall(
+            self.multi_callable(method)(request, metadata=metadata, timeout=timeout)
+        )
+        async with call:
+            response = await call.response()
+            return UnaryResult(
+                response, await call.initial_metadata(), await call.trailing_metadata()
+            )
+
+    def server_stream(
+        self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
+    ) -> GrpcStreamCall:
+        return GrpcStreamCall(
+            self.multi_callable(method)(request, metadata=metadata, timeout=timeout)
+        )
+
+    def request_stream(
+        self, method: MethodInfo, *, metadata: Metadata, timeout: float | None
+    ) -> GrpcStreamCall:
+        # No request iterator: grpc.aio's reader/writer style.
+        return GrpcStreamCall(self.multi_callable(method)(metadata=metadata, timeout=timeout))
+
+    def forget(self) -> None:
+        """Nothing is cached per method."""
