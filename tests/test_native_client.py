@@ -1,9 +1,9 @@
 """The native HTTP/2 client (grpc_bridge/upstream/h2, native_*.py) against real grpc.aio servers.
 
-The whole suite runs through it (it is the default transport); these tests
+The whole suite runs through it (it is the only transport); these tests
 cover what the HTTP-level tests don't reach: flow control past the default
 windows, stream limits, compression, bad or silent peers, keepalive, unix
-sockets, and the grpcio transport answering the same as the native one.
+sockets, and a config naming the retired grpcio transport.
 """
 
 from __future__ import annotations
@@ -200,19 +200,24 @@ async def test_bidi_stream_interleaves(upstream: RunningServer) -> None:
         assert call.done
 
 
-async def test_unix_socket_target() -> None:
+@pytest.mark.parametrize("scheme", ["unix", "unix-abstract"])
+async def test_unix_socket_target(scheme: str) -> None:
+    """A socket file, and Linux's abstract namespace (no file), which grpc servers bind too."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "grpc.sock"
+        target = (
+            f"unix:{path}" if scheme == "unix" else f"unix-abstract:grpc-bridge-{path.parent.name}"
+        )
         server = grpc.aio.server()
         from bridgetest.v1 import kitchen_pb2_grpc
 
         from tests.servers import TestServiceImpl
 
         kitchen_pb2_grpc.add_TestServiceServicer_to_server(TestServiceImpl(), server)
-        server.add_insecure_port(f"unix:{path}")
+        server.add_insecure_port(target)
         await server.start()
         try:
-            async with native(f"unix:{path}") as invoker:
+            async with native(target) as invoker:
                 result = await invoker.unary(
                     ECHO, kitchen_pb2.Kitchen(f_int32=7), metadata=[], timeout=5
                 )
