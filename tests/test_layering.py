@@ -158,6 +158,33 @@ RULES = [
         ),
     ),
     Rule(
+        "the upstream API is owned by no transport",
+        ("grpc_bridge.upstream.api",),
+        (
+            "grpc_bridge.upstream.native_invoker",
+            "grpc_bridge.upstream.native_call",
+            "grpc_bridge.upstream.native_pool",
+            "grpc_bridge.upstream.slot",
+            "grpc_bridge.upstream.dial",
+            "grpc_bridge.upstream.retry",
+            "grpc_bridge.upstream.grpc_request",
+            "grpc_bridge.upstream.h2",
+            "grpc_bridge.upstream.state",
+            "grpc",
+        ),
+    ),
+    Rule(
+        "reflection and health checks call through the upstream API, not a transport",
+        ("grpc_bridge.upstream.reflection", "grpc_bridge.upstream.health"),
+        (
+            "grpc_bridge.upstream.native_invoker",
+            "grpc_bridge.upstream.native_call",
+            "grpc_bridge.upstream.native_pool",
+            "grpc_bridge.upstream.h2",
+            "grpc",
+        ),
+    ),
+    Rule(
         "discovery/ is below routing and the edge",
         ("grpc_bridge.discovery",),
         (

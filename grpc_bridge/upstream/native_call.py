@@ -124,18 +124,16 @@ class NativeStreamCall:
     async def _answered(self) -> Stream | None:
         """The stream once the upstream answered it (headers or the end), resent if refused."""
         stream = await self._start()
-        while stream is not None and self._resend:
+        if stream is not None and self._resend:
+            self._resend = False
             await stream.wait_headers()
             status = stream.status
-            if stream.headers is not None or status is None or not status.unprocessed:
-                self._resend = False
-                break
-            # Refused before the upstream saw it: as safe to send again as a unary call.
-            self._resend = False
-            if self._timer is not None:
-                self._timer.cancel()
-            self._stream = None
-            stream = await self._start()
+            if stream.headers is None and status is not None and status.unprocessed:
+                # Refused before the upstream saw it: as safe to send again as a unary call.
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._stream = None
+                stream = await self._start()
         return stream
 
     def _failed(self, error: UpstreamError) -> UpstreamError:
