@@ -21,6 +21,7 @@ import grpc
 import hpack
 import orjson
 import pytest
+import structlog
 from bridgetest.v1 import kitchen_pb2
 from google.protobuf import empty_pb2
 from google.rpc import status_pb2
@@ -314,19 +315,24 @@ async def test_a_config_naming_the_retired_grpcio_transport_runs_on_the_native_c
     upstream: RunningServer,
 ) -> None:
     upstreams = [{"name": "default", "targets": [upstream.target], "transport": "grpcio"}]
-    async with running_bridge(None, upstreams=upstreams) as b:
-        status, body, _ = await b.post(
-            "/bridgetest.v1.TestService/Echo", {"fString": "hi", "fInt64": "-9"}
-        )
-        assert status == 200 and (body["fString"], body["fInt64"]) == ("hi", "-9")
-        status, body, _ = await b.post(
-            "/bridgetest.v1.TestService/Fail",
-            {"code": 5, "message": "no such thing", "trailers": {"x-t": "1"}},
-        )
-        assert status == 404 and body["code"] == 5 and body["message"] == "no such thing"
-        async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
-            (info,) = (await resp.json())["upstreams"]
-        assert info["transport"] == "native"
+    with structlog.testing.capture_logs() as logs:
+        async with running_bridge(None, upstreams=upstreams) as b:
+            retired = [e for e in logs if e["event"] == "setting_retired"]
+            assert [(e["upstream"], e["setting"], e["value"]) for e in retired] == [
+                ("default", "transport", "grpcio")
+            ]
+            status, body, _ = await b.post(
+                "/bridgetest.v1.TestService/Echo", {"fString": "hi", "fInt64": "-9"}
+            )
+            assert status == 200 and (body["fString"], body["fInt64"]) == ("hi", "-9")
+            status, body, _ = await b.post(
+                "/bridgetest.v1.TestService/Fail",
+                {"code": 5, "message": "no such thing", "trailers": {"x-t": "1"}},
+            )
+            assert status == 404 and body["code"] == 5 and body["message"] == "no such thing"
+            async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
+                (info,) = (await resp.json())["upstreams"]
+            assert info["transport"] == "native"
 
 
 async def test_readiness_names_why_connections_fail(upstream_factory: StartServer) -> None:
