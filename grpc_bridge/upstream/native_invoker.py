@@ -86,9 +86,9 @@ class NativeInvoker:
     ) -> Stream:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        attempts = Attempts(self._settings, self._throttle, policy_applies=True)
+        attempts: Attempts | None = None
+        before = 0
         while True:
-            before = attempts.start()
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise UpstreamError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
@@ -108,15 +108,18 @@ class NativeInvoker:
             else:
                 status = await self._await_status(stream, deadline, loop)
             if status.code == Code.OK:
-                attempts.succeeded()
+                self._throttle.succeeded()
                 assert stream is not None
                 return stream
+            if attempts is None:
+                attempts = Attempts(self._settings, self._throttle)
             if attempts.transparent(status, stream):
                 continue
             delay = attempts.delay(status, stream)
             if delay is None or loop.time() + delay >= deadline:
                 break
             await asyncio.sleep(delay)
+            before = attempts.next()
         raise call_error(status, stream)
 
     @staticmethod

@@ -6,10 +6,10 @@ response headers (the call is not committed), under a token-bucket throttle
 (A6 ``retryThrottling``), and never past the call's deadline; the upstream
 may ask for a delay or for no retry (``grpc-retry-pushback-ms``).
 
-Apart from the policy, a call the upstream never saw (a refused stream,
-GOAWAY above it, a connection lost before the request left) is sent once
-more, transparently, whatever the policy: for unary and server-streaming
-calls, whose request is known in full.
+Apart from the policy, a call the upstream never saw (a refused stream, or
+GOAWAY above it) is sent once more, transparently, whatever the policy
+(:meth:`Attempts.transparent`; a server-streaming call does the same in
+:mod:`~grpc_bridge.upstream.native_call`): its request is known in full.
 """
 
 from __future__ import annotations
@@ -51,39 +51,38 @@ def pushback_s(stream: Stream | None) -> float | None:
 
 
 class Attempts:
-    """The attempts of one call: asked after each failure whether, and when, to try again."""
+    """A failed call's attempts so far: asked after each failure whether, and when, to retry.
 
-    __slots__ = ("_backoff_step", "_policy", "_throttle", "_transparent", "attempt")
+    Made at the first failure only: a call that succeeds at once costs nothing.
+    """
 
-    def __init__(self, policy: Upstream, throttle: Throttle, *, policy_applies: bool) -> None:
-        self._policy = policy.retries if policy_applies else None
+    __slots__ = ("_backoff_step", "_retries", "_throttle", "_transparent", "attempt")
+
+    def __init__(self, upstream: Upstream, throttle: Throttle) -> None:
+        self._retries = upstream.retries
         self._throttle = throttle
         self._transparent = True
         self._backoff_step = 0
-        #: Attempts made so far that count for the policy (transparent ones do not).
-        self.attempt = 0
+        #: Attempts made so far that count for the policy (a transparent one does not).
+        self.attempt = 1
 
-    def start(self) -> int:
-        """Count an attempt; the number of attempts before it (``grpc-previous-rpc-attempts``)."""
+    def next(self) -> int:
+        """Count the attempt about to be made; how many came before (A6's
+        ``grpc-previous-rpc-attempts``)."""
         self.attempt += 1
         return self.attempt - 1
 
-    def succeeded(self) -> None:
-        if self._policy is not None:
-            self._throttle.succeeded()
-
     def transparent(self, status: Status, stream: Stream | None) -> bool:
-        """Sent again at once: a stream the upstream never processed, once per call."""
+        """Sent again at once, not counted: a stream the upstream never processed, once per call."""
         if status.unprocessed and self._transparent and stream is not None:
             self._transparent = False
-            self.attempt -= 1
             return True
         return False
 
     def delay(self, status: Status, stream: Stream | None) -> float | None:
         """Seconds to wait before the next attempt, None for no more attempts (A6)."""
-        retries = self._policy
-        if retries is None or status.code != Code.UNAVAILABLE or retries.max_attempts <= 1:
+        retries = self._retries
+        if status.code != Code.UNAVAILABLE or retries.max_attempts <= 1:
             return None
         # A6: every failure with a retryable code costs a token, committed or not.
         allowed = self._throttle.failed()
