@@ -1,4 +1,4 @@
-"""The running bridge: per-upstream channels and schemas, and the current route table.
+"""The running bridge: per-upstream connections and schemas, and the current route table.
 
 Discovery runs in one background task per upstream: retried with backoff
 until it first succeeds (the bridge serves, not ready, meanwhile), then
@@ -27,7 +27,7 @@ from grpc_bridge.routing.assemble import CONFLICT_PREFIX, assemble_routes
 from grpc_bridge.routing.plan import MethodPlan, UpstreamLimits, plans_for
 from grpc_bridge.routing.table import RouteTable
 from grpc_bridge.settings import Settings, Upstream
-from grpc_bridge.upstream.invoker import CallInvoker
+from grpc_bridge.upstream.api import CallInvoker
 from grpc_bridge.upstream.reflection import ReflectionClient
 from grpc_bridge.upstream.resolver import Resolve, system_resolve
 from grpc_bridge.upstream.state import (
@@ -132,8 +132,6 @@ class Bridge:
             # _report_crash) must not stop the channels from being closed.
             await asyncio.gather(*state.tasks, return_exceptions=True)
         for state in reversed(list(self._upstreams.values())):
-            if state.native is not None:
-                await state.native.close()
             await state.pool.close()
 
     async def wait_discovered(self) -> None:
@@ -153,9 +151,9 @@ class Bridge:
         return state.invoker
 
     async def discover_once(self, state: UpstreamState) -> Schema:
-        _, channel = state.pool.pick()
         timeout = self.settings.discovery.timeout_s
-        client = await ReflectionClient.connect(channel, timeout=timeout, upstream=state.name)
+        # On the traffic's connections: what discovery reaches, calls reach.
+        client = await ReflectionClient.connect(state.control, timeout=timeout, upstream=state.name)
         try:
             return await discover(
                 state.name,
@@ -206,10 +204,6 @@ class Bridge:
                 continue
             delay = cfg.retry_initial_s
             state.last_result = "ok"
-            if state.native is not None:
-                # Discovery reached the upstream: the calls' connections need not wait
-                # out a backoff from before it was up.
-                state.native.retry_now()
             self._install(state, schema)
             self._notify(state, ok=True)
             # refresh_interval_s 0: no periodic refresh, but SIGHUP still refreshes.
@@ -233,9 +227,6 @@ class Bridge:
         state.schema = schema
         state.error = None
         state.invoker.forget()
-        # New unary methods get the retry policy: the channels are rebuilt when the set changes.
-        state.apply_plan("unary methods changed")
-        state.pool.connect()
         self._rebuild_routes()
         if all(s.schema is not None for s in self._upstreams.values()):
             self._all_discovered.set()
@@ -307,7 +298,7 @@ class Bridge:
     def channel_summary(self) -> list[tuple[str, bool, list[str]]]:
         """``(upstream, ready, channel states)`` for the metrics collector (read at scrape)."""
         return [
-            (s.name, s.not_ready_reason() is None, s.connections.states())
+            (s.name, s.not_ready_reason() is None, s.pool.states())
             for s in self._upstreams.values()
         ]
 

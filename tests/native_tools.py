@@ -13,9 +13,9 @@ from google.protobuf.message import Message
 
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.settings import Upstream
+from grpc_bridge.upstream.dial import ChannelPlan
 from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
-from grpc_bridge.upstream.pool import ChannelPlan
 from grpc_bridge.upstream.resolver import parse_target, unresolved
 
 SERVICE = kitchen_pb2.DESCRIPTOR.services_by_name["TestService"]

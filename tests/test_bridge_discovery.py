@@ -10,6 +10,7 @@ import structlog
 from bridgetest.v1 import kitchen_pb2, other_pb2
 
 from tests.descriptors import with_imports, write_set
+from tests.grpc_wiretap import Wiretap
 from tests.harness import running_bridge
 from tests.process import free_port
 from tests.servers import StartServer
@@ -170,3 +171,43 @@ async def test_canonical_request_log_line(upstream: Any) -> None:
     assert ok["bytes_out"] > 300  # the Kitchen message (344 bytes) with every field emitted
     assert missing["route"] == "unmatched" and missing["http_status"] == 404
     assert missing["grpc_code"] == "NOT_FOUND" and "no route" in missing["error"]
+
+
+async def test_reflection_health_and_calls_share_one_connection(
+    upstream_factory: StartServer,
+) -> None:
+    """Discovery and health checks ride the traffic's connections: same client, same
+    ``:authority``, no connection of their own (seen by a relay that parses the frames)."""
+    server = await upstream_factory()
+    tap = Wiretap(server.port)
+    port = await tap.start()
+    upstreams = [
+        {
+            "name": "shop",
+            "targets": [f"127.0.0.1:{port}"],
+            "pool_size": 1,
+            "authority": "shop.internal",
+            "health_check": True,
+            "health_interval_s": 0.2,
+        }
+    ]
+    try:
+        async with running_bridge(None, upstreams=upstreams) as b:
+            status, _, _ = await b.post(ECHO, {"fString": "x"})
+            assert status == 200
+            state = b.server.bridge.upstreams["shop"]
+            for _ in range(100):
+                if state.health is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert state.health == "SERVING"
+        reflection = tap.calls("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+        health = tap.calls("/grpc.health.v1.Health/Check")
+        calls = tap.calls(ECHO)
+    finally:
+        await tap.stop()
+    assert reflection and health and calls
+    assert len(tap.connections) == 1
+    for request, _ in reflection + health + calls:
+        assert request.headers[":authority"] == "shop.internal"
+        assert "native http2" in request.headers["user-agent"]

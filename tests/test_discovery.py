@@ -24,6 +24,7 @@ from grpc_bridge.discovery.loader import (
 from grpc_bridge.discovery.registry import MethodKind, Schema
 from grpc_bridge.upstream.reflection import ReflectionClient
 from tests.descriptors import fdp, with_imports, write_set
+from tests.native_tools import native
 from tests.servers import (
     DEMO_SERVICE,
     HEALTH_SERVICE,
@@ -40,8 +41,8 @@ OTHER = "bridgetest/v1/other.proto"
 
 
 async def _discover(server: RunningServer, **filters: list[str]) -> Schema:
-    async with grpc.aio.insecure_channel(server.target) as channel:
-        client = await ReflectionClient.connect(channel, upstream=server.name)
+    async with native(server.target) as invoker:
+        client = await ReflectionClient.connect(invoker, upstream=server.name)
         return await discover(server.name, client, **filters)
 
 
@@ -66,8 +67,8 @@ async def test_discover_symbols_fetches_only_what_declares_them(
     upstream_factory: StartServer,
 ) -> None:
     server = await upstream_factory(services=("test", "other", "demo"))
-    async with grpc.aio.insecure_channel(server.target) as channel:
-        client = await ReflectionClient.connect(channel)
+    async with native(server.target) as invoker:
+        client = await ReflectionClient.connect(invoker)
         first = await discover_symbols("u", client, [OTHER_SERVICE])
         assert first.service_names == (INTERNAL_SERVICE, OTHER_SERVICE)  # both in other.proto
         assert KITCHEN not in first.files and COMMON in first.files

@@ -13,11 +13,11 @@ import hpack
 import pytest
 
 from grpc_bridge.status import Code
+from grpc_bridge.upstream.grpc_request import grpc_timeout
 from grpc_bridge.upstream.h2 import frames, hpack_codec, inflate
 from grpc_bridge.upstream.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection
 from grpc_bridge.upstream.h2.grpc_status import status_of
 from grpc_bridge.upstream.h2.stream import Stream
-from grpc_bridge.upstream.native_invoker import grpc_timeout
 from tests.h2peer import LoopbackTransport, frame
 
 

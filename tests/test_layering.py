@@ -158,6 +158,33 @@ RULES = [
         ),
     ),
     Rule(
+        "the upstream API is owned by no transport",
+        ("grpc_bridge.upstream.api",),
+        (
+            "grpc_bridge.upstream.native_invoker",
+            "grpc_bridge.upstream.native_call",
+            "grpc_bridge.upstream.native_pool",
+            "grpc_bridge.upstream.slot",
+            "grpc_bridge.upstream.dial",
+            "grpc_bridge.upstream.retry",
+            "grpc_bridge.upstream.grpc_request",
+            "grpc_bridge.upstream.h2",
+            "grpc_bridge.upstream.state",
+            "grpc",
+        ),
+    ),
+    Rule(
+        "reflection and health checks call through the upstream API, not a transport",
+        ("grpc_bridge.upstream.reflection", "grpc_bridge.upstream.health"),
+        (
+            "grpc_bridge.upstream.native_invoker",
+            "grpc_bridge.upstream.native_call",
+            "grpc_bridge.upstream.native_pool",
+            "grpc_bridge.upstream.h2",
+            "grpc",
+        ),
+    ),
+    Rule(
         "discovery/ is below routing and the edge",
         ("grpc_bridge.discovery",),
         (
@@ -300,6 +327,54 @@ def test_no_import_cycles() -> None:
         if not imp.type_only:
             edges[imp.importer].add(imp.imported)
     assert not _cycles(edges), f"import cycles: {_cycles(edges)}"
+
+
+#: The upstream API and the native transport: the bridge's calls, reflection and health
+#: checks need nothing of grpcio (the demo server, the CLI client and tests do).
+GRPC_FREE = (
+    "grpc_bridge.upstream.api",
+    "grpc_bridge.upstream.native_invoker",
+    "grpc_bridge.upstream.native_pool",
+    "grpc_bridge.upstream.native_call",
+    "grpc_bridge.upstream.slot",
+    "grpc_bridge.upstream.dial",
+    "grpc_bridge.upstream.retry",
+    "grpc_bridge.upstream.grpc_request",
+    "grpc_bridge.upstream.reflection",
+    "grpc_bridge.upstream.health",
+    "grpc_bridge.upstream.h2",
+)
+
+
+def _runtime_closure(start: str) -> dict[str, Import]:
+    """Every module ``start`` loads when imported, with the import that first brings it in."""
+    by_importer: dict[str, list[Import]] = defaultdict(list)
+    for imp in IMPORTS:
+        if not imp.type_only:
+            by_importer[imp.importer].append(imp)
+    seen: dict[str, Import] = {}
+    work = [start]
+    while work:
+        for imp in by_importer[work.pop()]:
+            if imp.imported not in seen:
+                seen[imp.imported] = imp
+                if imp.imported in MODULES:
+                    work.append(imp.imported)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in MODULES if _in(m, *GRPC_FREE)], ids=lambda m: m.rpartition(".")[2]
+)
+def test_upstream_api_and_native_transport_never_load_grpc(module: str) -> None:
+    loaded = _runtime_closure(module)
+    grpc = loaded.get("grpc")
+    assert grpc is None, f"{module} loads grpc: {grpc.importer} imports it (line {grpc.line})"
+
+
+def test_the_grpc_check_can_fail() -> None:
+    """The client's channel module does load grpc: the closure above would see it."""
+    assert "grpc" in _runtime_closure("grpc_bridge.client.channel")
 
 
 def test_cycle_finder_finds_a_cycle() -> None:

@@ -1,9 +1,9 @@
 """The native HTTP/2 client (grpc_bridge/upstream/h2, native_*.py) against real grpc.aio servers.
 
-The whole suite runs through it (it is the default transport); these tests
+The whole suite runs through it (it is the only transport); these tests
 cover what the HTTP-level tests don't reach: flow control past the default
 windows, stream limits, compression, bad or silent peers, keepalive, unix
-sockets, and the grpcio transport answering the same as the native one.
+sockets, and a config naming the retired grpcio transport.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import grpc
 import hpack
 import orjson
 import pytest
+import structlog
 from bridgetest.v1 import kitchen_pb2
 from google.protobuf import empty_pb2
 from google.rpc import status_pb2
@@ -200,19 +201,24 @@ async def test_bidi_stream_interleaves(upstream: RunningServer) -> None:
         assert call.done
 
 
-async def test_unix_socket_target() -> None:
+@pytest.mark.parametrize("scheme", ["unix", "unix-abstract"])
+async def test_unix_socket_target(scheme: str) -> None:
+    """A socket file, and Linux's abstract namespace (no file), which grpc servers bind too."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "grpc.sock"
+        target = (
+            f"unix:{path}" if scheme == "unix" else f"unix-abstract:grpc-bridge-{path.parent.name}"
+        )
         server = grpc.aio.server()
         from bridgetest.v1 import kitchen_pb2_grpc
 
         from tests.servers import TestServiceImpl
 
         kitchen_pb2_grpc.add_TestServiceServicer_to_server(TestServiceImpl(), server)
-        server.add_insecure_port(f"unix:{path}")
+        server.add_insecure_port(target)
         await server.start()
         try:
-            async with native(f"unix:{path}") as invoker:
+            async with native(target) as invoker:
                 result = await invoker.unary(
                     ECHO, kitchen_pb2.Kitchen(f_int32=7), metadata=[], timeout=5
                 )
@@ -305,22 +311,28 @@ async def test_keepalive_ends_a_connection_that_stopped_answering() -> None:
     assert time.monotonic() - started < 3
 
 
-@pytest.mark.parametrize("transport", ["native", "grpcio"])
-async def test_both_transports_answer_alike(upstream: RunningServer, transport: str) -> None:
-    upstreams = [{"name": "default", "targets": [upstream.target], "transport": transport}]
-    async with running_bridge(None, upstreams=upstreams) as b:
-        status, body, _ = await b.post(
-            "/bridgetest.v1.TestService/Echo", {"fString": "hi", "fInt64": "-9"}
-        )
-        assert status == 200 and (body["fString"], body["fInt64"]) == ("hi", "-9")
-        status, body, _ = await b.post(
-            "/bridgetest.v1.TestService/Fail",
-            {"code": 5, "message": "no such thing", "trailers": {"x-t": "1"}},
-        )
-        assert status == 404 and body["code"] == 5 and body["message"] == "no such thing"
-        async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
-            (info,) = (await resp.json())["upstreams"]
-        assert info["transport"] == transport
+async def test_a_config_naming_the_retired_grpcio_transport_runs_on_the_native_client(
+    upstream: RunningServer,
+) -> None:
+    upstreams = [{"name": "default", "targets": [upstream.target], "transport": "grpcio"}]
+    with structlog.testing.capture_logs() as logs:
+        async with running_bridge(None, upstreams=upstreams) as b:
+            retired = [e for e in logs if e["event"] == "setting_retired"]
+            assert [(e["upstream"], e["setting"], e["value"]) for e in retired] == [
+                ("default", "transport", "grpcio")
+            ]
+            status, body, _ = await b.post(
+                "/bridgetest.v1.TestService/Echo", {"fString": "hi", "fInt64": "-9"}
+            )
+            assert status == 200 and (body["fString"], body["fInt64"]) == ("hi", "-9")
+            status, body, _ = await b.post(
+                "/bridgetest.v1.TestService/Fail",
+                {"code": 5, "message": "no such thing", "trailers": {"x-t": "1"}},
+            )
+            assert status == 404 and body["code"] == 5 and body["message"] == "no such thing"
+            async with b.session.get(f"{b.admin_url}/v1/upstreams") as resp:
+                (info,) = (await resp.json())["upstreams"]
+            assert info["transport"] == "native"
 
 
 async def test_readiness_names_why_connections_fail(upstream_factory: StartServer) -> None:

@@ -18,15 +18,14 @@ from bridgetest.v1 import kitchen_pb2
 from grpc_bridge.errors import UpstreamError
 from grpc_bridge.settings import Upstream
 from grpc_bridge.status import Code
+from grpc_bridge.upstream.dial import ChannelPlan
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.h2.connection import STREAM_WINDOW, Connection
 from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
-from grpc_bridge.upstream.pool import ChannelPlan
 from grpc_bridge.upstream.resolver import parse_target, unresolved
 from tests.frame_peer import Request, echo_handler, eventually, h2_peer, loop_errors
 from tests.native_tools import grpc_message, method, native, sleep_request
-from tests.process import free_port
 from tests.servers import RunningServer, StartServer
 
 ECHO = method("Echo", kitchen_pb2.Kitchen)
@@ -317,59 +316,6 @@ async def test_data_past_the_granted_window_resets_the_stream() -> None:
     assert "flow-control window" in caught.value.message, caught.value.message
     assert peer.connections[0].resets[0][1] == frames.FLOW_CONTROL_ERROR
     assert not escaped, escaped
-
-
-async def test_retry_now_before_the_attempt_starts_does_not_skip_a_later_backoff() -> None:
-    """retry_now in the same iteration as connect(): the slot is IDLE, its task not run.
-
-    retry_now sets the Event; the task then connects without pausing, so the Event
-    stays set. The first connection fails (GOAWAY with the server's SETTINGS), and
-    the 30 s backoff that should follow is skipped: the slot reconnects at once.
-    In the bridge: discovery finishing in the iteration a slot's reconnect was
-    scheduled (``_lost`` after a stable connection, or a rebuild).
-    """
-
-    def first(index: int) -> bytes:
-        settings = frames.settings({})
-        return settings + frames.goaway(0, frames.NO_ERROR) if index == 0 else settings
-
-    reconnect = {"initial_backoff_s": 30, "max_backoff_s": 30}
-    async with (
-        h2_peer(echo_handler, first_bytes=first) as peer,
-        native(peer.target, pool_size=1, reconnect=reconnect) as invoker,
-    ):
-        pool = invoker._pool
-        # What discovery does (bridge.py) when it succeeds in this iteration.
-        pool.retry_now()
-        await eventually(
-            lambda: pool.states() == ["TRANSIENT_FAILURE"] or len(peer.connections) > 1
-        )
-        await asyncio.sleep(1.0)
-        # The first attempt failed: the slot waits out its 30 s backoff, no second connection.
-        assert len(peer.connections) == 1, (
-            f"{len(peer.connections)} connections within a second; states {pool.states()}"
-        )
-
-
-async def test_retry_now_ends_a_reconnect_backoff(upstream_factory: StartServer) -> None:
-    """What discovery does when it reaches the upstream (bridge.py): no failing fast after."""
-    port = free_port()
-    target = f"127.0.0.1:{port}"
-    reconnect = {"initial_backoff_s": 30, "max_backoff_s": 30}
-    async with native(target, pool_size=1, reconnect=reconnect) as invoker:
-        with pytest.raises(UpstreamError) as refused:
-            await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=3)
-        assert refused.value.code == Code.UNAVAILABLE
-        await upstream_factory(port=port)
-        # Up now, but the slot waits out its 30 s backoff: calls fail fast.
-        with pytest.raises(UpstreamError) as backing_off:
-            await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=3)
-        assert backing_off.value.code == Code.UNAVAILABLE
-        invoker._pool.retry_now()
-        reply = await invoker.unary(
-            ECHO, kitchen_pb2.Kitchen(f_string="back"), metadata=[], timeout=3
-        )
-    assert isinstance(reply.response, kitchen_pb2.Kitchen) and reply.response.f_string == "back"
 
 
 # -- 10. A6: retry attempts do not carry grpc-previous-rpc-attempts ----------------------

@@ -1,4 +1,4 @@
-"""ReflectionClient and enable_reflection, against real grpc.aio servers."""
+"""ReflectionClient over the native client, and enable_reflection, against real grpc.aio servers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 
 from grpc_bridge.demo.reflection import V1_SERVICE, V1ALPHA_SERVICE, enable_reflection
 from grpc_bridge.discovery.loader import DiscoveryError
+from grpc_bridge.errors import UpstreamError
+from grpc_bridge.status import Code
 from grpc_bridge.upstream.reflection import ReflectionClient
+from tests.native_tools import native
 from tests.servers import (
     HEALTH_SERVICE,
     INTERNAL_SERVICE,
@@ -41,8 +44,8 @@ async def test_connect_picks_newest_version_served(
     upstream_factory: StartServer, versions: tuple[str, ...], expected: str, listed: set[str]
 ) -> None:
     server = await upstream_factory(reflection=versions)
-    async with grpc.aio.insecure_channel(server.target) as channel:
-        client = await ReflectionClient.connect(channel)
+    async with native(server.target) as invoker:
+        client = await ReflectionClient.connect(invoker)
         services = await client.list_services()
         await client.close()
 
@@ -54,9 +57,9 @@ async def test_connect_picks_newest_version_served(
 
 async def test_no_reflection_is_a_discovery_error(upstream_factory: StartServer) -> None:
     server = await upstream_factory(reflection=())
-    async with grpc.aio.insecure_channel(server.target) as channel:
+    async with native(server.target) as invoker:
         with pytest.raises(DiscoveryError, match="reflection is not enabled") as info:
-            await ReflectionClient.connect(channel, upstream="shop")
+            await ReflectionClient.connect(invoker, upstream="shop")
     assert info.value.upstream == "shop"
     assert "upstream 'shop'" in str(info.value)
 
@@ -65,17 +68,18 @@ async def test_unreachable_upstream_fails_fast(upstream_factory: StartServer) ->
     server = await upstream_factory()
     await server.stop()  # the port is now closed: connection refused
     started = time.monotonic()
-    async with grpc.aio.insecure_channel(server.target) as channel:
+    async with native(server.target) as invoker:
         with pytest.raises(DiscoveryError, match="UNAVAILABLE") as info:
-            await ReflectionClient.connect(channel, upstream="shop", timeout=5.0)
+            await ReflectionClient.connect(invoker, upstream="shop", timeout=5.0)
     assert time.monotonic() - started < 3.0
     assert "reflection v1" in str(info.value)
-    assert isinstance(info.value.__cause__, grpc.aio.AioRpcError)
+    assert isinstance(info.value.__cause__, UpstreamError)
+    assert info.value.__cause__.code == Code.UNAVAILABLE
 
 
 async def test_files_with_dependencies(upstream: RunningServer) -> None:
-    async with grpc.aio.insecure_channel(upstream.target) as channel:
-        client = await ReflectionClient.connect(channel)
+    async with native(upstream.target) as invoker:
+        client = await ReflectionClient.connect(invoker)
         by_symbol = _names(await client.file_containing_symbol(TEST_SERVICE))
         by_name = _names(await client.file_by_filename("bridgetest/v1/common.proto"))
 
@@ -86,8 +90,8 @@ async def test_files_with_dependencies(upstream: RunningServer) -> None:
 
 
 async def test_error_response_names_request_and_code(upstream: RunningServer) -> None:
-    async with grpc.aio.insecure_channel(upstream.target) as channel:
-        client = await ReflectionClient.connect(channel)
+    async with native(upstream.target) as invoker:
+        client = await ReflectionClient.connect(invoker)
         with pytest.raises(
             DiscoveryError, match=r"file_containing_symbol\('no.such.Svc'\): NOT_FOUND"
         ):
@@ -103,8 +107,8 @@ async def test_v1_reflection_service_is_describable(
     # grpcio-reflection has no v1 proto; enable_reflection serves a derived one
     # so `grpcurl describe grpc.reflection.v1.ServerReflection` works.
     server = await upstream_factory(reflection=versions)
-    async with grpc.aio.insecure_channel(server.target) as channel:
-        client = await ReflectionClient.connect(channel)
+    async with native(server.target) as invoker:
+        client = await ReflectionClient.connect(invoker)
         blobs = await client.file_containing_symbol(V1_SERVICE)
         assert blobs == await client.file_by_filename("grpc/reflection/v1/reflection.proto")
 
@@ -157,10 +161,10 @@ async def test_every_request_has_a_deadline_and_metadata(
 ) -> None:
     target, recorder = hanging_server
     started = time.monotonic()
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with native(target) as invoker:
         with pytest.raises(DiscoveryError, match="DEADLINE_EXCEEDED"):
             await ReflectionClient.connect(
-                channel, timeout=0.3, metadata=[("authorization", "Bearer t")]
+                invoker, timeout=0.3, metadata=[("authorization", "Bearer t")]
             )
     assert time.monotonic() - started < 3.0
     assert recorder.calls == 1  # DEADLINE_EXCEEDED is no reason to try v1alpha

@@ -48,15 +48,12 @@ SLACK = 32 * 1024 * 1024  # the interpreter, allocator slack, the 2 MB request b
 
 
 @asynccontextmanager
-async def bridge_process(
-    tmp_path: Path, upstream: RunningServer, transport: str
-) -> AsyncIterator[BridgeProcess]:
+async def bridge_process(tmp_path: Path, upstream: RunningServer) -> AsyncIterator[BridgeProcess]:
     config = {
         "upstreams": [
             {
                 "name": "default",
                 "targets": [upstream.target],
-                "transport": transport,
                 "stream_buffer_bytes": BUFFER,
             }
         ],
@@ -112,10 +109,10 @@ def open_stalled(port: int, framing: str, tag: str) -> socket.socket:
 
 
 async def check_bounded(
-    tmp_path: Path, upstream: RunningServer, transport: str, framing: str, clients: int
+    tmp_path: Path, upstream: RunningServer, framing: str, clients: int
 ) -> None:
     async with (
-        bridge_process(tmp_path, upstream, transport) as bridge,
+        bridge_process(tmp_path, upstream) as bridge,
         aiohttp.ClientSession() as session,
     ):
         url = f"http://127.0.0.1:{bridge.proxy_port}"
@@ -124,7 +121,7 @@ async def check_bounded(
             async with session.post(f"{url}{ECHO}", json={"fString": "warm"}) as resp:
                 assert resp.status == 200
         before = rss_bytes(bridge.proc.pid)
-        tags = [big_tag(f"{framing}-{transport}-{n}-") for n in range(clients)]
+        tags = [big_tag(f"{framing}-{n}-") for n in range(clients)]
         socks = [
             await asyncio.to_thread(open_stalled, bridge.proxy_port, framing, tag) for tag in tags
         ]
@@ -154,18 +151,17 @@ async def check_bounded(
         assert {e["path"] for e in gone(bridge.events)} == {SERVER_STREAM}
 
 
-@pytest.mark.parametrize("transport", ["native", "grpcio"])
 async def test_clients_that_stop_reading_ndjson_pause_the_upstream(
-    tmp_path: Path, upstream: RunningServer, transport: str
+    tmp_path: Path, upstream: RunningServer
 ) -> None:
-    await check_bounded(tmp_path, upstream, transport, "ndjson", CLIENTS)
+    await check_bounded(tmp_path, upstream, "ndjson", CLIENTS)
 
 
 @pytest.mark.parametrize("framing", ["sse", "websocket"])
 async def test_every_framing_is_bounded_for_a_client_that_stops_reading(
     tmp_path: Path, upstream: RunningServer, framing: str
 ) -> None:
-    await check_bounded(tmp_path, upstream, "native", framing, 1)
+    await check_bounded(tmp_path, upstream, framing, 1)
 
 
 async def test_compressed_messages_are_held_as_they_came(
@@ -179,7 +175,7 @@ async def test_compressed_messages_are_held_as_they_came(
     """
     count = 120
     upstream = await upstream_factory(options=(("grpc.default_compression_algorithm", 2),))
-    async with bridge_process(tmp_path, upstream, "native") as bridge:
+    async with bridge_process(tmp_path, upstream) as bridge:
         before = rss_bytes(bridge.proc.pid)
         tag = big_tag("gzip-")
         request = http_post(

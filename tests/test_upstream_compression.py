@@ -1,11 +1,10 @@
-"""gzip between the bridge and its upstream, both ways, on both transports.
+"""gzip between the bridge and its upstream, both ways.
 
 A real grpc.aio server that compresses every answer (gzip as its default
 compression), behind a relay that reads the HTTP/2 frames going by
 (tests/grpc_wiretap.py, python-hyper's hyperframe and hpack): the per-upstream
 ``compression`` setting must put ``grpc-encoding: gzip`` and compressed
-messages on the wire, and the server's compressed answers must be decoded, by
-the native client and by grpcio alike.
+messages on the wire, and the server's compressed answers must be decoded.
 """
 
 from __future__ import annotations
@@ -29,14 +28,12 @@ GZIP_BY_DEFAULT = ("grpc.default_compression_algorithm", 2)  # grpc.Compression.
 
 @asynccontextmanager
 async def tapped_bridge(
-    upstream_factory: StartServer, transport: str, compression: str
+    upstream_factory: StartServer, compression: str
 ) -> AsyncIterator[tuple[RunningBridge, Wiretap]]:
     server = await upstream_factory(options=[GZIP_BY_DEFAULT])
     tap = Wiretap(server.port)
     port = await tap.start()
-    upstreams = [
-        {"targets": [f"127.0.0.1:{port}"], "compression": compression, "transport": transport}
-    ]
+    upstreams = [{"targets": [f"127.0.0.1:{port}"], "compression": compression}]
     try:
         async with running_bridge(None, upstreams=upstreams) as bridge:
             yield bridge, tap
@@ -44,13 +41,12 @@ async def tapped_bridge(
         await tap.stop()
 
 
-@pytest.mark.parametrize("transport", ["native", "grpcio"])
 @pytest.mark.parametrize("compression", ["gzip", "none"])
 async def test_requests_compressed_as_configured_and_answers_decoded(
-    upstream_factory: StartServer, transport: str, compression: str
+    upstream_factory: StartServer, compression: str
 ) -> None:
     text = "compress me " * 5000
-    async with tapped_bridge(upstream_factory, transport, compression) as (bridge, tap):
+    async with tapped_bridge(upstream_factory, compression) as (bridge, tap):
         status, body, _ = await bridge.post(ECHO, {"fString": text})
         assert status == 200 and body["fString"] == text
         # Every message large and compressible: gRPC sends a message uncompressed
@@ -92,9 +88,9 @@ async def test_large_compressed_stream_messages_arrive_whole_and_in_order(
     upstream_factory: StartServer,
 ) -> None:
     """Each answer gzipped to more than 64 KiB: inflated on a worker thread when
-    taken, the stream's order kept on the batching path (native transport)."""
+    taken, the stream's order kept on the batching path."""
     tag = os.urandom(75_000).hex()  # incompressible: ~75 KB once gzipped
-    async with tapped_bridge(upstream_factory, "native", "none") as (bridge, tap):
+    async with tapped_bridge(upstream_factory, "none") as (bridge, tap):
         status, lines, _ = await bridge.post(SERVER_STREAM, {"count": 6, "tag": tag})
         assert status == 200
         texts = [line["result"]["text"] for line in _ndjson(lines)]

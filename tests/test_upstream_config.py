@@ -1,4 +1,4 @@
-"""Upstream settings, target parsing and the service config gRPC is given."""
+"""Upstream settings, target parsing, the addresses dialled and the CLI's channel options."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from bridgetest.v1 import common_pb2
 
+from grpc_bridge.client.channel import channel_options
 from grpc_bridge.settings import ConfigError, Upstream, load_settings
-from grpc_bridge.upstream.pool import ChannelPlan, ChannelPool, channel_options, service_config
+from grpc_bridge.upstream.dial import Address as Dialled
+from grpc_bridge.upstream.dial import addresses_of
 from grpc_bridge.upstream.resolver import (
     Address,
     ChannelTargets,
@@ -21,7 +22,6 @@ from grpc_bridge.upstream.resolver import (
     unresolved,
 )
 from tests.certs import make_ca, write
-from tests.servers import StartServer
 
 
 def upstream(**extra: object) -> Upstream:
@@ -65,64 +65,40 @@ def test_invalid_upstream_settings_name_the_key(tmp_path: Path) -> None:
     assert line.startswith("upstreams[0].tls: ca_file") and "is not PEM" in line
 
 
-def test_service_config_names_unary_methods_only() -> None:
-    config = service_config(upstream(), {"pkg.S/B", "pkg.S/A"})
-    assert config["loadBalancingConfig"] == [{"round_robin": {}}]
-    (method_config,) = config["methodConfig"]
-    assert method_config["name"] == [
-        {"service": "pkg.S", "method": "A"},
-        {"service": "pkg.S", "method": "B"},
-    ]
-    assert method_config["retryPolicy"] == {
-        "maxAttempts": 3,
-        "initialBackoff": "0.1s",
-        "maxBackoff": "1s",
-        "backoffMultiplier": 2.0,
-        "retryableStatusCodes": ["UNAVAILABLE"],
-    }
-    assert config["retryThrottling"] == {"maxTokens": 10, "tokenRatio": 0.1}
-    assert "methodConfig" not in service_config(upstream(retries=0), {"pkg.S/A"})
-
-
-def test_channel_options() -> None:
+def test_cli_channel_options() -> None:
     up = upstream(authority="api.internal", keepalive={"time_s": 30}, reconnect={})
-    plan = ChannelPlan(ChannelTargets(("ipv4:127.0.0.1:1",), "127.0.0.1:1"))
-    options = dict(channel_options(up, plan, 7))
+    options = dict(channel_options(up, "127.0.0.1:1"))
     assert options["grpc.default_authority"] == "api.internal"
     assert options["grpc.keepalive_time_ms"] == 30_000
     assert options["grpc.min_reconnect_backoff_ms"] == 5_000  # the connect timeout
-    assert options["grpc.use_local_subchannel_pool"] == 1
     assert json.loads(options["grpc.service_config"])["loadBalancingConfig"]
     assert "grpc.http2.max_pings_without_data" not in options  # gRPC's default (2) is kept
 
 
-async def test_grpc_accepts_the_largest_service_config(upstream_factory: StartServer) -> None:
-    """gRPC only logs an invalid service config and fails every call: try the extremes."""
-    server = await upstream_factory(name="x")
-    up = upstream(
-        targets=[server.target],
-        retries={
-            "max_attempts": 5,
-            "initial_backoff_s": 0.001,
-            "max_backoff_s": 3600,
-            "backoff_multiplier": 10,
-            "throttle": {"max_tokens": 1000, "token_ratio": 1},
-        },
+def test_a_dns_server_of_its_own_is_refused_naming_the_key() -> None:
+    (line,) = problems(targets=["dns://8.8.8.8/svc:1"])
+    assert line.startswith("upstreams[0].targets: ")
+    assert "dns:///HOST:PORT" in line
+
+
+def test_the_retired_grpcio_transport_is_still_accepted() -> None:
+    """An old config keeps starting; the bridge logs ``setting_retired`` (docs/upstreams.md)."""
+    assert upstream(transport="grpcio").transport == "grpcio"
+
+
+def test_addresses_of_every_target_form() -> None:
+    targets = ChannelTargets(
+        ("ipv4:10.0.0.1:1,10.0.0.2:2", "unix:///run/a.sock", "unix-abstract:bridge", "shop:7"),
+        None,
     )
-    pool = ChannelPool(up)
-    methods = frozenset({"bridgetest.v1.Other/Whoami"})
-    pool.open(ChannelPlan(unresolved([parse_target(server.target)]), methods))
-    try:
-        _, channel = pool.pick()
-        whoami = channel.unary_unary(
-            "/bridgetest.v1.Other/Whoami",
-            request_serializer=common_pb2.Nested.SerializeToString,
-            response_deserializer=common_pb2.Nested.FromString,
-        )
-        reply = await whoami(common_pb2.Nested(), timeout=5)
-        assert reply.name == "x"
-    finally:
-        await pool.close()
+    assert [str(a) for a in addresses_of(targets)] == [
+        "10.0.0.1:1",
+        "10.0.0.2:2",
+        "unix:/run/a.sock",
+        "unix-abstract:bridge",
+        "shop:7",
+    ]
+    assert addresses_of(ChannelTargets(("dns:///shop",), None)) == [Dialled("shop", 443)]
 
 
 def test_parse_target() -> None:

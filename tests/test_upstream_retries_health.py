@@ -14,10 +14,10 @@ from bridgetest.v1 import common_pb2, kitchen_pb2, other_pb2_grpc
 from grpc_health.v1 import health_pb2
 
 from grpc_bridge.demo.reflection import enable_reflection
-from grpc_bridge.settings import Upstream
-from grpc_bridge.upstream.pool import ChannelPlan, ChannelPool
-from grpc_bridge.upstream.resolver import ChannelTargets
+from grpc_bridge.errors import UpstreamError
+from grpc_bridge.status import Code
 from tests.harness import running_bridge
+from tests.native_tools import method, native
 from tests.servers import OTHER_SERVICE, TEST_SERVICE, StartServer, TestServiceImpl
 
 WHOAMI = "/bridgetest.v1.Other/Whoami"
@@ -100,30 +100,20 @@ async def test_retries_are_throttled() -> None:
             assert other.attempts == 3
 
 
-@pytest.mark.parametrize(("named", "attempts"), [(False, 1), (True, 3)])
-async def test_streaming_calls_are_not_retried(named: bool, attempts: int) -> None:
-    """Only the methods named in the retry policy are retried; the bridge names unary ones."""
-    async with flaky_server(failing=0) as (target, _, test):
-        upstream = Upstream(targets=[target])
-        methods = {"bridgetest.v1.Other/Whoami"}
-        if named:  # shows the test would catch a policy that named streaming methods too
-            methods.add("bridgetest.v1.TestService/ServerStream")
-        pool = ChannelPool(upstream)
-        pool.open(ChannelPlan(ChannelTargets((f"ipv4:{target}",), None), frozenset(methods)))
-        try:
-            _, channel = pool.pick()
-            call = channel.unary_stream(
-                "/bridgetest.v1.TestService/ServerStream",
-                request_serializer=kitchen_pb2.StreamRequest.SerializeToString,
-                response_deserializer=kitchen_pb2.StreamReply.FromString,
-            )(kitchen_pb2.StreamRequest(count=1), timeout=5)
-            with pytest.raises(grpc.aio.AioRpcError) as failure:
-                async for _ in call:
-                    pass
-            assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert test.stream_attempts == attempts
-        finally:
-            await pool.close()
+async def test_streaming_calls_are_not_retried() -> None:
+    """A server stream failing UNAVAILABLE from the upstream's application is not sent again."""
+    async with flaky_server(failing=0) as (target, _, test), native(f"ipv4:{target}") as invoker:
+        call = invoker.server_stream(
+            method("ServerStream", kitchen_pb2.StreamReply),
+            kitchen_pb2.StreamRequest(count=1),
+            metadata=[],
+            timeout=5,
+        )
+        async with call:
+            with pytest.raises(UpstreamError) as failure:
+                await call.read()
+    assert failure.value.code == Code.UNAVAILABLE
+    assert test.stream_attempts == 1
 
 
 async def test_health_check_drives_readiness(upstream_factory: StartServer) -> None:

@@ -1,7 +1,7 @@
 """``grpc-bridge call``: one RPC of any kind, JSON in and out, through the bridge's call seam.
 
-Every kind goes through :class:`~grpc_bridge.upstream.calls.GrpcStreamCall`,
-the wrapper the daemon drives its grpcio calls with, so grpc's errors arrive
+Every kind goes through :class:`~grpc_bridge.client.grpc_call.GrpcStreamCall`,
+the :class:`~grpc_bridge.upstream.api.StreamCall` of grpc.aio calls, so grpc's errors arrive
 translated (:class:`~grpc_bridge.errors.UpstreamError` with the code, message,
 details trailer and both metadata sets) exactly as the HTTP side sees them:
 
@@ -27,6 +27,7 @@ from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from grpc_bridge.client.grpc_call import GrpcStreamCall
 from grpc_bridge.client.output import STATUS_EXIT_OFFSET, Output, format_metadata, plural
 from grpc_bridge.client.protoprint import describe
 from grpc_bridge.client.requests import InputError, documents
@@ -35,7 +36,6 @@ from grpc_bridge.codec.details import render_details
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import BridgeError, UpstreamError
-from grpc_bridge.upstream.calls import GrpcStreamCall
 from grpc_bridge.upstream.metadata import Metadata
 
 __all__ = ["invoke"]

@@ -1,17 +1,17 @@
 """One upstream as the command-line client sees it: a channel, and the descriptors learned so far.
 
 Descriptors come from server reflection (v1, then v1alpha: the bridge's own
-:class:`~grpc_bridge.upstream.reflection.ReflectionClient`) or from
+:class:`~grpc_bridge.upstream.reflection.ReflectionClient`, over this
+channel) or from
 descriptor-set files (the daemon's loader). With reflection only what a
 command needs is fetched, like grpcurl does: the file that declares the
 symbol and its imports, not every service of the server; types met later
 (the ``@type`` of an ``Any``, an error detail) are fetched when first seen.
 
-The channel is the daemon's :class:`~grpc_bridge.upstream.pool.ChannelPool`
-with one channel, built from an :class:`~grpc_bridge.settings.Upstream`, so
-TLS files, server-name override, authority and message-size limits behave as
-they do in ``serve``. Reflection needs a grpc.aio channel anyway; calls go over
-the same one (one connection per command).
+The channel (:mod:`~grpc_bridge.client.channel`) is built from an
+:class:`~grpc_bridge.settings.Upstream`, so TLS files, server-name override,
+authority and message-size limits behave as they do in ``serve``; reflection
+and calls go over it (one connection per command).
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 import grpc.aio
 from google.protobuf.descriptor_pool import DescriptorPool
 
+from grpc_bridge.client.channel import open_channel
+from grpc_bridge.client.grpc_call import ChannelInvoker
 from grpc_bridge.client.protoprint import Described
 from grpc_bridge.discovery.loader import (
     DescriptorSource,
@@ -31,10 +33,7 @@ from grpc_bridge.discovery.loader import (
 )
 from grpc_bridge.discovery.registry import MethodInfo, Schema
 from grpc_bridge.settings import Upstream
-from grpc_bridge.upstream.pool import ChannelPlan, ChannelPool
 from grpc_bridge.upstream.reflection import ReflectionClient
-from grpc_bridge.upstream.resolver import parse_target, unresolved
-from grpc_bridge.upstream.tls import load_tls
 
 __all__ = ["ClientError", "Session", "split_method"]
 
@@ -61,7 +60,7 @@ class Session:
         self.upstream = upstream
         self.deadline = deadline
         self._metadata = tuple((k, v) for k, v in metadata if isinstance(v, str))
-        self._pool: ChannelPool | None = None
+        self._channel: grpc.aio.Channel | None = None
         self._source: DescriptorSource | None = None
         self._schema: Schema | None = None
         self._offline = offline
@@ -75,12 +74,9 @@ class Session:
     def channel(self) -> grpc.aio.Channel:
         if self._offline:
             raise ClientError("no target given: calls need HOST:PORT")
-        if self._pool is None:
-            pool = ChannelPool(self.upstream, size=1, retire_grace=0)
-            endpoints = tuple(parse_target(t) for t in self.upstream.targets)
-            pool.open(ChannelPlan(unresolved(endpoints), frozenset(), load_tls(self.upstream.tls)))
-            self._pool = pool
-        return self._pool.pick()[1]
+        if self._channel is None:
+            self._channel = open_channel(self.upstream)
+        return self._channel
 
     def remaining(self) -> float | None:
         """Seconds left before --max-time (at least a millisecond); None without one."""
@@ -89,8 +85,8 @@ class Session:
         return max(0.001, self.deadline - time.monotonic())
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        if self._channel is not None:
+            await self._channel.close()
 
     @property
     def pool(self) -> DescriptorPool | None:
@@ -109,7 +105,7 @@ class Session:
             timeout = _REFLECTION_TIMEOUT_S if remaining is None else remaining
             try:
                 self._source = await ReflectionClient.connect(
-                    self.channel, timeout=timeout, metadata=self._metadata
+                    ChannelInvoker(self.channel), timeout=timeout, metadata=self._metadata
                 )
             except DiscoveryError as exc:
                 raise ClientError(str(exc)) from exc

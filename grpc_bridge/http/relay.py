@@ -33,6 +33,8 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 
 from grpc_bridge.codec.framing import Framing, Pairs, StreamEnd
+from grpc_bridge.errors import BridgeError, ShuttingDown, StreamIdle, UpstreamError
+from grpc_bridge.upstream.api import StreamCall
 
 __all__ = [
     "ACTIVE_SINK",
@@ -46,8 +48,6 @@ __all__ = [
     "status_of",
     "supervise",
 ]
-from grpc_bridge.errors import BridgeError, ShuttingDown, StreamIdle, UpstreamError
-from grpc_bridge.upstream.calls import StreamCall
 
 T = TypeVar("T")
 SHUTDOWN_MESSAGE = "grpc-bridge is shutting down"

@@ -56,7 +56,7 @@ from grpc_bridge.http.unary import call_metadata, call_timeout
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.status import Code, code_name, status_body
-from grpc_bridge.upstream.calls import StreamCall
+from grpc_bridge.upstream.api import StreamCall
 from grpc_bridge.upstream.deadlines import parse_timeout
 from grpc_bridge.upstream.metadata import MetadataPolicy, to_headers
 

@@ -60,7 +60,7 @@ from grpc_bridge.http.unary import call_metadata, call_timeout
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Cors
 from grpc_bridge.status import Code, code_name
-from grpc_bridge.upstream.calls import StreamCall
+from grpc_bridge.upstream.api import StreamCall
 from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy
 
 CLOSE_OK = 1000

@@ -127,10 +127,9 @@ class Upstream(Section):
     reconnect: Reconnect = Field(default_factory=Reconnect)
     retries: Retries = Field(default_factory=Retries)
     compression: Literal["none", "gzip"] = "none"
-    # Which HTTP/2 client carries proxied calls: the bridge's own, on the event
-    # loop (several times cheaper per call), or grpcio's. Reflection and health
-    # checks always use grpcio. Targets only grpc can resolve (dns://server/,
-    # unix-abstract:) use grpcio either way.
+    # Retired: every call, reflection and health check goes over the bridge's
+    # own HTTP/2 client. "grpcio" is still accepted, so an existing config
+    # keeps starting, and logs a warning (docs/upstreams.md).
     transport: Literal["native", "grpcio"] = "native"
     tls: Tls = Field(default_factory=Tls)
     authority: str | None = None
@@ -186,6 +185,11 @@ def check_target(target: str) -> None:
     if target.startswith(_SCHEMES):
         if target.rstrip("/").endswith(":"):
             raise ValueError(f"{target!r} has no address after the scheme")
+        if target.startswith("dns://") and not target.startswith("dns:///"):
+            raise ValueError(
+                f"{target!r} names a DNS server of its own, which the bridge does not query:"
+                " names are resolved with the system resolver; use dns:///HOST:PORT"
+            )
         return
     match = _HOST_PORT.match(target)
     if not match or not 0 < int(match.group(2)) < 65536:

@@ -29,7 +29,7 @@ from grpc_bridge.discovery.registry import MethodInfo
 from grpc_bridge.errors import BridgeError, UpstreamError
 from grpc_bridge.settings import Upstream
 from grpc_bridge.status import Code, code_name
-from grpc_bridge.upstream.invoker import CallInvoker, StreamCall, UnaryResult
+from grpc_bridge.upstream.api import CallInvoker, StreamCall, UnaryResult
 from grpc_bridge.upstream.metadata import Metadata
 
 _TRACE_KEYS = ("traceparent", "tracestate")
@@ -69,7 +69,7 @@ def _code_of(exc: BaseException) -> tuple[int, str]:
 
 
 class TracedInvoker:
-    """A :class:`~grpc_bridge.upstream.invoker.CallInvoker` whose calls each get a client span."""
+    """A :class:`~grpc_bridge.upstream.api.CallInvoker` whose calls each get a client span."""
 
     __slots__ = ("_base", "_inner", "_methods", "_tracer")
 

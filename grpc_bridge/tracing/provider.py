@@ -35,7 +35,7 @@ from grpc_bridge.settings import Upstream
 from grpc_bridge.tracing.client import TracedInvoker
 from grpc_bridge.tracing.config import TraceConfig
 from grpc_bridge.tracing.server import server_span_middleware
-from grpc_bridge.upstream.invoker import CallInvoker
+from grpc_bridge.upstream.api import CallInvoker
 
 #: How long the spans still queued at shutdown may take to leave.
 FLUSH_TIMEOUT_S = 5.0

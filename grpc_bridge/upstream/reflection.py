@@ -1,9 +1,10 @@
-"""Server reflection over grpc.aio: the :class:`DescriptorSource` used in practice.
+"""Server reflection through a :class:`~grpc_bridge.upstream.api.CallInvoker`.
 
-Fully async. grpcio-reflection's ProtoReflectionDescriptorDatabase is a
-synchronous client and would block the event loop, so only its v1alpha message
-classes are used here; v1 is wire-identical (same messages, same field
-numbers), so the same classes (de)serialize both.
+The bridge asks over the upstream's own invoker, so reflection shares the
+traffic's connections, TLS, ``:authority`` and keepalive; the command-line
+client passes its grpc.aio channel's. Only grpcio-reflection's v1alpha message
+classes are used: v1 is wire-identical (same messages, same field numbers),
+so the same classes (de)serialize both.
 
 Each request is its own short bidi call (one request, one reply) with its own
 deadline: no stream to keep healthy between requests, no ordering to track,
@@ -15,12 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
-import grpc.aio
 from grpc_reflection.v1alpha import reflection_pb2
 
 from grpc_bridge.discovery.loader import DiscoveryError
-from grpc_bridge.status import code_name
+from grpc_bridge.discovery.registry import MethodInfo, MethodKind
+from grpc_bridge.errors import UpstreamError
+from grpc_bridge.status import Code, code_name
+from grpc_bridge.upstream.api import CallInvoker
+
+Request: Any = reflection_pb2.ServerReflectionRequest
+Response: Any = reflection_pb2.ServerReflectionResponse
 
 _PATHS = {
     "v1": "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
@@ -28,6 +33,24 @@ _PATHS = {
 }
 # Newest first: v1alpha is deprecated, and some servers only speak v1.
 _VERSIONS = ("v1", "v1alpha")
+_DESCRIPTOR = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"].methods_by_name[
+    "ServerReflectionInfo"
+]
+
+
+def _method(version: str) -> MethodInfo:
+    return MethodInfo(
+        upstream="",
+        descriptor=_DESCRIPTOR,
+        kind=MethodKind.BIDI_STREAM,
+        path=_PATHS[version],
+        input_class=Request,
+        output_class=Response,
+        no_side_effects=True,
+    )
+
+
+_METHODS = {version: _method(version) for version in _VERSIONS}
 
 
 class ReflectionClient:
@@ -35,7 +58,7 @@ class ReflectionClient:
 
     def __init__(
         self,
-        channel: grpc.aio.Channel,
+        invoker: CallInvoker,
         version: str,
         *,
         timeout: float = 10.0,
@@ -43,18 +66,15 @@ class ReflectionClient:
     ) -> None:
         self.version = version
         self.description = f"reflection {version}"
+        self._invoker = invoker
         self._timeout = timeout
-        self._metadata = tuple(metadata) or None
-        self._method = channel.stream_stream(
-            _PATHS[version],
-            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
-            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
-        )
+        self._metadata: list[tuple[str, str | bytes]] = list(metadata)
+        self._method = _METHODS[version]
 
     @classmethod
     async def connect(
         cls,
-        channel: grpc.aio.Channel,
+        invoker: CallInvoker,
         *,
         timeout: float = 10.0,
         metadata: Sequence[tuple[str, str]] = (),
@@ -69,14 +89,14 @@ class ReflectionClient:
         ``upstream`` when given).
         """
         for version in _VERSIONS:
-            client = cls(channel, version, timeout=timeout, metadata=metadata)
+            client = cls(invoker, version, timeout=timeout, metadata=metadata)
             try:
                 await client.list_services()
             except DiscoveryError as exc:
                 cause = exc.__cause__
-                if isinstance(cause, grpc.aio.AioRpcError) and _not_served(cause):
+                if isinstance(cause, UpstreamError) and _not_served(cause):
                     continue
-                # Chain the grpc error itself: that is what callers may want to inspect.
+                # Chain the upstream's error itself: that is what callers may want to inspect.
                 raise DiscoveryError(f"{client.description}: {exc}", upstream=upstream) from (
                     cause or exc
                 )
@@ -88,22 +108,18 @@ class ReflectionClient:
         )
 
     async def list_services(self) -> list[str]:
-        reply = await self._ask(
-            "list_services", reflection_pb2.ServerReflectionRequest(list_services="")
-        )
+        reply = await self._ask("list_services", Request(list_services=""))
         return [service.name for service in reply.list_services_response.service]
 
     async def file_containing_symbol(self, symbol: str) -> list[bytes]:
         reply = await self._ask(
-            f"file_containing_symbol({symbol!r})",
-            reflection_pb2.ServerReflectionRequest(file_containing_symbol=symbol),
+            f"file_containing_symbol({symbol!r})", Request(file_containing_symbol=symbol)
         )
         return list(reply.file_descriptor_response.file_descriptor_proto)
 
     async def file_by_filename(self, filename: str) -> list[bytes]:
         reply = await self._ask(
-            f"file_by_filename({filename!r})",
-            reflection_pb2.ServerReflectionRequest(file_by_filename=filename),
+            f"file_by_filename({filename!r})", Request(file_by_filename=filename)
         )
         return list(reply.file_descriptor_response.file_descriptor_proto)
 
@@ -115,20 +131,25 @@ class ReflectionClient:
 
     async def _ask(self, what: str, request: Any) -> Any:
         """One exchange, with failures translated to :class:`DiscoveryError`."""
-        # A finite request iterator half-closes after the one request, so the
-        # server ends the call with OK and its status is checked, not dropped.
-        call = self._method(iter((request,)), timeout=self._timeout, metadata=self._metadata)
+        replies = []
         try:
-            replies = [reply async for reply in call]
-        except grpc.aio.AioRpcError as exc:
-            raise DiscoveryError(f"{what}: {_describe(exc)}") from exc
-        except grpc.aio.UsageError as exc:
-            # The channel was closed under us (the pool was rebuilt for a DNS or
-            # TLS change): a passing failure, retried like any other.
-            raise DiscoveryError(f"{what}: {exc}") from exc
+            async with self._invoker.request_stream(
+                self._method, metadata=self._metadata, timeout=self._timeout
+            ) as call:
+                # Half-closed after the one request, so the server ends the call
+                # with OK and its status is checked, not dropped.
+                if await call.write(request):
+                    await call.done_writing()
+                while (reply := await call.read()) is not None:
+                    replies.append(reply)
+        except UpstreamError as exc:
+            raise DiscoveryError(
+                f"{what}: {code_name(exc.code)}: {exc.message or 'no details'}"
+            ) from exc
         if len(replies) != 1:
             raise DiscoveryError(f"{what}: expected one reply, got {len(replies)}")
         reply = replies[0]
+        assert isinstance(reply, Response)
         kind = reply.WhichOneof("message_response")
         if kind == "error_response":
             error = reply.error_response
@@ -143,13 +164,8 @@ class ReflectionClient:
         return reply
 
 
-def _describe(exc: grpc.aio.AioRpcError) -> str:
-    return f"{exc.code().name}: {exc.details() or 'no details'}"
-
-
-def _not_served(error: grpc.aio.AioRpcError) -> bool:
+def _not_served(error: UpstreamError) -> bool:
     """The version asked for is not served (or grpc.aio lost the UNIMPLEMENTED that said so)."""
-    code = error.code()
-    if code == grpc.StatusCode.UNIMPLEMENTED:
+    if error.code == Code.UNIMPLEMENTED:
         return True
-    return bool(code == grpc.StatusCode.INTERNAL and error.details() == "Internal error from Core")
+    return error.code == Code.INTERNAL and error.message == "Internal error from Core"

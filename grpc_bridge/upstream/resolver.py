@@ -1,17 +1,16 @@
 """Target names resolved by the bridge itself, so a changed address set can be noticed.
 
-gRPC's own DNS resolver only resolves again when a connection is lost
-(``grpc.dns_min_time_between_resolutions_ms`` only rate-limits that), so a
-scaled-up headless Service would never get traffic from already-connected
-channels. The bridge therefore resolves names on an interval itself and hands
-gRPC literal addresses (``ipv4:a:p,b:p``); when the set changes the pool builds
-new channels. Resolution goes through an injectable :data:`Resolve` function:
-the system resolver in production, a table in tests.
+A client that resolves only when a connection is lost (gRPC's own DNS
+resolver does) never sends traffic to a scaled-up headless Service from
+connections it already has. The bridge therefore resolves names on an
+interval itself and hands its pool literal addresses (``ipv4:a:p,b:p``); when
+the set changes the pool opens new connections. Resolution goes through an
+injectable :data:`Resolve` function: the system resolver in production, a
+table in tests.
 
-Several targets become one address list that gRPC's round_robin policy
-balances inside every channel. Targets the bridge cannot resolve itself
-(``unix:``, ``ipv4:``/``ipv6:`` lists, ``dns://server/...`` with its own DNS
-server) are handed to gRPC as they are, one per channel.
+Several targets become one address list that the pool balances round-robin.
+Targets that need no resolution (``unix:``, ``unix-abstract:``,
+``ipv4:``/``ipv6:`` lists) are used as written.
 """
 
 from __future__ import annotations

@@ -21,16 +21,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from grpc_bridge.discovery.registry import MethodKind, Schema
+from grpc_bridge.discovery.registry import Schema
 from grpc_bridge.errors import UpstreamNotReady
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.settings import Upstream
+from grpc_bridge.upstream.api import CallInvoker
+from grpc_bridge.upstream.dial import ChannelPlan
 from grpc_bridge.upstream.health import HealthCheckError, check_health
-from grpc_bridge.upstream.invoker import CallInvoker, Invoker
 from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
-from grpc_bridge.upstream.pool import ChannelPlan, ChannelPool
 from grpc_bridge.upstream.resolver import (
     ChannelTargets,
     Endpoint,
@@ -51,9 +51,12 @@ RESOLVE_TIMEOUT_S = 5.0
 @dataclass
 class UpstreamState:
     settings: Upstream
-    #: grpc.aio channels: reflection, health checks, and calls with ``transport: grpcio``.
-    pool: ChannelPool
+    #: The connections: proxied calls, reflection and health checks alike.
+    pool: NativePool
+    #: What proxied calls go through (wrapped for tracing when it is on).
     invoker: CallInvoker
+    #: Reflection and health checks: the same connections, no metrics, no spans.
+    control: CallInvoker
     endpoints: tuple[Endpoint, ...]
     targets: ChannelTargets
     tls: TlsMaterial | None
@@ -74,45 +77,26 @@ class UpstreamState:
     wake_discovery: asyncio.Event = field(default_factory=asyncio.Event)
     wake_channels: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    #: The native client's connections, which carry the calls unless ``transport: grpcio``.
-    native: NativePool | None = None
 
     @property
     def name(self) -> str:
         return self.settings.name
 
-    @property
-    def connections(self) -> ChannelPool | NativePool:
-        """Whatever carries the proxied calls: its states are the upstream's readiness."""
-        return self.native if self.native is not None else self.pool
-
-    def unary_methods(self) -> frozenset[str]:
-        if self.schema is None:
-            return frozenset()
-        return frozenset(
-            m.full_name for m in self.schema.methods.values() if m.kind is MethodKind.UNARY
-        )
-
     def channel_plan(self) -> ChannelPlan:
-        # Without retries the method list changes nothing: no rebuild when it does.
-        retried = self.unary_methods() if self.settings.retries.max_attempts > 1 else frozenset()
-        return ChannelPlan(self.targets, retried, self.tls)
+        return ChannelPlan(self.targets, self.tls)
 
     def apply_plan(self, why: str) -> None:
-        """Rebuild the channels if what they are built from changed."""
+        """Open new connections if what they are built from changed."""
         previous = self.pool.plan
-        plan = self.channel_plan()
-        rebuilt = self.pool.rebuild(plan)
-        if self.native is not None:
-            rebuilt = self.native.rebuild(plan) or rebuilt
-        if not rebuilt:
+        if not self.pool.rebuild(self.channel_plan()):
             return
         self.invoker.forget()
+        self.control.forget()
         log.info(
             "channels_rebuilt",
             upstream=self.name,
             why=why,
-            generation=self.connections.generation,
+            generation=self.pool.generation,
             addresses=list(self.targets.addresses) or list(self.targets.targets),
             previous=(
                 list(previous.targets.addresses or previous.targets.targets) if previous else None
@@ -122,9 +106,9 @@ class UpstreamState:
     def not_ready_reason(self) -> str | None:
         if self.error is not None:
             return self.error
-        if not self.connections.usable():
+        if not self.pool.usable():
             reason = "no usable channel: every connection is failing (TRANSIENT_FAILURE)"
-            failure = self.native.failure() if self.native is not None else None
+            failure = self.pool.failure()
             return f"{reason}: {failure}" if failure else reason
         if self.settings.health_check:
             service = self.settings.health_service
@@ -142,7 +126,7 @@ class UpstreamState:
             "ready": reason is None,
             **({"reason": reason} if reason else {}),
             "targets": list(self.settings.targets),
-            "channels": self.connections.states(),
+            "channels": self.pool.states(),
             "services": list(self.schema.service_names) if self.schema else [],
             "last_refresh": iso(self.last_refresh),
         }
@@ -163,12 +147,12 @@ class UpstreamState:
             or self.targets.authority,
             "resolve_error": self.resolve_error,
             "tls": up.tls.enabled,
-            "transport": "native" if self.native is not None else "grpcio",
+            "transport": "native",
             "channels": {
-                "generation": self.connections.generation,
-                "built_at": iso(self.connections.built_at),
-                "states": self.connections.states(),
-                "retiring": self.connections.retiring,
+                "generation": self.pool.generation,
+                "built_at": iso(self.pool.built_at),
+                "states": self.pool.states(),
+                "retiring": self.pool.retiring,
             },
             "services": list(self.schema.service_names) if self.schema else [],
             "methods": len(self.schema.methods) if self.schema else 0,
@@ -206,25 +190,30 @@ async def open_upstream(
         targets = await resolve_targets(endpoints, resolve, RESOLVE_TIMEOUT_S)
         resolve_error = None
     except ResolveError as exc:
-        # gRPC resolves the names itself until the bridge's own resolution works.
+        # Each connection attempt resolves the names until the bridge's own resolution works.
         targets = unresolved(endpoints)
         resolve_error = str(exc)
         log.warning("resolve_failed", upstream=upstream.name, error=resolve_error)
+    if upstream.transport == "grpcio":
+        log.warning(
+            "setting_retired",
+            upstream=upstream.name,
+            setting="transport",
+            value="grpcio",
+            detail="the grpcio client transport was retired: calls use the native client",
+        )
     tls = load_tls(upstream.tls)
-    plan = ChannelPlan(targets, frozenset(), tls)
-    native = None
-    invoker: CallInvoker
-    if upstream.transport == "native" and NativePool.supports(unresolved(endpoints)):
-        native = NativePool(upstream, metrics=metrics)
-        native.open(plan)
-        invoker = NativeInvoker(native, metrics)
-        # grpc.aio only discovers and health-checks: one channel is plenty.
-        pool = ChannelPool(upstream, size=1)
-    else:
-        pool = ChannelPool(upstream)
-        invoker = Invoker(pool, metrics)
-    pool.open(plan)
-    state = UpstreamState(upstream, pool, invoker, endpoints, targets, tls, native=native)
+    pool = NativePool(upstream, metrics=metrics)
+    pool.open(ChannelPlan(targets, tls))
+    state = UpstreamState(
+        upstream,
+        pool,
+        NativeInvoker(pool, metrics),
+        NativeInvoker(pool),
+        endpoints,
+        targets,
+        tls,
+    )
     state.resolve_error = resolve_error
     return state
 
@@ -288,7 +277,7 @@ async def watch_channel_states(state: UpstreamState) -> None:
     """
     last: dict[int, str] = {}
     while True:
-        current = state.connections.state_map()
+        current = state.pool.state_map()
         for channel, now in current.items():
             before = last.get(channel)
             if before != now:
@@ -310,8 +299,7 @@ async def poll_health(state: UpstreamState) -> None:
     while True:
         before = (state.health, state.health_error)
         try:
-            _, channel = state.pool.pick()
-            state.health = await check_health(channel, up.health_service, timeout)
+            state.health = await check_health(state.control, up.health_service, timeout)
             state.health_error = None
         except (HealthCheckError, UpstreamNotReady) as exc:
             state.health, state.health_error = None, str(exc)

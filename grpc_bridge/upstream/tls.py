@@ -10,8 +10,6 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from grpc_bridge.settings import Tls
 
 
@@ -21,15 +19,10 @@ class TlsFileError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class TlsMaterial:
-    #: None: the system's trust store (gRPC's bundled roots).
+    #: None: the system's trust store.
     ca: bytes | None
     cert: bytes | None
     key: bytes | None
-
-    def credentials(self) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(
-            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
-        )
 
 
 def load_tls(tls: Tls) -> TlsMaterial | None:
@@ -48,7 +41,7 @@ def load_tls(tls: Tls) -> TlsMaterial | None:
 def _validate(tls: Tls, material: TlsMaterial) -> None:
     """Refuse what grpc would accept silently and fail on at handshake time.
 
-    grpc.ssl_channel_credentials takes any bytes; a half-written file or a key
+    A TLS client takes any bytes; a half-written file or a key
     that does not match its certificate (a rotation caught mid-way) would
     replace working channels with broken ones. The stdlib parses both.
     """
