@@ -36,7 +36,7 @@ from grpc_bridge.codec.fast_scalars import (
     timestamp_parts,
     wrapper,
 )
-from grpc_bridge.codec.validate import WRAPPERS_FILE
+from grpc_bridge.codec.validate_plans import WRAPPERS_FILE
 
 __all__ = ["Decoders", "Fallback", "Filler", "decode_with"]
 
