@@ -2,8 +2,9 @@
 
 The state machine parses, checks and answers frames; this class owns the
 socket, and makes each stream's receiver, the gRPC call (:mod:`.stream`),
-which the state machine feeds events. Writes are gathered per event-loop iteration (:meth:`Connection._emit`):
-one ``write`` (one system call) for the frames of all calls that started in it.
+which the state machine feeds events. Writes are gathered per event-loop
+iteration (:meth:`Connection._emit`): one ``write`` (one system call) for the
+frames of all calls that started in it.
 
 Reading is paused in two cases, so that one upstream cannot take the bridge's
 loop or memory: when our writes back up (a peer that sends PINGs but does

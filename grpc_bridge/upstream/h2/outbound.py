@@ -222,6 +222,39 @@ class Outbound(Generic[Call]):
         if not pending:
             self._wake_writers()
 
+    # -- the peer's settings ---------------------------------------------------------
+
+    def _new_initial_window(self, value: int) -> None:
+        """Every open stream's send window moves by the change (RFC 9113 §6.9.2).
+
+        Once per SETTINGS frame, with its net change: per entry, a frame of 64
+        of them would walk every open stream 64 times.
+        """
+        delta = value - self._initial_window
+        self._initial_window = value
+        for stream in self.streams.values():
+            stream.send_window += delta
+            if stream.send_window > frames.MAX_WINDOW:
+                raise ConnectionError_(
+                    frames.FLOW_CONTROL_ERROR, "upstream's new initial window overflows 2^31-1"
+                )
+
+    def _setting(self, key: int, value: int) -> None:
+        """One setting other than SETTINGS_INITIAL_WINDOW_SIZE (H2State._settings takes that)."""
+        if key == frames.SETTINGS_MAX_FRAME_SIZE:
+            if not frames.DEFAULT_MAX_FRAME <= value <= 2**24 - 1:
+                raise protocol_error("upstream sent an invalid max frame size")
+            self._max_frame = value
+        elif key == frames.SETTINGS_MAX_CONCURRENT_STREAMS:
+            self.max_concurrent = value
+        elif key == frames.SETTINGS_ENABLE_PUSH:
+            if value != 0:
+                raise protocol_error(
+                    f"upstream sent SETTINGS_ENABLE_PUSH={value}: a server cannot push"
+                )
+        elif key == frames.SETTINGS_MAX_HEADER_LIST_SIZE:
+            self.peer_max_header_list = value
+
     def _flush_blocked(self) -> None:
         for stream in list(self._blocked.values()):
             self._flush(stream)
