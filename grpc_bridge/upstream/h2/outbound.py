@@ -85,8 +85,10 @@ class H2Stream(Generic[Call]):
         self.call = call
         self.id = stream_id
         self.send_window = send_window
-        #: Request bytes waiting for flow-control window, and whether END_STREAM follows them.
-        self.pending: deque[memoryview] = deque()
+        #: Request bytes waiting for flow-control window (made when the first
+        #: has to wait: a unary request is written whole), and whether
+        #: END_STREAM follows them.
+        self.pending: deque[memoryview] | None = None
         self.pending_end = False
         #: We sent END_STREAM; the upstream sent END_STREAM (or either side RST_STREAM).
         self.local_closed = False
@@ -182,6 +184,8 @@ class Outbound(Generic[Call]):
 
     def queue(self, stream: H2Stream[Call], data: bytes, end_stream: bool) -> None:
         if data:
+            if stream.pending is None:
+                stream.pending = deque()
             stream.pending.append(memoryview(data))
         stream.pending_end = stream.pending_end or end_stream
         self._flush(stream)
