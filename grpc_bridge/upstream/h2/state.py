@@ -86,7 +86,7 @@ def _size(why: str) -> ConnectionError_:
 
 
 class H2State(Outbound[Call]):
-    """See the module docstring. Subclasses provide ``_emit``, ``_open_call`` and the hooks."""
+    """See the module docstring. Subclasses provide ``_emit`` and the hooks."""
 
     def __init__(self, new_call: Callable[[int], Call]) -> None:
         super().__init__(new_call)
@@ -260,7 +260,7 @@ class H2State(Outbound[Call]):
             self._continuing = (stream_id, first_flags, block, count + 1)
 
     def _header_block(self, stream: H2Stream[Call], flags: int, block: bytes) -> None:
-        # Decoding is bounded per call (a few 1xx blocks, stream.py) and per read slice
+        # Decoding is bounded per call (a few 1xx blocks, response.py) and per read slice
         # (DECODED_PER_SLICE); only informational blocks, which carry nothing, are charged.
         self._decoded += len(block)
         try:
