@@ -240,16 +240,18 @@ class Connection(H2State[Stream], asyncio.Protocol):
             self.keepalive_time_s *= 2
         self._stop_taking(why)
 
+    # Both run as every stream ends, mostly with nobody waiting: no new list then.
+
     def _wake_writers(self, *, force: bool = False) -> None:
         # Paused writers wait for resume_writing, unless what they wait on ended.
-        if self._paused and not force:
-            return
-        waiters, self._write_waiters = self._write_waiters, []
-        wake_all(waiters)
+        if self._write_waiters and (force or not self._paused):
+            waiters, self._write_waiters = self._write_waiters, []
+            wake_all(waiters)
 
     def _wake_slots(self) -> None:
-        waiters, self._slot_waiters = self._slot_waiters, []
-        wake_all(waiters)
+        if self._slot_waiters:
+            waiters, self._slot_waiters = self._slot_waiters, []
+            wake_all(waiters)
 
     # -- streams ---------------------------------------------------------------------
 

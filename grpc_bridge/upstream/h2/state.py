@@ -61,6 +61,11 @@ _MAX_SETTINGS = 64
 _U32 = frames.u32
 _HEADER_UNPACK = frames.HEADER.unpack_from
 _CONTINUATION = frames.CONTINUATION
+# Read for every DATA and HEADERS frame: bound here, not looked up in frames each time.
+_END_STREAM = frames.END_STREAM
+_END_HEADERS = frames.END_HEADERS
+_PADDED = frames.PADDED
+_PRIORITY_FLAG = frames.PRIORITY_FLAG
 
 OUR_SETTINGS = {
     frames.SETTINGS_HEADER_TABLE_SIZE: 0,
@@ -198,10 +203,10 @@ class H2State(Outbound[Call]):
             raise ConnectionError_(
                 frames.FLOW_CONTROL_ERROR, "upstream sent more data than the connection window"
             )
-        body = frames.unpad(payload, flags)
+        body = frames.unpad(payload, flags) if flags & _PADDED else payload
         if body is None:
             raise _protocol("upstream sent DATA with bad padding")
-        end_stream = bool(flags & frames.END_STREAM)
+        end_stream = bool(flags & _END_STREAM)
         if stream is None:
             # Its bytes are handed back as window above, but the frame carries nothing.
             if not ((body or end_stream) and self._in_flight(stream_id, end_stream)):
@@ -215,18 +220,16 @@ class H2State(Outbound[Call]):
 
     def _headers(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
         stream = self.streams.get(stream_id) or self._stream_of(stream_id, "HEADERS")
-        block = frames.unpad(payload, flags)
+        block = frames.unpad(payload, flags) if flags & _PADDED else payload
         if block is None:
             raise _protocol("upstream sent HEADERS with bad padding")
-        if flags & frames.PRIORITY_FLAG:
+        if flags & _PRIORITY_FLAG:
             if len(block) < 5:
                 raise _size("upstream sent HEADERS too short for its priority fields")
             block = block[5:]
-        if stream is None and not (
-            block and self._in_flight(stream_id, bool(flags & frames.END_STREAM))
-        ):
+        if stream is None and not (block and self._in_flight(stream_id, bool(flags & _END_STREAM))):
             self.guard.cheap("HEADERS on a finished stream")
-        if not flags & frames.END_HEADERS:
+        if not flags & _END_HEADERS:
             if not block and stream is not None:
                 self.guard.cheap("empty HEADERS")
             self._continuing = (stream_id, flags, bytearray(block[:_BLOCK_KEEP]), 0)
@@ -275,7 +278,7 @@ class H2State(Outbound[Call]):
         informational = decoded.status
         if informational is not None and informational[0] == "1":
             self.guard.cheap("informational HEADERS")  # allowed, but they carry nothing
-        end_stream = bool(flags & frames.END_STREAM)
+        end_stream = bool(flags & _END_STREAM)
         if end_stream:
             stream.remote_closed = True
         stream.call.on_headers(decoded, end_stream)
