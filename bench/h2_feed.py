@@ -3,7 +3,7 @@
 Each iteration opens a stream and feeds the bytes a grpc server answers a unary
 call with (HEADERS, one DATA, trailers; the blocks the cache serves) in one
 ``data_received``, the way the bench's unary case reaches
-``data_received -> _frame -> stream.on_headers/on_data``.
+``data_received -> receive -> the call's on_headers/on_data``.
 
     python bench/h2_feed.py [iterations]
 """

@@ -227,14 +227,14 @@ async def test_initial_window_entries_of_one_settings_frame_move_streams_by_the_
     conn.connection_made(LoopbackTransport(conn))  # type: ignore[arg-type]
     conn.data_received(frame(frames.SETTINGS, 0, 0))
     stream = conn.open_stream(b"\x83\x86", None, False)
-    assert stream.send_window == frames.DEFAULT_WINDOW
+    assert conn.streams[stream.id].send_window == frames.DEFAULT_WINDOW
     entries = b"".join(
         frames.SETTINGS_INITIAL_WINDOW_SIZE.to_bytes(2, "big") + value.to_bytes(4, "big")
         for value in (1, 2**31 - 1, 100_000)
     )
     conn.data_received(frame(frames.SETTINGS, 0, 0, entries))
     assert conn.error is None
-    assert stream.send_window == 100_000
+    assert conn.streams[stream.id].send_window == 100_000
     await asyncio.sleep(0)
 
 

@@ -8,12 +8,17 @@ The layers, lowest first: the leaves (settings, errors, status) ← discovery,
 codec, upstream ← routing ← bridge ← http ← the entry points that wire things
 together (app, cli, workers). A rule today's code breaks is listed in
 ``KNOWN_EXCEPTIONS`` with the issue that removes it, never dropped.
+
+Also read here: no module is over ``MAX_MODULE_LINES`` (one concern each), and
+the HTTP/2 client's state machine and the gRPC call it feeds write only their
+own fields.
 """
 
 from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +122,14 @@ ENTRY_POINTS = (
 )
 #: What the edge (http/) and its helpers may not import: only the entry points wire.
 ABOVE_HTTP = (*ENTRY_POINTS, "grpc_bridge.tracing", "grpc_bridge.client", "grpc_bridge.demo")
+
+
+#: The HTTP/2 client, split as h2 and grpclib split theirs: a state machine fed bytes
+#: (streams' HTTP/2 state included), the asyncio protocol that owns the socket, and
+#: the gRPC call each stream's events go to.
+H2_STATE_MACHINE = ("grpc_bridge.upstream.h2.outbound", "grpc_bridge.upstream.h2.state")
+H2_CONNECTION = "grpc_bridge.upstream.h2.connection"
+H2_CALL = ("grpc_bridge.upstream.h2.response", "grpc_bridge.upstream.h2.stream")
 
 
 @dataclass(frozen=True)
@@ -231,6 +244,16 @@ RULES = [
         "http/ imports everything below it, nothing that wires it",
         ("grpc_bridge.http",),
         ABOVE_HTTP,
+    ),
+    Rule(
+        "the HTTP/2 state machine knows neither its I/O nor the gRPC call it feeds",
+        H2_STATE_MACHINE,
+        ("asyncio", H2_CONNECTION, *H2_CALL),
+    ),
+    Rule(
+        "the gRPC call on an HTTP/2 stream knows neither the state machine nor the connection",
+        H2_CALL,
+        (H2_CONNECTION, *H2_STATE_MACHINE),
     ),
 ]
 
@@ -404,6 +427,118 @@ def test_aiohttp_private_names_are_imported_by_the_compat_module_only() -> None:
                 if private or any(p.startswith("_") for p in (node.module or "").split(".")):
                     broken.append(f"{module} line {node.lineno}: {ast.unparse(node)}")
     assert not broken, "\n".join(broken)
+
+
+# -- module size: one concern per module --------------------------------------------------
+
+#: Lines past which a module must be split (the architecture guide's ~400, with slack).
+MAX_MODULE_LINES = 450
+#: Modules over the limit today, each with what splits it. An entry that no longer
+#: applies fails too, so the list only shrinks.
+OVERSIZED: dict[str, str] = {
+    "grpc_bridge/http/fastpath.py": "issue 14: the lean edge, a thin adapter onto one pipeline",
+}
+
+
+def _oversized(paths: Iterable[Path], limit: int) -> dict[str, int]:
+    """Each module over ``limit`` lines, by path from the repository root; generated
+    protobuf code (``*_pb2*.py``) aside."""
+    found = {}
+    for path in paths:
+        if "_pb2" in path.name:
+            continue
+        lines = len(path.read_text().splitlines())
+        if lines > limit:
+            found[path.relative_to(PACKAGE.parent).as_posix()] = lines
+    return found
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    over = _oversized(MODULES.values(), MAX_MODULE_LINES)
+    broken = [f"{path}: {lines} lines" for path, lines in over.items() if path not in OVERSIZED]
+    assert not broken, f"over {MAX_MODULE_LINES} lines, split by concern:\n" + "\n".join(broken)
+    stale = [path for path in OVERSIZED if path not in over]
+    assert not stale, f"no longer over {MAX_MODULE_LINES} lines, drop from OVERSIZED: {stale}"
+
+
+def test_the_size_check_counts_lines_and_leaves_generated_code_aside() -> None:
+    generated = [path for path in MODULES.values() if "_pb2" in path.name]
+    assert generated  # there is generated code to leave aside
+    expected = {
+        path.relative_to(PACKAGE.parent).as_posix(): len(path.read_text().splitlines())
+        for path in MODULES.values()
+        if path not in generated
+    }
+    assert _oversized(MODULES.values(), -1) == expected
+
+
+# -- the HTTP/2 client: the state machine and the gRPC call write only their own fields --
+
+H2 = PACKAGE / "upstream" / "h2"
+
+
+def _attribute_writes(source: str) -> list[tuple[str, str, int]]:
+    """(object, attribute, line) of each ``x.a = ...``, ``x.a += ...`` and ``x.a: T = ...``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign):
+            targets = [t for target in node.targets for t in ast.walk(target)]
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        else:
+            continue
+        for target in targets:
+            if isinstance(target, ast.Attribute) and isinstance(target.ctx, ast.Store):
+                found.append((ast.unparse(target.value), target.attr, node.lineno))
+    return found
+
+
+def _h2_stream_fields() -> frozenset[str]:
+    """The fields of a stream's HTTP/2 state that the gRPC call has none of."""
+    from grpc_bridge.upstream.h2.outbound import H2Stream
+    from grpc_bridge.upstream.h2.response import Response
+
+    return frozenset(H2Stream.__slots__) - frozenset(Response.__slots__)
+
+
+def _foreign_writes(source: str, *, state_machine: bool) -> list[str]:
+    """Writes to another object's fields: the gRPC call writes only its own (``self``);
+    the state machine and the connection their own (their flood guard's too) and a
+    stream's HTTP/2 state, nothing else."""
+    own = {"self", "self.guard"} if state_machine else {"self"}
+    allowed = _h2_stream_fields() if state_machine else frozenset()
+    return [
+        f"line {line}: {obj}.{attr}"
+        for obj, attr, line in _attribute_writes(source)
+        if obj not in own and attr not in allowed
+    ]
+
+
+@pytest.mark.parametrize("name", ["outbound.py", "state.py", "connection.py"])
+def test_the_h2_state_machine_writes_no_field_of_the_grpc_call(name: str) -> None:
+    assert not _foreign_writes((H2 / name).read_text(), state_machine=True)
+
+
+@pytest.mark.parametrize("name", ["response.py", "stream.py"])
+def test_the_grpc_call_writes_no_field_of_the_h2_state_machine(name: str) -> None:
+    assert not _foreign_writes((H2 / name).read_text(), state_machine=False)
+
+
+def test_the_field_write_check_can_fail() -> None:
+    source = (
+        "def f(self, stream, call):\n"
+        "    stream.send_window -= 1\n"
+        "    stream.call.status = None\n"
+        "    call.headers, self.x = (), 1\n"
+        "    self.connection.max_concurrent += 1\n"
+        "    self.guard.queued_acks = 0\n"
+    )
+    assert _foreign_writes(source, state_machine=True) == [
+        "line 3: stream.call.status",
+        "line 4: call.headers",
+        "line 5: self.connection.max_concurrent",
+    ]
+    assert len(_foreign_writes(source, state_machine=False)) == 5  # all but self.x
 
 
 # -- the tests themselves: organised by behaviour, helpers in modules of their own -------

@@ -13,19 +13,39 @@ Each converter mirrors what ``json_format`` does to the message for the inputs
 it accepts (a present nested message even when empty, ``Clear`` before filling
 a ``Struct``, the same base64 call), so the two paths agree byte for byte;
 tests/test_codec_properties.py checks that against generated messages.
+
+The builders are in :mod:`.fast_builders`; this module puts them together per
+message type (a table per type) and, for the everyday input of a regular type,
+generates the Python source of its builder.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.message_factory import GetMessageClass
 
+from grpc_bridge.codec.fast_builders import (
+    CONTAINER,
+    MESSAGE,
+    SCALAR,
+    STRING,
+    Build,
+    Entry,
+    StructFillers,
+    empty_any_kwargs,
+    filled,
+    map_messages,
+    map_scalars,
+    repeated_messages,
+    repeated_scalars,
+    table_builder,
+    timestamp_kwargs,
+    wrapper_kwargs,
+)
 from grpc_bridge.codec.fast_scalars import (
-    Convert,
     Fallback,
     Filler,
     empty_any,
@@ -33,10 +53,9 @@ from grpc_bridge.codec.fast_scalars import (
     map_key_converter,
     scalar_converter,
     timestamp,
-    timestamp_parts,
     wrapper,
 )
-from grpc_bridge.codec.validate import WRAPPERS_FILE
+from grpc_bridge.codec.validate_plans import WRAPPERS_FILE
 
 __all__ = ["Decoders", "Fallback", "Filler", "decode_with"]
 
@@ -46,111 +65,6 @@ _Descriptor = Any
 _STRING_WKTS = frozenset(
     {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.FieldMask"}
 )
-
-
-# --- builders: one JSON value into the keyword arguments of a message class ---------------------
-#
-# A regular message is built by one call of its class (upb's constructor), with
-# nested messages as dicts, repeated fields as lists and maps as dicts: about a
-# third of the cost of setting the same fields one by one. The constructor does
-# what the setters do (a present-but-empty nested dict is SetInParent, a proto3
-# ``optional`` set to its default is present, out-of-range or mistyped values
-# raise), so the message is the one json_format builds. The well-known types
-# whose JSON form is not an object of their fields (Struct, Value, Duration ...)
-# are filled as messages by their fillers and passed as objects.
-
-#: (JSON value, depth of the object it is the value of) → what to pass for it.
-Build = Callable[[Any, int], Any]
-
-# How an entry turns a field's JSON value into its keyword argument.
-_STRING = 0  # a string field: the value itself
-_SCALAR = 1  # convert(value)
-_MESSAGE = 2  # build(value, depth + 1): a singular message field
-_CONTAINER = 3  # build(value, depth): a repeated or map field
-
-#: The field's keyword; how to convert (see above) and with what; for a
-#: field's proto-name spelling, its JSON name (both spellings in one object is
-#: an error the reference path reports); whether ``null`` must go to the
-#: reference path (json_format sets a Value or NullValue field to null instead
-#: of leaving it unset); and for a oneof member, the keywords of the others.
-_Entry = tuple[str, int, Any, str | None, bool, frozenset[str] | None]
-
-
-def _repeated_scalars(convert: Convert) -> Build:
-    def build(v: Any, depth: int) -> Any:
-        if type(v) is not list:
-            raise Fallback
-        return [convert(item) for item in v]
-
-    return build
-
-
-def _repeated_messages(element: Build) -> Build:
-    def build(v: Any, depth: int) -> Any:
-        if type(v) is not list:
-            raise Fallback
-        depth += 2  # the array, then each element
-        return [element(item, depth) for item in v]
-
-    return build
-
-
-def _map_scalars(key: Convert, convert: Convert) -> Build:
-    def build(v: Any, depth: int) -> Any:
-        if type(v) is not dict:
-            raise Fallback
-        return {key(k): convert(item) for k, item in v.items()}
-
-    return build
-
-
-def _map_messages(key: Convert, element: Build) -> Build:
-    def build(v: Any, depth: int) -> Any:
-        if type(v) is not dict:
-            raise Fallback
-        depth += 2
-        entries = {key(k): element(item, depth) for k, item in v.items()}
-        if len(entries) != len(v):
-            raise Fallback  # two spellings of one key: json_format merges both objects
-        return entries
-
-    return build
-
-
-def _wrapper(convert: Convert) -> Build:
-    def build(v: Any, depth: int) -> Any:
-        return {"value": convert(v)}
-
-    return build
-
-
-def _filled(fill: Filler, message_class: type[Message]) -> Build:
-    """A message filled by ``fill``, passed as an object (the constructor copies it)."""
-
-    def build(v: Any, depth: int) -> Any:
-        message = message_class()
-        fill(v, message, depth)
-        return message
-
-    return build
-
-
-def _timestamp(message_class: type[Message]) -> Build:
-    def build(v: Any, depth: int) -> Any:
-        parts = timestamp_parts(v)
-        if parts is None:
-            message = message_class()
-            from_json_string(v, message, depth)
-            return message
-        return {"seconds": parts[0], "nanos": parts[1]}
-
-    return build
-
-
-def _empty_any(v: Any, depth: int) -> Any:
-    if type(v) is not dict or v:
-        raise Fallback  # a packed message: json_format resolves and packs it
-    return {}
 
 
 class _Root:
@@ -171,8 +85,9 @@ class Decoders:
     def __init__(self, *, ignore_unknown: bool, max_depth: int) -> None:
         self._ignore_unknown = ignore_unknown
         self._max_depth = max_depth
+        self._structs = StructFillers(max_depth)
         self._builders: dict[str, Build] = {}
-        self._pending: list[tuple[dict[str, _Entry], _Descriptor]] = []
+        self._pending: list[tuple[dict[str, Entry], _Descriptor]] = []
         #: Regular message types: index, descriptor and table-driven builder.
         self._regulars: dict[str, tuple[int, _Descriptor, Build]] = {}
         #: The generated builders ("f<index>") and everything their code names.
@@ -317,11 +232,11 @@ class Decoders:
         if full_name in _STRING_WKTS:
             return from_json_string
         if full_name == "google.protobuf.Value":
-            return self._value
+            return self._structs.value
         if full_name == "google.protobuf.Struct":
-            return self._struct
+            return self._structs.struct
         if full_name == "google.protobuf.ListValue":
-            return self._list_value
+            return self._structs.list_value
         if full_name == "google.protobuf.Any":
             return empty_any
         return None
@@ -329,60 +244,21 @@ class Decoders:
     def _make(self, descriptor: _Descriptor) -> Build:
         full_name: str = descriptor.full_name
         if descriptor.file.name == WRAPPERS_FILE:
-            return _wrapper(scalar_converter(descriptor.fields_by_name["value"]))
+            return wrapper_kwargs(scalar_converter(descriptor.fields_by_name["value"]))
         if full_name == "google.protobuf.Timestamp":
-            return _timestamp(GetMessageClass(descriptor))
+            return timestamp_kwargs(GetMessageClass(descriptor))
         if full_name == "google.protobuf.Any":
-            return _empty_any
+            return empty_any_kwargs
         fill = self._wkt_filler(descriptor)
         if fill is not None:
-            return _filled(fill, GetMessageClass(descriptor))
-        table: dict[str, _Entry] = {}
+            return filled(fill, GetMessageClass(descriptor))
+        table: dict[str, Entry] = {}
         self._pending.append((table, descriptor))
-        build = self._regular(table)
+        build = table_builder(table, ignore_unknown=self._ignore_unknown, max_depth=self._max_depth)
         self._regulars[full_name] = (len(self._regulars), descriptor, build)
         return build
 
-    def _regular(self, table: dict[str, _Entry]) -> Build:
-        ignore_unknown = self._ignore_unknown
-        max_depth = self._max_depth
-
-        def build(obj: Any, depth: int) -> Any:
-            if type(obj) is not dict or depth > max_depth:
-                raise Fallback
-            kwargs: dict[str, Any] = {}
-            for key, item in obj.items():
-                entry = table.get(key)
-                if entry is None:
-                    # "[name]" is extension syntax, which json_format looks at even when
-                    # ignoring unknown fields.
-                    if ignore_unknown and key[:1] != "[":
-                        continue
-                    raise Fallback
-                name, kind, convert, other, null_is_a_value, siblings = entry
-                if other is not None and other in obj:
-                    raise Fallback
-                if item is None:
-                    if null_is_a_value:
-                        raise Fallback
-                    continue
-                if siblings is not None and not siblings.isdisjoint(kwargs):
-                    raise Fallback  # a second member: the reference path names both
-                if kind == _STRING:
-                    if type(item) is not str:
-                        raise Fallback
-                    kwargs[name] = item
-                elif kind == _SCALAR:
-                    kwargs[name] = convert(item)
-                elif kind == _MESSAGE:
-                    kwargs[name] = convert(item, depth + 1)
-                else:
-                    kwargs[name] = convert(item, depth)
-            return kwargs
-
-        return build
-
-    def _fill_table(self, table: dict[str, _Entry], descriptor: _Descriptor) -> None:
+    def _fill_table(self, table: dict[str, Entry], descriptor: _Descriptor) -> None:
         for field in descriptor.fields:
             kind, convert = self._converter(field)
             null_is_a_value = self._null_is_a_value(field)
@@ -401,57 +277,18 @@ class Decoders:
             key = map_key_converter(message.fields_by_name["key"])
             value_field = message.fields_by_name["value"]
             if value_field.cpp_type == _FD.CPPTYPE_MESSAGE:
-                return _CONTAINER, _map_messages(key, self._builder(value_field.message_type))
-            return _CONTAINER, _map_scalars(key, scalar_converter(value_field))
+                return CONTAINER, map_messages(key, self._builder(value_field.message_type))
+            return CONTAINER, map_scalars(key, scalar_converter(value_field))
         if message is not None:
             build = self._builder(message)
             if field.is_repeated:
-                return _CONTAINER, _repeated_messages(build)
-            return _MESSAGE, build
+                return CONTAINER, repeated_messages(build)
+            return MESSAGE, build
         if field.is_repeated:
-            return _CONTAINER, _repeated_scalars(scalar_converter(field))
+            return CONTAINER, repeated_scalars(scalar_converter(field))
         if field.type == _FD.TYPE_STRING:
-            return _STRING, None
-        return _SCALAR, scalar_converter(field)
-
-    # Struct, Value and ListValue, as json_format's _Convert*Message build them.
-
-    def _value(self, v: Any, msg: Any, depth: int) -> None:
-        t = type(v)
-        if t is str:
-            msg.string_value = v
-        elif t is dict:
-            self._struct(v, msg.struct_value, depth)
-        elif t is list:
-            self._list_value(v, msg.list_value, depth)
-        elif v is None:
-            msg.null_value = 0
-        elif t is bool:
-            msg.bool_value = v
-        elif t is int or t is float:
-            msg.number_value = v
-        else:
-            raise Fallback
-
-    def _struct(self, v: Any, msg: Any, depth: int) -> None:
-        if type(v) is not dict or depth > self._max_depth:
-            raise Fallback
-        msg.Clear()
-        fields = msg.fields
-        value = self._value
-        depth += 1
-        for key, item in v.items():
-            value(item, fields[key], depth)
-
-    def _list_value(self, v: Any, msg: Any, depth: int) -> None:
-        if type(v) is not list or depth > self._max_depth:
-            raise Fallback
-        msg.ClearField("values")
-        values = msg.values
-        value = self._value
-        depth += 1
-        for item in v:
-            value(item, values.add(), depth)
+            return STRING, None
+        return SCALAR, scalar_converter(field)
 
 
 def decode_with(fill: Filler, message_class: type[Message], value: object) -> Message | None:

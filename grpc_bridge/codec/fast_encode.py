@@ -26,7 +26,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.descriptor_pool import DescriptorPool
 
 from grpc_bridge.codec.fast_scalars import Fallback
-from grpc_bridge.codec.validate import WRAPPERS_FILE
+from grpc_bridge.codec.validate_plans import WRAPPERS_FILE
 
 __all__ = ["Encoder", "Encoders"]
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from grpc_bridge.codec.validate import INT_RANGES, bytes_problem
+from grpc_bridge.codec.validate import bytes_problem
+from grpc_bridge.codec.validate_plans import INT_RANGES
 
 __all__ = ["Convert", "Fallback", "map_key_converter", "scalar_converter"]
 

@@ -50,7 +50,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 # The codec package's shared descriptor tables.
 from grpc_bridge.codec.json_codec import parse_json
-from grpc_bridge.codec.validate import FLOAT32_LIMIT, INT_RANGES, TYPE_NAMES, WRAPPERS_FILE
+from grpc_bridge.codec.validate import FLOAT32_LIMIT
+from grpc_bridge.codec.validate_plans import INT_RANGES, TYPE_NAMES, WRAPPERS_FILE
 from grpc_bridge.errors import InvalidArgument
 
 __all__ = ["query_to_value", "text_to_value"]

@@ -38,7 +38,7 @@ from grpc_bridge.codec.fieldmask import mask_paths
 from grpc_bridge.codec.json_codec import MessageCodec, parse_json
 from grpc_bridge.codec.percent import decode_path_value
 from grpc_bridge.codec.query import query_to_value, text_to_value
-from grpc_bridge.codec.validate import WRAPPERS_FILE
+from grpc_bridge.codec.validate_plans import WRAPPERS_FILE
 from grpc_bridge.errors import InvalidArgument
 
 __all__ = ["HTTP_BODY", "FixedFields", "RestMappingError", "RestRequest", "StreamDecoder"]

@@ -24,7 +24,7 @@ from urllib.parse import quote
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from grpc_bridge.codec.rest import RestRequest
-from grpc_bridge.codec.validate import WRAPPERS_FILE
+from grpc_bridge.codec.validate_plans import WRAPPERS_FILE
 from grpc_bridge.openapi.schema import SchemaBuilder, is_map
 from grpc_bridge.routing.template import PathTemplate, SegmentKind, Variable
 

@@ -34,7 +34,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 from google.protobuf.message import DecodeError
 
 from grpc_bridge.codec.json_codec import JsonOptions
-from grpc_bridge.codec.validate import INT_RANGES, WRAPPERS_FILE
+from grpc_bridge.codec.validate_plans import INT_RANGES, WRAPPERS_FILE
 
 __all__ = ["REF_PREFIX", "SchemaBuilder", "is_map", "ref"]
 

@@ -1,8 +1,10 @@
 """One HTTP/2 client connection to an upstream: the asyncio side of :mod:`.state`.
 
 The state machine parses, checks and answers frames; this class owns the
-socket. Writes are gathered per event-loop iteration (:meth:`Connection._emit`):
-one ``write`` (one system call) for the frames of all calls that started in it.
+socket, and makes each stream's receiver, the gRPC call (:mod:`.stream`),
+which the state machine feeds events. Writes are gathered per event-loop
+iteration (:meth:`Connection._emit`): one ``write`` (one system call) for the
+frames of all calls that started in it.
 
 Reading is paused in two cases, so that one upstream cannot take the bridge's
 loop or memory: when our writes back up (a peer that sends PINGs but does
@@ -16,7 +18,7 @@ Timers: keepalive PINGs (doubled after a GOAWAY ``too_many_pings``, as
 grpc-core does), the peer's ACK of our SETTINGS, and the grace a connection
 drained by GOAWAY gets before it is cut even with streams still open.
 
-Flow control is the state machine's (:mod:`.state`, :mod:`.stream`): a
+Flow control is the state machine's (:mod:`.state`, :mod:`.response`): a
 stream's window comes back only as its reader takes bytes, within
 ``stream_buffer_bytes``.
 """
@@ -27,20 +29,15 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import cast
 
 from hpack import HPACKError
 
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames
-from grpc_bridge.upstream.h2.outbound import STREAM_WINDOW, HeadersTooLarge
-from grpc_bridge.upstream.h2.state import (
-    MAX_FRAME,
-    MAX_HEADER_LIST,
-    OPENING,
-    ConnectionError_,
-    H2State,
-)
+from grpc_bridge.upstream.h2.outbound import STREAM_WINDOW, ConnectionError_, HeadersTooLarge
+from grpc_bridge.upstream.h2.state import MAX_FRAME, MAX_HEADER_LIST, OPENING, H2State
 from grpc_bridge.upstream.h2.stream import Status, Stream, wake_all
 
 __all__ = [
@@ -60,7 +57,7 @@ class ConnectionClosed(Exception):
     """The connection cannot start a stream (closing, closed or out of stream ids)."""
 
 
-class Connection(H2State, asyncio.Protocol):
+class Connection(H2State[Stream], asyncio.Protocol):
     """See the module docstring. ``on_close`` is called once, when it stops taking streams."""
 
     def __init__(
@@ -75,7 +72,11 @@ class Connection(H2State, asyncio.Protocol):
         settings_timeout_s: float = 10.0,
         drain_grace_s: float = 305.0,
     ) -> None:
-        super().__init__(asyncio.get_running_loop(), max_receive_message_bytes, stream_buffer_bytes)
+        super().__init__(partial(Stream, self))
+        self.loop = asyncio.get_running_loop()
+        self.max_receive_message_bytes = max_receive_message_bytes
+        #: Bytes of unread messages a stream holds before it stops granting window.
+        self.stream_buffer_bytes = stream_buffer_bytes
         self.ready: asyncio.Future[None] = self.loop.create_future()
         #: Done once the transport is gone.
         self.closed: asyncio.Future[None] = self.loop.create_future()
@@ -239,16 +240,18 @@ class Connection(H2State, asyncio.Protocol):
             self.keepalive_time_s *= 2
         self._stop_taking(why)
 
+    # Both run as every stream ends, mostly with nobody waiting: no new list then.
+
     def _wake_writers(self, *, force: bool = False) -> None:
         # Paused writers wait for resume_writing, unless what they wait on ended.
-        if self._paused and not force:
-            return
-        waiters, self._write_waiters = self._write_waiters, []
-        wake_all(waiters)
+        if self._write_waiters and (force or not self._paused):
+            waiters, self._write_waiters = self._write_waiters, []
+            wake_all(waiters)
 
     def _wake_slots(self) -> None:
-        waiters, self._slot_waiters = self._slot_waiters, []
-        wake_all(waiters)
+        if self._slot_waiters:
+            waiters, self._slot_waiters = self._slot_waiters, []
+            wake_all(waiters)
 
     # -- streams ---------------------------------------------------------------------
 
@@ -294,10 +297,11 @@ class Connection(H2State, asyncio.Protocol):
 
     async def send(self, stream: Stream, data: bytes, end_stream: bool) -> bool:
         """Queue ``data`` and wait until it is written; False once the call is over."""
-        if stream.status is not None or stream.local_closed or self._transport is None:
+        h2 = self.streams.get(stream.id)
+        if stream.status is not None or h2 is None or h2.local_closed or self._transport is None:
             return False
-        self.queue(stream, data, end_stream)
-        while (stream.pending or self._paused) and stream.status is None and self._transport:
+        self.queue(h2, data, end_stream)
+        while (h2.pending or self._paused) and stream.status is None and self._transport:
             waiter = self.loop.create_future()
             self._write_waiters.append(waiter)
             await waiter

@@ -1,19 +1,28 @@
 """The streams of an HTTP/2 client connection and what it sends on them, without I/O.
 
 The base of :class:`~.state.H2State`: the stream registry, stream ids, the
-send side of flow control (request bytes wait in ``Stream.pending`` for
-window) and the peer's settings that shape what we write. Output goes
+HTTP/2 side of each stream (:class:`H2Stream`: its send window, the request
+bytes waiting for window, which sides ended it), the send side of flow
+control, and the peer's settings that shape what we write. Output goes
 through :meth:`Outbound._emit`; the asyncio protocol puts it on the socket.
+
+Each stream's receiver (the gRPC call, :mod:`.stream`) is made by the
+protocol's ``new_call`` and is told what arrives through
+:class:`StreamEvents`; it asks for what it needs (RST_STREAM, window, to be
+forgotten) by the methods :meth:`reset`, :meth:`grant` and :meth:`forget`.
+Neither side writes the other's fields.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames, hpack_codec
-from grpc_bridge.upstream.h2.stream import Status, Stream
+from grpc_bridge.upstream.h2.fields import Block
+from grpc_bridge.upstream.h2.grpc_status import Status
 
 #: Our receive window per stream: big enough that a LAN upstream never waits on it.
 STREAM_WINDOW = 4 * 1024 * 1024
@@ -26,29 +35,84 @@ _RESET_KEPT = 1024
 IN_FLIGHT_FRAMES = 64
 
 
+class ConnectionError_(Exception):  # not the builtin ConnectionError, an OSError
+    """A connection error (RFC 9113 §5.4.1): ``code`` goes in the GOAWAY."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+
+
+def protocol_error(why: str) -> ConnectionError_:
+    return ConnectionError_(frames.PROTOCOL_ERROR, why)
+
+
+class StreamEvents(Protocol):
+    """What the state machine tells a stream's receiver (the events of h2's H2Connection)."""
+
+    @property
+    def id(self) -> int: ...
+
+    def on_headers(self, block: Block, end_stream: bool) -> None: ...
+
+    def on_data(self, payload: bytes, end_stream: bool, flow_length: int) -> None: ...
+
+    def on_reset(self, code: int) -> None:
+        """The upstream reset the stream (RST_STREAM with ``code``)."""
+
+    def fail(self, status: Status) -> None:
+        """The stream ends without the upstream's word (GOAWAY, connection lost, reset by us)."""
+
+
+Call = TypeVar("Call", bound=StreamEvents)
+
+
+class H2Stream(Generic[Call]):
+    """The HTTP/2 side of one open stream: written by the state machine only."""
+
+    __slots__ = (
+        "call",
+        "id",
+        "local_closed",
+        "pending",
+        "pending_end",
+        "remote_closed",
+        "send_window",
+    )
+
+    def __init__(self, call: Call, stream_id: int, send_window: int) -> None:
+        #: The stream's receiver: the gRPC call.
+        self.call = call
+        self.id = stream_id
+        self.send_window = send_window
+        #: Request bytes waiting for flow-control window (made when the first
+        #: has to wait: a unary request is written whole), and whether
+        #: END_STREAM follows them.
+        self.pending: deque[memoryview] | None = None
+        self.pending_end = False
+        #: We sent END_STREAM; the upstream sent END_STREAM (or either side RST_STREAM).
+        self.local_closed = False
+        self.remote_closed = False
+
+
 class HeadersTooLarge(Exception):
     """A request's header block is over the upstream's SETTINGS_MAX_HEADER_LIST_SIZE."""
 
 
-class Outbound:
-    """See the module docstring. Subclasses provide ``_emit`` and the wake-up hooks."""
+class Outbound(Generic[Call]):
+    """See the module docstring. Subclasses provide ``_emit`` and the hooks.
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        max_receive_message_bytes: int,
-        stream_buffer_bytes: int = STREAM_WINDOW,
-    ) -> None:
-        self.loop = loop
-        self.max_receive_message_bytes = max_receive_message_bytes
-        #: Bytes of unread messages a stream holds before it stops granting window.
-        self.stream_buffer_bytes = stream_buffer_bytes
+    ``new_call(stream_id)`` makes the receiver of a new stream's events.
+    """
+
+    def __init__(self, new_call: Callable[[int], Call]) -> None:
+        self._new_call = new_call
         #: The receive window each stream starts with (our SETTINGS_INITIAL_WINDOW_SIZE).
         self.stream_window = STREAM_WINDOW
-        self.streams: dict[int, Stream] = {}
+        self.streams: dict[int, H2Stream[Call]] = {}
         self._next_id = 1
         #: Streams with request bytes waiting for window.
-        self._blocked: dict[int, Stream] = {}
+        self._blocked: dict[int, H2Stream[Call]] = {}
         #: Streams the bridge reset itself, oldest first (at most _RESET_KEPT), with
         #: how many more frames each may receive free: frames the upstream had in
         #: flight still arrive (RFC 9113 §5.4.2), as after every cancelled call, and
@@ -77,7 +141,7 @@ class Outbound:
 
     # -- streams ---------------------------------------------------------------------
 
-    def new_stream(self, block: bytes, data: bytes | None, end_stream: bool) -> Stream:
+    def new_stream(self, block: bytes, data: bytes | None, end_stream: bool) -> Call:
         """Start a stream with a header block and, optionally, its first DATA.
 
         Raises :class:`HeadersTooLarge` when ``block`` is over the peer's limit.
@@ -91,14 +155,15 @@ class Outbound:
             )
         stream_id = self._next_id
         self._next_id += 2
-        stream = Stream(self, stream_id, self._initial_window)
+        call = self._new_call(stream_id)
+        stream = H2Stream(call, stream_id, self._initial_window)
         self.streams[stream_id] = stream
         headers_end = end_stream and data is None
         out = frames.header_frames(stream_id, block, headers_end, self._max_frame)
         if headers_end:
             stream.local_closed = True
             self._emit(out)
-            return stream
+            return call
         if data is not None:
             size = len(data)
             if size <= stream.send_window and size <= self._send_window and size <= self._max_frame:
@@ -110,20 +175,22 @@ class Outbound:
                 )
                 self._emit(out + data)
                 stream.local_closed = end_stream
-                return stream
+                return call
             self._emit(out)
             self.queue(stream, data, end_stream)
         else:
             self._emit(out)
-        return stream
+        return call
 
-    def queue(self, stream: Stream, data: bytes, end_stream: bool) -> None:
+    def queue(self, stream: H2Stream[Call], data: bytes, end_stream: bool) -> None:
         if data:
+            if stream.pending is None:
+                stream.pending = deque()
             stream.pending.append(memoryview(data))
         stream.pending_end = stream.pending_end or end_stream
         self._flush(stream)
 
-    def _flush(self, stream: Stream) -> None:
+    def _flush(self, stream: H2Stream[Call]) -> None:
         if stream.local_closed:
             return
         pending = stream.pending
@@ -159,32 +226,71 @@ class Outbound:
         if not pending:
             self._wake_writers()
 
+    # -- the peer's settings ---------------------------------------------------------
+
+    def _new_initial_window(self, value: int) -> None:
+        """Every open stream's send window moves by the change (RFC 9113 §6.9.2).
+
+        Once per SETTINGS frame, with its net change: per entry, a frame of 64
+        of them would walk every open stream 64 times.
+        """
+        delta = value - self._initial_window
+        self._initial_window = value
+        for stream in self.streams.values():
+            stream.send_window += delta
+            if stream.send_window > frames.MAX_WINDOW:
+                raise ConnectionError_(
+                    frames.FLOW_CONTROL_ERROR, "upstream's new initial window overflows 2^31-1"
+                )
+
+    def _setting(self, key: int, value: int) -> None:
+        """One setting other than SETTINGS_INITIAL_WINDOW_SIZE (H2State._settings takes that)."""
+        if key == frames.SETTINGS_MAX_FRAME_SIZE:
+            if not frames.DEFAULT_MAX_FRAME <= value <= 2**24 - 1:
+                raise protocol_error("upstream sent an invalid max frame size")
+            self._max_frame = value
+        elif key == frames.SETTINGS_MAX_CONCURRENT_STREAMS:
+            self.max_concurrent = value
+        elif key == frames.SETTINGS_ENABLE_PUSH:
+            if value != 0:
+                raise protocol_error(
+                    f"upstream sent SETTINGS_ENABLE_PUSH={value}: a server cannot push"
+                )
+        elif key == frames.SETTINGS_MAX_HEADER_LIST_SIZE:
+            self.peer_max_header_list = value
+
     def _flush_blocked(self) -> None:
         for stream in list(self._blocked.values()):
             self._flush(stream)
 
-    def grant(self, stream: Stream, increment: int) -> None:
-        if stream.id in self.streams:
-            self._emit(frames.window_update(stream.id, increment))
+    def grant(self, call: StreamEvents, increment: int) -> None:
+        if call.id in self.streams:
+            self._emit(frames.window_update(call.id, increment))
 
-    def reset(self, stream: Stream, code: int, status: Status | None = None) -> None:
-        """Ends ``stream`` now: RST_STREAM unless both sides already ended it, then ``status``."""
-        if stream.id in self.streams and not (stream.local_closed and stream.remote_closed):
-            self._emit_reset(stream.id, code)
-        stream.local_closed = stream.remote_closed = True
-        stream.fail(status or Status(Code.CANCELLED, "call cancelled"))
-        self.forget(stream)
+    def reset(self, call: StreamEvents, code: int, status: Status | None = None) -> None:
+        """Ends the stream now: RST_STREAM if it is still open on our side, then ``status``.
 
-    def forget(self, stream: Stream) -> None:
+        Also when the frame it answers ended the upstream's side (a malformed
+        response is a stream error, RFC 9113 §8.1.1).
+        """
+        stream = self.streams.get(call.id)
+        if stream is not None:
+            self._emit_reset(call.id, code)
+            stream.local_closed = stream.remote_closed = True
+        call.fail(status or Status(Code.CANCELLED, "call cancelled"))
+        self.forget(call)
+
+    def forget(self, call: StreamEvents) -> None:
         """The stream is over on our side: it no longer counts against concurrency."""
-        if self.streams.pop(stream.id, None) is None:
+        stream = self.streams.pop(call.id, None)
+        if stream is None:
             return
-        self._blocked.pop(stream.id, None)
+        self._blocked.pop(call.id, None)
         if not (stream.local_closed and stream.remote_closed):
             # NO_ERROR: the upstream answered before we finished sending (it
             # must not wait for the rest); CANCEL: we gave up on the call.
             code = frames.NO_ERROR if stream.remote_closed else frames.CANCEL
-            self._emit_reset(stream.id, code)
+            self._emit_reset(call.id, code)
         stream.local_closed = stream.remote_closed = True
         self._wake_slots()
         self._wake_writers(force=True)
@@ -202,4 +308,4 @@ class Outbound:
         self.streams.clear()
         self._blocked.clear()
         for stream in streams:
-            stream.fail(status)
+            stream.call.fail(status)

@@ -1,12 +1,16 @@
 """The HTTP/2 client's state machine, without I/O: frames in, frames out (RFC 9113).
 
 Fed bytes (:meth:`H2State.receive`), it parses and checks frames, keeps the
-stream registry, both directions of flow control and both sides' settings,
-and drives the streams (:mod:`.stream`). What it writes goes through
-:meth:`H2State._emit`; the asyncio protocol (:mod:`.connection`) gathers
-that into the socket, decides when to read and keeps the timers. A
-connection error is raised as :class:`ConnectionError_` for the protocol to
-turn into a GOAWAY.
+stream registry and each stream's HTTP/2 state (:mod:`.outbound`), both
+directions of flow control and both sides' settings, and tells each stream's
+receiver (the gRPC call, :mod:`.response`) what arrived for it as events:
+headers, data, a reset, or an end without the upstream's word. It marks the
+upstream's END_STREAM and RST_STREAM on the stream before the event, so a
+receiver that ends the call then ends a stream the upstream already closed.
+What it writes goes through :meth:`H2State._emit`; the asyncio protocol
+(:mod:`.connection`) gathers that into the socket, decides when to read and
+keeps the timers. A connection error is raised as :class:`ConnectionError_`
+for the protocol to turn into a GOAWAY.
 
 Only what a gRPC client needs: client-initiated streams, HEADERS and
 CONTINUATION, DATA with flow control both ways, SETTINGS, PING, RST_STREAM,
@@ -15,21 +19,29 @@ WINDOW_UPDATE and GOAWAY. No server push, no priorities.
 Flow control: the connection-level receive window is replenished as data
 arrives (one slow stream must not stall the others); a stream's window is
 replenished only as its reader takes bytes, within ``stream_buffer_bytes``
-(:mod:`.stream`), so an HTTP client that stops reading makes the upstream wait
+(:mod:`.response`), so an HTTP client that stops reading makes the upstream wait
 rather than the bridge buffer.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames
+from grpc_bridge.upstream.h2.grpc_status import Status
 from grpc_bridge.upstream.h2.guard import MAX_CONTINUATIONS, Flood, FloodGuard
 from grpc_bridge.upstream.h2.hpack_codec import HeaderDecoder, HeaderListTooLarge
-from grpc_bridge.upstream.h2.outbound import STREAM_WINDOW, Outbound
-from grpc_bridge.upstream.h2.stream import Status, Stream
+from grpc_bridge.upstream.h2.outbound import (
+    STREAM_WINDOW,
+    Call,
+    ConnectionError_,
+    H2Stream,
+    Outbound,
+)
+from grpc_bridge.upstream.h2.outbound import (
+    protocol_error as _protocol,
+)
 
 #: Our connection receive window: big enough that a LAN upstream never waits on it.
 CONNECTION_WINDOW = 16 * 1024 * 1024
@@ -49,6 +61,11 @@ _MAX_SETTINGS = 64
 _U32 = frames.u32
 _HEADER_UNPACK = frames.HEADER.unpack_from
 _CONTINUATION = frames.CONTINUATION
+# Read for every DATA and HEADERS frame: bound here, not looked up in frames each time.
+_END_STREAM = frames.END_STREAM
+_END_HEADERS = frames.END_HEADERS
+_PADDED = frames.PADDED
+_PRIORITY_FLAG = frames.PRIORITY_FLAG
 
 OUR_SETTINGS = {
     frames.SETTINGS_HEADER_TABLE_SIZE: 0,
@@ -69,32 +86,15 @@ OPENING = (
 _AFTER_END = 2
 
 
-class ConnectionError_(Exception):  # not the builtin ConnectionError, an OSError
-    """A connection error (RFC 9113 §5.4.1): ``code`` goes in the GOAWAY."""
-
-    def __init__(self, code: int, why: str) -> None:
-        super().__init__(why)
-        self.code = code
-
-
-def _protocol(why: str) -> ConnectionError_:
-    return ConnectionError_(frames.PROTOCOL_ERROR, why)
-
-
 def _size(why: str) -> ConnectionError_:
     return ConnectionError_(frames.FRAME_SIZE_ERROR, why)
 
 
-class H2State(Outbound):
+class H2State(Outbound[Call]):
     """See the module docstring. Subclasses provide ``_emit`` and the hooks."""
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        max_receive_message_bytes: int,
-        stream_buffer_bytes: int = STREAM_WINDOW,
-    ) -> None:
-        super().__init__(loop, max_receive_message_bytes, stream_buffer_bytes)
+    def __init__(self, new_call: Callable[[int], Call]) -> None:
+        super().__init__(new_call)
         #: No new streams (GOAWAY received or sent, or closed).
         self.draining = False
         #: The peer acknowledged our SETTINGS.
@@ -183,7 +183,7 @@ class H2State(Outbound):
             kept[stream_id] = min(left - 1, _AFTER_END) if ended else left - 1
         return True
 
-    def _stream_of(self, stream_id: int, what: str) -> Stream | None:
+    def _stream_of(self, stream_id: int, what: str) -> H2Stream[Call] | None:
         """The open stream ``stream_id``; None for one already closed; raises for any other."""
         stream = self.streams.get(stream_id)
         if stream is not None:
@@ -203,10 +203,10 @@ class H2State(Outbound):
             raise ConnectionError_(
                 frames.FLOW_CONTROL_ERROR, "upstream sent more data than the connection window"
             )
-        body = frames.unpad(payload, flags)
+        body = frames.unpad(payload, flags) if flags & _PADDED else payload
         if body is None:
             raise _protocol("upstream sent DATA with bad padding")
-        end_stream = bool(flags & frames.END_STREAM)
+        end_stream = bool(flags & _END_STREAM)
         if stream is None:
             # Its bytes are handed back as window above, but the frame carries nothing.
             if not ((body or end_stream) and self._in_flight(stream_id, end_stream)):
@@ -214,22 +214,22 @@ class H2State(Outbound):
             return
         if not body and not end_stream:
             self.guard.cheap("empty DATA")
-        stream.on_data(body, end_stream, length)
+        if end_stream:
+            stream.remote_closed = True
+        stream.call.on_data(body, end_stream, length)
 
     def _headers(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
         stream = self.streams.get(stream_id) or self._stream_of(stream_id, "HEADERS")
-        block = frames.unpad(payload, flags)
+        block = frames.unpad(payload, flags) if flags & _PADDED else payload
         if block is None:
             raise _protocol("upstream sent HEADERS with bad padding")
-        if flags & frames.PRIORITY_FLAG:
+        if flags & _PRIORITY_FLAG:
             if len(block) < 5:
                 raise _size("upstream sent HEADERS too short for its priority fields")
             block = block[5:]
-        if stream is None and not (
-            block and self._in_flight(stream_id, bool(flags & frames.END_STREAM))
-        ):
+        if stream is None and not (block and self._in_flight(stream_id, bool(flags & _END_STREAM))):
             self.guard.cheap("HEADERS on a finished stream")
-        if not flags & frames.END_HEADERS:
+        if not flags & _END_HEADERS:
             if not block and stream is not None:
                 self.guard.cheap("empty HEADERS")
             self._continuing = (stream_id, flags, bytearray(block[:_BLOCK_KEEP]), 0)
@@ -262,8 +262,8 @@ class H2State(Outbound):
         else:
             self._continuing = (stream_id, first_flags, block, count + 1)
 
-    def _header_block(self, stream: Stream, flags: int, block: bytes) -> None:
-        # Decoding is bounded per call (a few 1xx blocks, stream.py) and per read slice
+    def _header_block(self, stream: H2Stream[Call], flags: int, block: bytes) -> None:
+        # Decoding is bounded per call (a few 1xx blocks, response.py) and per read slice
         # (DECODED_PER_SLICE); only informational blocks, which carry nothing, are charged.
         self._decoded += len(block)
         try:
@@ -273,12 +273,15 @@ class H2State(Outbound):
                 Code.RESOURCE_EXHAUSTED,
                 f"upstream sent a header list over {MAX_HEADER_LIST} bytes",
             )
-            self.reset(stream, frames.CANCEL, status)
+            self.reset(stream.call, frames.CANCEL, status)
             return
         informational = decoded.status
         if informational is not None and informational[0] == "1":
             self.guard.cheap("informational HEADERS")  # allowed, but they carry nothing
-        stream.on_headers(decoded, bool(flags & frames.END_STREAM))
+        end_stream = bool(flags & _END_STREAM)
+        if end_stream:
+            stream.remote_closed = True
+        stream.call.on_headers(decoded, end_stream)
 
     def _settings(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
         if stream_id:
@@ -315,35 +318,6 @@ class H2State(Outbound):
         self._flush_blocked()
         self._wake_slots()
 
-    def _new_initial_window(self, value: int) -> None:
-        """Every open stream's send window moves by the change (RFC 9113 §6.9.2).
-
-        Once per SETTINGS frame, with its net change: per entry, a frame of 64
-        of them would walk every open stream 64 times.
-        """
-        delta = value - self._initial_window
-        self._initial_window = value
-        for stream in self.streams.values():
-            stream.send_window += delta
-            if stream.send_window > frames.MAX_WINDOW:
-                raise ConnectionError_(
-                    frames.FLOW_CONTROL_ERROR, "upstream's new initial window overflows 2^31-1"
-                )
-
-    def _setting(self, key: int, value: int) -> None:
-        """One setting other than SETTINGS_INITIAL_WINDOW_SIZE (:meth:`_settings` takes that)."""
-        if key == frames.SETTINGS_MAX_FRAME_SIZE:
-            if not frames.DEFAULT_MAX_FRAME <= value <= 2**24 - 1:
-                raise _protocol("upstream sent an invalid max frame size")
-            self._max_frame = value
-        elif key == frames.SETTINGS_MAX_CONCURRENT_STREAMS:
-            self.max_concurrent = value
-        elif key == frames.SETTINGS_ENABLE_PUSH:
-            if value != 0:
-                raise _protocol(f"upstream sent SETTINGS_ENABLE_PUSH={value}: a server cannot push")
-        elif key == frames.SETTINGS_MAX_HEADER_LIST_SIZE:
-            self.peer_max_header_list = value
-
     def _on_ready(self) -> None:
         """The peer's first SETTINGS arrived: streams may start."""
 
@@ -371,7 +345,8 @@ class H2State(Outbound):
             if not self._in_flight(stream_id, True, reset=True):
                 self.guard.cheap("RST_STREAM")
             return
-        stream.on_reset(_U32(payload))
+        stream.local_closed = stream.remote_closed = True
+        stream.call.on_reset(_U32(payload))
 
     def _priority(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
         if stream_id == 0:
@@ -382,7 +357,7 @@ class H2State(Outbound):
             stream = self.streams.get(stream_id)
             if stream is not None:
                 status = Status(Code.INTERNAL, "upstream sent a PRIORITY that is not 5 bytes")
-                self.reset(stream, frames.FRAME_SIZE_ERROR, status)
+                self.reset(stream.call, frames.FRAME_SIZE_ERROR, status)
 
     def _push_promise(self, flags: int, stream_id: int, length: int, payload: bytes) -> None:
         raise _protocol("upstream sent PUSH_PROMISE though push is disabled")
@@ -407,12 +382,12 @@ class H2State(Outbound):
                 return
             if increment == 0:
                 status = Status(Code.INTERNAL, "upstream sent a stream WINDOW_UPDATE of 0")
-                self.reset(stream, frames.PROTOCOL_ERROR, status)
+                self.reset(stream.call, frames.PROTOCOL_ERROR, status)
                 return
             stream.send_window += increment
             if stream.send_window > frames.MAX_WINDOW:
                 status = Status(Code.INTERNAL, "upstream overflowed the stream's window")
-                self.reset(stream, frames.FLOW_CONTROL_ERROR, status)
+                self.reset(stream.call, frames.FLOW_CONTROL_ERROR, status)
                 return
         self._flush_blocked()
 
@@ -428,4 +403,4 @@ class H2State(Outbound):
         why = f"upstream sent GOAWAY (HTTP/2 error code {code}{': ' + text if text else ''})"
         self._on_goaway(why, code, debug)
         for stream in [s for i, s in self.streams.items() if i > last]:
-            stream.fail(Status(Code.UNAVAILABLE, why, unprocessed=True))
+            stream.call.fail(Status(Code.UNAVAILABLE, why, unprocessed=True))
