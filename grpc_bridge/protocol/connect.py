@@ -35,6 +35,7 @@ from grpc_bridge.protocol.connect_wire import (
     JSON_CODEC,
     PROTO_CODEC,
     PROTOCOL_VERSION_HEADER,
+    check_version,
     media_type,
 )
 from grpc_bridge.routing.table import Match
@@ -152,6 +153,7 @@ class ConnectStream(_Connect):
 
 
 def _check_route(request: web.Request, match: Match) -> None:
+    check_version(request)
     if match.binding is not None:
         # A REST binding's path: Connect calls are /package.Service/Method.
         raise RouteNotFound(

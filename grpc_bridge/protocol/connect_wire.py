@@ -50,7 +50,6 @@ class UnsupportedCompression(BridgeError):
     """A request compressed with a coding the bridge does not inflate (Connect: unimplemented)."""
 
     code = Code.UNIMPLEMENTED
-    http_status_override = 415
     reject_reason = "unsupported_media_type"
 
 
