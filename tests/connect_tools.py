@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
@@ -26,6 +27,12 @@ JSON_STREAM = {**CONNECT, "Content-Type": "application/connect+json"}
 PROTO_STREAM = {**CONNECT, "Content-Type": "application/connect+proto"}
 
 _HEADER = struct.Struct(">BI")
+
+#: Connect's HTTP status of each code (connectrpc.com/docs/protocol#error-codes).
+CONNECT_STATUS = {
+    1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429,
+    9: 400, 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
+}  # fmt: skip
 
 
 @asynccontextmanager
@@ -70,11 +77,27 @@ class Answer:
 
 
 async def post(
-    bridge: RunningBridge, method: str, body: bytes, headers: Mapping[str, str]
+    server: RunningBridge | str, method: str, body: bytes, headers: Mapping[str, str]
 ) -> Answer:
-    """A POST of ``body`` as given to ``/<method>`` (``pkg.Svc/Method``); the answer undecoded."""
-    async with bridge.session.post(
-        f"{bridge.url}/{method}", data=body, headers=dict(headers), auto_decompress=False
+    """A POST of ``body`` as given to ``/<method>`` (``pkg.Svc/Method``); the answer undecoded.
+
+    ``server``: a bridge, or any base URL (Envoy's).
+    """
+    if isinstance(server, str):
+        async with aiohttp.ClientSession() as session:
+            return await _post(session, server, method, body, headers)
+    return await _post(server.session, server.url, method, body, headers)
+
+
+async def _post(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    method: str,
+    body: bytes,
+    headers: Mapping[str, str],
+) -> Answer:
+    async with session.post(
+        f"{base_url}/{method}", data=body, headers=dict(headers), auto_decompress=False
     ) as resp:
         return Answer(resp.status, resp.headers, await resp.read())
 

@@ -22,6 +22,7 @@ from bridgetest.v1 import kitchen_pb2
 
 from tests.connect_tools import (
     CONNECT,
+    CONNECT_STATUS,
     JSON_STREAM,
     JSON_UNARY,
     PROTO_STREAM,
@@ -41,11 +42,6 @@ from tests.raw_http import read_answer
 from tests.servers import RunningServer
 
 LIMIT = 64 * 1024
-#: Connect's HTTP status of each code (connectrpc.com/docs/protocol#error-codes).
-CONNECT_STATUS = {
-    1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429,
-    9: 400, 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
-}  # fmt: skip
 
 
 @pytest.fixture
