@@ -38,7 +38,7 @@ from tests.connect_tools import (
 from tests.harness import RunningBridge, running_bridge
 from tests.js_clients import CODE_NAMES
 from tests.process import free_port
-from tests.raw_http import read_answer
+from tests.raw_http import bridge_on, exchange, next_request_log, read_answer, wait_ready
 from tests.servers import RunningServer
 
 LIMIT = 64 * 1024
@@ -442,3 +442,19 @@ async def test_cors_allows_connects_headers_and_exposes_metadata_and_trailers(
             {**JSON_STREAM, "Origin": "https://app.example"},
         )
         assert "connect-accept-encoding" in stream.headers["Access-Control-Expose-Headers"].lower()
+
+
+async def test_the_request_line_names_the_connect_protocol_and_framing(
+    upstream: RunningServer,
+) -> None:
+    async with bridge_on(upstream.target, "aiohttp") as process:
+        await wait_ready(process)
+        body = envelope(b'{"count": 1}')
+        request = (
+            f"POST /{TEST}/ServerStream HTTP/1.1\r\nHost: b\r\nConnection: close\r\n"
+            f"Content-Type: application/connect+json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        answer = await exchange(process.proxy_port, request)
+        assert not isinstance(answer, str) and answer[0] == 200
+        line = await next_request_log(process)
+    assert (line["protocol"], line["framing"], line["grpc_code"]) == ("connect", "connect", "OK")
