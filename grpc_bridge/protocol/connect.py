@@ -25,7 +25,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.errors import BridgeError, MethodNotAllowed, RouteNotFound, UnsupportedMediaType
+from grpc_bridge.errors import (
+    BridgeError,
+    MethodNotAllowed,
+    RouteNotFound,
+    UnsupportedMediaType,
+    shown,
+)
 from grpc_bridge.http.context import RequestContext
 from grpc_bridge.protocol.base import WireProtocol
 from grpc_bridge.protocol.connect_errors import error_headers, http_status, unary_error_body
@@ -44,6 +50,7 @@ from grpc_bridge.upstream.metadata import MetadataPolicy
 
 NAME = "connect"
 _STREAM_PREFIX = "application/connect+"
+_STREAM_TYPES = frozenset({JSON_CODEC.stream_type, PROTO_CODEC.stream_type})
 
 #: Request headers Connect clients send; a CORS preflight allows them.
 REQUEST_HEADERS = frozenset(
@@ -83,6 +90,32 @@ def _is_connect_get(request: web.Request) -> bool:
     return "connect=v1" in query and "connect=v1" in query.split("&")
 
 
+#: What a request is to Connect: a stream codec's media type, ``_UNARY``, or ``""`` (not
+#: Connect's). Worked out once per request, by whichever Connect claimant is asked first.
+_KIND = web.RequestKey("connect_kind", str)
+_UNARY = "unary"
+
+
+def _kind(request: web.Request) -> str:
+    known: str | None = request.get(_KIND)
+    if known is not None:
+        return known
+    headers = request.headers
+    kind = ""
+    value = headers.get("Content-Type")
+    # The JSON routes' usual type is answered without parsing it.
+    if value is not None and value != "application/json":
+        media = value.partition(";")[0].strip().lower()
+        if media in _STREAM_TYPES:
+            kind = media
+        elif media == "application/proto" or media.startswith(_STREAM_PREFIX):
+            kind = _UNARY
+    if not kind and (PROTOCOL_VERSION_HEADER in headers or _is_connect_get(request)):
+        kind = _UNARY
+    request[_KIND] = kind
+    return kind
+
+
 class _Connect:
     name = NAME
     cors_allow_headers = REQUEST_HEADERS
@@ -98,14 +131,7 @@ class ConnectUnary(_Connect):
     """Unary POST and GET, and what no stream codec claims; errors as Connect's error JSON."""
 
     def claims(self, request: web.Request) -> bool:
-        if PROTOCOL_VERSION_HEADER in request.headers:
-            return True
-        media = media_type(request)
-        return (
-            media == "application/proto"
-            or media.startswith(_STREAM_PREFIX)
-            or _is_connect_get(request)
-        )
+        return _kind(request) == _UNARY
 
     def error_response(self, exc: BridgeError, ctx: RequestContext) -> web.Response:
         response = web.Response(
@@ -125,7 +151,7 @@ class ConnectUnary(_Connect):
         media = media_type(request)
         if media.startswith(_STREAM_PREFIX):
             raise UnsupportedMediaType(
-                f"unsupported Content-Type {media!r}: Connect streams are "
+                f"unsupported Content-Type {shown(media)}: Connect streams are "
                 "application/connect+json or application/connect+proto"
             )
         return await serve_unary(request, match, bridge, ctx, self.policy)
@@ -140,7 +166,7 @@ class ConnectStream(_Connect):
         self._media = wire.codec.stream_type
 
     def claims(self, request: web.Request) -> bool:
-        return media_type(request) == self._media
+        return _kind(request) == self._media
 
     def error_response(self, exc: BridgeError, ctx: RequestContext) -> web.Response:
         return self.wire.error_response(exc, ctx)
