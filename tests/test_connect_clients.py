@@ -55,6 +55,9 @@ CASES: list[tuple[str, Any, type[Message]]] = [
     ("ServerStream", {"count": 0, "tag": "none"}, kitchen_pb2.StreamReply),
     ("ClientStream", [{"text": "a"}, {"text": "b", "index": 2}], kitchen_pb2.StreamSummary),
     ("ClientStream", [], kitchen_pb2.StreamSummary),
+    # Over compression.min_bytes: a gzipped answer (unary) and gzipped envelopes (stream).
+    ("Echo", {"fString": "big " * 2000}, kitchen_pb2.Kitchen),
+    ("ServerStream", {"count": 2, "tag": "big" * 1000}, kitchen_pb2.StreamReply),
 ]
 
 
