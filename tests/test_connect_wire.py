@@ -458,3 +458,30 @@ async def test_the_request_line_names_the_connect_protocol_and_framing(
         assert not isinstance(answer, str) and answer[0] == 200
         line = await next_request_log(process)
     assert (line["protocol"], line["framing"], line["grpc_code"]) == ("connect", "connect", "OK")
+
+
+@pytest.mark.parametrize("method", ["ServerStream", "ClientStream"])
+async def test_an_envelope_that_stalls_is_timed_out_and_the_upstream_call_cancelled(
+    upstream: RunningServer, method: str
+) -> None:
+    async with connect_bridge(upstream.target, limits={"body_read_timeout_s": 0.5}) as bridge:
+        port = int(bridge.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            head = (
+                f"POST /{TEST}/{method} HTTP/1.1\r\nHost: b\r\n"
+                "Content-Type: application/connect+json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            first = envelope(b'{"text": "stalled"}') if method == "ClientStream" else b""
+            started = first + envelope(b'{"text": "never ends"}')[:8]
+            writer.write(head.encode() + f"{len(started):x}\r\n".encode() + started + b"\r\n")
+            async with asyncio.timeout(10):
+                status, _, body = await read_answer(reader)
+        finally:
+            writer.close()
+        assert status == 200
+        error = end_of_stream(body)["error"]
+        assert error["code"] == "deadline_exceeded"
+        assert "limits.body_read_timeout_s" in error["message"]
+        if method == "ClientStream":
+            await upstream.test.wait_for("cancelled", "stalled")
