@@ -485,3 +485,17 @@ async def test_an_envelope_that_stalls_is_timed_out_and_the_upstream_call_cancel
         assert "limits.body_read_timeout_s" in error["message"]
         if method == "ClientStream":
             await upstream.test.wait_for("cancelled", "stalled")
+
+
+async def test_the_admin_port_says_how_connect_clients_call_each_method(
+    bridge: RunningBridge,
+) -> None:
+    async with bridge.session.get(f"{bridge.admin_url}/v1/services/{TEST}") as resp:
+        methods = {m["name"]: m["connect"] for m in (await resp.json())["methods"]}
+    unary = ["application/json", "application/proto"]
+    stream = ["application/connect+json", "application/connect+proto"]
+    assert methods["Echo"] == {"content_types": unary, "get": False, "available": True}
+    assert methods["Lookup"] == {"content_types": unary, "get": True, "available": True}
+    assert methods["ServerStream"] == {"content_types": stream, "get": False, "available": True}
+    assert methods["ClientStream"]["available"] is True
+    assert methods["Bidi"] == {"content_types": stream, "get": False, "available": False}

@@ -22,9 +22,12 @@ See connect_unary.py, connect_stream.py, connect_errors.py.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
+from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import (
     BridgeError,
     MethodNotAllowed,
@@ -186,6 +189,19 @@ def _check_route(request: web.Request, match: Match) -> None:
             f"no Connect method at {request.rel_url.raw_path}: "
             "Connect calls go to /package.Service/Method"
         )
+
+
+def describe(info: MethodInfo) -> dict[str, Any]:
+    """How Connect clients call a method, for the admin port's ``/v1/services/{service}``."""
+    kind = info.kind
+    unary = kind is MethodKind.UNARY
+    codecs = (JSON_CODEC, PROTO_CODEC)
+    return {
+        "content_types": [c.unary_type if unary else c.stream_type for c in codecs],
+        "get": unary and info.no_side_effects,
+        # Bidi needs HTTP/2 end to end, and the listener speaks HTTP/1.1 (connect_stream.py).
+        "available": kind is not MethodKind.BIDI_STREAM,
+    }
 
 
 def connect_protocols(settings: Settings, policy: MetadataPolicy) -> list[WireProtocol]:
