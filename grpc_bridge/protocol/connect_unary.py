@@ -46,8 +46,14 @@ _GET_PARAMETERS = frozenset({"connect", "encoding", "message", "base64", "compre
 _UNARY_TYPES = "send application/json or application/proto"
 
 
+_BARE_TYPES = {codec.unary_type: codec for codec in CODECS.values()}
+
+
 def post_codec(request: web.Request) -> Codec:
     """The codec a unary POST names by its Content-Type (415 for another)."""
+    bare = _BARE_TYPES.get(request.headers.get("Content-Type", ""))
+    if bare is not None:
+        return bare  # the usual bare type: no parameters to parse (~1.5 us saved)
     media = media_type(request)
     codec = (
         CODECS.get(media.removeprefix("application/")) if media.startswith("application/") else None
