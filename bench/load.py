@@ -45,11 +45,16 @@ def wrk(
     seconds: float,
     connections: int,
     cpus: str | None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """wrk at ``url``: a POST of the JSON ``body``, or a plain GET when ``body`` is None."""
+    """wrk at ``url``: a POST of the JSON ``body``, or a plain GET when ``body`` is None;
+    ``headers`` are sent besides (Connect's ``Connect-Protocol-Version``)."""
     seconds = max(1, round(seconds))  # wrk takes whole seconds
     script = workdir / "wrk.lua"
-    script.write_text(WRK_GET_SCRIPT if body is None else WRK_SCRIPT.format(body=lua_string(body)))
+    lua = WRK_GET_SCRIPT if body is None else WRK_SCRIPT.format(body=lua_string(body))
+    for name, value in (headers or {}).items():
+        lua += f'wrk.headers["{name}"] = "{value}"\n'
+    script.write_text(lua)
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]

@@ -48,6 +48,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         ("unary_order", "unary, 1.2 KB Order"),
         ("unary_ping", "unary, tiny Ping"),
         ("unary_rest", "REST GET /v1/pings/{id}"),
+        ("unary_connect", "Connect JSON unary, 1.2 KB Order"),
     ):
         case = cases.get(key, {})
         if not case:
@@ -157,6 +158,8 @@ def render_chart(results: dict[str, Any], path: Path) -> bool:
     groups = [("unary_order", "unary 1.2 KB"), ("unary_ping", "unary tiny")]
     if cases.get("unary_rest"):
         groups.append(("unary_rest", "REST GET"))
+    if cases.get("unary_connect"):
+        groups.append(("unary_connect", "Connect JSON"))
     width = 0.26
     for i, proxy in enumerate(PROXIES):
         values = [cases.get(key, {}).get(proxy, {}).get("per_core") or 0 for key, _ in groups]

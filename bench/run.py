@@ -51,6 +51,8 @@ STREAM_PATH = "/benchpb.v1.Bench/StreamPings"
 CHAT_PATH = "/benchpb.v1.Bench/ChatPings"
 #: GetPing's google.api.http binding: GET /v1/pings/{id}, the other fields from the query.
 REST_PATH = "/v1/pings/p1?seq=7"
+#: A Connect unary call: the generic route's path, JSON, and Connect's header.
+CONNECT_HEADERS = {"Connect-Protocol-Version": "1"}
 
 DEFAULT_OUT = servers.ROOT / "bench" / "results"
 
@@ -97,9 +99,12 @@ def generate(workdir: Path) -> tuple[Path, Path]:
     return gen, descriptor
 
 
-def post(url: str, body: bytes) -> bytes:
+def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        url,
+        data=body,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         data: bytes = response.read()
@@ -142,9 +147,17 @@ def check_same_json(proxies: dict[str, servers.Proc], notes: list[str]) -> None:
             ]
     if len(streams) == 2 and streams["envoy"] != streams["grpc_bridge"]:
         raise SystemExit(f"server streams differ: {streams}")
+    connect: dict[str, Any] = {}
+    for name in ("envoy", "grpc_bridge"):
+        if name in proxies:
+            url = f"http://127.0.0.1:{proxies[name].port}{ORDER_PATH}"
+            connect[name] = orjson.loads(post(url, payloads.ORDER_BODY, CONNECT_HEADERS))
+    # Map entries may come in another order (Envoy echoes the request's JSON bytes).
+    if len({orjson.dumps(a, option=orjson.OPT_SORT_KEYS) for a in connect.values()}) > 1:
+        raise SystemExit(f"Connect JSON answers differ: {connect}")
     notes.append(
         "Responses checked equal across proxies before timing (unary Order, Ping, REST GET, "
-        "stream)."
+        "stream, Connect JSON unary)."
     )
 
 
@@ -155,6 +168,7 @@ def measure_wrk(
     workdir: Path,
     seconds: float,
     cpus: str | None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     before = proc.cpu_seconds()
     result = load.wrk(
@@ -164,6 +178,7 @@ def measure_wrk(
         seconds=seconds,
         connections=32,
         cpus=cpus,
+        headers=headers,
     )
     cpu = proc.cpu_seconds() - before
     result["cpu_seconds"] = cpu
@@ -183,6 +198,7 @@ def warm_up(
     body: bytes | None,
     args: argparse.Namespace,
     workdir: Path,
+    headers: dict[str, str] | None = None,
 ) -> None:
     """One unmeasured second of wrk against each process."""
     for proc in procs:
@@ -193,6 +209,7 @@ def warm_up(
             seconds=1,
             connections=32,
             cpus=args.load_cpus,
+            headers=headers,
         )
 
 
@@ -202,12 +219,15 @@ def unary_case(
     body: bytes | None,
     args: argparse.Namespace,
     workdir: Path,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    warm_up(proxies.values(), path, body, args, workdir)
+    warm_up(proxies.values(), path, body, args, workdir, headers)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in proxies}
     for _ in range(args.runs):
         for name, proc in proxies.items():
-            runs[name].append(measure_wrk(proc, path, body, workdir, args.seconds, args.load_cpus))
+            runs[name].append(
+                measure_wrk(proc, path, body, workdir, args.seconds, args.load_cpus, headers)
+            )
     return {name: summarise(r, ("rps", "per_core", "errors")) for name, r in runs.items()}
 
 
@@ -351,6 +371,17 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": bridge / naive >= 2.5,
             }
         )
+    connect = cases.get("unary_connect", {})
+    c_bridge = connect.get("grpc_bridge", {}).get("per_core")
+    c_envoy = connect.get("envoy", {}).get("per_core")
+    if c_bridge and c_envoy:
+        out.append(
+            {
+                "name": "Connect JSON unary per core ≥ 0.8× Envoy",
+                "measured": f"{c_bridge / c_envoy:.2f}×",
+                "met": c_bridge / c_envoy >= 0.8,
+            }
+        )
     stream = cases.get("server_stream", {})
     s_bridge, s_envoy = stream.get("grpc_bridge", {}).get("mps"), stream.get("envoy", {}).get("mps")
     if s_bridge and s_envoy:
@@ -400,7 +431,7 @@ def versions(envoy: str | None) -> str:
     return ", ".join(parts)
 
 
-CASES = ("order", "ping", "rest", "stream", "websocket", "latency", "workers")
+CASES = ("order", "ping", "rest", "connect", "stream", "websocket", "latency", "workers")
 
 
 def parse_args() -> argparse.Namespace:
@@ -510,6 +541,12 @@ def main() -> None:
                 print("unary REST GET ...", flush=True)
                 rest_proxies = {n: p for n, p in proxies.items() if n != "naive"}
                 cases["unary_rest"] = unary_case(rest_proxies, REST_PATH, None, args, workdir)
+            if "connect" in args.cases:
+                print("Connect JSON unary ...", flush=True)
+                connect_proxies = {n: p for n, p in proxies.items() if n != "naive"}
+                cases["unary_connect"] = unary_case(
+                    connect_proxies, ORDER_PATH, payloads.ORDER_BODY, args, workdir, CONNECT_HEADERS
+                )
             if "stream" in args.cases and budget.allows(60):
                 print("server streaming ...", flush=True)
                 cases["server_stream"] = stream_case(proxies, args, workdir)

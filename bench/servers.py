@@ -189,6 +189,15 @@ def envoy_config(
             ],
         },
         "http_filters": [
+            # Connect requests (the "Connect JSON unary" case) become gRPC here; the
+            # transcoder lets gRPC through, and the rest never carries Connect's header.
+            {
+                "name": "envoy.filters.http.connect_grpc_bridge",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http."
+                    "connect_grpc_bridge.v3.FilterConfig"
+                },
+            },
             {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": transcoder},
             {
                 "name": "envoy.filters.http.router",

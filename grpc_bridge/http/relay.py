@@ -161,9 +161,11 @@ async def relay(
             more = call.read_buffered(BATCH, BATCH_BYTES - size)
         await sink.send_many(out)
     if not sink.started:
-        # Nothing was streamed: headers can still carry the trailers.
-        await _start(sink, framing, await call.initial_metadata(), await call.trailing_metadata())
-        await sink.send(framing.end(StreamEnd(0)))
+        # Nothing was streamed: headers can still carry the trailers (the end frame
+        # gets them too, for the protocols that send them there: Connect).
+        trailing = await call.trailing_metadata()
+        await _start(sink, framing, await call.initial_metadata(), trailing)
+        await sink.send(framing.end(StreamEnd(0, trailing=trailing)))
         return
     await sink.send(framing.end(StreamEnd(0, trailing=await call.trailing_metadata())))
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.protocol.base import WireProtocol
+from grpc_bridge.protocol.connect import connect_protocols
 from grpc_bridge.protocol.json import JsonProtocol
 from grpc_bridge.settings import Settings
 from grpc_bridge.upstream.metadata import MetadataPolicy
@@ -24,12 +25,13 @@ class Protocols:
         self.cors_allow_headers = frozenset().union(*(p.cors_allow_headers for p in self.all))
 
     def names(self) -> list[str]:
-        """Every protocol's name, JSON first."""
-        return [self.json.name, *(p.name for p in self._claimants)]
+        """Every protocol's name, JSON first (a protocol of several claimants named once)."""
+        return list(dict.fromkeys((self.json.name, *(p.name for p in self._claimants))))
 
     def names_for(self, kind: MethodKind) -> list[str]:
         """The protocols that can call a method of ``kind``, JSON first."""
-        return [self.json.name, *(p.name for p in self._claimants if kind in p.kinds)]
+        named = (p.name for p in self._claimants if kind in p.kinds)
+        return list(dict.fromkeys((self.json.name, *named)))
 
     def of(self, request: web.Request) -> WireProtocol:
         for protocol in self._claimants:
@@ -56,5 +58,5 @@ def forward_all_policy(settings: Settings) -> MetadataPolicy:
 
 def build_protocols(settings: Settings, policy: MetadataPolicy) -> Protocols:
     """Every protocol of the proxy listener; ``policy`` is the JSON routes' metadata allowlist."""
-    claimants: list[WireProtocol] = []
+    claimants: list[WireProtocol] = [*connect_protocols(settings, forward_all_policy(settings))]
     return Protocols(claimants, JsonProtocol(policy))

@@ -1,0 +1,187 @@
+"""Connect's error model: code names, its HTTP status table, the Error JSON, metadata as JSON.
+
+connectrpc.com/docs/protocol#error-end-stream. An Error is
+``{"code": "not_found", "message": ..., "details": [...]}`` (message and
+details left out when empty, as connect-go does), each detail
+``{"type": "google.rpc.BadRequest", "value": <unpadded base64>, "debug": <JSON>}``:
+the bare message name (no ``type.googleapis.com/`` prefix, which Envoy 1.40
+still sends), the serialized bytes, and the message as JSON when the
+upstream's pool (or the default one, for google.rpc) knows its type.
+
+The HTTP status of a unary error is Connect's current table (canceled 499,
+deadline_exceeded 504, failed_precondition 400, unimplemented 501), not the
+older one Envoy 1.40 uses; the bridge's own HTTP refusals (405, 406, 408, 413,
+415, 431) keep their status, with a Connect body. Streams carry errors and
+trailers in the end-of-stream message ``{"error": ..., "metadata": {...}}``,
+metadata values as lists of strings (``-bin`` ones base64).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from google.protobuf import any_pb2, json_format
+from google.protobuf.descriptor_pool import DescriptorPool
+from google.rpc import status_pb2
+
+from grpc_bridge.codec.details import render_details
+from grpc_bridge.codec.framing import Pairs, StreamEnd
+from grpc_bridge.errors import BridgeError, UpstreamError
+from grpc_bridge.status import Code, utf8_safe
+from grpc_bridge.upstream.metadata import prefixed_headers
+
+#: Connect's code names, by gRPC code number.
+CODE_NAMES = (
+    "ok",
+    "canceled",
+    "unknown",
+    "invalid_argument",
+    "deadline_exceeded",
+    "not_found",
+    "already_exists",
+    "permission_denied",
+    "resource_exhausted",
+    "failed_precondition",
+    "aborted",
+    "out_of_range",
+    "unimplemented",
+    "internal",
+    "unavailable",
+    "data_loss",
+    "unauthenticated",
+)
+
+#: Connect's HTTP status per code (connectrpc.com/docs/protocol#error-codes).
+HTTP_STATUS: dict[int, int] = {
+    Code.CANCELLED: 499,
+    Code.UNKNOWN: 500,
+    Code.INVALID_ARGUMENT: 400,
+    Code.DEADLINE_EXCEEDED: 504,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.PERMISSION_DENIED: 403,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.FAILED_PRECONDITION: 400,
+    Code.ABORTED: 409,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNIMPLEMENTED: 501,
+    Code.INTERNAL: 500,
+    Code.UNAVAILABLE: 503,
+    Code.DATA_LOSS: 500,
+    Code.UNAUTHENTICATED: 401,
+}
+
+_TYPE_PREFIX = "type.googleapis.com/"
+
+
+def code_name(code: int) -> str:
+    """Connect's name of a gRPC code; a number outside the table is ``unknown``."""
+    return CODE_NAMES[code] if 0 < code < len(CODE_NAMES) else "unknown"
+
+
+def http_status(exc: BridgeError) -> int:
+    """The HTTP status of a unary error: the bridge's own refusal's, else Connect's table."""
+    if exc.http_status_override is not None:
+        return exc.http_status_override
+    return HTTP_STATUS.get(exc.code, 500)
+
+
+def _unpadded(data: bytes) -> str:
+    return base64.b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _upstream_details(details_bin: bytes, pool: DescriptorPool | None) -> list[dict[str, Any]]:
+    try:
+        status = status_pb2.Status.FromString(details_bin)
+    except Exception:  # a corrupt trailer: the code and message still go out
+        return []
+    rendered = render_details(details_bin, pool)
+    out: list[dict[str, Any]] = []
+    for index, detail in enumerate(status.details):
+        entry: dict[str, Any] = {
+            "type": detail.type_url.rpartition("/")[2],
+            "value": _unpadded(detail.value),
+        }
+        json_form = rendered[index] if index < len(rendered) else {}
+        unknown = json_form == {
+            "@type": detail.type_url,
+            "value": base64.b64encode(detail.value).decode("ascii"),
+        }
+        if json_form and not unknown:
+            entry["debug"] = {k: v for k, v in json_form.items() if k != "@type"}
+        out.append(entry)
+    return out
+
+
+def _own_details(details: Sequence[Any]) -> list[dict[str, Any]]:
+    """The bridge's own details (Any in its JSON form) as Connect details; others left out."""
+    out: list[dict[str, Any]] = []
+    for detail in details:
+        if not isinstance(detail, dict) or not isinstance(detail.get("@type"), str):
+            continue
+        try:
+            packed = json_format.ParseDict(detail, any_pb2.Any())
+        except Exception:  # a type the default pool does not know: nothing to encode
+            continue
+        out.append(
+            {
+                "type": packed.type_url.removeprefix(_TYPE_PREFIX).rpartition("/")[2],
+                "value": _unpadded(packed.value),
+                "debug": {k: v for k, v in detail.items() if k != "@type"},
+            }
+        )
+    return out
+
+
+def error_json(
+    code: int,
+    message: str,
+    details_bin: bytes | None,
+    details: Sequence[Any],
+    pool: DescriptorPool | None,
+) -> dict[str, Any]:
+    """Connect's Error object."""
+    error: dict[str, Any] = {"code": code_name(code)}
+    if message:
+        error["message"] = utf8_safe(message)
+    found = _upstream_details(details_bin, pool) if details_bin else _own_details(details)
+    if found:
+        error["details"] = found
+    return error
+
+
+def error_of(exc: BridgeError, pool: DescriptorPool | None) -> dict[str, Any]:
+    details_bin = exc.details_bin if isinstance(exc, UpstreamError) else None
+    return error_json(exc.code, exc.message, details_bin, exc.details, pool)
+
+
+def metadata_json(pairs: Pairs) -> dict[str, list[str]]:
+    """Trailing metadata as the end-of-stream ``metadata`` object (the headers' gate applied)."""
+    out: dict[str, list[str]] = {}
+    for name, value in prefixed_headers((("", pairs),)):
+        out.setdefault(name, []).append(value)
+    return out
+
+
+def end_stream_json(end: StreamEnd) -> bytes:
+    """The EndStreamResponse of a stream that ended with ``end`` (code 0: success)."""
+    body: dict[str, Any] = {}
+    if end.code != 0:
+        body["error"] = error_json(end.code, end.message, end.details_bin, end.details, end.pool)
+    if metadata := metadata_json(end.trailing):
+        body["metadata"] = metadata
+    return orjson.dumps(body)
+
+
+def unary_error_body(exc: BridgeError, pool: DescriptorPool | None) -> bytes:
+    return orjson.dumps(error_of(exc, pool))
+
+
+def error_headers(exc: BridgeError) -> list[tuple[str, str]]:
+    """Upstream metadata of a unary error: leading as bare headers, trailing as ``trailer-``."""
+    if isinstance(exc, UpstreamError):
+        return prefixed_headers((("", exc.initial_metadata), ("trailer-", exc.trailing_metadata)))
+    return []

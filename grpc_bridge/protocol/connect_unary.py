@@ -1,0 +1,173 @@
+"""Connect unary calls: ``POST`` with a bare message, and ``GET`` for NO_SIDE_EFFECTS methods.
+
+- POST ``application/json`` or ``application/proto``: the body is the message
+  (``Content-Encoding: gzip`` inflated, bounded by ``limits.max_request_bytes``
+  as bytes arrive: http/body.py).
+- GET ``?connect=v1&encoding=json|proto&message=...[&base64=1][&compression=gzip]``,
+  parameters in any order, others ignored: the message from the query string,
+  URL-safe base64 (padding optional) when ``base64=1``, bounded like a body.
+  The route table lets GET reach only NO_SIDE_EFFECTS methods (405 otherwise).
+
+The answer is the bare response message with the request's Content-Type,
+the upstream's leading metadata as plain headers and its trailers as
+``trailer-<key>`` headers. ``Connect-Timeout-Ms`` is the upstream deadline.
+Errors are raised: the protocol answers them (protocol/connect.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from aiohttp import web
+
+from grpc_bridge.bridge import Bridge
+from grpc_bridge.discovery.registry import MethodKind
+from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType, shown
+from grpc_bridge.http.body import read_body, too_large
+from grpc_bridge.http.context import RequestContext
+from grpc_bridge.http.transcode import query_items
+from grpc_bridge.http.unary import call_metadata, call_timeout
+from grpc_bridge.protocol.connect_wire import (
+    CODECS,
+    Codec,
+    UnsupportedCompression,
+    check_content_encoding,
+    inflate,
+    media_type,
+)
+from grpc_bridge.routing.plan import MethodPlan
+from grpc_bridge.routing.table import Match
+from grpc_bridge.status import Code, code_name
+from grpc_bridge.upstream.metadata import MetadataPolicy, prefixed_headers
+
+_OK = code_name(Code.OK)
+_GET_PARAMETERS = frozenset({"connect", "encoding", "message", "base64", "compression"})
+_UNARY_TYPES = "send application/json or application/proto"
+
+
+_BARE_TYPES = {codec.unary_type: codec for codec in CODECS.values()}
+
+
+def post_codec(request: web.Request) -> Codec:
+    """The codec a unary POST names by its Content-Type (415 for another)."""
+    bare = _BARE_TYPES.get(request.headers.get("Content-Type", ""))
+    if bare is not None:
+        return bare  # the usual bare type: no parameters to parse (~1.5 us saved)
+    media = media_type(request)
+    codec = (
+        CODECS.get(media.removeprefix("application/")) if media.startswith("application/") else None
+    )
+    if codec is None:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type {shown(request.headers.get('Content-Type', ''))} "
+            f"for a Connect unary call: {_UNARY_TYPES} "
+            "(streams: application/connect+json or application/connect+proto)"
+        )
+    charset = request.charset
+    if not codec.binary and charset is not None and charset.lower() not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"unsupported charset {charset!r}: JSON bodies must be UTF-8")
+    return codec
+
+
+def _check_unary(plan: MethodPlan) -> None:
+    kind = plan.info.kind
+    if kind is not MethodKind.UNARY:
+        raise UnsupportedMediaType(
+            f"{plan.full_name} is a {kind.value.replace('_', '-')} method: send it as a Connect "
+            "stream (application/connect+json or application/connect+proto)"
+        )
+
+
+def _base64(value: str) -> bytes:
+    text = value.strip().encode("ascii", "replace")
+    padded = text.rstrip(b"=")
+    padded += b"=" * (-len(padded) % 4)
+    try:
+        # URL-safe as sent; the standard alphabet's two characters are taken too.
+        return base64.b64decode(padded, altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidArgument(
+            "query parameter 'message' is not valid URL-safe base64 (base64=1)"
+        ) from exc
+
+
+async def get_message(raw_query: str, limit: int) -> tuple[Codec, bytes]:
+    """The codec and message bytes of a Connect GET, from its query string."""
+    params: dict[str, str] = {}
+    for name, value in query_items(raw_query):
+        if name in _GET_PARAMETERS:
+            if name in params:
+                raise InvalidArgument(f"query parameter {name!r} is repeated")
+            params[name] = value
+    version = params.get("connect")
+    if version is not None and version != "v1":
+        raise InvalidArgument(
+            f"unsupported query parameter connect={shown(version)}: grpc-bridge speaks v1"
+        )
+    encoding = params.get("encoding")
+    if encoding is None:
+        raise InvalidArgument("missing query parameter 'encoding' (json or proto)")
+    codec = CODECS.get(encoding)
+    if codec is None:
+        raise UnsupportedMediaType(
+            f"unsupported query parameter encoding={shown(encoding)}: use json or proto"
+        )
+    message = params.get("message")
+    if message is None:
+        raise InvalidArgument("missing query parameter 'message' (the request message)")
+    # Base64 is 4 characters for 3 bytes: a longer text can't decode within the limit.
+    if len(message) > limit + limit // 3 + 4:
+        raise too_large(limit)
+    data = _base64(message) if params.get("base64") == "1" else message.encode("utf-8")
+    compression = params.get("compression", "identity")
+    if compression not in ("identity", "gzip"):
+        raise UnsupportedCompression(
+            f"unsupported query parameter compression={shown(compression)}: use gzip or identity"
+        )
+    if compression == "gzip":
+        data = await inflate(data, limit, "query parameter 'message'")
+    if len(data) > limit:
+        raise too_large(limit)
+    return codec, data
+
+
+async def serve_unary(
+    request: web.Request,
+    match: Match,
+    bridge: Bridge,
+    ctx: RequestContext,
+    policy: MetadataPolicy,
+) -> web.Response:
+    plan = match.plan
+    assert plan is not None
+    limits = bridge.settings.limits
+    if request.method == "GET":
+        _check_unary(plan)
+        metadata = call_metadata(request, ctx, policy)
+        timeout = call_timeout(request, plan)
+        if request.body_exists:
+            raise InvalidArgument("a Connect GET takes no body: the message goes in the query")
+        codec, body = await get_message(request.rel_url.raw_query_string, limits.max_request_bytes)
+    else:
+        # Headers are checked before the body is read: a bad header costs no upload.
+        codec = post_codec(request)
+        _check_unary(plan)
+        check_content_encoding(request.headers.getall("Content-Encoding", ()), "Content-Encoding")
+        metadata = call_metadata(request, ctx, policy)
+        timeout = call_timeout(request, plan)
+        body = await read_body(request, limits.max_request_bytes, limits.body_read_timeout_s)
+    ctx.bytes_in = len(body)
+    message = codec.decode(plan, body)
+    result = await bridge.invoker(plan.upstream).unary(
+        codec.info(plan), message, metadata=metadata, timeout=timeout
+    )
+    ctx.grpc_code = _OK
+    response = web.Response(
+        body=codec.encoder(plan)(result.response),
+        headers=prefixed_headers(
+            (("", result.initial_metadata), ("trailer-", result.trailing_metadata))
+        ),
+    )
+    response.content_type = codec.unary_type
+    return response

@@ -1,0 +1,221 @@
+"""What every Connect request shares: its codec, protocol version, envelopes and compression.
+
+- Codec: ``json`` transcodes with the method's codecs (their ``json.*``
+  options); ``proto`` passes the upstream's message bytes through untouched
+  (codec/raw.py), never decoded and re-encoded.
+- Envelopes (streams): a flags byte (0x01 compressed, 0x02 end of stream), a
+  4-byte big-endian length, the message. :class:`EnvelopeParser` takes request
+  bytes as they arrive and refuses a length past ``limits.max_request_bytes``
+  from its header, before the message is read.
+- Compression: ``gzip`` (and ``identity``) for a request message, whether the
+  unary body (``Content-Encoding``, inflated by http/body.py), a GET's
+  ``compression=`` or a stream's envelopes (``Connect-Content-Encoding``); an
+  inflated message is bounded by the same limit, as it is produced. Another
+  coding is Connect's ``unimplemented``, naming what is supported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from aiohttp import web
+from google.protobuf.message import Message
+
+from grpc_bridge.codec.raw import raw, raw_bytes
+from grpc_bridge.discovery.registry import MethodInfo
+from grpc_bridge.errors import (
+    BridgeError,
+    InvalidArgument,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    shown,
+)
+from grpc_bridge.http.body import too_large
+from grpc_bridge.http.inflate import Inflater, inflater_for
+from grpc_bridge.routing.plan import MethodPlan
+from grpc_bridge.status import Code
+
+PROTOCOL_VERSION_HEADER = "Connect-Protocol-Version"
+#: Envelope flags.
+COMPRESSED = 0x01
+END_STREAM = 0x02
+_HEADER = struct.Struct(">BI")
+HEADER_SIZE = _HEADER.size
+
+
+class UnsupportedCompression(BridgeError):
+    """A request compressed with a coding the bridge does not inflate (Connect: unimplemented)."""
+
+    code = Code.UNIMPLEMENTED
+    reject_reason = "unsupported_media_type"
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """A Connect message codec: ``json`` or ``proto``."""
+
+    name: str
+
+    @property
+    def binary(self) -> bool:
+        return self.name == "proto"
+
+    @property
+    def unary_type(self) -> str:
+        return f"application/{self.name}"
+
+    @property
+    def stream_type(self) -> str:
+        return f"application/connect+{self.name}"
+
+    def info(self, plan: MethodPlan) -> MethodInfo:
+        """The method as called upstream: raw bytes in and out for ``proto``."""
+        return plan.raw_info if self.binary else plan.info
+
+    def decode(self, plan: MethodPlan, data: bytes) -> Message:
+        return raw(data) if self.binary else plan.request_codec.decode(data)
+
+    def encoder(self, plan: MethodPlan) -> Callable[[Message], bytes]:
+        return raw_bytes if self.binary else plan.response_codec.encode
+
+
+JSON_CODEC = Codec("json")
+PROTO_CODEC = Codec("proto")
+CODECS = {"json": JSON_CODEC, "proto": PROTO_CODEC}
+
+
+def media_type(request: web.Request) -> str:
+    """The request's media type, lower-case, without parameters ("" for none)."""
+    value = request.headers.get("Content-Type")
+    return "" if value is None else value.partition(";")[0].strip().lower()
+
+
+def check_version(request: web.Request) -> None:
+    """``Connect-Protocol-Version`` is optional, and 1 when sent."""
+    version = request.headers.get(PROTOCOL_VERSION_HEADER)
+    if version is not None and version.strip() != "1":
+        raise InvalidArgument(
+            f"unsupported {PROTOCOL_VERSION_HEADER} {shown(version)}: grpc-bridge speaks version 1",
+            reason="bad_header",
+        )
+
+
+def check_content_encoding(values: Iterable[str], header: str) -> bool:
+    """Whether a request message is gzip-compressed; another coding is refused."""
+    try:
+        inflater = inflater_for(values)
+    except UnsupportedMediaType as exc:
+        raise UnsupportedCompression(f"{header}: {exc.message}") from exc
+    if inflater is not None and inflater.coding != "gzip":
+        raise UnsupportedCompression(
+            f"unsupported {header} {inflater.coding!r}: send gzip or identity"
+        )
+    return inflater is not None
+
+
+def accepts_gzip(value: str | None) -> bool:
+    """Whether an ``Accept-Encoding``-style list (Connect's ordered subset) names gzip."""
+    if not value:
+        return False
+    return any(part.partition(";")[0].strip().lower() == "gzip" for part in value.split(","))
+
+
+async def inflate(data: bytes, limit: int, what: str) -> bytes:
+    """``data`` gunzipped, refused at the first byte past ``limit``; the loop is let run
+    between bounded pieces (http/inflate.py)."""
+    if not data:
+        return data  # Connect: a zero-length message is never decompressed
+    inflater = Inflater("gzip")
+    pieces: list[bytes] = []
+    total = 0
+    try:
+        for piece in inflater.feed(data):
+            total += len(piece)
+            if total > limit:
+                raise too_large(limit)
+            pieces.append(piece)
+            await asyncio.sleep(0)
+        inflater.finish()
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{what}: {exc.message}", reason="malformed_request") from exc
+    return b"".join(pieces)
+
+
+def envelope(flags: int, payload: bytes) -> bytes:
+    return _HEADER.pack(flags, len(payload)) + payload
+
+
+class EnvelopeParser:
+    """Request envelopes out of body bytes fed as they arrive."""
+
+    __slots__ = ("_buffer", "_limit", "count")
+
+    def __init__(self, limit: int) -> None:
+        self._buffer = bytearray()
+        self._limit = limit
+        #: Envelopes parsed so far.
+        self.count = 0
+
+    @property
+    def pending(self) -> bool:
+        """Part of an envelope is buffered (a message has started)."""
+        return bool(self._buffer)
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """The envelopes ``data`` completes, as (flags, message)."""
+        buffer = self._buffer
+        buffer += data
+        out: list[tuple[int, bytes]] = []
+        start = 0
+        while len(buffer) - start >= HEADER_SIZE:
+            flags, length = _HEADER.unpack_from(buffer, start)
+            number = self.count + 1
+            if length > self._limit:
+                raise too_large_envelope(number, length, self._limit)
+            if flags & END_STREAM:
+                raise InvalidArgument(
+                    f"request envelope {number} has the end-of-stream flag (0x02), "
+                    "which only a response stream may set"
+                )
+            if flags & ~COMPRESSED:
+                raise InvalidArgument(f"request envelope {number} has unknown flags 0x{flags:02x}")
+            end = start + HEADER_SIZE + length
+            if len(buffer) < end:
+                break
+            out.append((flags, bytes(buffer[start + HEADER_SIZE : end])))
+            self.count = number
+            start = end
+        del buffer[:start]
+        return out
+
+    def finish(self) -> None:
+        """The body ended: refuse one that stops inside an envelope."""
+        if self._buffer:
+            raise InvalidArgument(
+                f"request body ends inside envelope {self.count + 1} "
+                f"({len(self._buffer)} bytes of it received)"
+            )
+
+
+def too_large_envelope(number: int, length: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"request envelope {number} is {length} bytes, larger than {limit} bytes "
+        "(limits.max_request_bytes)"
+    )
+
+
+async def envelope_message(
+    flags: int, data: bytes, compressed: bool, limit: int, number: int
+) -> bytes:
+    """An envelope's message, inflated when its flag says so."""
+    if not flags & COMPRESSED:
+        return data
+    if not compressed:
+        raise InvalidArgument(
+            f"request envelope {number} is flagged compressed, "
+            "but no Connect-Content-Encoding was sent"
+        )
+    return await inflate(data, limit, f"request envelope {number}")
