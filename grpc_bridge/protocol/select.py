@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from grpc_bridge.protocol.base import WireProtocol
+from grpc_bridge.protocol.grpc_web import GrpcWebProtocol
 from grpc_bridge.protocol.json import JsonProtocol
 from grpc_bridge.settings import Settings
 from grpc_bridge.upstream.metadata import MetadataPolicy
@@ -47,5 +48,5 @@ def forward_all_policy(settings: Settings) -> MetadataPolicy:
 
 def build_protocols(settings: Settings, policy: MetadataPolicy) -> Protocols:
     """Every protocol of the proxy listener; ``policy`` is the JSON routes' metadata allowlist."""
-    claimants: list[WireProtocol] = []
+    claimants: list[WireProtocol] = [GrpcWebProtocol(forward_all_policy(settings))]
     return Protocols(claimants, JsonProtocol(policy))
