@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 WRK_SCRIPT = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = "{content_type}"
 wrk.body = {body}
 """
 
@@ -34,7 +34,10 @@ WRK_GET_SCRIPT = 'wrk.method = "GET"\n'
 
 
 def lua_string(data: bytes) -> str:
-    return "[==[" + data.decode() + "]==]"
+    """``data`` as a Lua string literal: long brackets for text, decimal escapes for binary."""
+    if data.isascii() and b"]==]" not in data and all(b >= 0x20 or b in b"\t\n" for b in data):
+        return "[==[" + data.decode() + "]==]"
+    return '"' + "".join(f"\\{b:03d}" for b in data) + '"'
 
 
 def wrk(
@@ -45,11 +48,17 @@ def wrk(
     seconds: float,
     connections: int,
     cpus: str | None,
+    content_type: str = "application/json",
 ) -> dict[str, float]:
-    """wrk at ``url``: a POST of the JSON ``body``, or a plain GET when ``body`` is None."""
+    """wrk at ``url``: a POST of ``body`` (JSON unless ``content_type`` says otherwise), or a
+    plain GET when ``body`` is None."""
     seconds = max(1, round(seconds))  # wrk takes whole seconds
     script = workdir / "wrk.lua"
-    script.write_text(WRK_GET_SCRIPT if body is None else WRK_SCRIPT.format(body=lua_string(body)))
+    script.write_text(
+        WRK_GET_SCRIPT
+        if body is None
+        else WRK_SCRIPT.format(body=lua_string(body), content_type=content_type)
+    )
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]

@@ -10,7 +10,7 @@ One run, bounded to a few minutes, all traffic on 127.0.0.1:
 4. measure, interleaving the proxies run by run and taking medians: unary
    with the 1.2 KB Order and the tiny Ping (wrk, 32 connections), server
    streaming messages/s (NDJSON, curl), WebSocket bidi messages/s, latency at a
-   fixed rate, and 1 vs 2 workers;
+   fixed rate, 1 vs 2 workers, and gRPC-Web binary unary (Envoy's grpc_web filter);
 5. write bench/results/results.{json,md} and chart.png.
 
     python bench/run.py [--runs 3] [--seconds 5] [--quick] [--out bench/results]
@@ -37,6 +37,7 @@ from typing import Any
 
 import google.api
 import orjson
+from google.protobuf import json_format
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -49,6 +50,7 @@ ORDER_PATH = "/benchpb.v1.Bench/EchoOrder"
 PING_PATH = "/benchpb.v1.Bench/EchoPing"
 STREAM_PATH = "/benchpb.v1.Bench/StreamPings"
 CHAT_PATH = "/benchpb.v1.Bench/ChatPings"
+GRPC_WEB = "application/grpc-web+proto"
 #: GetPing's google.api.http binding: GET /v1/pings/{id}, the other fields from the query.
 REST_PATH = "/v1/pings/p1?seq=7"
 
@@ -97,13 +99,37 @@ def generate(workdir: Path) -> tuple[Path, Path]:
     return gen, descriptor
 
 
-def post(url: str, body: bytes) -> bytes:
+def post(url: str, body: bytes, content_type: str = "application/json") -> bytes:
     request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        url, data=body, headers={"Content-Type": content_type}, method="POST"
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         data: bytes = response.read()
         return data
+
+
+def grpc_web_order(gen: Path) -> bytes:
+    """The Order as one gRPC-Web frame of its protobuf bytes (flag, 4-byte length, message)."""
+    sys.path.insert(0, str(gen))
+    from benchpb.v1 import bench_pb2
+
+    message = json_format.Parse(payloads.ORDER_BODY, bench_pb2.Order()).SerializeToString()
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def check_same_grpc_web(proxies: dict[str, servers.Proc], body: bytes, notes: list[str]) -> None:
+    """Envoy's grpc_web filter and grpc_bridge must answer the same message frame."""
+    answers = {
+        name: post(f"http://127.0.0.1:{proc.port}{ORDER_PATH}", body, GRPC_WEB)
+        for name, proc in proxies.items()
+    }
+    # The message frame, then the trailer frame (whose lines differ in spacing).
+    frames = {
+        name: answer[: 5 + int.from_bytes(answer[1:5], "big")] for name, answer in answers.items()
+    }
+    if len(set(frames.values())) != 1 or frames["grpc_bridge"] != body:
+        raise SystemExit(f"gRPC-Web answers differ: {answers}")
+    notes.append("gRPC-Web: the same message frame checked from Envoy and grpc_bridge.")
 
 
 def stream_lines(url: str, count: int) -> list[Any]:
@@ -155,6 +181,7 @@ def measure_wrk(
     workdir: Path,
     seconds: float,
     cpus: str | None,
+    content_type: str = "application/json",
 ) -> dict[str, float]:
     before = proc.cpu_seconds()
     result = load.wrk(
@@ -164,6 +191,7 @@ def measure_wrk(
         seconds=seconds,
         connections=32,
         cpus=cpus,
+        content_type=content_type,
     )
     cpu = proc.cpu_seconds() - before
     result["cpu_seconds"] = cpu
@@ -183,6 +211,7 @@ def warm_up(
     body: bytes | None,
     args: argparse.Namespace,
     workdir: Path,
+    content_type: str = "application/json",
 ) -> None:
     """One unmeasured second of wrk against each process."""
     for proc in procs:
@@ -193,6 +222,7 @@ def warm_up(
             seconds=1,
             connections=32,
             cpus=args.load_cpus,
+            content_type=content_type,
         )
 
 
@@ -202,12 +232,15 @@ def unary_case(
     body: bytes | None,
     args: argparse.Namespace,
     workdir: Path,
+    content_type: str = "application/json",
 ) -> dict[str, Any]:
-    warm_up(proxies.values(), path, body, args, workdir)
+    warm_up(proxies.values(), path, body, args, workdir, content_type)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in proxies}
     for _ in range(args.runs):
         for name, proc in proxies.items():
-            runs[name].append(measure_wrk(proc, path, body, workdir, args.seconds, args.load_cpus))
+            runs[name].append(
+                measure_wrk(proc, path, body, workdir, args.seconds, args.load_cpus, content_type)
+            )
     return {name: summarise(r, ("rps", "per_core", "errors")) for name, r in runs.items()}
 
 
@@ -351,6 +384,17 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": bridge / naive >= 2.5,
             }
         )
+    grpc_web = cases.get("unary_grpc_web", {})
+    w_bridge = grpc_web.get("grpc_bridge", {}).get("per_core")
+    w_envoy = grpc_web.get("envoy", {}).get("per_core")
+    if w_bridge and w_envoy:
+        out.append(
+            {
+                "name": "gRPC-Web binary unary per core ≥ 0.8× Envoy",
+                "measured": f"{w_bridge / w_envoy:.2f}×",
+                "met": w_bridge / w_envoy >= 0.8,
+            }
+        )
     stream = cases.get("server_stream", {})
     s_bridge, s_envoy = stream.get("grpc_bridge", {}).get("mps"), stream.get("envoy", {}).get("mps")
     if s_bridge and s_envoy:
@@ -400,7 +444,7 @@ def versions(envoy: str | None) -> str:
     return ", ".join(parts)
 
 
-CASES = ("order", "ping", "rest", "stream", "websocket", "latency", "workers")
+CASES = ("order", "ping", "rest", "grpcweb", "stream", "websocket", "latency", "workers")
 
 
 def parse_args() -> argparse.Namespace:
@@ -510,6 +554,14 @@ def main() -> None:
                 print("unary REST GET ...", flush=True)
                 rest_proxies = {n: p for n, p in proxies.items() if n != "naive"}
                 cases["unary_rest"] = unary_case(rest_proxies, REST_PATH, None, args, workdir)
+            if "grpcweb" in args.cases:
+                print("gRPC-Web binary unary ...", flush=True)
+                web_proxies = {n: p for n, p in proxies.items() if n != "naive"}
+                framed = grpc_web_order(gen)
+                check_same_grpc_web(web_proxies, framed, notes)
+                cases["unary_grpc_web"] = unary_case(
+                    web_proxies, ORDER_PATH, framed, args, workdir, GRPC_WEB
+                )
             if "stream" in args.cases and budget.allows(60):
                 print("server streaming ...", flush=True)
                 cases["server_stream"] = stream_case(proxies, args, workdir)
