@@ -62,12 +62,19 @@ def envoy_config(
     grpc_web: bool = True,
     connect: bool = True,
     cors_origins: Sequence[str] = (),
+    enforce_grpc_timeout: bool = False,
 ) -> dict[str, Any]:
     """Envoy's bootstrap: one listener (port 0: read it back), one h2c upstream cluster.
 
     ``grpc_web`` / ``connect`` turn the two protocol filters on; ``cors_origins``
-    adds the CORS filter allowing those origins (``"*"``: any).
+    adds the CORS filter allowing those origins (``"*"``: any);
+    ``enforce_grpc_timeout`` makes Envoy itself enforce the request's deadline.
     """
+    # No route timeout (streams); grpc-timeout reaches the upstream, which enforces it.
+    route: dict[str, Any] = {"cluster": "upstream", "timeout": "0s"}
+    if enforce_grpc_timeout:
+        # Envoy enforces it too, and answers its own 504 / UNAVAILABLE when it fires first.
+        route["max_stream_duration"] = {"grpc_timeout_header_max": "0s"}
     filters: list[dict[str, Any]] = []
     virtual_host: dict[str, Any] = {
         "name": "all",
@@ -75,12 +82,7 @@ def envoy_config(
         "routes": [
             {
                 "match": {"prefix": "/"},
-                "route": {
-                    "cluster": "upstream",
-                    # No route timeout (streams), but honour the client's grpc-timeout.
-                    "timeout": "0s",
-                    "max_stream_duration": {"grpc_timeout_header_max": "0s"},
-                },
+                "route": route,
             }
         ],
     }
@@ -237,6 +239,7 @@ async def running_envoy(
     grpc_web: bool = True,
     connect: bool = True,
     cors_origins: Sequence[str] = (),
+    enforce_grpc_timeout: bool = False,
 ) -> AsyncIterator[RunningEnvoy]:
     """Envoy in front of ``127.0.0.1:upstream_port`` (see ``envoy_config``), stopped on exit.
 
@@ -251,7 +254,11 @@ async def running_envoy(
     config.write_text(
         yaml.safe_dump(
             envoy_config(
-                upstream_port, grpc_web=grpc_web, connect=connect, cors_origins=cors_origins
+                upstream_port,
+                grpc_web=grpc_web,
+                connect=connect,
+                cors_origins=cors_origins,
+                enforce_grpc_timeout=enforce_grpc_timeout,
             )
         )
     )

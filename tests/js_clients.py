@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -126,8 +128,6 @@ def node_modules() -> Path:
 
 
 def node_binary() -> str:
-    import shutil
-
     found = shutil.which("node")
     if found is None:
         pytest.fail("node is missing: `make tools` installs npm (and node) with apt", pytrace=False)
@@ -150,8 +150,16 @@ def descriptor_set() -> Path:
     for proto in protos:
         for message in proto.message_type:
             _set_json_names(message)
-    path = Path(tempfile.mkdtemp(prefix="grpc-bridge-js-")) / "descriptors.binpb"
-    path.write_bytes(descriptor_pb2.FileDescriptorSet(file=protos).SerializeToString())
+    data = descriptor_pb2.FileDescriptorSet(file=protos).SerializeToString()
+    # Named by content: runs share the file instead of leaving one per run behind.
+    path = (
+        Path(tempfile.gettempdir())
+        / f"grpc-bridge-js-{hashlib.sha256(data).hexdigest()[:16]}.binpb"
+    )
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(data)
+        partial.replace(path)
     return path
 
 
@@ -260,3 +268,137 @@ async def connect_node_call(
 def decode_bin_header(value: str) -> bytes:
     """A ``-bin`` metadata value as sent on the wire (unpadded or padded base64)."""
     return base64.b64decode(value + "=" * (-len(value) % 4))
+
+
+async def buf_curl(
+    base_url: str,
+    method: str,
+    request: Json | None = None,
+    *,
+    requests: Sequence[Json] | None = None,
+    protocol: Literal["connect", "grpcweb", "grpc"] = "connect",
+    reflect: bool = True,
+    schema: Path | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float | None = None,
+    http2: bool = False,
+    emit_defaults: bool = False,
+    extra_args: Sequence[str] = (),
+) -> CallResult:
+    """One call with ``buf curl`` (npm @bufbuild/buf), as a user types it.
+
+    ``reflect`` resolves the method by server reflection through ``base_url``
+    itself (the reflection service must be reachable there, and buf then
+    always speaks HTTP/2 (h2c): reflection is a bidi stream); otherwise the
+    schema is ``schema`` (default: ``descriptor_set()``). ``timeout_s`` is
+    buf's ``--timeout``, sent as the call's deadline. ``http2``:
+    ``--http2-prior-knowledge`` without reflection.
+
+    ``headers`` and ``trailers`` are what ``-v`` shows of the HTTP response:
+    trailers are HTTP trailers plus Connect unary's ``trailer-`` headers
+    (prefix removed); buf does not print trailers carried in the body
+    (gRPC-Web trailer frame, Connect end-of-stream), so those are None.
+    ``raw`` has ``status`` (the HTTP status), ``stderr`` and ``exit``.
+    """
+    binary = node_modules() / ".bin" / "buf"
+    args = ["curl", "-v", "--protocol", protocol]
+    if reflect:
+        args.append("--reflect")
+    else:
+        args += ["--reflect=false", "--schema", str(schema or descriptor_set())]
+    if http2 and not reflect:
+        args.append("--http2-prior-knowledge")
+    for name, value in (headers or {}).items():
+        args += ["-H", f"{name}: {value}"]
+    if timeout_s is not None:
+        args += ["--timeout", f"{int(timeout_s * 1000)}ms"]
+    if emit_defaults:
+        args.append("--emit-defaults")
+    body = "\n".join(json.dumps(r) for r in (requests if requests is not None else [request or {}]))
+    args += ["-d", "@-", *extra_args, f"{base_url.rstrip('/')}/{method.lstrip('/')}"]
+    proc = await asyncio.create_subprocess_exec(
+        str(binary),
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        # Its own config and cache, never the user's (buf reads ~/.config/buf).
+        env={**os.environ, "BUF_CACHE_DIR": tempfile.gettempdir() + "/grpc-bridge-buf-cache"},
+    )
+    try:
+        async with asyncio.timeout(60 + (timeout_s or 0)):
+            out, err = await proc.communicate(body.encode())
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"buf curl {method} did not finish within 60s") from None
+    exit_code = proc.returncode or 0
+    stderr = err.decode()
+    if exit_code and (exit_code < 8 or exit_code % 8):
+        raise AssertionError(f"buf curl failed ({exit_code}): {stderr[-4000:]}")
+    return _buf_result(method, out.decode(), stderr, exit_code)
+
+
+def _json_values(text: str) -> list[Json]:
+    """Concatenated JSON documents (buf prints one pretty-printed object per message)."""
+    decoder = json.JSONDecoder()
+    values: list[Json] = []
+    index = 0
+    while True:
+        while index < len(text) and text[index].isspace():
+            index += 1
+        if index >= len(text):
+            return values
+        value, index = decoder.raw_decode(text, index)
+        values.append(value)
+
+
+def _buf_result(method: str, out: str, stderr: str, exit_code: int) -> CallResult:
+    # -v lines look like "buf: < (#2) Name: value"; the call's stream is the one
+    # that POSTed the method (reflection streams come first).
+    verbose = [line[5:] for line in stderr.splitlines() if line.startswith("buf: ")]
+    stream = next(
+        (
+            line.split(")")[0] + ")"
+            for line in verbose
+            if line.startswith("> (#") and line.endswith(f" POST /{method.lstrip('/')}")
+        ),
+        None,
+    )
+    headers: dict[str, str] | None = None
+    trailers: dict[str, str] | None = None
+    status = None
+    prefix = f"< {stream[2:]}" if stream else None
+    for line in verbose:
+        if prefix is None or not line.startswith(prefix):
+            continue
+        text = line[len(prefix) :].strip()
+        if text.startswith("HTTP/"):
+            status = int(text.split()[1])
+            headers = {}
+        elif text.startswith("[*] "):  # an HTTP trailer
+            name, _, value = text[4:].partition(":")
+            trailers = trailers or {}
+            trailers[name.strip().lower()] = value.strip()
+        elif ":" in text and headers is not None:
+            name, _, value = text.partition(":")
+            key = name.strip().lower()
+            if key.startswith("trailer-"):
+                trailers = trailers or {}
+                trailers[key.removeprefix("trailer-")] = value.strip()
+            else:
+                headers[key] = value.strip()
+    error = None
+    if exit_code:
+        report = "\n".join(line for line in stderr.splitlines() if not line.startswith("buf: "))
+        data = json.loads(report)
+        error = CallError(
+            code=data["code"],
+            message=data.get("message", ""),
+            details=list(data.get("details", [])),
+            metadata={**(headers or {}), **(trailers or {})},
+        )
+    raw = {"status": status, "stderr": stderr, "exit": exit_code}
+    return CallResult(
+        messages=_json_values(out), headers=headers, trailers=trailers, error=error, raw=raw
+    )

@@ -15,12 +15,19 @@ from __future__ import annotations
 import base64
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Literal
 
 import pytest
 
 from tests.envoy_tools import RunningEnvoy, envoy_binary, running_envoy
 from tests.js_browser import JsBrowser, js_browser
-from tests.js_clients import CallResult, Protocol, connect_node_call, decode_bin_header
+from tests.js_clients import (
+    CallResult,
+    Protocol,
+    buf_curl,
+    connect_node_call,
+    decode_bin_header,
+)
 from tests.servers import RunningServer
 
 pytestmark = pytest.mark.skipif(
@@ -62,6 +69,35 @@ async def test_connect_node_makes_unary_and_server_streaming_calls(
     )
     assert stream.error is None
     assert stream.messages == [{"index": i, "text": f"s-{i}"} for i in range(3)]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("http_version", ["1.1", "2"])
+async def test_connect_node_streams_requests(
+    envoy: RunningEnvoy, protocol: Protocol, http_version: Literal["1.1", "2"]
+) -> None:
+    # Over HTTP/1.1 both are half-duplex: every request message is sent first.
+    texts = [{"text": "a"}, {"text": "b"}]
+    collected = await connect_node_call(
+        envoy.url,
+        f"{TEST}/ClientStream",
+        requests=texts,
+        protocol=protocol,
+        binary=True,
+        http_version=http_version,
+    )
+    assert (collected.error, collected.messages) == (None, [{"count": 2, "texts": ["a", "b"]}])
+    assert collected.trailers is not None and collected.trailers["x-count"] == "2"
+
+    echoed = await connect_node_call(
+        envoy.url,
+        f"{TEST}/Bidi",
+        requests=texts,
+        protocol=protocol,
+        binary=True,
+        http_version=http_version,
+    )
+    assert (echoed.error, echoed.messages) == (None, [{"text": "echo: a"}, {"text": "echo: b"}])
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -238,3 +274,69 @@ async def test_browser_clients_send_deadlines_and_cancel_streams(
         assert stream.cancelled and stream.error is None, name
         assert [m["text"] for m in stream.messages] == [f"{tag}-0", f"{tag}-1"], name
         await upstream.test.wait_for("cancelled", tag, within=30)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("reflect", [True, False], ids=["reflection-h2c", "schema-http1"])
+async def test_buf_curl_makes_calls_and_sees_errors_and_metadata(
+    envoy: RunningEnvoy, protocol: Protocol, reflect: bool
+) -> None:
+    unary = await buf_curl(
+        envoy.url, f"{TEST}/Echo", {"fString": "hi"}, protocol=protocol, reflect=reflect
+    )
+    assert (unary.error, unary.messages) == (None, [{"fString": "hi"}])
+
+    stream = await buf_curl(
+        envoy.url,
+        f"{TEST}/ServerStream",
+        {"count": 3, "tag": "s"},
+        protocol=protocol,
+        reflect=reflect,
+        emit_defaults=True,
+    )
+    assert stream.error is None
+    assert stream.messages == [{"index": i, "text": f"s-{i}"} for i in range(3)]
+
+    failed = await buf_curl(
+        envoy.url,
+        f"{TEST}/Fail",
+        {"code": 5, "message": "nope", "withDetails": True},
+        protocol=protocol,
+        reflect=reflect,
+    )
+    assert failed.error is not None
+    assert (failed.error.code, failed.error.message) == ("not_found", "nope")
+    # buf prints the details undecoded; Envoy's Connect errors still use type URLs.
+    assert [d["type"].rpartition("/")[2] for d in failed.error.details] == [
+        "google.rpc.BadRequest",
+        "bridgetest.v1.CustomDetail",
+        "unknown.v1.Mystery",
+    ]
+
+    echoed = await buf_curl(
+        envoy.url,
+        f"{TEST}/EchoMetadata",
+        protocol=protocol,
+        reflect=reflect,
+        headers={"x-test": "buf"},
+    )
+    assert echoed.error is None
+    assert echoed.messages[0]["received"]["x-test"] == "buf"
+    assert echoed.headers is not None and echoed.headers["x-initial"] == "yes"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_buf_curl_sends_its_deadline(
+    envoy: RunningEnvoy, upstream: RunningServer, protocol: Protocol
+) -> None:
+    tag = f"buf-deadline-{protocol}"
+    result = await buf_curl(
+        envoy.url,
+        f"{TEST}/Sleep",
+        {"duration": "30s", "tag": tag},
+        protocol=protocol,
+        reflect=False,
+        timeout_s=0.3,
+    )
+    assert result.error is not None and result.error.code == "deadline_exceeded"
+    await upstream.test.wait_for("cancelled", tag, within=30)
