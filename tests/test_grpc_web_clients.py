@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tests.harness import RunningBridge, running_bridge
-from tests.js_clients import connect_node_call, decode_bin_header
+from tests.js_clients import buf_curl, connect_node_call, decode_bin_header
 from tests.servers import RunningServer
 
 TEST = "bridgetest.v1.TestService"
@@ -172,3 +172,55 @@ async def test_bridge_errors_reach_the_client_with_grpc_codes(
         binary=binary,
     )
     assert streaming.error is not None and streaming.error.code == "unimplemented"
+
+
+async def test_buf_curl_speaks_grpc_web_to_the_bridge(
+    bridge: RunningBridge, upstream: RunningServer
+) -> None:
+    # --reflect needs h2c and the reflection service through the bridge: schema from a file.
+    unary = await buf_curl(
+        bridge.url, f"{TEST}/Echo", {"fString": "hi"}, protocol="grpcweb", reflect=False
+    )
+    assert (unary.error, unary.messages) == (None, [{"fString": "hi"}])
+
+    stream = await buf_curl(
+        bridge.url,
+        f"{TEST}/ServerStream",
+        {"count": 3, "tag": "s"},
+        protocol="grpcweb",
+        reflect=False,
+        emit_defaults=True,
+    )
+    assert stream.error is None
+    assert stream.messages == [{"index": i, "text": f"s-{i}"} for i in range(3)]
+
+    request = {"code": 5, "message": "nope", "withDetails": True}
+    failed = await buf_curl(bridge.url, f"{TEST}/Fail", request, protocol="grpcweb", reflect=False)
+    _, status, _ = await bridge.post(f"/{TEST}/Fail", request)
+    assert failed.error is not None
+    assert (failed.error.code_number, failed.error.message) == (status["code"], status["message"])
+    assert [d["type"].rpartition("/")[2] for d in failed.error.details] == [
+        d["@type"].rpartition("/")[2] for d in status["details"]
+    ]
+
+    echoed = await buf_curl(
+        bridge.url,
+        f"{TEST}/EchoMetadata",
+        protocol="grpcweb",
+        reflect=False,
+        headers={"x-test": "buf"},
+    )
+    assert echoed.error is None
+    assert echoed.messages[0]["received"]["x-test"] == "buf"
+    assert echoed.headers is not None and echoed.headers["x-initial"] == "yes"
+
+    slept = await buf_curl(
+        bridge.url,
+        f"{TEST}/Sleep",
+        {"duration": "30s", "tag": "buf-deadline"},
+        protocol="grpcweb",
+        reflect=False,
+        timeout_s=0.3,
+    )
+    assert slept.error is not None and slept.error.code == "deadline_exceeded"
+    await upstream.test.wait_for("cancelled", "buf-deadline", within=30)
