@@ -82,6 +82,8 @@ from grpc_bridge.upstream.metadata import MetadataPolicy, plain_headers
 NAME = "grpc-web"
 _PREFIX = "application/grpc-web"
 _OK = code_name(Code.OK)
+#: The trailer frame of a call that succeeded with no trailing metadata.
+OK_TRAILER = trailer_frame(0, "", None, ())
 
 #: What browser gRPC-Web clients (grpc-web, connect-web) send besides metadata.
 REQUEST_HEADERS = frozenset(
@@ -313,8 +315,9 @@ class GrpcWebProtocol:
             result = await invoker.unary(info, message, metadata=metadata, timeout=timeout)
             ctx.grpc_code = _OK
             ctx.framing = NAME
+            trailing = result.trailing_metadata
             body = answer.encode(frame(encode(result.response))) + answer.encode(
-                trailer_frame(0, "", None, result.trailing_metadata)
+                trailer_frame(0, "", None, trailing) if trailing else OK_TRAILER
             )
             response = web.Response(body=body, content_type=answer.content_type)
             for name, value in plain_headers(result.initial_metadata, ()):
@@ -344,12 +347,19 @@ async def read_message(
     length = request.content_length
     if length is not None and length > wire_limit:
         raise too_large(limit)
-    timeout = limits.body_read_timeout_s
-    reader = BodyReader(request, timeout, asyncio.get_running_loop().time() + timeout, wire_limit)
     frames = RequestFrames(limit)
     decoder = TextDecoder() if text else None
-    while chunk := await reader.read():
-        frames.feed(decoder.feed(chunk) if decoder is not None else chunk)
+    content = request.content
+    if content.is_eof() and "Content-Encoding" not in request.headers:
+        # The whole body is in already, as sent: read without a timer (the usual unary call).
+        while chunk := await content.readany():
+            frames.feed(decoder.feed(chunk) if decoder is not None else chunk)
+    else:
+        timeout = limits.body_read_timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout
+        reader = BodyReader(request, timeout, deadline, wire_limit)
+        while chunk := await reader.read():
+            frames.feed(decoder.feed(chunk) if decoder is not None else chunk)
     if decoder is not None:
         decoder.finish()
     ctx.bytes_in = request.content.total_bytes
