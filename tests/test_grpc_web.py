@@ -390,15 +390,30 @@ async def test_cors_allows_what_grpc_web_clients_send_and_exposes_status_and_met
 
 async def test_calls_are_counted_and_streams_gauged_as_grpc_web(bridge: RunningBridge) -> None:
     before = await scrape(bridge)
+    gauge = ("grpc_bridge_streams_open", frozenset({("framing", "grpc-web")}))
+    assert before[gauge] == 0  # there before any stream: rates read 0
     await call(bridge, VARIANTS["binary"], "Echo", kitchen_pb2.Kitchen())
-    await call(bridge, VARIANTS["text"], "ServerStream", kitchen_pb2.StreamRequest(count=1))
+    request = kitchen_pb2.StreamRequest(count=100, tag="open")
+    request.interval.FromMilliseconds(50)
+    variant = VARIANTS["text"]
+    async with bridge.session.post(
+        f"{bridge.url}{TEST}/ServerStream",
+        data=variant.body(request),
+        headers={"Content-Type": variant.content_type},
+    ) as resp:
+        await resp.content.readany()  # the first frame: the stream is open
+        assert (await scrape(bridge))[gauge] == 1
+    for _ in range(100):  # the stream's end is noticed once the client has gone
+        if (await scrape(bridge))[gauge] == 0:
+            break
+        await asyncio.sleep(0.05)
     after = await scrape(bridge)
+    assert after[gauge] == 0
     counted = "grpc_bridge_protocol_requests_total"
     assert (
         value(after, counted, protocol="grpc-web") - value(before, counted, protocol="grpc-web")
         == 2
     )
-    assert value(after, "grpc_bridge_streams_open", framing="grpc-web") == 0
 
 
 async def test_a_json_post_without_a_grpc_web_type_keeps_its_json_answer(

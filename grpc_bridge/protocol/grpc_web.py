@@ -314,7 +314,6 @@ class GrpcWebProtocol:
             timeout = effective_timeout(requested, plan.limits.timeout_s, plan.limits.max_timeout_s)
             result = await invoker.unary(info, message, metadata=metadata, timeout=timeout)
             ctx.grpc_code = _OK
-            ctx.framing = NAME
             trailing = result.trailing_metadata
             body = answer.encode(frame(encode(result.response))) + answer.encode(
                 trailer_frame(0, "", None, trailing) if trailing else OK_TRAILER
