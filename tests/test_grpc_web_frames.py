@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from grpc_bridge.errors import InvalidArgument, PayloadTooLarge
 from grpc_bridge.protocol.grpc_web_frames import (
+    MAX_PADDED_PIECES,
     BadBase64,
     RequestFrames,
     TextDecoder,
@@ -70,6 +71,13 @@ def test_text_that_is_not_base64_is_refused_by_the_group(text: bytes) -> None:
     decoder = TextDecoder()
     with pytest.raises(BadBase64, match="not base64"):
         decoder.feed(b"AAAA" + text)
+
+
+def test_text_padded_piece_by_piece_is_refused_past_a_bound() -> None:
+    decoder = TextDecoder()
+    decoder.feed(b"AA==" * MAX_PADDED_PIECES)
+    with pytest.raises(BadBase64, match="separately padded"):
+        decoder.feed(b"AA==")
 
 
 def test_text_ending_inside_a_group_is_refused() -> None:

@@ -90,13 +90,19 @@ def trailer_frame(
     return frame(block, TRAILER)
 
 
+#: Padded base64 pieces a text body may hold: clients pad once per flush, a few per
+#: request; each costs a decode call, so a body of nothing but padding is refused early.
+MAX_PADDED_PIECES = 1024
+
+
 class TextDecoder:
     """Base64 text in, bytes out, a 4-character group at a time as the text arrives."""
 
-    __slots__ = ("_carry",)
+    __slots__ = ("_carry", "_padded")
 
     def __init__(self) -> None:
         self._carry = b""
+        self._padded = 0
 
     def feed(self, data: bytes) -> bytes:
         data = self._carry + data if self._carry else data
@@ -111,6 +117,12 @@ class TextDecoder:
         out = []
         start = 0
         while (pad := text.find(b"=", start)) != -1:
+            self._padded += 1
+            if self._padded > MAX_PADDED_PIECES:
+                raise BadBase64(
+                    f"malformed gRPC-Web text body: more than {MAX_PADDED_PIECES} "
+                    "separately padded base64 pieces"
+                )
             end = pad - pad % 4 + 4
             out.append(_decode(text[start:end]))
             start = end
