@@ -5,6 +5,7 @@ its bytes (or its base64, padded per piece) are split, and what is written reads
 from __future__ import annotations
 
 import base64
+import gzip
 import itertools
 import struct
 from urllib.parse import unquote_to_bytes
@@ -19,6 +20,7 @@ from grpc_bridge.protocol.grpc_web_frames import (
     BadBase64,
     RequestFrames,
     TextDecoder,
+    message_of_body,
     percent_encode,
     trailer_frame,
 )
@@ -137,3 +139,13 @@ def test_the_trailer_frame_holds_the_status_and_the_trailing_metadata_only() -> 
         b"grpc-status-details-bin: CAk=\r\nx-a: b\r\nx-c-bin: /wA=\r\n"
     )
     assert dict(trailer_lines(block))["x-c-bin"] == "/wA="
+
+
+@pytest.mark.parametrize("text", [False, True], ids=["binary", "text"])
+@pytest.mark.parametrize("coding", [None, "gzip"])
+async def test_a_body_read_whole_gives_its_message(text: bool, coding: str | None) -> None:
+    message = b"\x0a\x03abc" * 10
+    body = framed(gzip.compress(message), 1) if coding else framed(message)
+    if text:
+        body = base64.b64encode(body)
+    assert await message_of_body(body, text, coding, LIMIT) == message

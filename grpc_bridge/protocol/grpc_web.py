@@ -39,15 +39,17 @@ from __future__ import annotations
 import asyncio
 import binascii
 import dataclasses
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
 from aiohttp import web
+from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.codec.raw import raw, raw_bytes
-from grpc_bridge.discovery.registry import MethodKind
+from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import (
     BridgeError,
     MethodNotAllowed,
@@ -58,26 +60,27 @@ from grpc_bridge.errors import (
 )
 from grpc_bridge.http.body import BodyReader, too_large
 from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.inflate import SUPPORTED as INFLATABLE
-from grpc_bridge.http.inflate import Inflater
 from grpc_bridge.http.relay import ACTIVE_SINK, Activity
 from grpc_bridge.http.streaming import HttpSink, finish_stream, relay_stream
 from grpc_bridge.http.unary import call_metadata
 from grpc_bridge.protocol.grpc_web_frames import (
-    COMPRESSED,
     HEAD_SIZE,
     BadBase64,
+    GrpcWebUnimplemented,
     RequestFrames,
     TextDecoder,
     frame,
+    message_of_frames,
     status_fields,
     trailer_frame,
 )
+from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Limits
 from grpc_bridge.status import Code, code_name
 from grpc_bridge.upstream.deadlines import effective_timeout, parse_timeout
-from grpc_bridge.upstream.metadata import MetadataPolicy, plain_headers
+from grpc_bridge.upstream.invoker import CallInvoker
+from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy, plain_headers
 
 NAME = "grpc-web"
 _PREFIX = "application/grpc-web"
@@ -176,20 +179,6 @@ def asked_by(content_type: str, accept: str | None) -> Asked | None:
         return None
     text_accept = accept is not None and _media_type(accept) in _TEXT_TYPES
     return _ASKED[(*kind, text_accept)]
-
-
-class GrpcWebUnimplemented(BridgeError):
-    """A method gRPC-Web cannot call (client and bidi streaming), or a message coding not served."""
-
-    code = Code.UNIMPLEMENTED
-    reject_reason = "bad_request"
-
-
-class MalformedCompression(BridgeError):
-    """A frame flagged compressed with no coding named: INTERNAL, as gRPC answers it."""
-
-    code = Code.INTERNAL
-    reject_reason = "malformed_request"
 
 
 class GrpcWebFraming:
@@ -301,27 +290,15 @@ class GrpcWebProtocol:
         requested = parse_timeout(request.headers.get("Grpc-Timeout"), None)
         payload = await read_message(request, bridge.settings.limits, asked.text_request, ctx)
         answer = asked.answer
-        if answer.json:
-            info, message, encode = (
-                plan.info,
-                plan.request_codec.decode(payload),
-                plan.response_codec.encode,
-            )
-        else:
-            info, message, encode = plan.raw_info, raw(payload), raw_bytes
         invoker = bridge.invoker(plan.upstream)
         if kind is MethodKind.UNARY:
-            timeout = effective_timeout(requested, plan.limits.timeout_s, plan.limits.max_timeout_s)
-            result = await invoker.unary(info, message, metadata=metadata, timeout=timeout)
+            headers, body = await unary_reply(invoker, plan, answer, payload, metadata, requested)
             ctx.grpc_code = _OK
-            trailing = result.trailing_metadata
-            body = answer.encode(frame(encode(result.response))) + answer.encode(
-                trailer_frame(0, "", None, trailing) if trailing else OK_TRAILER
-            )
             response = web.Response(body=body, content_type=answer.content_type)
-            for name, value in plain_headers(result.initial_metadata, ()):
+            for name, value in headers:
                 response.headers.add(name, value)
             return response
+        info, message, encode = _call_of(plan, answer, payload)
         # Streams have no default deadline (spec §7): only the client's, clamped.
         stream_timeout = None if requested is None else min(requested, plan.limits.max_timeout_s)
         framing = GrpcWebFraming(answer)
@@ -333,6 +310,38 @@ class GrpcWebProtocol:
         ) as call:
             outcome = await relay_stream(call, encode, bridge, sink, framing, Activity(), None)
         return await finish_stream(sink, plan, ctx, outcome)
+
+
+def _call_of(
+    plan: MethodPlan, answer: Answer, payload: bytes
+) -> tuple[MethodInfo, Message, Callable[[Message], bytes]]:
+    """The method, request message and response encoder of a call: raw bytes for protobuf."""
+    if answer.json:
+        return plan.info, plan.request_codec.decode(payload), plan.response_codec.encode
+    return plan.raw_info, raw(payload), raw_bytes
+
+
+async def unary_reply(
+    invoker: CallInvoker,
+    plan: MethodPlan,
+    answer: Answer,
+    payload: bytes,
+    metadata: Metadata,
+    requested: float | None,
+) -> tuple[list[tuple[str, str]], bytes]:
+    """A unary call's answer: its headers (but Content-Type, ``answer.content_type``) and body.
+
+    No HTTP server in here: any edge that has read the request's message
+    (:func:`read_message`, :func:`message_of_body`) can send what this returns.
+    """
+    info, message, encode = _call_of(plan, answer, payload)
+    timeout = effective_timeout(requested, plan.limits.timeout_s, plan.limits.max_timeout_s)
+    result = await invoker.unary(info, message, metadata=metadata, timeout=timeout)
+    trailing = result.trailing_metadata
+    body = answer.encode(frame(encode(result.response))) + answer.encode(
+        trailer_frame(0, "", None, trailing) if trailing else OK_TRAILER
+    )
+    return plain_headers(result.initial_metadata, ()), body
 
 
 async def read_message(
@@ -362,35 +371,4 @@ async def read_message(
     if decoder is not None:
         decoder.finish()
     ctx.bytes_in = request.content.total_bytes
-    payload = frames.message()
-    if frames.flag & COMPRESSED:
-        payload = await _inflate(payload, request.headers.get("Grpc-Encoding"), limit)
-    return payload
-
-
-async def _inflate(payload: bytes, coding: str | None, limit: int) -> bytes:
-    """A compressed message (frame flag 0x01) inflated, refused at its first byte past ``limit``."""
-    name = (coding or "identity").strip().lower()
-    if name == "identity":
-        # gRPC: a compressed flag without a message coding is a protocol error.
-        raise MalformedCompression(
-            "malformed gRPC-Web request: its message frame is compressed (flag 0x01) but "
-            "grpc-encoding names no coding"
-        )
-    if name not in INFLATABLE:
-        raise GrpcWebUnimplemented(
-            f"grpc-encoding {shown(name)} is not supported: send "
-            f"{', '.join(INFLATABLE)} or identity"
-        )
-    inflater = Inflater(name)
-    pieces: list[bytes] = []
-    total = 0
-    for piece in inflater.feed(payload):
-        total += len(piece)
-        if total > limit:
-            raise too_large(limit)
-        pieces.append(piece)
-        # Other requests run between pieces (a bomb costs them one piece at a time).
-        await asyncio.sleep(0)
-    inflater.finish()
-    return b"".join(pieces)
+    return await message_of_frames(frames, request.headers.get("Grpc-Encoding"), limit)

@@ -14,19 +14,30 @@
 
 :class:`RequestFrames` reads a request's one message frame from bytes fed as
 they arrive, bounded as they arrive; :class:`TextDecoder` undoes text mode
-before it. Both raise :class:`~grpc_bridge.errors.BridgeError` naming what is
-wrong with the body.
+before it; :func:`message_of_body` puts them together for a body read whole,
+and a compressed message (flag 0x01) is inflated per ``grpc-encoding``
+(gzip, deflate: grpc's own), bounded like the body. Each raises a
+:class:`~grpc_bridge.errors.BridgeError` naming what is wrong with the body:
+
+    InvalidArgument            a malformed or truncated frame, a second frame
+    ├── BadBase64              400: a text body that is not base64
+    PayloadTooLarge            a message (declared or inflated) over the limit
+    GrpcWebUnimplemented       a message coding not served (and client streaming)
+    MalformedCompression       INTERNAL: flag 0x01 with no coding named
 """
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import struct
 from collections.abc import Iterable
 
-from grpc_bridge.errors import InvalidArgument
+from grpc_bridge.errors import BridgeError, InvalidArgument, shown
 from grpc_bridge.http.body import too_large
-from grpc_bridge.status import utf8_safe
+from grpc_bridge.http.inflate import SUPPORTED as INFLATABLE
+from grpc_bridge.http.inflate import Inflater
+from grpc_bridge.status import Code, utf8_safe
 from grpc_bridge.upstream.metadata import prefixed_headers
 
 MESSAGE = 0x00
@@ -38,6 +49,20 @@ HEAD_SIZE = _HEAD.size
 #: Bytes a grpc-message keeps as they are: printable ASCII but ``%`` (PROTOCOL-HTTP2.md).
 _PLAIN = frozenset(range(0x20, 0x7F)) - {ord("%")}
 _ESCAPES = tuple(f"%{b:02X}" if b not in _PLAIN else chr(b) for b in range(256))
+
+
+class GrpcWebUnimplemented(BridgeError):
+    """A method gRPC-Web cannot call (client and bidi streaming), or a message coding not served."""
+
+    code = Code.UNIMPLEMENTED
+    reject_reason = "bad_request"
+
+
+class MalformedCompression(BridgeError):
+    """A frame flagged compressed with no coding named: INTERNAL, as gRPC answers it."""
+
+    code = Code.INTERNAL
+    reject_reason = "malformed_request"
 
 
 class BadBase64(InvalidArgument):
@@ -214,3 +239,51 @@ class RequestFrames:
                 reason="malformed_request",
             )
         return bytes(self._buffer[HEAD_SIZE:])
+
+
+async def message_of_body(body: bytes, text: bool, grpc_encoding: str | None, limit: int) -> bytes:
+    """The one message of a request body read whole (by an edge that bounded it already)."""
+    frames = RequestFrames(limit)
+    if text:
+        decoder = TextDecoder()
+        frames.feed(decoder.feed(body))
+        decoder.finish()
+    else:
+        frames.feed(body)
+    return await message_of_frames(frames, grpc_encoding, limit)
+
+
+async def message_of_frames(frames: RequestFrames, grpc_encoding: str | None, limit: int) -> bytes:
+    """The message of a body fed to ``frames`` whole; inflated if its frame is compressed."""
+    payload = frames.message()
+    if frames.flag & COMPRESSED:
+        payload = await _inflate(payload, grpc_encoding, limit)
+    return payload
+
+
+async def _inflate(payload: bytes, coding: str | None, limit: int) -> bytes:
+    """A compressed message (frame flag 0x01) inflated, refused at its first byte past ``limit``."""
+    name = (coding or "identity").strip().lower()
+    if name == "identity":
+        # gRPC: a compressed flag without a message coding is a protocol error.
+        raise MalformedCompression(
+            "malformed gRPC-Web request: its message frame is compressed (flag 0x01) but "
+            "grpc-encoding names no coding"
+        )
+    if name not in INFLATABLE:
+        raise GrpcWebUnimplemented(
+            f"grpc-encoding {shown(name)} is not supported: send "
+            f"{', '.join(INFLATABLE)} or identity"
+        )
+    inflater = Inflater(name)
+    pieces: list[bytes] = []
+    total = 0
+    for piece in inflater.feed(payload):
+        total += len(piece)
+        if total > limit:
+            raise too_large(limit)
+        pieces.append(piece)
+        # Other requests run between pieces (a bomb costs them one piece at a time).
+        await asyncio.sleep(0)
+    inflater.finish()
+    return b"".join(pieces)
