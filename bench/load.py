@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 WRK_SCRIPT = """wrk.method = "POST"
-wrk.headers["Content-Type"] = "{content_type}"
+wrk.headers["Content-Type"] = "application/json"
 wrk.body = {body}
 """
 
@@ -34,7 +34,8 @@ WRK_GET_SCRIPT = 'wrk.method = "GET"\n'
 
 
 def lua_string(data: bytes) -> str:
-    """``data`` as a Lua string literal: long brackets for text, decimal escapes for binary."""
+    """``data`` as a Lua string literal: long brackets for text, decimal escapes for binary
+    (gRPC-Web frames)."""
     if data.isascii() and b"]==]" not in data and all(b >= 0x20 or b in b"\t\n" for b in data):
         return "[==[" + data.decode() + "]==]"
     return '"' + "".join(f"\\{b:03d}" for b in data) + '"'
@@ -48,17 +49,16 @@ def wrk(
     seconds: float,
     connections: int,
     cpus: str | None,
-    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """wrk at ``url``: a POST of ``body`` (JSON unless ``content_type`` says otherwise), or a
-    plain GET when ``body`` is None."""
+    """wrk at ``url``: a POST of the JSON ``body``, or a plain GET when ``body`` is None;
+    ``headers`` are sent besides (Connect's ``Connect-Protocol-Version``)."""
     seconds = max(1, round(seconds))  # wrk takes whole seconds
     script = workdir / "wrk.lua"
-    script.write_text(
-        WRK_GET_SCRIPT
-        if body is None
-        else WRK_SCRIPT.format(body=lua_string(body), content_type=content_type)
-    )
+    lua = WRK_GET_SCRIPT if body is None else WRK_SCRIPT.format(body=lua_string(body))
+    for name, value in (headers or {}).items():
+        lua += f'wrk.headers["{name}"] = "{value}"\n'
+    script.write_text(lua)
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url]
     if cpus is not None:
         argv = ["taskset", "-c", cpus, *argv]

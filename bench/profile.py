@@ -44,7 +44,9 @@ def serve(config: str, codec: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", choices=["fast", "reference"], default="fast")
-    parser.add_argument("--case", choices=["order", "ping", "rest", "grpcweb", "stream"], default="order")
+    parser.add_argument(
+        "--case", choices=["order", "ping", "rest", "grpcweb", "stream"], default="order"
+    )
     parser.add_argument("--upstream", choices=list(run.UPSTREAMS), default="c")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="keep the raw py-spy profile here")
@@ -71,7 +73,7 @@ def main() -> None:
             "stream": (run.STREAM_PATH, b'{"count": 300000}'),
             "grpcweb": (run.ORDER_PATH, run.grpc_web_order(gen)),
         }[args.case]
-        content_type = run.GRPC_WEB if args.case == "grpcweb" else "application/json"
+        headers = run.GRPC_WEB_HEADERS if args.case == "grpcweb" else None
         url = f"http://127.0.0.1:{bridge.port}{path}"
 
         def drive(seconds: float) -> dict[str, float]:
@@ -83,7 +85,7 @@ def main() -> None:
                     seconds=seconds,
                     connections=32,
                     cpus="0",
-                    content_type=content_type,
+                    headers=headers,
                 )
             deadline = time.monotonic() + seconds
             total: dict[str, float] = {"messages": 0.0, "seconds": 0.0}

@@ -50,9 +50,10 @@ ORDER_PATH = "/benchpb.v1.Bench/EchoOrder"
 PING_PATH = "/benchpb.v1.Bench/EchoPing"
 STREAM_PATH = "/benchpb.v1.Bench/StreamPings"
 CHAT_PATH = "/benchpb.v1.Bench/ChatPings"
-GRPC_WEB = "application/grpc-web+proto"
 #: GetPing's google.api.http binding: GET /v1/pings/{id}, the other fields from the query.
 REST_PATH = "/v1/pings/p1?seq=7"
+#: A gRPC-Web binary call: the generic route's path, one protobuf frame.
+GRPC_WEB_HEADERS = {"Content-Type": "application/grpc-web+proto"}
 
 DEFAULT_OUT = servers.ROOT / "bench" / "results"
 
@@ -99,9 +100,12 @@ def generate(workdir: Path) -> tuple[Path, Path]:
     return gen, descriptor
 
 
-def post(url: str, body: bytes, content_type: str = "application/json") -> bytes:
+def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": content_type}, method="POST"
+        url,
+        data=body,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         data: bytes = response.read()
@@ -120,13 +124,11 @@ def grpc_web_order(gen: Path) -> bytes:
 def check_same_grpc_web(proxies: dict[str, servers.Proc], body: bytes, notes: list[str]) -> None:
     """Envoy's grpc_web filter and grpc_bridge must answer the same message frame."""
     answers = {
-        name: post(f"http://127.0.0.1:{proc.port}{ORDER_PATH}", body, GRPC_WEB)
+        name: post(f"http://127.0.0.1:{proc.port}{ORDER_PATH}", body, GRPC_WEB_HEADERS)
         for name, proc in proxies.items()
     }
     # The message frame, then the trailer frame (whose lines differ in spacing).
-    frames = {
-        name: answer[: 5 + int.from_bytes(answer[1:5], "big")] for name, answer in answers.items()
-    }
+    frames = {name: a[: 5 + int.from_bytes(a[1:5], "big")] for name, a in answers.items()}
     if len(set(frames.values())) != 1 or frames["grpc_bridge"] != body:
         raise SystemExit(f"gRPC-Web answers differ: {answers}")
     notes.append("gRPC-Web: the same message frame checked from Envoy and grpc_bridge.")
@@ -181,7 +183,7 @@ def measure_wrk(
     workdir: Path,
     seconds: float,
     cpus: str | None,
-    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
 ) -> dict[str, float]:
     before = proc.cpu_seconds()
     result = load.wrk(
@@ -191,7 +193,7 @@ def measure_wrk(
         seconds=seconds,
         connections=32,
         cpus=cpus,
-        content_type=content_type,
+        headers=headers,
     )
     cpu = proc.cpu_seconds() - before
     result["cpu_seconds"] = cpu
@@ -211,7 +213,7 @@ def warm_up(
     body: bytes | None,
     args: argparse.Namespace,
     workdir: Path,
-    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
 ) -> None:
     """One unmeasured second of wrk against each process."""
     for proc in procs:
@@ -222,7 +224,7 @@ def warm_up(
             seconds=1,
             connections=32,
             cpus=args.load_cpus,
-            content_type=content_type,
+            headers=headers,
         )
 
 
@@ -232,14 +234,14 @@ def unary_case(
     body: bytes | None,
     args: argparse.Namespace,
     workdir: Path,
-    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    warm_up(proxies.values(), path, body, args, workdir, content_type)
+    warm_up(proxies.values(), path, body, args, workdir, headers)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in proxies}
     for _ in range(args.runs):
         for name, proc in proxies.items():
             runs[name].append(
-                measure_wrk(proc, path, body, workdir, args.seconds, args.load_cpus, content_type)
+                measure_wrk(proc, path, body, workdir, args.seconds, args.load_cpus, headers)
             )
     return {name: summarise(r, ("rps", "per_core", "errors")) for name, r in runs.items()}
 
@@ -560,7 +562,7 @@ def main() -> None:
                 framed = grpc_web_order(gen)
                 check_same_grpc_web(web_proxies, framed, notes)
                 cases["unary_grpc_web"] = unary_case(
-                    web_proxies, ORDER_PATH, framed, args, workdir, GRPC_WEB
+                    web_proxies, ORDER_PATH, framed, args, workdir, GRPC_WEB_HEADERS
                 )
             if "stream" in args.cases and budget.allows(60):
                 print("server streaming ...", flush=True)
