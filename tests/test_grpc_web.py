@@ -416,6 +416,26 @@ async def test_calls_are_counted_and_streams_gauged_as_grpc_web(bridge: RunningB
     )
 
 
+async def test_the_admin_port_says_which_methods_grpc_web_clients_can_call(
+    bridge: RunningBridge,
+) -> None:
+    async with bridge.session.get(
+        f"{bridge.admin_url}/v1/services/bridgetest.v1.TestService"
+    ) as resp:
+        methods = {m["name"]: m["grpc_web"] for m in (await resp.json())["methods"]}
+    assert {name: m["available"] for name, m in methods.items()} == {
+        "Echo": True,
+        "Lookup": True,
+        "Fail": True,
+        "Sleep": True,
+        "EchoMetadata": True,
+        "ServerStream": True,
+        "ClientStream": False,
+        "Bidi": False,
+    }
+    assert "application/grpc-web-text" in methods["Echo"]["content_types"]
+
+
 async def test_a_json_post_without_a_grpc_web_type_keeps_its_json_answer(
     bridge: RunningBridge,
 ) -> None:

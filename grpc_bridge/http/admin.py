@@ -20,6 +20,7 @@ from grpc_bridge.http.context import BRIDGE
 from grpc_bridge.http.openapi_docs import add_openapi
 from grpc_bridge.http.playground import ProxyTarget, add_playground
 from grpc_bridge.http.playground_examples import example_request
+from grpc_bridge.protocol.grpc_web import describe as describe_grpc_web
 from grpc_bridge.routing.table import generic_methods
 from grpc_bridge.status import Code, status_body
 
@@ -84,6 +85,8 @@ async def service(request: web.Request) -> web.Response:
             "response": describe_message(p.info.output_type),
             # One request message with every field, for the playground to start from.
             "example": example_request(p.info.input_type, proto_names=proto_names),
+            # How gRPC-Web clients call it (docs/grpc-web.md).
+            "grpc_web": describe_grpc_web(p.info),
         }
         for p in routes.plans
         if p.info.service == wanted

@@ -42,6 +42,7 @@ import dataclasses
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from google.protobuf.message import Message
@@ -166,6 +167,15 @@ _ASKED = {
 #: The current request's form, set by ``claims`` for its errors (``error_response``
 #: is given no request); each request runs in its own task, hence its own context.
 _CURRENT: ContextVar[Asked | None] = ContextVar("grpc_web_asked", default=None)
+
+
+def describe(info: MethodInfo) -> dict[str, Any]:
+    """How gRPC-Web clients call a method, for the admin port's ``/v1/services/{service}``."""
+    return {
+        "content_types": list(_REQUESTS),
+        # gRPC-Web has no client streaming.
+        "available": not info.kind.client_streams,
+    }
 
 
 def _media_type(value: str) -> str:
