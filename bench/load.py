@@ -34,7 +34,11 @@ WRK_GET_SCRIPT = 'wrk.method = "GET"\n'
 
 
 def lua_string(data: bytes) -> str:
-    return "[==[" + data.decode() + "]==]"
+    """``data`` as a Lua string literal: long brackets for text, decimal escapes for binary
+    (gRPC-Web frames)."""
+    if data.isascii() and b"]==]" not in data and all(b >= 0x20 or b in b"\t\n" for b in data):
+        return "[==[" + data.decode() + "]==]"
+    return '"' + "".join(f"\\{b:03d}" for b in data) + '"'
 
 
 def wrk(

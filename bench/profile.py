@@ -44,7 +44,9 @@ def serve(config: str, codec: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", choices=["fast", "reference"], default="fast")
-    parser.add_argument("--case", choices=["order", "ping", "rest", "stream"], default="order")
+    parser.add_argument(
+        "--case", choices=["order", "ping", "rest", "grpcweb", "stream"], default="order"
+    )
     parser.add_argument("--upstream", choices=list(run.UPSTREAMS), default="c")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="keep the raw py-spy profile here")
@@ -69,12 +71,22 @@ def main() -> None:
             "ping": (run.PING_PATH, payloads.PING_BODY),
             "rest": (run.REST_PATH, None),
             "stream": (run.STREAM_PATH, b'{"count": 300000}'),
+            "grpcweb": (run.ORDER_PATH, run.grpc_web_order(gen)),
         }[args.case]
+        headers = run.GRPC_WEB_HEADERS if args.case == "grpcweb" else None
         url = f"http://127.0.0.1:{bridge.port}{path}"
 
         def drive(seconds: float) -> dict[str, float]:
             if args.case != "stream":
-                return load.wrk(url, body, workdir, seconds=seconds, connections=32, cpus="0")
+                return load.wrk(
+                    url,
+                    body,
+                    workdir,
+                    seconds=seconds,
+                    connections=32,
+                    cpus="0",
+                    headers=headers,
+                )
             deadline = time.monotonic() + seconds
             total: dict[str, float] = {"messages": 0.0, "seconds": 0.0}
             while time.monotonic() < deadline:

@@ -49,6 +49,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         ("unary_ping", "unary, tiny Ping"),
         ("unary_rest", "REST GET /v1/pings/{id}"),
         ("unary_connect", "Connect JSON unary, 1.2 KB Order"),
+        ("unary_grpc_web", "gRPC-Web binary unary, 1.2 KB Order"),
     ):
         case = cases.get(key, {})
         if not case:

@@ -10,7 +10,7 @@ One run, bounded to a few minutes, all traffic on 127.0.0.1:
 4. measure, interleaving the proxies run by run and taking medians: unary
    with the 1.2 KB Order and the tiny Ping (wrk, 32 connections), server
    streaming messages/s (NDJSON, curl), WebSocket bidi messages/s, latency at a
-   fixed rate, and 1 vs 2 workers;
+   fixed rate, 1 vs 2 workers, and gRPC-Web binary unary (Envoy's grpc_web filter);
 5. write bench/results/results.{json,md} and chart.png.
 
     python bench/run.py [--runs 3] [--seconds 5] [--quick] [--out bench/results]
@@ -37,6 +37,7 @@ from typing import Any
 
 import google.api
 import orjson
+from google.protobuf import json_format
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -53,6 +54,8 @@ CHAT_PATH = "/benchpb.v1.Bench/ChatPings"
 REST_PATH = "/v1/pings/p1?seq=7"
 #: A Connect unary call: the generic route's path, JSON, and Connect's header.
 CONNECT_HEADERS = {"Connect-Protocol-Version": "1"}
+#: A gRPC-Web binary call: the generic route's path, one protobuf frame.
+GRPC_WEB_HEADERS = {"Content-Type": "application/grpc-web+proto"}
 
 DEFAULT_OUT = servers.ROOT / "bench" / "results"
 
@@ -109,6 +112,28 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
     with urllib.request.urlopen(request, timeout=10) as response:
         data: bytes = response.read()
         return data
+
+
+def grpc_web_order(gen: Path) -> bytes:
+    """The Order as one gRPC-Web frame of its protobuf bytes (flag, 4-byte length, message)."""
+    sys.path.insert(0, str(gen))
+    from benchpb.v1 import bench_pb2
+
+    message = json_format.Parse(payloads.ORDER_BODY, bench_pb2.Order()).SerializeToString()
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+def check_same_grpc_web(proxies: dict[str, servers.Proc], body: bytes, notes: list[str]) -> None:
+    """Envoy's grpc_web filter and grpc_bridge must answer the same message frame."""
+    answers = {
+        name: post(f"http://127.0.0.1:{proc.port}{ORDER_PATH}", body, GRPC_WEB_HEADERS)
+        for name, proc in proxies.items()
+    }
+    # The message frame, then the trailer frame (whose lines differ in spacing).
+    frames = {name: a[: 5 + int.from_bytes(a[1:5], "big")] for name, a in answers.items()}
+    if len(set(frames.values())) != 1 or frames["grpc_bridge"] != body:
+        raise SystemExit(f"gRPC-Web answers differ: {answers}")
+    notes.append("gRPC-Web: the same message frame checked from Envoy and grpc_bridge.")
 
 
 def stream_lines(url: str, count: int) -> list[Any]:
@@ -382,6 +407,17 @@ def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": c_bridge / c_envoy >= 0.8,
             }
         )
+    grpc_web = cases.get("unary_grpc_web", {})
+    w_bridge = grpc_web.get("grpc_bridge", {}).get("per_core")
+    w_envoy = grpc_web.get("envoy", {}).get("per_core")
+    if w_bridge and w_envoy:
+        out.append(
+            {
+                "name": "gRPC-Web binary unary per core ≥ 0.8× Envoy",
+                "measured": f"{w_bridge / w_envoy:.2f}×",
+                "met": w_bridge / w_envoy >= 0.8,
+            }
+        )
     stream = cases.get("server_stream", {})
     s_bridge, s_envoy = stream.get("grpc_bridge", {}).get("mps"), stream.get("envoy", {}).get("mps")
     if s_bridge and s_envoy:
@@ -431,7 +467,7 @@ def versions(envoy: str | None) -> str:
     return ", ".join(parts)
 
 
-CASES = ("order", "ping", "rest", "connect", "stream", "websocket", "latency", "workers")
+CASES = ("order", "ping", "rest", "connect", "grpcweb", "stream", "websocket", "latency", "workers")
 
 
 def parse_args() -> argparse.Namespace:
@@ -546,6 +582,14 @@ def main() -> None:
                 connect_proxies = {n: p for n, p in proxies.items() if n != "naive"}
                 cases["unary_connect"] = unary_case(
                     connect_proxies, ORDER_PATH, payloads.ORDER_BODY, args, workdir, CONNECT_HEADERS
+                )
+            if "grpcweb" in args.cases:
+                print("gRPC-Web binary unary ...", flush=True)
+                web_proxies = {n: p for n, p in proxies.items() if n != "naive"}
+                framed = grpc_web_order(gen)
+                check_same_grpc_web(web_proxies, framed, notes)
+                cases["unary_grpc_web"] = unary_case(
+                    web_proxies, ORDER_PATH, framed, args, workdir, GRPC_WEB_HEADERS
                 )
             if "stream" in args.cases and budget.allows(60):
                 print("server streaming ...", flush=True)

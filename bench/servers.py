@@ -198,6 +198,13 @@ def envoy_config(
                     "connect_grpc_bridge.v3.FilterConfig"
                 },
             },
+            # gRPC-Web requests become gRPC here, which the transcoder then passes through.
+            {
+                "name": "envoy.filters.http.grpc_web",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_web.v3.GrpcWeb"
+                },
+            },
             {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": transcoder},
             {
                 "name": "envoy.filters.http.router",

@@ -41,7 +41,7 @@ HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
 #: Framings of open streams, for ``grpc_bridge_streams_open``.
-FRAMINGS = ("ndjson", "sse", "websocket")
+FRAMINGS = ("ndjson", "sse", "websocket", "grpc-web")
 
 #: Why the bridge refused a request itself, for ``grpc_bridge_rejected_requests_total``.
 #: Wire protocols (grpc_bridge/protocol/), pre-created so rates by protocol read 0.

@@ -21,6 +21,7 @@ from grpc_bridge.http.openapi_docs import add_openapi
 from grpc_bridge.http.playground import ProxyTarget, add_playground
 from grpc_bridge.http.playground_examples import example_request
 from grpc_bridge.protocol.connect import describe as describe_connect
+from grpc_bridge.protocol.grpc_web import describe as describe_grpc_web
 from grpc_bridge.protocol.select import PROTOCOLS, Protocols
 from grpc_bridge.routing.table import generic_methods
 from grpc_bridge.status import Code, status_body
@@ -96,6 +97,8 @@ async def service(request: web.Request) -> web.Response:
             "example": example_request(p.info.input_type, proto_names=proto_names),
             # How Connect clients call it (docs/connect.md).
             "connect": describe_connect(p.info),
+            # How gRPC-Web clients call it (docs/grpc-web.md).
+            "grpc_web": describe_grpc_web(p.info),
         }
         for p in routes.plans
         if p.info.service == wanted

@@ -9,6 +9,7 @@ from aiohttp import web
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.protocol.base import WireProtocol
 from grpc_bridge.protocol.connect import connect_protocols
+from grpc_bridge.protocol.grpc_web import GrpcWebProtocol
 from grpc_bridge.protocol.json import JsonProtocol
 from grpc_bridge.settings import Settings
 from grpc_bridge.upstream.metadata import MetadataPolicy
@@ -58,5 +59,10 @@ def forward_all_policy(settings: Settings) -> MetadataPolicy:
 
 def build_protocols(settings: Settings, policy: MetadataPolicy) -> Protocols:
     """Every protocol of the proxy listener; ``policy`` is the JSON routes' metadata allowlist."""
-    claimants: list[WireProtocol] = [*connect_protocols(settings, forward_all_policy(settings))]
+    browser_policy = forward_all_policy(settings)
+    # gRPC-Web and Connect claim disjoint requests (by Content-Type and Connect's header).
+    claimants: list[WireProtocol] = [
+        GrpcWebProtocol(browser_policy),
+        *connect_protocols(settings, browser_policy),
+    ]
     return Protocols(claimants, JsonProtocol(policy))
