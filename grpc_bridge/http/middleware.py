@@ -175,7 +175,11 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         ctx.grpc_code = code_name(Code.INTERNAL)
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
-    if compression is not None and (coding := _encoding(request, response, compression)):
+    if (
+        compression is not None
+        and (protocol is None or protocol.http_compression)
+        and (coding := _encoding(request, response, compression))
+    ):
         assert isinstance(response, web.Response) and isinstance(response.body, bytes)
         response.body = await compression.compress(coding, response.body)
     # aiohttp sends no body for a HEAD, an error's included.

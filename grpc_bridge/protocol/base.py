@@ -20,6 +20,9 @@ class WireProtocol(Protocol):
     cors_allow_headers: frozenset[str]
     #: The method kinds it carries over HTTP/1.1 (listed per method by GET /v1/services/{s}).
     kinds: frozenset[MethodKind]
+    #: The edge may compress its whole answers by ``Accept-Encoding`` (RFC 9110). Protocols
+    #: with compression of their own (Connect, gRPC-Web) say no: their clients don't expect it.
+    http_compression: bool
 
     def claims(self, request: web.Request) -> bool:
         """Whether ``request`` speaks this protocol (headers and query only: no body read)."""

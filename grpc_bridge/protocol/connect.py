@@ -122,6 +122,8 @@ def _kind(request: web.Request) -> str:
 class _Connect:
     name = NAME
     cors_allow_headers = REQUEST_HEADERS
+    # Unary answers negotiate Content-Encoding here (connect_unary.py), streams per envelope.
+    http_compression = False
 
     def __init__(self, policy: MetadataPolicy) -> None:
         self.policy = policy

@@ -235,6 +235,8 @@ class GrpcWebProtocol:
     cors_allow_headers = REQUEST_HEADERS
     # gRPC-Web has no request streams.
     kinds = frozenset({MethodKind.UNARY, MethodKind.SERVER_STREAM})
+    # Messages carry grpc-encoding of their own; clients don't undo an HTTP coding.
+    http_compression = False
 
     def __init__(self, policy: MetadataPolicy) -> None:
         # x-grpc-web is never metadata (upstream/metadata.py); x-user-agent is the client's

@@ -55,6 +55,7 @@ class JsonProtocol:
     name = "json"
     cors_allow_headers = JSON_REQUEST_HEADERS
     kinds = frozenset(MethodKind)
+    http_compression = True
 
     def __init__(self, policy: MetadataPolicy) -> None:
         self.policy = policy
