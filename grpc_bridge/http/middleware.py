@@ -7,8 +7,6 @@ BridgeErrors (or lets bugs through to here, where they become a 500).
 from __future__ import annotations
 
 import asyncio
-import re
-import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -16,56 +14,38 @@ from aiohttp.typedefs import Handler
 from grpc_bridge.errors import BodyTimeout, BridgeError, NotAcceptable, shown
 from grpc_bridge.http.compress import ACCEPT_ENCODING, ResponseCompression, add_vary
 from grpc_bridge.http.context import COMPRESSION, CONTEXT, METRICS, RequestContext
+from grpc_bridge.http.edge import (
+    INTERNAL_MESSAGE,
+    REQUEST_ID_HEADER,
+    error_answer,
+    finish_body,
+    internal_error,
+    log_request_line,
+    new_context,
+    request_done,
+    request_started,
+    trace_of,
+)
 from grpc_bridge.http.relay import ACTIVE_SINK
-from grpc_bridge.http.responses import error_response, json_response
-from grpc_bridge.log import get_logger, log_info
-from grpc_bridge.metrics import Metrics
+from grpc_bridge.http.responses import json_response
+from grpc_bridge.log import get_logger
 from grpc_bridge.status import Code, code_name, status_body, status_dict
-from grpc_bridge.upstream.metadata import new_request_id
 
 log = get_logger("grpc_bridge.http")
-
-REQUEST_ID_HEADER = "X-Request-Id"
-INTERNAL_MESSAGE = "internal error in grpc-bridge; see its logs"
-_PRINTABLE = re.compile(r"[\x20-\x7e]+")
 
 
 @web.middleware
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    metrics = request.app.get(METRICS)
-    ctx = RequestContext(request_id=_request_id(request), metrics=metrics)
+    ctx = new_context(request.headers, request.app.get(METRICS))
     request[CONTEXT] = ctx
-    if metrics is None:
-        return await _serve(request, handler, ctx)
-    # Lock-free series (metrics.py): plain float updates, cheaper than an inc() call.
-    in_flight = metrics.http_in_flight
-    in_flight.value += 1
+    request_started(ctx)
     status = 499
     try:
         response = await _serve(request, handler, ctx)
         status = response.status
         return response
     finally:
-        in_flight.value -= 1
-        if ctx.stream_open and ctx.framing is not None:
-            metrics.stream_gauge(ctx.framing).dec()
-        count_request(metrics, ctx, request.method, status)
-
-
-def count_request(metrics: Metrics, ctx: RequestContext, method: str, status: int) -> None:
-    """The request and its duration in the HTTP metrics, by route (also for the fast path)."""
-    route = metrics.route(ctx.route)
-    route.request(method, status).value += 1
-    route.duration.observe(time.perf_counter() - ctx.started)
-
-
-def error_answer(exc: BridgeError, ctx: RequestContext) -> web.Response:
-    """The Status response of an expected failure; the rejection counted, the context noted."""
-    if exc.reject_reason and ctx.metrics is not None:
-        ctx.metrics.reject(exc.reject_reason)
-    ctx.grpc_code = ctx.grpc_code or code_name(exc.code)
-    ctx.error = exc.message
-    return error_response(exc, ctx.pool)
+        request_done(ctx, request.method, status)
 
 
 def _refuse_encoding(accept_encoding: str) -> NotAcceptable:
@@ -91,32 +71,6 @@ def _check_encoding(request: web.Request, compression: ResponseCompression | Non
         raise _refuse_encoding(accept_encoding)
 
 
-def _encoding(
-    request: web.Request, response: web.StreamResponse, compression: ResponseCompression
-) -> str | None:
-    """``Vary`` on every whole answer that could be compressed; the coding for this one.
-
-    Synchronous: an answer sent as it is (no ``Accept-Encoding``) awaits nothing.
-    """
-    if response.prepared or not isinstance(response, web.Response) or response.status in (204, 304):
-        return None  # streams encode themselves (http/streaming.py); WebSocket never
-    headers = response.headers
-    body = response.body
-    if request.method == "HEAD" or not isinstance(body, bytes) or "Content-Encoding" in headers:
-        if compression.enabled:
-            add_vary(headers)
-        return None
-    coding, added = compression.plan(
-        request.headers.get(ACCEPT_ENCODING), response.content_type, len(body)
-    )
-    for name, value in added:
-        if name == "Vary":
-            add_vary(headers)
-        else:
-            headers[name] = value
-    return coding
-
-
 async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) -> web.StreamResponse:
     response: web.StreamResponse
     compression = request.app.get(COMPRESSION)
@@ -138,23 +92,60 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         _log_request(request, ctx, 499, 0)
         raise
     except Exception:
-        log.exception("unhandled_error", request_id=ctx.request_id, path=request.rel_url.raw_path)
         sink = request.get(ACTIVE_SINK)
         if sink is not None and sink.started:
             # Headers are gone: the stream ends with an in-band error instead.
+            path = request.rel_url.raw_path
+            log.exception("unhandled_error", request_id=ctx.request_id, path=path)
             response = await sink.abort(status_dict(Code.INTERNAL, INTERNAL_MESSAGE))
+            ctx.grpc_code = code_name(Code.INTERNAL)
         else:
-            response = json_response(status_body(Code.INTERNAL, INTERNAL_MESSAGE), status=500)
-        ctx.grpc_code = code_name(Code.INTERNAL)
-    if not response.prepared:
-        response.headers[REQUEST_ID_HEADER] = ctx.request_id
-    if compression is not None and (coding := _encoding(request, response, compression)):
-        assert isinstance(response, web.Response) and isinstance(response.body, bytes)
-        response.body = await compression.compress(coding, response.body)
+            response = internal_error(ctx, request.rel_url.raw_path)
+    body = _whole_body(request, response)
+    if body is not None:
+        # A whole answer: the lean path (http/fastpath_serve.py) finishes its own alike.
+        assert isinstance(response, web.Response)
+        sent = await finish_body(
+            response.headers,
+            body,
+            ctx.request_id,
+            request.headers.get(ACCEPT_ENCODING),
+            compression,
+        )
+        if sent is not body:
+            response.body = sent
+    else:
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = ctx.request_id
+        if compression is not None and compression.enabled and _may_vary(response):
+            add_vary(response.headers)
     # aiohttp sends no body for a HEAD, an error's included.
     bytes_out = 0 if request.method == "HEAD" else _bytes_out(response)
     _log_request(request, ctx, response.status, bytes_out)
     return response
+
+
+def _may_vary(response: web.StreamResponse) -> bool:
+    """A whole answer not encoded here (a HEAD's, or one encoded already) still varies."""
+    return (
+        not response.prepared
+        and isinstance(response, web.Response)
+        and response.status not in (204, 304)
+    )
+
+
+def _whole_body(request: web.Request, response: web.StreamResponse) -> bytes | None:
+    """The body of an answer sent whole and not yet encoded; None for any other.
+
+    Streams encode themselves (http/streaming.py); WebSocket never.
+    """
+    if not _may_vary(response) or request.method == "HEAD":
+        return None
+    assert isinstance(response, web.Response)
+    body = response.body
+    if not isinstance(body, bytes) or "Content-Encoding" in response.headers:
+        return None
+    return body
 
 
 async def _answer_then_close(
@@ -175,22 +166,6 @@ async def _answer_then_close(
         request.protocol.force_close()
 
 
-def _request_id(request: web.Request) -> str:
-    # One case-insensitive lookup instead of a scan of every header, per request.
-    return request_id_from(request.headers.get(REQUEST_ID_HEADER))
-
-
-def request_id_from(value: str | None) -> str:
-    """The client's X-Request-Id when it is printable ASCII, else a fresh one.
-
-    It goes into logs and a response header: bytes aiohttp decoded with
-    surrogateescape, or control characters, must not reach either.
-    """
-    if value and _PRINTABLE.fullmatch(value):
-        return value
-    return new_request_id()
-
-
 def _bytes_out(response: web.StreamResponse) -> int:
     """Body bytes of a response not yet written, or what a finished stream wrote."""
     if not response.prepared and isinstance(response, web.Response):
@@ -200,51 +175,13 @@ def _bytes_out(response: web.StreamResponse) -> int:
 
 
 def _log_request(request: web.Request, ctx: RequestContext, status: int, bytes_out: int) -> None:
-    headers = request.headers
     log_request_line(
         ctx,
         request.method,
         # As received (still percent-encoded): what a front proxy's logs and ACLs saw.
         request.rel_url.raw_path,
         request.remote,
-        (headers.get("traceparent"), headers.get("tracestate")),
+        trace_of(request.headers),
         status,
         bytes_out,
-    )
-
-
-def log_request_line(
-    ctx: RequestContext,
-    method: str,
-    path: str | None,
-    peer: str | None,
-    trace: tuple[str | None, str | None],
-    status: int,
-    bytes_out: int,
-) -> None:
-    """The canonical request line (also written by the fast path, http/fastpath.py).
-
-    ``path`` is None for a request aiohttp's parser refused (http/parse_errors.py).
-    """
-    log_info(
-        log,
-        "request",
-        {
-            "request_id": ctx.request_id,
-            "http_method": method,
-            "path": path,
-            "route": ctx.route,
-            "framing": ctx.framing,
-            "grpc_method": ctx.grpc_method,
-            "upstream": ctx.upstream,
-            "grpc_code": ctx.grpc_code,
-            "http_status": status,
-            "duration_ms": round((time.perf_counter() - ctx.started) * 1000, 3),
-            "bytes_in": ctx.bytes_in,
-            "bytes_out": bytes_out,
-            "peer": peer,
-            "traceparent": trace[0],
-            "tracestate": trace[1],
-            "error": ctx.error,
-        },
     )
