@@ -9,7 +9,7 @@ the same bytes:
    :func:`request_started` once the call is to be made;
 2. the call (http/unary.py's :func:`~grpc_bridge.http.unary.unary_reply`), or
    :func:`error_answer` / :func:`internal_error`;
-3. :func:`finish_body`: ``X-Request-Id``, then response compression;
+3. :func:`finish_headers`: ``X-Request-Id``, then response compression's headers;
 4. (the writer adds ``Content-Length``, ``Date``, ``Server``, ``Connection: close``)
 5. :func:`prepare_headers`: CORS headers, and ``Connection: close`` while draining;
 6. :func:`request_done` and :func:`log_request_line`.
@@ -119,21 +119,20 @@ def plan_encoding(
     return coding
 
 
-async def finish_body(
+def finish_headers(
     headers: CIMultiDict[str],
-    body: bytes,
+    size: int,
     request_id: str,
     accept_encoding: str | None,
     compression: ResponseCompression | None,
-) -> bytes:
-    """A whole answer's request id header, and its body as sent (compressed if asked)."""
+) -> str | None:
+    """A whole answer's request id header, and the coding its body is sent in
+    (None: as it is); its ``Vary`` and ``Content-Encoding`` added. Synchronous, so
+    that an answer sent as it is awaits nothing; the caller compresses."""
     headers[REQUEST_ID_HEADER] = request_id
     if compression is None:
-        return body
-    coding = plan_encoding(headers, accept_encoding, len(body), compression)
-    if coding is None:
-        return body
-    return await compression.compress(coding, body)
+        return None
+    return plan_encoding(headers, accept_encoding, size, compression)
 
 
 def prepare_headers(

@@ -26,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import re
 
+from aiohttp import hdrs, web
 from aiohttp.helpers import rfc822_formatted_time
 from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
-from google.protobuf.message import Message
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
@@ -43,7 +43,7 @@ from grpc_bridge.http.edge import (
     REQUEST_ID_HEADER,
     count_request,
     error_answer,
-    finish_body,
+    finish_headers,
     internal_error,
     log_request_line,
     new_context,
@@ -57,7 +57,7 @@ from grpc_bridge.http.transcode import message_of
 from grpc_bridge.http.unary import metadata_for, timeout_for, unary_reply
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.routing.table import Match, MatchKind
-from grpc_bridge.upstream.metadata import ClientInfo, Metadata, MetadataPolicy
+from grpc_bridge.upstream.metadata import ClientInfo, MetadataPolicy
 
 #: The request methods served here. HEAD stays aiohttp's (it answers GET's status
 #: and headers without the body), as do OPTIONS and custom methods.
@@ -77,13 +77,20 @@ _TARGET = re.compile(rf"/[{_PCHARS}]*(?:\?[{_PCHARS}?]*)?")
 #: upgrades, preflights, and Connect's unary protocol (a JSON body like ours, with
 #: its own error shape: http's protocol modules answer it).
 _HAND_OVER = (
-    "Transfer-Encoding",
-    "Expect",
-    "Upgrade",
-    "Content-Encoding",
-    "Access-Control-Request-Method",
-    "Sec-WebSocket-Key",
-    "Connect-Protocol-Version",
+    hdrs.TRANSFER_ENCODING,
+    hdrs.EXPECT,
+    hdrs.UPGRADE,
+    hdrs.CONTENT_ENCODING,
+    hdrs.ACCESS_CONTROL_REQUEST_METHOD,
+    hdrs.SEC_WEBSOCKET_KEY,
+    istr("Connect-Protocol-Version"),
+)
+# Header names as istr (aiohttp's): a case-insensitive lookup without folding the name.
+CONTENT_TYPE, ACCEPT_ENCODING, ORIGIN, HOST = (
+    hdrs.CONTENT_TYPE,
+    hdrs.ACCEPT_ENCODING,
+    hdrs.ORIGIN,
+    hdrs.HOST,
 )
 _ACCEPTED = frozenset({"*/*", JSON_CONTENT_TYPE})
 _CONNECTION = frozenset({"keep-alive", "close"})
@@ -106,17 +113,17 @@ def served_length(message: RawRequestMessage) -> int | None:
     for name in _HAND_OVER:
         if name in headers:
             return None
-    content_type = headers.get("Content-Type")
+    content_type = headers.get(CONTENT_TYPE)
     if content_type is not None and content_type != JSON_CONTENT_TYPE:
         return None  # gRPC-Web, Connect, binary protobuf, a charset parameter: aiohttp's
-    if headers.get("Accept", "*/*") not in _ACCEPTED:
+    if headers.get(hdrs.ACCEPT, "*/*") not in _ACCEPTED:
         return None
-    for value in headers.getall("Connection", ()):
+    for value in headers.getall(hdrs.CONNECTION, ()):
         if value.lower() not in _CONNECTION:
             return None
     if method == "GET" and _connect_get(message.path):
         return None
-    length = headers.get("Content-Length")
+    length = headers.get(hdrs.CONTENT_LENGTH)
     if length is None:
         return 0 if method in _BODYLESS else None
     return int(length)  # digits only: the parser refuses any other
@@ -180,7 +187,7 @@ class LeanEdge:
         ``close``: the listener is shutting down.
         """
         headers = message.headers
-        accept_encoding = headers.get("Accept-Encoding")
+        accept_encoding = headers.get(ACCEPT_ENCODING)
         if accept_encoding is not None and self.compression.choose(accept_encoding).refused:
             return None  # aiohttp answers the 406
         method = message.method
@@ -190,14 +197,12 @@ class LeanEdge:
         ctx = new_context(headers, self.metrics)
         try:
             # The Host header is there: the parser refuses an HTTP/1.1 head without it.
-            client = ClientInfo(peer=peer, host=headers.get("Host"), scheme="http")
+            client = ClientInfo(peer=peer, host=headers.get(HOST), scheme="http")
             metadata = metadata_for(headers.items(), client, ctx.request_id, self.policy)
             timeout = timeout_for(plan, headers)
             # served_length let only a JSON Content-Type (or none) through: the media
             # type check of the aiohttp path passes, and an HttpBody takes the same bytes.
-            request = message_of(
-                match, method, query, body, headers.get("Content-Type"), self.bridge
-            )
+            request = message_of(match, method, query, body, headers.get(CONTENT_TYPE), self.bridge)
         except Exception:
             # A BridgeError (or a bug): aiohttp answers it, as it answers any request
             # it sees first, 400 or 500 alike.
@@ -207,14 +212,23 @@ class LeanEdge:
         request_started(ctx)
         status = 499
         try:
-            status, reason, reply, payload = await self._call(
-                ctx, match, request, metadata, timeout, path
+            try:
+                payload, reply = await unary_reply(
+                    self.bridge, match, request, metadata, timeout, ctx
+                )
+                status, reason, answer = 200, "OK", CIMultiDict(reply)
+            except BridgeError as exc:
+                status, reason, answer, payload = _parts(error_answer(exc, ctx))
+            except Exception:
+                status, reason, answer, payload = _parts(internal_error(ctx, path))
+            compression = self.compression
+            coding = finish_headers(
+                answer, len(payload), ctx.request_id, accept_encoding, compression
             )
-            payload = await finish_body(
-                reply, payload, ctx.request_id, accept_encoding, self.compression
-            )
+            if coding is not None:
+                payload = await compression.compress(coding, payload)
             close = close or message.should_close
-            data = self._head(status, reason, reply, payload, close, ctx, headers.get("Origin"))
+            data = self._head(status, reason, answer, payload, close, ctx, headers.get(ORIGIN))
             log_request_line(ctx, method, path, peer, trace_of(headers), status, len(payload))
         except asyncio.CancelledError:
             log_request_line(ctx, method, path, peer, trace_of(headers), 499, 0)
@@ -235,7 +249,7 @@ class LeanEdge:
         payload = response.body
         assert isinstance(payload, bytes)
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
-        origin = headers.get("Origin")
+        origin = headers.get(ORIGIN)
         data = self._head(
             response.status, response.reason, response.headers, payload, True, ctx, origin
         )
@@ -245,27 +259,6 @@ class LeanEdge:
         if self.metrics is not None:
             count_request(self.metrics, ctx, method, status)
         return data + payload
-
-    async def _call(
-        self,
-        ctx: RequestContext,
-        match: Match,
-        request: Message,
-        metadata: Metadata,
-        timeout: float,
-        path: str,
-    ) -> tuple[int, str, CIMultiDict[str], bytes]:
-        """Status, reason, headers and body of the answer, as the aiohttp path makes them."""
-        try:
-            body, headers = await unary_reply(self.bridge, match, request, metadata, timeout, ctx)
-            return 200, "OK", CIMultiDict(headers), body
-        except BridgeError as exc:
-            response = error_answer(exc, ctx)
-        except Exception:
-            response = internal_error(ctx, path)
-        payload = response.body
-        assert isinstance(payload, bytes)
-        return response.status, response.reason, response.headers, payload
 
     def _head(
         self,
@@ -286,3 +279,9 @@ class LeanEdge:
         # Then aiohttp's response-prepare callback's step (http/proxy.py).
         prepare_headers(headers, ctx.request_id, self.cors, origin, self.bridge.draining)
         return serialize_head(f"HTTP/1.1 {status} {reason}", headers)
+
+
+def _parts(response: web.Response) -> tuple[int, str, CIMultiDict[str], bytes]:
+    payload = response.body
+    assert isinstance(payload, bytes)
+    return response.status, response.reason, response.headers, payload

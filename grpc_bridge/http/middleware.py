@@ -18,7 +18,7 @@ from grpc_bridge.http.edge import (
     INTERNAL_MESSAGE,
     REQUEST_ID_HEADER,
     error_answer,
-    finish_body,
+    finish_headers,
     internal_error,
     log_request_line,
     new_context,
@@ -105,15 +105,12 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
     if body is not None:
         # A whole answer: the lean path (http/fastpath_serve.py) finishes its own alike.
         assert isinstance(response, web.Response)
-        sent = await finish_body(
-            response.headers,
-            body,
-            ctx.request_id,
-            request.headers.get(ACCEPT_ENCODING),
-            compression,
+        accept_encoding = request.headers.get(ACCEPT_ENCODING)
+        coding = finish_headers(
+            response.headers, len(body), ctx.request_id, accept_encoding, compression
         )
-        if sent is not body:
-            response.body = sent
+        if coding is not None and compression is not None:
+            response.body = await compression.compress(coding, body)
     else:
         if not response.prepared:
             response.headers[REQUEST_ID_HEADER] = ctx.request_id
