@@ -275,6 +275,8 @@ EXTRA_HEADERS = [
     "Authorization: Bearer t",
     "Connection: keep-alive",
     "Connection: close",
+    "Connection: upgrade",
+    "Connection: keep-alive, TE",
     "Connect-Protocol-Version: 1",
     "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     "User-Agent: t",

@@ -352,6 +352,8 @@ async def test_only_plain_heads_are_taken() -> None:
         # Repeated headers read as aiohttp reads them (the same parsed headers).
         ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "X-A: 1", "X-A: 2"),
         ("GET /a?connected=1&x=connect HTTP/1.1", "Host: x"),
+        # Connection is read by the parser (keep-alive or close) the same for both edges.
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Connection: close, TE"),
     ):
         assert served(*taken) is not None, taken
     for refused in (
@@ -373,7 +375,6 @@ async def test_only_plain_heads_are_taken() -> None:
         ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Content-Encoding: gzip"),
         ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Content-Type: text/plain"),
         ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Accept: application/x-ndjson"),
-        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Connection: upgrade"),
         ("GET /a HTTP/1.1", "Host: x", "Upgrade: websocket", "Connection: Upgrade"),
         (
             "OPTIONS /a HTTP/1.1",

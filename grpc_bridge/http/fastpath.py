@@ -45,9 +45,9 @@ IDLE_TIMEOUT_S = 75.0
 #: Pipelined bytes buffered while a request is served, before reading pauses.
 MAX_BUFFERED = 256 * 1024
 
-#: A head served here and the body it awaits: the message, its match, the head's size
-#: and the body's.
-_Pending = tuple[RawRequestMessage, Match, int, int]
+#: A head served here and the body it awaits: the message, its match, the head's bytes
+#: and the body's size.
+_Pending = tuple[RawRequestMessage, Match, bytes, int]
 
 
 def _could_start(prefix: bytes) -> bool:
@@ -201,7 +201,8 @@ class FastConnection(asyncio.Protocol):
                 self._hand_over(b"")
                 return False
             self._pending = pending
-        message, match, size, length = pending
+        message, match, head, length = pending
+        size = len(head)
         total = size + length
         if len(buffer) < total:
             if not self._reading and self._transport is not None:
@@ -209,9 +210,9 @@ class FastConnection(asyncio.Protocol):
                 self._reading = True
             return False
         self._pending = None
-        raw = bytes(buffer[:total])
+        body = bytes(buffer[size:total])
         del buffer[:total]
-        self._task = self._loop.create_task(self._serve(message, match, raw, raw[size:]))
+        self._task = self._loop.create_task(self._serve(message, match, head, body))
         self._task.add_done_callback(self._done)
         return True
 
@@ -233,7 +234,7 @@ class FastConnection(asyncio.Protocol):
         match = fast.edge.route(message)
         if match is None:
             return None
-        return message, match, len(head), length
+        return message, match, head, length
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._task = None
@@ -296,12 +297,12 @@ class FastConnection(asyncio.Protocol):
         return self._task
 
     async def _serve(
-        self, message: RawRequestMessage, match: Match, raw: bytes, body: bytes
+        self, message: RawRequestMessage, match: Match, head: bytes, body: bytes
     ) -> None:
         fast = self._fast
         answer = await fast.edge.answer(message, match, body, self._peer, fast.closing)
         if answer is None:
-            self._hand_over(raw)
+            self._hand_over(head + body)
             return
         data, close = answer
         if self._transport is not None:

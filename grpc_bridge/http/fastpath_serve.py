@@ -93,7 +93,6 @@ CONTENT_TYPE, ACCEPT_ENCODING, ORIGIN, HOST = (
     hdrs.HOST,
 )
 _ACCEPTED = frozenset({"*/*", JSON_CONTENT_TYPE})
-_CONNECTION = frozenset({"keep-alive", "close"})
 #: Connect's GET: its message in the query string (``?connect=v1&encoding=json&message=``).
 _CONNECT_QUERY = "connect"
 
@@ -118,9 +117,6 @@ def served_length(message: RawRequestMessage) -> int | None:
         return None  # gRPC-Web, Connect, binary protobuf, a charset parameter: aiohttp's
     if headers.get(hdrs.ACCEPT, "*/*") not in _ACCEPTED:
         return None
-    for value in headers.getall(hdrs.CONNECTION, ()):
-        if value.lower() not in _CONNECTION:
-            return None
     if method == "GET" and _connect_get(message.path):
         return None
     length = headers.get(hdrs.CONTENT_LENGTH)
