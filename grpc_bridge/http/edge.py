@@ -21,8 +21,8 @@ import re
 import time
 from collections.abc import Mapping
 
-from aiohttp import web
-from multidict import CIMultiDict
+from aiohttp import hdrs, web
+from multidict import CIMultiDict, istr
 
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.http.compress import ResponseCompression, add_vary
@@ -36,7 +36,9 @@ from grpc_bridge.upstream.metadata import new_request_id
 
 log = get_logger("grpc_bridge.http")
 
-REQUEST_ID_HEADER = "X-Request-Id"
+# Header names as istr: a case-insensitive lookup without folding the name each time.
+REQUEST_ID_HEADER = istr("X-Request-Id")
+_TRACEPARENT, _TRACESTATE = istr("traceparent"), istr("tracestate")
 INTERNAL_MESSAGE = "internal error in grpc-bridge; see its logs"
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
 _INTERNAL = code_name(Code.INTERNAL)
@@ -110,7 +112,7 @@ def plan_encoding(
     """The coding for a whole answer of ``size`` bytes; its ``Vary`` and
     ``Content-Encoding`` added to ``headers``. Synchronous: no ``Accept-Encoding``
     awaits nothing."""
-    coding, added = compression.plan(accept_encoding, headers.get("Content-Type"), size)
+    coding, added = compression.plan(accept_encoding, headers.get(hdrs.CONTENT_TYPE), size)
     for name, value in added:
         if name == "Vary":
             add_vary(headers)
@@ -156,7 +158,7 @@ def prepare_headers(
 
 def trace_of(headers: Mapping[str, str]) -> tuple[str | None, str | None]:
     """The W3C trace context a request carried, for its log line."""
-    return headers.get("traceparent"), headers.get("tracestate")
+    return headers.get(_TRACEPARENT), headers.get(_TRACESTATE)
 
 
 def log_request_line(

@@ -267,11 +267,11 @@ class LeanEdge:
         origin: str | None,
     ) -> bytes:
         """The response head, with what aiohttp's writer adds in its order (web_response.py)."""
-        headers["Content-Length"] = str(len(body))
-        headers["Date"] = rfc822_formatted_time()
-        headers["Server"] = SERVER_SOFTWARE
+        headers[hdrs.CONTENT_LENGTH] = str(len(body))
+        headers[hdrs.DATE] = rfc822_formatted_time()
+        headers[hdrs.SERVER] = SERVER_SOFTWARE
         if close:
-            headers["Connection"] = "close"
+            headers[hdrs.CONNECTION] = "close"
         # Then aiohttp's response-prepare callback's step (http/proxy.py).
         prepare_headers(headers, ctx.request_id, self.cors, origin, self.bridge.draining)
         return serialize_head(f"HTTP/1.1 {status} {reason}", headers)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 from google.protobuf.message import Message
+from multidict import istr
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.http.context import RequestContext
@@ -29,6 +30,7 @@ from grpc_bridge.upstream.metadata import (
 )
 
 _OK = code_name(Code.OK)
+_GRPC_TIMEOUT, _CONNECT_TIMEOUT = istr("Grpc-Timeout"), istr("Connect-Timeout-Ms")
 
 
 def metadata_for(
@@ -45,7 +47,7 @@ def call_metadata(request: web.Request, ctx: RequestContext, policy: MetadataPol
 
 def timeout_for(plan: MethodPlan, headers: Mapping[str, str]) -> float:
     """The deadline of a call from its (case-insensitive) timeout headers."""
-    requested = parse_timeout(headers.get("Grpc-Timeout"), headers.get("Connect-Timeout-Ms"))
+    requested = parse_timeout(headers.get(_GRPC_TIMEOUT), headers.get(_CONNECT_TIMEOUT))
     return effective_timeout(requested, plan.limits.timeout_s, plan.limits.max_timeout_s)
 
 
