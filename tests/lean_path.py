@@ -8,6 +8,7 @@ processes see tests/raw_http.py, whose request builders these tests share).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,13 +18,14 @@ import pytest
 from grpc_bridge.http import fastpath
 from tests.harness import RunningBridge, running_bridge
 from tests.raw_http import raw_request as post
-from tests.raw_http import read_chunk, read_head
 from tests.servers import RunningServer, StartServer
 
 __all__ = [
     "ROUTES",
+    "Answer",
     "bridges",
     "comparable",
+    "comparable_bytes",
     "connection",
     "post",
     "read_response",
@@ -32,29 +34,63 @@ __all__ = [
 ]
 
 
-async def read_response(
-    reader: asyncio.StreamReader, *, to_head: bool = False
-) -> tuple[int, dict[str, str], bytes]:
+class Answer(tuple[int, dict[str, str], bytes]):
+    """Status, headers (lower-case name → last value) and body; ``raw``: the bytes as received."""
+
+    raw: bytes
+
+    def __new__(cls, status: int, headers: dict[str, str], body: bytes, raw: bytes) -> Answer:
+        answer = super().__new__(cls, (status, headers, body))
+        answer.raw = raw
+        return answer
+
+
+async def read_response(reader: asyncio.StreamReader, *, to_head: bool = False) -> Answer:
     """One response on a kept-alive connection (a Content-Length or chunked body);
     ``to_head``: the answer to a HEAD (Content-Length, no body)."""
-    status, headers = await read_head(reader)
+    raw = await reader.readuntil(b"\r\n\r\n")
+    lines = raw.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    body = b""
     if to_head:
-        body = b""
+        pass
     elif "content-length" in headers:
         body = await reader.readexactly(int(headers["content-length"]))
+        raw += body
     else:  # chunked (aiohttp's streamed answers)
-        body = b""
-        while chunk := await read_chunk(reader):
-            body += chunk
-    return status, headers, body
+        while True:
+            size_line = await reader.readline()
+            size = int(size_line.strip(), 16)
+            data = await reader.readexactly(size + 2)
+            raw += size_line + data
+            if not size:
+                break
+            body += data[:-2]
+    return Answer(int(lines[0].split()[1]), headers, body, raw)
 
 
-def comparable(response: tuple[int, dict[str, str], bytes]) -> tuple[int, dict[str, str], bytes]:
-    """A response without the headers that differ between any two (Date, X-Request-Id);
-    unlike :func:`tests.raw_http.comparable`, the body is compared whole."""
-    status, headers, body = response
-    fixed = {k: v for k, v in headers.items() if k not in ("date", "x-request-id")}
-    return status, fixed, body
+_MADE_UP_ID = re.compile(rb"\r\nX-Request-Id: ([0-9a-f]{32})\r\n")
+_DATE = re.compile(rb"\r\nDate: [^\r]*")
+_PEER = re.compile(rb"ipv[46]:[^\"]*:\d+")
+
+
+def comparable_bytes(raw: bytes) -> bytes:
+    """An answer's bytes but what differs between any two: its ``Date``, a request id
+    the bridge made up (a placeholder wherever it appears) and the upstream's view of
+    the bridge's port. Every other header stays, in order, repeated ones included."""
+    made_up = _MADE_UP_ID.search(raw)
+    if made_up is not None:
+        raw = raw.replace(made_up.group(1), b"<request-id>")
+    return _PEER.sub(b"<peer>", _DATE.sub(b"", raw))
+
+
+def comparable(response: Answer) -> bytes:
+    """:func:`comparable_bytes` of a response read by :func:`read_response`."""
+    return comparable_bytes(response.raw)
 
 
 @asynccontextmanager

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
+from multidict import CIMultiDict
 
 from grpc_bridge.errors import BridgeError, MethodNotAllowed
 from grpc_bridge.http import aiohttp_compat as compat
@@ -242,3 +243,49 @@ def test_installed_aiohttp_is_within_the_pin() -> None:
     low, high = (int(pin[1]), int(pin[2])), (int(pin[3]), int(pin[4]))
     installed = tuple(int(part) for part in aiohttp.__version__.split(".")[:2])
     assert low <= installed < high, f"aiohttp {aiohttp.__version__} is outside {spec!r}"
+
+
+# --- the parser and head writer the lean HTTP/1.1 path shares with aiohttp ------------------------
+
+
+async def _head_parser(**server_kwargs: Any) -> Any:
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response()
+
+    make = compat.head_parser(web.Server(handle, **server_kwargs))
+    assert make is not None, "aiohttp runs without its C HTTP parser (aiohttp._http_parser)"
+    return make()
+
+
+async def test_head_parser_reads_one_head_per_feed_and_skips_the_body() -> None:
+    parser = await _head_parser()
+    head = b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\n\r\n"
+    messages, upgraded, _ = parser.feed_data(head)
+    assert not upgraded and len(messages) == 1, (
+        "response_with_body=False no longer ends at the head"
+    )
+    message = messages[0][0]
+    assert isinstance(message, compat.RawRequestMessage)
+    assert (message.method, message.path, message.should_close) == ("POST", "/a?b=1", False)
+    assert message.headers.getall("X-A") == ["1", "2"]
+    # The body is never fed: the parser is ready for the next head at once.
+    messages, _, _ = parser.feed_data(b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert [(m.method, m.should_close) for m, _ in messages] == [("GET", True)]
+
+
+async def test_head_parser_refuses_what_aiohttp_refuses_with_the_servers_limits() -> None:
+    parser = await _head_parser(max_headers=3)
+    with pytest.raises(HttpProcessingError, match=compat.TOO_MANY_HEADERS):
+        parser.feed_data(b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n")
+    for bad in (b"GET / HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nX(y): 1\r\n\r\n"):
+        with pytest.raises(HttpProcessingError):
+            (await _head_parser()).feed_data(bad)
+
+
+def test_serialize_head_is_aiohttps_head_writer() -> None:
+    headers = CIMultiDict([("Content-Type", "application/json"), ("X-A", "1"), ("x-a", "2")])
+    assert compat.serialize_head("HTTP/1.1 200 OK", headers) == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-A: 1\r\nx-a: 2\r\n\r\n"
+    )
+    with pytest.raises(ValueError, match="control character"):
+        compat.serialize_head("HTTP/1.1 200 OK", CIMultiDict([("X", "a\r\nY: b")]))

@@ -16,9 +16,11 @@ from typing import Any
 import orjson
 import pytest
 import structlog
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from grpc_bridge.http import fastpath
-from grpc_bridge.http.fastpath import parse_head
+from grpc_bridge.http.aiohttp_compat import head_parser
+from grpc_bridge.http.fastpath_serve import served_length
 from tests.harness import RunningBridge, running_bridge
 from tests.lean_path import (
     bridges,
@@ -112,6 +114,10 @@ REST_SERVED = {
         "Connection: close",
     ),
     "metadata forwarded and answered": request("GET", "/v1/things/1", None, "x-custom: kept"),
+    "Origin (CORS off)": request("GET", "/v1/things/1", None, "Origin: https://app.example"),
+    "repeated headers": request(
+        "GET", "/v1/things/1", None, "x-custom: a", "x-custom: b", "Accept: */*", "Accept: */*"
+    ),
     'body "*"': request("POST", "/v1/things", b'{"id": "1", "name": "n", "tags": ["a"]}'),
     'body "*" with a verb': request("POST", "/v1/things/5:archive", b'{"name": "n"}'),
     "body field": request("POST", "/v1/things/3/nested", b'{"name": "n"}'),
@@ -165,7 +171,6 @@ REST_HANDED_OVER = {
     ),
     "generic route's GET, unknown field": request("GET", "/bridgetest.v1.TestService/Lookup?no=1"),
     "generic GET on a method with side effects": request("GET", f"{ECHO}?f_string=x"),
-    "Origin": request("GET", "/v1/things/1", None, "Origin: https://app.example"),
     "fragment": request("GET", "/v1/things/1#top"),
     "Accept: NDJSON": request("GET", "/v1/things/1", None, "Accept: application/x-ndjson"),
 }
@@ -240,16 +245,27 @@ async def test_rest_log_lines_and_metrics_are_the_aiohttp_paths_own(
     assert samples[0] == samples[1] and any('route="/v1/things/{id}"' in s for s in samples[0])
 
 
-async def test_rest_with_cors_is_aiohttps(upstream_factory: StartServer) -> None:
-    """With CORS configured the lean path is off: every answer needs CORS's Vary header."""
-    cors = {"allowed_origins": ["https://app.example"]}
+@pytest.mark.parametrize("origin", [None, "https://app.example", "https://other.example"])
+async def test_cors_requests_are_served_with_the_aiohttp_paths_headers(
+    upstream_factory: StartServer, hand_overs: list[bytes], origin: str | None
+) -> None:
+    cors = {"allowed_origins": ["https://app.example"], "allow_credentials": True}
+    extra = () if origin is None else (f"Origin: {origin}",)
+    cases = [
+        request("GET", "/v1/things/1", None, *extra),
+        request("GET", "/v1/things/1", None, *extra, "Accept-Encoding: gzip"),
+        request("POST", "/v1/fail", b'{"code": 5, "message": "gone"}', *extra),
+        post(ECHO, b'{"fString": "x"}', *extra, "x-custom: kept"),
+    ]
     async with rest_bridges(upstream_factory, cors=cors) as (fast, plain):
-        sites = fast.server.proxy_runner.sites
-        assert sites and not any(isinstance(site, fastpath.FastSite) for site in sites)
-        data = request("GET", "/v1/things/1")
-        (got,) = await exchange(fast, data, 1)
-        (want,) = await exchange(plain, data, 1)
-    assert comparable(got) == comparable(want)
+        for data in cases:
+            (got,) = await exchange(fast, data, 1)
+            (want,) = await exchange(plain, data, 1)
+            assert comparable(got) == comparable(want)
+            assert "Origin" in got[1]["vary"]
+            if origin == "https://app.example":
+                assert got[1]["access-control-allow-origin"] == origin
+    assert hand_overs == []
 
 
 async def test_pipelined_requests_with_a_hand_over_in_the_middle(upstream: RunningServer) -> None:
@@ -303,59 +319,132 @@ async def test_a_body_over_the_limit_is_refused_by_aiohttp(upstream: RunningServ
     assert response[0] == 413
 
 
-def test_only_plain_heads_are_taken() -> None:
-    def head(*lines: str) -> bytes:
-        return "\r\n".join(lines).encode()
+async def test_only_plain_heads_are_taken() -> None:
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response()
 
-    plain = head("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2")
-    parsed = parse_head(plain)
-    assert parsed is not None and parsed.path == "/a.B/C" and parsed.length == 2
-    assert (parsed.method, parsed.query) == ("POST", "")
-    rest = parse_head(head("GET /v1/a%2Fb?x=1&y=%20+?z HTTP/1.1", "Host: x"))
-    assert rest is not None and (rest.method, rest.path, rest.query) == (
-        "GET",
-        "/v1/a%2Fb",
-        "x=1&y=%20+?z",
-    )
-    assert rest.length == 0
+    make_parser = head_parser(web.Server(handle))
+    assert make_parser is not None
+
+    def parse(*lines: str | bytes) -> Any:
+        head = b"\r\n".join(line if isinstance(line, bytes) else line.encode() for line in lines)
+        try:
+            messages, _, _ = make_parser().feed_data(head + b"\r\n\r\n")
+        except HttpProcessingError:
+            return None
+        assert len(messages) == 1
+        return messages[0][0]
+
+    def served(*lines: str | bytes) -> int | None:
+        message = parse(*lines)
+        return None if message is None else served_length(message)
+
+    assert served("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2") == 2
+    rest = parse("GET /v1/a%2Fb?x=1&y=%20+?z HTTP/1.1", "Host: x")
+    assert served_length(rest) == 0 and rest.path == "/v1/a%2Fb?x=1&y=%20+?z"
     for taken in (
-        head("DELETE /v1/a HTTP/1.1"),
-        head("GET /v1/a? HTTP/1.1", "Content-Length: 0"),
-        head("PUT /v1/a HTTP/1.1", "Content-Length: 2"),
-        head("PATCH /v1/a;b:c@d!$&'()*+,=-._~ HTTP/1.1", "Content-Length: 2"),
+        ("DELETE /v1/a HTTP/1.1", "Host: x"),
+        ("GET /v1/a? HTTP/1.1", "Host: x", "Content-Length: 0"),
+        ("PUT /v1/a HTTP/1.1", "Host: x", "Content-Length: 2"),
+        ("PATCH /v1/a;b:c@d!$&'()*+,=-._~ HTTP/1.1", "Host: x", "Content-Length: 2"),
+        # CORS requests are served (their headers: http/cors.py, as on the aiohttp path).
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Origin: https://x"),
+        # Repeated headers read as aiohttp reads them (the same parsed headers).
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "X-A: 1", "X-A: 2"),
+        ("GET /a?connected=1&x=connect HTTP/1.1", "Host: x"),
+        # Connection is read by the parser (keep-alive or close) the same for both edges.
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Connection: close, TE"),
     ):
-        assert parse_head(taken) is not None, taken
+        assert served(*taken) is not None, taken
     for refused in (
-        head("HEAD /a.B/C HTTP/1.1"),
-        head("OPTIONS /a.B/C HTTP/1.1"),
-        head("SEARCH /a.B/C HTTP/1.1", "Content-Length: 2"),
-        head("get /a.B/C HTTP/1.1"),
-        head("GET http://x/a.B/C HTTP/1.1"),
-        head("GET * HTTP/1.1"),
-        head("POST /a.B/C HTTP/1.0", "Content-Length: 2"),
-        head("POST /a.B/C#f HTTP/1.1", "Content-Length: 2"),
-        head("GET /a/{b} HTTP/1.1"),
-        head('GET /a?x="y" HTTP/1.1'),
-        head("GET /a?x=|y HTTP/1.1"),
-        head("GET /a/\x01 HTTP/1.1"),
-        head("GET /a b HTTP/1.1"),
-        head("POST /a.B/C HTTP/1.1"),  # no Content-Length
-        head("PUT /a.B/C HTTP/1.1"),
-        head("PATCH /a.B/C HTTP/1.1"),
-        head("GET /a.B/C HTTP/1.1", "Content-Length: x"),
-        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Content-Length: 2"),
-        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Transfer-Encoding: chunked"),
-        head("GET /a.B/C HTTP/1.1", "Transfer-Encoding: chunked"),
-        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Origin: https://x"),
-        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Expect: 100-continue"),
-        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Content-Type: text/plain"),
-        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "Accept: application/x-ndjson"),
-        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", " folded"),
-        head("POST /a.B/C HTTP/1.1", "Content-Length : 2"),
-        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "X-Bad: a\x01b"),
-        "POST /a.B/C HTTP/1.1\r\nContent-Length: 2\r\nX: é".encode(),
-        "GET /é HTTP/1.1".encode(),
-        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", "User-Agent: a", "User-Agent: b"),
-        head("POST /a.B/C HTTP/1.1", "Content-Length: 2", *(f"X-{i}: 1" for i in range(128))),
+        ("HEAD /a.B/C HTTP/1.1", "Host: x"),
+        ("OPTIONS /a.B/C HTTP/1.1", "Host: x"),
+        ("SEARCH /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2"),
+        ("GET http://x/a.B/C HTTP/1.1", "Host: x"),
+        ("POST /a.B/C HTTP/1.0", "Host: x", "Content-Length: 2"),
+        ("POST /a.B/C#f HTTP/1.1", "Host: x", "Content-Length: 2"),
+        ("GET /a/{b} HTTP/1.1", "Host: x"),
+        ('GET /a?x="y" HTTP/1.1', "Host: x"),
+        ("GET /a?x=|y HTTP/1.1", "Host: x"),
+        ("POST /a.B/C HTTP/1.1", "Host: x"),  # no Content-Length
+        ("PUT /a.B/C HTTP/1.1", "Host: x"),
+        ("PATCH /a.B/C HTTP/1.1", "Host: x"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Transfer-Encoding: chunked"),
+        ("GET /a.B/C HTTP/1.1", "Host: x", "Transfer-Encoding: chunked"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Expect: 100-continue"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Content-Encoding: gzip"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Content-Type: text/plain"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Accept: application/x-ndjson"),
+        ("GET /a HTTP/1.1", "Host: x", "Upgrade: websocket", "Connection: Upgrade"),
+        (
+            "OPTIONS /a HTTP/1.1",
+            "Host: x",
+            "Origin: https://x",
+            "Access-Control-Request-Method: POST",
+        ),
     ):
-        assert parse_head(refused) is None, refused
+        assert served(*refused) is None, refused
+    for unparsed in (  # aiohttp's parser refuses these: aiohttp answers them
+        ("get /a.B/C HTTP/1.1", "Host: x"),
+        ("GET /a/\x01 HTTP/1.1", "Host: x"),
+        ("GET /a b HTTP/1.1", "Host: x"),
+        ("DELETE /v1/a HTTP/1.1",),  # no Host
+        ("GET /a.B/C HTTP/1.1", "Host: x", "Content-Length: x"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Content-Length: 2"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Transfer-Encoding: chunked"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", " folded"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length : 2"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "X-Bad: a\x01b"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "User-Agent: a", "User-Agent: b"),
+        ("POST /a.B/C HTTP/1.1", "Host: x", *(f"X-{i}: 1" for i in range(128))),
+    ):
+        assert parse(*unparsed) is None, unparsed
+
+
+#: Requests of the protocols added on the aiohttp path (gRPC-Web, Connect, binary
+#: protobuf): the lean path never serves them, whatever their method and route.
+OTHER_PROTOCOLS = {
+    "Connect unary, JSON": request(
+        "POST", ECHO, b'{"fString": "c"}', "Connect-Protocol-Version: 1"
+    ),
+    "Connect unary, JSON, on a REST route": request(
+        "GET", "/v1/things/1", None, "Connect-Protocol-Version: 1"
+    ),
+    "Connect GET": request(
+        "GET", "/bridgetest.v1.TestService/Lookup?connect=v1&encoding=json&message=%7B%7D"
+    ),
+    "Connect GET, connect last": request(
+        "GET", "/bridgetest.v1.TestService/Lookup?encoding=json&message=%7B%7D&connect=v1"
+    ),
+    "Connect unary, proto": request(
+        "POST", ECHO, b"", "Content-Type: application/proto", json=False
+    ),
+    "Connect streaming": request(
+        "POST", ECHO, b"", "Content-Type: application/connect+json", json=False
+    ),
+    "gRPC-Web": request(
+        "POST", ECHO, b"\0\0\0\0\0", "Content-Type: application/grpc-web+proto", json=False
+    ),
+    "gRPC-Web, JSON": request(
+        "POST", ECHO, b"\0\0\0\0\2{}", "Content-Type: application/grpc-web+json", json=False
+    ),
+    "gRPC-Web text": request(
+        "POST", ECHO, b"AAAAAAA=", "Content-Type: application/grpc-web-text", json=False
+    ),
+    "gRPC": request("POST", ECHO, b"\0\0\0\0\0", "Content-Type: application/grpc", json=False),
+    "JSON with a charset": request(
+        "POST", ECHO, b"{}", "Content-Type: application/json; charset=utf-8", json=False
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(OTHER_PROTOCOLS))
+async def test_other_protocols_are_handed_to_aiohttp(
+    upstream_factory: StartServer, hand_overs: list[bytes], name: str
+) -> None:
+    data = OTHER_PROTOCOLS[name]
+    async with rest_bridges(upstream_factory) as (fast, plain):
+        (got,) = await exchange(fast, data, 1)
+        (want,) = await exchange(plain, data, 1)
+    assert hand_overs == [b""]  # at the head, before anything was done
+    assert comparable(got) == comparable(want)

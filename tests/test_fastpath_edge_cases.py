@@ -256,12 +256,10 @@ async def test_rest_requests_pipelined_with_a_head_in_the_middle(
         for b in (fast, plain):
             async with connection(b) as (reader, writer):
                 writer.write(data)
-                results.append(
-                    [comparable(await read_response(reader, to_head=i == 2)) for i in range(5)]
-                )
+                results.append([await read_response(reader, to_head=i == 2) for i in range(5)])
     got, want = results
     assert [r[0] for r in got] == [200] * 5
-    assert got == want
+    assert [comparable(r) for r in got] == [comparable(r) for r in want]
 
 
 async def test_a_rest_head_arriving_in_pieces_is_served(
@@ -328,11 +326,12 @@ async def test_httpbody_content_type_with_control_characters_is_answered_alike(
         # Sanity: a clean content type is served alike.
         clean = await comparable_answer(fast, control_answer)
         assert clean == await comparable_answer(plain, control_answer)
-        got = await comparable_answer(fast, data)
+        response = await answer(fast, data)
+        got = comparable(response)
         want = await comparable_answer(plain, data)
     assert got == want
     # Not a header that splits or corrupts the head: the upstream's fault, a 500.
-    status, _, body = got
+    status, _, body = response
     assert status == 500
     assert orjson.loads(body)["code"] == 13
     assert b"content_type holds control characters" in body
@@ -345,10 +344,13 @@ async def test_newline_in_a_path_variable_is_answered_alike(
     data = request("GET", target)
     lines = []
     answers = []
+    statuses = []
     async with httpbody_bridges(upstream_factory) as (fast, plain):
         for b in (fast, plain):
             with structlog.testing.capture_logs() as logs:
-                answers.append(await comparable_answer(b, data))
+                response = await answer(b, data)
+            answers.append(comparable(response))
+            statuses.append(status_of(response))
             lines.append(
                 [(e["http_status"], e["route"]) for e in logs if e.get("event") == "request"]
             )
@@ -356,4 +358,4 @@ async def test_newline_in_a_path_variable_is_answered_alike(
     assert got == want
     assert lines[0] == lines[1]
     # Both reach the route table: the binding serves it, "\n" and all.
-    assert got[0] == 200, got
+    assert statuses == [200, 200], got

@@ -16,13 +16,11 @@ once for the module, so that hypothesis drives plain synchronous tests.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gzip
 import socket
-import threading
 import zlib
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import orjson
@@ -30,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.background import Background
 from tests.process import BridgeProcess, bridge_env, serve_args
 from tests.raw_http import ECHO, comparable, wait_ready
 from tests.servers import RunningServer, start_server
@@ -42,23 +41,6 @@ FUZZ = settings(
 )
 #: An answer or a close within this, always: the body timeout is 1 s.
 WITHIN_S = 6.0
-
-
-class Background:
-    """An event loop in a thread, for the upstream and the bridge processes."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 async def _start(fast_path: bool, target: str) -> BridgeProcess:

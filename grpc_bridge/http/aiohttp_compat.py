@@ -1,9 +1,11 @@
 """Every aiohttp internal the bridge relies on, in one place.
 
-aiohttp gives no public hook for three things the bridge needs: its own
+aiohttp gives no public hook for four things the bridge needs: its own
 answer to a request the parser refuses (http/parse_errors.py), a listening
 socket whose connections start on another protocol (the lean HTTP/1.1 path,
-http/fastpath.py), and the port a site bound. What is used for them, and why:
+http/fastpath.py), the parser aiohttp's handlers parse with, for that lean path
+to read a head exactly as aiohttp would, and the port a site bound. What is
+used for them, and why:
 
 ==================================  ==========================================================
 internal                            relied on for
@@ -27,6 +29,10 @@ internal                            relied on for
 ``TCPSite._host``, ``._port``,      the rest is what ``TCPSite.start`` passes to
 ``._backlog``, ``._reuse_address``, ``loop.create_server``; ``_server`` is what ``stop()``
 ``._reuse_port``                    closes and where the bound port is read
+``http_parser.HttpRequestParser``   the parser ``RequestHandler`` builds (llhttp, aiohttp's C
+(the C one, ``_http_parser``)       extension), made with the same limits by :func:`head_parser`
+``http_writer._serialize_headers``  what aiohttp's writer makes a response head with, so that
+                                    the lean path's heads are aiohttp's bytes
 ==================================  ==========================================================
 
 Behaviour relied on: a ``RequestHandler`` adopts a live transport handed to it
@@ -35,6 +41,12 @@ read), and serves it as if it had been there from the start; the parser's
 message for a head over ``max_headers`` fields is :data:`TOO_MANY_HEADERS`, and
 its ``BadHttpMethod`` message quotes the request line (``b'FOO /path HTTP/1.1'``),
 which http/parse_errors.py reads back to answer an unknown method with a 405.
+The C parser made with ``response_with_body=False`` ends each request at its
+head (llhttp's "skip body"): fed one head it returns its ``RawRequestMessage``
+and is ready for the next head, so the lean path reads the body itself and
+never feeds it one. The pure-Python parser (``AIOHTTP_NO_EXTENSIONS``) does
+not work that way: without the C one, :func:`head_parser` is None and the lean
+path is off.
 
 tests/test_aiohttp_compat.py checks each of these on the installed aiohttp and
 names the one that changed; pyproject.toml pins aiohttp to the releases it
@@ -45,25 +57,35 @@ with ``_``.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http import HttpVersion11
+from aiohttp.http import HttpProcessingError, HttpVersion11, RawRequestMessage
+from aiohttp.http_parser import HttpRequestParser, HttpRequestParserPy
+from aiohttp.http_writer import _serialize_headers
 from aiohttp.web_protocol import _ErrInfo
+from multidict import CIMultiDict
 
 __all__ = [
     "TOO_MANY_HEADERS",
     "ErrInfo",
+    "HeadParser",
+    "HttpProcessingError",
     "ProtocolSite",
+    "RawRequestMessage",
     "RemadeServerRunner",
     "adopt_connection",
     "answer_as_http11",
     "bound_port",
     "close_after_answer",
     "current_request",
+    "head_parser",
     "queued_messages",
+    "serialize_head",
     "server_kwargs",
     "server_loop",
 ]
@@ -161,3 +183,41 @@ def adopt_connection(
         transport.resume_reading()
     if data:
         handler.data_received(data)
+
+
+#: What :func:`head_parser` makes (aiohttp's C ``HttpRequestParser``).
+HeadParser = HttpRequestParser
+
+#: The limits ``RequestHandler`` gives its parser, with its defaults (read off its signature).
+_PARSER_LIMITS = {
+    name: param.default
+    for name, param in inspect.signature(web.RequestHandler.__init__).parameters.items()
+    if name in ("max_line_size", "max_field_size", "max_headers")
+}
+
+
+def head_parser(server: web.Server) -> Callable[[], HeadParser] | None:
+    """What makes parsers that read request heads as ``server``'s handlers do.
+
+    Each reads one head per ``feed_data(head)``, which returns
+    ``([(message, payload)], upgraded, tail)``, and raises
+    :class:`HttpProcessingError` where aiohttp would answer 400 or 431. None when
+    aiohttp runs its pure-Python parser (see the module docstring).
+    """
+    if HttpRequestParser is HttpRequestParserPy:
+        return None
+    kwargs = server_kwargs(server)
+    limits = {name: kwargs.get(name, default) for name, default in _PARSER_LIMITS.items()}
+    return functools.partial(
+        HttpRequestParser,
+        None,  # the payload's protocol: no payload is ever made (no body is fed)
+        server_loop(server),
+        2**16,  # the payload's buffer limit, likewise
+        response_with_body=False,
+        **limits,
+    )
+
+
+def serialize_head(status_line: str, headers: CIMultiDict[str]) -> bytes:
+    """A response head as aiohttp's writer sends it (it refuses CR or LF in a value)."""
+    return _serialize_headers(status_line, headers)

@@ -27,15 +27,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from grpc_bridge.errors import OriginNotAllowed
-from grpc_bridge.protocol.base import PROTOCOL
 from grpc_bridge.settings import Cors
 
 ALLOW_ORIGIN = "Access-Control-Allow-Origin"
+_PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
 
 
 def is_preflight(request: web.Request) -> bool:
@@ -47,9 +48,9 @@ def is_preflight(request: web.Request) -> bool:
     )
 
 
-def _add_vary(response: web.StreamResponse, names: str) -> None:
-    current = response.headers.get("Vary")
-    response.headers["Vary"] = f"{current}, {names}" if current else names
+def _add_vary(headers: CIMultiDict[str], names: str) -> None:
+    current = headers.get("Vary")
+    headers["Vary"] = f"{current}, {names}" if current else names
 
 
 class CorsPolicy:
@@ -80,10 +81,10 @@ class CorsPolicy:
     def _header_allowed(self, name: str) -> bool:
         return name in self._headers or name.startswith("grpc-metadata-")
 
-    def _allow(self, response: web.StreamResponse, origin: str) -> None:
-        response.headers[ALLOW_ORIGIN] = "*" if self._wildcard else origin
+    def _allow(self, headers: CIMultiDict[str], origin: str) -> None:
+        headers[ALLOW_ORIGIN] = "*" if self._wildcard else origin
         if self._credentials:
-            response.headers["Access-Control-Allow-Credentials"] = "true"
+            headers["Access-Control-Allow-Credentials"] = "true"
 
     def preflight(self, request: web.Request, methods: Sequence[str]) -> web.Response:
         origin = request.headers["Origin"]
@@ -96,32 +97,36 @@ class CorsPolicy:
         requested = request.headers.get("Access-Control-Request-Headers", "")
         names = [n.strip().lower() for n in requested.split(",") if n.strip()]
         response = web.Response(status=204)
-        self._allow(response, origin)
+        self._allow(response.headers, origin)
         response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
         allowed = [n for n in names if self._header_allowed(n)]
         if allowed:
             response.headers["Access-Control-Allow-Headers"] = ", ".join(allowed)
         response.headers["Access-Control-Max-Age"] = self._max_age
-        _add_vary(response, "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
+        _add_vary(
+            response.headers,
+            "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+        )
         return response
 
-    def decorate(self, request: web.Request, response: web.StreamResponse) -> None:
-        """CORS headers for any response about to be sent (aiohttp's on_response_prepare)."""
-        if not self._origins or ALLOW_ORIGIN in response.headers:
+    def decorate(
+        self, headers: CIMultiDict[str], origin: str | None, exposed: Callable[[str], bool]
+    ) -> None:
+        """CORS headers for any answer about to be sent, added to its ``headers``.
+
+        Both HTTP/1.1 edges call it just before writing the head: aiohttp's
+        response-prepare callback (http/edge.py) and the lean path (http/fastpath.py).
+        ``origin`` is the request's ``Origin`` header; ``exposed`` is its protocol's
+        (protocol/*.py): whether its clients read a (lower-case) response header.
+        """
+        if not self._origins or ALLOW_ORIGIN in headers:
             return
         if not self._wildcard:
             # The answer depends on Origin, allowed or not: caches must keep them apart.
-            _add_vary(response, "Origin")
-        origin = request.headers.get("Origin")
+            _add_vary(headers, "Origin")
         if origin is None or not self.allows(origin):
             return
-        self._allow(response, origin)
-        # Each protocol names the headers its clients read (protocol/*.py ``exposed``).
-        protocol = request.get(PROTOCOL)
-        exposed = dict.fromkeys(
-            name
-            for name in response.headers
-            if (protocol.exposed(name.lower()) if protocol else name.lower() == "x-request-id")
-        )
-        if exposed:
-            response.headers["Access-Control-Expose-Headers"] = ", ".join(exposed)
+        self._allow(headers, origin)
+        names = dict.fromkeys(name for name in headers if exposed(name.lower()))
+        if names:
+            headers["Access-Control-Expose-Headers"] = ", ".join(names)

@@ -32,7 +32,7 @@ from grpc_bridge.http.aiohttp_compat import (
     server_loop,
 )
 from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.middleware import (
+from grpc_bridge.http.edge import (
     INTERNAL_MESSAGE,
     REQUEST_ID_HEADER,
     count_request,

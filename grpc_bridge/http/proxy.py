@@ -13,9 +13,8 @@ stream would otherwise run on until its next write failed.
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -25,8 +24,10 @@ from grpc_bridge.errors import BridgeError, MethodNotAllowed, RouteNotFound, Ups
 from grpc_bridge.http.compress import ResponseCompression
 from grpc_bridge.http.context import BRIDGE, COMPRESSION, CONTEXT, METRICS, RequestContext
 from grpc_bridge.http.cors import CorsPolicy, is_preflight
+from grpc_bridge.http.edge import prepare_headers
 from grpc_bridge.http.fastpath import FastPath
-from grpc_bridge.http.middleware import REQUEST_ID_HEADER, edge_middleware
+from grpc_bridge.http.fastpath_serve import LeanEdge
+from grpc_bridge.http.middleware import edge_middleware
 from grpc_bridge.http.parse_errors import RefuseMethod
 from grpc_bridge.http.streaming import head_of_stream
 from grpc_bridge.http.websocket import is_websocket
@@ -140,29 +141,36 @@ def _no_route(bridge: Bridge, request: web.Request) -> Exception:
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:
     """Headers every response carries, streams and errors alike, set just before sending.
 
-    One callback rather than several: each is a coroutine call per response.
+    One callback rather than several: each is a coroutine call per response. The
+    lean path (http/fastpath_serve.py) calls the same :func:`prepare_headers`.
     """
     ctx = request.get(CONTEXT)
-    if ctx is not None and REQUEST_ID_HEADER not in response.headers:
-        response.headers[REQUEST_ID_HEADER] = ctx.request_id
-    request.app[_CORS].decorate(request, response)
     # While draining, keep-alive clients are asked to reconnect (to another
     # replica); not on an upgrade, whose handshake Connection: close would fail.
-    if request.app[BRIDGE].draining and not isinstance(response, web.WebSocketResponse):
-        response.headers["Connection"] = "close"
+    close = request.app[BRIDGE].draining and not isinstance(response, web.WebSocketResponse)
+    request_id = None if ctx is None else ctx.request_id
+    origin = request.headers.get("Origin")
+    protocol = request.get(PROTOCOL) or request.app[PROTOCOLS].json
+    cors = request.app[_CORS]
+    prepare_headers(response.headers, request_id, cors, origin, close, protocol.exposed)
+    if close:
         response.force_close()
 
 
-def fast_path(app: web.Application, server: Callable[[], asyncio.Protocol]) -> FastPath | None:
-    """The lean path in front of ``app`` (http/fastpath.py), unless configured off.
-
-    Off with CORS too: every response then carries CORS headers or Vary, which
-    only aiohttp's response-prepare callback adds.
-    """
+def fast_path(app: web.Application, server: web.Server) -> FastPath | None:
+    """The lean path in front of ``app`` (http/fastpath.py), unless configured off."""
     bridge = app[BRIDGE]
-    if not bridge.settings.listen.fast_path or app[_CORS].enabled:
+    if not bridge.settings.listen.fast_path:
         return None
-    return FastPath(bridge, app.get(METRICS), app[_POLICY], app[COMPRESSION], server)
+    edge = LeanEdge(
+        bridge,
+        app.get(METRICS),
+        app[_POLICY],
+        app[COMPRESSION],
+        app[_CORS],
+        app[PROTOCOLS].json.exposed,
+    )
+    return FastPath.start(edge, server)
 
 
 def build_proxy_app(bridge: Bridge, outer: Sequence[Middleware] = ()) -> web.Application:

@@ -18,7 +18,8 @@ handled once, whichever framing carries the call:
   a ``response_body`` field's JSON, or an HttpBody's raw bytes);
 - :func:`response_content_type`: the media type of those bytes;
 - :func:`reply_body`: both, for a one-message reply;
-- :func:`message_response`: both, as the ``web.Response`` of a one-message reply.
+- :func:`reply_parts`: a one-message reply's body and headers (both HTTP edges);
+- :func:`message_response`: those, as the ``web.Response`` of a one-message reply.
 
 The REST rules themselves live in :mod:`grpc_bridge.codec.rest`; this module
 only feeds them what aiohttp (or the lean path) parsed.
@@ -39,7 +40,6 @@ from grpc_bridge.codec.rest import StreamDecoder
 from grpc_bridge.errors import InvalidArgument
 from grpc_bridge.http.body import JSON, check_media_type, read_body
 from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.responses import json_response
 from grpc_bridge.routing.bindings import Binding
 from grpc_bridge.routing.table import Match
 
@@ -51,6 +51,7 @@ __all__ = [
     "message_response",
     "query_items",
     "reply_body",
+    "reply_parts",
     "response_content_type",
     "rest_message",
     "stream_decoder",
@@ -219,12 +220,18 @@ def reply_body(match: Match, message: Message) -> tuple[bytes, str]:
     return encode_response(match, message), response_content_type(match, message)
 
 
+def reply_parts(
+    match: Match, message: Message, headers: Sequence[tuple[str, str]] = ()
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """The body and headers of the ``200`` carrying one response message: its
+    Content-Type first, then ``headers`` (the call's metadata)."""
+    body, content_type = reply_body(match, message)
+    return body, [("Content-Type", content_type), *headers]
+
+
 def message_response(
     match: Match, message: Message, *, headers: Sequence[tuple[str, str]] = ()
 ) -> web.Response:
     """The ``200`` reply carrying one response message (unary and client-streaming calls)."""
-    body, content_type = reply_body(match, message)
-    response = json_response(body, headers=headers)
-    if content_type != JSON:
-        response.headers["Content-Type"] = content_type
-    return response
+    body, all_headers = reply_parts(match, message, headers)
+    return web.Response(body=body, headers=all_headers)

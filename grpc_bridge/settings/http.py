@@ -41,8 +41,9 @@ class ProxyListener(Listener):
     # (zero-downtime restart on one host); off by default so two bridges never
     # share a port by accident. Workers always use it.
     reuse_port: bool = False
-    # Plain unary JSON POSTs are served by a lean HTTP/1.1 path (http/fastpath.py)
-    # that hands anything else to aiohttp on the same connection; false: aiohttp only.
+    # Plain unary JSON calls (generic route or REST binding, CORS included) are
+    # served by a lean HTTP/1.1 path (http/fastpath.py) that hands anything else to
+    # aiohttp on the same connection, answering alike; false: aiohttp only.
     fast_path: bool = True
 
 
