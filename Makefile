@@ -39,8 +39,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# -n 3: three worker processes (pytest-xdist); tests wait on sockets and
+# subprocesses more than they compute, so three keep two CPUs busy.
 unit: $(STAMP) tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3
 
 # The helm binary the packaging tests run (tests/test_packaging.py) and the real
 # gRPC-Web / Connect clients the protocol tests drive (tests/js_clients.py:
