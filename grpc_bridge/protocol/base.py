@@ -30,7 +30,9 @@ class WireProtocol(Protocol):
     def exposed(self, header: str) -> bool:
         """Whether a response header (lower-case) is one its clients read: CORS exposes it."""
 
-    def error_response(self, exc: BridgeError, ctx: RequestContext) -> web.Response:
+    def error_response(
+        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+    ) -> web.Response:
         """The whole answer to a call that failed before its response started."""
 
     async def serve(

@@ -140,7 +140,9 @@ class ConnectUnary(_Connect):
     def claims(self, request: web.Request) -> bool:
         return _kind(request) == _UNARY
 
-    def error_response(self, exc: BridgeError, ctx: RequestContext) -> web.Response:
+    def error_response(
+        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+    ) -> web.Response:
         response = web.Response(
             body=unary_error_body(exc, ctx.pool),
             status=http_status(exc),
@@ -178,7 +180,9 @@ class ConnectStream(_Connect):
     def claims(self, request: web.Request) -> bool:
         return _kind(request) == self._media
 
-    def error_response(self, exc: BridgeError, ctx: RequestContext) -> web.Response:
+    def error_response(
+        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+    ) -> web.Response:
         return self.wire.error_response(exc, ctx)
 
     async def serve(

@@ -40,7 +40,6 @@ import asyncio
 import binascii
 import dataclasses
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +165,6 @@ _ASKED = {
 }
 #: The current request's form, set by ``claims`` for its errors (``error_response``
 #: is given no request); each request runs in its own task, hence its own context.
-_CURRENT: ContextVar[Asked | None] = ContextVar("grpc_web_asked", default=None)
 
 
 def describe(info: MethodInfo) -> dict[str, Any]:
@@ -249,16 +247,15 @@ class GrpcWebProtocol:
         if request.method != "POST":
             return False
         content_type = request.headers.get("Content-Type")
-        if content_type is None or content_type[:20].lower() != _PREFIX:
-            return False
-        _CURRENT.set(asked_by(content_type, request.headers.get("Accept")))
-        return True
+        return content_type is not None and content_type[:20].lower() == _PREFIX
 
     def exposed(self, header: str) -> bool:
         return header not in _NOT_EXPOSED
 
-    def error_response(self, exc: BridgeError, ctx: RequestContext) -> web.Response:
-        asked = _CURRENT.get()
+    def error_response(
+        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+    ) -> web.Response:
+        asked = asked_by(request.headers.get("Content-Type", ""), request.headers.get("Accept"))
         code = Code.UNIMPLEMENTED if isinstance(exc, RouteNotFound) else exc.code
         ctx.grpc_code = code_name(code)
         status = exc.http_status if isinstance(exc, (UnsupportedMediaType, BadBase64)) else 200

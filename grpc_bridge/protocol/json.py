@@ -66,7 +66,9 @@ class JsonProtocol:
     def exposed(self, header: str) -> bool:
         return header == "x-request-id" or header.startswith(_EXPOSED_PREFIXES)
 
-    def error_response(self, exc: BridgeError, ctx: RequestContext) -> web.Response:
+    def error_response(
+        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+    ) -> web.Response:
         return error_response(exc, ctx.pool)
 
     async def serve(
