@@ -16,10 +16,10 @@ Tracing (grpc_bridge/tracing/) is an optional hook made here when the
 configuration turns it on: a middleware around the edge one and a wrapper
 around each upstream's invoker. When it is off nothing of it exists and
 OpenTelemetry is never imported. When it is on, the lean HTTP/1.1 path
-(http/fastpath.py) is not used: every request goes through aiohttp, where the
+(edge/fastpath.py) is not used: every request goes through aiohttp, where the
 one server-span middleware sees it. A request's two spans cost ~100 µs of CPU
 (measured with SDK 1.45 and a batch processor), about three times the ~36 µs
-the lean path saves (http/fastpath.py), and a second place making the same
+the lean path saves (edge/fastpath.py), and a second place making the same
 spans would have to be kept alike by hand.
 """
 
@@ -34,17 +34,17 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from grpc_bridge.admin.app import build_admin_app
+from grpc_bridge.admin.errors import router_refusal
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.http.admin import build_admin_app
-from grpc_bridge.http.admin_errors import router_refusal
-from grpc_bridge.http.aiohttp_compat import bound_port
-from grpc_bridge.http.context import METRICS
-from grpc_bridge.http.fastpath import IDLE_TIMEOUT_S, FastSite
-from grpc_bridge.http.listen import start_site
-from grpc_bridge.http.parse_errors import JsonErrorRunner
-from grpc_bridge.http.proxy import build_proxy_app, fast_path, refuse_method
+from grpc_bridge.edge.aiohttp_compat import bound_port
+from grpc_bridge.edge.fastpath import IDLE_TIMEOUT_S, FastSite
+from grpc_bridge.edge.listen import start_site
+from grpc_bridge.edge.parse_errors import JsonErrorRunner
+from grpc_bridge.edge.proxy import build_proxy_app, fast_path, refuse_method
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics, create_metrics
+from grpc_bridge.pipeline.context import METRICS
 from grpc_bridge.protocol.select import PROTOCOLS
 from grpc_bridge.settings import Settings
 from grpc_bridge.tracing.config import check_tracing
@@ -151,9 +151,9 @@ async def start(
         observe=True,
         handle_signals=False,
         access_log=None,
-        # The lean path (http/fastpath.py) and aiohttp close idle connections alike.
+        # The lean path (edge/fastpath.py) and aiohttp close idle connections alike.
         keepalive_timeout=IDLE_TIMEOUT_S,
-        # Compressed bodies are inflated by the bridge, bounded as they arrive (http/inflate.py).
+        # Compressed bodies are inflated by the bridge as they arrive (pipeline/inflate.py).
         auto_decompress=False,
         shutdown_timeout=settings.shutdown.timeout_s,
         refuse_method=refuse_method(bridge),

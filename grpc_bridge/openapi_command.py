@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def _document(settings: Settings, args: argparse.Namespace) -> bytes:
     # Here, not at import: every other command parses its flags without loading these.
     from grpc_bridge.bridge import Bridge
-    from grpc_bridge.http.listen import loopback_host, url_host
+    from grpc_bridge.edge.listen import loopback_host, url_host
     from grpc_bridge.openapi import build_document, render
 
     if args.only is not None and args.only not in {u.name for u in settings.upstreams}:

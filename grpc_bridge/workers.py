@@ -12,7 +12,7 @@
   The parent binds the proxy address first (also with SO_REUSEPORT, never
   listening) to resolve port 0 and fail early on a taken port, then hands the
   resolved settings to each worker.
-- Admin endpoints stay one: the parent serves them (http/worker_admin.py),
+- Admin endpoints stay one: the parent serves them (admin/workers.py),
   aggregating /readyz (ready only when every worker is) and /metrics
   (counters summed, gauges per worker), and forwarding the rest to a worker.
 - SIGTERM/SIGINT to the parent: /readyz turns 503 at once, every worker gets
@@ -41,11 +41,11 @@ import structlog
 from aiohttp import web
 from pydantic import AliasChoices
 
-from grpc_bridge.http.admin_errors import router_refusal
-from grpc_bridge.http.aiohttp_compat import bound_port
-from grpc_bridge.http.listen import listen_error, start_site
-from grpc_bridge.http.parse_errors import JsonErrorRunner
-from grpc_bridge.http.worker_admin import build_worker_admin_app
+from grpc_bridge.admin.errors import router_refusal
+from grpc_bridge.admin.workers import build_worker_admin_app
+from grpc_bridge.edge.aiohttp_compat import bound_port
+from grpc_bridge.edge.listen import listen_error, start_site
+from grpc_bridge.edge.parse_errors import JsonErrorRunner
 from grpc_bridge.log import get_logger
 from grpc_bridge.settings import ENV_PREFIX, Listener, Settings, load_settings
 

@@ -1,7 +1,7 @@
 """Connect requests by hand (envelopes, raw POSTs) against a real bridge (test_connect*.py).
 
 Bridges run with ``listen.fast_path: false`` until the lean HTTP/1.1 edge
-(http/fastpath.py) hands Connect requests to aiohttp itself.
+(edge/fastpath.py) hands Connect requests to aiohttp itself.
 """
 
 from __future__ import annotations

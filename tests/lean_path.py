@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from grpc_bridge.http import fastpath
+from grpc_bridge.edge import fastpath
 from tests.harness import RunningBridge, running_bridge
 from tests.raw_http import raw_request as post
 from tests.servers import RunningServer, StartServer

@@ -1,4 +1,4 @@
-"""The aiohttp internals grpc_bridge/http/aiohttp_compat.py relies on are there and behave.
+"""The aiohttp internals grpc_bridge/edge/aiohttp_compat.py relies on are there and behave.
 
 Each check names the internal it probes, so an aiohttp release that renames or
 changes one fails here, by name, before anything subtler fails elsewhere.
@@ -22,9 +22,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 from multidict import CIMultiDict
 
+from grpc_bridge.edge import aiohttp_compat as compat
+from grpc_bridge.edge.parse_errors import parse_error
 from grpc_bridge.errors import BridgeError, MethodNotAllowed
-from grpc_bridge.http import aiohttp_compat as compat
-from grpc_bridge.http.parse_errors import parse_error
 
 
 def _slots(cls: type) -> set[str]:

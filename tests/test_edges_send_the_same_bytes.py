@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grpc_bridge.http import fastpath
+from grpc_bridge.edge import fastpath
 from tests.background import Background
 from tests.harness import running_bridge
 from tests.lean_path import ROUTES, comparable_bytes

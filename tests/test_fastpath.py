@@ -1,4 +1,4 @@
-"""The lean HTTP/1.1 path (grpc_bridge/http/fastpath.py) against real bridges and upstreams.
+"""The lean HTTP/1.1 path (grpc_bridge/edge/fastpath.py) against real bridges and upstreams.
 
 Every test elsewhere already goes through it when its request is plain; these
 check the seams: the same bytes as the aiohttp path (generic routes and REST
@@ -19,8 +19,8 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from grpc_bridge.http.aiohttp_compat import head_parser
-from grpc_bridge.http.fastpath_serve import served_length
+from grpc_bridge.edge.aiohttp_compat import head_parser
+from grpc_bridge.edge.fastpath_serve import served_length
 from tests.harness import RunningBridge, running_bridge
 from tests.lean_path import (
     bridges,
@@ -347,7 +347,7 @@ async def test_only_plain_heads_are_taken() -> None:
         ("GET /v1/a? HTTP/1.1", "Host: x", "Content-Length: 0"),
         ("PUT /v1/a HTTP/1.1", "Host: x", "Content-Length: 2"),
         ("PATCH /v1/a;b:c@d!$&'()*+,=-._~ HTTP/1.1", "Host: x", "Content-Length: 2"),
-        # CORS requests are served (their headers: http/cors.py, as on the aiohttp path).
+        # CORS requests are served (their headers: edge/cors.py, as on the aiohttp path).
         ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Origin: https://x"),
         # Repeated headers read as aiohttp reads them (the same parsed headers).
         ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "X-A: 1", "X-A: 2"),

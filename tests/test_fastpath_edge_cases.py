@@ -1,4 +1,4 @@
-"""Edge cases of the lean HTTP/1.1 path (http/fastpath.py): hostile or unusual bytes.
+"""Edge cases of the lean HTTP/1.1 path (edge/fastpath.py): hostile or unusual bytes.
 
 Each test sends the exact same bytes to a bridge with the fast path and (where
 a comparison makes sense) to one with ``listen.fast_path: false``, over raw
@@ -21,7 +21,7 @@ import orjson
 import pytest
 import structlog
 
-from grpc_bridge.http import fastpath
+from grpc_bridge.edge import fastpath
 from tests.harness import RunningBridge, running_bridge
 from tests.lean_path import (
     ROUTES,

@@ -11,7 +11,7 @@ from grpc_bridge.codec.framing import (
     WEBSOCKET_FRAMING,
     StreamEnd,
 )
-from grpc_bridge.http.negotiate import stream_framing
+from grpc_bridge.pipeline.negotiate import stream_framing
 
 OK = StreamEnd(0)
 FAILED = StreamEnd(9, "line\nbreak")

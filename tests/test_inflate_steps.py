@@ -1,4 +1,4 @@
-"""http/inflate.py alone: bounded steps, any split of the input, the bytes gzip/zlib read."""
+"""pipeline/inflate.py alone: bounded steps, any split of the input, the bytes gzip/zlib read."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType
-from grpc_bridge.http.inflate import STEP, Inflater, inflater_for
+from grpc_bridge.pipeline.inflate import STEP, Inflater, inflater_for
 
 
 def inflate(coding: str, data: bytes, cuts: list[int]) -> bytes:

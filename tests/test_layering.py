@@ -120,7 +120,7 @@ ENTRY_POINTS = (
     "grpc_bridge.openapi_command",  # `grpc-bridge openapi`, started by cli.py
     "grpc_bridge.demo.runner",  # `grpc-bridge demo`: a demo upstream and a bridge in one process
 )
-#: What the edge (http/) and its helpers may not import: only the entry points wire.
+#: What the edges (edge/, admin/) and what they call may not import: only the entry points wire.
 ABOVE_HTTP = (*ENTRY_POINTS, "grpc_bridge.tracing", "grpc_bridge.client", "grpc_bridge.demo")
 
 
@@ -139,6 +139,11 @@ class Rule:
     forbidden: tuple[str, ...]  # grpc_bridge module prefixes, or third-party top-level names
 
 
+#: The two listeners' packages: the proxy edge (both HTTP/1.1 edges) and the admin port.
+EDGES = ("grpc_bridge.edge", "grpc_bridge.admin")
+#: What a call goes through whichever protocol carries it, and the protocols.
+CALL_PATH = ("grpc_bridge.protocol", "grpc_bridge.pipeline")
+
 RULES = [
     Rule("codec/ is pure: no aiohttp, no grpc", ("grpc_bridge.codec",), ("aiohttp", "grpc")),
     Rule(
@@ -147,23 +152,25 @@ RULES = [
         (
             "grpc_bridge.upstream",
             "grpc_bridge.routing",
-            "grpc_bridge.http",
+            *EDGES,
+            *CALL_PATH,
             "grpc_bridge.bridge",
             *ABOVE_HTTP,
         ),
     ),
     Rule("routing/ is pure: no aiohttp", ("grpc_bridge.routing",), ("aiohttp",)),
     Rule(
-        "routing/ knows no edge and no running state",
+        "routing/ knows no edge, no protocol and no running state",
         ("grpc_bridge.routing",),
-        ("grpc_bridge.http", "grpc_bridge.bridge", *ABOVE_HTTP),
+        (*EDGES, *CALL_PATH, "grpc_bridge.bridge", *ABOVE_HTTP),
     ),
     Rule("upstream/ imports no aiohttp", ("grpc_bridge.upstream",), ("aiohttp",)),
     Rule(
-        "upstream/ is below routing and the edge",
+        "upstream/ is below routing, the protocols and the edges",
         ("grpc_bridge.upstream",),
         (
-            "grpc_bridge.http",
+            *EDGES,
+            *CALL_PATH,
             "grpc_bridge.routing",
             "grpc_bridge.codec",
             "grpc_bridge.bridge",
@@ -198,10 +205,11 @@ RULES = [
         ),
     ),
     Rule(
-        "discovery/ is below routing and the edge",
+        "discovery/ is below routing, the protocols and the edges",
         ("grpc_bridge.discovery",),
         (
-            "grpc_bridge.http",
+            *EDGES,
+            *CALL_PATH,
             "grpc_bridge.routing",
             "grpc_bridge.upstream",
             "grpc_bridge.bridge",
@@ -209,40 +217,23 @@ RULES = [
         ),
     ),
     Rule(
-        "the running state (bridge.py) knows no edge",
+        "the running state (bridge.py) knows no edge and no protocol",
         ("grpc_bridge.bridge",),
-        ("aiohttp", "grpc_bridge.http", *ABOVE_HTTP),
+        ("aiohttp", *EDGES, *CALL_PATH, *ABOVE_HTTP),
     ),
     Rule(
-        "protocol/ is below the edge: it never imports the edge's wiring",
+        "protocol/ is below the edges: it never imports what listens",
         ("grpc_bridge.protocol",),
-        (
-            "grpc_bridge.http.proxy",
-            "grpc_bridge.http.middleware",
-            "grpc_bridge.http.fastpath",
-            "grpc_bridge.http.parse_errors",
-            "grpc_bridge.http.admin",
-            *ABOVE_HTTP,
-        ),
+        (*EDGES, *ABOVE_HTTP),
     ),
     Rule(
-        "what protocols share (handlers, streaming core, bodies) knows no protocol",
-        (
-            "grpc_bridge.http.unary",
-            "grpc_bridge.http.streaming",
-            "grpc_bridge.http.websocket",
-            "grpc_bridge.http.relay",
-            "grpc_bridge.http.transcode",
-            "grpc_bridge.http.body",
-            "grpc_bridge.http.request_stream",
-            "grpc_bridge.http.responses",
-            "grpc_bridge.http.context",
-        ),
-        ("grpc_bridge.protocol",),
+        "pipeline/ (what every protocol's call goes through) knows no protocol and no edge",
+        ("grpc_bridge.pipeline",),
+        ("grpc_bridge.protocol", *EDGES, *ABOVE_HTTP),
     ),
     Rule(
-        "http/ imports everything below it, nothing that wires it",
-        ("grpc_bridge.http",),
+        "the edges import everything below them, nothing that wires them",
+        EDGES,
         ABOVE_HTTP,
     ),
     Rule(
@@ -416,10 +407,10 @@ def test_function_level_and_type_checking_imports_are_read() -> None:
 
 
 def test_aiohttp_private_names_are_imported_by_the_compat_module_only() -> None:
-    """aiohttp's internals go through http/aiohttp_compat.py (tests/test_aiohttp_compat.py)."""
+    """aiohttp's internals go through edge/aiohttp_compat.py (tests/test_aiohttp_compat.py)."""
     broken = []
     for module, path in MODULES.items():
-        if module == "grpc_bridge.http.aiohttp_compat":
+        if module == "grpc_bridge.edge.aiohttp_compat":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aiohttp"):

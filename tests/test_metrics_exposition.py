@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import Metric
 
+from grpc_bridge.admin.workers import merge_metrics
 from grpc_bridge.discovery.registry import MethodKind
-from grpc_bridge.http.worker_admin import merge_metrics
 from grpc_bridge.metrics import GRPC_BUCKETS, GRPC_LABELS, HTTP_BUCKETS, Metrics
 
 FAST_FAMILIES = [

@@ -11,8 +11,8 @@ import yaml
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
+from grpc_bridge.admin.openapi_docs import OPENAPI_CACHE
 from grpc_bridge.demo import demo_pb2
-from grpc_bridge.http.openapi_docs import OPENAPI_CACHE
 from tests.descriptors import fdp, with_imports
 from tests.harness import running_bridge
 from tests.openapi_tools import admin_document, check_document, operation

@@ -1,4 +1,4 @@
-"""Requests aiohttp's HTTP parser refuses get the Status body (grpc_bridge/http/parse_errors.py).
+"""Requests aiohttp's HTTP parser refuses get the Status body (grpc_bridge/edge/parse_errors.py).
 
 Raw sockets send each malformed class to real bridges, with the fast path on
 and off: the answer is an HTTP/1.1 status with the JSON error body and
@@ -25,7 +25,7 @@ from aiohttp.http_exceptions import (
     TransferEncodingError,
 )
 
-from grpc_bridge.http.parse_errors import parse_error
+from grpc_bridge.edge.parse_errors import parse_error
 from tests.harness import RunningBridge, running_bridge, scrape, value
 from tests.servers import RunningServer
 

@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
-from grpc_bridge.http.listen import loopback_host
-from grpc_bridge.http.playground import PAGE
+from grpc_bridge.admin.playground import PAGE
+from grpc_bridge.edge.listen import loopback_host
 from grpc_bridge.settings import load_settings
 from tests.harness import RunningBridge, running_bridge
 from tests.servers import TEST_SERVICE, RunningServer

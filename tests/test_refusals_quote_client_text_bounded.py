@@ -1,6 +1,6 @@
 """A 406 names the client's Accept-Encoding bounded, as every other refusal names client text.
 
-http/inflate.py shows a refused Content-Encoding as at most 40 printable
+pipeline/inflate.py shows a refused Content-Encoding as at most 40 printable
 characters; the 406 of an Accept-Encoding that refuses every coding puts the
 whole header value (up to the head's limit, ~8 KB) in the answer and in the
 ``request`` log line's ``error``, once per request.

@@ -19,8 +19,8 @@ import aiohttp
 import orjson
 import pytest
 
-from grpc_bridge.http import fastpath
-from grpc_bridge.http.compress import Choice, ResponseCompression, negotiate
+from grpc_bridge.edge import fastpath
+from grpc_bridge.pipeline.compress import Choice, ResponseCompression, negotiate
 from grpc_bridge.settings import CompressionSettings, ConfigError, load_settings
 from tests.compression_tools import (
     CODINGS,

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from grpc_bridge.http.worker_admin import merge_metrics
+from grpc_bridge.admin.workers import merge_metrics
 from grpc_bridge.settings import load_settings
 from grpc_bridge.workers import dump_settings, load_dumped_settings
 from tests.process import bridge_env

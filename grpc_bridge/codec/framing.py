@@ -1,6 +1,6 @@
 """Stream framings: how response messages and a stream's end are written on the wire.
 
-The streaming core (``http/relay.py``) drives every framing the same way::
+The streaming core (``pipeline/relay.py``) drives every framing the same way::
 
     open()            once, when the response starts
     message(payload)  per response message; ``payload`` is its encoding (JSON,

@@ -6,7 +6,7 @@ import sys
 
 from grpc_bridge.app import Server, serve
 from grpc_bridge.demo.service import start_demo_server
-from grpc_bridge.http.listen import ListenError
+from grpc_bridge.edge.listen import ListenError
 from grpc_bridge.settings import load_settings
 
 

@@ -3,9 +3,14 @@
 One module per protocol, each a :class:`~grpc_bridge.protocol.base.WireProtocol`:
 
 - ``json.py``: the JSON family (REST/JSON unary, NDJSON and SSE streams,
-  NDJSON / JSON-array request streams, WebSocket), which the HTTP handlers in
-  ``grpc_bridge/http/`` carry out;
-- ``grpc_web.py``, ``connect.py``: gRPC-Web and Connect, for browser clients.
+  NDJSON / JSON-array request streams, WebSocket), carried out by its
+  ``json_*.py`` handlers;
+- ``grpc_web.py``, ``connect.py`` (and their ``grpc_web_*`` / ``connect_*``
+  parts): gRPC-Web and Connect, for browser clients.
+
+What every protocol's call goes through (bodies, the streaming core,
+compression) is in ``grpc_bridge/pipeline/``; the edges that pick a protocol
+and call it are ``grpc_bridge/edge/`` (both HTTP/1.1 edges) and the admin port.
 
 A protocol decides from the request whether it is the one asked for
 (``claims``), serves a routed call, writes every error in its own shape

@@ -9,7 +9,7 @@ from aiohttp import web
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError
-from grpc_bridge.http.context import RequestContext
+from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.routing.table import Match
 
 

@@ -35,7 +35,7 @@ from grpc_bridge.errors import (
     UnsupportedMediaType,
     shown,
 )
-from grpc_bridge.http.context import RequestContext
+from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.protocol.base import WireProtocol
 from grpc_bridge.protocol.connect_errors import error_headers, http_status, unary_error_body
 from grpc_bridge.protocol.connect_stream import StreamWire, serve_stream

@@ -2,7 +2,7 @@
 
 - Server streaming: the body is one envelope (the request message), read
   whole within ``limits.body_read_timeout_s``; the answer is HTTP 200, one
-  envelope per response message, flushed as it comes (http/relay.py), then
+  envelope per response message, flushed as it comes (pipeline/relay.py), then
   the end-of-stream envelope (flag 0x02) ``{}`` / ``{"metadata": ...}``, or
   ``{"error": ..., "metadata": ...}`` when the call failed, before or after
   the first message alike: a Connect stream's status is always 200.
@@ -33,12 +33,9 @@ from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument, UnsupportedMediaType, UpstreamError
-from grpc_bridge.http.body import BodyReader
-from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.relay import ACTIVE_SINK, Activity, deliver_one, end_of, supervise
-from grpc_bridge.http.request_stream import ClientGone
-from grpc_bridge.http.streaming import HttpSink, finish_stream, relay_stream, stream_timeout
-from grpc_bridge.http.unary import call_metadata, call_timeout
+from grpc_bridge.pipeline.body import BodyReader
+from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity, deliver_one, end_of, supervise
 from grpc_bridge.protocol.connect_errors import end_stream_json
 from grpc_bridge.protocol.connect_wire import (
     COMPRESSED,
@@ -50,6 +47,14 @@ from grpc_bridge.protocol.connect_wire import (
     envelope,
     envelope_message,
 )
+from grpc_bridge.protocol.json_request_stream import ClientGone
+from grpc_bridge.protocol.json_streaming import (
+    HttpSink,
+    finish_stream,
+    relay_stream,
+    stream_timeout,
+)
+from grpc_bridge.protocol.json_unary import call_metadata, call_timeout
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Settings

@@ -2,7 +2,7 @@
 
 - POST ``application/json`` or ``application/proto``: the body is the message
   (``Content-Encoding: gzip`` inflated, bounded by ``limits.max_request_bytes``
-  as bytes arrive: http/body.py).
+  as bytes arrive: pipeline/body.py).
 - GET ``?connect=v1&encoding=json|proto&message=...[&base64=1][&compression=gzip]``,
   parameters in any order, others ignored: the message from the query string,
   URL-safe base64 (padding optional) when ``base64=1``, bounded like a body.
@@ -24,10 +24,8 @@ from aiohttp import web
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType, shown
-from grpc_bridge.http.body import read_body, too_large
-from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.transcode import query_items
-from grpc_bridge.http.unary import call_metadata, call_timeout
+from grpc_bridge.pipeline.body import read_body, too_large
+from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.protocol.connect_wire import (
     CODECS,
     Codec,
@@ -36,6 +34,8 @@ from grpc_bridge.protocol.connect_wire import (
     inflate,
     media_type,
 )
+from grpc_bridge.protocol.json_transcode import query_items
+from grpc_bridge.protocol.json_unary import call_metadata, call_timeout
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.status import Code, code_name

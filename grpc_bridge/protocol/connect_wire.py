@@ -8,7 +8,7 @@
   bytes as they arrive and refuses a length past ``limits.max_request_bytes``
   from its header, before the message is read.
 - Compression: ``gzip`` (and ``identity``) for a request message, whether the
-  unary body (``Content-Encoding``, inflated by http/body.py), a GET's
+  unary body (``Content-Encoding``, inflated by pipeline/body.py), a GET's
   ``compression=`` or a stream's envelopes (``Connect-Content-Encoding``); an
   inflated message is bounded by the same limit, as it is produced. Another
   coding is Connect's ``unimplemented``, naming what is supported.
@@ -33,8 +33,8 @@ from grpc_bridge.errors import (
     UnsupportedMediaType,
     shown,
 )
-from grpc_bridge.http.body import too_large
-from grpc_bridge.http.inflate import Inflater, inflater_for
+from grpc_bridge.pipeline.body import too_large
+from grpc_bridge.pipeline.inflate import Inflater, inflater_for
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.status import Code
 
@@ -125,7 +125,7 @@ def accepts_gzip(value: str | None) -> bool:
 
 async def inflate(data: bytes, limit: int, what: str) -> bytes:
     """``data`` gunzipped, refused at the first byte past ``limit``; the loop is let run
-    between bounded pieces (http/inflate.py)."""
+    between bounded pieces (pipeline/inflate.py)."""
     if not data:
         return data  # Connect: a zero-length message is never decompressed
     inflater = Inflater("gzip")

@@ -58,11 +58,9 @@ from grpc_bridge.errors import (
     UpstreamError,
     shown,
 )
-from grpc_bridge.http.body import BodyReader, too_large
-from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.relay import ACTIVE_SINK, Activity
-from grpc_bridge.http.streaming import HttpSink, finish_stream, relay_stream
-from grpc_bridge.http.unary import call_metadata
+from grpc_bridge.pipeline.body import BodyReader, too_large
+from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity
 from grpc_bridge.protocol.grpc_web_frames import (
     HEAD_SIZE,
     BadBase64,
@@ -74,6 +72,8 @@ from grpc_bridge.protocol.grpc_web_frames import (
     status_fields,
     trailer_frame,
 )
+from grpc_bridge.protocol.json_streaming import HttpSink, finish_stream, relay_stream
+from grpc_bridge.protocol.json_unary import call_metadata
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Limits

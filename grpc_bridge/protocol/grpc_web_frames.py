@@ -34,9 +34,9 @@ import struct
 from collections.abc import Iterable
 
 from grpc_bridge.errors import BridgeError, InvalidArgument, shown
-from grpc_bridge.http.body import too_large
-from grpc_bridge.http.inflate import SUPPORTED as INFLATABLE
-from grpc_bridge.http.inflate import Inflater
+from grpc_bridge.pipeline.body import too_large
+from grpc_bridge.pipeline.inflate import SUPPORTED as INFLATABLE
+from grpc_bridge.pipeline.inflate import Inflater
 from grpc_bridge.status import Code, utf8_safe
 from grpc_bridge.upstream.metadata import prefixed_headers
 

@@ -1,7 +1,7 @@
 """The JSON family: REST/JSON unary, NDJSON and SSE streams, request streams, WebSocket.
 
 What every request that no other protocol claims speaks. The handlers live in
-``grpc_bridge/http/`` (``unary.py``, ``streaming.py``, ``websocket.py``);
+``json_unary.py``, ``json_streaming.py`` and ``json_websocket.py``;
 this module picks one by the method's kind, and answers errors with the
 Status JSON body (spec §5) and upstream metadata as ``Grpc-Metadata-*`` /
 ``Grpc-Trailer-*`` headers.
@@ -14,15 +14,15 @@ from aiohttp import web
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError
-from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.responses import error_response
-from grpc_bridge.http.streaming import (
+from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.responses import error_response
+from grpc_bridge.protocol.json_streaming import (
     handle_bidi_stream,
     handle_client_stream,
     handle_server_stream,
 )
-from grpc_bridge.http.unary import handle_unary
-from grpc_bridge.http.websocket import handle_websocket, is_websocket
+from grpc_bridge.protocol.json_unary import handle_unary
+from grpc_bridge.protocol.json_websocket import handle_websocket, is_websocket
 from grpc_bridge.routing.table import Match
 from grpc_bridge.upstream.metadata import MetadataPolicy
 
@@ -33,7 +33,7 @@ JSON_REQUEST_HEADERS = frozenset(
         "authorization",
         "cache-control",
         "connect-timeout-ms",
-        # A compressed request body (gzip, deflate: http/inflate.py).
+        # A compressed request body (gzip, deflate: pipeline/inflate.py).
         "content-encoding",
         "content-type",
         "grpc-timeout",

@@ -42,14 +42,14 @@ class ProxyListener(Listener):
     # share a port by accident. Workers always use it.
     reuse_port: bool = False
     # Plain unary JSON calls (generic route or REST binding, CORS included) are
-    # served by a lean HTTP/1.1 path (http/fastpath.py) that hands anything else to
+    # served by a lean HTTP/1.1 path (edge/fastpath.py) that hands anything else to
     # aiohttp on the same connection, answering alike; false: aiohttp only.
     fast_path: bool = True
 
 
 class AdminListener(Listener):
     port: int = Field(8081, ge=0, le=65535)
-    # GET /playground (http/playground.py): a page that calls real methods through
+    # GET /playground (admin/playground.py): a page that calls real methods through
     # the proxy listener. On by default, as the spec lists it among the admin
     # endpoints; the admin port is for operators and must never be public.
     playground: bool = True
@@ -140,7 +140,7 @@ class Limits(Section):
     # A request body (or one message of a request stream) must arrive whole within
     # this long of its head (of its first byte), else 408 and the connection closes:
     # a total, not an idle timeout, so a byte every few seconds can't hold a socket.
-    # Also how long a request's head may take on the lean path (http/fastpath.py).
+    # Also how long a request's head may take on the lean path (edge/fastpath.py).
     body_read_timeout_s: float = Field(75.0, gt=0)
 
 

@@ -38,7 +38,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
-from grpc_bridge.http.context import CONTEXT
+from grpc_bridge.pipeline.context import CONTEXT
 from grpc_bridge.routing.table import UNMATCHED
 
 _PROPAGATOR = TraceContextTextMapPropagator()

@@ -9,8 +9,8 @@ from aiohttp import web
 from google.protobuf.descriptor_pool import DescriptorPool
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.http.compress import ResponseCompression
 from grpc_bridge.metrics import Metrics
+from grpc_bridge.pipeline.compress import ResponseCompression
 from grpc_bridge.routing.table import UNMATCHED, Match
 
 

@@ -1,7 +1,7 @@
 """Response compression for both HTTP edges: ``Accept-Encoding`` negotiation and the encoders.
 
-The aiohttp path (unary answers and errors in http/middleware.py, NDJSON /
-SSE streams in http/streaming.py) and the lean path (http/fastpath.py) call
+The aiohttp path (unary answers and errors in edge/middleware.py, NDJSON /
+SSE streams in protocol/json_streaming.py) and the lean path (edge/fastpath.py) call
 the same :class:`ResponseCompression`, so the same request gets the same bytes
 on either. Nothing here touches WebSocket: permessage-deflate is aiohttp's own
 (off unless ``compress=True`` is given to its WebSocketResponse).
@@ -32,7 +32,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from grpc_bridge.http.negotiate import weighted_items
+from grpc_bridge.pipeline.negotiate import weighted_items
 from grpc_bridge.settings import CompressionSettings
 
 brotli: Any

@@ -1,6 +1,6 @@
 """The admin listener: health, readiness, metrics, introspection, OpenAPI and the playground.
 
-Never on the proxy port. The playground (http/playground.py) calls methods
+Never on the proxy port. The playground (admin/playground.py) calls methods
 through the proxy listener, whose bound port it is given by the composition root.
 """
 
@@ -14,12 +14,12 @@ from aiohttp import web
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from grpc_bridge.admin.errors import admin_errors
+from grpc_bridge.admin.openapi_docs import add_openapi
+from grpc_bridge.admin.playground import ProxyTarget, add_playground
+from grpc_bridge.admin.playground_examples import example_request
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.http.admin_errors import admin_errors
-from grpc_bridge.http.context import BRIDGE
-from grpc_bridge.http.openapi_docs import add_openapi
-from grpc_bridge.http.playground import ProxyTarget, add_playground
-from grpc_bridge.http.playground_examples import example_request
+from grpc_bridge.pipeline.context import BRIDGE
 from grpc_bridge.protocol.connect import describe as describe_connect
 from grpc_bridge.protocol.grpc_web import describe as describe_grpc_web
 from grpc_bridge.protocol.select import PROTOCOLS, Protocols

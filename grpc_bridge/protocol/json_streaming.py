@@ -32,10 +32,10 @@ from google.protobuf.message import Message
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import Framing, StreamEnd
 from grpc_bridge.errors import BridgeError
-from grpc_bridge.http.compress import ACCEPT_ENCODING, StreamWriter
-from grpc_bridge.http.context import COMPRESSION, RequestContext
-from grpc_bridge.http.negotiate import stream_framing
-from grpc_bridge.http.relay import (
+from grpc_bridge.pipeline.compress import ACCEPT_ENCODING, StreamWriter
+from grpc_bridge.pipeline.context import COMPRESSION, RequestContext
+from grpc_bridge.pipeline.negotiate import stream_framing
+from grpc_bridge.pipeline.relay import (
     ACTIVE_SINK,
     Activity,
     Pairs,
@@ -43,16 +43,20 @@ from grpc_bridge.http.relay import (
     send_error,
     supervise,
 )
-from grpc_bridge.http.request_stream import ClientGone, check_request_stream, request_messages
-from grpc_bridge.http.responses import json_response
-from grpc_bridge.http.transcode import (
+from grpc_bridge.pipeline.responses import json_response
+from grpc_bridge.protocol.json_request_stream import (
+    ClientGone,
+    check_request_stream,
+    request_messages,
+)
+from grpc_bridge.protocol.json_transcode import (
     MessageDecoder,
     decode_request,
     message_response,
     stream_decoder,
     stream_encoder,
 )
-from grpc_bridge.http.unary import call_metadata, call_timeout
+from grpc_bridge.protocol.json_unary import call_metadata, call_timeout
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.status import Code, code_name, status_body
@@ -295,7 +299,7 @@ async def head_of_stream(
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
-    """A HEAD of a streamed answer (http/proxy.py ``dispatch_head``): no upstream call.
+    """A HEAD of a streamed answer (edge/proxy.py ``dispatch_head``): no upstream call.
 
     ``request`` is the GET it stands for: whatever GET would refuse before its
     call starts is refused alike; otherwise the headers a stream starts with.

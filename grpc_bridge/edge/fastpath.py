@@ -4,8 +4,8 @@ aiohttp's request and response machinery costs ~47 µs of CPU per request
 where a bare protocol costs ~11 µs (bench/PROFILE.md §6), a fifth of what a
 unary call costs the bridge in all. Every connection starts here: each head is
 parsed with the parser aiohttp's own handlers use (llhttp, through
-http/aiohttp_compat.py), so a head reads the same on both edges and one that
-aiohttp refuses is refused there. http/fastpath_serve.py decides which
+edge/aiohttp_compat.py), so a head reads the same on both edges and one that
+aiohttp refuses is refused there. edge/fastpath_serve.py decides which
 requests are served here (the commonest: unary calls with a JSON body) and
 answers them with the aiohttp edge's own steps. For anything else it hands the
 connection to aiohttp's ``RequestHandler`` together with every byte it has
@@ -21,7 +21,7 @@ from typing import cast
 
 from aiohttp import web
 
-from grpc_bridge.http.aiohttp_compat import (
+from grpc_bridge.edge.aiohttp_compat import (
     HeadParser,
     HttpProcessingError,
     ProtocolSite,
@@ -29,7 +29,7 @@ from grpc_bridge.http.aiohttp_compat import (
     adopt_connection,
     head_parser,
 )
-from grpc_bridge.http.fastpath_serve import STARTS, LeanEdge, served_length
+from grpc_bridge.edge.fastpath_serve import STARTS, LeanEdge, served_length
 from grpc_bridge.log import get_logger
 from grpc_bridge.routing.table import Match
 
@@ -40,7 +40,7 @@ MAX_HEAD = 8190
 #: Keep-alive timeout: an idle connection is closed after it. app.py gives aiohttp's
 #: handlers the same one. A request begun must be in whole within
 #: ``limits.body_read_timeout_s`` of its first byte: a 408 if its head is in (as
-#: the aiohttp path answers a late body, http/body.py), else the connection closes.
+#: the aiohttp path answers a late body, pipeline/body.py), else the connection closes.
 IDLE_TIMEOUT_S = 75.0
 #: Pipelined bytes buffered while a request is served, before reading pauses.
 MAX_BUFFERED = 256 * 1024

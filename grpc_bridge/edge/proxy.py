@@ -20,18 +20,18 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from grpc_bridge.bridge import Bridge
+from grpc_bridge.edge.cors import CorsPolicy, is_preflight
+from grpc_bridge.edge.fastpath import FastPath
+from grpc_bridge.edge.fastpath_serve import LeanEdge
+from grpc_bridge.edge.middleware import edge_middleware
+from grpc_bridge.edge.parse_errors import RefuseMethod
+from grpc_bridge.edge.steps import prepare_headers
 from grpc_bridge.errors import BridgeError, MethodNotAllowed, RouteNotFound, UpstreamNotReady
-from grpc_bridge.http.compress import ResponseCompression
-from grpc_bridge.http.context import BRIDGE, COMPRESSION, CONTEXT, METRICS, RequestContext
-from grpc_bridge.http.cors import CorsPolicy, is_preflight
-from grpc_bridge.http.edge import prepare_headers
-from grpc_bridge.http.fastpath import FastPath
-from grpc_bridge.http.fastpath_serve import LeanEdge
-from grpc_bridge.http.middleware import edge_middleware
-from grpc_bridge.http.parse_errors import RefuseMethod
-from grpc_bridge.http.streaming import head_of_stream
-from grpc_bridge.http.websocket import is_websocket
+from grpc_bridge.pipeline.compress import ResponseCompression
+from grpc_bridge.pipeline.context import BRIDGE, COMPRESSION, CONTEXT, METRICS, RequestContext
 from grpc_bridge.protocol.base import PROTOCOL
+from grpc_bridge.protocol.json_streaming import head_of_stream
+from grpc_bridge.protocol.json_websocket import is_websocket
 from grpc_bridge.protocol.select import PROTOCOLS, build_protocols
 from grpc_bridge.routing.table import Match, MatchKind
 from grpc_bridge.upstream.metadata import MetadataPolicy
@@ -142,7 +142,7 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
     """Headers every response carries, streams and errors alike, set just before sending.
 
     One callback rather than several: each is a coroutine call per response. The
-    lean path (http/fastpath_serve.py) calls the same :func:`prepare_headers`.
+    lean path (edge/fastpath_serve.py) calls the same :func:`prepare_headers`.
     """
     ctx = request.get(CONTEXT)
     # While draining, keep-alive clients are asked to reconnect (to another
@@ -158,7 +158,7 @@ async def _on_prepare(request: web.Request, response: web.StreamResponse) -> Non
 
 
 def fast_path(app: web.Application, server: web.Server) -> FastPath | None:
-    """The lean path in front of ``app`` (http/fastpath.py), unless configured off."""
+    """The lean path in front of ``app`` (edge/fastpath.py), unless configured off."""
     bridge = app[BRIDGE]
     if not bridge.settings.listen.fast_path:
         return None

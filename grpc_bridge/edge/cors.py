@@ -115,7 +115,7 @@ class CorsPolicy:
         """CORS headers for any answer about to be sent, added to its ``headers``.
 
         Both HTTP/1.1 edges call it just before writing the head: aiohttp's
-        response-prepare callback (http/edge.py) and the lean path (http/fastpath.py).
+        response-prepare callback (edge/steps.py) and the lean path (edge/fastpath.py).
         ``origin`` is the request's ``Origin`` header; ``exposed`` is its protocol's
         (protocol/*.py): whether its clients read a (lower-case) response header.
         """

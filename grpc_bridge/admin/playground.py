@@ -24,7 +24,7 @@ Why forward over loopback rather than anything else:
   proxy bound to one interface is not on loopback). The proxy listener is TCP
   only (no unix sockets in ``listen``), plain HTTP (no TLS).
 - *Workers.* With ``--workers`` the parent serves the playground itself
-  (http/worker_admin.py) and forwards to the shared proxy port, where the
+  (admin/workers.py) and forwards to the shared proxy port, where the
   kernel picks a worker as for any client: one hop, like the single process.
 
 What is forwarded: the body, streamed (with its ``Content-Length`` when the
@@ -60,7 +60,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from grpc_bridge.http.listen import loopback_host
+from grpc_bridge.edge.listen import loopback_host
 from grpc_bridge.log import get_logger
 from grpc_bridge.settings import Settings
 from grpc_bridge.status import Code, status_body
@@ -70,7 +70,7 @@ log = get_logger("grpc_bridge.playground")
 PAGE_PATH = "/playground"
 CALL_PREFIX = "/playground/call"
 
-PAGE = resources.files("grpc_bridge.http").joinpath("playground.html").read_bytes()
+PAGE = resources.files("grpc_bridge.admin").joinpath("playground.html").read_bytes()
 
 
 def _csp(page: bytes) -> str:
@@ -104,7 +104,7 @@ _METHOD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Request headers the proxy listener reads (spec §6 and §7), besides forward_headers.
 # Accept-Encoding: the answer is piped back as the proxy encoded it (auto_decompress=False).
 # Content-Encoding: the body goes on as sent (the admin listener doesn't inflate it),
-# and the proxy inflates it under its own bounds (http/inflate.py).
+# and the proxy inflates it under its own bounds (pipeline/inflate.py).
 _REQUEST_HEADERS = frozenset(
     {
         "content-type",

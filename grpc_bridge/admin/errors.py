@@ -5,7 +5,7 @@ text ``404: Not Found`` / ``405: Method Not Allowed``; the middleware here
 turns those into the ``google.rpc.Status`` JSON the proxy port answers with
 (``Allow`` kept). ``router_refusal`` gives the same answer for a method token
 aiohttp's parser refuses outright (``FOO /readyz``), which no handler sees
-(http/parse_errors.py).
+(edge/parse_errors.py).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from grpc_bridge.edge.parse_errors import RefuseMethod
 from grpc_bridge.errors import BridgeError, MethodNotAllowed, RouteNotFound
-from grpc_bridge.http.parse_errors import RefuseMethod
-from grpc_bridge.http.responses import error_response, json_response
+from grpc_bridge.pipeline.responses import error_response, json_response
 from grpc_bridge.routing.trie import sort_methods
 from grpc_bridge.status import Code, status_body
 

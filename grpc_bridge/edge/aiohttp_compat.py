@@ -1,9 +1,9 @@
 """Every aiohttp internal the bridge relies on, in one place.
 
 aiohttp gives no public hook for four things the bridge needs: its own
-answer to a request the parser refuses (http/parse_errors.py), a listening
+answer to a request the parser refuses (edge/parse_errors.py), a listening
 socket whose connections start on another protocol (the lean HTTP/1.1 path,
-http/fastpath.py), the parser aiohttp's handlers parse with, for that lean path
+edge/fastpath.py), the parser aiohttp's handlers parse with, for that lean path
 to read a head exactly as aiohttp would, and the port a site bound. What is
 used for them, and why:
 
@@ -40,7 +40,7 @@ mid-connection (``set_protocol``, ``connection_made``, then the bytes already
 read), and serves it as if it had been there from the start; the parser's
 message for a head over ``max_headers`` fields is :data:`TOO_MANY_HEADERS`, and
 its ``BadHttpMethod`` message quotes the request line (``b'FOO /path HTTP/1.1'``),
-which http/parse_errors.py reads back to answer an unknown method with a 405.
+which edge/parse_errors.py reads back to answer an unknown method with a 405.
 The C parser made with ``response_with_body=False`` ends each request at its
 head (llhttp's "skip body"): fed one head it returns its ``RawRequestMessage``
 and is ready for the next head, so the lean path reads the body itself and

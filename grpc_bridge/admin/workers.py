@@ -12,7 +12,7 @@ ordinary admin app on a private loopback port; this app asks them:
   series per worker under a ``worker`` label (prometheus-client's own
   multi-process "all" mode does the same with a pid label); and
   ``grpc_bridge_worker_up{worker}`` says whose scrape is missing;
-- ``/playground``: served here (http/playground.py), its calls forwarded to
+- ``/playground``: served here (admin/playground.py), its calls forwarded to
   the shared proxy port like any client's; off with ``admin.playground``;
 - anything else (introspection, ...): forwarded to the first live worker.
 """
@@ -30,8 +30,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from grpc_bridge.http.admin_errors import admin_errors
-from grpc_bridge.http.playground import CALL_PREFIX, PAGE_PATH, ProxyTarget, add_playground
+from grpc_bridge.admin.errors import admin_errors
+from grpc_bridge.admin.playground import CALL_PREFIX, PAGE_PATH, ProxyTarget, add_playground
 from grpc_bridge.settings import Settings
 
 _TIMEOUT = aiohttp.ClientTimeout(total=3)

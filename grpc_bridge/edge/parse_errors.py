@@ -5,7 +5,7 @@ over its limits, an invalid method, ...) from ``RequestHandler.handle_error``
 before any middleware runs, in plain text, over HTTP/1.0. Its protocol class
 is fixed inside ``web.Server``, so the proxy and admin listeners run a
 ``Server`` that makes ``JsonErrorHandler`` instead; the fast path hands its
-connections to the same one (http/fastpath.py), so both paths answer alike.
+connections to the same one (edge/fastpath.py), so both paths answer alike.
 
 Only the error path differs from aiohttp's: no per-request cost.
 """
@@ -19,8 +19,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 
-from grpc_bridge.errors import BridgeError, HeadersTooLarge, InvalidArgument
-from grpc_bridge.http.aiohttp_compat import (
+from grpc_bridge.edge.aiohttp_compat import (
     TOO_MANY_HEADERS,
     ErrInfo,
     RemadeServerRunner,
@@ -31,17 +30,18 @@ from grpc_bridge.http.aiohttp_compat import (
     server_kwargs,
     server_loop,
 )
-from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.edge import (
+from grpc_bridge.edge.steps import (
     INTERNAL_MESSAGE,
     REQUEST_ID_HEADER,
     count_request,
     error_answer,
     log_request_line,
 )
-from grpc_bridge.http.responses import json_response
+from grpc_bridge.errors import BridgeError, HeadersTooLarge, InvalidArgument
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
+from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.responses import json_response
 from grpc_bridge.status import Code, status_body
 from grpc_bridge.upstream.metadata import new_request_id
 

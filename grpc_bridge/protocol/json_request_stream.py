@@ -17,7 +17,7 @@
 A bad line or element is an :class:`~grpc_bridge.errors.InvalidArgument`
 naming it (``line 3: malformed JSON: ...``); the end of the body is the
 caller's cue to half-close. A compressed body (``Content-Encoding``) is
-inflated as it arrives (http/body.py); one that turns out malformed or
+inflated as it arrives (pipeline/body.py); one that turns out malformed or
 truncated raises before the end, so the call is cancelled, never half-closed
 as if the stream were complete.
 """
@@ -33,7 +33,7 @@ from google.protobuf.message import Message
 from grpc_bridge.codec.framing import NDJSON
 from grpc_bridge.codec.json_codec import parse_json
 from grpc_bridge.errors import BridgeError, InvalidArgument, PayloadTooLarge
-from grpc_bridge.http.body import (
+from grpc_bridge.pipeline.body import (
     JSON,
     BodyReader,
     body_inflater,
@@ -41,7 +41,7 @@ from grpc_bridge.http.body import (
     read_body,
     too_large,
 )
-from grpc_bridge.http.transcode import MessageDecoder
+from grpc_bridge.protocol.json_transcode import MessageDecoder
 
 REQUEST_STREAM_TYPES = (NDJSON, JSON)
 

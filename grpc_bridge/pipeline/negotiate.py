@@ -22,7 +22,7 @@ from grpc_bridge.codec.framing import EVENT_STREAM, NDJSON, NDJSON_FRAMING, SSE_
 def weighted_items(value: str) -> list[tuple[str, float]]:
     """The (lower-cased item, q) pairs of an RFC 9110 §12.4.2 weighted list, empty items left out.
 
-    ``Accept`` here and ``Accept-Encoding`` (http/compress.py) are read alike:
+    ``Accept`` here and ``Accept-Encoding`` (pipeline/compress.py) are read alike:
     q clamped to 0-1, a malformed q taken as 0.
     """
     out: list[tuple[str, float]] = []

@@ -1,13 +1,13 @@
 """The steps both HTTP/1.1 edges take around a call, on plain values, written once.
 
-The aiohttp edge (http/middleware.py, http/proxy.py's response-prepare callback)
-and the lean one (http/fastpath_serve.py) call these same functions, in the
+The aiohttp edge (edge/middleware.py, edge/proxy.py's response-prepare callback)
+and the lean one (edge/fastpath_serve.py) call these same functions, in the
 same order, on the same ``CIMultiDict`` of response headers, so that both send
 the same bytes:
 
 1. :func:`new_context`: the request id (the client's, if printable) and the context;
    :func:`request_started` once the call is to be made;
-2. the call (http/unary.py's :func:`~grpc_bridge.http.unary.unary_reply`), or
+2. the call (protocol/json_unary.py's :func:`~grpc_bridge.protocol.json_unary.unary_reply`), or
    :func:`error_answer` / :func:`internal_error`;
 3. :func:`finish_headers`: ``X-Request-Id``, then response compression's headers;
 4. (the writer adds ``Content-Length``, ``Date``, ``Server``, ``Connection: close``)
@@ -24,13 +24,13 @@ from collections.abc import Callable, Mapping
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, istr
 
+from grpc_bridge.edge.cors import CorsPolicy
 from grpc_bridge.errors import BridgeError, InternalError
-from grpc_bridge.http.compress import ResponseCompression, add_vary
-from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.cors import CorsPolicy
-from grpc_bridge.http.responses import error_response, json_response
 from grpc_bridge.log import get_logger, log_info
 from grpc_bridge.metrics import Metrics
+from grpc_bridge.pipeline.compress import ResponseCompression, add_vary
+from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.responses import error_response, json_response
 from grpc_bridge.protocol.base import PROTOCOL, WireProtocol
 from grpc_bridge.status import Code, code_name, status_body
 from grpc_bridge.upstream.metadata import new_request_id
@@ -189,7 +189,7 @@ def log_request_line(
 ) -> None:
     """The canonical request line .
 
-    ``path`` is None for a request aiohttp's parser refused (http/parse_errors.py).
+    ``path`` is None for a request aiohttp's parser refused (edge/parse_errors.py).
     """
     log_info(
         log,

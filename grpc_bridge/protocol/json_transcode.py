@@ -9,7 +9,7 @@ handled once, whichever framing carries the call:
   request read and checked, then :func:`message_of`);
 - :func:`message_of`: the request message from plain inputs (method, raw
   query, body bytes, Content-Type), for the aiohttp path and the lean one
-  (http/fastpath.py) alike;
+  (edge/fastpath.py) alike;
 - :func:`stream_decoder`: the decoder of a request stream's messages (HTTP
   NDJSON / JSON array and WebSocket frames), path and query merged into each;
 - :func:`query_items`: the query string, decoded strictly;
@@ -38,8 +38,8 @@ from grpc_bridge.codec.percent import decode_query
 from grpc_bridge.codec.query import query_to_value
 from grpc_bridge.codec.rest import StreamDecoder
 from grpc_bridge.errors import InvalidArgument
-from grpc_bridge.http.body import JSON, check_media_type, read_body
-from grpc_bridge.http.context import RequestContext
+from grpc_bridge.pipeline.body import JSON, check_media_type, read_body
+from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.routing.bindings import Binding
 from grpc_bridge.routing.table import Match
 
@@ -147,7 +147,7 @@ def message_of(
     Generic route: from the query string for GET, else from the JSON body.
     REST binding: path variables + body + query, as the binding says. The
     caller has checked the media type and the size (the lean path,
-    http/fastpath.py, calls this too).
+    edge/fastpath.py, calls this too).
     """
     binding = match.binding
     if binding is not None:

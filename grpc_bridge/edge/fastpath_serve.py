@@ -1,10 +1,10 @@
 """What the lean HTTP/1.1 edge serves itself, and how it answers: the aiohttp edge's own steps.
 
-http/fastpath.py reads the bytes, parses each head with aiohttp's own parser
+edge/fastpath.py reads the bytes, parses each head with aiohttp's own parser
 and hands connections over to aiohttp; this module decides from a parsed head
 whether the request is one served here (:func:`served_length`,
 :meth:`LeanEdge.route`), and answers it with the functions the aiohttp edge
-calls (http/edge.py, http/unary.py, http/transcode.py), in the same order, on
+calls (edge/steps.py, protocol/json_unary.py, protocol/json_transcode.py), in the same order, on
 the same ``CIMultiDict`` of response headers, serialized by aiohttp's own
 head writer: so both edges send the same bytes.
 
@@ -34,13 +34,9 @@ from multidict import CIMultiDict, istr
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
-from grpc_bridge.errors import BridgeError
-from grpc_bridge.http.aiohttp_compat import RawRequestMessage, serialize_head
-from grpc_bridge.http.body import body_timeout
-from grpc_bridge.http.compress import ResponseCompression
-from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.cors import CorsPolicy
-from grpc_bridge.http.edge import (
+from grpc_bridge.edge.aiohttp_compat import RawRequestMessage, serialize_head
+from grpc_bridge.edge.cors import CorsPolicy
+from grpc_bridge.edge.steps import (
     REQUEST_ID_HEADER,
     count_request,
     error_answer,
@@ -53,10 +49,14 @@ from grpc_bridge.http.edge import (
     request_started,
     trace_of,
 )
-from grpc_bridge.http.responses import JSON_CONTENT_TYPE
-from grpc_bridge.http.transcode import message_of
-from grpc_bridge.http.unary import metadata_for, timeout_for, unary_reply
+from grpc_bridge.errors import BridgeError
 from grpc_bridge.metrics import Metrics
+from grpc_bridge.pipeline.body import body_timeout
+from grpc_bridge.pipeline.compress import ResponseCompression
+from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.responses import JSON_CONTENT_TYPE
+from grpc_bridge.protocol.json_transcode import message_of
+from grpc_bridge.protocol.json_unary import metadata_for, timeout_for, unary_reply
 from grpc_bridge.routing.table import Match, MatchKind
 from grpc_bridge.upstream.metadata import ClientInfo, MetadataPolicy
 
@@ -276,7 +276,7 @@ class LeanEdge:
         headers[hdrs.SERVER] = SERVER_SOFTWARE
         if close:
             headers[hdrs.CONNECTION] = "close"
-        # Then aiohttp's response-prepare callback's step (http/proxy.py).
+        # Then aiohttp's response-prepare callback's step (edge/proxy.py).
         prepare_headers(
             headers, ctx.request_id, self.cors, origin, self.bridge.draining, self.exposed
         )

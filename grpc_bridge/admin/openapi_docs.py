@@ -21,10 +21,10 @@ from typing import Any
 from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.http.context import BRIDGE
-from grpc_bridge.http.listen import loopback_host, url_host
+from grpc_bridge.edge.listen import loopback_host, url_host
 from grpc_bridge.openapi import build_document, render
 from grpc_bridge.openapi.render import Format
+from grpc_bridge.pipeline.context import BRIDGE
 from grpc_bridge.routing.table import RouteTable
 from grpc_bridge.status import Code, status_body
 

@@ -1,7 +1,7 @@
 """Unary calls: one JSON message in, one out.
 
 The steps are functions on plain values (headers, body bytes), so that the lean
-HTTP/1.1 edge (http/fastpath_serve.py) calls the very same ones:
+HTTP/1.1 edge (edge/fastpath_serve.py) calls the very same ones:
 :func:`metadata_for`, :func:`timeout_for`, ``transcode.message_of`` and
 :func:`unary_reply`.
 """
@@ -15,8 +15,8 @@ from google.protobuf.message import Message
 from multidict import istr
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.http.context import RequestContext
-from grpc_bridge.http.transcode import decode_request, reply_parts
+from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.protocol.json_transcode import decode_request, reply_parts
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.status import Code, code_name

@@ -1,7 +1,7 @@
 """Request bodies: media type checks, and reads that are bounded as bytes arrive.
 
 - size: ``limits.max_request_bytes``, counted on the bytes on the wire and, for a
-  compressed body (``Content-Encoding``, http/inflate.py), on the inflated bytes
+  compressed body (``Content-Encoding``, pipeline/inflate.py), on the inflated bytes
   as they are produced: a 413 at the first byte past it, the rest never inflated;
 - time: ``limits.body_read_timeout_s``, by a deadline the caller sets (a unary
   body: its head plus the timeout; a request stream: each message's first byte
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from aiohttp import StreamReader, web
 
 from grpc_bridge.errors import BodyTimeout, PayloadTooLarge, UnsupportedMediaType
-from grpc_bridge.http.inflate import Inflater, inflater_for
+from grpc_bridge.pipeline.inflate import Inflater, inflater_for
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"

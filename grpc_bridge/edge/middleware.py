@@ -12,10 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from grpc_bridge.codec.framing import StreamEnd
-from grpc_bridge.errors import BodyTimeout, BridgeError, HttpRefusal, NotAcceptable, shown
-from grpc_bridge.http.compress import ACCEPT_ENCODING, ResponseCompression, add_vary
-from grpc_bridge.http.context import COMPRESSION, CONTEXT, METRICS, RequestContext
-from grpc_bridge.http.edge import (
+from grpc_bridge.edge.steps import (
     INTERNAL_MESSAGE,
     REQUEST_ID_HEADER,
     error_answer,
@@ -27,9 +24,12 @@ from grpc_bridge.http.edge import (
     request_started,
     trace_of,
 )
-from grpc_bridge.http.relay import ACTIVE_SINK
-from grpc_bridge.http.responses import json_response
+from grpc_bridge.errors import BodyTimeout, BridgeError, HttpRefusal, NotAcceptable, shown
 from grpc_bridge.log import get_logger
+from grpc_bridge.pipeline.compress import ACCEPT_ENCODING, ResponseCompression, add_vary
+from grpc_bridge.pipeline.context import COMPRESSION, CONTEXT, METRICS, RequestContext
+from grpc_bridge.pipeline.relay import ACTIVE_SINK
+from grpc_bridge.pipeline.responses import json_response
 from grpc_bridge.protocol.base import PROTOCOL
 from grpc_bridge.protocol.select import PROTOCOLS
 from grpc_bridge.status import Code, code_name, status_body
@@ -118,7 +118,7 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
     # Protocols that compress per message say no to a whole-body coding (protocol/base.py).
     body = _whole_body(request, response) if protocol is None or protocol.http_compression else None
     if body is not None:
-        # A whole answer: the lean path (http/fastpath_serve.py) finishes its own alike.
+        # A whole answer: the lean path (edge/fastpath_serve.py) finishes its own alike.
         assert isinstance(response, web.Response)
         accept_encoding = request.headers.get(ACCEPT_ENCODING)
         coding = finish_headers(
@@ -154,7 +154,7 @@ def _may_vary(response: web.StreamResponse) -> bool:
 def _whole_body(request: web.Request, response: web.StreamResponse) -> bytes | None:
     """The body of an answer sent whole and not yet encoded; None for any other.
 
-    Streams encode themselves (http/streaming.py); WebSocket never.
+    Streams encode themselves (protocol/json_streaming.py); WebSocket never.
     """
     if not _may_vary(response) or request.method == "HEAD":
         return None

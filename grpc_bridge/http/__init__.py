@@ -1,1 +1,0 @@
-"""The HTTP edge: the only importer of aiohttp."""
