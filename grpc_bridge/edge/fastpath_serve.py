@@ -52,11 +52,12 @@ from grpc_bridge.edge.steps import (
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.pipeline.body import body_timeout
+from grpc_bridge.pipeline.call import metadata_for, timeout_for
 from grpc_bridge.pipeline.compress import ResponseCompression
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.responses import JSON_CONTENT_TYPE
 from grpc_bridge.protocol.json_transcode import message_of
-from grpc_bridge.protocol.json_unary import metadata_for, timeout_for, unary_reply
+from grpc_bridge.protocol.json_unary import unary_reply
 from grpc_bridge.routing.table import Match, MatchKind
 from grpc_bridge.upstream.metadata import ClientInfo, MetadataPolicy
 

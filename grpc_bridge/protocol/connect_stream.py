@@ -34,8 +34,16 @@ from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument, UnsupportedMediaType, UpstreamError
 from grpc_bridge.pipeline.body import BodyReader
+from grpc_bridge.pipeline.call import call_metadata, call_timeout
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity, deliver_one, end_of, supervise
+from grpc_bridge.pipeline.sink import (
+    ClientGone,
+    HttpSink,
+    finish_stream,
+    relay_stream,
+    stream_timeout,
+)
 from grpc_bridge.protocol.connect_errors import end_stream_json
 from grpc_bridge.protocol.connect_wire import (
     COMPRESSED,
@@ -47,14 +55,6 @@ from grpc_bridge.protocol.connect_wire import (
     envelope,
     envelope_message,
 )
-from grpc_bridge.protocol.json_request_stream import ClientGone
-from grpc_bridge.protocol.json_streaming import (
-    HttpSink,
-    finish_stream,
-    relay_stream,
-    stream_timeout,
-)
-from grpc_bridge.protocol.json_unary import call_metadata, call_timeout
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Settings

@@ -25,6 +25,7 @@ from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType, shown
 from grpc_bridge.pipeline.body import read_body, too_large
+from grpc_bridge.pipeline.call import call_metadata, call_timeout
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.protocol.connect_wire import (
     CODECS,
@@ -35,7 +36,6 @@ from grpc_bridge.protocol.connect_wire import (
     media_type,
 )
 from grpc_bridge.protocol.json_transcode import query_items
-from grpc_bridge.protocol.json_unary import call_metadata, call_timeout
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.status import Code, code_name

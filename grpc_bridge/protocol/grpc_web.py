@@ -59,8 +59,10 @@ from grpc_bridge.errors import (
     shown,
 )
 from grpc_bridge.pipeline.body import BodyReader, too_large
+from grpc_bridge.pipeline.call import call_metadata
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity
+from grpc_bridge.pipeline.sink import HttpSink, finish_stream, relay_stream
 from grpc_bridge.protocol.grpc_web_frames import (
     HEAD_SIZE,
     BadBase64,
@@ -72,8 +74,6 @@ from grpc_bridge.protocol.grpc_web_frames import (
     status_fields,
     trailer_frame,
 )
-from grpc_bridge.protocol.json_streaming import HttpSink, finish_stream, relay_stream
-from grpc_bridge.protocol.json_unary import call_metadata
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Limits

@@ -41,13 +41,10 @@ from grpc_bridge.pipeline.body import (
     read_body,
     too_large,
 )
+from grpc_bridge.pipeline.sink import ClientGone
 from grpc_bridge.protocol.json_transcode import MessageDecoder
 
 REQUEST_STREAM_TYPES = (NDJSON, JSON)
-
-
-class ClientGone(Exception):
-    """The client's connection went away: nobody is left to answer."""
 
 
 def _at(where: str, exc: BridgeError) -> InvalidArgument:

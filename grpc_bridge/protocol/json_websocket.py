@@ -43,6 +43,7 @@ from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import WEBSOCKET_FRAMING, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument, OriginNotAllowed, ShuttingDown
+from grpc_bridge.pipeline.call import call_metadata, call_timeout
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.relay import (
     ACTIVE_SINK,
@@ -53,10 +54,8 @@ from grpc_bridge.pipeline.relay import (
     send_error,
     supervise,
 )
-from grpc_bridge.protocol.json_request_stream import ClientGone
-from grpc_bridge.protocol.json_streaming import stream_timeout
+from grpc_bridge.pipeline.sink import ClientGone, stream_timeout
 from grpc_bridge.protocol.json_transcode import MessageDecoder, stream_decoder, stream_encoder
-from grpc_bridge.protocol.json_unary import call_metadata, call_timeout
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Cors
 from grpc_bridge.status import Code, code_name
