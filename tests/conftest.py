@@ -9,13 +9,13 @@ from pathlib import Path
 # at the proto package (``from bridgetest.v1 import common_pb2``).
 sys.path.insert(0, str(Path(__file__).parent / "gen"))
 
-# Imported after the sys.path line above: tests.servers needs the generated code.
+# Imported after the sys.path line above: tests.helpers.servers needs the generated code.
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.servers import RunningServer, StartServer, start_server
+from tests.helpers.servers import RunningServer, StartServer, start_server
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ async def upstream_factory() -> AsyncIterator[StartServer]:
 
 @pytest.fixture
 def hand_overs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every request the lean HTTP/1.1 path hands over to aiohttp (tests/lean_path.py)."""
-    from tests.lean_path import spy_hand_overs
+    """Every request the lean HTTP/1.1 path hands over to aiohttp (tests/helpers/lean_path.py)."""
+    from tests.helpers.lean_path import spy_hand_overs
 
     return spy_hand_overs(monkeypatch)

@@ -17,7 +17,7 @@ from google.protobuf import descriptor_pb2
 from grpc_bridge.codec.fast_decode import decode_with
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
 from grpc_bridge.errors import BridgeError
-from tests.codec_tools import build_private_pool, message_class
+from tests.helpers.codec_tools import build_private_pool, message_class
 
 _FDP = descriptor_pb2.FieldDescriptorProto
 

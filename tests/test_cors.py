@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from grpc_bridge.settings import ConfigError, load_settings
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import RunningServer
-from tests.streamtools import ECHO, META, SERVER_STREAM
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.servers import RunningServer
+from tests.helpers.streamtools import ECHO, META, SERVER_STREAM
 
 APP = "https://app.example"
 

@@ -14,8 +14,8 @@ import orjson
 import pytest
 import structlog
 
-from tests.harness import RunningBridge, running_bridge, scrape, value
-from tests.servers import RunningServer, StartServer
+from tests.helpers.harness import RunningBridge, running_bridge, scrape, value
+from tests.helpers.servers import RunningServer, StartServer
 
 SVC = "/bridgetest.v1.TestService"
 Answer = tuple[int, dict[str, str], bytes]

@@ -19,9 +19,9 @@ from grpc_bridge.metrics import Metrics
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
-from tests.harness import RunningBridge, running_bridge, scrape, value
-from tests.servers import StartServer
-from tests.streamtools import CLIENT_STREAM
+from tests.helpers.harness import RunningBridge, running_bridge, scrape, value
+from tests.helpers.servers import StartServer
+from tests.helpers.streamtools import CLIENT_STREAM
 
 SVC = "bridgetest.v1.TestService"
 UPGRADE = {

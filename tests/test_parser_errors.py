@@ -26,8 +26,8 @@ from aiohttp.http_exceptions import (
 )
 
 from grpc_bridge.http.parse_errors import parse_error
-from tests.harness import RunningBridge, running_bridge, scrape, value
-from tests.servers import RunningServer
+from tests.helpers.harness import RunningBridge, running_bridge, scrape, value
+from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 CLIENT_STREAM = "/bridgetest.v1.TestService/ClientStream"

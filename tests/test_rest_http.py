@@ -12,8 +12,8 @@ import pytest
 import structlog
 
 from grpc_bridge.demo.service import start_demo_server
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import StartServer
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.servers import StartServer
 
 ITEM = "/v1/items"
 

@@ -15,9 +15,9 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.harness import RunningBridge, running_bridge, scrape, value
-from tests.servers import StartServer
-from tests.streamtools import NDJSON, sse_events
+from tests.helpers.harness import RunningBridge, running_bridge, scrape, value
+from tests.helpers.servers import StartServer
+from tests.helpers.streamtools import NDJSON, sse_events
 
 ND = {"Content-Type": NDJSON}
 REST = "bridgetest.v1.RestService"

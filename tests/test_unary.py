@@ -11,8 +11,8 @@ import pytest
 from bridgetest.v1 import common_pb2, kitchen_pb2
 from google.protobuf import json_format, timestamp_pb2
 
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import RunningServer
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 LOOKUP = "/bridgetest.v1.TestService/Lookup"
