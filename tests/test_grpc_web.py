@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 from grpc_bridge.status import Code
 from tests.helpers.grpc_web_tools import VARIANTS, Reply, Variant, frame, grpc_web_call
-from tests.helpers.harness import RunningBridge, running_bridge, scrape, value
+from tests.helpers.harness import MakeBridge, RunningBridge, running_bridge, scrape, value
 from tests.helpers.raw_http import exchange
 from tests.helpers.servers import RunningServer, rich_status
 
@@ -35,11 +35,10 @@ LIMIT = 64 * 1024
 
 
 @pytest.fixture
-async def bridge(upstream: RunningServer) -> AsyncIterator[RunningBridge]:
-    async with running_bridge(
+async def bridge(upstream: RunningServer, make_bridge: MakeBridge) -> RunningBridge:
+    return await make_bridge(
         upstream.target, limits={"max_request_bytes": LIMIT}, cors={"allowed_origins": ["*"]}
-    ) as running:
-        yield running
+    )
 
 
 async def call(

@@ -22,12 +22,6 @@ from tests.helpers.streamtools import (
 )
 
 
-@pytest.fixture
-async def bridge(upstream: RunningServer) -> Any:
-    async with running_bridge(upstream.target) as b:
-        yield b
-
-
 def stream_body(**fields: Any) -> bytes:
     return orjson.dumps(fields)
 

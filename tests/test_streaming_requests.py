@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 import pytest
@@ -16,12 +15,6 @@ from tests.helpers.servers import RunningServer
 from tests.helpers.streamtools import BIDI, CLIENT_STREAM, NDJSON, ndjson_lines, sse_events
 
 ND = {"Content-Type": NDJSON}
-
-
-@pytest.fixture
-async def bridge(upstream: RunningServer) -> Any:
-    async with running_bridge(upstream.target) as b:
-        yield b
 
 
 def lines(*texts: str) -> bytes:

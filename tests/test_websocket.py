@@ -16,12 +16,6 @@ from tests.helpers.streamtools import BIDI, CLIENT_STREAM, ECHO, SERVER_STREAM
 Frames = list[Any]
 
 
-@pytest.fixture
-async def bridge(upstream: RunningServer) -> Any:
-    async with running_bridge(upstream.target) as b:
-        yield b
-
-
 async def receive_all(ws: aiohttp.ClientWebSocketResponse) -> Frames:
     """Every text frame until the bridge closes, parsed."""
     frames = []
