@@ -403,7 +403,7 @@ async def test_default_and_max_timeouts(make_bridge: MakeBridge, upstream: Runni
 
 
 async def test_streaming_methods_are_served_on_this_route(bridge: RunningBridge) -> None:
-    # Issue 3 replaced the 501: a JSON object is a request stream of one (tests/test_streaming*).
+    # A JSON object is a request stream of one (tests/test_streaming_requests.py).
     status, body, _ = await bridge.post("/bridgetest.v1.TestService/ClientStream", {})
     assert status == 200 and body == {"count": 1, "texts": [""]}
 
