@@ -45,7 +45,7 @@ unit: $(STAMP) tools
 	$(BIN)/pytest -n 3
 
 # The helm binary the packaging tests run (tests/test_packaging.py) and the real
-# gRPC-Web / Connect clients the protocol tests drive (tests/js_clients.py:
+# gRPC-Web / Connect clients the protocol tests drive (tests/helpers/js_clients.py:
 # connect-es, grpc-web, buf, esbuild), pinned with their integrity hashes in
 # package-lock.json and installed by npm into .venv/tools (--ignore-scripts: buf
 # and esbuild find their binaries in their per-platform optional packages);

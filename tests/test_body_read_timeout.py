@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from tests.process import BridgeProcess
-from tests.raw_http import (
+from tests.helpers.process import BridgeProcess
+from tests.helpers.raw_http import (
     CLIENT_STREAM,
     SLEEP,
     Answer,
@@ -26,7 +26,7 @@ from tests.raw_http import (
     raw_request,
     read_answer,
 )
-from tests.servers import RunningServer
+from tests.helpers.servers import RunningServer
 
 TIMEOUT = {"GRPC_BRIDGE_LIMITS__BODY_READ_TIMEOUT_S": "1"}
 MESSAGE = "request body not received within 1 s (limits.body_read_timeout_s)"

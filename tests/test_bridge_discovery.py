@@ -9,11 +9,11 @@ from typing import Any
 import structlog
 from bridgetest.v1 import kitchen_pb2, other_pb2
 
-from tests.descriptors import with_imports, write_set
-from tests.grpc_wiretap import Wiretap
-from tests.harness import running_bridge
-from tests.process import free_port
-from tests.servers import StartServer
+from tests.helpers.descriptors import with_imports, write_set
+from tests.helpers.grpc_wiretap import Wiretap
+from tests.helpers.harness import running_bridge
+from tests.helpers.process import free_port
+from tests.helpers.servers import StartServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.browser_tools import CHROMIUM, CHROMIUM_ARGS
-from tests.harness import running_bridge
-from tests.servers import RunningServer
+from tests.helpers.browser_tools import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers.harness import running_bridge
+from tests.helpers.servers import RunningServer
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.process import (
+from tests.helpers.process import (
     BridgeProcess,
     bridge_env,
     curl_status,
@@ -19,7 +19,7 @@ from tests.process import (
     serve_args,
     spawn_demo,
 )
-from tests.servers import RunningServer
+from tests.helpers.servers import RunningServer
 
 
 async def test_check_config_valid(tmp_path: Path) -> None:

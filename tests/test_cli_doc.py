@@ -8,8 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from tests.packaging_tools import shell_commands
-from tests.process import bridge_env, running_demo
+from tests.helpers.packaging_tools import shell_commands
+from tests.helpers.process import bridge_env, running_demo
 
 DOC = Path(__file__).parent.parent / "docs" / "cli.md"
 DEMO_GRPC = "127.0.0.1:50051"

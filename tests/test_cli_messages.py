@@ -12,8 +12,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.process import BridgeProcess, bridge_env, run_cli, serve_args
-from tests.servers import RunningServer
+from tests.helpers.process import BridgeProcess, bridge_env, run_cli, serve_args
+from tests.helpers.servers import RunningServer
 
 
 @pytest.fixture

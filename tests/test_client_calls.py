@@ -11,9 +11,9 @@ from pathlib import Path
 
 import orjson
 
-from tests.client_tools import TEST_SERVICE, call, run_client, run_in_terminal
-from tests.process import bridge_env
-from tests.servers import MYSTERY_TYPE_URL, RunningServer, StartServer
+from tests.helpers.client_tools import TEST_SERVICE, call, run_client, run_in_terminal
+from tests.helpers.process import bridge_env
+from tests.helpers.servers import MYSTERY_TYPE_URL, RunningServer, StartServer
 
 
 async def test_unary_prints_the_response_as_one_json_line(upstream: RunningServer) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 from bridgetest.v1 import kitchen_pb2, other_pb2
 
 from grpc_bridge.demo import demo_pb2
-from tests.client_tools import TEST_SERVICE, call, compile_descriptor_set, run_client
-from tests.descriptors import with_imports, write_set
-from tests.servers import RunningServer, StartServer
+from tests.helpers.client_tools import TEST_SERVICE, call, compile_descriptor_set, run_client
+from tests.helpers.descriptors import with_imports, write_set
+from tests.helpers.servers import RunningServer, StartServer
 
 SERVICES = """\
 bridgetest.v1.Internal

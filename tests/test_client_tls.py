@@ -7,9 +7,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.certs import Authority, Pair, issue, make_ca, write
-from tests.client_tools import TEST_SERVICE, run_client
-from tests.servers import StartServer
+from tests.helpers.certs import Authority, Pair, issue, make_ca, write
+from tests.helpers.client_tools import TEST_SERVICE, run_client
+from tests.helpers.servers import StartServer
 
 ECHO = f"{TEST_SERVICE}/Echo"
 

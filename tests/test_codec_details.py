@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from grpc_bridge.codec.details import render_details
 from grpc_bridge.codec.json_codec import JsonOptions
-from tests.codec_tools import SECRET_TYPE, build_private_pool, message_class
+from tests.helpers.codec_tools import SECRET_TYPE, build_private_pool, message_class
 
 
 @pytest.fixture(scope="module")

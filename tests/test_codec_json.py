@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from grpc_bridge.codec.json_codec import JsonEncodeError, JsonOptions, MessageCodec, parse_json
 from grpc_bridge.errors import InvalidArgument
 from grpc_bridge.status import Code
-from tests.codec_tools import SECRET_TYPE, build_private_pool, message_class, serialized
+from tests.helpers.codec_tools import SECRET_TYPE, build_private_pool, message_class, serialized
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
 from grpc_bridge.errors import JsonEncodeError
-from tests.codec_tools import build_private_pool
+from tests.helpers.codec_tools import build_private_pool
 
 
 def kitchen_codec() -> tuple[MessageCodec, type]:

@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from grpc_bridge.codec.fast_decode import Fallback, decode_with
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
 from grpc_bridge.errors import BridgeError
-from tests.codec_tools import SECRET_TYPE, build_private_pool, message_class, serialized
+from tests.helpers.codec_tools import SECRET_TYPE, build_private_pool, message_class, serialized
 
 _FD = FieldDescriptor
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
 from grpc_bridge.codec.query import query_to_value
 from grpc_bridge.errors import InvalidArgument
-from tests.codec_tools import build_private_pool, message_class
+from tests.helpers.codec_tools import build_private_pool, message_class
 
 
 @pytest.fixture(scope="module")

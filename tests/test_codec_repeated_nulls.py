@@ -1,8 +1,8 @@
 """``null`` for a repeated google.protobuf.Value / NullValue field: both decode paths agree.
 
 json_format fails on it with an internal error; proto3 JSON says null is the
-field's default (empty), which is what the compiled decoder built. A review
-found the two paths disagreeing; the validation walk now drops such nulls.
+field's default (empty), which is what the compiled decoder builds; the
+validation walk drops such nulls so that the two paths agree.
 
 The fast JSON decoder is compared with the reference path (validation walk, then
 json_format) on a private descriptor pool, as discovery builds one.
@@ -17,7 +17,7 @@ from google.protobuf import descriptor_pb2
 from grpc_bridge.codec.fast_decode import decode_with
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
 from grpc_bridge.errors import BridgeError
-from tests.codec_tools import build_private_pool, message_class
+from tests.helpers.codec_tools import build_private_pool, message_class
 
 _FDP = descriptor_pb2.FieldDescriptorProto
 

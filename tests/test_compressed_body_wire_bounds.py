@@ -15,8 +15,8 @@ import struct
 import time
 import zlib
 
-from tests.raw_http import ECHO, bridge_process, exchange, message_of, raw_request
-from tests.servers import RunningServer
+from tests.helpers.raw_http import ECHO, bridge_process, exchange, message_of, raw_request
+from tests.helpers.servers import RunningServer
 
 BODY = b'{"fString": "x"}'
 #: A non-final stored deflate block of length 0: five bytes that inflate to nothing.

@@ -19,8 +19,8 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.process import BridgeProcess, rss_bytes
-from tests.raw_http import (
+from tests.helpers.process import BridgeProcess, rss_bytes
+from tests.helpers.raw_http import (
     CLIENT_STREAM,
     ECHO,
     SLEEP,
@@ -31,7 +31,7 @@ from tests.raw_http import (
     message_of,
     raw_request,
 )
-from tests.servers import RunningServer
+from tests.helpers.servers import RunningServer
 
 SLEEP_BODY = b'{"tag": "compressed", "duration": "0s"}'
 

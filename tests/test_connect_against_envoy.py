@@ -1,7 +1,7 @@
 """The bridge's Connect answers, byte for byte against Envoy's ``connect_grpc_bridge`` filter.
 
 The same binary requests go to Envoy in front of the test upstream
-(tests/envoy_tools.py) and to the bridge: where the protocol fixes the answer
+(tests/helpers/envoy_tools.py) and to the bridge: where the protocol fixes the answer
 (bare messages, envelopes, the end-of-stream message, code names, messages,
 detail bytes, ``trailer-`` headers) they must agree. Envoy 1.40 differs in two
 places, asserted here as the bridge being right: it still uses Connect's older
@@ -19,7 +19,7 @@ import orjson
 import pytest
 from bridgetest.v1 import kitchen_pb2
 
-from tests.connect_tools import (
+from tests.helpers.connect_tools import (
     CONNECT_STATUS,
     PROTO_STREAM,
     PROTO_UNARY,
@@ -30,10 +30,10 @@ from tests.connect_tools import (
     envelopes,
     post,
 )
-from tests.envoy_tools import RunningEnvoy, envoy_binary, running_envoy
-from tests.harness import RunningBridge
-from tests.js_clients import CODE_NAMES
-from tests.servers import RunningServer
+from tests.helpers.envoy_tools import RunningEnvoy, envoy_binary, running_envoy
+from tests.helpers.harness import RunningBridge
+from tests.helpers.js_clients import CODE_NAMES
+from tests.helpers.servers import RunningServer
 
 pytestmark = pytest.mark.skipif(
     envoy_binary() is None,

@@ -1,6 +1,6 @@
 """connect-web in headless Chromium and ``buf curl --protocol connect`` call through the bridge.
 
-The page is on its own origin (tests/js_browser.py), so every call is
+The page is on its own origin (tests/helpers/js_browser.py), so every call is
 cross-origin: the bridge's CORS preflight must allow Connect's headers and its
 answers expose the metadata headers, or the browser hides them. buf curl is
 connect-go inside, over HTTP/1.1 with the schema from a descriptor set (its
@@ -13,11 +13,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.connect_tools import TEST, connect_bridge
-from tests.harness import RunningBridge
-from tests.js_browser import JsBrowser, js_browser
-from tests.js_clients import buf_curl
-from tests.servers import RunningServer
+from tests.helpers.connect_tools import TEST, connect_bridge
+from tests.helpers.harness import RunningBridge
+from tests.helpers.js_browser import JsBrowser, js_browser
+from tests.helpers.js_clients import buf_curl
+from tests.helpers.servers import RunningServer
 
 RICH_DETAILS = [
     (

@@ -1,6 +1,6 @@
 """@connectrpc/connect-node's Connect transport (JSON and binary) calls through the bridge.
 
-The client is the one users have (tests/js_clients.py): unary, GET, server and
+The client is the one users have (tests/helpers/js_clients.py): unary, GET, server and
 client streaming, every status code and error details, metadata both ways,
 deadlines and cancellation. Its answers are what the same call gives over the
 bridge's JSON routes.
@@ -19,10 +19,10 @@ from bridgetest.v1 import kitchen_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from tests.connect_tools import TEST, connect_bridge
-from tests.harness import RunningBridge, scrape, value
-from tests.js_clients import CODE_NAMES, connect_node_call, decode_bin_header
-from tests.servers import RunningServer
+from tests.helpers.connect_tools import TEST, connect_bridge
+from tests.helpers.harness import RunningBridge, scrape, value
+from tests.helpers.js_clients import CODE_NAMES, connect_node_call, decode_bin_header
+from tests.helpers.servers import RunningServer
 
 ENCODINGS = pytest.mark.parametrize("binary", [False, True], ids=["json", "proto"])
 

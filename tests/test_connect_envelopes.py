@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from grpc_bridge.errors import InvalidArgument, PayloadTooLarge
 from grpc_bridge.protocol.connect_wire import EnvelopeParser
-from tests.connect_tools import envelope
+from tests.helpers.connect_tools import envelope
 
 LIMIT = 1024
 

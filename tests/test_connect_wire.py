@@ -1,6 +1,6 @@
 """The Connect protocol on the wire: which requests are Connect's, statuses, errors, GET, envelopes.
 
-Requests are written by hand (tests/connect_tools.py), hostile ones included:
+Requests are written by hand (tests/helpers/connect_tools.py), hostile ones included:
 every failure of a Connect request, the bridge's own refusals too, is a
 Connect error (JSON with the status of Connect's table for unary calls; HTTP
 200 and an end-of-stream envelope for streams), and every bound holds as
@@ -20,7 +20,7 @@ import orjson
 import pytest
 from bridgetest.v1 import kitchen_pb2
 
-from tests.connect_tools import (
+from tests.helpers.connect_tools import (
     CONNECT,
     CONNECT_STATUS,
     JSON_STREAM,
@@ -35,11 +35,11 @@ from tests.connect_tools import (
     get,
     post,
 )
-from tests.harness import RunningBridge, running_bridge
-from tests.js_clients import CODE_NAMES
-from tests.process import free_port
-from tests.raw_http import bridge_on, exchange, next_request_log, read_answer, wait_ready
-from tests.servers import RunningServer
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.js_clients import CODE_NAMES
+from tests.helpers.process import free_port
+from tests.helpers.raw_http import bridge_on, exchange, next_request_log, read_answer, wait_ready
+from tests.helpers.servers import RunningServer
 
 LIMIT = 64 * 1024
 

@@ -7,17 +7,16 @@ from typing import Any
 import pytest
 
 from grpc_bridge.settings import ConfigError, load_settings
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import RunningServer
-from tests.streamtools import ECHO, META, SERVER_STREAM
+from tests.helpers.harness import MakeBridge, RunningBridge, running_bridge
+from tests.helpers.servers import RunningServer
+from tests.helpers.streamtools import ECHO, META, SERVER_STREAM
 
 APP = "https://app.example"
 
 
 @pytest.fixture
-async def bridge(upstream: RunningServer) -> Any:
-    async with running_bridge(upstream.target, cors={"allowed_origins": [APP]}) as b:
-        yield b
+async def bridge(upstream: RunningServer, make_bridge: MakeBridge) -> RunningBridge:
+    return await make_bridge(upstream.target, cors={"allowed_origins": [APP]})
 
 
 async def preflight(
@@ -76,6 +75,7 @@ async def test_plain_options_is_not_a_preflight(bridge: RunningBridge) -> None:
         assert resp.status == 405
 
 
+@pytest.mark.both_edges
 async def test_answers_expose_the_metadata_headers_by_name(bridge: RunningBridge) -> None:
     status, _, headers = await bridge.get(META, headers={"Origin": APP})
     assert status == 200
@@ -91,6 +91,7 @@ async def test_answers_expose_the_metadata_headers_by_name(bridge: RunningBridge
     assert any(h.lower() == "x-request-id" for h in exposed)
 
 
+@pytest.mark.both_edges
 async def test_errors_carry_cors_headers(bridge: RunningBridge) -> None:
     for status, call in (
         (404, bridge.get("/nope.v1.Nope/Nope", headers={"Origin": APP})),
@@ -110,6 +111,7 @@ async def test_streams_carry_cors_headers(bridge: RunningBridge) -> None:
     assert status == 200 and headers["Access-Control-Allow-Origin"] == APP
 
 
+@pytest.mark.both_edges
 async def test_other_origins_are_served_without_cors_headers(bridge: RunningBridge) -> None:
     status, _, headers = await bridge.get(META, headers={"Origin": "https://evil.example"})
     assert status == 200  # the browser, not the bridge, withholds the answer

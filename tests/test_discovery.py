@@ -23,9 +23,9 @@ from grpc_bridge.discovery.loader import (
 )
 from grpc_bridge.discovery.registry import MethodKind, Schema
 from grpc_bridge.upstream.reflection import ReflectionClient
-from tests.descriptors import fdp, with_imports, write_set
-from tests.native_tools import native
-from tests.servers import (
+from tests.helpers.descriptors import fdp, with_imports, write_set
+from tests.helpers.native_tools import native
+from tests.helpers.servers import (
     DEMO_SERVICE,
     HEALTH_SERVICE,
     INTERNAL_SERVICE,

@@ -1,7 +1,7 @@
 """README.md and docs/*.md: every example runs as printed, every printed output is what it prints.
 
 The conventions (which blocks are samples, how outputs are normalised) are in
-tests/doc_samples.py and docs/development.md.
+tests/helpers/doc_samples.py and docs/development.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import yaml
 
 from grpc_bridge.cli import _parser
 from grpc_bridge.settings import load_settings
-from tests.doc_samples import (
+from tests.helpers.doc_samples import (
     DEMO_PORTS,
     ROOT,
     Command,
@@ -36,8 +36,8 @@ from tests.doc_samples import (
     text_mismatch,
     transcript_env,
 )
-from tests.packaging_tools import shell_commands
-from tests.process import bridge_env, expected_status, running_demo
+from tests.helpers.packaging_tools import shell_commands
+from tests.helpers.process import bridge_env, expected_status, running_demo
 
 PAGES = doc_pages()
 WITH_COMMANDS = [p for p in PAGES if page_commands(p)]

@@ -30,11 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grpc_bridge.edge import fastpath
-from tests.background import Background
-from tests.harness import running_bridge
-from tests.lean_path import ROUTES, comparable_bytes
-from tests.raw_http import ECHO, FAIL
-from tests.servers import start_server
+from tests.helpers.background import Background
+from tests.helpers.harness import running_bridge
+from tests.helpers.lean_path import ROUTES, comparable_bytes
+from tests.helpers.raw_http import ECHO, FAIL
+from tests.helpers.servers import start_server
 
 AGREEMENT = settings(
     max_examples=300,

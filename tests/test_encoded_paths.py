@@ -13,9 +13,16 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from tests.process import BridgeProcess
-from tests.raw_http import PATHS, bridge_on, next_request_log, request, request_logs, response_to
-from tests.servers import RunningServer, StartServer
+from tests.helpers.process import BridgeProcess
+from tests.helpers.raw_http import (
+    PATHS,
+    bridge_on,
+    next_request_log,
+    request,
+    request_logs,
+    response_to,
+)
+from tests.helpers.servers import RunningServer, StartServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 BODY = b'{"fString": "reached"}'

@@ -21,8 +21,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from grpc_bridge.edge.aiohttp_compat import head_parser
 from grpc_bridge.edge.fastpath_serve import served_length
-from tests.harness import RunningBridge, running_bridge
-from tests.lean_path import (
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.lean_path import (
     bridges,
     comparable,
     connection,
@@ -30,8 +30,8 @@ from tests.lean_path import (
     read_response,
     rest_bridges,
 )
-from tests.raw_http import ECHO, SLEEP, request
-from tests.servers import RunningServer, StartServer
+from tests.helpers.raw_http import ECHO, SLEEP, request
+from tests.helpers.servers import RunningServer, StartServer
 
 
 async def exchange(b: RunningBridge, data: bytes, count: int) -> list[Any]:

@@ -22,8 +22,8 @@ import pytest
 import structlog
 
 from grpc_bridge.edge import fastpath
-from tests.harness import RunningBridge, running_bridge
-from tests.lean_path import (
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.lean_path import (
     ROUTES,
     bridges,
     comparable,
@@ -32,8 +32,8 @@ from tests.lean_path import (
     read_response,
     rest_bridges,
 )
-from tests.raw_http import ECHO, SLEEP, request
-from tests.servers import RunningServer, StartServer
+from tests.helpers.raw_http import ECHO, SLEEP, request
+from tests.helpers.servers import RunningServer, StartServer
 
 
 async def answer(b: RunningBridge, data: bytes, within: float = 3.0) -> Any:

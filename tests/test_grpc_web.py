@@ -21,10 +21,10 @@ from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 from grpc_bridge.status import Code
-from tests.grpc_web_tools import VARIANTS, Reply, Variant, frame, grpc_web_call
-from tests.harness import RunningBridge, running_bridge, scrape, value
-from tests.raw_http import exchange
-from tests.servers import RunningServer, rich_status
+from tests.helpers.grpc_web_tools import VARIANTS, Reply, Variant, frame, grpc_web_call
+from tests.helpers.harness import MakeBridge, RunningBridge, running_bridge, scrape, value
+from tests.helpers.raw_http import exchange
+from tests.helpers.servers import RunningServer, rich_status
 
 TEST = "/bridgetest.v1.TestService"
 EACH = pytest.mark.parametrize("variant", VARIANTS.values(), ids=VARIANTS.keys())
@@ -35,11 +35,10 @@ LIMIT = 64 * 1024
 
 
 @pytest.fixture
-async def bridge(upstream: RunningServer) -> AsyncIterator[RunningBridge]:
-    async with running_bridge(
+async def bridge(upstream: RunningServer, make_bridge: MakeBridge) -> RunningBridge:
+    return await make_bridge(
         upstream.target, limits={"max_request_bytes": LIMIT}, cors={"allowed_origins": ["*"]}
-    ) as running:
-        yield running
+    )
 
 
 async def call(

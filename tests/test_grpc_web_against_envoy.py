@@ -29,10 +29,10 @@ from bridgetest.v1 import kitchen_pb2
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
-from tests.envoy_tools import envoy_binary, running_envoy
-from tests.grpc_web_tools import VARIANTS, Reply, Variant, grpc_web_call
-from tests.harness import running_bridge
-from tests.servers import RunningServer
+from tests.helpers.envoy_tools import envoy_binary, running_envoy
+from tests.helpers.grpc_web_tools import VARIANTS, Reply, Variant, grpc_web_call
+from tests.helpers.harness import running_bridge
+from tests.helpers.servers import RunningServer
 
 pytestmark = pytest.mark.skipif(
     envoy_binary() is None,

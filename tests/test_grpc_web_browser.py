@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tests.harness import RunningBridge, running_bridge
-from tests.js_browser import JsBrowser, js_browser
-from tests.js_clients import CallResult
-from tests.servers import RunningServer
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.js_browser import JsBrowser, js_browser
+from tests.helpers.js_clients import CallResult
+from tests.helpers.servers import RunningServer
 
 pytestmark = pytest.mark.browser
 

@@ -6,23 +6,16 @@ both ways, deadlines and cancellation."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 
-from tests.harness import RunningBridge, running_bridge
-from tests.js_clients import buf_curl, connect_node_call, decode_bin_header
-from tests.servers import RunningServer
+from tests.helpers.harness import RunningBridge
+from tests.helpers.js_clients import buf_curl, connect_node_call, decode_bin_header
+from tests.helpers.servers import RunningServer
 
 TEST = "bridgetest.v1.TestService"
 ENCODINGS = pytest.mark.parametrize("binary", [True, False], ids=["proto", "json"])
-
-
-@pytest.fixture
-async def bridge(upstream: RunningServer) -> AsyncIterator[RunningBridge]:
-    async with running_bridge(upstream.target) as running:
-        yield running
 
 
 @ENCODINGS

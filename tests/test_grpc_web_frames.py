@@ -24,7 +24,7 @@ from grpc_bridge.protocol.grpc_web_frames import (
     percent_encode,
     trailer_frame,
 )
-from tests.grpc_web_tools import split_frames, trailer_lines
+from tests.helpers.grpc_web_tools import split_frames, trailer_lines
 
 LIMIT = 4096
 

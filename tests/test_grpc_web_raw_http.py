@@ -12,10 +12,17 @@ from collections.abc import AsyncIterator
 import pytest
 from bridgetest.v1 import kitchen_pb2
 
-from tests.grpc_web_tools import split_frames, text_decode, trailer_lines
-from tests.process import BridgeProcess
-from tests.raw_http import PATHS, bridge_on, comparable, exchange, next_request_log, read_answer
-from tests.servers import RunningServer
+from tests.helpers.grpc_web_tools import split_frames, text_decode, trailer_lines
+from tests.helpers.process import BridgeProcess
+from tests.helpers.raw_http import (
+    PATHS,
+    bridge_on,
+    comparable,
+    exchange,
+    next_request_log,
+    read_answer,
+)
+from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 MESSAGE = kitchen_pb2.Kitchen(f_string="raw", r_int32=[7]).SerializeToString()

@@ -18,7 +18,7 @@ from grpc_bridge.upstream.h2 import frames, hpack_codec, inflate
 from grpc_bridge.upstream.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection
 from grpc_bridge.upstream.h2.grpc_status import status_of
 from grpc_bridge.upstream.h2.stream import Stream
-from tests.h2peer import LoopbackTransport, frame
+from tests.helpers.h2peer import LoopbackTransport, frame
 
 
 def test_request_fields_decode_with_a_standard_decoder() -> None:

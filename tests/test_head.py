@@ -8,14 +8,13 @@ method as GET does; streamed answers are not started (no upstream call).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
 import structlog
 
-from tests.harness import RunningBridge, running_bridge, scrape, value
-from tests.servers import RunningServer, StartServer
+from tests.helpers.harness import MakeBridge, RunningBridge, running_bridge, scrape, value
+from tests.helpers.servers import RunningServer, StartServer
 
 SVC = "/bridgetest.v1.TestService"
 Answer = tuple[int, dict[str, str], bytes]
@@ -27,9 +26,8 @@ async def server(upstream_factory: StartServer) -> RunningServer:
 
 
 @pytest.fixture
-async def bridge(server: RunningServer) -> AsyncIterator[RunningBridge]:
-    async with running_bridge(server.target) as b:
-        yield b
+async def bridge(server: RunningServer, make_bridge: MakeBridge) -> RunningBridge:
+    return await make_bridge(server.target)
 
 
 async def send(b: RunningBridge, method: str, target: str, *headers: str) -> Answer:

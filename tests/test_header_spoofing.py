@@ -14,11 +14,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.process import run_cli
-from tests.raw_http import PATHS, bridge_on, request, response_to
-from tests.servers import RunningServer
-from tests.slowclients import websocket_text
-from tests.streamtools import META
+from tests.helpers.process import run_cli
+from tests.helpers.raw_http import PATHS, bridge_on, request, response_to
+from tests.helpers.servers import RunningServer
+from tests.helpers.slowclients import websocket_text
+from tests.helpers.streamtools import META
 
 SPOOFS = (
     "Grpc-Metadata-X-Forwarded-Host: evil.example",

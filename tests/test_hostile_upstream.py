@@ -1,6 +1,6 @@
 """A hostile HTTP/2 upstream cannot exhaust the bridge, stall its loop or slip past RFC 9113.
 
-One real bridge process serves two upstreams: ``hostile`` (tests/h2peer.py, on
+One real bridge process serves two upstreams: ``hostile`` (tests/helpers/h2peer.py, on
 the ``h2`` library; each call's ``fString`` picks the attack) and ``healthy``
 (a grpc.aio server). Each attack checks the answer the HTTP client gets, that
 the bridge's RSS after the attack is within a few MB of before, and that calls
@@ -26,7 +26,7 @@ import pytest
 import pytest_asyncio
 from bridgetest.v1 import kitchen_pb2
 
-from tests.h2peer import (
+from tests.helpers.h2peer import (
     CONTINUATION,
     DATA,
     END_HEADERS,
@@ -44,8 +44,8 @@ from tests.h2peer import (
     grpc_message,
     start_beside_healthy,
 )
-from tests.process import BridgeProcess
-from tests.servers import RunningServer, start_server
+from tests.helpers.process import BridgeProcess
+from tests.helpers.servers import RunningServer, start_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -5,7 +5,7 @@ grpc-status values int() takes but the protocol does not, SETTINGS entries
 times open streams, and large informational header blocks: each test states
 what the bridge does under the attack (bounded memory, a prompt loop, the
 right status). A gap found later goes in as a strict-xfail test until fixed.
-One real bridge process serves the hostile peer (tests/h2peer.py, on ``h2``)
+One real bridge process serves the hostile peer (tests/helpers/h2peer.py, on ``h2``)
 and a healthy grpc.aio upstream.
 """
 
@@ -27,7 +27,7 @@ import pytest
 import pytest_asyncio
 from bridgetest.v1 import kitchen_pb2
 
-from tests.h2peer import (
+from tests.helpers.h2peer import (
     DATA,
     END_HEADERS,
     END_STREAM,
@@ -40,8 +40,8 @@ from tests.h2peer import (
     grpc_message,
     start_beside_healthy,
 )
-from tests.process import BridgeProcess, rss_bytes
-from tests.servers import RunningServer, start_server
+from tests.helpers.process import BridgeProcess, rss_bytes
+from tests.helpers.servers import RunningServer, start_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

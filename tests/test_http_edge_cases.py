@@ -19,9 +19,9 @@ from grpc_bridge.metrics import Metrics
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
-from tests.harness import RunningBridge, running_bridge, scrape, value
-from tests.servers import StartServer
-from tests.streamtools import CLIENT_STREAM
+from tests.helpers.harness import MakeBridge, RunningBridge, running_bridge, scrape, value
+from tests.helpers.servers import StartServer
+from tests.helpers.streamtools import CLIENT_STREAM
 
 SVC = "bridgetest.v1.TestService"
 UPGRADE = {
@@ -33,10 +33,9 @@ UPGRADE = {
 
 
 @pytest.fixture
-async def bridge(upstream_factory: StartServer) -> Any:
+async def bridge(upstream_factory: StartServer, make_bridge: MakeBridge) -> RunningBridge:
     server = await upstream_factory(services=("test", "rest"))
-    async with running_bridge(server.target) as b:
-        yield b
+    return await make_bridge(server.target)
 
 
 async def raw_request(
@@ -65,6 +64,7 @@ def started_total(samples: dict[Any, float], kind: str, method: str) -> float:
 # --- #3: strict query decoding -------------------------------------------------------
 
 
+@pytest.mark.both_edges
 @pytest.mark.parametrize(
     ("query", "message"),
     [
@@ -86,6 +86,7 @@ async def test_malformed_query_escapes_are_400(
         assert got["message"].startswith(message.format(key=key)), got
 
 
+@pytest.mark.both_edges
 async def test_query_decoding_keeps_plus_order_and_repeats(bridge: RunningBridge) -> None:
     status, got, _ = await bridge.get(
         "/v1/things/1?name=a+b%2Bc&tags=x&tags=%E2%82%AC&&nums=1&nums=2"
@@ -149,6 +150,7 @@ async def test_preflight_method_with_raw_bytes_gets_a_json_error(bridge: Running
     assert message.startswith("'G\\udcffT' is not allowed on /v1/things/{id}")
 
 
+@pytest.mark.both_edges
 async def test_non_ascii_request_id_is_replaced(bridge: RunningBridge) -> None:
     # On a route the header is forwarded as metadata, which can't carry it: 400 naming it.
     status, headers, body = await raw_request(
@@ -176,6 +178,7 @@ def test_status_body_and_log_renderer_survive_lone_surrogates() -> None:
 # --- #7: absolute-form request target ------------------------------------------------
 
 
+@pytest.mark.both_edges
 async def test_absolute_form_target_is_routed(bridge: RunningBridge) -> None:
     status, _, body = await raw_request(
         bridge, b"GET http://x/v1/things/a%2Fb?name=n HTTP/1.1\r\nHost: x"
@@ -205,6 +208,7 @@ async def test_array_stream_body_names_the_configured_depth(bridge: RunningBridg
 # --- #9: GET with a body on the generic route ----------------------------------------
 
 
+@pytest.mark.both_edges
 async def test_get_with_a_body_on_the_generic_route_is_400(bridge: RunningBridge) -> None:
     status, got, _ = await bridge.get(
         f"/{SVC}/Lookup?f_string=a",
@@ -218,6 +222,7 @@ async def test_get_with_a_body_on_the_generic_route_is_400(bridge: RunningBridge
 # --- #11: started counts only calls that got a channel -------------------------------
 
 
+@pytest.mark.both_edges
 async def test_started_is_not_counted_when_no_channel_can_be_picked(
     bridge: RunningBridge,
 ) -> None:

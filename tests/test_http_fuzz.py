@@ -28,10 +28,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.background import Background
-from tests.process import BridgeProcess, bridge_env, serve_args
-from tests.raw_http import ECHO, comparable, wait_ready
-from tests.servers import RunningServer, start_server
+from tests.helpers.background import Background
+from tests.helpers.process import BridgeProcess, bridge_env, serve_args
+from tests.helpers.raw_http import ECHO, comparable, wait_ready
+from tests.helpers.servers import RunningServer, start_server
 
 T = TypeVar("T")
 FUZZ = settings(

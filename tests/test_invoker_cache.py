@@ -5,8 +5,8 @@ from __future__ import annotations
 from grpc_bridge.discovery.loader import discover
 from grpc_bridge.discovery.registry import Schema
 from grpc_bridge.upstream.reflection import ReflectionClient
-from tests.native_tools import native
-from tests.servers import RunningServer
+from tests.helpers.native_tools import native
+from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 

@@ -2,7 +2,7 @@
 
 Envoy (tests/test_js_clients_against_envoy.py) cannot answer JSON with a
 protobuf upstream, so the JSON variants are proven here against connect-es's
-own server (tests/connect_es_server.py), the protocol's reference: Connect
+own server (tests/helpers/connect_es_server.py), the protocol's reference: Connect
 JSON and binary, Connect GET, gRPC-Web JSON and binary, from Node and from a
 browser.
 """
@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.connect_es_server import ConnectEsServer, running_connect_es
-from tests.js_browser import js_browser
-from tests.js_clients import CallResult, Protocol, buf_curl, connect_node_call
+from tests.helpers.connect_es_server import ConnectEsServer, running_connect_es
+from tests.helpers.js_browser import js_browser
+from tests.helpers.js_clients import CallResult, Protocol, buf_curl, connect_node_call
 
 TEST = "bridgetest.v1.TestService"
 VARIANTS = [(p, b) for p in ("connect", "grpcweb") for b in (False, True)]

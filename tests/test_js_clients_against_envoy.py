@@ -1,7 +1,7 @@
-"""The real gRPC-Web and Connect clients (tests/js_clients.py) work, proven against Envoy.
+"""The real gRPC-Web and Connect clients (tests/helpers/js_clients.py) work, proven against Envoy.
 
 Envoy's ``grpc_web`` and ``connect_grpc_bridge`` filters in front of a test
-upstream (tests/envoy_tools.py) are a reference that already speaks both
+upstream (tests/helpers/envoy_tools.py) are a reference that already speaks both
 protocols, so a failure here is the harness's, not the bridge's. Envoy passes
 message bytes through, so only the binary encodings work with a protobuf-only
 upstream (Connect JSON and grpc-web+json would reach it as
@@ -19,16 +19,16 @@ from typing import Literal
 
 import pytest
 
-from tests.envoy_tools import RunningEnvoy, envoy_binary, running_envoy
-from tests.js_browser import JsBrowser, js_browser
-from tests.js_clients import (
+from tests.helpers.envoy_tools import RunningEnvoy, envoy_binary, running_envoy
+from tests.helpers.js_browser import JsBrowser, js_browser
+from tests.helpers.js_clients import (
     CallResult,
     Protocol,
     buf_curl,
     connect_node_call,
     decode_bin_header,
 )
-from tests.servers import RunningServer
+from tests.helpers.servers import RunningServer
 
 pytestmark = pytest.mark.skipif(
     envoy_binary() is None,

@@ -530,22 +530,29 @@ def test_the_field_write_check_can_fail() -> None:
     assert len(_foreign_writes(source, state_machine=False)) == 5  # all but self.x
 
 
-# -- the tests themselves: organised by behaviour, helpers in modules of their own -------
+# -- the tests themselves: organised by behaviour, helpers in a package of their own ----
 
 TESTS = Path(__file__).resolve().parent
+HELPERS = TESTS / "helpers"
 #: Words that name when or why a test was written, not what it proves.
 HISTORY_WORDS = ("review", "session", "fixes")
+#: Python under tests/ that is neither a test module nor a helper: the package marker,
+#: the shared fixtures, and the protobuf code generated from tests/protos.
+NOT_HELPERS = ("__init__.py", "conftest.py", "gen/")
 
 
-def _test_modules_imported_by(path: Path) -> list[str]:
+def _test_modules_imported_by(path: Path, source: str | None = None) -> list[str]:
+    """The test modules the module at ``path`` (read unless ``source`` is given) imports."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source, str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:  # relative to the tests package
-                base = f"tests.{base}" if base else "tests"
+            if node.level:  # relative to the module's own package
+                parts = path.parent.relative_to(TESTS.parent).parts
+                package = parts[: len(parts) - node.level + 1]
+                base = ".".join([*package, base] if base else package)
             names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
         else:
             continue
@@ -559,13 +566,48 @@ def _names_a_test_module(name: str) -> bool:
 
 
 def test_no_test_module_imports_another() -> None:
-    """Shared helpers and fixtures live in tests/*.py that are not test_*.py, or conftest.py."""
+    """Shared helpers live in tests/helpers/, shared fixtures in tests/conftest.py."""
     broken = [
         f"{path.name} imports {name}"
-        for path in sorted(TESTS.glob("test_*.py"))
+        for path in sorted(TESTS.rglob("*.py"))
         for name in _test_modules_imported_by(path)
     ]
     assert not broken, "\n".join(broken)
+
+
+def _misplaced(paths: Iterable[Path]) -> list[str]:
+    """Test modules outside tests/ itself, and other Python outside tests/helpers/."""
+    found = []
+    for path in paths:
+        relative = path.relative_to(TESTS).as_posix()
+        if relative in NOT_HELPERS or relative.startswith(NOT_HELPERS[-1]):
+            continue
+        if path.name.startswith("test_"):
+            if path.parent != TESTS:
+                found.append(f"{relative}: a test module belongs in tests/")
+        elif path.parent != HELPERS:
+            found.append(f"{relative}: a shared helper belongs in tests/helpers/")
+    return found
+
+
+def test_helpers_live_in_the_helpers_package_and_tests_beside_it() -> None:
+    assert not _misplaced(TESTS.rglob("*.py")), "\n".join(_misplaced(TESTS.rglob("*.py")))
+    assert (HELPERS / "__init__.py").exists()
+
+
+def test_the_placement_check_can_fail() -> None:
+    paths = [
+        TESTS / "raw_http.py",
+        TESTS / "helpers" / "test_raw_http.py",
+        TESTS / "helpers" / "raw_http.py",
+        TESTS / "test_unary.py",
+        TESTS / "conftest.py",
+        TESTS / "gen" / "bridgetest" / "v1" / "common_pb2.py",
+    ]
+    assert _misplaced(paths) == [
+        "raw_http.py: a shared helper belongs in tests/helpers/",
+        "helpers/test_raw_http.py: a test module belongs in tests/",
+    ]
 
 
 def test_test_modules_are_named_for_behaviour() -> None:
@@ -581,5 +623,12 @@ def test_the_test_import_check_can_fail() -> None:
     """Each import form that reaches a test module is seen; helper modules are not."""
     assert _names_a_test_module("tests.test_fastpath")
     assert _names_a_test_module("tests.test_fastpath.ECHO")
-    assert not _names_a_test_module("tests.raw_http")
+    assert not _names_a_test_module("tests.helpers.raw_http")
+    assert not _names_a_test_module("tests.helpers")
     assert not _names_a_test_module("tests")
+    source = "from .. import test_unary\nfrom ..test_cors import ORIGIN\nfrom . import servers\n"
+    assert _test_modules_imported_by(HELPERS / "relative.py", source) == [
+        "tests.test_unary (line 1)",
+        "tests.test_cors (line 2)",
+        "tests.test_cors.ORIGIN (line 2)",
+    ]

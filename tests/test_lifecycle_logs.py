@@ -6,8 +6,8 @@ import asyncio
 
 import structlog
 
-from tests.harness import running_bridge
-from tests.servers import StartServer
+from tests.helpers.harness import running_bridge
+from tests.helpers.servers import StartServer
 
 
 async def test_discovery_channel_state_and_drain_events(upstream_factory: StartServer) -> None:

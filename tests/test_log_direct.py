@@ -24,8 +24,8 @@ import structlog
 
 from grpc_bridge import log
 from grpc_bridge.log import configure_logging, get_logger, log_info
-from tests.process import bridge_env, serve_args
-from tests.servers import RunningServer
+from tests.helpers.process import bridge_env, serve_args
+from tests.helpers.servers import RunningServer
 
 _ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
 

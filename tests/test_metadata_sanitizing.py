@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.h2peer import HostilePeer, Pairs, descriptor_set
-from tests.process import BridgeProcess
-from tests.raw_http import PATHS, Response, bridge_on, request, response_to
-from tests.streamtools import ECHO, SERVER_STREAM
+from tests.helpers.h2peer import HostilePeer, Pairs, descriptor_set
+from tests.helpers.process import BridgeProcess
+from tests.helpers.raw_http import PATHS, Response, bridge_on, request, response_to
+from tests.helpers.streamtools import ECHO, SERVER_STREAM
 
 #: Valid HTTP/2 (RFC 9113 §8.2.1), not valid HTTP/1.1 (RFC 9110 §5.6.2, §5.5).
 NOT_HTTP_INITIAL: Pairs = (

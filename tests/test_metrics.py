@@ -7,8 +7,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.harness import RunningBridge, running_bridge, scrape, value
-from tests.servers import RunningServer
+from tests.helpers.harness import RunningBridge, running_bridge, scrape, value
+from tests.helpers.servers import RunningServer
 
 SVC = "bridgetest.v1.TestService"
 

@@ -29,10 +29,10 @@ from google.rpc import status_pb2
 from grpc_bridge.errors import UpstreamError
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import frames
-from tests.descriptors import with_imports, write_set
-from tests.harness import running_bridge
-from tests.native_tools import grpc_message, method, native, sleep_request
-from tests.servers import RunningServer
+from tests.helpers.descriptors import with_imports, write_set
+from tests.helpers.harness import running_bridge
+from tests.helpers.native_tools import grpc_message, method, native, sleep_request
+from tests.helpers.servers import RunningServer
 
 StartServer = Callable[..., Awaitable[RunningServer]]
 
@@ -212,7 +212,7 @@ async def test_unix_socket_target(scheme: str) -> None:
         server = grpc.aio.server()
         from bridgetest.v1 import kitchen_pb2_grpc
 
-        from tests.servers import TestServiceImpl
+        from tests.helpers.servers import TestServiceImpl
 
         kitchen_pb2_grpc.add_TestServiceServicer_to_server(TestServiceImpl(), server)
         server.add_insecure_port(target)

@@ -1,7 +1,7 @@
 """Edge cases of the native HTTP/2 client: misbehaving upstreams, races of its own state.
 
-The peers are real: a grpc.aio server (tests/servers.py) or a hand-made HTTP/2
-server on loopback (``h2_peer``, tests/frame_peer.py) when a misbehaving upstream is needed.
+The peers are real: a grpc.aio server (tests/helpers/servers.py) or a hand-made HTTP/2
+server on loopback (``h2_peer``, tests/helpers/frame_peer.py) when a misbehaving upstream is needed.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from grpc_bridge.upstream.h2.connection import STREAM_WINDOW, Connection
 from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
 from grpc_bridge.upstream.resolver import parse_target, unresolved
-from tests.frame_peer import Request, echo_handler, eventually, h2_peer, loop_errors
-from tests.native_tools import grpc_message, method, native, sleep_request
-from tests.servers import RunningServer, StartServer
+from tests.helpers.frame_peer import Request, echo_handler, eventually, h2_peer, loop_errors
+from tests.helpers.native_tools import grpc_message, method, native, sleep_request
+from tests.helpers.servers import RunningServer, StartServer
 
 ECHO = method("Echo", kitchen_pb2.Kitchen)
 SLEEP = method("Sleep", kitchen_pb2.SleepResponse)

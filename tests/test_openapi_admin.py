@@ -13,11 +13,11 @@ from google.protobuf import descriptor_pb2
 
 from grpc_bridge.admin.openapi_docs import OPENAPI_CACHE
 from grpc_bridge.demo import demo_pb2
-from tests.descriptors import fdp, with_imports
-from tests.harness import running_bridge
-from tests.openapi_tools import admin_document, check_document, operation
-from tests.process import run_cli
-from tests.servers import StartServer
+from tests.helpers.descriptors import fdp, with_imports
+from tests.helpers.harness import running_bridge
+from tests.helpers.openapi_tools import admin_document, check_document, operation
+from tests.helpers.process import run_cli
+from tests.helpers.servers import StartServer
 
 
 async def test_admin_serves_json_and_yaml_of_one_document(upstream_factory: StartServer) -> None:

@@ -3,7 +3,7 @@
 - schemathesis (its CLI, pinned in pyproject.toml) generates requests for every
   operation from the document and checks each answer: no 5xx, a documented
   status and Content-Type, a body that matches its schema (NDJSON streams line
-  by line, with the check in tests/schemathesis_hooks.py);
+  by line, with the check in tests/helpers/schemathesis_hooks.py);
 - openapi-python-client generates a Python package from the document, which is
   imported and used against the demo's REST routes.
 """
@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.harness import running_bridge
-from tests.process import running_demo
-from tests.servers import StartServer
+from tests.helpers.harness import running_bridge
+from tests.helpers.process import running_demo
+from tests.helpers.servers import StartServer
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).parent.parent
@@ -78,7 +78,7 @@ async def _schemathesis(admin: str, proxy: str, cwd: Path, *options: str) -> str
         env={
             **os.environ,
             "PYTHONPATH": str(ROOT),
-            "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+            "SCHEMATHESIS_HOOKS": "tests.helpers.schemathesis_hooks",
         },
     )
     assert code == 0, out

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging_tools import shell_commands
-from tests.process import curl_status, expected_status, running_demo
+from tests.helpers.packaging_tools import shell_commands
+from tests.helpers.process import curl_status, expected_status, running_demo
 
 DOC = Path(__file__).parent.parent / "docs" / "openapi.md"
 

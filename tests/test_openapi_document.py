@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.harness import running_bridge
-from tests.openapi_tools import admin_document, check_document, operation, operations
-from tests.servers import RunningServer, StartServer
+from tests.helpers.harness import running_bridge
+from tests.helpers.openapi_tools import admin_document, check_document, operation, operations
+from tests.helpers.servers import RunningServer, StartServer
 
 NDJSON, SSE = "application/x-ndjson", "text/event-stream"
 

@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from grpc_bridge.demo.service import start_demo_server
-from tests.harness import running_bridge
-from tests.packaging_checks import (
+from tests.helpers.harness import running_bridge
+from tests.helpers.packaging_checks import (
     bridge_container,
     config_map_of,
     named_port,
@@ -35,7 +35,7 @@ from tests.packaging_checks import (
     schema_problems,
     wiring_problems,
 )
-from tests.packaging_run import (
+from tests.helpers.packaging_run import (
     TLS_DIR,
     BridgeRun,
     check_config,
@@ -45,7 +45,7 @@ from tests.packaging_run import (
     wait_ready,
     with_tls_files,
 )
-from tests.packaging_tools import (
+from tests.helpers.packaging_tools import (
     CHART,
     EXAMPLE,
     ROOT,
@@ -62,7 +62,7 @@ from tests.packaging_tools import (
     shell_commands,
     tool,
 )
-from tests.servers import TEST_SERVICE, RunningServer
+from tests.helpers.servers import TEST_SERVICE, RunningServer
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("GRPC_BRIDGE_SKIP_PACKAGING") == "1",

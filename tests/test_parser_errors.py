@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 import pytest
@@ -26,11 +24,14 @@ from aiohttp.http_exceptions import (
 )
 
 from grpc_bridge.edge.parse_errors import parse_error
-from tests.harness import RunningBridge, running_bridge, scrape, value
-from tests.servers import RunningServer
+from tests.helpers.harness import RunningBridge, running_bridge, scrape, value
+from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 CLIENT_STREAM = "/bridgetest.v1.TestService/ClientStream"
+
+#: Each edge parses heads itself (the lean one with llhttp): both must refuse alike.
+pytestmark = pytest.mark.both_edges
 
 
 def request(*lines: bytes, body: bytes = b"{}") -> bytes:
@@ -114,12 +115,6 @@ CASES: dict[str, tuple[bytes, int, int, str]] = {
         "HTTPS traffic",
     ),
 }
-
-
-@pytest.fixture(params=[True, False], ids=["fast_path", "aiohttp_only"])
-async def bridge(request: Any, upstream: RunningServer) -> AsyncIterator[RunningBridge]:
-    async with running_bridge(upstream.target, listen={"fast_path": request.param}) as b:
-        yield b
 
 
 async def exchange(port: int, data: bytes) -> tuple[bytes, dict[str, str], bytes]:

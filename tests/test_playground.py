@@ -20,8 +20,8 @@ import pytest
 from grpc_bridge.admin.playground import PAGE
 from grpc_bridge.edge.listen import loopback_host
 from grpc_bridge.settings import load_settings
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import TEST_SERVICE, RunningServer
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.servers import TEST_SERVICE, RunningServer
 
 SVC = f"/{TEST_SERVICE}"
 CALL = f"/playground/call/{TEST_SERVICE}"

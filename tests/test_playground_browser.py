@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import TEST_SERVICE, RunningServer
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.servers import TEST_SERVICE, RunningServer
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +27,7 @@ if os.environ.get("GRPC_BRIDGE_SKIP_BROWSER") == "1":
     pytest.skip("GRPC_BRIDGE_SKIP_BROWSER=1", allow_module_level=True)
 
 # One launch recipe for every browser test.
-from tests.browser_tools import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from tests.helpers.browser_tools import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 
 @asynccontextmanager

@@ -7,8 +7,8 @@ from typing import Any
 from bridgetest.v1 import common_pb2, kitchen_pb2
 
 from grpc_bridge.admin.playground_examples import MAX_DEPTH, example_request
-from tests.harness import running_bridge
-from tests.servers import TEST_SERVICE, RunningServer
+from tests.helpers.harness import running_bridge
+from tests.helpers.servers import TEST_SERVICE, RunningServer
 
 KITCHEN = kitchen_pb2.Kitchen.DESCRIPTOR
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 import orjson
 
-from tests.process import bridge_env
-from tests.servers import TEST_SERVICE, RunningServer
-from tests.workers_tools import start_workers, wait_ready
+from tests.helpers.process import bridge_env
+from tests.helpers.servers import TEST_SERVICE, RunningServer
+from tests.helpers.workers_tools import start_workers, wait_ready
 
 
 async def test_the_parent_serves_the_playground_and_forwards_calls(upstream: RunningServer) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.connect_tools import JSON_STREAM, JSON_UNARY, envelope
-from tests.grpc_web_tools import VARIANTS, frame
-from tests.harness import running_bridge
-from tests.servers import RunningServer
+from tests.helpers.connect_tools import JSON_STREAM, JSON_UNARY, envelope
+from tests.helpers.grpc_web_tools import VARIANTS, frame
+from tests.helpers.harness import running_bridge
+from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 STREAM = "/bridgetest.v1.TestService/ServerStream"

@@ -17,8 +17,8 @@ from grpc_bridge.discovery.loader import DiscoveryError
 from grpc_bridge.errors import UpstreamError
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.reflection import ReflectionClient
-from tests.native_tools import native
-from tests.servers import (
+from tests.helpers.native_tools import native
+from tests.helpers.servers import (
     HEALTH_SERVICE,
     INTERNAL_SERVICE,
     OTHER_SERVICE,

@@ -9,10 +9,10 @@ from typing import Any
 import aiohttp
 import structlog
 
-from tests.harness import running_bridge
-from tests.load import wait_until
-from tests.process import BridgeProcess, bridge_env, free_port, serve_args
-from tests.servers import StartServer
+from tests.helpers.harness import running_bridge
+from tests.helpers.load import wait_until
+from tests.helpers.process import BridgeProcess, bridge_env, free_port, serve_args
+from tests.helpers.servers import StartServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 WHOAMI = "/bridgetest.v1.Other/Whoami"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.raw_http import PATHS, bridge_on, request, request_logs, response_to
-from tests.servers import RunningServer
+from tests.helpers.raw_http import PATHS, bridge_on, request, request_logs, response_to
+from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 #: identity refused, and nothing the bridge can send: 6 KB of unknown codings.

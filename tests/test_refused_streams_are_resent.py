@@ -4,7 +4,7 @@ REFUSED_STREAM, or a GOAWAY whose last stream is below the call's, says the
 upstream's application never saw the call (RFC 9113 §8.7): a server-streaming
 call, whose one request is known in full, is as safe to send again as a unary
 call. A client or bidi stream is not: its messages are written as they come.
-The peer is ``h2`` (tests/h2peer.py), not the bridge's client.
+The peer is ``h2`` (tests/helpers/h2peer.py), not the bridge's client.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from bridgetest.v1 import kitchen_pb2
 
 from grpc_bridge.errors import UpstreamError
 from grpc_bridge.status import Code
-from tests.h2peer import GOAWAY, Exchange, HostilePeer, frame, grpc_message
-from tests.native_tools import method, native
+from tests.helpers.h2peer import GOAWAY, Exchange, HostilePeer, frame, grpc_message
+from tests.helpers.native_tools import method, native
 
 SERVER_STREAM = method("ServerStream", kitchen_pb2.Kitchen)
 BIDI_STREAM = method("Bidi", kitchen_pb2.Kitchen)

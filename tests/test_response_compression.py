@@ -22,7 +22,7 @@ import pytest
 from grpc_bridge.edge import fastpath
 from grpc_bridge.pipeline.compress import Choice, ResponseCompression, negotiate
 from grpc_bridge.settings import CompressionSettings, ConfigError, load_settings
-from tests.compression_tools import (
+from tests.helpers.compression_tools import (
     CODINGS,
     complete,
     decode,
@@ -31,12 +31,12 @@ from tests.compression_tools import (
     vary,
     without_volatile,
 )
-from tests.harness import running_bridge
-from tests.packaging_tools import shell_commands
-from tests.process import curl_status, expected_status, running_demo
-from tests.raw_http import bridge_process, read_chunk, read_head
-from tests.raw_http import request as http_request
-from tests.servers import RunningServer
+from tests.helpers.harness import running_bridge
+from tests.helpers.packaging_tools import shell_commands
+from tests.helpers.process import curl_status, expected_status, running_demo
+from tests.helpers.raw_http import bridge_process, read_chunk, read_head
+from tests.helpers.raw_http import request as http_request
+from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 BIDI = "/bridgetest.v1.TestService/Bidi"

@@ -22,7 +22,7 @@ from grpc_bridge.errors import InvalidArgument
 from grpc_bridge.routing.bindings import collect_bindings
 from grpc_bridge.routing.plan import UpstreamLimits, plans_for
 from grpc_bridge.routing.table import Match, MatchKind, RouteTable
-from tests.descriptors import with_imports, write_set
+from tests.helpers.descriptors import with_imports, write_set
 
 
 def make_table(tmp_path_factory: pytest.TempPathFactory, options: JsonOptions) -> RouteTable:

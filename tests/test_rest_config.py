@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from bridgetest.v1 import rest_pb2
 
-from tests.descriptors import with_imports, write_set
-from tests.process import run_cli
+from tests.helpers.descriptors import with_imports, write_set
+from tests.helpers.process import run_cli
 
 GET_SOURCE = "bridgetest.v1.RestService/Get (google.api.http in bridgetest/v1/rest.proto)"
 

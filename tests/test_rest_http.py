@@ -12,8 +12,8 @@ import pytest
 import structlog
 
 from grpc_bridge.demo.service import start_demo_server
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import StartServer
+from tests.helpers.harness import MakeBridge, RunningBridge, running_bridge
+from tests.helpers.servers import StartServer
 
 ITEM = "/v1/items"
 
@@ -33,21 +33,23 @@ async def call(
         return resp.status, parsed, resp.headers
 
 
+#: REST calls with a one-message answer: the lean edge serves them, aiohttp too.
+pytestmark = pytest.mark.both_edges
+
+
 @pytest.fixture
-async def demo() -> AsyncIterator[RunningBridge]:
+async def demo(make_bridge: MakeBridge) -> AsyncIterator[RunningBridge]:
     server, port = await start_demo_server()
     try:
-        async with running_bridge(f"demo=127.0.0.1:{port}") as b:
-            yield b
+        yield await make_bridge(f"demo=127.0.0.1:{port}")
     finally:
         await server.stop(None)
 
 
 @pytest.fixture
-async def rest(upstream_factory: StartServer) -> AsyncIterator[RunningBridge]:
+async def rest(upstream_factory: StartServer, make_bridge: MakeBridge) -> RunningBridge:
     server = await upstream_factory(services=("rest", "test"))
-    async with running_bridge(server.target) as b:
-        yield b
+    return await make_bridge(server.target)
 
 
 async def test_crud_on_the_demo(demo: RunningBridge) -> None:

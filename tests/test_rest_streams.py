@@ -15,19 +15,18 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.harness import RunningBridge, running_bridge, scrape, value
-from tests.servers import StartServer
-from tests.streamtools import NDJSON, sse_events
+from tests.helpers.harness import MakeBridge, RunningBridge, scrape, value
+from tests.helpers.servers import StartServer
+from tests.helpers.streamtools import NDJSON, sse_events
 
 ND = {"Content-Type": NDJSON}
 REST = "bridgetest.v1.RestService"
 
 
 @pytest.fixture
-async def bridge(upstream_factory: StartServer) -> Any:
+async def bridge(upstream_factory: StartServer, make_bridge: MakeBridge) -> RunningBridge:
     server = await upstream_factory(services=("rest",))
-    async with running_bridge(server.target) as b:
-        yield b
+    return await make_bridge(server.target)
 
 
 def started(samples: dict[Any, float], method: str, kind: str) -> float:

@@ -23,7 +23,7 @@ from grpc_bridge.routing.bindings import (
 from grpc_bridge.routing.plan import MethodPlan, UpstreamLimits, plans_for
 from grpc_bridge.routing.table import Match, MatchKind, RouteTable
 from grpc_bridge.settings import Route
-from tests.descriptors import fdp, with_imports, write_set
+from tests.helpers.descriptors import fdp, with_imports, write_set
 
 REST = "bridgetest.v1.RestService"
 OPTIONS = JsonOptions()

@@ -22,11 +22,11 @@ import orjson
 import pytest
 import yaml
 
-from tests.h2peer import HostilePeer, descriptor_set
-from tests.process import BridgeProcess, rss_bytes
-from tests.raw_http import PATHS, bridge_on
-from tests.servers import RunningServer, StartServer
-from tests.slowclients import (
+from tests.helpers.h2peer import HostilePeer, descriptor_set
+from tests.helpers.process import BridgeProcess, rss_bytes
+from tests.helpers.raw_http import PATHS, bridge_on
+from tests.helpers.servers import RunningServer, StartServer
+from tests.helpers.slowclients import (
     http_post,
     read_head,
     send_until_blocked,
@@ -34,7 +34,7 @@ from tests.slowclients import (
     websocket_open,
     websocket_text,
 )
-from tests.streamtools import CLIENT_STREAM, ECHO, SERVER_STREAM
+from tests.helpers.streamtools import CLIENT_STREAM, ECHO, SERVER_STREAM
 
 MESSAGE = 2 * 1024 * 1024
 BUFFER = 4 * 1024 * 1024

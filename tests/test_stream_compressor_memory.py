@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.process import rss_bytes
-from tests.raw_http import bridge_process
-from tests.servers import RunningServer
+from tests.helpers.process import rss_bytes
+from tests.helpers.raw_http import bridge_process
+from tests.helpers.servers import RunningServer
 
 STREAMS = 2
 #: Two slow streams: one message, then one a minute.

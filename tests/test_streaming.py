@@ -10,15 +10,16 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import RunningServer
-from tests.streamtools import NDJSON, SERVER_STREAM, Timed, ndjson_lines, sse_events, sse_stream
-
-
-@pytest.fixture
-async def bridge(upstream: RunningServer) -> Any:
-    async with running_bridge(upstream.target) as b:
-        yield b
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.servers import RunningServer
+from tests.helpers.streamtools import (
+    NDJSON,
+    SERVER_STREAM,
+    Timed,
+    ndjson_lines,
+    sse_events,
+    sse_stream,
+)
 
 
 def stream_body(**fields: Any) -> bytes:

@@ -5,23 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 import pytest
 
-from tests.harness import RunningBridge, running_bridge
-from tests.load import wait_until
-from tests.servers import RunningServer
-from tests.streamtools import BIDI, CLIENT_STREAM, NDJSON, ndjson_lines, sse_events
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.load import wait_until
+from tests.helpers.servers import RunningServer
+from tests.helpers.streamtools import BIDI, CLIENT_STREAM, NDJSON, ndjson_lines, sse_events
 
 ND = {"Content-Type": NDJSON}
-
-
-@pytest.fixture
-async def bridge(upstream: RunningServer) -> Any:
-    async with running_bridge(upstream.target) as b:
-        yield b
 
 
 def lines(*texts: str) -> bytes:

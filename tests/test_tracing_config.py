@@ -9,9 +9,9 @@ import pytest
 
 from grpc_bridge.settings import ConfigError, TracingSettings
 from grpc_bridge.tracing.config import TraceConfig, check_tracing, tracing_config
-from tests.process import run_cli
-from tests.servers import RunningServer
-from tests.tracing_tools import tracing_env
+from tests.helpers.process import run_cli
+from tests.helpers.servers import RunningServer
+from tests.helpers.tracing_tools import tracing_env
 
 ON = TracingSettings(enabled=True)
 
@@ -145,7 +145,7 @@ async def test_serve_without_opentelemetry_loaded_when_tracing_is_off(
     script = (
         "import asyncio, sys\n"
         "import aiohttp\n"
-        "from tests.harness import running_bridge\n"
+        "from tests.helpers.harness import running_bridge\n"
         "async def main():\n"
         f"    async with running_bridge({upstream.target!r}) as bridge:\n"
         "        status, _, _ = await bridge.post('/bridgetest.v1.TestService/Echo', {})\n"

@@ -7,9 +7,9 @@ import json
 import re
 from typing import Any
 
-from tests.packaging_tools import ROOT
-from tests.process import demo_process
-from tests.tracing_tools import CLIENT_SPAN_ID, CLIENT_TRACE_ID, tracing_env
+from tests.helpers.packaging_tools import ROOT
+from tests.helpers.process import demo_process
+from tests.helpers.tracing_tools import CLIENT_SPAN_ID, CLIENT_TRACE_ID, tracing_env
 
 DOC = ROOT / "docs" / "tracing.md"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.otlp import (
+from tests.helpers.otlp import (
     CLIENT,
     SERVER,
     STATUS_ERROR,
@@ -23,10 +23,10 @@ from tests.otlp import (
     start_grpc_receiver,
     start_http_receiver,
 )
-from tests.process import BridgeProcess, serve_args
-from tests.servers import RunningServer
-from tests.streamtools import BIDI, CLIENT_STREAM, META, NDJSON, SERVER_STREAM, TEST_SERVICE
-from tests.tracing_tools import (
+from tests.helpers.process import BridgeProcess, serve_args
+from tests.helpers.servers import RunningServer
+from tests.helpers.streamtools import BIDI, CLIENT_STREAM, META, NDJSON, SERVER_STREAM, TEST_SERVICE
+from tests.helpers.tracing_tools import (
     CLIENT_SPAN_ID,
     CLIENT_TRACE_ID,
     CLIENT_TRACEPARENT,

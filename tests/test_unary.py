@@ -11,8 +11,8 @@ import pytest
 from bridgetest.v1 import common_pb2, kitchen_pb2
 from google.protobuf import json_format, timestamp_pb2
 
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import RunningServer
+from tests.helpers.harness import EDGES, MakeBridge, RunningBridge
+from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 LOOKUP = "/bridgetest.v1.TestService/Lookup"
@@ -21,10 +21,8 @@ SLEEP = "/bridgetest.v1.TestService/Sleep"
 META = "/bridgetest.v1.TestService/EchoMetadata"
 
 
-@pytest.fixture
-async def bridge(upstream: RunningServer) -> Any:
-    async with running_bridge(upstream.target) as b:
-        yield b
+#: Unary JSON calls, their errors and metadata: the lean edge serves them, aiohttp too.
+pytestmark = pytest.mark.both_edges
 
 
 def full_kitchen() -> kitchen_pb2.Kitchen:
@@ -83,6 +81,17 @@ def expected(msg: Any, **options: Any) -> Any:
     return json_format.MessageToDict(msg, always_print_fields_with_no_presence=True, **options)
 
 
+async def test_the_bridge_runs_the_edge_its_test_id_names(
+    bridge: RunningBridge, edge: str, hand_overs: list[bytes]
+) -> None:
+    """conftest.py's ``bridge`` follows ``edge``: only the lean edge hands HEAD to aiohttp."""
+    assert bridge.server.bridge.settings.listen.fast_path is EDGES[edge]
+    status, _, _ = await bridge.post(ECHO, {})
+    async with bridge.session.head(f"{bridge.url}{LOOKUP}") as resp:
+        assert (status, resp.status) == (200, 200)
+    assert len(hand_overs) == (1 if edge == "lean" else 0)
+
+
 async def test_round_trip_every_field_type(bridge: RunningBridge) -> None:
     kitchen = full_kitchen()
     status, body, headers = await bridge.post(ECHO, json_format.MessageToJson(kitchen))
@@ -122,12 +131,16 @@ async def test_no_content_type_is_json(bridge: RunningBridge) -> None:
     ],
 )
 async def test_json_options(
-    upstream: RunningServer, json_settings: dict[str, Any], key: str, value: Any
+    make_bridge: MakeBridge,
+    upstream: RunningServer,
+    json_settings: dict[str, Any],
+    key: str,
+    value: Any,
 ) -> None:
-    async with running_bridge(upstream.target, json=json_settings) as b:
-        status, body, _ = await b.post(ECHO, {})
-        assert status == 200
-        assert body.get(key) == value
+    b = await make_bridge(upstream.target, json=json_settings)
+    status, body, _ = await b.post(ECHO, {})
+    assert status == 200
+    assert body.get(key) == value
 
 
 async def test_get_with_query_for_no_side_effects_method(bridge: RunningBridge) -> None:
@@ -209,25 +222,27 @@ async def test_bad_json_is_400_naming_the_problem(
     assert status == 200
 
 
-async def test_unknown_fields_can_be_ignored(upstream: RunningServer) -> None:
-    async with running_bridge(upstream.target, json={"ignore_unknown_fields": True}) as b:
-        status, body, _ = await b.post(ECHO, {"bogus": 1, "fInt32": 2})
-        assert status == 200 and body["fInt32"] == 2
+async def test_unknown_fields_can_be_ignored(
+    make_bridge: MakeBridge, upstream: RunningServer
+) -> None:
+    b = await make_bridge(upstream.target, json={"ignore_unknown_fields": True})
+    status, body, _ = await b.post(ECHO, {"bogus": 1, "fInt32": 2})
+    assert status == 200 and body["fInt32"] == 2
 
 
-async def test_body_over_limit_is_413(upstream: RunningServer) -> None:
-    async with running_bridge(upstream.target, limits={"max_request_bytes": 100}) as b:
-        status, body, _ = await b.post(ECHO, {"fString": "x" * 200})
-        assert status == 413 and body["code"] == 8 and "100 bytes" in body["message"]
+async def test_body_over_limit_is_413(make_bridge: MakeBridge, upstream: RunningServer) -> None:
+    b = await make_bridge(upstream.target, limits={"max_request_bytes": 100})
+    status, body, _ = await b.post(ECHO, {"fString": "x" * 200})
+    assert status == 413 and body["code"] == 8 and "100 bytes" in body["message"]
 
-        async def chunks() -> Any:
-            for _ in range(10):
-                yield b" " * 50
+    async def chunks() -> Any:
+        for _ in range(10):
+            yield b" " * 50
 
-        status, body, _ = await b.post(ECHO, chunks())
-        assert status == 413
-        status, _, _ = await b.post(ECHO, {"fString": "ok"})
-        assert status == 200
+    status, body, _ = await b.post(ECHO, chunks())
+    assert status == 413
+    status, _, _ = await b.post(ECHO, {"fString": "ok"})
+    assert status == 200
 
 
 async def test_upstream_error_maps_status_and_renders_details(bridge: RunningBridge) -> None:
@@ -342,10 +357,10 @@ async def test_bad_headers_are_400(
     assert status == 400 and body["code"] == 3 and fragment in body["message"]
 
 
-async def test_metadata_over_limit(upstream: RunningServer) -> None:
-    async with running_bridge(upstream.target, limits={"max_metadata_bytes": 64}) as b:
-        status, body, _ = await b.post(META, {}, headers={"Grpc-Metadata-Big": "x" * 100})
-        assert status == 431 and body["code"] == 8
+async def test_metadata_over_limit(make_bridge: MakeBridge, upstream: RunningServer) -> None:
+    b = await make_bridge(upstream.target, limits={"max_metadata_bytes": 64})
+    status, body, _ = await b.post(META, {}, headers={"Grpc-Metadata-Big": "x" * 100})
+    assert status == 431 and body["code"] == 8
 
 
 async def test_deadline_from_header_is_504_and_cancels_upstream(
@@ -372,25 +387,23 @@ async def test_connect_timeout_header(bridge: RunningBridge) -> None:
     assert status == 504
 
 
-async def test_default_and_max_timeouts(upstream: RunningServer) -> None:
-    async with running_bridge(
+async def test_default_and_max_timeouts(make_bridge: MakeBridge, upstream: RunningServer) -> None:
+    b = await make_bridge(
         None,
         upstreams=[
             {"name": "t", "targets": [upstream.target], "timeout_s": 0.2, "max_timeout_s": 0.3}
         ],
-    ) as b:
-        status, _, _ = await b.post(SLEEP, {"duration": "2s"})
-        assert status == 504  # default deadline
-        status, _, _ = await b.post(SLEEP, {"duration": "2s"}, headers={"Grpc-Timeout": "10S"})
-        assert status == 504  # clamped to max_timeout_s
-        status, body, _ = await b.post(
-            SLEEP, {"duration": "0.05s"}, headers={"Grpc-Timeout": "10S"}
-        )
-        assert status == 200 and body["completed"] is True
+    )
+    status, _, _ = await b.post(SLEEP, {"duration": "2s"})
+    assert status == 504  # default deadline
+    status, _, _ = await b.post(SLEEP, {"duration": "2s"}, headers={"Grpc-Timeout": "10S"})
+    assert status == 504  # clamped to max_timeout_s
+    status, body, _ = await b.post(SLEEP, {"duration": "0.05s"}, headers={"Grpc-Timeout": "10S"})
+    assert status == 200 and body["completed"] is True
 
 
 async def test_streaming_methods_are_served_on_this_route(bridge: RunningBridge) -> None:
-    # Issue 3 replaced the 501: a JSON object is a request stream of one (tests/test_streaming*).
+    # A JSON object is a request stream of one (tests/test_streaming_requests.py).
     status, body, _ = await bridge.post("/bridgetest.v1.TestService/ClientStream", {})
     assert status == 200 and body == {"count": 1, "texts": [""]}
 

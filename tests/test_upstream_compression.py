@@ -2,7 +2,7 @@
 
 A real grpc.aio server that compresses every answer (gzip as its default
 compression), behind a relay that reads the HTTP/2 frames going by
-(tests/grpc_wiretap.py, python-hyper's hyperframe and hpack): the per-upstream
+(tests/helpers/grpc_wiretap.py, python-hyper's hyperframe and hpack): the per-upstream
 ``compression`` setting must put ``grpc-encoding: gzip`` and compressed
 messages on the wire, and the server's compressed answers must be decoded.
 """
@@ -16,9 +16,9 @@ from contextlib import asynccontextmanager
 import pytest
 
 from grpc_bridge.upstream.h2 import inflate
-from tests.grpc_wiretap import Wiretap
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import StartServer
+from tests.helpers.grpc_wiretap import Wiretap
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.servers import StartServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 SERVER_STREAM = "/bridgetest.v1.TestService/ServerStream"

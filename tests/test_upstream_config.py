@@ -21,7 +21,7 @@ from grpc_bridge.upstream.resolver import (
     resolve_targets,
     unresolved,
 )
-from tests.certs import make_ca, write
+from tests.helpers.certs import make_ca, write
 
 
 def upstream(**extra: object) -> Upstream:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.h2.connection import Connection
-from tests.h2peer import LoopbackTransport, frame
+from tests.helpers.h2peer import LoopbackTransport, frame
 
 
 def _blocks() -> list[bytes]:

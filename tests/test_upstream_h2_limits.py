@@ -3,7 +3,7 @@
 SETTINGS never acknowledged, a drained connection whose stream never ends,
 the peer's SETTINGS_MAX_HEADER_LIST_SIZE, a peer that stops reading while
 calls keep starting, and TLS without ALPN h2. The peers are raw asyncio
-servers or tests/h2peer.py (on ``h2``), never the client's own frames module.
+servers or tests/helpers/h2peer.py (on ``h2``), never the client's own frames module.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from grpc_bridge.errors import UpstreamError
 from grpc_bridge.status import Code
 from grpc_bridge.upstream.h2 import hpack_codec
 from grpc_bridge.upstream.h2.connection import Connection
-from tests.certs import issue, make_ca, write
-from tests.h2peer import GOAWAY, SETTINGS, WINDOW_UPDATE, Exchange, HostilePeer, frame
-from tests.native_tools import grpc_message, method, native
+from tests.helpers.certs import issue, make_ca, write
+from tests.helpers.h2peer import GOAWAY, SETTINGS, WINDOW_UPDATE, Exchange, HostilePeer, frame
+from tests.helpers.native_tools import grpc_message, method, native
 
 ECHO = method("Echo", kitchen_pb2.Kitchen)
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

@@ -20,11 +20,11 @@ from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.native_invoker import NativeInvoker
 from grpc_bridge.upstream.native_pool import NativePool
 from grpc_bridge.upstream.resolver import Address, ChannelTargets, parse_target, unresolved
-from tests.frame_peer import eventually
-from tests.harness import running_bridge
-from tests.load import steady_load, wait_until
-from tests.native_tools import method, sleep_request
-from tests.servers import StartServer
+from tests.helpers.frame_peer import eventually
+from tests.helpers.harness import running_bridge
+from tests.helpers.load import steady_load, wait_until
+from tests.helpers.native_tools import method, sleep_request
+from tests.helpers.servers import StartServer
 
 WHOAMI = "/bridgetest.v1.Other/Whoami"
 ECHO_METADATA = "/bridgetest.v1.TestService/EchoMetadata"
@@ -126,7 +126,7 @@ def table_resolver(table: dict[str, Sequence[Address]]) -> Any:
 
 async def test_dns_targets_are_re_resolved(upstream_factory: StartServer) -> None:
     from grpc_bridge.app import start
-    from tests.harness import RunningBridge, bridge_settings
+    from tests.helpers.harness import RunningBridge, bridge_settings
 
     a = await upstream_factory(name="a")
     c = await upstream_factory(name="c")

@@ -16,9 +16,9 @@ from grpc_health.v1 import health_pb2
 from grpc_bridge.demo.reflection import enable_reflection
 from grpc_bridge.errors import UpstreamError
 from grpc_bridge.status import Code
-from tests.harness import running_bridge
-from tests.native_tools import method, native
-from tests.servers import OTHER_SERVICE, TEST_SERVICE, StartServer, TestServiceImpl
+from tests.helpers.harness import running_bridge
+from tests.helpers.native_tools import method, native
+from tests.helpers.servers import OTHER_SERVICE, TEST_SERVICE, StartServer, TestServiceImpl
 
 WHOAMI = "/bridgetest.v1.Other/Whoami"
 

@@ -9,9 +9,9 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.certs import Authority, Pair, issue, make_ca, write
-from tests.harness import running_bridge
-from tests.servers import StartServer
+from tests.helpers.certs import Authority, Pair, issue, make_ca, write
+from tests.helpers.harness import running_bridge
+from tests.helpers.servers import StartServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 

@@ -9,17 +9,11 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.harness import RunningBridge, running_bridge
-from tests.servers import RunningServer
-from tests.streamtools import BIDI, CLIENT_STREAM, ECHO, SERVER_STREAM
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.servers import RunningServer
+from tests.helpers.streamtools import BIDI, CLIENT_STREAM, ECHO, SERVER_STREAM
 
 Frames = list[Any]
-
-
-@pytest.fixture
-async def bridge(upstream: RunningServer) -> Any:
-    async with running_bridge(upstream.target) as b:
-        yield b
 
 
 async def receive_all(ws: aiohttp.ClientWebSocketResponse) -> Frames:

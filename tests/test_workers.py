@@ -14,9 +14,9 @@ import pytest
 from grpc_bridge.admin.workers import merge_metrics
 from grpc_bridge.settings import load_settings
 from grpc_bridge.workers import dump_settings, load_dumped_settings
-from tests.process import bridge_env
-from tests.servers import RunningServer
-from tests.workers_tools import start_workers, wait_ready
+from tests.helpers.process import bridge_env
+from tests.helpers.servers import RunningServer
+from tests.helpers.workers_tools import start_workers, wait_ready
 
 
 async def test_two_workers_serve_one_port_and_drain_on_sigterm(upstream: RunningServer) -> None:

@@ -1,5 +1,5 @@
 "use strict";
-// The browser clients, bundled by esbuild for tests/js_browser.py's page:
+// The browser clients, bundled by esbuild for tests/helpers/js_browser.py's page:
 // window.jsClients.connectWeb(input) runs one call with @connectrpc/connect-web
 // (fetch, streamed responses), window.jsClients.grpcWebText(input) one with the
 // official grpc-web runtime in text mode (XHR), the way its generated code

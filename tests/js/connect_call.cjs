@@ -1,7 +1,7 @@
 "use strict";
 // One call through a connect-es transport, described by a JSON spec; the answer
 // as JSON. Shared by the Node runner (connect_node.cjs) and the browser bundle
-// (browser_entry.cjs), so both report calls the same way (tests/js_clients.py).
+// (browser_entry.cjs), so both report calls the same way (tests/helpers/js_clients.py).
 //
 // Messages are looked up at run time in a FileDescriptorSet: no generated code,
 // any service the tests start can be called.

@@ -1,6 +1,6 @@
 "use strict";
 // @connectrpc/connect-node: one call, described by the JSON on stdin, answered
-// as JSON on stdout (tests/js_clients.py connect_node_call). Exit code 0 also
+// as JSON on stdout (tests/helpers/js_clients.py connect_node_call). Exit code 0 also
 // for RPC errors (they are in the answer); anything else fails loudly.
 //
 // stdin: {descriptorSet: path, baseUrl, protocol: "connect" | "grpcweb",

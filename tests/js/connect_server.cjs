@@ -2,7 +2,7 @@
 // bridgetest.v1.TestService served by connect-es itself (@connectrpc/connect-node's
 // connectNodeAdapter): the reference implementation of the Connect protocol
 // (JSON and binary, GET, streams) and of gRPC-Web, behaving like the Python
-// test upstream (tests/servers.py) for the methods below.
+// test upstream (tests/helpers/servers.py) for the methods below.
 //
 // argv: descriptor-set path, "1.1" | "2" (h2c). stdout, one JSON line each:
 // {"port": N} once listening, then {"event": "completed" | "cancelled", "tag"}.

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from tests.process import bridge_env
+from tests.helpers.process import bridge_env
 
 TEST_SERVICE = "bridgetest.v1.TestService"
 
@@ -95,7 +95,7 @@ def compile_descriptor_set(out: Path, *protos: str) -> Path:
     import grpc_tools
     from grpc_tools import protoc
 
-    root = Path(__file__).parent.parent
+    root = Path(__file__).resolve().parents[2]
     includes = [
         root / "tests" / "protos",
         root,

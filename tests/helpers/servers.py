@@ -245,7 +245,7 @@ async def start_server(
 
     ``services`` picks from ``test``, ``other``, ``internal`` and ``demo`` (the
     demo Shop's descriptors; its methods answer UNIMPLEMENTED), and ``rest`` /
-    ``badrest`` (annotated, see tests/rest_service.py). ``reflection``
+    ``badrest`` (annotated, see tests/helpers/rest_service.py). ``reflection``
     lists the protocol versions served; empty serves none.
     """
     # Exclusive bind: with SO_REUSEPORT (grpc's default) a second server could
@@ -267,8 +267,8 @@ async def start_server(
             demo_pb2_grpc.add_ShopServicer_to_server(demo_pb2_grpc.ShopServicer(), server)
             served.append(DEMO_SERVICE)
         elif service in ("rest", "badrest"):
-            # REST-mapping services (tests/rest_service.py); imported here only.
-            from tests import rest_service
+            # REST-mapping services (tests/helpers/rest_service.py); imported here only.
+            from tests.helpers import rest_service
 
             rest_service.add_to_server(service, server)
             served.append(

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.browser_tools import CHROMIUM, CHROMIUM_ARGS
-from tests.js_clients import (
+from tests.helpers.browser_tools import CHROMIUM, CHROMIUM_ARGS
+from tests.helpers.js_clients import (
     JS_DIR,
     CallResult,
     Json,

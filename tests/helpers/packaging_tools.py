@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 HELM = ROOT / ".venv" / "tools" / "node_modules" / ".bin" / "helm"
 CHART = "helm/grpc-bridge"
@@ -167,7 +167,7 @@ def kustomize(directory: Path) -> Kustomization:
     """
     spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
     unknown = set(spec) - _KUSTOMIZE_KEYS
-    assert not unknown, f"kustomization.yaml uses {unknown}: extend tests/packaging_tools.py"
+    assert not unknown, f"kustomization.yaml uses {unknown}: extend {Path(__file__).name}"
     resources = {
         name: load_manifests((directory / name).read_text()) for name in spec.get("resources", [])
     }

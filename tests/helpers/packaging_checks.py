@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from tests.packaging_tools import Manifest
+from tests.helpers.packaging_tools import Manifest
 
 #: The oldest Kubernetes with native sidecars on by default, and the newest schemas shipped.
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")

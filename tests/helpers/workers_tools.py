@@ -7,8 +7,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.process import BridgeProcess, serve_args
-from tests.servers import RunningServer
+from tests.helpers.process import BridgeProcess, serve_args
+from tests.helpers.servers import RunningServer
 
 
 async def start_workers(

@@ -4,7 +4,7 @@ Each client is the one users have, installed from npm by ``make tools`` into
 .venv/tools (package.json): ``@connectrpc/connect-node`` (Connect JSON and
 binary, and its gRPC-Web transport) and ``buf curl`` here, as subprocesses that
 take JSON in and give JSON out; ``@connectrpc/connect-web`` and the official
-``grpc-web`` runtime from a page in headless Chromium in tests/js_browser.py.
+``grpc-web`` runtime from a page in headless Chromium in tests/helpers/js_browser.py.
 
 Messages are described at run time by a FileDescriptorSet (the test protos,
 the demo and google.rpc's error details by default, see ``descriptor_set``):
@@ -37,10 +37,10 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2
 
 from grpc_bridge.demo import demo_pb2
-from tests.descriptors import fdp, with_imports
+from tests.helpers.descriptors import fdp, with_imports
 
-ROOT = Path(__file__).resolve().parent.parent
-JS_DIR = Path(__file__).resolve().parent / "js"
+ROOT = Path(__file__).resolve().parents[2]
+JS_DIR = ROOT / "tests" / "js"
 
 Protocol = Literal["connect", "grpcweb"]
 Json = dict[str, Any]

@@ -35,9 +35,9 @@ from typing import Any
 
 import orjson
 
-from tests.packaging_tools import shell_commands
+from tests.helpers.packaging_tools import shell_commands
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_PORTS = {"proxy": 8080, "admin": 8081, "grpc": 50051}
 _DEMO_URL = re.compile(r"127\.0\.0\.1:808[01]")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})")

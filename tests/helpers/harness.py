@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -103,7 +103,14 @@ async def running_bridge(
         await server.drain_and_stop()
 
 
-BridgeFactory = Callable[..., Any]
+#: The proxy listener's two HTTP/1.1 edges, by the ``listen.fast_path`` that picks each.
+EDGES = {"lean": True, "aiohttp": False}
+
+
+class MakeBridge(Protocol):
+    """conftest.py's ``make_bridge`` fixture: a started bridge, stopped at teardown."""
+
+    async def __call__(self, upstream: str | None, **overrides: Any) -> RunningBridge: ...
 
 
 async def scrape(b: RunningBridge) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

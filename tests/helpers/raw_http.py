@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import yaml
 
-from tests.process import BridgeProcess, bridge_env, serve_args
+from tests.helpers.process import BridgeProcess, bridge_env, serve_args
 
 #: ``lean`` parametrisation: the lean HTTP/1.1 path on (the default) and off.
 PATHS = ("lean", "aiohttp")

@@ -1,8 +1,8 @@
 """The lean HTTP/1.1 path beside the aiohttp one, in-process: bridge pairs and raw exchanges.
 
 For tests that send the same bytes to a bridge with ``listen.fast_path`` on
-and to one with it off (tests/harness.py bridges, not processes: for bridge
-processes see tests/raw_http.py, whose request builders these tests share).
+and to one with it off (tests/helpers/harness.py bridges, not processes: for bridge
+processes see tests/helpers/raw_http.py, whose request builders these tests share).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from grpc_bridge.edge import fastpath
-from tests.harness import RunningBridge, running_bridge
-from tests.raw_http import raw_request as post
-from tests.servers import RunningServer, StartServer
+from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.raw_http import raw_request as post
+from tests.helpers.servers import RunningServer, StartServer
 
 __all__ = [
     "ROUTES",

@@ -17,7 +17,7 @@ import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from tests.harness import RunningBridge, running_bridge
+from tests.helpers.harness import RunningBridge, running_bridge
 
 TEST = "bridgetest.v1.TestService"
 CONNECT = {"Connect-Protocol-Version": "1"}

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from openapi_spec_validator import validate
 
-from tests.harness import RunningBridge
+from tests.helpers.harness import RunningBridge
 
 
 def check_document(doc: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from bridgetest.v1 import kitchen_pb2
 from google.protobuf.message import Message
 
 from grpc_bridge.upstream.h2 import frames
-from tests.native_tools import grpc_message
+from tests.helpers.native_tools import grpc_message
 
 
 @dataclass

@@ -1,11 +1,11 @@
 """bridgetest.v1.TestService served by connect-es (tests/js/connect_server.cjs): a reference.
 
-Envoy (tests/envoy_tools.py) only passes message bytes, so with the protobuf
+Envoy (tests/helpers/envoy_tools.py) only passes message bytes, so with the protobuf
 Python upstream it cannot answer the JSON encodings. connect-es's own server
 is the reference implementation of the Connect protocol, JSON, GET and
 streams included (and of gRPC-Web), and it uses Connect's current HTTP status
 table and bare detail type names, which Envoy 1.40 does not. It serves Echo,
-Lookup, Fail, Sleep, EchoMetadata and ServerStream like tests/servers.py.
+Lookup, Fail, Sleep, EchoMetadata and ServerStream like tests/helpers/servers.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Literal
 
-from tests.js_clients import JS_DIR, descriptor_set, node_binary, node_modules
+from tests.helpers.js_clients import JS_DIR, descriptor_set, node_binary, node_modules
 
 
 @dataclass

@@ -12,8 +12,15 @@ from typing import Any
 import aiohttp
 import orjson
 
-from tests.packaging_tools import ROOT, VENV_BIN, Dockerfile, Manifest, parse_dockerfile, tool
-from tests.process import bridge_env
+from tests.helpers.packaging_tools import (
+    ROOT,
+    VENV_BIN,
+    Dockerfile,
+    Manifest,
+    parse_dockerfile,
+    tool,
+)
+from tests.helpers.process import bridge_env
 
 #: Where config/ examples expect TLS files: a Secret mounted into the pod.
 TLS_DIR = "/etc/grpc-bridge/tls/"

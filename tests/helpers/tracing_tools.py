@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.otlp import ReceivedSpan
-from tests.process import BridgeProcess, bridge_env, serve_args
+from tests.helpers.otlp import ReceivedSpan
+from tests.helpers.process import BridgeProcess, bridge_env, serve_args
 
 #: A client's W3C trace context: the bridge's server span must be its child.
 CLIENT_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

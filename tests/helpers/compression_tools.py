@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import brotli  # type: ignore[import-untyped]
 import zstandard
 
-from tests.raw_http import read_chunk, read_head
+from tests.helpers.raw_http import read_chunk, read_head
 
 CODINGS = ("gzip", "br", "zstd")
 

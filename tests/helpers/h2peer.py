@@ -32,8 +32,8 @@ import h2.exceptions
 import orjson
 from bridgetest.v1 import kitchen_pb2, other_pb2
 
-from tests.descriptors import with_imports, write_set
-from tests.process import BridgeProcess, bridge_env
+from tests.helpers.descriptors import with_imports, write_set
+from tests.helpers.process import BridgeProcess, bridge_env
 
 Pairs = Sequence[tuple[bytes, bytes]]
 
