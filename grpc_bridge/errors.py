@@ -187,6 +187,12 @@ class UpstreamError(BridgeError):
     reject_reason = ""
 
 
+def grpc_family_code(exc: BridgeError) -> int:
+    """The code a gRPC server would answer with (gRPC-Web, Connect): a path that names no
+    method is UNIMPLEMENTED there, where the JSON routes say NOT_FOUND (an HTTP 404)."""
+    return Code.UNIMPLEMENTED if isinstance(exc, RouteNotFound) else exc.code
+
+
 def shown(text: str, limit: int = 40) -> str:
     """Client text fit for an error message or a log line: printable ASCII, bounded, quoted."""
     cleaned = "".join(c if " " <= c <= "~" else "?" for c in text[:limit])

@@ -122,7 +122,7 @@ def _refusals() -> list[tuple[str, str, bytes, dict[str, str], int, str, str]]:
     """(id, method, body, headers, unary status, code, message fragment)."""
     echo = f"{TEST}/Echo"
     return [
-        ("no-route", "nope.v1.Svc/Method", b"{}", JSON_UNARY, 404, "not_found", "no route"),
+        ("no-route", "nope.v1.Svc/Method", b"{}", JSON_UNARY, 404, "unimplemented", "no route"),
         ("bad-json", echo, b"{", JSON_UNARY, 400, "invalid_argument", "JSON"),
         ("version-2", echo, b"{}", {**JSON_UNARY, "Connect-Protocol-Version": "2"}, 400,
          "invalid_argument", "Connect-Protocol-Version"),
@@ -190,7 +190,7 @@ async def test_an_upstream_not_discovered_yet_is_a_connect_503() -> None:
 @pytest.mark.parametrize(
     ("method", "body", "code", "fragment"),
     [
-        ("nope.v1.Svc/Method", envelope(b"{}"), "not_found", "no route"),
+        ("nope.v1.Svc/Method", envelope(b"{}"), "unimplemented", "no route"),
         (f"{TEST}/Echo", envelope(b"{}"), "invalid_argument", "unary"),
         (f"{TEST}/ServerStream", b"", "invalid_argument", "has none"),
         (f"{TEST}/ServerStream", envelope(b"{}") * 2, "invalid_argument", "envelope 2"),

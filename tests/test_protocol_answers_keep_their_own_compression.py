@@ -1,9 +1,9 @@
-"""gRPC-Web and Connect answers never take an HTTP Content-Encoding from the edge.
+"""gRPC-Web answers and Connect streams never take an HTTP Content-Encoding from the edge.
 
-Their clients compress per message (grpc-encoding, Connect-Content-Encoding)
-or, for Connect unary, negotiate it in the protocol module; a whole-body gzip
-added by the JSON routes' response compression would reach a client that
-does not undo it. The JSON routes' own answers still get it (the control).
+Their clients compress per message (grpc-encoding, Connect-Content-Encoding);
+a whole-body gzip added by the JSON routes' response compression would reach
+a client that does not undo it. The JSON routes' own answers still get it (the
+control), and so do Connect unary answers (tests/test_connect_unary_response_compression.py).
 """
 
 from __future__ import annotations
@@ -11,24 +11,20 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.helpers.connect_tools import JSON_STREAM, JSON_UNARY, envelope
+from tests.helpers.connect_tools import JSON_STREAM, envelope
 from tests.helpers.grpc_web_tools import VARIANTS, frame
 from tests.helpers.harness import running_bridge
 from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 STREAM = "/bridgetest.v1.TestService/ServerStream"
-FAIL = "/bridgetest.v1.TestService/Fail"
 LONG = "x" * 4096
 
 
 def _requests() -> list[tuple[str, str, dict[str, str], bytes]]:
     echo = orjson.dumps({"fString": LONG})
-    failing = orjson.dumps({"code": 5, "message": LONG})
     return [
         ("grpc-web+json unary", ECHO, {"Content-Type": VARIANTS["json"].content_type}, frame(echo)),
-        ("connect unary", ECHO, JSON_UNARY, echo),
-        ("connect unary error", FAIL, JSON_UNARY, failing),
         (
             "connect stream error",
             STREAM,

@@ -69,6 +69,8 @@ _COMPRESSIBLE = frozenset(
     {
         "application/json",
         "application/x-ndjson",
+        # Connect's unary protobuf answers: field names aside, as compressible as JSON.
+        "application/proto",
         "application/xml",
         "application/javascript",
         "application/x-www-form-urlencoded",

@@ -122,7 +122,7 @@ def _kind(request: web.Request) -> str:
 class _Connect:
     name = NAME
     cors_allow_headers = REQUEST_HEADERS
-    # Unary answers negotiate Content-Encoding here (connect_unary.py), streams per envelope.
+    # Streams compress per envelope (Connect-Content-Encoding), never the whole body.
     http_compression = False
 
     def __init__(self, policy: MetadataPolicy) -> None:
@@ -136,6 +136,8 @@ class ConnectUnary(_Connect):
     """Unary POST and GET, and what no stream codec claims; errors as Connect's error JSON."""
 
     kinds = frozenset({MethodKind.UNARY})
+    # Connect unary answers take Content-Encoding by Accept-Encoding, as any HTTP answer.
+    http_compression = True
 
     def claims(self, request: web.Request) -> bool:
         return _kind(request) == _UNARY

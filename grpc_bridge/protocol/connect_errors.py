@@ -29,50 +29,12 @@ from google.rpc import status_pb2
 
 from grpc_bridge.codec.details import render_details
 from grpc_bridge.codec.framing import Pairs, StreamEnd
-from grpc_bridge.errors import BridgeError, UpstreamError
-from grpc_bridge.status import Code, utf8_safe
+from grpc_bridge.errors import BridgeError, UpstreamError, grpc_family_code
+from grpc_bridge.status import Code, http_status_for, utf8_safe
 from grpc_bridge.upstream.metadata import prefixed_headers
 
-#: Connect's code names, by gRPC code number.
-CODE_NAMES = (
-    "ok",
-    "canceled",
-    "unknown",
-    "invalid_argument",
-    "deadline_exceeded",
-    "not_found",
-    "already_exists",
-    "permission_denied",
-    "resource_exhausted",
-    "failed_precondition",
-    "aborted",
-    "out_of_range",
-    "unimplemented",
-    "internal",
-    "unavailable",
-    "data_loss",
-    "unauthenticated",
-)
-
-#: Connect's HTTP status per code (connectrpc.com/docs/protocol#error-codes).
-HTTP_STATUS: dict[int, int] = {
-    Code.CANCELLED: 499,
-    Code.UNKNOWN: 500,
-    Code.INVALID_ARGUMENT: 400,
-    Code.DEADLINE_EXCEEDED: 504,
-    Code.NOT_FOUND: 404,
-    Code.ALREADY_EXISTS: 409,
-    Code.PERMISSION_DENIED: 403,
-    Code.RESOURCE_EXHAUSTED: 429,
-    Code.FAILED_PRECONDITION: 400,
-    Code.ABORTED: 409,
-    Code.OUT_OF_RANGE: 400,
-    Code.UNIMPLEMENTED: 501,
-    Code.INTERNAL: 500,
-    Code.UNAVAILABLE: 503,
-    Code.DATA_LOSS: 500,
-    Code.UNAUTHENTICATED: 401,
-}
+#: Connect's code names, by gRPC code number: gRPC's, lower-case (one spelling differs).
+CODE_NAMES = tuple("canceled" if c is Code.CANCELLED else c.name.lower() for c in Code)
 
 _TYPE_PREFIX = "type.googleapis.com/"
 
@@ -86,7 +48,8 @@ def http_status(exc: BridgeError) -> int:
     """The HTTP status of a unary error: the bridge's own refusal's, else Connect's table."""
     if exc.http_status_override is not None:
         return exc.http_status_override
-    return HTTP_STATUS.get(exc.code, 500)
+    # Connect's table is gRPC's HTTP mapping (status.py), canceled 499 included.
+    return http_status_for(exc.code)
 
 
 def _unpadded(data: bytes) -> str:
@@ -155,7 +118,7 @@ def error_json(
 
 def error_of(exc: BridgeError, pool: DescriptorPool | None) -> dict[str, Any]:
     details_bin = exc.details_bin if isinstance(exc, UpstreamError) else None
-    return error_json(exc.code, exc.message, details_bin, exc.details, pool)
+    return error_json(grpc_family_code(exc), exc.message, details_bin, exc.details, pool)
 
 
 def metadata_json(pairs: Pairs) -> dict[str, list[str]]:

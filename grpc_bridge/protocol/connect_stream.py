@@ -32,7 +32,13 @@ from aiohttp import HttpVersion, web
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
-from grpc_bridge.errors import BridgeError, InvalidArgument, UnsupportedMediaType, UpstreamError
+from grpc_bridge.errors import (
+    BridgeError,
+    InvalidArgument,
+    UnsupportedMediaType,
+    UpstreamError,
+    grpc_family_code,
+)
 from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.call import call_metadata, call_timeout
 from grpc_bridge.pipeline.context import RequestContext
@@ -127,8 +133,10 @@ class StreamWire:
     def error_response(self, exc: BridgeError, ctx: RequestContext) -> web.Response:
         """An error before the stream started: HTTP 200 and the end-of-stream envelope alone."""
         initial = exc.initial_metadata if isinstance(exc, UpstreamError) else ()
+        end = end_of(exc, ctx.pool)
+        end.code = grpc_family_code(exc)
         response = web.Response(
-            body=self.plain.error(end_of(exc, ctx.pool)),
+            body=self.plain.error(end),
             headers=prefixed_headers((("", initial),)),
         )
         response.content_type = self.codec.stream_type

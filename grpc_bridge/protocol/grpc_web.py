@@ -56,6 +56,7 @@ from grpc_bridge.errors import (
     RouteNotFound,
     UnsupportedMediaType,
     UpstreamError,
+    grpc_family_code,
     shown,
 )
 from grpc_bridge.pipeline.body import BodyReader, too_large
@@ -256,7 +257,7 @@ class GrpcWebProtocol:
         self, exc: BridgeError, ctx: RequestContext, request: web.Request
     ) -> web.Response:
         asked = asked_by(request.headers.get("Content-Type", ""), request.headers.get("Accept"))
-        code = Code.UNIMPLEMENTED if isinstance(exc, RouteNotFound) else exc.code
+        code = grpc_family_code(exc)
         ctx.grpc_code = code_name(code)
         status = exc.http_status if isinstance(exc, (UnsupportedMediaType, BadBase64)) else 200
         response = web.Response(

@@ -231,7 +231,7 @@ def prefixed_headers(
     dropped: list[str] | None = None
     for prefix, pairs in groups:
         for key, value in pairs:
-            if _reserved(key):
+            if _reserved(key) or (not prefix and _owned_by_http(key)):
                 continue
             if _TOKEN.fullmatch(key) and (
                 isinstance(value, bytes) or _FIELD_VALUE.fullmatch(value)
@@ -248,6 +248,31 @@ def prefixed_headers(
             count=len(dropped),
         )
     return headers
+
+
+#: Response fields a bare metadata header must never set: they describe the HTTP
+#: message or its access rules (a ``content-encoding`` entry would declare a coding
+#: the body does not have; an ``access-control-allow-origin`` would bypass the CORS
+#: policy), or a protocol's own placement (Connect reads ``trailer-*`` as trailers).
+_HTTP_OWNED = frozenset(
+    {
+        "connection",
+        "date",
+        "keep-alive",
+        "server",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "vary",
+        "x-request-id",
+    }
+)
+_HTTP_OWNED_PREFIXES = ("access-control-", "connect-", "content-", "trailer-")
+
+
+def _owned_by_http(key: str) -> bool:
+    key = key.lower()
+    return key in _HTTP_OWNED or key.startswith(_HTTP_OWNED_PREFIXES)
 
 
 def _reserved(key: str) -> bool:
