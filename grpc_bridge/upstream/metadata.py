@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from grpc_bridge.errors import HeadersTooLarge, InvalidArgument
+from grpc_bridge.errors import HeadersTooLarge, InvalidArgument, shown
 from grpc_bridge.log import get_logger
 from grpc_bridge.settings import BRIDGE_METADATA, RESERVED_HEADERS, RESERVED_PREFIXES
 
@@ -47,6 +47,11 @@ NOT_METADATA = frozenset(
         "content-length",
         "content-type",
         "cookie",
+        # Who the client is, as a proxy would say it: only the bridge says that
+        # (x-forwarded-for, by metadata.trust_forwarded_for).
+        "forwarded",
+        "true-client-ip",
+        "x-real-ip",
         "host",
         "keep-alive",
         "origin",
@@ -64,7 +69,9 @@ NOT_METADATA = frozenset(
     }
 )
 #: Prefixes of what the protocols themselves read (and browsers' fetch metadata).
-NOT_METADATA_PREFIXES = ("connect-", "sec-", "x-forwarded-")
+#: ``x-envoy-*``: an Envoy behind the bridge takes the bridge for internal and would
+#: obey a client's retry and timeout overrides.
+NOT_METADATA_PREFIXES = ("connect-", "sec-", "x-forwarded-", "x-envoy-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +152,7 @@ def to_metadata(
             continue
         if not _KEY.fullmatch(key):
             raise InvalidArgument(
-                f"header {raw_name!r}: {key!r} is not a valid metadata key "
+                f"header {shown(raw_name)}: {shown(key)} is not a valid metadata key "
                 "(lower-case letters, digits, '-', '_' and '.')",
                 reason="bad_header",
             )
@@ -153,7 +160,7 @@ def to_metadata(
         size += len(key) + len(converted)
         has_request_id = has_request_id or key == REQUEST_ID
         out.append((key, converted))
-    if not has_request_id and REQUEST_ID in policy.forward_headers:
+    if not has_request_id and (policy.forward_all or REQUEST_ID in policy.forward_headers):
         out.append((REQUEST_ID, request_id))
         size += len(REQUEST_ID) + len(request_id)
     if size > policy.max_bytes:

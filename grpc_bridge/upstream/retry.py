@@ -46,7 +46,11 @@ def pushback_s(stream: Stream | None) -> float | None:
         return None
     for name, value in stream.trailers:
         if name == "grpc-retry-pushback-ms":
-            return int(value) / 1000 if value.isdigit() else -1.0
+            # ASCII digits only (str.isdigit takes "²"), and few of them: int() refuses
+            # over 4,300 digits, and no sane pushback needs ten.
+            if value.isascii() and value.isdigit() and len(value) <= 9:
+                return int(value) / 1000
+            return -1.0
     return None
 
 
