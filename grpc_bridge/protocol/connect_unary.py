@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
 
@@ -94,12 +95,19 @@ def _base64(value: str) -> bytes:
 
 async def get_message(raw_query: str, limit: int) -> tuple[Codec, bytes]:
     """The codec and message bytes of a Connect GET, from its query string."""
-    params: dict[str, str] = {}
-    for name, value in query_items(raw_query):
+    raw: dict[str, str] = {}
+    for pair in raw_query.split("&"):
+        name, _, value = pair.partition("=")
+        name = unquote_plus(name)
         if name in _GET_PARAMETERS:
-            if name in params:
+            if name in raw:
                 raise InvalidArgument(f"query parameter {name!r} is repeated")
-            params[name] = value
+            raw[name] = value
+    # The message is percent-encoded *bytes* without base64=1 (a proto message is not
+    # text); the other parameters are text, decoded strictly.
+    params = dict(query_items("&".join(f"{k}={v}" for k, v in raw.items() if k != "message")))
+    if "message" in raw:
+        params["message"] = raw["message"]
     version = params.get("connect")
     if version is not None and version != "v1":
         raise InvalidArgument(
@@ -116,10 +124,12 @@ async def get_message(raw_query: str, limit: int) -> tuple[Codec, bytes]:
     message = params.get("message")
     if message is None:
         raise InvalidArgument("missing query parameter 'message' (the request message)")
-    # Base64 is 4 characters for 3 bytes: a longer text can't decode within the limit.
-    if len(message) > limit + limit // 3 + 4:
+    # Percent-encoding is 3 characters a byte: a longer text can't decode within the limit.
+    if len(message) > 3 * limit + 4:
         raise too_large(limit)
-    data = _base64(message) if params.get("base64") == "1" else message.encode("utf-8")
+    data = unquote_to_bytes(message.replace("+", " "))
+    if params.get("base64") == "1":
+        data = _base64(data.decode("ascii", "replace"))
     compression = params.get("compression", "identity")
     if compression not in ("identity", "gzip"):
         raise UnsupportedCompression(
