@@ -1,5 +1,11 @@
-"""Attack repros: the lean path's head deadline (limits.body_read_timeout_s) is bypassed by any
-head the lean path hands to aiohttp before it is whole, and by every head after a hand-over."""
+"""A trickled request head is closed after limits.body_read_timeout_s, whichever edge reads it.
+
+Known gap (issue notes): the lean edge enforces the deadline on the heads it reads,
+but a head it hands to aiohttp before the head is whole (OPTIONS, HEAD), and every
+head after a hand-over, is read by aiohttp, which has no head deadline. These tests
+are strict xfails until the edge keeps the deadline across the hand-over: they fail
+the suite the day they pass, so the marker goes with the fix.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +53,12 @@ async def held_for(
     return seconds
 
 
+_GAP = pytest.mark.xfail(
+    strict=True, reason="aiohttp reads heads handed over by the lean edge with no deadline"
+)
+
+
+@_GAP
 @pytest.mark.parametrize("method", ["OPTIONS", "HEAD"])
 async def test_a_trickled_head_of_a_method_the_lean_path_hands_over_is_closed(
     lean: BridgeProcess, method: str
@@ -64,6 +76,7 @@ async def test_a_trickled_head_of_a_method_the_lean_path_hands_over_is_closed(
     assert held < 4.0, f"connection held {held:.1f} s by a head that never ends"
 
 
+@_GAP
 async def test_a_trickled_head_after_a_grpc_web_call_is_closed(lean: BridgeProcess) -> None:
     """After one gRPC-Web call (handed to aiohttp), the rest of the connection is aiohttp's:
     the next head may trickle forever."""
