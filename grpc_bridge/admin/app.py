@@ -20,8 +20,6 @@ from grpc_bridge.admin.playground import ProxyTarget, add_playground
 from grpc_bridge.admin.playground_examples import example_request
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.pipeline.context import BRIDGE
-from grpc_bridge.protocol.connect import describe as describe_connect
-from grpc_bridge.protocol.grpc_web import describe as describe_grpc_web
 from grpc_bridge.protocol.select import PROTOCOLS, Protocols
 from grpc_bridge.routing.table import generic_methods
 from grpc_bridge.status import Code, status_body
@@ -95,10 +93,8 @@ async def service(request: web.Request) -> web.Response:
             "response": describe_message(p.info.output_type),
             # One request message with every field, for the playground to start from.
             "example": example_request(p.info.input_type, proto_names=proto_names),
-            # How Connect clients call it (docs/connect.md).
-            "connect": describe_connect(p.info),
-            # How gRPC-Web clients call it (docs/grpc-web.md).
-            "grpc_web": describe_grpc_web(p.info),
+            # How each protocol's clients call it ("connect", "grpc_web": protocol/*.py).
+            **protocols.describe(p.info),
         }
         for p in routes.plans
         if p.info.service == wanted

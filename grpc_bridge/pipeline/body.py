@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 from aiohttp import StreamReader, web
 
-from grpc_bridge.errors import BodyTimeout, PayloadTooLarge, UnsupportedMediaType
-from grpc_bridge.pipeline.inflate import Inflater, inflater_for
+from grpc_bridge.errors import BodyTimeout, UnsupportedMediaType
+from grpc_bridge.pipeline.inflate import Inflater, inflater_for, too_large
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -46,10 +46,6 @@ def check_media_type(request: web.Request, accepted: tuple[str, ...] = (JSON,)) 
     if charset is not None and charset.lower() not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(f"unsupported charset {charset!r}: JSON bodies must be UTF-8")
     return mime
-
-
-def too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"request body is larger than {limit} bytes (limits.max_request_bytes)")
 
 
 def body_timeout(timeout: float) -> BodyTimeout:

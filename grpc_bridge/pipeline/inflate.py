@@ -25,10 +25,11 @@ names the coding (``malformed gzip request body: ...``). No aiohttp here.
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Iterable, Iterator
 
-from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType, shown
+from grpc_bridge.errors import InvalidArgument, PayloadTooLarge, UnsupportedMediaType, shown
 
 #: The codings served, as named in the 415's message.
 SUPPORTED = ("gzip", "deflate")
@@ -142,3 +143,24 @@ def _zlib_reason(exc: zlib.error) -> str:
     # "Error -3 while decompressing data: incorrect header check" → "incorrect header check"
     text = str(exc)
     return text.rpartition(": ")[2] or text
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"request body is larger than {limit} bytes (limits.max_request_bytes)")
+
+
+async def inflate_message(data: bytes, coding: str, limit: int) -> bytes:
+    """One whole compressed message (a gRPC-Web frame, a Connect envelope or GET message)
+    inflated in :data:`STEP` pieces, the loop let run between them (a bomb costs other
+    requests one piece at a time); :func:`too_large` at the first byte past ``limit``."""
+    inflater = Inflater(coding)
+    pieces: list[bytes] = []
+    total = 0
+    for piece in inflater.feed(data):
+        total += len(piece)
+        if total > limit:
+            raise too_large(limit)
+        pieces.append(piece)
+        await asyncio.sleep(0)
+    inflater.finish()
+    return b"".join(pieces)

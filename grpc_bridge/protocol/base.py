@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.discovery.registry import MethodKind
+from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.routing.table import Match
@@ -26,6 +26,10 @@ class WireProtocol(Protocol):
 
     def claims(self, request: web.Request) -> bool:
         """Whether ``request`` speaks this protocol (headers and query only: no body read)."""
+
+    def describe(self, info: MethodInfo) -> dict[str, Any] | None:
+        """How this protocol's clients call a method, for ``GET /v1/services/{service}``
+        (under the protocol's name); None: nothing beyond the method's own description."""
 
     def exposed(self, header: str) -> bool:
         """Whether a response header (lower-case) is one its clients read: CORS exposes it."""

@@ -128,6 +128,9 @@ class _Connect:
     def __init__(self, policy: MetadataPolicy) -> None:
         self.policy = policy
 
+    def describe(self, info: MethodInfo) -> dict[str, Any] | None:
+        return describe(info)
+
     def exposed(self, header: str) -> bool:
         return header not in _NOT_EXPOSED and not header.startswith("access-control-")
 

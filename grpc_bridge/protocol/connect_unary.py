@@ -25,9 +25,10 @@ from aiohttp import web
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType, shown
-from grpc_bridge.pipeline.body import read_body, too_large
+from grpc_bridge.pipeline.body import read_body
 from grpc_bridge.pipeline.call import call_metadata, call_timeout
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.protocol.connect_wire import (
     CODECS,
     Codec,

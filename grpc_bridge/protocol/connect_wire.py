@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,8 +32,7 @@ from grpc_bridge.errors import (
     UnsupportedMediaType,
     shown,
 )
-from grpc_bridge.pipeline.body import too_large
-from grpc_bridge.pipeline.inflate import Inflater, inflater_for
+from grpc_bridge.pipeline.inflate import inflate_message, inflater_for
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.status import Code
 
@@ -128,20 +126,10 @@ async def inflate(data: bytes, limit: int, what: str) -> bytes:
     between bounded pieces (pipeline/inflate.py)."""
     if not data:
         return data  # Connect: a zero-length message is never decompressed
-    inflater = Inflater("gzip")
-    pieces: list[bytes] = []
-    total = 0
     try:
-        for piece in inflater.feed(data):
-            total += len(piece)
-            if total > limit:
-                raise too_large(limit)
-            pieces.append(piece)
-            await asyncio.sleep(0)
-        inflater.finish()
+        return await inflate_message(data, "gzip", limit)
     except InvalidArgument as exc:
         raise InvalidArgument(f"{what}: {exc.message}", reason="malformed_request") from exc
-    return b"".join(pieces)
 
 
 def envelope(flags: int, payload: bytes) -> bytes:

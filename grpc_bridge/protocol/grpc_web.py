@@ -59,9 +59,10 @@ from grpc_bridge.errors import (
     grpc_family_code,
     shown,
 )
-from grpc_bridge.pipeline.body import BodyReader, too_large
+from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.call import call_metadata
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity
 from grpc_bridge.pipeline.sink import HttpSink, finish_stream, relay_stream
 from grpc_bridge.protocol.grpc_web_frames import (
@@ -249,6 +250,9 @@ class GrpcWebProtocol:
             return False
         content_type = request.headers.get("Content-Type")
         return content_type is not None and content_type[:20].lower() == _PREFIX
+
+    def describe(self, info: MethodInfo) -> dict[str, Any] | None:
+        return describe(info)
 
     def exposed(self, header: str) -> bool:
         return header not in _NOT_EXPOSED

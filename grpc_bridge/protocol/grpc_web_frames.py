@@ -28,15 +28,13 @@ and a compressed message (flag 0x01) is inflated per ``grpc-encoding``
 
 from __future__ import annotations
 
-import asyncio
 import binascii
 import struct
 from collections.abc import Iterable
 
 from grpc_bridge.errors import BridgeError, InvalidArgument, shown
-from grpc_bridge.pipeline.body import too_large
 from grpc_bridge.pipeline.inflate import SUPPORTED as INFLATABLE
-from grpc_bridge.pipeline.inflate import Inflater
+from grpc_bridge.pipeline.inflate import inflate_message, too_large
 from grpc_bridge.status import Code, utf8_safe
 from grpc_bridge.upstream.metadata import prefixed_headers
 
@@ -275,15 +273,4 @@ async def _inflate(payload: bytes, coding: str | None, limit: int) -> bytes:
             f"grpc-encoding {shown(name)} is not supported: send "
             f"{', '.join(INFLATABLE)} or identity"
         )
-    inflater = Inflater(name)
-    pieces: list[bytes] = []
-    total = 0
-    for piece in inflater.feed(payload):
-        total += len(piece)
-        if total > limit:
-            raise too_large(limit)
-        pieces.append(piece)
-        # Other requests run between pieces (a bomb costs them one piece at a time).
-        await asyncio.sleep(0)
-    inflater.finish()
-    return b"".join(pieces)
+    return await inflate_message(payload, name, limit)

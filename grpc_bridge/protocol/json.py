@@ -9,10 +9,12 @@ Status JSON body (spec §5) and upstream metadata as ``Grpc-Metadata-*`` /
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.discovery.registry import MethodKind
+from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.responses import error_response
@@ -62,6 +64,9 @@ class JsonProtocol:
 
     def claims(self, request: web.Request) -> bool:
         return True
+
+    def describe(self, info: MethodInfo) -> dict[str, Any] | None:
+        return None  # the method's http_methods and bindings say it all
 
     def exposed(self, header: str) -> bool:
         return header == "x-request-id" or header.startswith(_EXPOSED_PREFIXES)

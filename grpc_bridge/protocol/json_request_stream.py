@@ -39,8 +39,8 @@ from grpc_bridge.pipeline.body import (
     body_inflater,
     check_media_type,
     read_body,
-    too_large,
 )
+from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.pipeline.sink import ClientGone
 from grpc_bridge.protocol.json_transcode import MessageDecoder
 

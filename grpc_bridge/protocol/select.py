@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 
-from grpc_bridge.discovery.registry import MethodKind
+from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.protocol.base import WireProtocol
 from grpc_bridge.protocol.connect import connect_protocols
 from grpc_bridge.protocol.grpc_web import GrpcWebProtocol
@@ -33,6 +34,16 @@ class Protocols:
         """The protocols that can call a method of ``kind``, JSON first."""
         named = (p.name for p in self._claimants if kind in p.kinds)
         return list(dict.fromkeys((self.json.name, *named)))
+
+    def describe(self, info: MethodInfo) -> dict[str, Any]:
+        """How each protocol's clients call a method, by protocol (``grpc-web`` as
+        ``grpc_web``), for the admin port's ``/v1/services/{service}``."""
+        out: dict[str, Any] = {}
+        for protocol in self.all:
+            key = protocol.name.replace("-", "_")
+            if key not in out and (described := protocol.describe(info)) is not None:
+                out[key] = described
+        return out
 
     def of(self, request: web.Request) -> WireProtocol:
         for protocol in self._claimants:
