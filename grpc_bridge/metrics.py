@@ -17,9 +17,9 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -94,6 +94,15 @@ class RouteMetrics:
         if child is None:
             child = self._by_key[key] = self._requests(http_method, f"{status // 100}xx")
         return child
+
+
+def _version(package: str) -> str:
+    """An installed package's version, read without importing it (the bridge itself
+    runs no grpcio: the label says what the demo and the CLI would use)."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "none"
 
 
 class Metrics:
@@ -184,7 +193,7 @@ class Metrics:
             {
                 "version": __version__,
                 "python": platform.python_version(),
-                "grpcio": grpc.__version__,
+                "grpcio": _version("grpcio"),
             }
         )
         # Pre-create series that dashboards and alerts divide by, so they read 0, not "no data".

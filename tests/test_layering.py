@@ -17,6 +17,8 @@ own fields.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -632,3 +634,12 @@ def test_the_test_import_check_can_fail() -> None:
         "tests.test_cors (line 2)",
         "tests.test_cors.ORIGIN (line 2)",
     ]
+
+
+def test_serving_loads_no_grpcio() -> None:
+    """The bridge speaks HTTP/2 itself (upstream/h2/): grpcio is the demo's and the CLI's."""
+    probe = "import sys, grpc_bridge.app, grpc_bridge.cli; print('grpc' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False", "importing the bridge loaded grpcio"
