@@ -362,10 +362,10 @@ class FastSite(ProtocolSite):
         shutdown_timeout: float,
     ) -> None:
         super().__init__(runner, fast.protocol, host, port, reuse_port=reuse_port)
-        self._fast = fast
+        self.fast = fast
         self._drain_timeout = shutdown_timeout
 
     async def stop(self) -> None:
         """Stop listening, then let fast requests in flight finish (aiohttp's own follow)."""
         await super().stop()
-        await self._fast.shutdown(self._drain_timeout)
+        await self.fast.shutdown(self._drain_timeout)
