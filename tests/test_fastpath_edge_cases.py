@@ -22,6 +22,7 @@ import pytest
 import structlog
 
 from grpc_bridge.http import fastpath
+from grpc_bridge.routing.table import RouteTable
 from tests.harness import RunningBridge, running_bridge
 from tests.lean_path import (
     ROUTES,
@@ -397,3 +398,15 @@ async def test_the_heads_kept_are_bounded(
             status, headers, _ = await read_response(reader)
             assert status == 200 and headers["x-request-id"] == f"r{i}"
             assert 0 < len(site.fast.parsed) <= 4
+
+
+async def test_a_head_sent_again_is_routed_anew_once_the_routes_change(
+    upstream: RunningServer,
+) -> None:
+    async with running_bridge(upstream.target) as b, connection(b) as (reader, writer):
+        data = post(ECHO, b'{"fString": "x"}')
+        writer.write(data)
+        assert (await read_response(reader))[0] == 200
+        b.server.bridge.routes = RouteTable(())  # as when the upstream's services change
+        writer.write(data)
+        assert (await read_response(reader))[0] == 404
