@@ -1,16 +1,18 @@
 """The lean HTTP/1.1 edge on the proxy listener, in front of aiohttp: its connections.
 
-aiohttp's request and response machinery costs ~47 µs of CPU per request
-where a bare protocol costs ~11 µs (bench/PROFILE.md §6), a fifth of what a
-unary call costs the bridge in all. Every connection starts here: each head is
+aiohttp's request and response machinery costs ~47 µs of CPU per request where
+a bare protocol costs ~11 µs (bench/PROFILE.md §6), a fifth of what a unary
+call costs the bridge in all. Every connection starts here: each head is
 parsed with the parser aiohttp's own handlers use (llhttp, through
 http/aiohttp_compat.py), so a head reads the same on both edges and one that
-aiohttp refuses is refused there. http/fastpath_serve.py decides which
-requests are served here (the commonest: unary calls with a JSON body) and
-answers them with the aiohttp edge's own steps. For anything else it hands the
-connection to aiohttp's ``RequestHandler`` together with every byte it has
-buffered (the unread request included), and aiohttp serves it and the rest of
-the connection as if it had been there from the start.
+aiohttp refuses is refused there; what it made of a head is kept by the head's
+bytes (:attr:`FastPath.parsed`), so a head sent again is not parsed again.
+http/fastpath_serve.py decides which requests are served here (the commonest:
+unary calls with a JSON body) and answers them with the aiohttp edge's own
+steps. For anything else it hands the connection to aiohttp's
+``RequestHandler`` together with every byte it has buffered (the unread
+request included), and aiohttp serves it and the rest of the connection as if
+it had been there from the start.
 """
 
 from __future__ import annotations
