@@ -22,6 +22,7 @@ import pytest
 import structlog
 
 from grpc_bridge.edge import fastpath
+from grpc_bridge.routing.table import RouteTable
 from tests.helpers.harness import RunningBridge, running_bridge
 from tests.helpers.lean_path import (
     ROUTES,
@@ -359,3 +360,53 @@ async def test_newline_in_a_path_variable_is_answered_alike(
     assert lines[0] == lines[1]
     # Both reach the route table: the binding serves it, "\n" and all.
     assert statuses == [200, 200], got
+
+
+# -- heads read once (FastPath.parsed): the same bytes again are the same request --
+
+
+async def test_a_head_sent_again_is_served_or_handed_over_as_the_first_time(
+    upstream: RunningServer, hand_overs: list[bytes]
+) -> None:
+    chunked = (
+        f"POST {ECHO} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+        '9\r\n{"fInt32"\r\n4\r\n: 7}\r\n0\r\n\r\n'
+    ).encode()
+    async with running_bridge(upstream.target) as b:
+        for _ in range(2):
+            async with connection(b) as (reader, writer):
+                # Bodies of one size: the same head, each body its own.
+                for text in ("one", "two"):
+                    writer.write(post(ECHO, b'{"fString": "%s"}' % text.encode()))
+                    status, _, body = await read_response(reader)
+                    assert status == 200 and orjson.loads(body)["fString"] == text
+                writer.write(chunked)
+                status, _, body = await read_response(reader)
+                assert status == 200 and orjson.loads(body)["fInt32"] == 7
+    assert hand_overs == [b"", b""]  # the chunked head, both times
+
+
+async def test_the_heads_kept_are_bounded(
+    upstream: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastpath, "MAX_MEMO", 4)
+    async with running_bridge(upstream.target) as b, connection(b) as (reader, writer):
+        (site,) = [s for s in b.server.proxy_runner.sites if isinstance(s, fastpath.FastSite)]
+        for i in range(10):
+            writer.write(post(ECHO, b"{}", f"X-Request-Id: r{i}"))
+            status, headers, _ = await read_response(reader)
+            assert status == 200 and headers["x-request-id"] == f"r{i}"
+            assert 0 < len(site.fast.parsed) <= 4
+
+
+async def test_a_head_sent_again_is_routed_anew_once_the_routes_change(
+    upstream: RunningServer,
+) -> None:
+    async with running_bridge(upstream.target) as b, connection(b) as (reader, writer):
+        data = post(ECHO, b'{"fString": "x"}')
+        writer.write(data)
+        assert (await read_response(reader))[0] == 200
+        b.server.bridge.routes = RouteTable(())  # as when the upstream's services change
+        writer.write(data)
+        assert (await read_response(reader))[0] == 404

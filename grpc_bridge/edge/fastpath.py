@@ -1,16 +1,18 @@
 """The lean HTTP/1.1 edge on the proxy listener, in front of aiohttp: its connections.
 
-aiohttp's request and response machinery costs ~47 µs of CPU per request
-where a bare protocol costs ~11 µs (bench/PROFILE.md §6), a fifth of what a
-unary call costs the bridge in all. Every connection starts here: each head is
+aiohttp's request and response machinery costs ~47 µs of CPU per request where
+a bare protocol costs ~11 µs (bench/PROFILE.md §6), a fifth of what a unary
+call costs the bridge in all. Every connection starts here: each head is
 parsed with the parser aiohttp's own handlers use (llhttp, through
 edge/aiohttp_compat.py), so a head reads the same on both edges and one that
-aiohttp refuses is refused there. edge/fastpath_serve.py decides which
-requests are served here (the commonest: unary calls with a JSON body) and
-answers them with the aiohttp edge's own steps. For anything else it hands the
-connection to aiohttp's ``RequestHandler`` together with every byte it has
-buffered (the unread request included), and aiohttp serves it and the rest of
-the connection as if it had been there from the start.
+aiohttp refuses is refused there; what it made of a head is kept by the head's
+bytes (:attr:`FastPath.parsed`), so a head sent again is not parsed again.
+edge/fastpath_serve.py decides which requests are served here (the commonest:
+unary calls with a JSON body) and answers them with the aiohttp edge's own
+steps. For anything else it hands the connection to aiohttp's
+``RequestHandler`` together with every byte it has buffered (the unread
+request included), and aiohttp serves it and the rest of the connection as if
+it had been there from the start.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from grpc_bridge.edge.aiohttp_compat import (
 )
 from grpc_bridge.edge.fastpath_serve import STARTS, LeanEdge, served_length
 from grpc_bridge.log import get_logger
-from grpc_bridge.routing.table import Match
+from grpc_bridge.routing.table import Match, RouteTable
 
 log = get_logger("grpc_bridge.http")
 
@@ -45,9 +47,29 @@ IDLE_TIMEOUT_S = 75.0
 #: Pipelined bytes buffered while a request is served, before reading pauses.
 MAX_BUFFERED = 256 * 1024
 
+#: Heads parsed, by their bytes: at most this many kept (the memo is emptied when full),
+#: and only heads up to ``MAX_MEMO_HEAD`` bytes. Few: where every head differs, 512
+#: kept messages made each new one ~4 µs dearer (freelists and caches gone cold).
+MAX_MEMO = 64
+MAX_MEMO_HEAD = 1024
+
 #: A head served here and the body it awaits: the message, its match, the head's bytes
 #: and the body's size.
 _Pending = tuple[RawRequestMessage, Match, bytes, int]
+
+
+class _Parsed:
+    """What a head's bytes come to: its message, its body's size (:func:`served_length`:
+    None, not served here) and its match in the route table ``routes`` (None: not
+    routed yet, or the routes were remade since)."""
+
+    __slots__ = ("length", "match", "message", "routes")
+
+    def __init__(self, message: RawRequestMessage, length: int | None) -> None:
+        self.message = message
+        self.length = length
+        self.routes: RouteTable | None = None
+        self.match: Match | None = None
 
 
 def _could_start(prefix: bytes) -> bool:
@@ -65,6 +87,14 @@ class FastPath:
         self.bridge = edge.bridge
         self.server = server
         self.parser = parser
+        #: What llhttp made of a head, and its route, by the head's bytes. A client sends
+        #: the same head over and over (the same call, a body of the same size), and the
+        #: parse is a pure function of those bytes: aiohttp's parser builds a yarl URL
+        #: and a CIMultiDict for every head, ~7 µs of a busy bridge's CPU per request,
+        #: and a REST route's match costs ~5 µs more, where a lookup costs well under
+        #: one. The message is read-only (its headers a ``CIMultiDictProxy``), so
+        #: requests can share it.
+        self.parsed: dict[bytes, _Parsed] = {}
         self.connections: set[FastConnection] = set()
         self.closing = False
 
@@ -112,7 +142,8 @@ class FastConnection(asyncio.Protocol):
         self._reading = True
         self._writable: asyncio.Future[None] | None = None
         self._close_after = False
-        self._parser = fast.parser()
+        #: Made at the first head not in ``fast.parsed`` (most connections need none).
+        self._parser: HeadParser | None = None
         #: The head served here whose body is awaited.
         self._pending: _Pending | None = None
 
@@ -218,23 +249,48 @@ class FastConnection(asyncio.Protocol):
 
     def _parse(self, head: bytes) -> _Pending | None:
         """A whole head (CRLF line ends only), parsed, if it is one served here."""
+        fast = self._fast
+        parsed = fast.parsed.get(head)
+        if parsed is None:
+            parsed = self._parse_new(head)
+            if parsed is None:
+                return None
+        length = parsed.length
+        bridge = fast.bridge
+        if length is None or length > fast.edge.max_body or bridge.draining:
+            return None
+        # The bridge makes a new table when the upstreams' services change; until
+        # then the same head has the same match (a frozen Match, read-only captures).
+        routes = bridge.routes
+        if parsed.routes is not routes:
+            parsed.match = fast.edge.route(parsed.message)
+            parsed.routes = routes
+        match = parsed.match
+        if match is None:
+            return None
+        return parsed.message, match, head, length
+
+    def _parse_new(self, head: bytes) -> _Parsed | None:
+        """A head llhttp has not read before (None: refused, or not one request)."""
         if not head.isascii():
             return None  # aiohttp decodes other bytes its own way
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = self._fast.parser()
         try:
-            messages, upgraded, _ = self._parser.feed_data(head)
+            messages, upgraded, _ = parser.feed_data(head)
         except HttpProcessingError:
             return None  # aiohttp's parser refuses it too, and answers
         if upgraded or len(messages) != 1:
             return None
         message = messages[0][0]
-        fast = self._fast
-        length = served_length(message)
-        if length is None or length > fast.edge.max_body or fast.bridge.draining:
-            return None
-        match = fast.edge.route(message)
-        if match is None:
-            return None
-        return message, match, head, length
+        parsed = _Parsed(message, served_length(message))
+        if len(head) <= MAX_MEMO_HEAD:
+            memo = self._fast.parsed
+            if len(memo) >= MAX_MEMO:
+                memo.clear()  # many distinct heads: no sweep, no growth
+            memo[head] = parsed
+        return parsed
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._task = None
@@ -328,10 +384,10 @@ class FastSite(ProtocolSite):
         shutdown_timeout: float,
     ) -> None:
         super().__init__(runner, fast.protocol, host, port, reuse_port=reuse_port)
-        self._fast = fast
+        self.fast = fast
         self._drain_timeout = shutdown_timeout
 
     async def stop(self) -> None:
         """Stop listening, then let fast requests in flight finish (aiohttp's own follow)."""
         await super().stop()
-        await self._fast.shutdown(self._drain_timeout)
+        await self.fast.shutdown(self._drain_timeout)
