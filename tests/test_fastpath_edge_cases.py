@@ -279,11 +279,26 @@ async def test_a_rest_head_arriving_in_pieces_is_served(
     assert hand_overs == []
 
 
-async def test_a_head_start_that_no_served_method_has_goes_to_aiohttp_at_once(
+async def test_a_head_no_served_method_has_is_read_whole_before_aiohttp_takes_it(
+    upstream_factory: StartServer, hand_overs: list[bytes]
+) -> None:
+    # Read whole here, under this edge's head deadline (aiohttp's reading has none).
+    async with rest_bridges(upstream_factory) as (fast, _), connection(fast) as (_, writer):
+        writer.write(b"HEA")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        assert hand_overs == []
+        writer.write(b"D /v1/things/1 HTTP/1.1\r\nHost: b\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        assert hand_overs == [b""]
+
+
+async def test_bytes_no_request_line_starts_with_go_to_aiohttp_at_once(
     upstream_factory: StartServer, hand_overs: list[bytes]
 ) -> None:
     async with rest_bridges(upstream_factory) as (fast, _), connection(fast) as (_, writer):
-        writer.write(b"HEA")
+        writer.write(b"\x16\x03\x01")  # a TLS ClientHello's start, on the plain port
         await writer.drain()
         await asyncio.sleep(0.2)
         assert hand_overs == [b""]

@@ -1,10 +1,9 @@
 """A trickled request head is closed after limits.body_read_timeout_s, whichever edge reads it.
 
-Known gap (issue notes): the lean edge enforces the deadline on the heads it reads,
-but a head it hands to aiohttp before the head is whole (OPTIONS, HEAD), and every
-head after a hand-over, is read by aiohttp, which has no head deadline. These tests
-are strict xfails until the edge keeps the deadline across the hand-over: they fail
-the suite the day they pass, so the marker goes with the fix.
+The lean edge reads every head whole under its deadline, even one it then hands to
+aiohttp (OPTIONS, HEAD). Known gap (issue notes): every head after a hand-over is
+aiohttp's, which has no head deadline; that test is a strict xfail until the edge
+keeps the deadline across the hand-over (it fails the suite the day it passes).
 """
 
 from __future__ import annotations
@@ -58,7 +57,6 @@ _GAP = pytest.mark.xfail(
 )
 
 
-@_GAP
 @pytest.mark.parametrize("method", ["OPTIONS", "HEAD"])
 async def test_a_trickled_head_of_a_method_the_lean_path_hands_over_is_closed(
     lean: BridgeProcess, method: str

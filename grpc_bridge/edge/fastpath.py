@@ -18,6 +18,7 @@ it had been there from the start.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import cast
 
@@ -31,7 +32,7 @@ from grpc_bridge.edge.aiohttp_compat import (
     adopt_connection,
     head_parser,
 )
-from grpc_bridge.edge.fastpath_serve import STARTS, LeanEdge, served_length
+from grpc_bridge.edge.fastpath_serve import LeanEdge, served_length
 from grpc_bridge.log import get_logger
 from grpc_bridge.routing.table import Match, RouteTable
 
@@ -72,9 +73,9 @@ class _Parsed:
         self.match: Match | None = None
 
 
-def _could_start(prefix: bytes) -> bool:
-    """Whether an incomplete head starting with ``prefix`` may still be one served here."""
-    return any(start.startswith(prefix[: len(start)]) for start in STARTS)
+#: How a request line may start: a method token (the ones llhttp knows are upper-case
+#: letters, and "-" for M-SEARCH), then a space, or the bytes so far of one.
+_REQUEST_LINE_START = re.compile(rb"[A-Z-]{1,20}(?: |$)")
 
 
 class FastPath:
@@ -224,7 +225,11 @@ class FastConnection(asyncio.Protocol):
                 self._hand_over(b"")  # bare line ends, or a head too long: aiohttp answers
                 return False
             if end < 0:
-                if not _could_start(head[:8]):
+                # A head that will go to aiohttp (OPTIONS, HEAD, an upgrade) is read whole
+                # here first, under this edge's head deadline: aiohttp has none. Bytes no
+                # request line starts with (TLS on the plain port) go at once, for
+                # aiohttp's immediate 400.
+                if not _REQUEST_LINE_START.match(head, 0, 21):
                     self._hand_over(b"")
                 return False
             pending = self._parse(head) if end <= MAX_HEAD else None
