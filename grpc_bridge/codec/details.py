@@ -19,13 +19,13 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from google.protobuf import descriptor_pool, json_format
+from google.protobuf import any_pb2, descriptor_pool, json_format
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.rpc import error_details_pb2, status_pb2
 
 from grpc_bridge.codec.json_codec import JsonOptions
 
-__all__ = ["render_details"]
+__all__ = ["pack_details", "render_details", "status_bin"]
 
 _CANONICAL = JsonOptions(emit_unpopulated=False)
 
@@ -79,3 +79,28 @@ def _render_any(detail: Any, pools: list[DescriptorPool], options: JsonOptions) 
             return dict(rendered)  # json_format builds an OrderedDict for an Any
         break
     return {"@type": type_url, "value": base64.b64encode(detail.value).decode("ascii")}
+
+
+def pack_details(details: Any) -> list[tuple[dict[str, Any], Any]]:
+    """The bridge's own details (Any in its JSON form, ``{"@type": ..., ...}``), each with
+    its ``google.protobuf.Any``; one of a type the default pool does not know is left out."""
+    packed: list[tuple[dict[str, Any], Any]] = []
+    for detail in details:
+        if not isinstance(detail, dict) or not isinstance(detail.get("@type"), str):
+            continue
+        try:
+            packed.append((detail, json_format.ParseDict(detail, any_pb2.Any())))
+        except Exception:  # a type the default pool does not know: nothing to encode
+            continue
+    return packed
+
+
+def status_bin(code: int, message: str, details: Any) -> bytes | None:
+    """``grpc-status-details-bin`` for the bridge's own error: google.rpc.Status with its
+    details packed (None when it has none), as a gRPC server would send it."""
+    packed = [any_detail for _, any_detail in pack_details(details)]
+    if not packed:
+        return None
+    status = status_pb2.Status(code=code, message=message, details=packed)
+    data: bytes = status.SerializeToString()
+    return data

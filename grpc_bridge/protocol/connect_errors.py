@@ -23,11 +23,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from google.protobuf import any_pb2, json_format
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.rpc import status_pb2
 
-from grpc_bridge.codec.details import render_details
+from grpc_bridge.codec.details import pack_details, render_details
 from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.errors import BridgeError, UpstreamError, grpc_family_code
 from grpc_bridge.status import Code, http_status_for, utf8_safe
@@ -82,13 +81,7 @@ def _upstream_details(details_bin: bytes, pool: DescriptorPool | None) -> list[d
 def _own_details(details: Sequence[Any]) -> list[dict[str, Any]]:
     """The bridge's own details (Any in its JSON form) as Connect details; others left out."""
     out: list[dict[str, Any]] = []
-    for detail in details:
-        if not isinstance(detail, dict) or not isinstance(detail.get("@type"), str):
-            continue
-        try:
-            packed = json_format.ParseDict(detail, any_pb2.Any())
-        except Exception:  # a type the default pool does not know: nothing to encode
-            continue
+    for detail, packed in pack_details(details):
         out.append(
             {
                 "type": packed.type_url.removeprefix(_TYPE_PREFIX).rpartition("/")[2],

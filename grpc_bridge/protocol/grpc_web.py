@@ -47,6 +47,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
+from grpc_bridge.codec.details import status_bin
 from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.codec.raw import raw, raw_bytes
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
@@ -268,7 +269,12 @@ class GrpcWebProtocol:
             status=status, content_type=(asked.answer if asked else BINARY).content_type
         )
         headers = response.headers
-        details_bin = exc.details_bin if isinstance(exc, UpstreamError) else None
+        # The upstream's details as sent; the bridge's own (a BadRequest's field
+        # violations) packed as a gRPC server would.
+        if isinstance(exc, UpstreamError):
+            details_bin = exc.details_bin
+        else:
+            details_bin = status_bin(code, exc.message, exc.details)
         for name, value in status_fields(code, exc.message, details_bin):
             headers.add(name, value)
         if isinstance(exc, UpstreamError):
