@@ -13,7 +13,8 @@ from google.rpc import error_details_pb2, status_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grpc_bridge.codec.details import render_details, status_bin
+from grpc_bridge.codec.details import render_details
+from grpc_bridge.codec.details import status_bin as own_status_bin
 from grpc_bridge.codec.json_codec import JsonOptions
 from tests.helpers.codec_tools import SECRET_TYPE, build_private_pool, message_class
 
@@ -150,8 +151,8 @@ def test_the_bridges_own_details_pack_into_a_status_that_renders_back_alike() ->
         "fieldViolations": [{"field": "name", "description": "must not be empty"}],
     }
     unknown = {"@type": "type.googleapis.com/no.such.Type", "x": 1}
-    data = status_bin(3, "bad", [bad_request, unknown, "not a detail"])
+    data = own_status_bin(3, "bad", [bad_request, unknown, "not a detail"])
     assert data is not None
     # What a gRPC-Web client reads from grpc-status-details-bin: the known detail, as sent.
     assert render_details(data, None) == [bad_request]
-    assert status_bin(3, "bad", []) is None
+    assert own_status_bin(3, "bad", []) is None
