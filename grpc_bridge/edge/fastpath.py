@@ -145,6 +145,10 @@ class FastConnection(asyncio.Protocol):
         self._close_after = False
         #: Made at the first head not in ``fast.parsed`` (most connections need none).
         self._parser: HeadParser | None = None
+        #: A parser fed an unfinished head as it arrives, and how much of it: a head
+        #: aiohttp would refuse before its end goes to aiohttp then, for its answer.
+        self._probe: HeadParser | None = None
+        self._probed = 0
         #: The head served here whose body is awaited.
         self._pending: _Pending | None = None
 
@@ -229,9 +233,10 @@ class FastConnection(asyncio.Protocol):
                 # here first, under this edge's head deadline: aiohttp has none. Bytes no
                 # request line starts with (TLS on the plain port) go at once, for
                 # aiohttp's immediate 400.
-                if not _REQUEST_LINE_START.match(head, 0, 21):
+                if not _REQUEST_LINE_START.match(head, 0, 21) or self._refused_so_far(buffer):
                     self._hand_over(b"")
                 return False
+            self._probe = None
             pending = self._parse(head) if end <= MAX_HEAD else None
             if pending is None:
                 self._hand_over(b"")
@@ -251,6 +256,20 @@ class FastConnection(asyncio.Protocol):
         self._task = self._loop.create_task(self._serve(message, match, head, body))
         self._task.add_done_callback(self._done)
         return True
+
+    def _refused_so_far(self, buffer: bytearray) -> bool:
+        """Whether llhttp refuses the unfinished head in ``buffer`` already (each byte
+        fed once: a trickled head costs no more than a whole one)."""
+        probe = self._probe
+        if probe is None:
+            probe = self._probe = self._fast.parser()
+            self._probed = 0
+        try:
+            probe.feed_data(bytes(buffer[self._probed :]))
+        except HttpProcessingError:
+            return True
+        self._probed = len(buffer)
+        return False
 
     def _parse(self, head: bytes) -> _Pending | None:
         """A whole head (CRLF line ends only), parsed, if it is one served here."""

@@ -117,7 +117,7 @@ def error_of(exc: BridgeError, pool: DescriptorPool | None) -> dict[str, Any]:
 def metadata_json(pairs: Pairs) -> dict[str, list[str]]:
     """Trailing metadata as the end-of-stream ``metadata`` object (the headers' gate applied)."""
     out: dict[str, list[str]] = {}
-    for name, value in prefixed_headers((("", pairs),)):
+    for name, value in prefixed_headers((("", pairs),), in_head=False):
         out.setdefault(name, []).append(value)
     return out
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
@@ -46,6 +47,9 @@ from grpc_bridge.upstream.metadata import MetadataPolicy, prefixed_headers
 _OK = code_name(Code.OK)
 _GET_PARAMETERS = frozenset({"connect", "encoding", "message", "base64", "compression"})
 _UNARY_TYPES = "send application/json or application/proto"
+
+#: A "%" not followed by two hex digits (strict, as every other query value is read).
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 _BARE_TYPES = {codec.unary_type: codec for codec in CODECS.values()}
@@ -128,6 +132,8 @@ async def get_message(raw_query: str, limit: int) -> tuple[Codec, bytes]:
     # Percent-encoding is 3 characters a byte: a longer text can't decode within the limit.
     if len(message) > 3 * limit + 4:
         raise too_large(limit)
+    if _BAD_ESCAPE.search(message):
+        raise InvalidArgument("query parameter 'message' has a malformed percent-escape")
     data = unquote_to_bytes(message.replace("+", " "))
     if params.get("base64") == "1":
         data = _base64(data.decode("ascii", "replace"))

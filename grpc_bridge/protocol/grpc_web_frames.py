@@ -107,7 +107,7 @@ def trailer_frame(
     """
     lines = [
         *status_fields(code, message, details_bin),
-        *prefixed_headers((("", tuple(trailing)),)),
+        *prefixed_headers((("", tuple(trailing)),), in_head=False),
     ]
     block = "".join(f"{key}: {value}\r\n" for key, value in lines).encode("ascii")
     return frame(block, TRAILER)

@@ -49,8 +49,14 @@ NOT_METADATA = frozenset(
         "cookie",
         # Who the client is, as a proxy would say it: only the bridge says that
         # (x-forwarded-for, by metadata.trust_forwarded_for).
+        "cf-connecting-ip",
+        "fastly-client-ip",
         "forwarded",
+        "forwarded-for",
         "true-client-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "x-forwarded",
         "x-real-ip",
         "host",
         "keep-alive",
@@ -231,14 +237,18 @@ def plain_headers(
 
 def prefixed_headers(
     groups: Iterable[tuple[str, Sequence[tuple[str, str | bytes]]]],
+    *,
+    in_head: bool = True,
 ) -> list[tuple[str, str]]:
     """Metadata → headers, each group's keys under its prefix (``""``: bare); the gate of
-    :func:`to_headers` for every protocol's placement."""
+    :func:`to_headers` for every protocol's placement. ``in_head``: bare keys become fields
+    of the HTTP response head, where those the edge owns are left out; trailers carried
+    in the body (gRPC-Web's trailer frame, Connect's end-of-stream) keep them."""
     headers: list[tuple[str, str]] = []
     dropped: list[str] | None = None
     for prefix, pairs in groups:
         for key, value in pairs:
-            if _reserved(key) or (not prefix and _owned_by_http(key)):
+            if _reserved(key) or (in_head and not prefix and _owned_by_http(key)):
                 continue
             if _TOKEN.fullmatch(key) and (
                 isinstance(value, bytes) or _FIELD_VALUE.fullmatch(value)
