@@ -156,3 +156,5 @@ def test_the_bridges_own_details_pack_into_a_status_that_renders_back_alike() ->
     # What a gRPC-Web client reads from grpc-status-details-bin: the known detail, as sent.
     assert render_details(data, None) == [bad_request]
     assert own_status_bin(3, "bad", []) is None
+    # A message echoing undecodable header bytes (surrogateescape) still packs.
+    assert own_status_bin(3, "bad \udcff", [bad_request]) is not None

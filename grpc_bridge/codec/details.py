@@ -24,6 +24,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from google.rpc import error_details_pb2, status_pb2
 
 from grpc_bridge.codec.json_codec import JsonOptions
+from grpc_bridge.status import utf8_safe
 
 __all__ = ["pack_details", "render_details", "status_bin"]
 
@@ -101,6 +102,7 @@ def status_bin(code: int, message: str, details: Any) -> bytes | None:
     packed = [any_detail for _, any_detail in pack_details(details)]
     if not packed:
         return None
-    status = status_pb2.Status(code=code, message=message, details=packed)
+    # A message may echo header bytes aiohttp decoded with surrogateescape.
+    status = status_pb2.Status(code=code, message=utf8_safe(message), details=packed)
     data: bytes = status.SerializeToString()
     return data
