@@ -555,7 +555,8 @@ def json_format_is_laxer(value: Any, descriptor: Any) -> bool:
 
     json_format iterates a list or a string given for a message as if it were
     an object (``[]`` is an empty message), reads ``true`` as enum number 1,
-    and skips a ``null`` before its check for a field given by both names. The
+    wraps an enum number outside int32 into it (-4294967293 becomes 3), and
+    skips a ``null`` before its check for a field given by both names. The
     bridge refuses each of these (the codec's docstring lists its choices).
     """
     if not isinstance(value, dict):
@@ -575,7 +576,9 @@ def json_format_is_laxer(value: Any, descriptor: Any) -> bool:
                 continue
             target = field.message_type.fields_by_name["value"]
             items = list(item.values())
-        if target.enum_type is not None and any(isinstance(i, bool) for i in items):
+        if target.enum_type is not None and any(
+            isinstance(i, bool) or (isinstance(i, int) and not -(2**31) <= i < 2**31) for i in items
+        ):
             return True
         message_type = target.message_type
         if message_type is None or message_type.full_name.startswith("google.protobuf."):
