@@ -292,8 +292,10 @@ async def test_compressed_messages_in_a_batch_are_bounded_by_inflated_bytes(rig:
             await asyncio.sleep(0.05)
     grown_mb = (peak - before) / 2**20
     print(f"RSS grew {grown_mb:.0f} MiB; healthy latency max {max(latencies):.3f}s")
-    # stream_buffer_bytes (4 MiB) of wire bytes plus one 64 KiB batch, with slack.
-    assert grown_mb < 40, grown_mb
+    # stream_buffer_bytes (4 MiB) of wire bytes plus one 64 KiB batch, with slack: it
+    # measures 29-33 MiB alone and up to 41 under the parallel suite; unbounded, the
+    # batch alone would hold ~60 MiB inflated and as much again as JSON.
+    assert grown_mb < 48, grown_mb
 
 
 @pytest.mark.parametrize(
