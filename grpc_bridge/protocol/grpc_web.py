@@ -192,29 +192,25 @@ def asked_by(content_type: str, accept: str | None) -> Asked | None:
     return _ASKED[(*kind, text_accept)]
 
 
+def stream_headers(initial: Pairs, trailing: Pairs) -> list[tuple[str, str]]:
+    """A stream's head: initial metadata as plain headers. The trailers go in the trailer
+    frame, which the end always carries (pipeline/relay.py passes them to ``end``)."""
+    return plain_headers(initial, ())
+
+
 class GrpcWebFraming:
-    """One response stream's frames: per request, for its form and where its trailers went."""
+    """A response stream's frames in one answer form (one framing per form, made once)."""
 
     name = NAME
     plain_errors = True
     # gRPC-Web compresses per message, not the body.
     compressible = False
 
-    __slots__ = ("_answer", "_trailing", "content_type")
+    __slots__ = ("_answer", "content_type")
 
     def __init__(self, answer: Answer) -> None:
         self._answer = answer
         self.content_type = answer.content_type
-        self._trailing: Pairs = ()
-
-    def headers_of(self, initial: Pairs, trailing: Pairs) -> list[tuple[str, str]]:
-        """Initial metadata as plain headers; trailers wait for the trailer frame.
-
-        A stream that ends before any message starts its response with the
-        trailers in hand: they are kept for :meth:`end`.
-        """
-        self._trailing = trailing
-        return plain_headers(initial, ())
 
     def open(self) -> bytes:
         return b""
@@ -228,7 +224,11 @@ class GrpcWebFraming:
         )
 
     def end(self, end: StreamEnd) -> bytes:
-        return self._answer.encode(trailer_frame(0, "", None, end.trailing or self._trailing))
+        return self._answer.encode(trailer_frame(0, "", None, end.trailing))
+
+
+#: The framing of each answer form: stateless, so one per form serves every stream.
+_FRAMINGS = {answer: GrpcWebFraming(answer) for answer in (BINARY, TEXT, JSON)}
 
 
 class GrpcWebProtocol:
@@ -323,9 +323,9 @@ class GrpcWebProtocol:
         info, message, encode = _call_of(plan, answer, payload)
         # Streams have no default deadline (spec §7): only the client's, clamped.
         stream_timeout = None if requested is None else min(requested, plan.limits.max_timeout_s)
-        framing = GrpcWebFraming(answer)
+        framing = _FRAMINGS[answer]
         ctx.open_stream(NAME)
-        sink = HttpSink(request, framing, framing.headers_of)
+        sink = HttpSink(request, framing, stream_headers)
         request[ACTIVE_SINK] = sink
         async with invoker.server_stream(
             info, message, metadata=metadata, timeout=stream_timeout
