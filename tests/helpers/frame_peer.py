@@ -99,9 +99,11 @@ async def h2_peer(
     requests: list[Request] = []
     tasks: set[asyncio.Task[None]] = set()
     writers: list[asyncio.StreamWriter] = []
+    serving: set[asyncio.Task[Any]] = set()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.append(writer)
+        serving.add(asyncio.current_task())  # type: ignore[arg-type]
         conn = PeerConnection(len(connections), writer)
         connections.append(conn)
         decoder = hpack.Decoder()
@@ -150,13 +152,23 @@ async def h2_peer(
     try:
         yield Peer(f"127.0.0.1:{port}", connections, requests)
     finally:
-        for task in list(tasks):
-            task.cancel()
         server.close()
+        # A connection accepted just now has its serve task queued but not yet
+        # run; one turn of the loop lets it register its writer.
+        await asyncio.sleep(0)
+        for task in [*tasks, *serving]:
+            task.cancel()
         for writer in writers:
-            writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 2)
+            # abort, not close: close waits to flush what the peer wrote and the
+            # client never read, and a loop that ends first leaks the socket
+            # (an unraisable ResourceWarning in some later test).
+            writer.transport.abort()
+        pending = [*tasks, *serving, *(asyncio.ensure_future(w.wait_closed()) for w in writers)]
+        if pending:
+            await asyncio.wait(pending, timeout=2)
+        for task in pending:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved, so none is reported as never retrieved
 
 
 async def echo_handler(request: Request) -> None:
