@@ -18,6 +18,7 @@ it had been there from the start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Callable
 from typing import cast
@@ -40,6 +41,8 @@ log = get_logger("grpc_bridge.http")
 
 #: A head longer than this goes to aiohttp (which answers 431 or 400 as it should).
 MAX_HEAD = 8190
+#: At shutdown, how long a client has to take its last response before it is cut off.
+FLUSH_GRACE = 1.0
 #: Keep-alive timeout: an idle connection is closed after it. app.py gives aiohttp's
 #: handlers the same one. A request begun must be in whole within
 #: ``limits.body_read_timeout_s`` of its first byte: a 408 if its head is in (as
@@ -98,6 +101,8 @@ class FastPath:
         self.parsed: dict[bytes, _Parsed] = {}
         self.connections: set[FastConnection] = set()
         self.closing = False
+        #: Set when the last connection is gone (awaited at shutdown).
+        self.emptied = asyncio.Event()
 
     @classmethod
     def start(cls, edge: LeanEdge, server: web.Server) -> FastPath | None:
@@ -125,6 +130,15 @@ class FastPath:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        # A closing connection is gone once its last response is flushed; a client
+        # that reads nothing would keep close() waiting for ever, so after a short
+        # grace the rest are cut off (else each socket outlives the loop).
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.emptied.wait(), min(timeout, FLUSH_GRACE))
+        for connection in list(self.connections):
+            connection.abort()
+        await asyncio.sleep(0)  # connection_lost, which releases the socket, runs now
 
 
 class FastConnection(asyncio.Protocol):
@@ -160,6 +174,7 @@ class FastConnection(asyncio.Protocol):
         if isinstance(peer, tuple) and peer:
             self._peer = str(peer[0])
         self._fast.connections.add(self)
+        self._fast.emptied.clear()
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
@@ -173,6 +188,8 @@ class FastConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._fast.connections.discard(self)
+        if not self._fast.connections:
+            self._fast.emptied.set()
         if self._idle is not None:
             self._idle.cancel()
         if self._task is not None:
@@ -375,6 +392,10 @@ class FastConnection(asyncio.Protocol):
         if self._task is None and self._transport is not None:
             self._transport.close()
         return self._task
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
     async def _serve(
         self, message: RawRequestMessage, match: Match, head: bytes, body: bytes
