@@ -98,7 +98,7 @@ class RouteMetrics:
 
 def _version(package: str) -> str:
     """An installed package's version, read without importing it (the bridge itself
-    runs no grpcio: the label says what the demo and the CLI would use)."""
+    runs no grpcio, nor does the CLI: the label says what the demo server uses)."""
     try:
         return version(package)
     except PackageNotFoundError:

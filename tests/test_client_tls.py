@@ -61,6 +61,21 @@ async def test_servername_verifies_another_name(
     assert await echo(server.target, *flags) == (0, '{"fInt32":7}\n')
 
 
+async def test_authority_is_the_name_verified(
+    upstream_factory: StartServer, ca: Authority, tmp_path: Path
+) -> None:
+    """``--authority`` is sent as ``:authority`` and, without --servername, verified by TLS."""
+    only_name = issue(ca, "named", dns=("upstream.internal",))
+    server = await upstream_factory(
+        credentials=grpc.ssl_server_credentials([(only_name.key, only_name.cert)])
+    )
+    ca_file = write(tmp_path, "ca.pem", ca.pem)
+    code, _ = await echo(server.target, "--cacert", ca_file, "--authority", "other.internal")
+    assert code == 1
+    flags = ("--cacert", ca_file, "--authority", "upstream.internal")
+    assert await echo(server.target, *flags) == (0, '{"fInt32":7}\n')
+
+
 async def _requiring_client_certs(
     upstream_factory: StartServer, ca: Authority, server_pair: Pair, tmp_path: Path
 ) -> tuple[str, str, str]:

@@ -17,6 +17,7 @@ own fields.
 from __future__ import annotations
 
 import ast
+import asyncio
 import subprocess
 import sys
 from collections import defaultdict
@@ -25,6 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.process import bridge_env
+from tests.helpers.servers import TEST_SERVICE, RunningServer
 
 PACKAGE = Path(__file__).resolve().parent.parent / "grpc_bridge"
 
@@ -346,8 +350,10 @@ def test_no_import_cycles() -> None:
 
 
 #: The upstream API and the native transport: the bridge's calls, reflection and health
-#: checks need nothing of grpcio (the demo server, the CLI client and tests do).
+#: checks need nothing of grpcio, and neither does the CLI client that calls through
+#: them (the demo server and tests do).
 GRPC_FREE = (
+    "grpc_bridge.client",
     "grpc_bridge.upstream.api",
     "grpc_bridge.upstream.native_invoker",
     "grpc_bridge.upstream.native_pool",
@@ -389,8 +395,8 @@ def test_upstream_api_and_native_transport_never_load_grpc(module: str) -> None:
 
 
 def test_the_grpc_check_can_fail() -> None:
-    """The client's channel module does load grpc: the closure above would see it."""
-    assert "grpc" in _runtime_closure("grpc_bridge.client.channel")
+    """The demo's service module does load grpc: the closure above would see it."""
+    assert "grpc" in _runtime_closure("grpc_bridge.demo.service")
 
 
 def test_cycle_finder_finds_a_cycle() -> None:
@@ -634,6 +640,30 @@ def test_the_test_import_check_can_fail() -> None:
         "tests.test_cors (line 2)",
         "tests.test_cors.ORIGIN (line 2)",
     ]
+
+
+async def test_the_cli_loads_no_grpcio(upstream: RunningServer) -> None:
+    """Reflection, a unary and a bidi call, all in one process: grpcio is never imported."""
+    target = upstream.target
+    probe = (
+        "import sys\n"
+        "from grpc_bridge.cli import main\n"
+        f"codes = [main(['list', '--plaintext', {target!r}]),\n"
+        f"    main(['call', '--plaintext', {target!r}, '{TEST_SERVICE}/Echo', '-d', '{{}}']),\n"
+        f"    main(['call', '--plaintext', {target!r}, '{TEST_SERVICE}/Bidi', '-d', '{{}}'])]\n"
+        "print(codes, 'grpc' in sys.modules, file=sys.stderr)\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        probe,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=bridge_env(),
+    )
+    async with asyncio.timeout(60):
+        _, err = await proc.communicate()
+    assert err.decode().strip().splitlines()[-1] == "[0, 0, 0] False", err.decode()
 
 
 def test_serving_loads_no_grpcio() -> None:

@@ -1,17 +1,16 @@
-"""Upstream settings, target parsing, the addresses dialled and the CLI's channel options."""
+"""Upstream settings, target parsing, the addresses dialled and the TLS they are dialled with."""
 
 from __future__ import annotations
 
-import json
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from grpc_bridge.client.channel import channel_options
 from grpc_bridge.settings import ConfigError, Upstream, load_settings
 from grpc_bridge.upstream.dial import Address as Dialled
-from grpc_bridge.upstream.dial import addresses_of
+from grpc_bridge.upstream.dial import ChannelPlan, addresses_of, tls_context
 from grpc_bridge.upstream.resolver import (
     Address,
     ChannelTargets,
@@ -21,6 +20,7 @@ from grpc_bridge.upstream.resolver import (
     resolve_targets,
     unresolved,
 )
+from grpc_bridge.upstream.tls import load_tls
 from tests.helpers.certs import make_ca, write
 
 
@@ -65,14 +65,18 @@ def test_invalid_upstream_settings_name_the_key(tmp_path: Path) -> None:
     assert line.startswith("upstreams[0].tls: ca_file") and "is not PEM" in line
 
 
-def test_cli_channel_options() -> None:
-    up = upstream(authority="api.internal", keepalive={"time_s": 30}, reconnect={})
-    options = dict(channel_options(up, "127.0.0.1:1"))
-    assert options["grpc.default_authority"] == "api.internal"
-    assert options["grpc.keepalive_time_ms"] == 30_000
-    assert options["grpc.min_reconnect_backoff_ms"] == 5_000  # the connect timeout
-    assert json.loads(options["grpc.service_config"])["loadBalancingConfig"]
-    assert "grpc.http2.max_pings_without_data" not in options  # gRPC's default (2) is kept
+def test_tls_verifies_unless_the_plan_says_not() -> None:
+    """``verify=False`` (the CLI's --insecure) checks neither the certificate nor the name."""
+    up = upstream(tls={"enabled": True})
+    targets = unresolved([parse_target("127.0.0.1:1")])
+    material = load_tls(up.tls)
+    verified = tls_context(up, ChannelPlan(targets, material))
+    assert verified is not None
+    assert (verified.verify_mode, verified.check_hostname) == (ssl.CERT_REQUIRED, True)
+    unverified = tls_context(up, ChannelPlan(targets, material, verify=False))
+    assert unverified is not None
+    assert (unverified.verify_mode, unverified.check_hostname) == (ssl.CERT_NONE, False)
+    assert ChannelPlan(targets, material) != ChannelPlan(targets, material, verify=False)
 
 
 def test_a_dns_server_of_its_own_is_refused_naming_the_key() -> None:

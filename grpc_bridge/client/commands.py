@@ -142,9 +142,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    # grpc core logs failed TLS handshakes and the like on stderr, where the Status
-    # JSON goes; the failure itself is reported there anyway. Read at grpc's import.
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     out = Output(
         sys.stdout.buffer,
         sys.stderr.buffer,
@@ -197,7 +194,6 @@ async def _run(
     metadata: Metadata,
     out: Output,
 ) -> int:
-    from grpc_bridge.client.insecure import InsecureTunnel
     from grpc_bridge.client.invoke import invoke
     from grpc_bridge.client.protoprint import describe, full_name, kind_of
     from grpc_bridge.client.requests import InputError, lines_from
@@ -206,17 +202,15 @@ async def _run(
     from grpc_bridge.upstream.tls import TlsFileError
 
     deadline = None if args.max_time is None else time.monotonic() + args.max_time
-    tunnel = None
     session = None
     try:
-        if args.insecure and target is not None:
-            tunnel = await InsecureTunnel.open(target, args)
-            # The server still sees its own name as :authority, not the tunnel's.
-            authority = args.authority or args.servername or target
-            upstream = upstream.model_copy(
-                update={"targets": [tunnel.target], "authority": authority}
-            )
-        session = Session(upstream, metadata=metadata, deadline=deadline, offline=target is None)
+        session = Session(
+            upstream,
+            metadata=metadata,
+            deadline=deadline,
+            offline=target is None,
+            verify=not args.insecure,
+        )
         if args.command == "list":
             if symbol is None:
                 names = await session.services()
@@ -252,8 +246,6 @@ async def _run(
     finally:
         if session is not None:
             await session.close()
-        if tunnel is not None:
-            await tunnel.close()
 
 
 def _positionals(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -330,9 +322,9 @@ def _overrides(args: argparse.Namespace, target: str | None) -> dict[str, Any]:
         raise UsageError("--insecure skips verification: it can't go with --cacert")
     if args.max_time is not None and args.max_time <= 0:
         raise UsageError("--max-time must be positive")
-    # With --insecure the tunnel does TLS (client/insecure.py); the channel is plaintext.
+    # --insecure is TLS all the same: the session's connection skips verification.
     tls: dict[str, Any] = {"enabled": True, **given}
-    if args.plaintext or args.insecure:
+    if args.plaintext:
         tls = {"enabled": False}
     upstream: dict[str, Any] = {
         "name": "cli",

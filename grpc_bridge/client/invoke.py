@@ -1,11 +1,14 @@
-"""``grpc-bridge call``: one RPC of any kind, JSON in and out, through the bridge's call seam.
+"""``grpc-bridge call``: one RPC of any kind, JSON in and out, through the upstream API.
 
-Every kind goes through :class:`~grpc_bridge.client.grpc_call.GrpcStreamCall`,
-the :class:`~grpc_bridge.upstream.api.StreamCall` of grpc.aio calls, so grpc's errors arrive
-translated (:class:`~grpc_bridge.errors.UpstreamError` with the code, message,
-details trailer and both metadata sets) exactly as the HTTP side sees them:
+Every kind is a :class:`~grpc_bridge.upstream.api.StreamCall` of the
+session's :class:`~grpc_bridge.upstream.api.CallInvoker` (the bridge's
+native client), so failures arrive as the HTTP side sees them
+(:class:`~grpc_bridge.errors.UpstreamError` with the code, message, details
+trailer and both metadata sets):
 
-- unary and server-streaming: the one request is sent with the call;
+- unary and server-streaming: the one request is sent with the call (a unary
+  call too is started this way: without ``--max-time`` it has no deadline,
+  which ``CallInvoker.unary`` always sets);
 - client-streaming and bidi: requests are written as their lines arrive while
   responses are read, so a bidi call interleaves (a response is printed as
   soon as it comes, before stdin ends).
@@ -27,7 +30,6 @@ from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from grpc_bridge.client.grpc_call import GrpcStreamCall
 from grpc_bridge.client.output import STATUS_EXIT_OFFSET, Output, format_metadata, plural
 from grpc_bridge.client.protoprint import describe
 from grpc_bridge.client.requests import InputError, documents
@@ -36,6 +38,7 @@ from grpc_bridge.codec.details import render_details
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import BridgeError, UpstreamError
+from grpc_bridge.upstream.api import StreamCall
 from grpc_bridge.upstream.metadata import Metadata
 
 __all__ = ["invoke"]
@@ -85,7 +88,7 @@ class _Call:
 
     # -- responses ----------------------------------------------------------------
 
-    async def show(self, call: GrpcStreamCall, message: Message) -> None:
+    async def show(self, call: StreamCall, message: Message) -> None:
         await self.show_headers(call)
         await self.session.ensure_types(_type_names_in_message(message))
         codec = self._codec(self.method.output_class)
@@ -98,13 +101,13 @@ class _Call:
             self.out.note("\nResponse contents:")
         self.out.message(value)
 
-    async def show_headers(self, call: GrpcStreamCall) -> None:
+    async def show_headers(self, call: StreamCall) -> None:
         if self.verbose and not self._headers_shown:
             self._headers_shown = True
             headers = await call.initial_metadata()
             self.out.section("Response headers received:", format_metadata(headers))
 
-    async def finish(self, call: GrpcStreamCall) -> None:
+    async def finish(self, call: StreamCall) -> None:
         await self.show_headers(call)
         if self.verbose:
             trailers = await call.trailing_metadata()
@@ -161,22 +164,13 @@ async def invoke(
     if verbose:
         out.section("Resolved method descriptor:", describe(method.descriptor, session.files))
         out.section("Request metadata to send:", format_metadata(metadata))
-    factory = {
-        MethodKind.UNARY: session.channel.unary_unary,
-        MethodKind.SERVER_STREAM: session.channel.unary_stream,
-        MethodKind.CLIENT_STREAM: session.channel.stream_unary,
-        MethodKind.BIDI_STREAM: session.channel.stream_stream,
-    }[method.kind]
-    multi = factory(
-        method.path,
-        request_serializer=_serialize,
-        response_deserializer=method.output_class.FromString,
-    )
+    invoker = session.invoker
     requests = state.requests(lines)
     if method.kind.client_streams:
-        return await _request_stream(state, multi, requests, metadata)
+        call = invoker.request_stream(method, metadata=metadata, timeout=session.remaining())
+        return await _request_stream(state, call, requests)
     request = await _single_request(method, requests)
-    call = GrpcStreamCall(multi(request, metadata=metadata, timeout=session.remaining()))
+    call = invoker.server_stream(method, request, metadata=metadata, timeout=session.remaining())
     async with call:
         try:
             if method.kind is MethodKind.UNARY:
@@ -200,10 +194,7 @@ async def _single_request(method: MethodInfo, requests: AsyncIterator[Message]) 
     return messages[0] if messages else method.input_class()
 
 
-async def _request_stream(
-    state: _Call, multi: Any, requests: AsyncIterator[Message], metadata: Metadata
-) -> int:
-    call = GrpcStreamCall(multi(metadata=metadata, timeout=state.session.remaining()))
+async def _request_stream(state: _Call, call: StreamCall, requests: AsyncIterator[Message]) -> int:
     failure: list[BaseException] = []
 
     async def write_all() -> None:
@@ -229,14 +220,6 @@ async def _request_stream(
             if failure:
                 raise failure[0] from exc
             return await state.fail(exc)
-        except asyncio.CancelledError:
-            # grpc.aio raises CancelledError from read() once the writer cancelled the
-            # call over a bad request line; a cancellation of this task is re-raised.
-            await _stop(writer)
-            task = asyncio.current_task()
-            if failure and task is not None and not task.cancelling():
-                raise failure[0] from None
-            raise
         except BaseException:
             await _stop(writer)
             raise
@@ -252,10 +235,6 @@ async def _stop(task: asyncio.Task[None]) -> None:
         task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
 
 
 def _type_names_in_json(value: Any) -> set[str]:

@@ -1,17 +1,17 @@
-"""One upstream as the command-line client sees it: a channel, and the descriptors learned so far.
+"""One upstream as the command-line client sees it: a connection, and the descriptors learned.
 
 Descriptors come from server reflection (v1, then v1alpha: the bridge's own
-:class:`~grpc_bridge.upstream.reflection.ReflectionClient`, over this
-channel) or from
-descriptor-set files (the daemon's loader). With reflection only what a
-command needs is fetched, like grpcurl does: the file that declares the
-symbol and its imports, not every service of the server; types met later
-(the ``@type`` of an ``Any``, an error detail) are fetched when first seen.
+:class:`~grpc_bridge.upstream.reflection.ReflectionClient`, over the
+command's connection) or from descriptor-set files (the daemon's loader).
+With reflection only what a command needs is fetched, like grpcurl does: the
+file that declares the symbol and its imports, not every service of the
+server; types met later (the ``@type`` of an ``Any``, an error detail) are
+fetched when first seen.
 
-The channel (:mod:`~grpc_bridge.client.channel`) is built from an
-:class:`~grpc_bridge.settings.Upstream`, so TLS files, server-name override,
-authority and message-size limits behave as they do in ``serve``; reflection
-and calls go over it (one connection per command).
+The connection (:mod:`~grpc_bridge.client.connection`, the bridge's native
+client) is built from an :class:`~grpc_bridge.settings.Upstream`, so TLS
+files, server-name override, authority and message-size limits behave as
+they do in ``serve``; reflection and calls go over it.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 
-import grpc.aio
 from google.protobuf.descriptor_pool import DescriptorPool
 
-from grpc_bridge.client.channel import open_channel
-from grpc_bridge.client.grpc_call import ChannelInvoker
+from grpc_bridge.client.connection import Connection
 from grpc_bridge.client.protoprint import Described
 from grpc_bridge.discovery.loader import (
     DescriptorSource,
@@ -32,7 +30,10 @@ from grpc_bridge.discovery.loader import (
     load_descriptor_sets,
 )
 from grpc_bridge.discovery.registry import MethodInfo, Schema
+from grpc_bridge.errors import UpstreamError
 from grpc_bridge.settings import Upstream
+from grpc_bridge.status import Code
+from grpc_bridge.upstream.api import CallInvoker
 from grpc_bridge.upstream.reflection import ReflectionClient
 
 __all__ = ["ClientError", "Session", "split_method"]
@@ -52,15 +53,18 @@ class Session:
         metadata: Iterable[tuple[str, str | bytes]] = (),
         deadline: float | None = None,
         offline: bool = False,
+        verify: bool = True,
     ) -> None:
         """``deadline``: a ``time.monotonic()`` value that bounds reflection too (--max-time).
 
-        ``offline``: descriptor sets only, no channel (list/describe without a target).
+        ``offline``: descriptor sets only, no connection (list/describe without a target).
+        ``verify=False``: TLS without checking the server's certificate (--insecure).
         """
         self.upstream = upstream
         self.deadline = deadline
         self._metadata = tuple((k, v) for k, v in metadata if isinstance(v, str))
-        self._channel: grpc.aio.Channel | None = None
+        self._verify = verify
+        self._connection: Connection | None = None
         self._source: DescriptorSource | None = None
         self._schema: Schema | None = None
         self._offline = offline
@@ -71,12 +75,13 @@ class Session:
                 raise ClientError(str(exc)) from exc
 
     @property
-    def channel(self) -> grpc.aio.Channel:
+    def invoker(self) -> CallInvoker:
+        """What calls and reflection go through; connects on first use."""
         if self._offline:
             raise ClientError("no target given: calls need HOST:PORT")
-        if self._channel is None:
-            self._channel = open_channel(self.upstream)
-        return self._channel
+        if self._connection is None:
+            self._connection = Connection.open(self.upstream, verify=self._verify)
+        return self._connection.invoker
 
     def remaining(self) -> float | None:
         """Seconds left before --max-time (at least a millisecond); None without one."""
@@ -85,8 +90,8 @@ class Session:
         return max(0.001, self.deadline - time.monotonic())
 
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
+        if self._connection is not None:
+            await self._connection.close()
 
     @property
     def pool(self) -> DescriptorPool | None:
@@ -105,7 +110,7 @@ class Session:
             timeout = _REFLECTION_TIMEOUT_S if remaining is None else remaining
             try:
                 self._source = await ReflectionClient.connect(
-                    ChannelInvoker(self.channel), timeout=timeout, metadata=self._metadata
+                    self.invoker, timeout=timeout, metadata=self._metadata
                 )
             except DiscoveryError as exc:
                 raise ClientError(str(exc)) from exc
@@ -230,9 +235,9 @@ def split_method(name: str) -> tuple[str, str]:
 
 def _not_found(exc: DiscoveryError) -> bool:
     cause = exc.__cause__
-    while cause is not None and not isinstance(cause, grpc.aio.AioRpcError):
+    while cause is not None and not isinstance(cause, UpstreamError):
         cause = cause.__cause__
-    if isinstance(cause, grpc.aio.AioRpcError):
-        return bool(cause.code() == grpc.StatusCode.NOT_FOUND)
-    # A NOT_FOUND error_response inside an OK reply carries no grpc error.
+    if isinstance(cause, UpstreamError):
+        return cause.code == Code.NOT_FOUND
+    # A NOT_FOUND error_response inside an OK reply carries no call error.
     return "NOT_FOUND" in str(exc)

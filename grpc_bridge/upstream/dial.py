@@ -21,6 +21,9 @@ _DEFAULT_PORT = "443"
 class ChannelPlan:
     targets: ChannelTargets
     tls: TlsMaterial | None = None
+    #: False: TLS without checking the server's certificate or name (the CLI's
+    #: ``--insecure``, for servers with self-signed certificates); never from settings.
+    verify: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,9 @@ def tls_context(upstream: Upstream, plan: ChannelPlan) -> ssl.SSLContext | None:
         # rotation between the read and here is noticed by the next refresh.
         context.load_cert_chain(upstream.tls.cert_file, upstream.tls.key_file)
     context.set_alpn_protocols(["h2"])
+    if not plan.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
     return context
 
 

@@ -216,7 +216,9 @@ class NativeStreamCall:
             await self._connection.send(stream, b"", True)
 
     async def response(self) -> Message:
-        stream = await self._start()
+        # A unary call started with its request (the CLI's, which may have no deadline)
+        # is resent when refused, as a server stream is.
+        stream = await self._answered() if self._resend else await self._start()
         if stream is None:
             assert self._error is not None
             raise self._failed(self._error)

@@ -2,7 +2,7 @@
 
 The bridge asks over the upstream's own invoker, so reflection shares the
 traffic's connections, TLS, ``:authority`` and keepalive; the command-line
-client passes its grpc.aio channel's. Only grpcio-reflection's v1alpha message
+client passes the invoker of its own connection. Only grpcio-reflection's v1alpha message
 classes are used: v1 is wire-identical (same messages, same field numbers),
 so the same classes (de)serialize both.
 
@@ -82,9 +82,7 @@ class ReflectionClient:
     ) -> ReflectionClient:
         """A client for the newest protocol version the upstream answers.
 
-        v1 first; UNIMPLEMENTED falls back to v1alpha (so does grpc.aio's "Internal
-        error from Core", which it reports now and then in place of the server's
-        UNIMPLEMENTED when a stream is refused at once). Any other failure, or
+        v1 first; UNIMPLEMENTED falls back to v1alpha. Any other failure, or
         neither version served, raises :class:`DiscoveryError` (naming
         ``upstream`` when given).
         """
@@ -94,7 +92,7 @@ class ReflectionClient:
                 await client.list_services()
             except DiscoveryError as exc:
                 cause = exc.__cause__
-                if isinstance(cause, UpstreamError) and _not_served(cause):
+                if isinstance(cause, UpstreamError) and cause.code == Code.UNIMPLEMENTED:
                     continue
                 # Chain the upstream's error itself: that is what callers may want to inspect.
                 raise DiscoveryError(f"{client.description}: {exc}", upstream=upstream) from (
@@ -162,10 +160,3 @@ class ReflectionClient:
         if kind != expected:
             raise DiscoveryError(f"{what}: expected a {expected}, got {kind or 'nothing'}")
         return reply
-
-
-def _not_served(error: UpstreamError) -> bool:
-    """The version asked for is not served (or grpc.aio lost the UNIMPLEMENTED that said so)."""
-    if error.code == Code.UNIMPLEMENTED:
-        return True
-    return error.code == Code.INTERNAL and error.message == "Internal error from Core"
