@@ -30,6 +30,7 @@ from grpc_bridge.edge.aiohttp_compat import (
     server_kwargs,
     server_loop,
 )
+from grpc_bridge.edge.cut_off import CutOffServer
 from grpc_bridge.edge.head_deadline import HeadDeadlineHandler
 from grpc_bridge.edge.steps import (
     INTERNAL_MESSAGE,
@@ -205,8 +206,9 @@ class JsonErrorHandler(HeadDeadlineHandler):
         return response
 
 
-class JsonErrorServer(web.Server):
-    """aiohttp's low-level server, making ``JsonErrorHandler`` connections."""
+class JsonErrorServer(CutOffServer):
+    """aiohttp's low-level server, making ``JsonErrorHandler`` connections (and cutting
+    off at shutdown those that read nothing: edge/cut_off.py)."""
 
     def __init__(
         self,
@@ -264,6 +266,12 @@ class JsonErrorRunner(RemadeServerRunner):
         self._observe = observe
         self._refuse_method = refuse_method
         self._head_timeout = head_timeout
+
+    async def cleanup(self) -> None:
+        server = self.server
+        await super().cleanup()
+        if isinstance(server, CutOffServer):
+            await server.cut_off()
 
     def remake_server(self, made: web.Server) -> web.Server:
         # aiohttp's own (app start-up, handler arguments), remade with our protocol class.
