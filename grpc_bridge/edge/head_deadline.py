@@ -12,7 +12,8 @@ The C parser does not say where a head begins, only where one ends (a message
 queued), so the timer starts at bytes that may begin one:
 
 - bytes that end no head, read when no body is open: a head's, surely;
-- bytes that end a head or a body: more may follow them in the same read.
+- bytes that end a head or a body: more may follow them in the same read
+  (unless the read ends with the end of a head without a body, as most do).
 
 When it is up while an earlier request is still served, it starts again (as on
 the lean edge, the deadline of a pipelined head runs once the connection is
@@ -30,6 +31,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import StreamReader, web
+from aiohttp.streams import EMPTY_PAYLOAD
 
 from grpc_bridge.edge.aiohttp_compat import (
     end_unfinished_head,
@@ -68,7 +70,8 @@ class HeadDeadlineHandler(web.RequestHandler):
             # A head came in whole: its timer is done; the read may go on past it.
             self._stop_timer()
             body = self._body = messages[-1][1]
-            if body.is_eof():
+            # A read that ends with a head without a body ends where a head would.
+            if body.is_eof() and (body is not EMPTY_PAYLOAD or not data.endswith(b"\r\n\r\n")):
                 self._start_timer(surely=False)
         elif not in_body:
             self._start_timer(surely=True)
