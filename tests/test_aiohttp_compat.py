@@ -47,6 +47,7 @@ def test_err_info_carries_the_exception() -> None:
         (web.RequestHandler, "_close"),
         (web.RequestHandler, "_waiter"),
         (web.RequestHandler, "_parser"),
+        (web.RequestHandler, "_upgraded"),
         (web.RequestHandler, "max_headers"),
         (web.BaseSite, "_server"),
         (web.BaseSite, "_backlog"),
@@ -149,6 +150,11 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         compat.close_after_answer(request.protocol, request)
     if request.path == "/http10":
         compat.answer_as_http11(request)
+    if request.path == "/ws":
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()
+        return ws
     return web.Response(text=f"{request.version.major}.{request.version.minor}")
 
 
@@ -260,6 +266,7 @@ async def test_an_idle_handler_tells_a_head_begun_from_none(
         async with asyncio.timeout(10):
             await reader.readuntil(b"\r\n\r\n1.1")  # the whole answer: the handler is done
         handler = await _idle(runner)
+        assert not compat.upgraded(handler)
         assert not compat.end_unfinished_head(handler), "feed_eof() between requests changed"
         # Left as it was: the next request is served.
         writer.write(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHo")
@@ -267,6 +274,25 @@ async def test_an_idle_handler_tells_a_head_begun_from_none(
             await reader.readuntil(b"\r\n\r\n1.1")
         assert await _idle(runner) is handler
         assert compat.end_unfinished_head(handler), "feed_eof() of part of a head changed"
+    finally:
+        writer.close()
+
+
+async def test_a_websocket_connection_is_upgraded(site: tuple[_RecordingRunner, int]) -> None:
+    """upgraded (``BaseProtocol._upgraded``): after a 101 no more heads are read."""
+    runner, port = site
+    assert runner.server is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        (handler,) = runner.server.connections
+        assert compat.upgraded(handler), "BaseProtocol._upgraded is not set by an upgrade"
     finally:
         writer.close()
 

@@ -19,6 +19,8 @@ internal                            relied on for
 ``RequestHandler._close``           True: close the connection after the current answer
 ``RequestHandler._waiter``          pending while the handler awaits the next request (what
                                     aiohttp's own keep-alive check calls idle)
+``BaseProtocol._upgraded``          True once the connection carries another protocol
+                                    (a WebSocket): no more heads are read
 ``BaseProtocol._parser``            the handler's parser, asked whether it holds part of a
                                     head (:func:`end_unfinished_head`); the pure-Python one's
 ``HttpRequestParserPy._lines``,     ``_lines`` and ``_tail`` are the head lines read so far
@@ -98,6 +100,7 @@ __all__ = [
     "serialize_head",
     "server_kwargs",
     "server_loop",
+    "upgraded",
     "waiting_for_request",
 ]
 
@@ -127,6 +130,11 @@ def waiting_for_request(handler: web.RequestHandler) -> bool:
     """Whether ``handler`` is idle: awaiting the next request, none queued."""
     waiter = handler._waiter
     return waiter is not None and not waiter.done() and not handler._messages
+
+
+def upgraded(handler: web.RequestHandler) -> bool:
+    """Whether the connection carries another protocol now (a WebSocket): no heads."""
+    return handler._upgraded
 
 
 def end_unfinished_head(handler: web.RequestHandler) -> bool:

@@ -36,6 +36,7 @@ from aiohttp.streams import EMPTY_PAYLOAD
 from grpc_bridge.edge.aiohttp_compat import (
     end_unfinished_head,
     queued_messages,
+    upgraded,
     waiting_for_request,
 )
 
@@ -58,7 +59,7 @@ class HeadDeadlineHandler(web.RequestHandler):
         self._body: StreamReader | None = None
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timeout is None or not data:
+        if self._head_timeout is None or not data or upgraded(self):
             super().data_received(data)
             return
         messages = queued_messages(self)
@@ -66,6 +67,9 @@ class HeadDeadlineHandler(web.RequestHandler):
         body = self._body
         in_body = body is not None and not body.is_eof()
         super().data_received(data)
+        if upgraded(self):
+            self._stop_timer()  # what follows is WebSocket frames, no head
+            return
         if len(messages) > queued:
             # A head came in whole: its timer is done; the read may go on past it.
             self._stop_timer()
