@@ -157,6 +157,8 @@ async def start(
         auto_decompress=False,
         shutdown_timeout=settings.shutdown.timeout_s,
         refuse_method=refuse_method(bridge),
+        # As the lean path reads heads (edge/head_deadline.py).
+        head_timeout=settings.limits.body_read_timeout_s,
     )
     # The playground forwards to the proxy listener, bound only further down.
     admin_app = build_admin_app(

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
+from aiohttp.http_parser import HttpRequestParserPy
 from multidict import CIMultiDict
 
 from grpc_bridge.edge import aiohttp_compat as compat
@@ -44,6 +45,9 @@ def test_err_info_carries_the_exception() -> None:
         (web.RequestHandler, "_messages"),
         (web.RequestHandler, "_current_request"),
         (web.RequestHandler, "_close"),
+        (web.RequestHandler, "_waiter"),
+        (web.RequestHandler, "_parser"),
+        (web.RequestHandler, "_upgraded"),
         (web.RequestHandler, "max_headers"),
         (web.BaseSite, "_server"),
         (web.BaseSite, "_backlog"),
@@ -146,6 +150,11 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         compat.close_after_answer(request.protocol, request)
     if request.path == "/http10":
         compat.answer_as_http11(request)
+    if request.path == "/ws":
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.receive()
+        return ws
     return web.Response(text=f"{request.version.major}.{request.version.minor}")
 
 
@@ -232,6 +241,72 @@ async def test_unknown_method_message_quotes_the_request_line(
 
     parse_error(errors[0], 128, refuse)
     assert refused == [("FOO", "/things")], f"BadHttpMethod's message: {errors[0].message!r}"
+
+
+async def _idle(runner: _RecordingRunner) -> web.RequestHandler:
+    """The site's one connection, once it awaits the next request (10 s at most)."""
+    assert runner.server is not None
+    for _ in range(1000):
+        connections = runner.server.connections
+        if connections and compat.waiting_for_request(connections[0]):
+            return connections[0]
+        await asyncio.sleep(0.01)
+    raise AssertionError("RequestHandler._waiter is never pending: waiting_for_request changed")
+
+
+async def test_an_idle_handler_tells_a_head_begun_from_none(
+    site: tuple[_RecordingRunner, int],
+) -> None:
+    """waiting_for_request (``RequestHandler._waiter``) and end_unfinished_head (the
+    parser's ``feed_eof``), as edge/head_deadline.py asks them when a head is late."""
+    runner, port = site
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n")
+        async with asyncio.timeout(10):
+            await reader.readuntil(b"\r\n\r\n1.1")  # the whole answer: the handler is done
+        handler = await _idle(runner)
+        assert not compat.upgraded(handler)
+        assert not compat.end_unfinished_head(handler), "feed_eof() between requests changed"
+        # Left as it was: the next request is served.
+        writer.write(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\nGET /c HTTP/1.1\r\nHo")
+        async with asyncio.timeout(10):
+            await reader.readuntil(b"\r\n\r\n1.1")
+        assert await _idle(runner) is handler
+        assert compat.end_unfinished_head(handler), "feed_eof() of part of a head changed"
+    finally:
+        writer.close()
+
+
+async def test_a_websocket_connection_is_upgraded(site: tuple[_RecordingRunner, int]) -> None:
+    """upgraded (``BaseProtocol._upgraded``): after a 101 no more heads are read."""
+    runner, port = site
+    assert runner.server is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        async with asyncio.timeout(10):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+        (handler,) = runner.server.connections
+        assert compat.upgraded(handler), "BaseProtocol._upgraded is not set by an upgrade"
+    finally:
+        writer.close()
+
+
+def test_the_pure_python_parser_keeps_the_head_lines_read() -> None:
+    """Without aiohttp's C parser, end_unfinished_head reads ``_lines`` and ``_tail``."""
+    loop = asyncio.new_event_loop()
+    try:
+        parser = HttpRequestParserPy(None, loop, 2**16)  # type: ignore[arg-type]
+        assert not (parser._lines or parser._tail)
+        parser.feed_data(b"GET / HTTP/1.1\r\nHo")
+        assert parser._lines or parser._tail, "HttpRequestParserPy._lines/_tail changed"
+    finally:
+        loop.close()
 
 
 def test_installed_aiohttp_is_within_the_pin() -> None:

@@ -1,9 +1,9 @@
 """A trickled request head is closed after limits.body_read_timeout_s, whichever edge reads it.
 
 The lean edge reads every head whole under its deadline, even one it then hands to
-aiohttp (OPTIONS, HEAD). Known gap (issue notes): every head after a hand-over is
-aiohttp's, which has no head deadline; that test is a strict xfail until the edge
-keeps the deadline across the hand-over (it fails the suite the day it passes).
+aiohttp (OPTIONS, HEAD); every head after a hand-over, and every head on the
+aiohttp-only edge, is aiohttp's, read under the same deadline (edge/head_deadline.py).
+An idle keep-alive connection is not closed by it.
 """
 
 from __future__ import annotations
@@ -24,10 +24,14 @@ ECHO = "/bridgetest.v1.TestService/Echo"
 FRAME = struct.pack(">BI", 0, 0)
 
 
+pytestmark = pytest.mark.both_edges
+
+
 @pytest.fixture
-async def lean(upstream: RunningServer) -> AsyncIterator[BridgeProcess]:
+async def lean(upstream: RunningServer, edge: str | None) -> AsyncIterator[BridgeProcess]:
+    """A bridge process on the test's edge whose heads and bodies have 1 s."""
     async with bridge_on(
-        upstream.target, "lean", env={"GRPC_BRIDGE_LIMITS__BODY_READ_TIMEOUT_S": "1"}
+        upstream.target, edge or "lean", env={"GRPC_BRIDGE_LIMITS__BODY_READ_TIMEOUT_S": "1"}
     ) as bridge:
         yield bridge
 
@@ -52,11 +56,6 @@ async def held_for(
     return seconds
 
 
-_GAP = pytest.mark.xfail(
-    strict=True, reason="aiohttp reads heads handed over by the lean edge with no deadline"
-)
-
-
 @pytest.mark.parametrize("method", ["OPTIONS", "HEAD"])
 async def test_a_trickled_head_of_a_method_the_lean_path_hands_over_is_closed(
     lean: BridgeProcess, method: str
@@ -74,20 +73,82 @@ async def test_a_trickled_head_of_a_method_the_lean_path_hands_over_is_closed(
     assert held < 4.0, f"connection held {held:.1f} s by a head that never ends"
 
 
-@_GAP
-async def test_a_trickled_head_after_a_grpc_web_call_is_closed(lean: BridgeProcess) -> None:
-    """After one gRPC-Web call (handed to aiohttp), the rest of the connection is aiohttp's:
-    the next head may trickle forever."""
+GRPC_WEB_HEAD = (
+    f"POST {ECHO} HTTP/1.1\r\nHost: b\r\nContent-Type: application/grpc-web\r\n"
+    f"Content-Length: {len(FRAME)}\r\n\r\n"
+).encode()
+
+
+async def grpc_web_call(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *parts: bytes
+) -> None:
+    """One gRPC-Web call (served by aiohttp on either edge), its request written in ``parts``."""
+    for part in parts:
+        writer.write(part)
+        await writer.drain()
+        await asyncio.sleep(0.05)  # each part a read of its own
+    status, _, _ = await read_answer(reader)
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    "parts", [(GRPC_WEB_HEAD + FRAME,), (GRPC_WEB_HEAD, FRAME)], ids=["whole", "body_apart"]
+)
+async def test_a_trickled_head_after_a_grpc_web_call_is_closed(
+    lean: BridgeProcess, parts: tuple[bytes, ...]
+) -> None:
+    """After one gRPC-Web call (handed to aiohttp), the rest of the connection is aiohttp's,
+    and its next head has the same deadline."""
     reader, writer = await asyncio.open_connection("127.0.0.1", lean.proxy_port)
     try:
-        head = (
-            f"POST {ECHO} HTTP/1.1\r\nHost: b\r\nContent-Type: application/grpc-web\r\n"
-            f"Content-Length: {len(FRAME)}\r\n\r\n"
-        )
-        writer.write(head.encode() + FRAME)
-        status, _, _ = await read_answer(reader)
-        assert status == 200
+        await grpc_web_call(reader, writer, *parts)
         held = await held_for(reader, writer, f"POST {ECHO} HTTP/1.1\r\nHost: b\r\n".encode(), 6.0)
     finally:
         writer.close()
     assert held < 4.0, f"connection held {held:.1f} s by a head that never ends"
+
+
+#: A request without a body, answered (404) by aiohttp on either edge.
+NOT_FOUND = b"GET /nowhere HTTP/1.1\r\nHost: b\r\n\r\n"
+
+
+@pytest.mark.parametrize("first", [GRPC_WEB_HEAD + FRAME, NOT_FOUND], ids=["body", "bodyless"])
+async def test_a_head_left_unfinished_behind_a_request_is_closed(
+    lean: BridgeProcess, first: bytes
+) -> None:
+    """A head begun in the same read as the request before it, then nothing more: its deadline
+    runs all the same (no later byte is there to start it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", lean.proxy_port)
+    try:
+        writer.write(first + f"POST {ECHO} HTTP/1.1\r\nHost: b\r\n".encode())
+        status, headers, _ = await read_answer(reader)
+        assert status in (200, 404) and headers.get("connection") != "close", (status, headers)
+        # Nothing more is sent: no later byte starts the deadline.
+        began = time.perf_counter()
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(6.0):
+                await reader.read()
+        held = time.perf_counter() - began
+    finally:
+        writer.close()
+    assert held < 4.0, f"connection held {held:.1f} s by a head that never ends"
+
+
+@pytest.mark.parametrize("idle", [0.8, 1.6])
+async def test_an_idle_connection_outlives_the_head_deadline(
+    lean: BridgeProcess, idle: float
+) -> None:
+    """The deadline is the head's, from its first byte: a keep-alive connection idle for a
+    while (across the timer a body's end started, or past it), then sending a head in two
+    parts, is served."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", lean.proxy_port)
+    try:
+        await grpc_web_call(reader, writer, GRPC_WEB_HEAD, FRAME)
+        await asyncio.sleep(idle)
+        half = len(GRPC_WEB_HEAD) // 2
+        writer.write(GRPC_WEB_HEAD[:half])
+        await writer.drain()
+        await asyncio.sleep(0.4)
+        await grpc_web_call(reader, writer, GRPC_WEB_HEAD[half:] + FRAME)
+    finally:
+        writer.close()

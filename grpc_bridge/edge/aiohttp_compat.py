@@ -17,6 +17,14 @@ internal                            relied on for
                                     body is open is an error inside that body
 ``RequestHandler._current_request`` the request being handled, whose body that is
 ``RequestHandler._close``           True: close the connection after the current answer
+``RequestHandler._waiter``          pending while the handler awaits the next request (what
+                                    aiohttp's own keep-alive check calls idle)
+``BaseProtocol._upgraded``          True once the connection carries another protocol
+                                    (a WebSocket): no more heads are read
+``BaseProtocol._parser``            the handler's parser, asked whether it holds part of a
+                                    head (:func:`end_unfinished_head`); the pure-Python one's
+``HttpRequestParserPy._lines``,     ``_lines`` and ``_tail`` are the head lines read so far
+``._tail``
 ``BaseRequest._cache``              ``"keep_alive"`` cached there: False sends
                                     ``Connection: close`` on the answer
 ``BaseRequest._version``            the version of the placeholder request aiohttp makes
@@ -41,6 +49,9 @@ read), and serves it as if it had been there from the start; the parser's
 message for a head over ``max_headers`` fields is :data:`TOO_MANY_HEADERS`, and
 its ``BadHttpMethod`` message quotes the request line (``b'FOO /path HTTP/1.1'``),
 which edge/parse_errors.py reads back to answer an unknown method with a 405.
+The C parser's ``feed_eof()`` between requests does nothing and returns None;
+part of a head read, it makes a message of it (or raises): that is how
+edge/head_deadline.py learns that a head is unfinished when its deadline is up.
 The C parser made with ``response_with_body=False`` ends each request at its
 head (llhttp's "skip body"): fed one head it returns its ``RawRequestMessage``
 and is ready for the next head, so the lean path reads the body itself and
@@ -83,11 +94,14 @@ __all__ = [
     "bound_port",
     "close_after_answer",
     "current_request",
+    "end_unfinished_head",
     "head_parser",
     "queued_messages",
     "serialize_head",
     "server_kwargs",
     "server_loop",
+    "upgraded",
+    "waiting_for_request",
 ]
 
 #: A parse error in the handler's message queue (its ``exc`` is what the parser raised).
@@ -110,6 +124,34 @@ def close_after_answer(handler: web.RequestHandler, request: web.BaseRequest) ->
     """``Connection: close`` on the answer to ``request``, then the connection closes."""
     request._cache["keep_alive"] = False
     handler._close = True
+
+
+def waiting_for_request(handler: web.RequestHandler) -> bool:
+    """Whether ``handler`` is idle: awaiting the next request, none queued."""
+    waiter = handler._waiter
+    return waiter is not None and not waiter.done() and not handler._messages
+
+
+def upgraded(handler: web.RequestHandler) -> bool:
+    """Whether the connection carries another protocol now (a WebSocket): no heads."""
+    return handler._upgraded
+
+
+def end_unfinished_head(handler: web.RequestHandler) -> bool:
+    """True when ``handler``'s parser holds part of a request head: its input is ended
+    then, and the connection must close. Between requests it is left as it was.
+
+    (Only for an idle handler: a body still being read would be ended too.)
+    """
+    parser: Any = handler._parser
+    if parser is None:
+        return False
+    if isinstance(parser, HttpRequestParserPy):
+        return bool(parser._lines or parser._tail)
+    try:
+        return parser.feed_eof() is not None
+    except Exception:
+        return True  # what it had read so far is no head
 
 
 def answer_as_http11(request: web.BaseRequest) -> None:

@@ -18,7 +18,6 @@ it had been there from the start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import Callable
 from typing import cast
@@ -33,6 +32,7 @@ from grpc_bridge.edge.aiohttp_compat import (
     adopt_connection,
     head_parser,
 )
+from grpc_bridge.edge.cut_off import FLUSH_GRACE, cut_off
 from grpc_bridge.edge.fastpath_serve import LeanEdge, served_length
 from grpc_bridge.log import get_logger
 from grpc_bridge.routing.table import Match, RouteTable
@@ -41,8 +41,6 @@ log = get_logger("grpc_bridge.http")
 
 #: A head longer than this goes to aiohttp (which answers 431 or 400 as it should).
 MAX_HEAD = 8190
-#: At shutdown, how long a client has to take its last response before it is cut off.
-FLUSH_GRACE = 1.0
 #: Keep-alive timeout: an idle connection is closed after it. app.py gives aiohttp's
 #: handlers the same one. A request begun must be in whole within
 #: ``limits.body_read_timeout_s`` of its first byte: a 408 if its head is in (as
@@ -130,15 +128,8 @@ class FastPath:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-        # A closing connection is gone once its last response is flushed; a client
-        # that reads nothing would keep close() waiting for ever, so after a short
-        # grace the rest are cut off (else each socket outlives the loop).
-        if self.connections:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.emptied.wait(), min(timeout, FLUSH_GRACE))
-        for connection in list(self.connections):
-            connection.abort()
-        await asyncio.sleep(0)  # connection_lost, which releases the socket, runs now
+        # A closing connection is gone once its last response is flushed (edge/cut_off.py).
+        await cut_off(self.connections, self.emptied, min(timeout, FLUSH_GRACE))
 
 
 class FastConnection(asyncio.Protocol):

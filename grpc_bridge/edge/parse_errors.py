@@ -30,6 +30,8 @@ from grpc_bridge.edge.aiohttp_compat import (
     server_kwargs,
     server_loop,
 )
+from grpc_bridge.edge.cut_off import CutOffServer
+from grpc_bridge.edge.head_deadline import HeadDeadlineHandler
 from grpc_bridge.edge.steps import (
     INTERNAL_MESSAGE,
     REQUEST_ID_HEADER,
@@ -104,8 +106,9 @@ def _reason(message: str) -> str:
     return text or "unparseable request"
 
 
-class JsonErrorHandler(web.RequestHandler):
-    """aiohttp's connection protocol, with its error answers in the bridge's error shape.
+class JsonErrorHandler(HeadDeadlineHandler):
+    """aiohttp's connection protocol, with its error answers in the bridge's error shape
+    (and a deadline on request heads: edge/head_deadline.py).
 
     ``metrics`` set: a refused request is counted and logged like the ones the
     edge middleware refuses (the proxy listener); None: neither (admin listeners).
@@ -203,8 +206,9 @@ class JsonErrorHandler(web.RequestHandler):
         return response
 
 
-class JsonErrorServer(web.Server):
-    """aiohttp's low-level server, making ``JsonErrorHandler`` connections."""
+class JsonErrorServer(CutOffServer):
+    """aiohttp's low-level server, making ``JsonErrorHandler`` connections (and cutting
+    off at shutdown those that read nothing: edge/cut_off.py)."""
 
     def __init__(
         self,
@@ -213,6 +217,7 @@ class JsonErrorServer(web.Server):
         metrics: Metrics | None,
         observe: bool,
         refuse_method: RefuseMethod | None,
+        head_timeout: float | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -224,6 +229,7 @@ class JsonErrorServer(web.Server):
         self._metrics = metrics
         self._observe = observe
         self._refuse_method = refuse_method
+        self._head_timeout = head_timeout
 
     def __call__(self) -> web.RequestHandler:
         return JsonErrorHandler(
@@ -232,6 +238,7 @@ class JsonErrorServer(web.Server):
             metrics=self._metrics,
             observe=self._observe,
             refuse_method=self._refuse_method,
+            head_timeout=self._head_timeout,
             **server_kwargs(self),
         )
 
@@ -240,7 +247,8 @@ class JsonErrorRunner(RemadeServerRunner):
     """``web.AppRunner`` whose connections answer parse errors with the Status body.
 
     ``observe``: log and count refused requests (with ``metrics``), as the proxy does;
-    ``refuse_method``: the answer to a method token the parser does not know.
+    ``refuse_method``: the answer to a method token the parser does not know;
+    ``head_timeout``: how long a request head may take from its first byte (None: no limit).
     """
 
     def __init__(
@@ -250,12 +258,20 @@ class JsonErrorRunner(RemadeServerRunner):
         metrics: Metrics | None = None,
         observe: bool = False,
         refuse_method: RefuseMethod | None = None,
+        head_timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, **kwargs)
         self._metrics = metrics
         self._observe = observe
         self._refuse_method = refuse_method
+        self._head_timeout = head_timeout
+
+    async def cleanup(self) -> None:
+        server = self.server
+        await super().cleanup()
+        if isinstance(server, CutOffServer):
+            await server.cut_off()
 
     def remake_server(self, made: web.Server) -> web.Server:
         # aiohttp's own (app start-up, handler arguments), remade with our protocol class.
@@ -264,5 +280,6 @@ class JsonErrorRunner(RemadeServerRunner):
             metrics=self._metrics,
             observe=self._observe,
             refuse_method=self._refuse_method,
+            head_timeout=self._head_timeout,
             **server_kwargs(made),
         )
