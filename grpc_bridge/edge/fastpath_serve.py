@@ -142,11 +142,9 @@ def _served(match: Match, method: str) -> bool:
     NO_SIDE_EFFECTS.) Every streaming method and every request that matched
     nothing (404, 405) is aiohttp's.
     """
-    plan = match.plan
     return (
         match.kind is MatchKind.FULL
-        and plan is not None
-        and plan.info.kind is MethodKind.UNARY
+        and match.plan.info.kind is MethodKind.UNARY
         and (match.binding is not None or method in _GENERIC_METHODS)
     )
 
@@ -177,6 +175,8 @@ class LeanEdge:
         """The match of a request served here (its head is); None: aiohttp's."""
         method = message.method
         match = self.bridge.routes.match(method, message.path.partition("?")[0])
+        if match.kind is MatchKind.NONE:
+            return None
         return match if _served(match, method) else None
 
     async def answer(
@@ -194,7 +194,6 @@ class LeanEdge:
         method = message.method
         path, _, query = message.path.partition("?")
         plan = match.plan
-        assert plan is not None
         ctx = new_context(headers, self.metrics)
         try:
             # The Host header is there: the parser refuses an HTTP/1.1 head without it.

@@ -33,7 +33,7 @@ from grpc_bridge.protocol.base import PROTOCOL
 from grpc_bridge.protocol.json_streaming import head_of_stream
 from grpc_bridge.protocol.json_websocket import is_websocket
 from grpc_bridge.protocol.select import PROTOCOLS, build_protocols
-from grpc_bridge.routing.table import Match, MatchKind
+from grpc_bridge.routing.table import Lookup, Match, MatchKind
 from grpc_bridge.upstream.metadata import MetadataPolicy
 
 #: RFC 9110 token: what an HTTP method may be made of.
@@ -43,11 +43,12 @@ _POLICY = web.AppKey("metadata_policy", MetadataPolicy)
 _CORS = web.AppKey("cors_policy", CorsPolicy)
 
 
-def _routed(request: web.Request, match: Match, ctx: RequestContext) -> None:
-    """Record the match in the request context; raise for no route."""
-    if match.kind is MatchKind.NONE:
+def _routed(request: web.Request, found: Lookup, ctx: RequestContext) -> Match:
+    """The match, recorded in the request context; raise for no route."""
+    if found.kind is MatchKind.NONE:
         raise _no_route(request.app[BRIDGE], request)
-    ctx.record_match(match)
+    ctx.record_match(found)
+    return found
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -58,18 +59,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     raw_path = request.rel_url.raw_path
     if is_preflight(request):
         wanted = request.headers["Access-Control-Request-Method"]
-        match = bridge.routes.match(wanted, raw_path)
-        _routed(request, match, ctx)
+        match = _routed(request, bridge.routes.match(wanted, raw_path), ctx)
         if match.kind is MatchKind.WRONG_METHOD:
             raise _not_allowed(wanted, match)
         return request.app[_CORS].preflight(request, match.allowed)
     protocol = request[PROTOCOL]
     if is_websocket(request):
-        match = bridge.routes.websocket(raw_path)
-        _routed(request, match, ctx)
+        match = _routed(request, bridge.routes.websocket(raw_path), ctx)
         return await protocol.serve(request, match, bridge, ctx)
-    match = bridge.routes.match(request.method, raw_path)
-    _routed(request, match, ctx)
+    match = _routed(request, bridge.routes.match(request.method, raw_path), ctx)
     if match.kind is MatchKind.WRONG_METHOD:
         raise _not_allowed(request.method, match)
     return await protocol.serve(request, match, bridge, ctx)
@@ -87,11 +85,9 @@ async def dispatch_head(request: web.Request) -> web.StreamResponse:
     """
     bridge = request.app[BRIDGE]
     ctx = request[CONTEXT]
-    match = bridge.routes.match("HEAD", request.rel_url.raw_path)
-    _routed(request, match, ctx)
+    match = _routed(request, bridge.routes.match("HEAD", request.rel_url.raw_path), ctx)
     if match.kind is MatchKind.WRONG_METHOD:
         raise _not_allowed("HEAD", match)
-    assert match.plan is not None
     kind = match.plan.info.kind
     # The handlers read a GET (query string, no body); the answer goes out for the HEAD.
     as_get = request.clone(method="GET")

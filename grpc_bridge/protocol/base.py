@@ -42,7 +42,7 @@ class WireProtocol(Protocol):
     async def serve(
         self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
     ) -> web.StreamResponse:
-        """Serve a routed call (``match.plan`` set, the method allowed)."""
+        """Serve a routed call (the method allowed on this HTTP method)."""
 
 
 #: The protocol a request was found to speak (set by the edge middleware).

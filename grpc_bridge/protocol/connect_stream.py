@@ -257,7 +257,6 @@ async def serve_stream(
     wire: StreamWire,
 ) -> web.StreamResponse:
     plan = match.plan
-    assert plan is not None
     check_stream(request, plan)
     compressed = check_content_encoding(
         request.headers.getall(CONTENT_ENCODING, ()), CONTENT_ENCODING

@@ -157,7 +157,6 @@ async def serve_unary(
     policy: MetadataPolicy,
 ) -> web.Response:
     plan = match.plan
-    assert plan is not None
     limits = bridge.settings.limits
     if request.method == "GET":
         _check_unary(plan)

@@ -296,7 +296,7 @@ class GrpcWebProtocol:
                 "application/grpc-web-text+proto"
             )
         plan = match.plan
-        if match.binding is not None or plan is None:
+        if match.binding is not None:
             raise RouteNotFound(
                 f"no gRPC method at {request.rel_url.raw_path}: gRPC-Web calls "
                 "POST /package.Service/Method"

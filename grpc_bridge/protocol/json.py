@@ -81,5 +81,4 @@ class JsonProtocol:
     ) -> web.StreamResponse:
         if is_websocket(request):
             return await handle_websocket(request, match, bridge, ctx, self.policy)
-        assert match.plan is not None
         return await _HANDLERS[match.plan.info.kind](request, match, bridge, ctx, self.policy)

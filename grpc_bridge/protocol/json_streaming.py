@@ -112,7 +112,6 @@ async def handle_server_stream(
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
     plan = match.plan
-    assert plan is not None
     metadata = call_metadata(request, ctx, policy)
     timeout = stream_timeout(request, plan)
     message = await decode_request(request, match, bridge, ctx)
@@ -141,7 +140,6 @@ async def head_of_stream(
     call starts is refused alike; otherwise the headers a stream starts with.
     """
     plan = match.plan
-    assert plan is not None
     call_metadata(request, ctx, policy)
     stream_timeout(request, plan)
     if plan.info.kind.client_streams:
@@ -163,7 +161,6 @@ async def handle_bidi_stream(
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
     plan = match.plan
-    assert plan is not None
     metadata = call_metadata(request, ctx, policy)
     timeout = stream_timeout(request, plan)
     request_feed = _request_feed(request, match, bridge)
@@ -188,7 +185,6 @@ async def handle_client_stream(
 ) -> web.StreamResponse:
     """Request lines in, one JSON message out with metadata headers, like unary."""
     plan = match.plan
-    assert plan is not None
     metadata = call_metadata(request, ctx, policy)
     timeout = call_timeout(request, plan)
     request_feed = _request_feed(request, match, bridge)

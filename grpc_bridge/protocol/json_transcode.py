@@ -78,7 +78,6 @@ def query_items(raw: str) -> list[tuple[str, str]]:
 def stream_decoder(request: web.Request, match: Match, bridge: Bridge) -> MessageDecoder:
     """The decoder of each streamed request message; the path and query are checked now."""
     plan = match.plan
-    assert plan is not None
     if match.binding is None:
         return plan.request_codec
     return match.binding.request.stream_decoder(
@@ -91,7 +90,6 @@ def stream_decoder(request: web.Request, match: Match, bridge: Bridge) -> Messag
 def message_from_query(raw_query: str, match: Match, bridge: Bridge) -> Message:
     """The generic route's GET: every field from the query string (as sent, still encoded)."""
     plan = match.plan
-    assert plan is not None
     value = query_to_value(
         plan.info.input_type,
         query_items(raw_query),
@@ -105,8 +103,6 @@ async def decode_request(
     request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
 ) -> Message:
     """The request message of ``match``: the body read and checked, then :func:`message_of`."""
-    plan = match.plan
-    assert plan is not None
     binding = match.binding
     limits = bridge.settings.limits
     body = b""
@@ -157,7 +153,6 @@ def message_of(
             raise InvalidArgument(_NO_BODY)
         return message_from_query(raw_query, match, bridge)
     plan = match.plan
-    assert plan is not None
     return plan.request_codec.decode(body)
 
 
@@ -190,7 +185,6 @@ def encode_response(match: Match, message: Message) -> bytes:
     if match.binding is not None:
         return match.binding.response.encode(message)
     plan = match.plan
-    assert plan is not None
     return plan.response_codec.encode(message)
 
 
@@ -204,7 +198,6 @@ def stream_encoder(match: Match) -> Callable[[Message], bytes]:
     if match.binding is not None:
         return match.binding.response.encode_json
     plan = match.plan
-    assert plan is not None
     return plan.response_codec.encode
 
 

@@ -36,7 +36,6 @@ async def unary_reply(
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """The upstream's answer as the ``200``'s body and headers (a failure raises)."""
     plan = match.plan
-    assert plan is not None
     result = await bridge.invoker(plan.upstream).unary(
         plan.info, message, metadata=metadata, timeout=timeout
     )
@@ -54,7 +53,6 @@ async def handle_unary(
     policy: MetadataPolicy,
 ) -> web.Response:
     plan = match.plan
-    assert plan is not None
     # Headers are checked before the body is read: a bad header costs no upload.
     metadata = call_metadata(request, ctx, policy)
     timeout = call_timeout(request, plan)

@@ -203,7 +203,6 @@ class _Session:
         decoder: MessageDecoder,
     ) -> None:
         plan = match.plan
-        assert plan is not None
         self.plan = plan
         self.bridge = bridge
         self.metadata = metadata
@@ -292,7 +291,6 @@ async def handle_websocket(
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
     plan = match.plan
-    assert plan is not None
     settings = bridge.settings
     # Everything that can refuse the call is checked before the upgrade, as a plain HTTP error.
     check_origin(request, settings.cors)
