@@ -229,6 +229,16 @@ RULES = [
         (*EDGES, *ABOVE_HTTP),
     ),
     Rule(
+        "a call's handlers read the running bridge only through pipeline/env.py's CallEnv",
+        (
+            "grpc_bridge.protocol",
+            "grpc_bridge.pipeline.call",
+            "grpc_bridge.pipeline.relay",
+            "grpc_bridge.pipeline.sink",
+        ),
+        ("grpc_bridge.bridge",),
+    ),
+    Rule(
         "pipeline/ (what every protocol's call goes through) knows no protocol and no edge",
         ("grpc_bridge.pipeline",),
         ("grpc_bridge.protocol", *EDGES, *ABOVE_HTTP),

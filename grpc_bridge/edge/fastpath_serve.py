@@ -55,6 +55,7 @@ from grpc_bridge.pipeline.body import body_timeout
 from grpc_bridge.pipeline.call import metadata_for, timeout_for
 from grpc_bridge.pipeline.compress import ResponseCompression
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.responses import JSON_CONTENT_TYPE
 from grpc_bridge.protocol.json_transcode import message_of
 from grpc_bridge.protocol.json_unary import unary_reply
@@ -155,6 +156,7 @@ class LeanEdge:
     def __init__(
         self,
         bridge: Bridge,
+        env: CallEnv,
         metrics: Metrics | None,
         policy: MetadataPolicy,
         compression: ResponseCompression,
@@ -162,14 +164,15 @@ class LeanEdge:
         exposed: Callable[[str], bool],
     ) -> None:
         self.bridge = bridge
+        self.env = env
         self.metrics = metrics
         self.policy = policy
         self.compression = compression
         self.cors = cors
         #: What CORS exposes: the JSON protocol's headers (the only protocol served here).
         self.exposed = exposed
-        self.max_body = bridge.settings.limits.max_request_bytes
-        self.request_timeout = bridge.settings.limits.body_read_timeout_s
+        self.max_body = env.limits.max_request_bytes
+        self.request_timeout = env.limits.body_read_timeout_s
 
     def route(self, message: RawRequestMessage) -> Match | None:
         """The match of a request served here (its head is); None: aiohttp's."""
@@ -202,7 +205,7 @@ class LeanEdge:
             timeout = timeout_for(plan, headers)
             # served_length let only a JSON Content-Type (or none) through: the media
             # type check of the aiohttp path passes, and an HttpBody takes the same bytes.
-            request = message_of(match, method, query, body, headers.get(CONTENT_TYPE), self.bridge)
+            request = message_of(match, method, query, body, headers.get(CONTENT_TYPE), self.env)
         except Exception:
             # A BridgeError (or a bug): aiohttp answers it, as it answers any request
             # it sees first, 400 or 500 alike.
@@ -213,9 +216,7 @@ class LeanEdge:
         status = 499
         try:
             try:
-                payload, reply = await unary_reply(
-                    self.bridge, match, request, metadata, timeout, ctx
-                )
+                payload, reply = await unary_reply(self.env, match, request, metadata, timeout, ctx)
                 status, reason, answer = 200, "OK", CIMultiDict(reply)
             except BridgeError as exc:
                 status, reason, answer, payload = _parts(error_answer(exc, ctx))

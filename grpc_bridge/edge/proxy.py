@@ -29,6 +29,7 @@ from grpc_bridge.edge.steps import prepare_headers
 from grpc_bridge.errors import BridgeError, MethodNotAllowed, RouteNotFound, UpstreamNotReady
 from grpc_bridge.pipeline.compress import ResponseCompression
 from grpc_bridge.pipeline.context import BRIDGE, COMPRESSION, CONTEXT, METRICS, RequestContext
+from grpc_bridge.pipeline.env import CALL_ENV, call_env
 from grpc_bridge.protocol.base import PROTOCOL
 from grpc_bridge.protocol.json_streaming import head_of_stream
 from grpc_bridge.protocol.json_websocket import is_websocket
@@ -66,11 +67,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     protocol = request[PROTOCOL]
     if is_websocket(request):
         match = _routed(request, bridge.routes.websocket(raw_path), ctx)
-        return await protocol.serve(request, match, bridge, ctx)
+        return await protocol.serve(request, match, request.app[CALL_ENV], ctx)
     match = _routed(request, bridge.routes.match(request.method, raw_path), ctx)
     if match.kind is MatchKind.WRONG_METHOD:
         raise _not_allowed(request.method, match)
-    return await protocol.serve(request, match, bridge, ctx)
+    return await protocol.serve(request, match, request.app[CALL_ENV], ctx)
 
 
 async def dispatch_head(request: web.Request) -> web.StreamResponse:
@@ -91,10 +92,10 @@ async def dispatch_head(request: web.Request) -> web.StreamResponse:
     kind = match.plan.info.kind
     # The handlers read a GET (query string, no body); the answer goes out for the HEAD.
     as_get = request.clone(method="GET")
-    policy = request.app[_POLICY]
+    policy, env = request.app[_POLICY], request.app[CALL_ENV]
     if kind.server_streams:
-        return await head_of_stream(as_get, match, bridge, ctx, policy)
-    response = await request.app[PROTOCOLS].json.serve(as_get, match, bridge, ctx)
+        return await head_of_stream(as_get, match, env, ctx, policy)
+    response = await request.app[PROTOCOLS].json.serve(as_get, match, env, ctx)
     if isinstance(response, web.Response) and isinstance(response.body, bytes):
         # Content-Length as for GET; no body kept, so none is logged as sent either.
         response.headers["Content-Length"] = str(len(response.body))
@@ -160,6 +161,7 @@ def fast_path(app: web.Application, server: web.Server) -> FastPath | None:
         return None
     edge = LeanEdge(
         bridge,
+        app[CALL_ENV],
         app.get(METRICS),
         app[_POLICY],
         app[COMPRESSION],
@@ -181,6 +183,7 @@ def build_proxy_app(bridge: Bridge, outer: Sequence[Middleware] = ()) -> web.App
         handler_args={"handler_cancellation": True},
     )
     app[BRIDGE] = bridge
+    app[CALL_ENV] = call_env(bridge)
     app[_POLICY] = MetadataPolicy(
         forward_headers=frozenset(settings.metadata.forward_headers),
         max_bytes=limits.max_metadata_bytes,

@@ -17,11 +17,11 @@ from typing import Any
 from aiohttp import web
 from google.protobuf.message import Message
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import Framing, Pairs, StreamEnd
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.pipeline.compress import ACCEPT_ENCODING, StreamWriter
 from grpc_bridge.pipeline.context import COMPRESSION, RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.relay import Activity, relay, send_error, supervise
 from grpc_bridge.pipeline.responses import json_response
 from grpc_bridge.routing.plan import MethodPlan
@@ -175,7 +175,7 @@ async def finish_stream(
 async def relay_stream(
     call: StreamCall,
     encode: Callable[[Message], bytes],
-    bridge: Bridge,
+    env: CallEnv,
     sink: HttpSink,
     framing: Framing,
     activity: Activity,
@@ -187,8 +187,8 @@ async def relay_stream(
         supervise(
             relay(call, framing, sink, encode, activity),
             feed,
-            closing=bridge.closing,
-            idle_timeout_s=bridge.settings.streams.idle_timeout_s,
+            closing=env.closing,
+            idle_timeout_s=env.idle_timeout_s,
             activity=activity,
         )
     )

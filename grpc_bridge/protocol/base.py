@@ -6,10 +6,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.routing.table import Match
 
 
@@ -40,7 +40,7 @@ class WireProtocol(Protocol):
         """The whole answer to a call that failed before its response started."""
 
     async def serve(
-        self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+        self, request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
     ) -> web.StreamResponse:
         """Serve a routed call (the method allowed on this HTTP method)."""
 

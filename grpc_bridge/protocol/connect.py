@@ -26,7 +26,6 @@ from typing import Any
 
 from aiohttp import web
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import (
     BridgeError,
@@ -36,6 +35,7 @@ from grpc_bridge.errors import (
     shown,
 )
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.protocol.base import WireProtocol
 from grpc_bridge.protocol.connect_errors import error_headers, http_status, unary_error_body
 from grpc_bridge.protocol.connect_stream import StreamWire, serve_stream
@@ -159,7 +159,7 @@ class ConnectUnary(_Connect):
         return response
 
     async def serve(
-        self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+        self, request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
     ) -> web.StreamResponse:
         _check_route(request, match)
         media = media_type(request)
@@ -168,7 +168,7 @@ class ConnectUnary(_Connect):
                 f"unsupported Content-Type {shown(media)}: Connect streams are "
                 "application/connect+json or application/connect+proto"
             )
-        return await serve_unary(request, match, bridge, ctx, self.policy)
+        return await serve_unary(request, match, env, ctx, self.policy)
 
 
 class ConnectStream(_Connect):
@@ -191,10 +191,10 @@ class ConnectStream(_Connect):
         return self.wire.error_response(exc, ctx)
 
     async def serve(
-        self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+        self, request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
     ) -> web.StreamResponse:
         _check_route(request, match)
-        return await serve_stream(request, match, bridge, ctx, self.policy, self.wire)
+        return await serve_stream(request, match, env, ctx, self.policy, self.wire)
 
 
 def _check_route(request: web.Request, match: Match) -> None:

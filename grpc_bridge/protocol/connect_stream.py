@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import HttpVersion, web
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import (
@@ -42,6 +41,7 @@ from grpc_bridge.errors import (
 from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.call import call_metadata, call_timeout
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity, deliver_one, end_of, supervise
 from grpc_bridge.pipeline.sink import (
     ClientGone,
@@ -170,10 +170,10 @@ async def _envelopes(
 
 
 async def _single_message(
-    request: web.Request, plan: MethodPlan, bridge: Bridge, compressed: bool
+    request: web.Request, plan: MethodPlan, env: CallEnv, compressed: bool
 ) -> bytes:
     """The one request message of a server-streaming call."""
-    limits = bridge.settings.limits
+    limits = env.limits
     found: bytes | None = None
     async for flags, data, number in _envelopes(
         request, limits.max_request_bytes, limits.body_read_timeout_s, whole_body=True
@@ -196,13 +196,13 @@ async def _feed(
     request: web.Request,
     codec: Codec,
     plan: MethodPlan,
-    bridge: Bridge,
+    env: CallEnv,
     call: StreamCall,
     activity: Activity,
     compressed: bool,
 ) -> None:
     """Request envelopes → upstream as they arrive; the end of the body half-closes."""
-    limits = bridge.settings.limits
+    limits = env.limits
     limit = limits.max_request_bytes
     async for flags, data, number in _envelopes(
         request, limit, limits.body_read_timeout_s, whole_body=False
@@ -251,7 +251,7 @@ class _BidiNeedsHttp2(BridgeError):
 async def serve_stream(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
     wire: StreamWire,
@@ -264,8 +264,8 @@ async def serve_stream(
     metadata = call_metadata(request, ctx, policy)
     try:
         if plan.info.kind.client_streams:
-            return await _client_stream(request, plan, bridge, ctx, wire, metadata, compressed)
-        return await _server_stream(request, plan, bridge, ctx, wire, metadata, compressed)
+            return await _client_stream(request, plan, env, ctx, wire, metadata, compressed)
+        return await _server_stream(request, plan, env, ctx, wire, metadata, compressed)
     except ClientGone as exc:
         # Nobody is left to read an answer; the upstream call was cancelled on the way out.
         ctx.grpc_code, ctx.error = code_name(Code.CANCELLED), f"client went away: {exc}"
@@ -275,7 +275,7 @@ async def serve_stream(
 async def _server_stream(
     request: web.Request,
     plan: MethodPlan,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     wire: StreamWire,
     metadata: Metadata,
@@ -284,15 +284,15 @@ async def _server_stream(
     """One request message, then the response envelopes as they come."""
     codec = wire.codec
     timeout = stream_timeout(request, plan)
-    data = await _single_message(request, plan, bridge, compressed)
+    data = await _single_message(request, plan, env, compressed)
     ctx.bytes_in = request.content.total_bytes
     message = codec.decode(plan, data)
     sink, framing = _sink(request, ctx, wire)
-    async with bridge.invoker(plan.upstream).server_stream(
+    async with env.invoker(plan.upstream).server_stream(
         codec.info(plan), message, metadata=metadata, timeout=timeout
     ) as call:
         outcome = await relay_stream(
-            call, codec.encoder(plan), bridge, sink, framing, Activity(), None
+            call, codec.encoder(plan), env, sink, framing, Activity(), None
         )
     return await finish_stream(sink, plan, ctx, outcome)
 
@@ -300,7 +300,7 @@ async def _server_stream(
 async def _client_stream(
     request: web.Request,
     plan: MethodPlan,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     wire: StreamWire,
     metadata: Metadata,
@@ -309,16 +309,16 @@ async def _client_stream(
     """Half-duplex: request envelopes upstream as they arrive, then the one answer."""
     codec = wire.codec
     activity = Activity()
-    invoker = bridge.invoker(plan.upstream)
+    invoker = env.invoker(plan.upstream)
     async with invoker.request_stream(
         codec.info(plan), metadata=metadata, timeout=call_timeout(request, plan)
     ) as call:
         try:
             response = await supervise(
                 call.response(),
-                _feed(request, codec, plan, bridge, call, activity, compressed),
-                closing=bridge.closing,
-                idle_timeout_s=bridge.settings.streams.idle_timeout_s,
+                _feed(request, codec, plan, env, call, activity, compressed),
+                closing=env.closing,
+                idle_timeout_s=env.idle_timeout_s,
                 activity=activity,
             )
         finally:

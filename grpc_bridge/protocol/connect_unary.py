@@ -23,12 +23,12 @@ from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType, shown
 from grpc_bridge.pipeline.body import read_body
 from grpc_bridge.pipeline.call import call_metadata, call_timeout
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.protocol.connect_wire import (
     CODECS,
@@ -152,12 +152,12 @@ async def get_message(raw_query: str, limit: int) -> tuple[Codec, bytes]:
 async def serve_unary(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.Response:
     plan = match.plan
-    limits = bridge.settings.limits
+    limits = env.limits
     if request.method == "GET":
         _check_unary(plan)
         metadata = call_metadata(request, ctx, policy)
@@ -175,7 +175,7 @@ async def serve_unary(
         body = await read_body(request, limits.max_request_bytes, limits.body_read_timeout_s)
     ctx.bytes_in = len(body)
     message = codec.decode(plan, body)
-    result = await bridge.invoker(plan.upstream).unary(
+    result = await env.invoker(plan.upstream).unary(
         codec.info(plan), message, metadata=metadata, timeout=timeout
     )
     ctx.grpc_code = _OK

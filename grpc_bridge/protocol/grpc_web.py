@@ -46,7 +46,6 @@ from typing import Any
 from aiohttp import web
 from google.protobuf.message import Message
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.details import status_bin
 from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.codec.raw import raw, raw_bytes
@@ -63,6 +62,7 @@ from grpc_bridge.errors import (
 from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.call import call_metadata
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity
 from grpc_bridge.pipeline.sink import HttpSink, finish_stream, relay_stream
@@ -285,7 +285,7 @@ class GrpcWebProtocol:
         return response
 
     async def serve(
-        self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+        self, request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
     ) -> web.StreamResponse:
         asked = asked_by(request.headers.get("Content-Type", ""), request.headers.get("Accept"))
         if asked is None:
@@ -310,9 +310,9 @@ class GrpcWebProtocol:
             )
         metadata = call_metadata(request, ctx, self.policy)
         requested = parse_timeout(request.headers.get("Grpc-Timeout"), None)
-        payload = await read_message(request, bridge.settings.limits, asked.text_request, ctx)
+        payload = await read_message(request, env.limits, asked.text_request, ctx)
         answer = asked.answer
-        invoker = bridge.invoker(plan.upstream)
+        invoker = env.invoker(plan.upstream)
         if kind is MethodKind.UNARY:
             headers, body = await unary_reply(invoker, plan, answer, payload, metadata, requested)
             ctx.grpc_code = _OK
@@ -330,7 +330,7 @@ class GrpcWebProtocol:
         async with invoker.server_stream(
             info, message, metadata=metadata, timeout=stream_timeout
         ) as call:
-            outcome = await relay_stream(call, encode, bridge, sink, framing, Activity(), None)
+            outcome = await relay_stream(call, encode, env, sink, framing, Activity(), None)
         return await finish_stream(sink, plan, ctx, outcome)
 
 

@@ -39,12 +39,12 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 from google.protobuf.message import Message
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import WEBSOCKET_FRAMING, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument, OriginNotAllowed, ShuttingDown
 from grpc_bridge.pipeline.call import call_metadata, call_timeout
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.relay import (
     ACTIVE_SINK,
     Activity,
@@ -197,14 +197,14 @@ class _Session:
         self,
         ws: web.WebSocketResponse,
         match: Match,
-        bridge: Bridge,
+        env: CallEnv,
         metadata: Metadata,
         timeout: float | None,
         decoder: MessageDecoder,
     ) -> None:
         plan = match.plan
         self.plan = plan
-        self.bridge = bridge
+        self.env = env
         self.metadata = metadata
         self.timeout = timeout
         self.sink = WebSocketSink(ws)
@@ -218,14 +218,14 @@ class _Session:
         return supervise(
             main,
             feeder,
-            closing=self.bridge.closing,
-            idle_timeout_s=self.bridge.settings.streams.idle_timeout_s,
+            closing=self.env.closing,
+            idle_timeout_s=self.env.idle_timeout_s,
             activity=self.activity,
         )
 
     async def run(self) -> None:
         kind = self.plan.info.kind
-        invoker = self.bridge.invoker(self.plan.upstream)
+        invoker = self.env.invoker(self.plan.upstream)
         if kind.client_streams:
             async with invoker.request_stream(
                 self.plan.info, metadata=self.metadata, timeout=self.timeout
@@ -286,14 +286,13 @@ def _reason(message: str) -> bytes:
 async def handle_websocket(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
     plan = match.plan
-    settings = bridge.settings
     # Everything that can refuse the call is checked before the upgrade, as a plain HTTP error.
-    check_origin(request, settings.cors)
+    check_origin(request, env.cors)
     metadata = call_metadata(request, ctx, policy)
     kind = plan.info.kind
     timeout = (
@@ -302,16 +301,16 @@ async def handle_websocket(
         else stream_timeout(request, plan)
     )
     # A REST binding's path and query join every frame's message (a bad one is a 400 here).
-    decoder = stream_decoder(request, match, bridge)
+    decoder = stream_decoder(request, match, env)
     ws = web.WebSocketResponse(
-        heartbeat=settings.websocket.heartbeat_s,
-        max_msg_size=settings.websocket.max_message_size,
+        heartbeat=env.websocket.heartbeat_s,
+        max_msg_size=env.websocket.max_message_size,
         timeout=_CLOSE_TIMEOUT_S,
-        compress=settings.websocket.permessage_deflate,
+        compress=env.websocket.permessage_deflate,
     )
     await ws.prepare(request)
     ctx.open_stream(WEBSOCKET_FRAMING.name)
-    session = _Session(ws, match, bridge, metadata, timeout, decoder)
+    session = _Session(ws, match, env, metadata, timeout, decoder)
     request[ACTIVE_SINK] = session.sink
     try:
         await session.run()
