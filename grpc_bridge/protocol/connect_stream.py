@@ -39,16 +39,17 @@ from grpc_bridge.errors import (
     grpc_family_code,
 )
 from grpc_bridge.pipeline.body import BodyReader
-from grpc_bridge.pipeline.call import call_metadata, call_timeout
+from grpc_bridge.pipeline.call import OpenCall, open_call, open_stream_call
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
-from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity, deliver_one, end_of, supervise
+from grpc_bridge.pipeline.relay import Activity, deliver_one, end_of
 from grpc_bridge.pipeline.sink import (
     ClientGone,
     HttpSink,
     finish_stream,
+    open_sink,
     relay_stream,
-    stream_timeout,
+    supervised,
 )
 from grpc_bridge.protocol.connect_errors import end_stream_json
 from grpc_bridge.protocol.connect_wire import (
@@ -66,7 +67,7 @@ from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Settings
 from grpc_bridge.status import Code, code_name
 from grpc_bridge.upstream.api import StreamCall
-from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy, prefixed_headers
+from grpc_bridge.upstream.metadata import MetadataPolicy, prefixed_headers
 
 FRAMING = "connect"
 CONTENT_ENCODING = "Connect-Content-Encoding"
@@ -223,10 +224,8 @@ def _sink(
 ) -> tuple[HttpSink, ConnectFraming]:
     gzipped = wire.gzipped is not None and accepts_gzip(request.headers.get(ACCEPT_ENCODING))
     framing = wire.gzipped if gzipped and wire.gzipped is not None else wire.plain
-    sink = HttpSink(request, framing, _leading_gzip if gzipped else _leading)
-    request[ACTIVE_SINK] = sink
-    ctx.open_stream(FRAMING)
-    return sink, framing
+    headers_of = _leading_gzip if gzipped else _leading
+    return open_sink(request, ctx, framing, FRAMING, headers_of), framing
 
 
 def check_stream(request: web.Request, plan: MethodPlan) -> None:
@@ -261,11 +260,12 @@ async def serve_stream(
     compressed = check_content_encoding(
         request.headers.getall(CONTENT_ENCODING, ()), CONTENT_ENCODING
     )
-    metadata = call_metadata(request, ctx, policy)
     try:
         if plan.info.kind.client_streams:
-            return await _client_stream(request, plan, env, ctx, wire, metadata, compressed)
-        return await _server_stream(request, plan, env, ctx, wire, metadata, compressed)
+            start = open_call(request, plan, env, ctx, policy)
+            return await _client_stream(request, plan, env, ctx, wire, start, compressed)
+        streamed = open_stream_call(request, plan, env, ctx, policy)
+        return await _server_stream(request, plan, env, ctx, wire, streamed, compressed)
     except ClientGone as exc:
         # Nobody is left to read an answer; the upstream call was cancelled on the way out.
         ctx.grpc_code, ctx.error = code_name(Code.CANCELLED), f"client went away: {exc}"
@@ -278,18 +278,17 @@ async def _server_stream(
     env: CallEnv,
     ctx: RequestContext,
     wire: StreamWire,
-    metadata: Metadata,
+    start: OpenCall[float | None],
     compressed: bool,
 ) -> web.StreamResponse:
     """One request message, then the response envelopes as they come."""
     codec = wire.codec
-    timeout = stream_timeout(request, plan)
     data = await _single_message(request, plan, env, compressed)
     ctx.bytes_in = request.content.total_bytes
     message = codec.decode(plan, data)
     sink, framing = _sink(request, ctx, wire)
-    async with env.invoker(plan.upstream).server_stream(
-        codec.info(plan), message, metadata=metadata, timeout=timeout
+    async with start.invoker.server_stream(
+        codec.info(plan), message, metadata=start.metadata, timeout=start.timeout
     ) as call:
         outcome = await relay_stream(
             call, codec.encoder(plan), env, sink, framing, Activity(), None
@@ -303,23 +302,21 @@ async def _client_stream(
     env: CallEnv,
     ctx: RequestContext,
     wire: StreamWire,
-    metadata: Metadata,
+    start: OpenCall[float],
     compressed: bool,
 ) -> web.StreamResponse:
     """Half-duplex: request envelopes upstream as they arrive, then the one answer."""
     codec = wire.codec
     activity = Activity()
-    invoker = env.invoker(plan.upstream)
-    async with invoker.request_stream(
-        codec.info(plan), metadata=metadata, timeout=call_timeout(request, plan)
+    async with start.invoker.request_stream(
+        codec.info(plan), metadata=start.metadata, timeout=start.timeout
     ) as call:
         try:
-            response = await supervise(
+            response = await supervised(
                 call.response(),
                 _feed(request, codec, plan, env, call, activity, compressed),
-                closing=env.closing,
-                idle_timeout_s=env.idle_timeout_s,
-                activity=activity,
+                env,
+                activity,
             )
         finally:
             ctx.bytes_in = request.content.total_bytes

@@ -60,12 +60,12 @@ from grpc_bridge.errors import (
     shown,
 )
 from grpc_bridge.pipeline.body import BodyReader
-from grpc_bridge.pipeline.call import call_metadata
+from grpc_bridge.pipeline.call import call_metadata, stream_deadline
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.inflate import too_large
-from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity
-from grpc_bridge.pipeline.sink import HttpSink, finish_stream, relay_stream
+from grpc_bridge.pipeline.relay import Activity
+from grpc_bridge.pipeline.sink import finish_stream, open_sink, relay_stream
 from grpc_bridge.protocol.grpc_web_frames import (
     HEAD_SIZE,
     BadBase64,
@@ -321,15 +321,10 @@ class GrpcWebProtocol:
                 response.headers.add(name, value)
             return response
         info, message, encode = _call_of(plan, answer, payload)
-        # Streams have no default deadline (spec §7): only the client's, clamped.
-        stream_timeout = None if requested is None else min(requested, plan.limits.max_timeout_s)
         framing = _FRAMINGS[answer]
-        ctx.open_stream(NAME)
-        sink = HttpSink(request, framing, stream_headers)
-        request[ACTIVE_SINK] = sink
-        async with invoker.server_stream(
-            info, message, metadata=metadata, timeout=stream_timeout
-        ) as call:
+        sink = open_sink(request, ctx, framing, NAME, stream_headers)
+        timeout = stream_deadline(requested, plan)
+        async with invoker.server_stream(info, message, metadata=metadata, timeout=timeout) as call:
             outcome = await relay_stream(call, encode, env, sink, framing, Activity(), None)
         return await finish_stream(sink, plan, ctx, outcome)
 

@@ -27,23 +27,20 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from grpc_bridge.codec.framing import Framing
-from grpc_bridge.pipeline.call import call_metadata, call_timeout
+from grpc_bridge.pipeline.call import open_call, open_stream_call
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.negotiate import stream_framing
-from grpc_bridge.pipeline.relay import (
-    ACTIVE_SINK,
-    Activity,
-    supervise,
-)
+from grpc_bridge.pipeline.relay import Activity
 from grpc_bridge.pipeline.responses import json_response
 from grpc_bridge.pipeline.sink import (
     STREAM_HEADERS,
     ClientGone,
     HttpSink,
     finish_stream,
+    open_sink,
     relay_stream,
-    stream_timeout,
+    supervised,
 )
 from grpc_bridge.protocol.json_request_stream import check_request_stream, request_messages
 from grpc_bridge.protocol.json_transcode import (
@@ -98,10 +95,7 @@ def _request_feed(request: web.Request, match: Match, env: CallEnv) -> RequestFe
 
 def _stream_sink(request: web.Request, ctx: RequestContext) -> tuple[HttpSink, Framing]:
     framing = stream_framing(request.headers.get("Accept"))
-    ctx.open_stream(framing.name)
-    sink = HttpSink(request, framing)
-    request[ACTIVE_SINK] = sink
-    return sink, framing
+    return open_sink(request, ctx, framing, framing.name), framing
 
 
 async def handle_server_stream(
@@ -112,17 +106,14 @@ async def handle_server_stream(
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
     plan = match.plan
-    metadata = call_metadata(request, ctx, policy)
-    timeout = stream_timeout(request, plan)
+    start = open_stream_call(request, plan, env, ctx, policy)
     message = await decode_request(request, match, env, ctx)
     sink, framing = _stream_sink(request, ctx)
-    activity = Activity()
-    invoker = env.invoker(plan.upstream)
-    async with invoker.server_stream(
-        plan.info, message, metadata=metadata, timeout=timeout
+    async with start.invoker.server_stream(
+        plan.info, message, metadata=start.metadata, timeout=start.timeout
     ) as call:
         outcome = await relay_stream(
-            call, stream_encoder(match), env, sink, framing, activity, None
+            call, stream_encoder(match), env, sink, framing, Activity(), None
         )
     return await finish_stream(sink, plan, ctx, outcome)
 
@@ -140,8 +131,7 @@ async def head_of_stream(
     call starts is refused alike; otherwise the headers a stream starts with.
     """
     plan = match.plan
-    call_metadata(request, ctx, policy)
-    stream_timeout(request, plan)
+    open_stream_call(request, plan, env, ctx, policy)
     if plan.info.kind.client_streams:
         _request_feed(request, match, env)
     else:
@@ -161,13 +151,13 @@ async def handle_bidi_stream(
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
     plan = match.plan
-    metadata = call_metadata(request, ctx, policy)
-    timeout = stream_timeout(request, plan)
+    start = open_stream_call(request, plan, env, ctx, policy)
     request_feed = _request_feed(request, match, env)
     sink, framing = _stream_sink(request, ctx)
     activity = Activity()
-    invoker = env.invoker(plan.upstream)
-    async with invoker.request_stream(plan.info, metadata=metadata, timeout=timeout) as call:
+    async with start.invoker.request_stream(
+        plan.info, metadata=start.metadata, timeout=start.timeout
+    ) as call:
         feed = _feed_body(request, request_feed, env, call, activity)
         outcome = await relay_stream(
             call, stream_encoder(match), env, sink, framing, activity, feed
@@ -185,19 +175,18 @@ async def handle_client_stream(
 ) -> web.StreamResponse:
     """Request lines in, one JSON message out with metadata headers, like unary."""
     plan = match.plan
-    metadata = call_metadata(request, ctx, policy)
-    timeout = call_timeout(request, plan)
+    start = open_call(request, plan, env, ctx, policy)
     request_feed = _request_feed(request, match, env)
     activity = Activity()
-    invoker = env.invoker(plan.upstream)
-    async with invoker.request_stream(plan.info, metadata=metadata, timeout=timeout) as call:
+    async with start.invoker.request_stream(
+        plan.info, metadata=start.metadata, timeout=start.timeout
+    ) as call:
         try:
-            response = await supervise(
+            response = await supervised(
                 call.response(),
                 _feed_body(request, request_feed, env, call, activity),
-                closing=env.closing,
-                idle_timeout_s=env.idle_timeout_s,
-                activity=activity,
+                env,
+                activity,
             )
         except ClientGone as exc:
             ctx.grpc_code, ctx.error = code_name(Code.CANCELLED), f"client went away: {exc}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from google.protobuf.message import Message
 
-from grpc_bridge.pipeline.call import call_metadata, call_timeout
+from grpc_bridge.pipeline.call import open_call
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.protocol.json_transcode import decode_request, reply_parts
@@ -52,10 +52,7 @@ async def handle_unary(
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.Response:
-    plan = match.plan
-    # Headers are checked before the body is read: a bad header costs no upload.
-    metadata = call_metadata(request, ctx, policy)
-    timeout = call_timeout(request, plan)
+    start = open_call(request, match.plan, env, ctx, policy)
     message = await decode_request(request, match, env, ctx)
-    body, headers = await unary_reply(env, match, message, metadata, timeout, ctx)
+    body, headers = await unary_reply(env, match, message, start.metadata, start.timeout, ctx)
     return web.Response(body=body, headers=headers)

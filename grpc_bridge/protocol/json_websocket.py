@@ -42,7 +42,7 @@ from google.protobuf.message import Message
 from grpc_bridge.codec.framing import WEBSOCKET_FRAMING, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument, OriginNotAllowed, ShuttingDown
-from grpc_bridge.pipeline.call import call_metadata, call_timeout
+from grpc_bridge.pipeline.call import OpenCall, open_call, open_stream_call
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.relay import (
@@ -52,15 +52,14 @@ from grpc_bridge.pipeline.relay import (
     deliver_one,
     relay,
     send_error,
-    supervise,
 )
-from grpc_bridge.pipeline.sink import ClientGone, stream_timeout
+from grpc_bridge.pipeline.sink import ClientGone, supervised
 from grpc_bridge.protocol.json_transcode import MessageDecoder, stream_decoder, stream_encoder
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Cors
 from grpc_bridge.status import Code, code_name
 from grpc_bridge.upstream.api import StreamCall
-from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy
+from grpc_bridge.upstream.metadata import MetadataPolicy
 
 CLOSE_OK = 1000
 CLOSE_GOING_AWAY = 1001
@@ -198,15 +197,14 @@ class _Session:
         ws: web.WebSocketResponse,
         match: Match,
         env: CallEnv,
-        metadata: Metadata,
-        timeout: float | None,
+        start: OpenCall[float] | OpenCall[float | None],
         decoder: MessageDecoder,
     ) -> None:
-        plan = match.plan
-        self.plan = plan
+        self.plan = match.plan
         self.env = env
-        self.metadata = metadata
-        self.timeout = timeout
+        self.invoker = start.invoker
+        self.metadata = start.metadata
+        self.timeout = start.timeout
         self.sink = WebSocketSink(ws)
         self.encode = stream_encoder(match)
         self.activity = Activity()
@@ -215,17 +213,11 @@ class _Session:
     def _supervise(
         self, main: Coroutine[Any, Any, None], feeder: Coroutine[Any, Any, None]
     ) -> Coroutine[Any, Any, None]:
-        return supervise(
-            main,
-            feeder,
-            closing=self.env.closing,
-            idle_timeout_s=self.env.idle_timeout_s,
-            activity=self.activity,
-        )
+        return supervised(main, feeder, self.env, self.activity)
 
     async def run(self) -> None:
         kind = self.plan.info.kind
-        invoker = self.env.invoker(self.plan.upstream)
+        invoker = self.invoker
         if kind.client_streams:
             async with invoker.request_stream(
                 self.plan.info, metadata=self.metadata, timeout=self.timeout
@@ -293,12 +285,10 @@ async def handle_websocket(
     plan = match.plan
     # Everything that can refuse the call is checked before the upgrade, as a plain HTTP error.
     check_origin(request, env.cors)
-    metadata = call_metadata(request, ctx, policy)
-    kind = plan.info.kind
-    timeout = (
-        call_timeout(request, plan)
-        if kind in (MethodKind.UNARY, MethodKind.CLIENT_STREAM)
-        else stream_timeout(request, plan)
+    start = (
+        open_call(request, plan, env, ctx, policy)
+        if plan.info.kind in (MethodKind.UNARY, MethodKind.CLIENT_STREAM)
+        else open_stream_call(request, plan, env, ctx, policy)
     )
     # A REST binding's path and query join every frame's message (a bad one is a 400 here).
     decoder = stream_decoder(request, match, env)
@@ -310,7 +300,7 @@ async def handle_websocket(
     )
     await ws.prepare(request)
     ctx.open_stream(WEBSOCKET_FRAMING.name)
-    session = _Session(ws, match, env, metadata, timeout, decoder)
+    session = _Session(ws, match, env, start, decoder)
     request[ACTIVE_SINK] = session.sink
     try:
         await session.run()
