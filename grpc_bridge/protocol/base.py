@@ -12,6 +12,29 @@ from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.routing.table import Match
 
+#: Response headers that say nothing about the call (transport, caching, the proxy's own):
+#: a browser protocol's ``exposed`` leaves them out (and CORS's own, ``access-control-*``),
+#: whatever else its clients read.
+UNEXPOSED_HEADERS = frozenset(
+    {
+        "cache-control",
+        "connection",
+        "content-length",
+        "content-type",
+        "date",
+        "keep-alive",
+        "server",
+        "transfer-encoding",
+        "vary",
+        "x-accel-buffering",
+    }
+)
+
+
+def exposed_unless(header: str, unexposed: frozenset[str]) -> bool:
+    """Whether CORS exposes ``header`` (lower-case): neither in ``unexposed`` nor CORS's own."""
+    return header not in unexposed and not header.startswith("access-control-")
+
 
 class WireProtocol(Protocol):
     #: Label in logs (``protocol``) and metrics (``grpc_bridge_protocol_requests_total``).

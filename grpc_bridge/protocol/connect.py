@@ -36,7 +36,7 @@ from grpc_bridge.errors import (
 )
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
-from grpc_bridge.protocol.base import WireProtocol
+from grpc_bridge.protocol.base import UNEXPOSED_HEADERS, WireProtocol, exposed_unless
 from grpc_bridge.protocol.connect_errors import error_headers, http_status, unary_error_body
 from grpc_bridge.protocol.connect_stream import StreamWire, serve_stream
 from grpc_bridge.protocol.connect_unary import serve_unary
@@ -69,21 +69,9 @@ REQUEST_HEADERS = frozenset(
     }
 )
 #: Response headers a client has no need to read: all others (metadata, ``trailer-*``,
-#: ``connect-*``, ``x-request-id``...) are exposed to it.
-_NOT_EXPOSED = frozenset(
-    {
-        "cache-control",
-        "connection",
-        "content-length",
-        "content-type",
-        "date",
-        "keep-alive",
-        "server",
-        "transfer-encoding",
-        "vary",
-        "x-accel-buffering",
-    }
-)
+#: ``connect-*``, ``x-request-id``, and ``content-encoding``: Connect's own unary
+#: compression) are exposed to it.
+_NOT_EXPOSED = UNEXPOSED_HEADERS
 
 
 def _is_connect_get(request: web.Request) -> bool:
@@ -132,7 +120,7 @@ class _Connect:
         return describe(info)
 
     def exposed(self, header: str) -> bool:
-        return header not in _NOT_EXPOSED and not header.startswith("access-control-")
+        return exposed_unless(header, _NOT_EXPOSED)
 
 
 class ConnectUnary(_Connect):

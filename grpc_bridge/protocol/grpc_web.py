@@ -66,6 +66,7 @@ from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.pipeline.relay import Activity
 from grpc_bridge.pipeline.sink import finish_stream, open_sink, relay_stream
+from grpc_bridge.protocol.base import UNEXPOSED_HEADERS, exposed_unless
 from grpc_bridge.protocol.grpc_web_frames import (
     HEAD_SIZE,
     BadBase64,
@@ -103,25 +104,9 @@ REQUEST_HEADERS = frozenset(
     }
 )
 #: Response headers every client reads without CORS's help, or that say nothing
-#: about the call: everything else (status, metadata) is exposed.
-_NOT_EXPOSED = frozenset(
-    {
-        "access-control-allow-credentials",
-        "access-control-allow-origin",
-        "access-control-expose-headers",
-        "cache-control",
-        "connection",
-        "content-encoding",
-        "content-length",
-        "content-type",
-        "date",
-        "keep-alive",
-        "server",
-        "transfer-encoding",
-        "vary",
-        "x-accel-buffering",
-    }
-)
+#: about the call: everything else (status, metadata) is exposed. Unlike Connect's, a
+#: gRPC-Web client never reads ``content-encoding`` (its messages say ``grpc-encoding``).
+_NOT_EXPOSED = UNEXPOSED_HEADERS | {"content-encoding"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +241,7 @@ class GrpcWebProtocol:
         return describe(info)
 
     def exposed(self, header: str) -> bool:
-        return header not in _NOT_EXPOSED
+        return exposed_unless(header, _NOT_EXPOSED)
 
     def error_response(
         self, exc: BridgeError, ctx: RequestContext, request: web.Request
