@@ -46,6 +46,12 @@ class WireProtocol(Protocol):
     #: The edge may compress its whole answers by ``Accept-Encoding`` (RFC 9110). Protocols
     #: with compression of their own (Connect, gRPC-Web) say no: their clients don't expect it.
     http_compression: bool
+    #: Content-Types (exact, as sent) that name this protocol: ``select.py`` looks a
+    #: request's up and asks only the protocol found whether it ``claims`` the request.
+    media_types: frozenset[str]
+    #: It may claim a request without one of its media types (by a header or the query):
+    #: asked about a request with no Content-Type or the JSON family's.
+    claims_by_headers: bool
 
     def claims(self, request: web.Request) -> bool:
         """Whether ``request`` speaks this protocol (headers and query only: no body read)."""

@@ -127,6 +127,10 @@ class ConnectUnary(_Connect):
     """Unary POST and GET, and what no stream codec claims; errors as Connect's error JSON."""
 
     kinds = frozenset({MethodKind.UNARY})
+    # Unary Connect is application/json too: its Connect-Protocol-Version header (or a
+    # GET's connect=v1) tells it from a JSON route's call.
+    media_types = frozenset({"application/proto"})
+    claims_by_headers = True
     # Connect unary answers take Content-Encoding by Accept-Encoding, as any HTTP answer.
     http_compression = True
 
@@ -164,11 +168,13 @@ class ConnectStream(_Connect):
 
     # Bidi needs HTTP/2 end to end (connect_stream.py answers it with a clear error).
     kinds = frozenset({MethodKind.SERVER_STREAM, MethodKind.CLIENT_STREAM})
+    claims_by_headers = False
 
     def __init__(self, policy: MetadataPolicy, wire: StreamWire) -> None:
         super().__init__(policy)
         self.wire = wire
         self._media = wire.codec.stream_type
+        self.media_types = frozenset({self._media})
 
     def claims(self, request: web.Request) -> bool:
         return _kind(request) == self._media

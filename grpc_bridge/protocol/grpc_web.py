@@ -223,6 +223,8 @@ class GrpcWebProtocol:
     kinds = frozenset({MethodKind.UNARY, MethodKind.SERVER_STREAM})
     # Messages carry grpc-encoding of their own; clients don't undo an HTTP coding.
     http_compression = False
+    media_types = frozenset(_REQUESTS)
+    claims_by_headers = False
 
     def __init__(self, policy: MetadataPolicy) -> None:
         # x-grpc-web is never metadata (upstream/metadata.py); x-user-agent is the client's

@@ -58,6 +58,8 @@ class JsonProtocol:
     cors_allow_headers = JSON_REQUEST_HEADERS
     kinds = frozenset(MethodKind)
     http_compression = True
+    media_types = frozenset({"application/json"})
+    claims_by_headers = False
 
     def __init__(self, policy: MetadataPolicy) -> None:
         self.policy = policy
