@@ -15,6 +15,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from grpc_bridge.codec.json_codec import JsonOptions
@@ -100,9 +101,10 @@ class Bridge:
         """Open channels and start background work; returns without waiting for upstreams."""
         statics = {up.name: load_static_schema(up) for up in self.settings.upstreams}
         for up in self.settings.upstreams:
-            state = await open_upstream(up, self._resolve, self.metrics)
-            if self._wrap_invoker is not None:
-                state.invoker = self._wrap_invoker(up, state.invoker)
+            wrap = self._wrap_invoker
+            state = await open_upstream(
+                up, self._resolve, self.metrics, None if wrap is None else partial(wrap, up)
+            )
             self._upstreams[up.name] = state
         for state in self._upstreams.values():
             static = statics[state.name]
@@ -286,14 +288,6 @@ class Bridge:
                 state.error = result.excluded[state.name]
             elif state.error is not None and state.error.startswith(CONFLICT_PREFIX):
                 state.error = None
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        upstreams = {s.name: s.readiness() for s in self._upstreams.values()}
-        ready = not self.draining and all(u["ready"] for u in upstreams.values())
-        return ready, {"ready": ready, "draining": self.draining, "upstreams": upstreams}
-
-    def describe_upstreams(self) -> list[dict[str, Any]]:
-        return [s.describe() for s in self._upstreams.values()]
 
     def channel_summary(self) -> list[tuple[str, bool, list[str]]]:
         """``(upstream, ready, channel states)`` for the metrics collector (read at scrape)."""

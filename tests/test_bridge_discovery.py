@@ -197,10 +197,10 @@ async def test_reflection_health_and_calls_share_one_connection(
             assert status == 200
             state = b.server.bridge.upstreams["shop"]
             for _ in range(100):
-                if state.health is not None:
+                if state.health.status is not None:
                     break
                 await asyncio.sleep(0.05)
-            assert state.health == "SERVING"
+            assert state.health.status == "SERVING"
         reflection = tap.calls("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
         health = tap.calls("/grpc.health.v1.Health/Check")
         calls = tap.calls(ECHO)

@@ -149,6 +149,13 @@ class Rule:
 EDGES = ("grpc_bridge.edge", "grpc_bridge.admin")
 #: What a call goes through whichever protocol carries it, and the protocols.
 CALL_PATH = ("grpc_bridge.protocol", "grpc_bridge.pipeline")
+#: What serves a routed call: given pipeline/env.py's CallEnv, never the Bridge.
+CALL_HANDLERS = (
+    "grpc_bridge.protocol",
+    "grpc_bridge.pipeline.call",
+    "grpc_bridge.pipeline.relay",
+    "grpc_bridge.pipeline.sink",
+)
 
 RULES = [
     Rule("codec/ is pure: no aiohttp, no grpc", ("grpc_bridge.codec",), ("aiohttp", "grpc")),
@@ -231,6 +238,11 @@ RULES = [
         "protocol/ is below the edges: it never imports what listens",
         ("grpc_bridge.protocol",),
         (*EDGES, *ABOVE_HTTP),
+    ),
+    Rule(
+        "a call's handlers read the running bridge only through pipeline/env.py's CallEnv",
+        CALL_HANDLERS,
+        ("grpc_bridge.bridge",),
     ),
     Rule(
         "pipeline/ (what every protocol's call goes through) knows no protocol and no edge",
@@ -412,6 +424,23 @@ def test_function_level_and_type_checking_imports_are_read() -> None:
     assert ("grpc_bridge.cli", "grpc_bridge.app") in lazy  # imported inside main()
     type_only = {(i.importer, i.imported) for i in OURS if i.type_only}
     assert ("grpc_bridge.codec.json_codec", "grpc_bridge.settings") in type_only
+
+
+def test_call_handlers_never_take_the_bridge_off_the_app() -> None:
+    """``request.app[BRIDGE]`` would reach past the CallEnv: no handler imports the key."""
+    importers = {
+        module: node.lineno
+        for module, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and any(a.name == "BRIDGE" for a in node.names)
+    }
+    assert "grpc_bridge.edge.proxy" in importers  # the edge does (it makes the CallEnv)
+    broken = [
+        f"{m} imports BRIDGE (line {line})"
+        for m, line in importers.items()
+        if _in(m, *CALL_HANDLERS)
+    ]
+    assert not broken, "\n".join(broken)
 
 
 def test_aiohttp_private_names_are_imported_by_the_compat_module_only() -> None:

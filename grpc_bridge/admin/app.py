@@ -18,6 +18,7 @@ from grpc_bridge.admin.errors import admin_errors
 from grpc_bridge.admin.openapi_docs import add_openapi
 from grpc_bridge.admin.playground import ProxyTarget, add_playground
 from grpc_bridge.admin.playground_examples import example_request
+from grpc_bridge.admin.upstreams import describe, readiness
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.pipeline.context import BRIDGE
 from grpc_bridge.protocol.select import PROTOCOLS, Protocols
@@ -37,13 +38,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready, report = request.app[BRIDGE].readiness()
+    ready, report = readiness(request.app[BRIDGE])
     return _json(report, 200 if ready else 503)
 
 
 async def upstreams(request: web.Request) -> web.Response:
     """Targets, addresses, channel states, services, last refresh and health of each upstream."""
-    return _json({"upstreams": request.app[BRIDGE].describe_upstreams()})
+    states = request.app[BRIDGE].upstreams.values()
+    return _json({"upstreams": [describe(state) for state in states]})
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -55,6 +55,7 @@ from grpc_bridge.pipeline.body import body_timeout
 from grpc_bridge.pipeline.call import metadata_for, timeout_for
 from grpc_bridge.pipeline.compress import ResponseCompression
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.responses import JSON_CONTENT_TYPE
 from grpc_bridge.protocol.json_transcode import message_of
 from grpc_bridge.protocol.json_unary import unary_reply
@@ -142,11 +143,9 @@ def _served(match: Match, method: str) -> bool:
     NO_SIDE_EFFECTS.) Every streaming method and every request that matched
     nothing (404, 405) is aiohttp's.
     """
-    plan = match.plan
     return (
         match.kind is MatchKind.FULL
-        and plan is not None
-        and plan.info.kind is MethodKind.UNARY
+        and match.plan.info.kind is MethodKind.UNARY
         and (match.binding is not None or method in _GENERIC_METHODS)
     )
 
@@ -157,6 +156,7 @@ class LeanEdge:
     def __init__(
         self,
         bridge: Bridge,
+        env: CallEnv,
         metrics: Metrics | None,
         policy: MetadataPolicy,
         compression: ResponseCompression,
@@ -164,19 +164,22 @@ class LeanEdge:
         exposed: Callable[[str], bool],
     ) -> None:
         self.bridge = bridge
+        self.env = env
         self.metrics = metrics
         self.policy = policy
         self.compression = compression
         self.cors = cors
         #: What CORS exposes: the JSON protocol's headers (the only protocol served here).
         self.exposed = exposed
-        self.max_body = bridge.settings.limits.max_request_bytes
-        self.request_timeout = bridge.settings.limits.body_read_timeout_s
+        self.max_body = env.limits.max_request_bytes
+        self.request_timeout = env.limits.body_read_timeout_s
 
     def route(self, message: RawRequestMessage) -> Match | None:
         """The match of a request served here (its head is); None: aiohttp's."""
         method = message.method
         match = self.bridge.routes.match(method, message.path.partition("?")[0])
+        if match.kind is MatchKind.NONE:
+            return None
         return match if _served(match, method) else None
 
     async def answer(
@@ -194,7 +197,6 @@ class LeanEdge:
         method = message.method
         path, _, query = message.path.partition("?")
         plan = match.plan
-        assert plan is not None
         ctx = new_context(headers, self.metrics)
         try:
             # The Host header is there: the parser refuses an HTTP/1.1 head without it.
@@ -203,7 +205,7 @@ class LeanEdge:
             timeout = timeout_for(plan, headers)
             # served_length let only a JSON Content-Type (or none) through: the media
             # type check of the aiohttp path passes, and an HttpBody takes the same bytes.
-            request = message_of(match, method, query, body, headers.get(CONTENT_TYPE), self.bridge)
+            request = message_of(match, method, query, body, headers.get(CONTENT_TYPE), self.env)
         except Exception:
             # A BridgeError (or a bug): aiohttp answers it, as it answers any request
             # it sees first, 400 or 500 alike.
@@ -214,9 +216,7 @@ class LeanEdge:
         status = 499
         try:
             try:
-                payload, reply = await unary_reply(
-                    self.bridge, match, request, metadata, timeout, ctx
-                )
+                payload, reply = await unary_reply(self.env, match, request, metadata, timeout, ctx)
                 status, reason, answer = 200, "OK", CIMultiDict(reply)
             except BridgeError as exc:
                 status, reason, answer, payload = _parts(error_answer(exc, ctx))

@@ -29,11 +29,12 @@ from grpc_bridge.edge.steps import prepare_headers
 from grpc_bridge.errors import BridgeError, MethodNotAllowed, RouteNotFound, UpstreamNotReady
 from grpc_bridge.pipeline.compress import ResponseCompression
 from grpc_bridge.pipeline.context import BRIDGE, COMPRESSION, CONTEXT, METRICS, RequestContext
+from grpc_bridge.pipeline.env import CALL_ENV, call_env
 from grpc_bridge.protocol.base import PROTOCOL
 from grpc_bridge.protocol.json_streaming import head_of_stream
 from grpc_bridge.protocol.json_websocket import is_websocket
 from grpc_bridge.protocol.select import PROTOCOLS, build_protocols
-from grpc_bridge.routing.table import Match, MatchKind
+from grpc_bridge.routing.table import Lookup, Match, MatchKind
 from grpc_bridge.upstream.metadata import MetadataPolicy
 
 #: RFC 9110 token: what an HTTP method may be made of.
@@ -43,11 +44,12 @@ _POLICY = web.AppKey("metadata_policy", MetadataPolicy)
 _CORS = web.AppKey("cors_policy", CorsPolicy)
 
 
-def _routed(request: web.Request, match: Match, ctx: RequestContext) -> None:
-    """Record the match in the request context; raise for no route."""
-    if match.kind is MatchKind.NONE:
+def _routed(request: web.Request, found: Lookup, ctx: RequestContext) -> Match:
+    """The match, recorded in the request context; raise for no route."""
+    if found.kind is MatchKind.NONE:
         raise _no_route(request.app[BRIDGE], request)
-    ctx.record_match(match)
+    ctx.record_match(found)
+    return found
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -58,21 +60,18 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     raw_path = request.rel_url.raw_path
     if is_preflight(request):
         wanted = request.headers["Access-Control-Request-Method"]
-        match = bridge.routes.match(wanted, raw_path)
-        _routed(request, match, ctx)
+        match = _routed(request, bridge.routes.match(wanted, raw_path), ctx)
         if match.kind is MatchKind.WRONG_METHOD:
             raise _not_allowed(wanted, match)
         return request.app[_CORS].preflight(request, match.allowed)
     protocol = request[PROTOCOL]
     if is_websocket(request):
-        match = bridge.routes.websocket(raw_path)
-        _routed(request, match, ctx)
-        return await protocol.serve(request, match, bridge, ctx)
-    match = bridge.routes.match(request.method, raw_path)
-    _routed(request, match, ctx)
+        match = _routed(request, bridge.routes.websocket(raw_path), ctx)
+        return await protocol.serve(request, match, request.app[CALL_ENV], ctx)
+    match = _routed(request, bridge.routes.match(request.method, raw_path), ctx)
     if match.kind is MatchKind.WRONG_METHOD:
         raise _not_allowed(request.method, match)
-    return await protocol.serve(request, match, bridge, ctx)
+    return await protocol.serve(request, match, request.app[CALL_ENV], ctx)
 
 
 async def dispatch_head(request: web.Request) -> web.StreamResponse:
@@ -87,18 +86,16 @@ async def dispatch_head(request: web.Request) -> web.StreamResponse:
     """
     bridge = request.app[BRIDGE]
     ctx = request[CONTEXT]
-    match = bridge.routes.match("HEAD", request.rel_url.raw_path)
-    _routed(request, match, ctx)
+    match = _routed(request, bridge.routes.match("HEAD", request.rel_url.raw_path), ctx)
     if match.kind is MatchKind.WRONG_METHOD:
         raise _not_allowed("HEAD", match)
-    assert match.plan is not None
     kind = match.plan.info.kind
     # The handlers read a GET (query string, no body); the answer goes out for the HEAD.
     as_get = request.clone(method="GET")
-    policy = request.app[_POLICY]
+    policy, env = request.app[_POLICY], request.app[CALL_ENV]
     if kind.server_streams:
-        return await head_of_stream(as_get, match, bridge, ctx, policy)
-    response = await request.app[PROTOCOLS].json.serve(as_get, match, bridge, ctx)
+        return await head_of_stream(as_get, match, env, ctx, policy)
+    response = await request.app[PROTOCOLS].json.serve(as_get, match, env, ctx)
     if isinstance(response, web.Response) and isinstance(response.body, bytes):
         # Content-Length as for GET; no body kept, so none is logged as sent either.
         response.headers["Content-Length"] = str(len(response.body))
@@ -164,6 +161,7 @@ def fast_path(app: web.Application, server: web.Server) -> FastPath | None:
         return None
     edge = LeanEdge(
         bridge,
+        app[CALL_ENV],
         app.get(METRICS),
         app[_POLICY],
         app[COMPRESSION],
@@ -185,6 +183,7 @@ def build_proxy_app(bridge: Bridge, outer: Sequence[Middleware] = ()) -> web.App
         handler_args={"handler_cancellation": True},
     )
     app[BRIDGE] = bridge
+    app[CALL_ENV] = call_env(bridge)
     app[_POLICY] = MetadataPolicy(
         forward_headers=frozenset(settings.metadata.forward_headers),
         max_bytes=limits.max_metadata_bytes,

@@ -35,7 +35,6 @@ class RequestContext:
     def record_match(self, match: Match) -> None:
         """The route and method a request matched, for the log line and metrics."""
         plan = match.plan
-        assert plan is not None
         self.route = match.route
         self.grpc_method = plan.full_name
         self.upstream = plan.upstream

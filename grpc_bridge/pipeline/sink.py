@@ -12,23 +12,24 @@ writes the end or the in-band error once the call is over.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from google.protobuf.message import Message
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import Framing, Pairs, StreamEnd
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.pipeline.compress import ACCEPT_ENCODING, StreamWriter
 from grpc_bridge.pipeline.context import COMPRESSION, RequestContext
-from grpc_bridge.pipeline.relay import Activity, relay, send_error, supervise
+from grpc_bridge.pipeline.env import CallEnv
+from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity, relay, send_error, supervise
 from grpc_bridge.pipeline.responses import json_response
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.status import Code, code_name, status_body
 from grpc_bridge.upstream.api import StreamCall
-from grpc_bridge.upstream.deadlines import parse_timeout
 from grpc_bridge.upstream.metadata import to_headers
+
+T = TypeVar("T")
 
 
 class ClientGone(Exception):
@@ -129,12 +130,19 @@ class HttpSink:
         return self.response
 
 
-def stream_timeout(request: web.Request, plan: MethodPlan) -> float | None:
-    """Streams have no default deadline (spec §7): only the client's, clamped."""
-    requested = parse_timeout(
-        request.headers.get("Grpc-Timeout"), request.headers.get("Connect-Timeout-Ms")
-    )
-    return None if requested is None else min(requested, plan.limits.max_timeout_s)
+def open_sink(
+    request: web.Request,
+    ctx: RequestContext,
+    framing: Framing,
+    label: str,
+    headers_of: HeadersOf = to_headers,
+) -> HttpSink:
+    """The sink of a response stream about to start, counted open under ``label`` and
+    kept on the request (``ACTIVE_SINK``) for the edge's shutdown and error paths."""
+    ctx.open_stream(label)
+    sink = HttpSink(request, framing, headers_of)
+    request[ACTIVE_SINK] = sink
+    return sink
 
 
 async def _ended(stream: Coroutine[Any, Any, None]) -> BridgeError | ClientGone | None:
@@ -175,7 +183,7 @@ async def finish_stream(
 async def relay_stream(
     call: StreamCall,
     encode: Callable[[Message], bytes],
-    bridge: Bridge,
+    env: CallEnv,
     sink: HttpSink,
     framing: Framing,
     activity: Activity,
@@ -184,11 +192,18 @@ async def relay_stream(
     """Upstream messages to the client (and, with ``feed``, the body upstream) until either ends;
     how it ended (for :func:`finish_stream`). Every protocol's response streams run here."""
     return await _ended(
-        supervise(
-            relay(call, framing, sink, encode, activity),
-            feed,
-            closing=bridge.closing,
-            idle_timeout_s=bridge.settings.streams.idle_timeout_s,
-            activity=activity,
-        )
+        supervised(relay(call, framing, sink, encode, activity), feed, env, activity)
+    )
+
+
+def supervised(
+    main: Coroutine[Any, Any, T],
+    feed: Coroutine[Any, Any, None] | None,
+    env: CallEnv,
+    activity: Activity,
+) -> Coroutine[Any, Any, T]:
+    """:func:`~grpc_bridge.pipeline.relay.supervise` as every call is: ended by the
+    bridge's shutdown and by ``streams.idle_timeout_s`` without a message."""
+    return supervise(
+        main, feed, closing=env.closing, idle_timeout_s=env.idle_timeout_s, activity=activity
     )

@@ -16,6 +16,8 @@ A protocol decides from the request whether it is the one asked for
 (``claims``), serves a routed call, writes every error in its own shape
 (the bridge's own refusals included: 404, 405, 413, 415, 503, 504), and tells
 CORS which request headers its clients send and which response headers they
-read. ``select.py`` asks each in turn, JSON last. Adding a protocol is one
-module here and one line in ``select.py``; see docs/development.md.
+read. ``select.py`` finds the protocol a request's Content-Type names (its
+``media_types``) and asks it; where none is named, each in turn, JSON last.
+Adding a protocol is one module here and one line in ``select.py``; see
+docs/development.md.
 """

@@ -26,7 +26,6 @@ from typing import Any
 
 from aiohttp import web
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import (
     BridgeError,
@@ -36,7 +35,8 @@ from grpc_bridge.errors import (
     shown,
 )
 from grpc_bridge.pipeline.context import RequestContext
-from grpc_bridge.protocol.base import WireProtocol
+from grpc_bridge.pipeline.env import CallEnv
+from grpc_bridge.protocol.base import UNEXPOSED_HEADERS, WireProtocol, exposed_unless
 from grpc_bridge.protocol.connect_errors import error_headers, http_status, unary_error_body
 from grpc_bridge.protocol.connect_stream import StreamWire, serve_stream
 from grpc_bridge.protocol.connect_unary import serve_unary
@@ -69,21 +69,9 @@ REQUEST_HEADERS = frozenset(
     }
 )
 #: Response headers a client has no need to read: all others (metadata, ``trailer-*``,
-#: ``connect-*``, ``x-request-id``...) are exposed to it.
-_NOT_EXPOSED = frozenset(
-    {
-        "cache-control",
-        "connection",
-        "content-length",
-        "content-type",
-        "date",
-        "keep-alive",
-        "server",
-        "transfer-encoding",
-        "vary",
-        "x-accel-buffering",
-    }
-)
+#: ``connect-*``, ``x-request-id``, and ``content-encoding``: Connect's own unary
+#: compression) are exposed to it.
+_NOT_EXPOSED = UNEXPOSED_HEADERS
 
 
 def _is_connect_get(request: web.Request) -> bool:
@@ -132,13 +120,17 @@ class _Connect:
         return describe(info)
 
     def exposed(self, header: str) -> bool:
-        return header not in _NOT_EXPOSED and not header.startswith("access-control-")
+        return exposed_unless(header, _NOT_EXPOSED)
 
 
 class ConnectUnary(_Connect):
     """Unary POST and GET, and what no stream codec claims; errors as Connect's error JSON."""
 
     kinds = frozenset({MethodKind.UNARY})
+    # Unary Connect is application/json too: its Connect-Protocol-Version header (or a
+    # GET's connect=v1) tells it from a JSON route's call.
+    media_types = frozenset({"application/proto"})
+    claims_by_headers = True
     # Connect unary answers take Content-Encoding by Accept-Encoding, as any HTTP answer.
     http_compression = True
 
@@ -159,7 +151,7 @@ class ConnectUnary(_Connect):
         return response
 
     async def serve(
-        self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+        self, request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
     ) -> web.StreamResponse:
         _check_route(request, match)
         media = media_type(request)
@@ -168,7 +160,7 @@ class ConnectUnary(_Connect):
                 f"unsupported Content-Type {shown(media)}: Connect streams are "
                 "application/connect+json or application/connect+proto"
             )
-        return await serve_unary(request, match, bridge, ctx, self.policy)
+        return await serve_unary(request, match, env, ctx, self.policy)
 
 
 class ConnectStream(_Connect):
@@ -176,11 +168,13 @@ class ConnectStream(_Connect):
 
     # Bidi needs HTTP/2 end to end (connect_stream.py answers it with a clear error).
     kinds = frozenset({MethodKind.SERVER_STREAM, MethodKind.CLIENT_STREAM})
+    claims_by_headers = False
 
     def __init__(self, policy: MetadataPolicy, wire: StreamWire) -> None:
         super().__init__(policy)
         self.wire = wire
         self._media = wire.codec.stream_type
+        self.media_types = frozenset({self._media})
 
     def claims(self, request: web.Request) -> bool:
         return _kind(request) == self._media
@@ -191,10 +185,10 @@ class ConnectStream(_Connect):
         return self.wire.error_response(exc, ctx)
 
     async def serve(
-        self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+        self, request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
     ) -> web.StreamResponse:
         _check_route(request, match)
-        return await serve_stream(request, match, bridge, ctx, self.policy, self.wire)
+        return await serve_stream(request, match, env, ctx, self.policy, self.wire)
 
 
 def _check_route(request: web.Request, match: Match) -> None:

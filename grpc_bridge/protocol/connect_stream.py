@@ -29,7 +29,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import HttpVersion, web
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import (
@@ -40,15 +39,17 @@ from grpc_bridge.errors import (
     grpc_family_code,
 )
 from grpc_bridge.pipeline.body import BodyReader
-from grpc_bridge.pipeline.call import call_metadata, call_timeout
+from grpc_bridge.pipeline.call import OpenCall, open_call, open_stream_call
 from grpc_bridge.pipeline.context import RequestContext
-from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity, deliver_one, end_of, supervise
+from grpc_bridge.pipeline.env import CallEnv
+from grpc_bridge.pipeline.relay import Activity, deliver_one, end_of
 from grpc_bridge.pipeline.sink import (
     ClientGone,
     HttpSink,
     finish_stream,
+    open_sink,
     relay_stream,
-    stream_timeout,
+    supervised,
 )
 from grpc_bridge.protocol.connect_errors import end_stream_json
 from grpc_bridge.protocol.connect_wire import (
@@ -66,7 +67,7 @@ from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Settings
 from grpc_bridge.status import Code, code_name
 from grpc_bridge.upstream.api import StreamCall
-from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy, prefixed_headers
+from grpc_bridge.upstream.metadata import MetadataPolicy, prefixed_headers
 
 FRAMING = "connect"
 CONTENT_ENCODING = "Connect-Content-Encoding"
@@ -170,10 +171,10 @@ async def _envelopes(
 
 
 async def _single_message(
-    request: web.Request, plan: MethodPlan, bridge: Bridge, compressed: bool
+    request: web.Request, plan: MethodPlan, env: CallEnv, compressed: bool
 ) -> bytes:
     """The one request message of a server-streaming call."""
-    limits = bridge.settings.limits
+    limits = env.limits
     found: bytes | None = None
     async for flags, data, number in _envelopes(
         request, limits.max_request_bytes, limits.body_read_timeout_s, whole_body=True
@@ -196,13 +197,13 @@ async def _feed(
     request: web.Request,
     codec: Codec,
     plan: MethodPlan,
-    bridge: Bridge,
+    env: CallEnv,
     call: StreamCall,
     activity: Activity,
     compressed: bool,
 ) -> None:
     """Request envelopes → upstream as they arrive; the end of the body half-closes."""
-    limits = bridge.settings.limits
+    limits = env.limits
     limit = limits.max_request_bytes
     async for flags, data, number in _envelopes(
         request, limit, limits.body_read_timeout_s, whole_body=False
@@ -223,10 +224,8 @@ def _sink(
 ) -> tuple[HttpSink, ConnectFraming]:
     gzipped = wire.gzipped is not None and accepts_gzip(request.headers.get(ACCEPT_ENCODING))
     framing = wire.gzipped if gzipped and wire.gzipped is not None else wire.plain
-    sink = HttpSink(request, framing, _leading_gzip if gzipped else _leading)
-    request[ACTIVE_SINK] = sink
-    ctx.open_stream(FRAMING)
-    return sink, framing
+    headers_of = _leading_gzip if gzipped else _leading
+    return open_sink(request, ctx, framing, FRAMING, headers_of), framing
 
 
 def check_stream(request: web.Request, plan: MethodPlan) -> None:
@@ -251,22 +250,22 @@ class _BidiNeedsHttp2(BridgeError):
 async def serve_stream(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
     wire: StreamWire,
 ) -> web.StreamResponse:
     plan = match.plan
-    assert plan is not None
     check_stream(request, plan)
     compressed = check_content_encoding(
         request.headers.getall(CONTENT_ENCODING, ()), CONTENT_ENCODING
     )
-    metadata = call_metadata(request, ctx, policy)
     try:
         if plan.info.kind.client_streams:
-            return await _client_stream(request, plan, bridge, ctx, wire, metadata, compressed)
-        return await _server_stream(request, plan, bridge, ctx, wire, metadata, compressed)
+            start = open_call(request, plan, env, ctx, policy)
+            return await _client_stream(request, plan, env, ctx, wire, start, compressed)
+        streamed = open_stream_call(request, plan, env, ctx, policy)
+        return await _server_stream(request, plan, env, ctx, wire, streamed, compressed)
     except ClientGone as exc:
         # Nobody is left to read an answer; the upstream call was cancelled on the way out.
         ctx.grpc_code, ctx.error = code_name(Code.CANCELLED), f"client went away: {exc}"
@@ -276,24 +275,23 @@ async def serve_stream(
 async def _server_stream(
     request: web.Request,
     plan: MethodPlan,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     wire: StreamWire,
-    metadata: Metadata,
+    start: OpenCall[float | None],
     compressed: bool,
 ) -> web.StreamResponse:
     """One request message, then the response envelopes as they come."""
     codec = wire.codec
-    timeout = stream_timeout(request, plan)
-    data = await _single_message(request, plan, bridge, compressed)
+    data = await _single_message(request, plan, env, compressed)
     ctx.bytes_in = request.content.total_bytes
     message = codec.decode(plan, data)
     sink, framing = _sink(request, ctx, wire)
-    async with bridge.invoker(plan.upstream).server_stream(
-        codec.info(plan), message, metadata=metadata, timeout=timeout
+    async with start.invoker.server_stream(
+        codec.info(plan), message, metadata=start.metadata, timeout=start.timeout
     ) as call:
         outcome = await relay_stream(
-            call, codec.encoder(plan), bridge, sink, framing, Activity(), None
+            call, codec.encoder(plan), env, sink, framing, Activity(), None
         )
     return await finish_stream(sink, plan, ctx, outcome)
 
@@ -301,26 +299,24 @@ async def _server_stream(
 async def _client_stream(
     request: web.Request,
     plan: MethodPlan,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     wire: StreamWire,
-    metadata: Metadata,
+    start: OpenCall[float],
     compressed: bool,
 ) -> web.StreamResponse:
     """Half-duplex: request envelopes upstream as they arrive, then the one answer."""
     codec = wire.codec
     activity = Activity()
-    invoker = bridge.invoker(plan.upstream)
-    async with invoker.request_stream(
-        codec.info(plan), metadata=metadata, timeout=call_timeout(request, plan)
+    async with start.invoker.request_stream(
+        codec.info(plan), metadata=start.metadata, timeout=start.timeout
     ) as call:
         try:
-            response = await supervise(
+            response = await supervised(
                 call.response(),
-                _feed(request, codec, plan, bridge, call, activity, compressed),
-                closing=bridge.closing,
-                idle_timeout_s=bridge.settings.streams.idle_timeout_s,
-                activity=activity,
+                _feed(request, codec, plan, env, call, activity, compressed),
+                env,
+                activity,
             )
         finally:
             ctx.bytes_in = request.content.total_bytes

@@ -23,12 +23,12 @@ from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType, shown
 from grpc_bridge.pipeline.body import read_body
-from grpc_bridge.pipeline.call import call_metadata, call_timeout
+from grpc_bridge.pipeline.call import open_call
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.protocol.connect_wire import (
     CODECS,
@@ -152,17 +152,15 @@ async def get_message(raw_query: str, limit: int) -> tuple[Codec, bytes]:
 async def serve_unary(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.Response:
     plan = match.plan
-    assert plan is not None
-    limits = bridge.settings.limits
+    limits = env.limits
     if request.method == "GET":
         _check_unary(plan)
-        metadata = call_metadata(request, ctx, policy)
-        timeout = call_timeout(request, plan)
+        start = open_call(request, plan, env, ctx, policy)
         if request.body_exists:
             raise InvalidArgument("a Connect GET takes no body: the message goes in the query")
         codec, body = await get_message(request.rel_url.raw_query_string, limits.max_request_bytes)
@@ -171,13 +169,12 @@ async def serve_unary(
         codec = post_codec(request)
         _check_unary(plan)
         check_content_encoding(request.headers.getall("Content-Encoding", ()), "Content-Encoding")
-        metadata = call_metadata(request, ctx, policy)
-        timeout = call_timeout(request, plan)
+        start = open_call(request, plan, env, ctx, policy)
         body = await read_body(request, limits.max_request_bytes, limits.body_read_timeout_s)
     ctx.bytes_in = len(body)
     message = codec.decode(plan, body)
-    result = await bridge.invoker(plan.upstream).unary(
-        codec.info(plan), message, metadata=metadata, timeout=timeout
+    result = await start.invoker.unary(
+        codec.info(plan), message, metadata=start.metadata, timeout=start.timeout
     )
     ctx.grpc_code = _OK
     response = web.Response(

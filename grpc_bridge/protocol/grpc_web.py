@@ -46,7 +46,6 @@ from typing import Any
 from aiohttp import web
 from google.protobuf.message import Message
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.details import status_bin
 from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.codec.raw import raw, raw_bytes
@@ -61,11 +60,13 @@ from grpc_bridge.errors import (
     shown,
 )
 from grpc_bridge.pipeline.body import BodyReader
-from grpc_bridge.pipeline.call import call_metadata
+from grpc_bridge.pipeline.call import call_metadata, stream_deadline
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.inflate import too_large
-from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity
-from grpc_bridge.pipeline.sink import HttpSink, finish_stream, relay_stream
+from grpc_bridge.pipeline.relay import Activity
+from grpc_bridge.pipeline.sink import finish_stream, open_sink, relay_stream
+from grpc_bridge.protocol.base import UNEXPOSED_HEADERS, exposed_unless
 from grpc_bridge.protocol.grpc_web_frames import (
     HEAD_SIZE,
     BadBase64,
@@ -103,25 +104,9 @@ REQUEST_HEADERS = frozenset(
     }
 )
 #: Response headers every client reads without CORS's help, or that say nothing
-#: about the call: everything else (status, metadata) is exposed.
-_NOT_EXPOSED = frozenset(
-    {
-        "access-control-allow-credentials",
-        "access-control-allow-origin",
-        "access-control-expose-headers",
-        "cache-control",
-        "connection",
-        "content-encoding",
-        "content-length",
-        "content-type",
-        "date",
-        "keep-alive",
-        "server",
-        "transfer-encoding",
-        "vary",
-        "x-accel-buffering",
-    }
-)
+#: about the call: everything else (status, metadata) is exposed. Unlike Connect's, a
+#: gRPC-Web client never reads ``content-encoding`` (its messages say ``grpc-encoding``).
+_NOT_EXPOSED = UNEXPOSED_HEADERS | {"content-encoding"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +223,8 @@ class GrpcWebProtocol:
     kinds = frozenset({MethodKind.UNARY, MethodKind.SERVER_STREAM})
     # Messages carry grpc-encoding of their own; clients don't undo an HTTP coding.
     http_compression = False
+    media_types = frozenset(_REQUESTS)
+    claims_by_headers = False
 
     def __init__(self, policy: MetadataPolicy) -> None:
         # x-grpc-web is never metadata (upstream/metadata.py); x-user-agent is the client's
@@ -256,7 +243,7 @@ class GrpcWebProtocol:
         return describe(info)
 
     def exposed(self, header: str) -> bool:
-        return header not in _NOT_EXPOSED
+        return exposed_unless(header, _NOT_EXPOSED)
 
     def error_response(
         self, exc: BridgeError, ctx: RequestContext, request: web.Request
@@ -285,7 +272,7 @@ class GrpcWebProtocol:
         return response
 
     async def serve(
-        self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+        self, request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
     ) -> web.StreamResponse:
         asked = asked_by(request.headers.get("Content-Type", ""), request.headers.get("Accept"))
         if asked is None:
@@ -296,7 +283,7 @@ class GrpcWebProtocol:
                 "application/grpc-web-text+proto"
             )
         plan = match.plan
-        if match.binding is not None or plan is None:
+        if match.binding is not None:
             raise RouteNotFound(
                 f"no gRPC method at {request.rel_url.raw_path}: gRPC-Web calls "
                 "POST /package.Service/Method"
@@ -310,9 +297,9 @@ class GrpcWebProtocol:
             )
         metadata = call_metadata(request, ctx, self.policy)
         requested = parse_timeout(request.headers.get("Grpc-Timeout"), None)
-        payload = await read_message(request, bridge.settings.limits, asked.text_request, ctx)
+        payload = await read_message(request, env.limits, asked.text_request, ctx)
         answer = asked.answer
-        invoker = bridge.invoker(plan.upstream)
+        invoker = env.invoker(plan.upstream)
         if kind is MethodKind.UNARY:
             headers, body = await unary_reply(invoker, plan, answer, payload, metadata, requested)
             ctx.grpc_code = _OK
@@ -321,16 +308,11 @@ class GrpcWebProtocol:
                 response.headers.add(name, value)
             return response
         info, message, encode = _call_of(plan, answer, payload)
-        # Streams have no default deadline (spec §7): only the client's, clamped.
-        stream_timeout = None if requested is None else min(requested, plan.limits.max_timeout_s)
         framing = _FRAMINGS[answer]
-        ctx.open_stream(NAME)
-        sink = HttpSink(request, framing, stream_headers)
-        request[ACTIVE_SINK] = sink
-        async with invoker.server_stream(
-            info, message, metadata=metadata, timeout=stream_timeout
-        ) as call:
-            outcome = await relay_stream(call, encode, bridge, sink, framing, Activity(), None)
+        sink = open_sink(request, ctx, framing, NAME, stream_headers)
+        timeout = stream_deadline(requested, plan)
+        async with invoker.server_stream(info, message, metadata=metadata, timeout=timeout) as call:
+            outcome = await relay_stream(call, encode, env, sink, framing, Activity(), None)
         return await finish_stream(sink, plan, ctx, outcome)
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.responses import error_response
 from grpc_bridge.protocol.json_streaming import (
     handle_bidi_stream,
@@ -58,6 +58,8 @@ class JsonProtocol:
     cors_allow_headers = JSON_REQUEST_HEADERS
     kinds = frozenset(MethodKind)
     http_compression = True
+    media_types = frozenset({"application/json"})
+    claims_by_headers = False
 
     def __init__(self, policy: MetadataPolicy) -> None:
         self.policy = policy
@@ -77,9 +79,8 @@ class JsonProtocol:
         return error_response(exc, ctx.pool)
 
     async def serve(
-        self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+        self, request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
     ) -> web.StreamResponse:
         if is_websocket(request):
-            return await handle_websocket(request, match, bridge, ctx, self.policy)
-        assert match.plan is not None
-        return await _HANDLERS[match.plan.info.kind](request, match, bridge, ctx, self.policy)
+            return await handle_websocket(request, match, env, ctx, self.policy)
+        return await _HANDLERS[match.plan.info.kind](request, match, env, ctx, self.policy)

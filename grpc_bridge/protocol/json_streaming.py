@@ -26,24 +26,21 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import Framing
-from grpc_bridge.pipeline.call import call_metadata, call_timeout
+from grpc_bridge.pipeline.call import open_call, open_stream_call
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.negotiate import stream_framing
-from grpc_bridge.pipeline.relay import (
-    ACTIVE_SINK,
-    Activity,
-    supervise,
-)
+from grpc_bridge.pipeline.relay import Activity
 from grpc_bridge.pipeline.responses import json_response
 from grpc_bridge.pipeline.sink import (
     STREAM_HEADERS,
     ClientGone,
     HttpSink,
     finish_stream,
+    open_sink,
     relay_stream,
-    stream_timeout,
+    supervised,
 )
 from grpc_bridge.protocol.json_request_stream import check_request_stream, request_messages
 from grpc_bridge.protocol.json_transcode import (
@@ -62,12 +59,12 @@ from grpc_bridge.upstream.metadata import MetadataPolicy, to_headers
 async def _feed_body(
     request: web.Request,
     feed: RequestFeed,
-    bridge: Bridge,
+    env: CallEnv,
     call: StreamCall,
     activity: Activity,
 ) -> None:
     """Request body → upstream, one message per line as lines arrive; the end half-closes."""
-    limits = bridge.settings.limits
+    limits = env.limits
     async for message in request_messages(
         request,
         feed.decoder,
@@ -90,40 +87,33 @@ class RequestFeed:
     media_type: str
 
 
-def _request_feed(request: web.Request, match: Match, bridge: Bridge) -> RequestFeed:
+def _request_feed(request: web.Request, match: Match, env: CallEnv) -> RequestFeed:
     # As handle_unary: whatever refuses the request is a plain HTTP error, and no call starts.
-    media_type = check_request_stream(request, bridge.settings.limits.max_request_bytes)
-    return RequestFeed(stream_decoder(request, match, bridge), media_type)
+    media_type = check_request_stream(request, env.limits.max_request_bytes)
+    return RequestFeed(stream_decoder(request, match, env), media_type)
 
 
 def _stream_sink(request: web.Request, ctx: RequestContext) -> tuple[HttpSink, Framing]:
     framing = stream_framing(request.headers.get("Accept"))
-    ctx.open_stream(framing.name)
-    sink = HttpSink(request, framing)
-    request[ACTIVE_SINK] = sink
-    return sink, framing
+    return open_sink(request, ctx, framing, framing.name), framing
 
 
 async def handle_server_stream(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
     plan = match.plan
-    assert plan is not None
-    metadata = call_metadata(request, ctx, policy)
-    timeout = stream_timeout(request, plan)
-    message = await decode_request(request, match, bridge, ctx)
+    start = open_stream_call(request, plan, env, ctx, policy)
+    message = await decode_request(request, match, env, ctx)
     sink, framing = _stream_sink(request, ctx)
-    activity = Activity()
-    invoker = bridge.invoker(plan.upstream)
-    async with invoker.server_stream(
-        plan.info, message, metadata=metadata, timeout=timeout
+    async with start.invoker.server_stream(
+        plan.info, message, metadata=start.metadata, timeout=start.timeout
     ) as call:
         outcome = await relay_stream(
-            call, stream_encoder(match), bridge, sink, framing, activity, None
+            call, stream_encoder(match), env, sink, framing, Activity(), None
         )
     return await finish_stream(sink, plan, ctx, outcome)
 
@@ -131,7 +121,7 @@ async def handle_server_stream(
 async def head_of_stream(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
@@ -141,13 +131,11 @@ async def head_of_stream(
     call starts is refused alike; otherwise the headers a stream starts with.
     """
     plan = match.plan
-    assert plan is not None
-    call_metadata(request, ctx, policy)
-    stream_timeout(request, plan)
+    open_stream_call(request, plan, env, ctx, policy)
     if plan.info.kind.client_streams:
-        _request_feed(request, match, bridge)
+        _request_feed(request, match, env)
     else:
-        await decode_request(request, match, bridge, ctx)
+        await decode_request(request, match, env, ctx)
     framing = stream_framing(request.headers.get("Accept"))
     ctx.framing = framing.name
     response = web.Response(headers=STREAM_HEADERS)
@@ -158,22 +146,21 @@ async def head_of_stream(
 async def handle_bidi_stream(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
     plan = match.plan
-    assert plan is not None
-    metadata = call_metadata(request, ctx, policy)
-    timeout = stream_timeout(request, plan)
-    request_feed = _request_feed(request, match, bridge)
+    start = open_stream_call(request, plan, env, ctx, policy)
+    request_feed = _request_feed(request, match, env)
     sink, framing = _stream_sink(request, ctx)
     activity = Activity()
-    invoker = bridge.invoker(plan.upstream)
-    async with invoker.request_stream(plan.info, metadata=metadata, timeout=timeout) as call:
-        feed = _feed_body(request, request_feed, bridge, call, activity)
+    async with start.invoker.request_stream(
+        plan.info, metadata=start.metadata, timeout=start.timeout
+    ) as call:
+        feed = _feed_body(request, request_feed, env, call, activity)
         outcome = await relay_stream(
-            call, stream_encoder(match), bridge, sink, framing, activity, feed
+            call, stream_encoder(match), env, sink, framing, activity, feed
         )
     ctx.bytes_in = request.content.total_bytes
     return await finish_stream(sink, plan, ctx, outcome)
@@ -182,26 +169,24 @@ async def handle_bidi_stream(
 async def handle_client_stream(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
     """Request lines in, one JSON message out with metadata headers, like unary."""
     plan = match.plan
-    assert plan is not None
-    metadata = call_metadata(request, ctx, policy)
-    timeout = call_timeout(request, plan)
-    request_feed = _request_feed(request, match, bridge)
+    start = open_call(request, plan, env, ctx, policy)
+    request_feed = _request_feed(request, match, env)
     activity = Activity()
-    invoker = bridge.invoker(plan.upstream)
-    async with invoker.request_stream(plan.info, metadata=metadata, timeout=timeout) as call:
+    async with start.invoker.request_stream(
+        plan.info, metadata=start.metadata, timeout=start.timeout
+    ) as call:
         try:
-            response = await supervise(
+            response = await supervised(
                 call.response(),
-                _feed_body(request, request_feed, bridge, call, activity),
-                closing=bridge.closing,
-                idle_timeout_s=bridge.settings.streams.idle_timeout_s,
-                activity=activity,
+                _feed_body(request, request_feed, env, call, activity),
+                env,
+                activity,
             )
         except ClientGone as exc:
             ctx.grpc_code, ctx.error = code_name(Code.CANCELLED), f"client went away: {exc}"

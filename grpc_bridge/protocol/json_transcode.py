@@ -32,7 +32,6 @@ from collections.abc import Callable, Mapping, Sequence
 from aiohttp import web
 from google.protobuf.message import Message
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.json_codec import MessageCodec
 from grpc_bridge.codec.percent import decode_query
 from grpc_bridge.codec.query import query_to_value
@@ -40,6 +39,7 @@ from grpc_bridge.codec.rest import StreamDecoder
 from grpc_bridge.errors import InvalidArgument
 from grpc_bridge.pipeline.body import JSON, check_media_type, read_body
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.routing.bindings import Binding
 from grpc_bridge.routing.table import Match
 
@@ -75,40 +75,36 @@ def query_items(raw: str) -> list[tuple[str, str]]:
         raise InvalidArgument(str(exc)) from exc
 
 
-def stream_decoder(request: web.Request, match: Match, bridge: Bridge) -> MessageDecoder:
+def stream_decoder(request: web.Request, match: Match, env: CallEnv) -> MessageDecoder:
     """The decoder of each streamed request message; the path and query are checked now."""
     plan = match.plan
-    assert plan is not None
     if match.binding is None:
         return plan.request_codec
     return match.binding.request.stream_decoder(
         match.path_params,
         query_items(request.rel_url.raw_query_string),
-        ignore_unknown_query=bridge.settings.rest.ignore_unknown_query_parameters,
+        ignore_unknown_query=env.ignore_unknown_query,
     )
 
 
-def message_from_query(raw_query: str, match: Match, bridge: Bridge) -> Message:
+def message_from_query(raw_query: str, match: Match, env: CallEnv) -> Message:
     """The generic route's GET: every field from the query string (as sent, still encoded)."""
     plan = match.plan
-    assert plan is not None
     value = query_to_value(
         plan.info.input_type,
         query_items(raw_query),
-        ignore_unknown=bridge.settings.rest.ignore_unknown_query_parameters,
-        max_depth=bridge.settings.limits.max_json_depth,
+        ignore_unknown=env.ignore_unknown_query,
+        max_depth=env.limits.max_json_depth,
     )
     return plan.request_codec.decode_value(value)
 
 
 async def decode_request(
-    request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
+    request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
 ) -> Message:
     """The request message of ``match``: the body read and checked, then :func:`message_of`."""
-    plan = match.plan
-    assert plan is not None
     binding = match.binding
-    limits = bridge.settings.limits
+    limits = env.limits
     body = b""
     if binding is not None:
         rest = binding.request
@@ -130,7 +126,7 @@ async def decode_request(
         request.rel_url.raw_query_string,
         body,
         request.headers.get("Content-Type"),
-        bridge,
+        env,
     )
 
 
@@ -140,7 +136,7 @@ def message_of(
     raw_query: str,
     body: bytes,
     content_type: str | None,
-    bridge: Bridge,
+    env: CallEnv,
 ) -> Message:
     """The request message from what the request carried, however it was parsed.
 
@@ -151,13 +147,12 @@ def message_of(
     """
     binding = match.binding
     if binding is not None:
-        return rest_message(binding, match.path_params, raw_query, body, content_type, bridge)
+        return rest_message(binding, match.path_params, raw_query, body, content_type, env)
     if method == "GET":
         if body:
             raise InvalidArgument(_NO_BODY)
-        return message_from_query(raw_query, match, bridge)
+        return message_from_query(raw_query, match, env)
     plan = match.plan
-    assert plan is not None
     return plan.request_codec.decode(body)
 
 
@@ -167,7 +162,7 @@ def rest_message(
     raw_query: str,
     body: bytes,
     content_type: str | None,
-    bridge: Bridge,
+    env: CallEnv,
 ) -> Message:
     """A REST binding's request message from what the request carried, however it was parsed.
 
@@ -181,7 +176,7 @@ def rest_message(
         query_items(raw_query),
         body,
         content_type,
-        ignore_unknown_query=bridge.settings.rest.ignore_unknown_query_parameters,
+        ignore_unknown_query=env.ignore_unknown_query,
     )
 
 
@@ -190,7 +185,6 @@ def encode_response(match: Match, message: Message) -> bytes:
     if match.binding is not None:
         return match.binding.response.encode(message)
     plan = match.plan
-    assert plan is not None
     return plan.response_codec.encode(message)
 
 
@@ -204,7 +198,6 @@ def stream_encoder(match: Match) -> Callable[[Message], bytes]:
     if match.binding is not None:
         return match.binding.response.encode_json
     plan = match.plan
-    assert plan is not None
     return plan.response_codec.encode
 
 

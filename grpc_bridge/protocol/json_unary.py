@@ -11,9 +11,9 @@ from __future__ import annotations
 from aiohttp import web
 from google.protobuf.message import Message
 
-from grpc_bridge.bridge import Bridge
-from grpc_bridge.pipeline.call import call_metadata, call_timeout
+from grpc_bridge.pipeline.call import open_call
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.protocol.json_transcode import decode_request, reply_parts
 from grpc_bridge.routing.table import Match
 from grpc_bridge.status import Code, code_name
@@ -27,7 +27,7 @@ _OK = code_name(Code.OK)
 
 
 async def unary_reply(
-    bridge: Bridge,
+    env: CallEnv,
     match: Match,
     message: Message,
     metadata: Metadata,
@@ -36,8 +36,7 @@ async def unary_reply(
 ) -> tuple[bytes, list[tuple[str, str]]]:
     """The upstream's answer as the ``200``'s body and headers (a failure raises)."""
     plan = match.plan
-    assert plan is not None
-    result = await bridge.invoker(plan.upstream).unary(
+    result = await env.invoker(plan.upstream).unary(
         plan.info, message, metadata=metadata, timeout=timeout
     )
     ctx.grpc_code = _OK
@@ -49,15 +48,11 @@ async def unary_reply(
 async def handle_unary(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.Response:
-    plan = match.plan
-    assert plan is not None
-    # Headers are checked before the body is read: a bad header costs no upload.
-    metadata = call_metadata(request, ctx, policy)
-    timeout = call_timeout(request, plan)
-    message = await decode_request(request, match, bridge, ctx)
-    body, headers = await unary_reply(bridge, match, message, metadata, timeout, ctx)
+    start = open_call(request, match.plan, env, ctx, policy)
+    message = await decode_request(request, match, env, ctx)
+    body, headers = await unary_reply(env, match, message, start.metadata, start.timeout, ctx)
     return web.Response(body=body, headers=headers)

@@ -39,12 +39,12 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 from google.protobuf.message import Message
 
-from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import WEBSOCKET_FRAMING, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument, OriginNotAllowed, ShuttingDown
-from grpc_bridge.pipeline.call import call_metadata, call_timeout
+from grpc_bridge.pipeline.call import OpenCall, open_call, open_stream_call
 from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.relay import (
     ACTIVE_SINK,
     Activity,
@@ -52,15 +52,14 @@ from grpc_bridge.pipeline.relay import (
     deliver_one,
     relay,
     send_error,
-    supervise,
 )
-from grpc_bridge.pipeline.sink import ClientGone, stream_timeout
+from grpc_bridge.pipeline.sink import ClientGone, supervised
 from grpc_bridge.protocol.json_transcode import MessageDecoder, stream_decoder, stream_encoder
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Cors
 from grpc_bridge.status import Code, code_name
 from grpc_bridge.upstream.api import StreamCall
-from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy
+from grpc_bridge.upstream.metadata import MetadataPolicy
 
 CLOSE_OK = 1000
 CLOSE_GOING_AWAY = 1001
@@ -197,17 +196,15 @@ class _Session:
         self,
         ws: web.WebSocketResponse,
         match: Match,
-        bridge: Bridge,
-        metadata: Metadata,
-        timeout: float | None,
+        env: CallEnv,
+        start: OpenCall[float] | OpenCall[float | None],
         decoder: MessageDecoder,
     ) -> None:
-        plan = match.plan
-        assert plan is not None
-        self.plan = plan
-        self.bridge = bridge
-        self.metadata = metadata
-        self.timeout = timeout
+        self.plan = match.plan
+        self.env = env
+        self.invoker = start.invoker
+        self.metadata = start.metadata
+        self.timeout = start.timeout
         self.sink = WebSocketSink(ws)
         self.encode = stream_encoder(match)
         self.activity = Activity()
@@ -216,17 +213,11 @@ class _Session:
     def _supervise(
         self, main: Coroutine[Any, Any, None], feeder: Coroutine[Any, Any, None]
     ) -> Coroutine[Any, Any, None]:
-        return supervise(
-            main,
-            feeder,
-            closing=self.bridge.closing,
-            idle_timeout_s=self.bridge.settings.streams.idle_timeout_s,
-            activity=self.activity,
-        )
+        return supervised(main, feeder, self.env, self.activity)
 
     async def run(self) -> None:
         kind = self.plan.info.kind
-        invoker = self.bridge.invoker(self.plan.upstream)
+        invoker = self.invoker
         if kind.client_streams:
             async with invoker.request_stream(
                 self.plan.info, metadata=self.metadata, timeout=self.timeout
@@ -287,33 +278,29 @@ def _reason(message: str) -> bytes:
 async def handle_websocket(
     request: web.Request,
     match: Match,
-    bridge: Bridge,
+    env: CallEnv,
     ctx: RequestContext,
     policy: MetadataPolicy,
 ) -> web.StreamResponse:
     plan = match.plan
-    assert plan is not None
-    settings = bridge.settings
     # Everything that can refuse the call is checked before the upgrade, as a plain HTTP error.
-    check_origin(request, settings.cors)
-    metadata = call_metadata(request, ctx, policy)
-    kind = plan.info.kind
-    timeout = (
-        call_timeout(request, plan)
-        if kind in (MethodKind.UNARY, MethodKind.CLIENT_STREAM)
-        else stream_timeout(request, plan)
+    check_origin(request, env.cors)
+    start = (
+        open_call(request, plan, env, ctx, policy)
+        if plan.info.kind in (MethodKind.UNARY, MethodKind.CLIENT_STREAM)
+        else open_stream_call(request, plan, env, ctx, policy)
     )
     # A REST binding's path and query join every frame's message (a bad one is a 400 here).
-    decoder = stream_decoder(request, match, bridge)
+    decoder = stream_decoder(request, match, env)
     ws = web.WebSocketResponse(
-        heartbeat=settings.websocket.heartbeat_s,
-        max_msg_size=settings.websocket.max_message_size,
+        heartbeat=env.websocket.heartbeat_s,
+        max_msg_size=env.websocket.max_message_size,
         timeout=_CLOSE_TIMEOUT_S,
-        compress=settings.websocket.permessage_deflate,
+        compress=env.websocket.permessage_deflate,
     )
     await ws.prepare(request)
     ctx.open_stream(WEBSOCKET_FRAMING.name)
-    session = _Session(ws, match, bridge, metadata, timeout, decoder)
+    session = _Session(ws, match, env, start, decoder)
     request[ACTIVE_SINK] = session.sink
     try:
         await session.run()

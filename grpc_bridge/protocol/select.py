@@ -1,4 +1,12 @@
-"""Which wire protocol a request speaks: each protocol asked in turn, JSON last."""
+"""Which wire protocol a request speaks: looked up by its Content-Type, else each asked.
+
+A request's Content-Type, as sent, finds the protocol whose media type it is
+(one dict lookup), and only that protocol is asked whether it ``claims`` the
+request (gRPC-Web: a POST). No Content-Type, or the JSON family's: only the
+protocols that claim by a header or the query (Connect unary) are asked, JSON
+otherwise. Any other value (parameters, other case, a type nobody names) asks
+every claimant in turn, JSON last, as the lookup's answers do.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +30,14 @@ class Protocols:
     def __init__(self, claimants: Sequence[WireProtocol], json: JsonProtocol) -> None:
         self._claimants = tuple(claimants)
         self.json = json
+        self._by_media: dict[str, WireProtocol] = {}
+        for protocol in self._claimants:
+            for media_type in protocol.media_types:
+                # First come, first served: as the claimants are asked.
+                self._by_media.setdefault(media_type, protocol)
+        #: Content-Types no claimant's media type names, and that none reads further.
+        self._plain = frozenset({"", *json.media_types})
+        self._by_headers = tuple(p for p in self._claimants if p.claims_by_headers)
         self.all: tuple[WireProtocol, ...] = (*self._claimants, json)
         #: What a CORS preflight may allow, whichever protocol the request will speak.
         self.cors_allow_headers = frozenset().union(*(p.cors_allow_headers for p in self.all))
@@ -46,6 +62,20 @@ class Protocols:
         return out
 
     def of(self, request: web.Request) -> WireProtocol:
+        content_type = request.headers.get("Content-Type", "")
+        named = self._by_media.get(content_type)
+        if named is not None:
+            if named.claims(request):
+                return named
+        elif content_type in self._plain:
+            for protocol in self._by_headers:
+                if protocol.claims(request):
+                    return protocol
+            return self.json
+        return self.asked(request)
+
+    def asked(self, request: web.Request) -> WireProtocol:
+        """Each claimant asked in turn, JSON last: what :meth:`of` answers, the long way."""
         for protocol in self._claimants:
             if protocol.claims(request):
                 return protocol

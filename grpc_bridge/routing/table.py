@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from grpc_bridge.routing.bindings import Binding, RouteConflict
 from grpc_bridge.routing.plan import MethodPlan
@@ -32,8 +33,10 @@ from grpc_bridge.routing.trie import ANY_METHOD, SegmentTrie, sort_methods, with
 
 __all__ = [
     "UNMATCHED",
+    "Lookup",
     "Match",
     "MatchKind",
+    "NoMatch",
     "RouteConflict",
     "RouteTable",
     "generic_methods",
@@ -51,10 +54,13 @@ class MatchKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    kind: MatchKind
-    plan: MethodPlan | None = None
+    """A path that names a method: served with this HTTP method (FULL), or only with
+    others (WRONG_METHOD, ``allowed`` says which). Either way the method's plan is known."""
+
+    kind: Literal[MatchKind.FULL, MatchKind.WRONG_METHOD]
+    plan: MethodPlan
     #: The route's template (the gRPC path for generic routes), for logs and metrics.
-    route: str = UNMATCHED
+    route: str
     allowed: tuple[str, ...] = ()
     #: REST path variables by field path (``item.id``), still percent-encoded:
     #: how to decode depends on the variable (``transcode.decode_request`` does it).
@@ -63,7 +69,22 @@ class Match:
     binding: Binding | None = None
 
 
-_NO_MATCH = Match(MatchKind.NONE)
+@dataclass(frozen=True, slots=True)
+class NoMatch:
+    """A path that names no method (404): no plan, nothing allowed."""
+
+    kind: Literal[MatchKind.NONE] = MatchKind.NONE
+    plan: None = None
+    route: str = UNMATCHED
+    allowed: tuple[str, ...] = ()
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    binding: None = None
+
+
+#: What the table answers; ``kind is MatchKind.NONE`` tells the two apart (and narrows the type).
+Lookup = Match | NoMatch
+
+_NO_MATCH = NoMatch()
 
 
 def generic_methods(plan: MethodPlan) -> tuple[str, ...]:
@@ -121,7 +142,7 @@ class RouteTable:
             ):
                 raise RouteConflict(clash, binding)
 
-    def match(self, method: str, path: str) -> Match:
+    def match(self, method: str, path: str) -> Lookup:
         path = path.partition("?")[0]
         rest = self._match_rest(method, path)
         if rest.kind is MatchKind.FULL:
@@ -136,7 +157,7 @@ class RouteTable:
         allowed = sort_methods((*rest.allowed, *generic.methods))
         return Match(MatchKind.WRONG_METHOD, rest.plan, rest.route, allowed)
 
-    def _match_rest(self, method: str, path: str) -> Match:
+    def _match_rest(self, method: str, path: str) -> Lookup:
         if not path.startswith("/") or not self._bindings:
             return _NO_MATCH
         segments = path[1:].split("/")
@@ -165,7 +186,7 @@ class RouteTable:
             binding,
         )
 
-    def websocket(self, path: str) -> Match:
+    def websocket(self, path: str) -> Lookup:
         """WebSocket upgrades are GETs allowed on every method's path, REST bindings' too.
 
         A REST path bound with several HTTP methods picks its GET binding, else the first.

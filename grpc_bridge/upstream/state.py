@@ -17,9 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
 from grpc_bridge.discovery.registry import Schema
 from grpc_bridge.errors import UpstreamNotReady
@@ -48,8 +47,24 @@ log = get_logger("grpc_bridge.upstream")
 RESOLVE_TIMEOUT_S = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class HealthAnswer:
+    """The last health check: the status it answered (``SERVING``...) or why it failed."""
+
+    status: str | None = None
+    error: str | None = None
+    #: When it answered (epoch seconds); None before the first check.
+    checked: float | None = None
+
+
 @dataclass
 class UpstreamState:
+    """One upstream's live state. Each group of fields has one writer: the discovery
+    fields (``schema`` to ``last_error``) the bridge's discovery (bridge.py), the
+    channel fields (``targets``, ``tls``, ``resolve_error``) :func:`refresh_channels`,
+    ``health`` :func:`poll_health` (one record, replaced whole). The admin port renders
+    it (admin/upstreams.py)."""
+
     settings: Upstream
     #: The connections: proxied calls, reflection and health checks alike.
     pool: NativePool
@@ -70,9 +85,7 @@ class UpstreamState:
     last_result: str | None = None
     last_error: str | None = None
     resolve_error: str | None = None
-    health: str | None = None
-    health_error: str | None = None
-    health_checked: float | None = None
+    health: HealthAnswer = HealthAnswer()
     #: Set by SIGHUP: discovery and channel upkeep run at once.
     wake_discovery: asyncio.Event = field(default_factory=asyncio.Event)
     wake_channels: asyncio.Event = field(default_factory=asyncio.Event)
@@ -112,79 +125,26 @@ class UpstreamState:
             return f"{reason}: {failure}" if failure else reason
         if self.settings.health_check:
             service = self.settings.health_service
-            if self.health_error is not None:
-                return f"health check failed: {self.health_error}"
-            if self.health is None:
+            health = self.health
+            if health.error is not None:
+                return f"health check failed: {health.error}"
+            if health.status is None:
                 return "health check has not answered yet"
-            if self.health != "SERVING":
-                return f"health check of service {service!r} answered {self.health}"
+            if health.status != "SERVING":
+                return f"health check of service {service!r} answered {health.status}"
         return None
-
-    def readiness(self) -> dict[str, Any]:
-        reason = self.not_ready_reason()
-        return {
-            "ready": reason is None,
-            **({"reason": reason} if reason else {}),
-            "targets": list(self.settings.targets),
-            "channels": self.pool.states(),
-            "services": list(self.schema.service_names) if self.schema else [],
-            "last_refresh": iso(self.last_refresh),
-        }
-
-    def describe(self) -> dict[str, Any]:
-        """Everything an operator may want to see (``GET /v1/upstreams``)."""
-        up = self.settings
-        reason = self.not_ready_reason()
-        return {
-            "name": self.name,
-            "ready": reason is None,
-            "reason": reason,
-            "targets": list(up.targets),
-            "addresses": list(self.targets.addresses),
-            "grpc_targets": list(self.targets.targets),
-            "authority": up.authority
-            or (up.tls.server_name if up.tls.enabled else None)
-            or self.targets.authority,
-            "resolve_error": self.resolve_error,
-            "tls": up.tls.enabled,
-            "transport": "native",
-            "channels": {
-                "generation": self.pool.generation,
-                "built_at": iso(self.pool.built_at),
-                "states": self.pool.states(),
-                "retiring": self.pool.retiring,
-            },
-            "services": list(self.schema.service_names) if self.schema else [],
-            "methods": len(self.schema.methods) if self.schema else 0,
-            "source": self.schema.source if self.schema else None,
-            "last_refresh": {
-                "at": iso(self.last_attempt),
-                "result": self.last_result,
-                "error": self.last_error if self.last_result == "failed" else None,
-                "last_success": iso(self.last_refresh),
-            },
-            "last_error": self.last_error,
-            "health": {
-                "enabled": up.health_check,
-                "service": up.health_service,
-                "status": self.health,
-                "error": self.health_error,
-                "checked_at": iso(self.health_checked),
-            },
-            "retries": up.retries.model_dump() if up.retries.max_attempts > 1 else None,
-        }
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
 
 
 async def open_upstream(
-    upstream: Upstream, resolve: Resolve, metrics: Metrics | None = None
+    upstream: Upstream,
+    resolve: Resolve,
+    metrics: Metrics | None = None,
+    wrap: Callable[[CallInvoker], CallInvoker] | None = None,
 ) -> UpstreamState:
-    """Resolve the targets and open the first channels (inside the running loop)."""
+    """Resolve the targets and open the first channels (inside the running loop).
+
+    ``wrap`` wraps the invoker of proxied calls (the tracing hook), once.
+    """
     endpoints = tuple(parse_target(t) for t in upstream.targets)
     try:
         targets = await resolve_targets(endpoints, resolve, RESOLVE_TIMEOUT_S)
@@ -205,17 +165,17 @@ async def open_upstream(
     tls = load_tls(upstream.tls)
     pool = NativePool(upstream, metrics=metrics)
     pool.open(ChannelPlan(targets, tls))
-    state = UpstreamState(
+    invoker: CallInvoker = NativeInvoker(pool, metrics)
+    return UpstreamState(
         upstream,
         pool,
-        NativeInvoker(pool, metrics),
+        invoker if wrap is None else wrap(invoker),
         NativeInvoker(pool),
         endpoints,
         targets,
         tls,
+        resolve_error=resolve_error,
     )
-    state.resolve_error = resolve_error
-    return state
 
 
 def needs_upkeep(state: UpstreamState) -> bool:
@@ -297,19 +257,19 @@ async def poll_health(state: UpstreamState) -> None:
     # A check never outlives the interval by much, and never gets under a second.
     timeout = max(1.0, up.health_interval_s)
     while True:
-        before = (state.health, state.health_error)
+        before = state.health
         try:
-            state.health = await check_health(state.control, up.health_service, timeout)
-            state.health_error = None
+            status = await check_health(state.control, up.health_service, timeout)
+            now = HealthAnswer(status, None, time.time())
         except (HealthCheckError, UpstreamNotReady) as exc:
-            state.health, state.health_error = None, str(exc)
-        state.health_checked = time.time()
-        if (state.health, state.health_error) != before:
+            now = HealthAnswer(None, str(exc), time.time())
+        state.health = now
+        if (now.status, now.error) != (before.status, before.error):
             log.info(
                 "health_changed",
                 upstream=state.name,
                 service=up.health_service,
-                status=state.health,
-                error=state.health_error,
+                status=now.status,
+                error=now.error,
             )
         await asyncio.sleep(up.health_interval_s)
