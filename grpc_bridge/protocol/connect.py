@@ -22,6 +22,7 @@ See connect_unary.py, connect_stream.py, connect_errors.py.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -30,26 +31,35 @@ from grpc_bridge.bridge import Bridge
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import (
     BridgeError,
-    MethodNotAllowed,
     RouteNotFound,
     UnsupportedMediaType,
     shown,
 )
+from grpc_bridge.pipeline.call import timeout_for
 from grpc_bridge.pipeline.context import RequestContext
-from grpc_bridge.protocol.base import WireProtocol
-from grpc_bridge.protocol.connect_errors import error_headers, http_status, unary_error_body
+from grpc_bridge.protocol.base import UnaryRequest, WireProtocol
+from grpc_bridge.protocol.connect_errors import unary_error
 from grpc_bridge.protocol.connect_stream import StreamWire, serve_stream
-from grpc_bridge.protocol.connect_unary import serve_unary
+from grpc_bridge.protocol.connect_unary import (
+    serve_unary,
+    unary_form,
+    unary_message,
+    unary_reply,
+    unary_request,
+)
 from grpc_bridge.protocol.connect_wire import (
     JSON_CODEC,
     PROTO_CODEC,
     PROTOCOL_VERSION_HEADER,
+    Codec,
     check_version,
     media_type,
 )
+from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Settings
-from grpc_bridge.upstream.metadata import MetadataPolicy
+from grpc_bridge.upstream.api import CallInvoker
+from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy
 
 NAME = "connect"
 _STREAM_PREFIX = "application/connect+"
@@ -86,36 +96,33 @@ _NOT_EXPOSED = frozenset(
 )
 
 
-def _is_connect_get(request: web.Request) -> bool:
-    if request.method != "GET":
-        return False
-    query = request.rel_url.raw_query_string
-    return "connect=v1" in query and "connect=v1" in query.split("&")
+def _is_connect_get(method: str, query: str) -> bool:
+    return method == "GET" and "connect=v1" in query and "connect=v1" in query.split("&")
 
 
 #: What a request is to Connect: a stream codec's media type, ``_UNARY``, or ``""`` (not
-#: Connect's). Worked out once per request, by whichever Connect claimant is asked first.
-_KIND = web.RequestKey("connect_kind", str)
+#: Connect's).
 _UNARY = "unary"
 
 
-def _kind(request: web.Request) -> str:
-    known: str | None = request.get(_KIND)
-    if known is not None:
-        return known
-    headers = request.headers
-    kind = ""
+def _typed_kind(headers: Mapping[str, str]) -> str:
+    """What the Content-Type alone makes a request: a stream's media type, ``_UNARY``, or ``""``."""
     value = headers.get("Content-Type")
     # The JSON routes' usual type is answered without parsing it.
-    if value is not None and value != "application/json":
-        media = value.partition(";")[0].strip().lower()
-        if media in _STREAM_TYPES:
-            kind = media
-        elif media == "application/proto" or media.startswith(_STREAM_PREFIX):
-            kind = _UNARY
-    if not kind and (PROTOCOL_VERSION_HEADER in headers or _is_connect_get(request)):
+    if value is None or value == "application/json":
+        return ""
+    media = value.partition(";")[0].strip().lower()
+    if media in _STREAM_TYPES:
+        return media
+    if media == "application/proto" or media.startswith(_STREAM_PREFIX):
+        return _UNARY
+    return ""
+
+
+def _kind(method: str, headers: Mapping[str, str], query: str) -> str:
+    kind = _typed_kind(headers)
+    if not kind and (PROTOCOL_VERSION_HEADER in headers or _is_connect_get(method, query)):
         kind = _UNARY
-    request[_KIND] = kind
     return kind
 
 
@@ -142,21 +149,37 @@ class ConnectUnary(_Connect):
     # Connect unary answers take Content-Encoding by Accept-Encoding, as any HTTP answer.
     http_compression = True
 
-    def claims(self, request: web.Request) -> bool:
-        return _kind(request) == _UNARY
+    def claims(self, method: str, headers: Mapping[str, str], query: str) -> bool:
+        return _kind(method, headers, query) == _UNARY
 
     def error_response(
-        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+        self, exc: BridgeError, ctx: RequestContext, headers: Mapping[str, str]
     ) -> web.Response:
-        response = web.Response(
-            body=unary_error_body(exc, ctx.pool),
-            status=http_status(exc),
-            headers=error_headers(exc),
-        )
-        response.content_type = "application/json"
-        if isinstance(exc, MethodNotAllowed):
-            response.headers["Allow"] = ", ".join(exc.allowed)
-        return response
+        status, answer, body = unary_error(exc, ctx.pool)
+        return web.Response(body=body, status=status, headers=answer)
+
+    # -- the unary POST on plain values (protocol/base.py PlainUnary), connect_unary.py's --
+
+    def unary_form(self, method: str, headers: Mapping[str, str]) -> Codec | None:
+        return unary_form(method, headers)
+
+    def unary_timeout(self, plan: MethodPlan, headers: Mapping[str, str]) -> float:
+        return timeout_for(plan, headers)
+
+    async def message_of_body(
+        self, form: Codec, headers: Mapping[str, str], body: bytes, limit: int
+    ) -> bytes:
+        return await unary_message(headers, body, limit)
+
+    def unary_request(
+        self, form: Codec, plan: MethodPlan, message: bytes, metadata: Metadata, timeout: float
+    ) -> UnaryRequest:
+        return unary_request(form, plan, message, metadata, timeout)
+
+    async def unary_reply(
+        self, call: UnaryRequest, invoker: CallInvoker
+    ) -> tuple[list[tuple[str, str]], bytes]:
+        return await unary_reply(call, invoker)
 
     async def serve(
         self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext
@@ -182,11 +205,11 @@ class ConnectStream(_Connect):
         self.wire = wire
         self._media = wire.codec.stream_type
 
-    def claims(self, request: web.Request) -> bool:
-        return _kind(request) == self._media
+    def claims(self, method: str, headers: Mapping[str, str], query: str) -> bool:
+        return _typed_kind(headers) == self._media
 
     def error_response(
-        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+        self, exc: BridgeError, ctx: RequestContext, headers: Mapping[str, str]
     ) -> web.Response:
         return self.wire.error_response(exc, ctx)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -46,8 +46,12 @@ class Protocols:
         return out
 
     def of(self, request: web.Request) -> WireProtocol:
+        return self.of_head(request.method, request.headers, request.rel_url.raw_query_string)
+
+    def of_head(self, method: str, headers: Mapping[str, str], query: str) -> WireProtocol:
+        """The protocol of a request with this method, headers and raw query string."""
         for protocol in self._claimants:
-            if protocol.claims(request):
+            if protocol.claims(method, headers, query):
                 return protocol
         return self.json
 
