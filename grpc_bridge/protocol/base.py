@@ -76,15 +76,11 @@ class UnaryRequest:
 
 
 @runtime_checkable
-class PlainUnary(Protocol):
+class PlainUnary(WireProtocol, Protocol):
     """A protocol's unary call on plain values: both edges call these steps, in this order."""
 
-    name: str
     #: The metadata policy of its requests (``pipeline.call.metadata_for``).
     policy: MetadataPolicy
-    http_compression: bool
-
-    def exposed(self, header: str) -> bool: ...
 
     def unary_form(self, method: str, headers: Mapping[str, str]) -> Any:
         """What a request with these (case-insensitive) headers asks for, if it is a
