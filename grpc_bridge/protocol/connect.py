@@ -37,7 +37,7 @@ from grpc_bridge.errors import (
 )
 from grpc_bridge.pipeline.call import timeout_for
 from grpc_bridge.pipeline.context import RequestContext
-from grpc_bridge.protocol.base import UnaryRequest, WireProtocol
+from grpc_bridge.protocol.base import WireProtocol
 from grpc_bridge.protocol.connect_errors import unary_error
 from grpc_bridge.protocol.connect_stream import StreamWire, serve_stream
 from grpc_bridge.protocol.connect_unary import (
@@ -51,15 +51,12 @@ from grpc_bridge.protocol.connect_wire import (
     JSON_CODEC,
     PROTO_CODEC,
     PROTOCOL_VERSION_HEADER,
-    Codec,
     check_version,
     media_type,
 )
-from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Settings
-from grpc_bridge.upstream.api import CallInvoker
-from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy
+from grpc_bridge.upstream.metadata import MetadataPolicy
 
 NAME = "connect"
 _STREAM_PREFIX = "application/connect+"
@@ -160,26 +157,12 @@ class ConnectUnary(_Connect):
 
     # -- the unary POST on plain values (protocol/base.py PlainUnary), connect_unary.py's --
 
-    def unary_form(self, method: str, headers: Mapping[str, str]) -> Codec | None:
-        return unary_form(method, headers)
-
-    def unary_timeout(self, plan: MethodPlan, headers: Mapping[str, str]) -> float:
-        return timeout_for(plan, headers)
-
-    async def message_of_body(
-        self, form: Codec, headers: Mapping[str, str], body: bytes, limit: int
-    ) -> bytes:
-        return await unary_message(headers, body, limit)
-
-    def unary_request(
-        self, form: Codec, plan: MethodPlan, message: bytes, metadata: Metadata, timeout: float
-    ) -> UnaryRequest:
-        return unary_request(form, plan, message, metadata, timeout)
-
-    async def unary_reply(
-        self, call: UnaryRequest, invoker: CallInvoker
-    ) -> tuple[list[tuple[str, str]], bytes]:
-        return await unary_reply(call, invoker)
+    # The functions themselves, not methods that call them: no coroutine layer per call.
+    unary_form = staticmethod(unary_form)
+    unary_timeout = staticmethod(timeout_for)
+    message_of_body = staticmethod(unary_message)
+    unary_request = staticmethod(unary_request)
+    unary_reply = staticmethod(unary_reply)
 
     async def serve(
         self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext

@@ -176,7 +176,7 @@ def unary_form(method: str, headers: Mapping[str, str]) -> Codec | None:
     return codec
 
 
-async def unary_message(headers: Mapping[str, str], body: bytes, limit: int) -> bytes:
+async def unary_message(codec: Codec, headers: Mapping[str, str], body: bytes, limit: int) -> bytes:
     """The message of a unary POST's body received whole: gunzipped, bounded, when coded."""
     coding = headers.get(_CONTENT_ENCODING)
     if coding is not None and check_content_encoding((coding,), "Content-Encoding"):

@@ -59,7 +59,6 @@ from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity
 from grpc_bridge.pipeline.sink import HttpSink, finish_stream, relay_stream
-from grpc_bridge.protocol.base import UnaryRequest
 from grpc_bridge.protocol.grpc_web_frames import (
     BINARY,
     HEAD_SIZE,
@@ -67,7 +66,6 @@ from grpc_bridge.protocol.grpc_web_frames import (
     REQUEST_TYPES,
     TEXT,
     Answer,
-    Asked,
     GrpcWebUnimplemented,
     RequestFrames,
     TextDecoder,
@@ -87,12 +85,10 @@ from grpc_bridge.protocol.grpc_web_unary import (
     unary_request,
     unary_timeout,
 )
-from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Limits
 from grpc_bridge.status import Code, code_name
-from grpc_bridge.upstream.api import CallInvoker
-from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy, plain_headers
+from grpc_bridge.upstream.metadata import MetadataPolicy, plain_headers
 
 NAME = "grpc-web"
 _PREFIX = "application/grpc-web"
@@ -215,26 +211,12 @@ class GrpcWebProtocol:
 
     # -- the unary call on plain values (protocol/base.py PlainUnary), grpc_web_unary.py's --
 
-    def unary_form(self, method: str, headers: Mapping[str, str]) -> Asked | None:
-        return unary_form(method, headers)
-
-    def unary_timeout(self, plan: MethodPlan, headers: Mapping[str, str]) -> float:
-        return unary_timeout(plan, headers)
-
-    async def message_of_body(
-        self, form: Asked, headers: Mapping[str, str], body: bytes, limit: int
-    ) -> bytes:
-        return await unary_message(form, headers, body, limit)
-
-    def unary_request(
-        self, form: Asked, plan: MethodPlan, message: bytes, metadata: Metadata, timeout: float
-    ) -> UnaryRequest:
-        return unary_request(form, plan, message, metadata, timeout)
-
-    async def unary_reply(
-        self, call: UnaryRequest, invoker: CallInvoker
-    ) -> tuple[list[tuple[str, str]], bytes]:
-        return await unary_reply(call, invoker)
+    # The functions themselves, not methods that call them: no coroutine layer per call.
+    unary_form = staticmethod(unary_form)
+    unary_timeout = staticmethod(unary_timeout)
+    message_of_body = staticmethod(unary_message)
+    unary_request = staticmethod(unary_request)
+    unary_reply = staticmethod(unary_reply)
 
     async def serve(
         self, request: web.Request, match: Match, bridge: Bridge, ctx: RequestContext

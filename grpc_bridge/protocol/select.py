@@ -8,12 +8,16 @@ from typing import Any
 from aiohttp import web
 
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
-from grpc_bridge.protocol.base import WireProtocol
-from grpc_bridge.protocol.connect import connect_protocols
+from grpc_bridge.protocol.base import PlainUnary, WireProtocol
+from grpc_bridge.protocol.connect import ConnectUnary, connect_protocols
 from grpc_bridge.protocol.grpc_web import GrpcWebProtocol
 from grpc_bridge.protocol.json import JsonProtocol
 from grpc_bridge.settings import Settings
 from grpc_bridge.upstream.metadata import MetadataPolicy
+
+#: The protocols whose unary call is steps on plain values, which the lean edge serves
+#: (edge/fastpath_heads.py); named here so that mypy holds each to the interface.
+PLAIN_UNARY: tuple[type[PlainUnary], ...] = (GrpcWebProtocol, ConnectUnary)
 
 
 class Protocols:
