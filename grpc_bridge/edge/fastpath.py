@@ -7,12 +7,12 @@ parsed with the parser aiohttp's own handlers use (llhttp, through
 edge/aiohttp_compat.py), so a head reads the same on both edges and one that
 aiohttp refuses is refused there; what it made of a head is kept by the head's
 bytes (:attr:`FastPath.parsed`), so a head sent again is not parsed again.
-edge/fastpath_serve.py decides which requests are served here (the commonest:
-unary calls with a JSON body) and answers them with the aiohttp edge's own
-steps. For anything else it hands the connection to aiohttp's
-``RequestHandler`` together with every byte it has buffered (the unread
-request included), and aiohttp serves it and the rest of the connection as if
-it had been there from the start.
+edge/fastpath_heads.py decides which requests are served here (unary calls:
+JSON's, gRPC-Web's, Connect's POST), edge/fastpath_serve.py answers them with
+the aiohttp edge's steps and the protocols' own. For anything else it hands the
+connection to aiohttp's ``RequestHandler`` with every byte it has buffered (the
+unread request included), and aiohttp serves it and the rest of the connection
+as if it had been there from the start.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from grpc_bridge.edge.aiohttp_compat import (
 from grpc_bridge.edge.fastpath_heads import Served
 from grpc_bridge.edge.fastpath_serve import LeanEdge
 from grpc_bridge.log import get_logger
+from grpc_bridge.protocol.base import PlainUnary
 from grpc_bridge.routing.table import Match, RouteTable
 
 log = get_logger("grpc_bridge.http")
@@ -60,20 +61,17 @@ MAX_MEMO_HEAD = 1024
 
 
 class _Parsed:
-    """What a head's bytes come to: its message, what it is here (:meth:`LeanEdge.served`:
-    its body's size, None when not served here; its protocol if not JSON, and the form it
-    asks for) and its match in the route table ``routes`` (None: not routed yet, or the
-    routes were remade since)."""
+    """What a head's bytes come to: its message, what it is here (edge/fastpath_heads.py),
+    its match in the route table ``routes`` (None: not routed yet, or routes remade since)."""
 
     __slots__ = ("form", "length", "match", "message", "protocol", "routes")
 
     def __init__(self, message: RawRequestMessage, served: Served | None) -> None:
         self.message = message
-        self.length: int | None = None
-        self.protocol = None
-        self.form: Any = None
-        if served is not None:
-            self.length, self.protocol, self.form = served
+        length, protocol, form = served or (None, None, None)
+        self.length: int | None = length
+        self.protocol: PlainUnary | None = protocol
+        self.form: Any = form
         self.routes: RouteTable | None = None
         self.match: Match | None = None
 

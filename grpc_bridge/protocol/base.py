@@ -93,7 +93,9 @@ class PlainUnary(WireProtocol, Protocol):
     async def message_of_body(
         self, form: Any, headers: Mapping[str, str], body: bytes, limit: int
     ) -> bytes:
-        """The request message of a body received whole (and bounded by ``limit``)."""
+        """The request message of a body received whole, bounded by ``limit`` and with no
+        ``Content-Encoding`` (the aiohttp handler reads a coded body, inflating it as it
+        arrives: pipeline/body.py)."""
 
     def unary_request(
         self, form: Any, plan: MethodPlan, message: bytes, metadata: Metadata, timeout: float

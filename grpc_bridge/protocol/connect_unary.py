@@ -64,7 +64,7 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BARE_TYPES = {codec.unary_type: codec for codec in CODECS.values()}
 _CONTENT_TYPES = {codec: ("Content-Type", codec.unary_type) for codec in CODECS.values()}
 # Header names as istr: a case-insensitive lookup without folding the name each time.
-_CONTENT_TYPE, _CONTENT_ENCODING = istr("Content-Type"), istr("Content-Encoding")
+_CONTENT_TYPE = istr("Content-Type")
 _VERSION = istr(PROTOCOL_VERSION_HEADER)
 
 
@@ -177,10 +177,7 @@ def unary_form(method: str, headers: Mapping[str, str]) -> Codec | None:
 
 
 async def unary_message(codec: Codec, headers: Mapping[str, str], body: bytes, limit: int) -> bytes:
-    """The message of a unary POST's body received whole: gunzipped, bounded, when coded."""
-    coding = headers.get(_CONTENT_ENCODING)
-    if coding is not None and check_content_encoding((coding,), "Content-Encoding"):
-        return await inflate(body, limit, "request body")
+    """The message of a unary POST's body received whole: the body itself."""
     return body
 
 
