@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The checkout this script is in, before any installed grpc_bridge: its code is profiled
+# (a script's own folder is on sys.path, not the working directory).
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import load
 import payloads
@@ -45,7 +48,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--codec", choices=["fast", "reference"], default="fast")
     parser.add_argument(
-        "--case", choices=["order", "ping", "rest", "grpcweb", "stream"], default="order"
+        "--case",
+        choices=["order", "ping", "rest", "grpcweb", "connect", "stream"],
+        default="order",
     )
     parser.add_argument("--upstream", choices=list(run.UPSTREAMS), default="c")
     parser.add_argument("--seconds", type=int, default=10)
@@ -72,8 +77,9 @@ def main() -> None:
             "rest": (run.REST_PATH, None),
             "stream": (run.STREAM_PATH, b'{"count": 300000}'),
             "grpcweb": (run.ORDER_PATH, run.grpc_web_order(gen)),
+            "connect": (run.ORDER_PATH, payloads.ORDER_BODY),
         }[args.case]
-        headers = run.GRPC_WEB_HEADERS if args.case == "grpcweb" else None
+        headers = {"grpcweb": run.GRPC_WEB_HEADERS, "connect": run.CONNECT_HEADERS}.get(args.case)
         url = f"http://127.0.0.1:{bridge.port}{path}"
 
         def drive(seconds: float) -> dict[str, float]:

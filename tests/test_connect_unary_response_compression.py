@@ -15,8 +15,10 @@ import pytest
 from bridgetest.v1 import kitchen_pb2
 
 from tests.helpers.connect_tools import JSON_UNARY, PROTO_UNARY
-from tests.helpers.harness import running_bridge
+from tests.helpers.harness import MakeBridge
 from tests.helpers.servers import RunningServer
+
+pytestmark = pytest.mark.both_edges
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 LONG = "x" * 4096
@@ -24,14 +26,14 @@ LONG = "x" * 4096
 
 @pytest.mark.parametrize("codec", ["json", "proto"])
 async def test_a_connect_unary_answer_is_gzipped_when_accept_encoding_names_gzip(
-    upstream: RunningServer, codec: str
+    upstream: RunningServer, make_bridge: MakeBridge, codec: str
 ) -> None:
     if codec == "json":
         headers, body = JSON_UNARY, orjson.dumps({"fString": LONG})
     else:
         headers, body = PROTO_UNARY, kitchen_pb2.Kitchen(f_string=LONG).SerializeToString()
+    b = await make_bridge(upstream.target, compression={"min_bytes": 0})
     async with (
-        running_bridge(upstream.target, compression={"min_bytes": 0}) as b,
         b.session.post(
             f"{b.url}{ECHO}",
             data=body,

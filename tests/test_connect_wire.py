@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import gzip
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -35,19 +34,21 @@ from tests.helpers.connect_tools import (
     get,
     post,
 )
-from tests.helpers.harness import RunningBridge, running_bridge
+from tests.helpers.harness import MakeBridge, RunningBridge, running_bridge
 from tests.helpers.js_clients import CODE_NAMES
 from tests.helpers.process import free_port
 from tests.helpers.raw_http import bridge_on, exchange, next_request_log, read_answer, wait_ready
 from tests.helpers.servers import RunningServer
 
 LIMIT = 64 * 1024
+#: Every test with the ``bridge`` fixture runs on both HTTP/1.1 edges: the lean one
+#: serves unary POSTs with the protocol's own steps, aiohttp the rest.
+pytestmark = pytest.mark.both_edges
 
 
 @pytest.fixture
-async def bridge(upstream: RunningServer) -> AsyncIterator[RunningBridge]:
-    async with connect_bridge(upstream.target, limits={"max_request_bytes": LIMIT}) as running:
-        yield running
+async def bridge(upstream: RunningServer, make_bridge: MakeBridge) -> RunningBridge:
+    return await make_bridge(upstream.target, limits={"max_request_bytes": LIMIT})
 
 
 def _fail(code: int, **more: Any) -> dict[str, Any]:

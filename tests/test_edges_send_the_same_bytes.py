@@ -5,7 +5,10 @@ services (and routes that are none), path variables and query strings (escapes,
 unknown and Connect parameters), headers (CORS ``Origin`` allowed or not,
 repeated ones, request ids, timeouts, content and encoding negotiation, other
 protocols' markers) and bodies (valid JSON, invalid JSON, wrong types, over
-``limits.max_request_bytes``). Each goes to a bridge with ``listen.fast_path``
+``limits.max_request_bytes``); and gRPC-Web and Connect unary calls
+(tests/helpers/browser_requests.py: every gRPC-Web form, Connect JSON and
+proto, upstream errors with details, deadlines, compression both ways,
+metadata, refusals). Each goes to a bridge with ``listen.fast_path``
 on and to one with it off (same upstream, routes, CORS policy), over persistent
 raw connections, and the two answers must be equal byte for byte: status line,
 every header in order (repeated ones included) and body. Only ``Date`` is
@@ -14,7 +17,7 @@ peer port) is replaced by a placeholder wherever it appears.
 
 The lean side's connection is reopened after a hand-over to aiohttp, so that
 every request starts on the lean edge; the module checks at the end that the
-lean edge served a good share of them itself.
+lean edge served a good share of them itself, gRPC-Web's and Connect's too.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ from hypothesis import strategies as st
 
 from grpc_bridge.edge import fastpath
 from tests.helpers.background import Background
+from tests.helpers.browser_requests import browser_requests
 from tests.helpers.harness import running_bridge
 from tests.helpers.lean_path import ROUTES, comparable_bytes
 from tests.helpers.raw_http import ECHO, FAIL
 from tests.helpers.servers import start_server
 
 AGREEMENT = settings(
-    max_examples=300,
+    max_examples=400,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -118,6 +122,8 @@ class Edges:
         self.hand_overs = hand_overs
         self.served = 0
         self.handed_over = 0
+        #: gRPC-Web and Connect requests the lean edge served itself.
+        self.served_browser = 0
 
 
 async def _start(stack: contextlib.AsyncExitStack) -> tuple[int, int]:
@@ -163,6 +169,7 @@ def edges() -> Iterator[Edges]:
     # Not a vacuous agreement: the lean edge served a good share itself.
     assert edges.served >= 90, (edges.served, edges.handed_over)
     assert edges.handed_over >= 60, (edges.served, edges.handed_over)
+    assert edges.served_browser >= 25, edges.served_browser
 
 
 # --- what a client may send ----------------------------------------------------------------------
@@ -343,7 +350,10 @@ SERVED = [
 
 
 @st.composite
-def requests(draw: Any) -> tuple[str, bytes]:
+def requests(draw: Any) -> tuple[str, bytes, bool]:
+    """(method, bytes, whether it is a gRPC-Web or Connect unary request)."""
+    if not draw(st.integers(0, 2)):
+        return (*draw(browser_requests(MAX_BODY)), True)
     headers = ["Host: bridge"]
     if draw(st.booleans()):
         method, paths, bodies_of = draw(st.sampled_from(SERVED))
@@ -371,7 +381,7 @@ def requests(draw: Any) -> tuple[str, bytes]:
         headers += draw(st.lists(st.sampled_from(EXTRA_HEADERS), max_size=5))
     headers = draw(st.permutations(headers))
     head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{h}\r\n" for h in headers) + "\r\n"
-    return method, head.encode() + (body or b"")
+    return method, head.encode() + (body or b""), False
 
 
 # --- what the edges answer -----------------------------------------------------------------------
@@ -379,8 +389,10 @@ def requests(draw: Any) -> tuple[str, bytes]:
 
 @AGREEMENT
 @given(request=requests())
-def test_both_edges_answer_with_the_same_bytes(edges: Edges, request: tuple[str, bytes]) -> None:
-    method, data = request
+def test_both_edges_answer_with_the_same_bytes(
+    edges: Edges, request: tuple[str, bytes, bool]
+) -> None:
+    method, data, browser = request
     before = len(edges.hand_overs)
     lean = comparable_bytes(edges.lean.exchange(data, method))
     if len(edges.hand_overs) > before:
@@ -388,5 +400,6 @@ def test_both_edges_answer_with_the_same_bytes(edges: Edges, request: tuple[str,
         edges.lean.close()  # aiohttp has this connection now: the next request starts lean
     else:
         edges.served += 1
+        edges.served_browser += browser
     plain = comparable_bytes(edges.aiohttp.exchange(data, method))
     assert lean == plain, data

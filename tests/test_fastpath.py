@@ -20,7 +20,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from grpc_bridge.edge.aiohttp_compat import head_parser
-from grpc_bridge.edge.fastpath_serve import served_length
+from grpc_bridge.edge.fastpath_heads import served_head, served_length
+from grpc_bridge.protocol.select import build_protocols, forward_all_policy
+from grpc_bridge.settings import Settings
 from tests.helpers.harness import RunningBridge, running_bridge
 from tests.helpers.lean_path import (
     bridges,
@@ -319,7 +321,7 @@ async def test_a_body_over_the_limit_is_refused_by_aiohttp(upstream: RunningServ
     assert response[0] == 413
 
 
-async def test_only_plain_heads_are_taken() -> None:
+async def test_only_heads_of_requests_served_lean_are_taken() -> None:
     async def handle(request: web.BaseRequest) -> web.StreamResponse:
         return web.Response()
 
@@ -335,9 +337,14 @@ async def test_only_plain_heads_are_taken() -> None:
         assert len(messages) == 1
         return messages[0][0]
 
+    settings = Settings(upstreams=[{"name": "u", "targets": ["127.0.0.1:1"]}])
+    protocols = build_protocols(settings, forward_all_policy(settings))
+    BODY = ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2")
+
     def served(*lines: str | bytes) -> int | None:
         message = parse(*lines)
-        return None if message is None else served_length(message)
+        head = None if message is None else served_head(message, protocols)
+        return None if head is None else head[0]
 
     assert served("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2") == 2
     rest = parse("GET /v1/a%2Fb?x=1&y=%20+?z HTTP/1.1", "Host: x")
@@ -354,6 +361,11 @@ async def test_only_plain_heads_are_taken() -> None:
         ("GET /a?connected=1&x=connect HTTP/1.1", "Host: x"),
         # Connection is read by the parser (keep-alive or close) the same for both edges.
         ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Connection: close, TE"),
+        # gRPC-Web in every form, Connect's unary POST: their protocols' plain steps.
+        (*BODY, "Content-Type: application/grpc-web"),
+        (*BODY, "Content-Type: application/grpc-web-text"),
+        (*BODY, "Content-Type: application/json", "Connect-Protocol-Version: 1"),
+        (*BODY, "Content-Type: application/proto"),
     ):
         assert served(*taken) is not None, taken
     for refused in (
@@ -376,6 +388,12 @@ async def test_only_plain_heads_are_taken() -> None:
         ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Content-Type: text/plain"),
         ("POST /a.B/C HTTP/1.1", "Host: x", "Content-Length: 2", "Accept: application/x-ndjson"),
         ("GET /a HTTP/1.1", "Host: x", "Upgrade: websocket", "Connection: Upgrade"),
+        # Connect's GET and streams, a gRPC-Web type not served (415), a bad version.
+        ("GET /a.B/C?connect=v1&encoding=json&message=%7B%7D HTTP/1.1", "Host: x"),
+        (*BODY, "Content-Type: application/connect+json"),
+        (*BODY, "Content-Type: application/grpc-web+xml"),
+        (*BODY, "Content-Type: application/json", "Connect-Protocol-Version: 2"),
+        (*BODY, "Content-Type: application/json; charset=utf-8", "Connect-Protocol-Version: 1"),
         (
             "OPTIONS /a HTTP/1.1",
             "Host: x",
@@ -399,52 +417,3 @@ async def test_only_plain_heads_are_taken() -> None:
         ("POST /a.B/C HTTP/1.1", "Host: x", *(f"X-{i}: 1" for i in range(128))),
     ):
         assert parse(*unparsed) is None, unparsed
-
-
-#: Requests of the protocols added on the aiohttp path (gRPC-Web, Connect, binary
-#: protobuf): the lean path never serves them, whatever their method and route.
-OTHER_PROTOCOLS = {
-    "Connect unary, JSON": request(
-        "POST", ECHO, b'{"fString": "c"}', "Connect-Protocol-Version: 1"
-    ),
-    "Connect unary, JSON, on a REST route": request(
-        "GET", "/v1/things/1", None, "Connect-Protocol-Version: 1"
-    ),
-    "Connect GET": request(
-        "GET", "/bridgetest.v1.TestService/Lookup?connect=v1&encoding=json&message=%7B%7D"
-    ),
-    "Connect GET, connect last": request(
-        "GET", "/bridgetest.v1.TestService/Lookup?encoding=json&message=%7B%7D&connect=v1"
-    ),
-    "Connect unary, proto": request(
-        "POST", ECHO, b"", "Content-Type: application/proto", json=False
-    ),
-    "Connect streaming": request(
-        "POST", ECHO, b"", "Content-Type: application/connect+json", json=False
-    ),
-    "gRPC-Web": request(
-        "POST", ECHO, b"\0\0\0\0\0", "Content-Type: application/grpc-web+proto", json=False
-    ),
-    "gRPC-Web, JSON": request(
-        "POST", ECHO, b"\0\0\0\0\2{}", "Content-Type: application/grpc-web+json", json=False
-    ),
-    "gRPC-Web text": request(
-        "POST", ECHO, b"AAAAAAA=", "Content-Type: application/grpc-web-text", json=False
-    ),
-    "gRPC": request("POST", ECHO, b"\0\0\0\0\0", "Content-Type: application/grpc", json=False),
-    "JSON with a charset": request(
-        "POST", ECHO, b"{}", "Content-Type: application/json; charset=utf-8", json=False
-    ),
-}
-
-
-@pytest.mark.parametrize("name", list(OTHER_PROTOCOLS))
-async def test_other_protocols_are_handed_to_aiohttp(
-    upstream_factory: StartServer, hand_overs: list[bytes], name: str
-) -> None:
-    data = OTHER_PROTOCOLS[name]
-    async with rest_bridges(upstream_factory) as (fast, plain):
-        (got,) = await exchange(fast, data, 1)
-        (want,) = await exchange(plain, data, 1)
-    assert hand_overs == [b""]  # at the head, before anything was done
-    assert comparable(got) == comparable(want)

@@ -32,6 +32,9 @@ PROTOBUF = pytest.mark.parametrize(
     "variant", [VARIANTS["binary"], VARIANTS["text"]], ids=["binary", "text"]
 )
 LIMIT = 64 * 1024
+#: Every test with the ``bridge`` fixture runs on both HTTP/1.1 edges: the lean one
+#: serves unary calls with the protocol's own steps, aiohttp the rest.
+pytestmark = pytest.mark.both_edges
 
 
 @pytest.fixture

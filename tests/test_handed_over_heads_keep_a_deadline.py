@@ -1,8 +1,10 @@
 """A trickled request head is closed after limits.body_read_timeout_s, whichever edge reads it.
 
 The lean edge reads every head whole under its deadline, even one it then hands to
-aiohttp (OPTIONS, HEAD); every head after a hand-over, and every head on the
-aiohttp-only edge, is aiohttp's, read under the same deadline (edge/head_deadline.py).
+aiohttp (OPTIONS, HEAD), and keeps the connection after the calls it serves itself
+(gRPC-Web and Connect unary among them); every head after a hand-over (a Connect
+GET, say), and every head on the aiohttp-only edge, is aiohttp's, read under the
+same deadline (edge/head_deadline.py).
 An idle keep-alive connection is not closed by it.
 """
 
@@ -21,6 +23,7 @@ from tests.helpers.raw_http import bridge_on, read_answer
 from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
+LOOKUP = "/bridgetest.v1.TestService/Lookup"
 FRAME = struct.pack(">BI", 0, 0)
 
 
@@ -82,7 +85,8 @@ GRPC_WEB_HEAD = (
 async def grpc_web_call(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *parts: bytes
 ) -> None:
-    """One gRPC-Web call (served by aiohttp on either edge), its request written in ``parts``."""
+    """One gRPC-Web call (the lean edge serves it, or aiohttp on the aiohttp-only edge),
+    its request written in ``parts``."""
     for part in parts:
         writer.write(part)
         await writer.drain()
@@ -97,8 +101,7 @@ async def grpc_web_call(
 async def test_a_trickled_head_after_a_grpc_web_call_is_closed(
     lean: BridgeProcess, parts: tuple[bytes, ...]
 ) -> None:
-    """After one gRPC-Web call (handed to aiohttp), the rest of the connection is aiohttp's,
-    and its next head has the same deadline."""
+    """After one gRPC-Web call, the next head on the connection has the same deadline."""
     reader, writer = await asyncio.open_connection("127.0.0.1", lean.proxy_port)
     try:
         await grpc_web_call(reader, writer, *parts)
@@ -152,3 +155,18 @@ async def test_an_idle_connection_outlives_the_head_deadline(
         await grpc_web_call(reader, writer, GRPC_WEB_HEAD[half:] + FRAME)
     finally:
         writer.close()
+
+
+async def test_a_trickled_head_after_a_connect_get_is_closed(lean: BridgeProcess) -> None:
+    """A Connect GET is handed to aiohttp by the lean edge: the rest of the connection is
+    aiohttp's, and its next head has the same deadline."""
+    query = "connect=v1&encoding=json&message=%7B%7D"
+    reader, writer = await asyncio.open_connection("127.0.0.1", lean.proxy_port)
+    try:
+        writer.write(f"GET {LOOKUP}?{query} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+        status, _, _ = await read_answer(reader)
+        assert status == 200
+        held = await held_for(reader, writer, f"POST {ECHO} HTTP/1.1\r\nHost: b\r\n".encode(), 6.0)
+    finally:
+        writer.close()
+    assert held < 4.0, f"connection held {held:.1f} s by a head that never ends"

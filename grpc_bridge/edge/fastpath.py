@@ -7,12 +7,12 @@ parsed with the parser aiohttp's own handlers use (llhttp, through
 edge/aiohttp_compat.py), so a head reads the same on both edges and one that
 aiohttp refuses is refused there; what it made of a head is kept by the head's
 bytes (:attr:`FastPath.parsed`), so a head sent again is not parsed again.
-edge/fastpath_serve.py decides which requests are served here (the commonest:
-unary calls with a JSON body) and answers them with the aiohttp edge's own
-steps. For anything else it hands the connection to aiohttp's
-``RequestHandler`` together with every byte it has buffered (the unread
-request included), and aiohttp serves it and the rest of the connection as if
-it had been there from the start.
+edge/fastpath_heads.py decides which requests are served here (unary calls:
+JSON's, gRPC-Web's, Connect's POST), edge/fastpath_serve.py answers them with
+the aiohttp edge's steps and the protocols' own. For anything else it hands the
+connection to aiohttp's ``RequestHandler`` with every byte it has buffered (the
+unread request included), and aiohttp serves it and the rest of the connection
+as if it had been there from the start.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -33,8 +33,10 @@ from grpc_bridge.edge.aiohttp_compat import (
     head_parser,
 )
 from grpc_bridge.edge.cut_off import FLUSH_GRACE, cut_off
-from grpc_bridge.edge.fastpath_serve import LeanEdge, served_length
+from grpc_bridge.edge.fastpath_heads import Served
+from grpc_bridge.edge.fastpath_serve import LeanEdge
 from grpc_bridge.log import get_logger
+from grpc_bridge.protocol.base import PlainUnary
 from grpc_bridge.routing.table import Match, RouteTable
 
 log = get_logger("grpc_bridge.http")
@@ -55,23 +57,26 @@ MAX_BUFFERED = 256 * 1024
 MAX_MEMO = 64
 MAX_MEMO_HEAD = 1024
 
-#: A head served here and the body it awaits: the message, its match, the head's bytes
-#: and the body's size.
-_Pending = tuple[RawRequestMessage, Match, bytes, int]
-
 
 class _Parsed:
-    """What a head's bytes come to: its message, its body's size (:func:`served_length`:
-    None, not served here) and its match in the route table ``routes`` (None: not
-    routed yet, or the routes were remade since)."""
+    """What a head's bytes come to: its message, what it is here (edge/fastpath_heads.py),
+    its match in the route table ``routes`` (None: not routed yet, or routes remade since)."""
 
-    __slots__ = ("length", "match", "message", "routes")
+    __slots__ = ("form", "length", "match", "message", "protocol", "routes")
 
-    def __init__(self, message: RawRequestMessage, length: int | None) -> None:
+    def __init__(self, message: RawRequestMessage, served: Served | None) -> None:
         self.message = message
-        self.length = length
+        length, protocol, form = served or (None, None, None)
+        self.length: int | None = length
+        self.protocol: PlainUnary | None = protocol
+        self.form: Any = form
         self.routes: RouteTable | None = None
         self.match: Match | None = None
+
+
+#: A head served here and the body it awaits: what the head is, its match, the head's
+#: bytes and the body's size.
+_Pending = tuple[_Parsed, Match, bytes, int]
 
 
 #: How a request line may start: a method token (the ones llhttp knows are upper-case
@@ -250,7 +255,7 @@ class FastConnection(asyncio.Protocol):
                 self._hand_over(b"")
                 return False
             self._pending = pending
-        message, match, head, length = pending
+        parsed, match, head, length = pending
         size = len(head)
         total = size + length
         if len(buffer) < total:
@@ -261,7 +266,7 @@ class FastConnection(asyncio.Protocol):
         self._pending = None
         body = bytes(buffer[size:total])
         del buffer[:total]
-        self._task = self._loop.create_task(self._serve(message, match, head, body))
+        self._task = self._loop.create_task(self._serve(parsed, match, head, body))
         self._task.add_done_callback(self._done)
         return True
 
@@ -295,12 +300,12 @@ class FastConnection(asyncio.Protocol):
         # then the same head has the same match (a frozen Match, read-only captures).
         routes = bridge.routes
         if parsed.routes is not routes:
-            parsed.match = fast.edge.route(parsed.message)
+            parsed.match = fast.edge.route(parsed.message, parsed.protocol is not None)
             parsed.routes = routes
         match = parsed.match
         if match is None:
             return None
-        return parsed.message, match, head, length
+        return parsed, match, head, length
 
     def _parse_new(self, head: bytes) -> _Parsed | None:
         """A head llhttp has not read before (None: refused, or not one request)."""
@@ -316,7 +321,7 @@ class FastConnection(asyncio.Protocol):
         if upgraded or len(messages) != 1:
             return None
         message = messages[0][0]
-        parsed = _Parsed(message, served_length(message))
+        parsed = _Parsed(message, self._fast.edge.served(message))
         if len(head) <= MAX_MEMO_HEAD:
             memo = self._fast.parsed
             if len(memo) >= MAX_MEMO:
@@ -374,8 +379,10 @@ class FastConnection(asyncio.Protocol):
         (A head not whole is not answered: the connection just closes.)
         """
         if self._transport is not None and self._pending is not None:
-            message, match, _, _ = self._pending
-            self._transport.write(self._fast.edge.late_body(message, match, self._peer))
+            parsed, match, _, _ = self._pending
+            self._transport.write(
+                self._fast.edge.late_body(parsed.message, match, self._peer, parsed.protocol)
+            )
 
     def close_when_idle(self) -> asyncio.Task[None] | None:
         """For shutdown: the request in flight, if any (the connection closes after it)."""
@@ -388,11 +395,14 @@ class FastConnection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
-    async def _serve(
-        self, message: RawRequestMessage, match: Match, head: bytes, body: bytes
-    ) -> None:
+    async def _serve(self, parsed: _Parsed, match: Match, head: bytes, body: bytes) -> None:
         fast = self._fast
-        answer = await fast.edge.answer(message, match, body, self._peer, fast.closing)
+        if parsed.protocol is None:
+            answer = await fast.edge.answer(parsed.message, match, body, self._peer, fast.closing)
+        else:
+            answer = await fast.edge.answer_plain(
+                parsed.protocol, parsed.form, parsed.message, match, body, self._peer, fast.closing
+            )
         if answer is None:
             self._hand_over(head + body)
             return

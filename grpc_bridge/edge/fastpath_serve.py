@@ -8,34 +8,49 @@ calls (edge/steps.py, protocol/json_unary.py, protocol/json_transcode.py), in th
 the same ``CIMultiDict`` of response headers, serialized by aiohttp's own
 head writer: so both edges send the same bytes.
 
-Served here: HTTP/1.1 requests to a unary method, ``POST`` to its generic route
-(``GET`` too where the method has no side effects) or ``GET``, ``DELETE``,
-``POST``, ``PUT``, ``PATCH`` to one of its REST bindings; a ``Content-Length``
-body within the limit (or none for ``GET``/``DELETE``), a plain
-``application/json`` Content-Type (or none), CORS requests included. Handed
-to aiohttp: everything else, among it every request of another protocol
-(gRPC-Web, Connect: a ``Connect-Protocol-Version`` header, another
-Content-Type, a ``GET`` with a ``connect`` query parameter), ``HEAD`` and
-preflights, streaming methods, upgrades, chunked or compressed bodies, bytes
-outside RFC 3986 in the target, and any request that fails before the
-upstream call (so every such error answer is aiohttp's own).
+Served here: HTTP/1.1 requests to a unary method with a ``Content-Length``
+body within the limit (or none for ``GET``/``DELETE``), CORS requests included:
+
+- JSON: ``POST`` to its generic route (``GET`` too where the method has no side
+  effects) or ``GET``, ``DELETE``, ``POST``, ``PUT``, ``PATCH`` to one of its
+  REST bindings, with a plain ``application/json`` Content-Type (or none);
+- the protocols whose unary call is steps on plain values
+  (:class:`~grpc_bridge.protocol.base.PlainUnary`), ``POST`` to the generic
+  route: gRPC-Web (every ``application/grpc-web*`` form, text and JSON
+  included) and Connect (``application/json`` or ``application/proto`` with
+  ``Connect-Protocol-Version: 1``). The request's protocol is the one the
+  aiohttp edge would pick (``Protocols.of_head``, asked once per head); the
+  protocol's own steps read, call and answer, errors included.
+
+Handed to aiohttp: everything else, among it Connect's GET and streams,
+``HEAD`` and preflights, streaming methods, upgrades, chunked or compressed
+bodies, bytes outside RFC 3986 in the target, and any request that fails
+before the upstream call (so every such error answer is aiohttp's own).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.helpers import rfc822_formatted_time
-from aiohttp.http import SERVER_SOFTWARE, HttpVersion11
-from multidict import CIMultiDict, istr
+from aiohttp.http import SERVER_SOFTWARE
+from multidict import CIMultiDict
 
 from grpc_bridge.bridge import Bridge
-from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.edge.aiohttp_compat import RawRequestMessage, serialize_head
 from grpc_bridge.edge.cors import CorsPolicy
+from grpc_bridge.edge.fastpath_heads import (
+    ACCEPT_ENCODING,
+    CONTENT_TYPE,
+    HOST,
+    ORIGIN,
+    Served,
+    routed_here,
+    served_head,
+)
 from grpc_bridge.edge.steps import (
     REQUEST_ID_HEADER,
     count_request,
@@ -56,98 +71,15 @@ from grpc_bridge.pipeline.call import metadata_for, timeout_for
 from grpc_bridge.pipeline.compress import ResponseCompression
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
-from grpc_bridge.pipeline.responses import JSON_CONTENT_TYPE
+from grpc_bridge.protocol.base import PlainUnary
 from grpc_bridge.protocol.json_transcode import message_of
 from grpc_bridge.protocol.json_unary import unary_reply
+from grpc_bridge.protocol.select import Protocols
 from grpc_bridge.routing.table import Match, MatchKind
+from grpc_bridge.status import Code, code_name
 from grpc_bridge.upstream.metadata import ClientInfo, MetadataPolicy
 
-#: The request methods served here. HEAD stays aiohttp's (it answers GET's status
-#: and headers without the body), as do OPTIONS and custom methods.
-_METHODS = frozenset({"POST", "GET", "PUT", "PATCH", "DELETE"})
-#: How every request served here starts; other first bytes go to aiohttp at once,
-#: so that what can't be HTTP (TLS, say) is answered, not left waiting.
-STARTS = tuple(f"{method} /".encode() for method in sorted(_METHODS))
-#: Methods served without a Content-Length: their requests usually have no body.
-_BODYLESS = frozenset({"GET", "DELETE"})
-_GENERIC_METHODS = frozenset({"POST", "GET"})
-#: An origin-form target made of RFC 3986 characters only (unreserved, sub-delims,
-#: ":@/?" and "%"), no fragment. Bytes beyond those (controls, quotes, braces, "#")
-#: are aiohttp's to judge, as they have been.
-_PCHARS = r"-A-Za-z0-9._~!$&'()*+,;=:@/%"
-_TARGET = re.compile(rf"/[{_PCHARS}]*(?:\?[{_PCHARS}?]*)?")
-#: Request headers after which aiohttp decides: bodies it frames or inflates,
-#: upgrades, preflights, and Connect's unary protocol (a JSON body like ours, with
-#: its own error shape: http's protocol modules answer it).
-_HAND_OVER = (
-    hdrs.TRANSFER_ENCODING,
-    hdrs.EXPECT,
-    hdrs.UPGRADE,
-    hdrs.CONTENT_ENCODING,
-    hdrs.ACCESS_CONTROL_REQUEST_METHOD,
-    hdrs.SEC_WEBSOCKET_KEY,
-    istr("Connect-Protocol-Version"),
-)
-# Header names as istr (aiohttp's): a case-insensitive lookup without folding the name.
-CONTENT_TYPE, ACCEPT_ENCODING, ORIGIN, HOST = (
-    hdrs.CONTENT_TYPE,
-    hdrs.ACCEPT_ENCODING,
-    hdrs.ORIGIN,
-    hdrs.HOST,
-)
-_ACCEPTED = frozenset({"*/*", JSON_CONTENT_TYPE})
-#: Connect's GET: its message in the query string (``?connect=v1&encoding=json&message=``).
-_CONNECT_QUERY = "connect"
-
-
-def served_length(message: RawRequestMessage) -> int | None:
-    """The body length of a request whose head is one served here; None: aiohttp's."""
-    method = message.method
-    if (
-        method not in _METHODS
-        or message.version != HttpVersion11
-        or message.chunked
-        or message.upgrade
-        or not _TARGET.fullmatch(message.path)
-    ):
-        return None
-    headers = message.headers
-    for name in _HAND_OVER:
-        if name in headers:
-            return None
-    content_type = headers.get(CONTENT_TYPE)
-    if content_type is not None and content_type != JSON_CONTENT_TYPE:
-        return None  # gRPC-Web, Connect, binary protobuf, a charset parameter: aiohttp's
-    if headers.get(hdrs.ACCEPT, "*/*") not in _ACCEPTED:
-        return None
-    if method == "GET" and _connect_get(message.path):
-        return None
-    length = headers.get(hdrs.CONTENT_LENGTH)
-    if length is None:
-        return 0 if method in _BODYLESS else None
-    return int(length)  # digits only: the parser refuses any other
-
-
-def _connect_get(target: str) -> bool:
-    """A query string with a ``connect`` parameter (Connect's GET of a unary method)."""
-    query = target.partition("?")[2]
-    return _CONNECT_QUERY in query and any(
-        item.partition("=")[0] == _CONNECT_QUERY for item in query.split("&")
-    )
-
-
-def _served(match: Match, method: str) -> bool:
-    """A unary method through a REST binding, or a POST or GET to its generic route.
-
-    (A full match means the method is allowed there: GET only on methods marked
-    NO_SIDE_EFFECTS.) Every streaming method and every request that matched
-    nothing (404, 405) is aiohttp's.
-    """
-    return (
-        match.kind is MatchKind.FULL
-        and match.plan.info.kind is MethodKind.UNARY
-        and (match.binding is not None or method in _GENERIC_METHODS)
-    )
+_OK = code_name(Code.OK)
 
 
 class LeanEdge:
@@ -161,7 +93,7 @@ class LeanEdge:
         policy: MetadataPolicy,
         compression: ResponseCompression,
         cors: CorsPolicy,
-        exposed: Callable[[str], bool],
+        protocols: Protocols,
     ) -> None:
         self.bridge = bridge
         self.env = env
@@ -169,18 +101,23 @@ class LeanEdge:
         self.policy = policy
         self.compression = compression
         self.cors = cors
-        #: What CORS exposes: the JSON protocol's headers (the only protocol served here).
-        self.exposed = exposed
+        self.protocols = protocols
+        #: What CORS exposes of a JSON answer.
+        self.exposed = protocols.json.exposed
         self.max_body = env.limits.max_request_bytes
         self.request_timeout = env.limits.body_read_timeout_s
 
-    def route(self, message: RawRequestMessage) -> Match | None:
+    def served(self, message: RawRequestMessage) -> Served | None:
+        """What a head is, if it is one served here (a pure function of it); None: aiohttp's."""
+        return served_head(message, self.protocols)
+
+    def route(self, message: RawRequestMessage, plain: bool) -> Match | None:
         """The match of a request served here (its head is); None: aiohttp's."""
         method = message.method
         match = self.bridge.routes.match(method, message.path.partition("?")[0])
         if match.kind is MatchKind.NONE:
             return None
-        return match if _served(match, method) else None
+        return match if routed_here(match, method, plain) else None
 
     async def answer(
         self, message: RawRequestMessage, match: Match, body: bytes, peer: str | None, close: bool
@@ -238,21 +175,99 @@ class LeanEdge:
             request_done(ctx, method, status)
         return data + payload, close or self.bridge.draining
 
-    def late_body(self, message: RawRequestMessage, match: Match, peer: str | None) -> bytes:
-        """The 408 of a request whose body did not arrive in time, as the aiohttp path's.
+    async def answer_plain(
+        self,
+        protocol: PlainUnary,
+        form: Any,
+        message: RawRequestMessage,
+        match: Match,
+        body: bytes,
+        peer: str | None,
+        close: bool,
+    ) -> tuple[bytes, bool] | None:
+        """:meth:`answer` for a :class:`PlainUnary` protocol's call: its own steps, in the
+        order its aiohttp handler takes them, and its own error answers."""
+        headers = message.headers
+        accept_encoding = headers.get(ACCEPT_ENCODING)
+        if accept_encoding is not None and self.compression.choose(accept_encoding).refused:
+            return None  # aiohttp answers the 406
+        method = message.method
+        path = message.path.partition("?")[0]
+        plan = match.plan
+        assert plan is not None
+        ctx = new_context(headers, self.metrics)
+        try:
+            client = ClientInfo(peer=peer, host=headers.get(HOST), scheme="http")
+            metadata = metadata_for(headers.items(), client, ctx.request_id, protocol.policy)
+            timeout = protocol.unary_timeout(plan, headers)
+            data = await protocol.message_of_body(form, headers, body, self.max_body)
+            call = protocol.unary_request(form, plan, data, metadata, timeout)
+        except Exception:
+            return None  # aiohttp answers every failure before the call
+        ctx.protocol = protocol.name
+        ctx.record_match(match)
+        ctx.bytes_in = len(body)
+        request_started(ctx)
+        status = 499
+        try:
+            try:
+                reply, payload = await protocol.unary_reply(
+                    call, self.bridge.invoker(plan.upstream)
+                )
+                ctx.grpc_code = _OK
+                status, reason, answer = 200, "OK", CIMultiDict(reply)
+            except BridgeError as exc:
+                error = error_answer(exc, ctx, protocol, headers)
+                status, reason, answer, payload = _parts(error)
+            except Exception:
+                error = internal_error(ctx, path, protocol, headers)
+                status, reason, answer, payload = _parts(error)
+            if protocol.http_compression:
+                compression = self.compression
+                coding = finish_headers(
+                    answer, len(payload), ctx.request_id, accept_encoding, compression
+                )
+                if coding is not None:
+                    payload = await compression.compress(coding, payload)
+            else:
+                answer[REQUEST_ID_HEADER] = ctx.request_id
+            close = close or message.should_close
+            origin = headers.get(ORIGIN)
+            head = self._head(status, reason, answer, payload, close, ctx, origin, protocol.exposed)
+            log_request_line(ctx, method, path, peer, trace_of(headers), status, len(payload))
+        except asyncio.CancelledError:
+            log_request_line(ctx, method, path, peer, trace_of(headers), 499, 0)
+            raise
+        finally:
+            request_done(ctx, method, status)
+        return head + payload, close or self.bridge.draining
+
+    def late_body(
+        self,
+        message: RawRequestMessage,
+        match: Match,
+        peer: str | None,
+        protocol: PlainUnary | None,
+    ) -> bytes:
+        """The 408 of a request whose body did not arrive in time, as the aiohttp path's
+        (in ``protocol``'s shape; None: JSON's).
 
         (Sent at once, no compression; the connection closes after it.)
         """
         headers = message.headers
         ctx = new_context(headers, self.metrics)
+        exposed = self.exposed
+        if protocol is not None:
+            ctx.protocol = protocol.name
+            exposed = protocol.exposed
         ctx.record_match(match)
-        response = error_answer(body_timeout(self.request_timeout), ctx)
-        payload = response.body
+        response = error_answer(body_timeout(self.request_timeout), ctx, protocol, headers)
+        payload = response.body or b""
         assert isinstance(payload, bytes)
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
         origin = headers.get(ORIGIN)
         data = self._head(
-            response.status, response.reason, response.headers, payload, True, ctx, origin
+            response.status, response.reason, response.headers, payload, True, ctx, origin, exposed
         )
         method, path = message.method, message.path.partition("?")[0]
         status = response.status
@@ -270,8 +285,10 @@ class LeanEdge:
         close: bool,
         ctx: RequestContext,
         origin: str | None,
+        exposed: Callable[[str], bool] | None = None,
     ) -> bytes:
-        """The response head, with what aiohttp's writer adds in its order (web_response.py)."""
+        """The response head, with what aiohttp's writer adds in its order (web_response.py);
+        ``exposed``: what CORS exposes (the protocol's), JSON's by default."""
         headers[hdrs.CONTENT_LENGTH] = str(len(body))
         headers[hdrs.DATE] = rfc822_formatted_time()
         headers[hdrs.SERVER] = SERVER_SOFTWARE
@@ -279,12 +296,17 @@ class LeanEdge:
             headers[hdrs.CONNECTION] = "close"
         # Then aiohttp's response-prepare callback's step (edge/proxy.py).
         prepare_headers(
-            headers, ctx.request_id, self.cors, origin, self.bridge.draining, self.exposed
+            headers,
+            ctx.request_id,
+            self.cors,
+            origin,
+            self.bridge.draining,
+            exposed or self.exposed,
         )
         return serialize_head(f"HTTP/1.1 {status} {reason}", headers)
 
 
 def _parts(response: web.Response) -> tuple[int, str, CIMultiDict[str], bytes]:
-    payload = response.body
+    payload = response.body or b""  # gRPC-Web's trailers-only answers have none
     assert isinstance(payload, bytes)
     return response.status, response.reason, response.headers, payload

@@ -88,16 +88,16 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         _check_encoding(request, compression)
         response = await handler(request)
     except BodyTimeout as exc:
-        response = error_answer(exc, ctx, request)
+        response = error_answer(exc, ctx, protocol, request.headers)
         await _answer_then_close(request, response, ctx)
     except BridgeError as exc:
-        response = error_answer(exc, ctx, request)
+        response = error_answer(exc, ctx, protocol, request.headers)
     except web.HTTPException as exc:
         # aiohttp's own refusals (e.g. its body-size cap) get the same body shape.
         code = Code.RESOURCE_EXHAUSTED if exc.status == 413 else Code.INVALID_ARGUMENT
         if protocol is not None:
             refusal = HttpRefusal(code, exc.reason, exc.status)
-            response = protocol.error_response(refusal, ctx, request)
+            response = protocol.error_response(refusal, ctx, request.headers)
         else:
             response = json_response(status_body(code, exc.reason), status=exc.status)
         ctx.error = exc.reason
@@ -114,7 +114,7 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
             response = await sink.abort(StreamEnd(Code.INTERNAL, INTERNAL_MESSAGE))
             ctx.grpc_code = code_name(Code.INTERNAL)
         else:
-            response = internal_error(ctx, request.rel_url.raw_path, request)
+            response = internal_error(ctx, request.rel_url.raw_path, protocol, request.headers)
     # Protocols that compress per message say no to a whole-body coding (protocol/base.py).
     body = _whole_body(request, response) if protocol is None or protocol.http_compression else None
     if body is not None:

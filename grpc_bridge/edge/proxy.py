@@ -166,7 +166,7 @@ def fast_path(app: web.Application, server: web.Server) -> FastPath | None:
         app[_POLICY],
         app[COMPRESSION],
         app[_CORS],
-        app[PROTOCOLS].json.exposed,
+        app[PROTOCOLS],
     )
     return FastPath.start(edge, server)
 

@@ -31,7 +31,7 @@ from grpc_bridge.metrics import Metrics
 from grpc_bridge.pipeline.compress import ResponseCompression, add_vary
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.responses import error_response, json_response
-from grpc_bridge.protocol.base import PROTOCOL, WireProtocol
+from grpc_bridge.protocol.base import WireProtocol
 from grpc_bridge.status import Code, code_name, status_body
 from grpc_bridge.upstream.metadata import new_request_id
 
@@ -43,6 +43,7 @@ _TRACEPARENT, _TRACESTATE = istr("traceparent"), istr("tracestate")
 INTERNAL_MESSAGE = "internal error in grpc-bridge; see its logs"
 _PRINTABLE = re.compile(r"[\x20-\x7e]+")
 _INTERNAL = code_name(Code.INTERNAL)
+_NO_HEADERS: Mapping[str, str] = CIMultiDict()
 
 
 def request_id_from(value: str | None) -> str:
@@ -90,32 +91,34 @@ def count_request(metrics: Metrics, ctx: RequestContext, method: str, status: in
 
 
 def error_answer(
-    exc: BridgeError, ctx: RequestContext, request: web.Request | None = None
+    exc: BridgeError,
+    ctx: RequestContext,
+    protocol: WireProtocol | None = None,
+    headers: Mapping[str, str] = _NO_HEADERS,
 ) -> web.Response:
-    """The error response of an expected failure, in the request's protocol (the Status
-    body of the JSON routes without one: the lean edge's, a head aiohttp refused); the
-    rejection counted, the context noted."""
+    """The error response of an expected failure, in the request's protocol given its
+    (case-insensitive) ``headers`` (the Status body of the JSON routes without one: a
+    head aiohttp refused); the rejection counted, the context noted."""
     if exc.reject_reason and ctx.metrics is not None:
         ctx.metrics.reject(exc.reject_reason)
     ctx.grpc_code = ctx.grpc_code or code_name(exc.code)
     ctx.error = exc.message
-    protocol: WireProtocol | None = None if request is None else request.get(PROTOCOL)
     if protocol is not None:
-        assert request is not None
-        return protocol.error_response(exc, ctx, request)
+        return protocol.error_response(exc, ctx, headers)
     return error_response(exc, ctx.pool)
 
 
 def internal_error(
-    ctx: RequestContext, path: str | None, request: web.Request | None = None
+    ctx: RequestContext,
+    path: str | None,
+    protocol: WireProtocol | None = None,
+    headers: Mapping[str, str] = _NO_HEADERS,
 ) -> web.Response:
     """The 500 of a bug (logged with its traceback): the one thing not raised as a BridgeError."""
     log.exception("unhandled_error", request_id=ctx.request_id, path=path)
     ctx.grpc_code = _INTERNAL
-    protocol: WireProtocol | None = None if request is None else request.get(PROTOCOL)
     if protocol is not None:
-        assert request is not None
-        return protocol.error_response(InternalError(INTERNAL_MESSAGE), ctx, request)
+        return protocol.error_response(InternalError(INTERNAL_MESSAGE), ctx, headers)
     return json_response(status_body(Code.INTERNAL, INTERNAL_MESSAGE), status=500)
 
 

@@ -17,7 +17,9 @@ A protocol decides from the request whether it is the one asked for
 (the bridge's own refusals included: 404, 405, 413, 415, 503, 504), and tells
 CORS which request headers its clients send and which response headers they
 read. ``select.py`` finds the protocol a request's Content-Type names (its
-``media_types``) and asks it; where none is named, each in turn, JSON last.
-Adding a protocol is one module here and one line in ``select.py``; see
+``media_types``) and asks it; where none is named, each in turn, JSON last. A
+protocol whose unary call is also steps on plain values (``base.PlainUnary``:
+gRPC-Web, Connect) has it served by the lean HTTP/1.1 edge too, with those same
+steps. Adding a protocol is one module here and one line in ``select.py``; see
 docs/development.md.
 """

@@ -22,6 +22,7 @@ See connect_unary.py, connect_stream.py, connect_errors.py.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -29,17 +30,23 @@ from aiohttp import web
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import (
     BridgeError,
-    MethodNotAllowed,
     RouteNotFound,
     UnsupportedMediaType,
     shown,
 )
+from grpc_bridge.pipeline.call import timeout_for
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.protocol.base import UNEXPOSED_HEADERS, WireProtocol, exposed_unless
-from grpc_bridge.protocol.connect_errors import error_headers, http_status, unary_error_body
+from grpc_bridge.protocol.connect_errors import unary_error
 from grpc_bridge.protocol.connect_stream import StreamWire, serve_stream
-from grpc_bridge.protocol.connect_unary import serve_unary
+from grpc_bridge.protocol.connect_unary import (
+    serve_unary,
+    unary_form,
+    unary_message,
+    unary_reply,
+    unary_request,
+)
 from grpc_bridge.protocol.connect_wire import (
     JSON_CODEC,
     PROTO_CODEC,
@@ -74,36 +81,33 @@ REQUEST_HEADERS = frozenset(
 _NOT_EXPOSED = UNEXPOSED_HEADERS
 
 
-def _is_connect_get(request: web.Request) -> bool:
-    if request.method != "GET":
-        return False
-    query = request.rel_url.raw_query_string
-    return "connect=v1" in query and "connect=v1" in query.split("&")
+def _is_connect_get(method: str, query: str) -> bool:
+    return method == "GET" and "connect=v1" in query and "connect=v1" in query.split("&")
 
 
 #: What a request is to Connect: a stream codec's media type, ``_UNARY``, or ``""`` (not
-#: Connect's). Worked out once per request, by whichever Connect claimant is asked first.
-_KIND = web.RequestKey("connect_kind", str)
+#: Connect's).
 _UNARY = "unary"
 
 
-def _kind(request: web.Request) -> str:
-    known: str | None = request.get(_KIND)
-    if known is not None:
-        return known
-    headers = request.headers
-    kind = ""
+def _typed_kind(headers: Mapping[str, str]) -> str:
+    """What the Content-Type alone makes a request: a stream's media type, ``_UNARY``, or ``""``."""
     value = headers.get("Content-Type")
     # The JSON routes' usual type is answered without parsing it.
-    if value is not None and value != "application/json":
-        media = value.partition(";")[0].strip().lower()
-        if media in _STREAM_TYPES:
-            kind = media
-        elif media == "application/proto" or media.startswith(_STREAM_PREFIX):
-            kind = _UNARY
-    if not kind and (PROTOCOL_VERSION_HEADER in headers or _is_connect_get(request)):
+    if value is None or value == "application/json":
+        return ""
+    media = value.partition(";")[0].strip().lower()
+    if media in _STREAM_TYPES:
+        return media
+    if media == "application/proto" or media.startswith(_STREAM_PREFIX):
+        return _UNARY
+    return ""
+
+
+def _kind(method: str, headers: Mapping[str, str], query: str) -> str:
+    kind = _typed_kind(headers)
+    if not kind and (PROTOCOL_VERSION_HEADER in headers or _is_connect_get(method, query)):
         kind = _UNARY
-    request[_KIND] = kind
     return kind
 
 
@@ -134,21 +138,23 @@ class ConnectUnary(_Connect):
     # Connect unary answers take Content-Encoding by Accept-Encoding, as any HTTP answer.
     http_compression = True
 
-    def claims(self, request: web.Request) -> bool:
-        return _kind(request) == _UNARY
+    def claims(self, method: str, headers: Mapping[str, str], query: str) -> bool:
+        return _kind(method, headers, query) == _UNARY
 
     def error_response(
-        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+        self, exc: BridgeError, ctx: RequestContext, headers: Mapping[str, str]
     ) -> web.Response:
-        response = web.Response(
-            body=unary_error_body(exc, ctx.pool),
-            status=http_status(exc),
-            headers=error_headers(exc),
-        )
-        response.content_type = "application/json"
-        if isinstance(exc, MethodNotAllowed):
-            response.headers["Allow"] = ", ".join(exc.allowed)
-        return response
+        status, answer, body = unary_error(exc, ctx.pool)
+        return web.Response(body=body, status=status, headers=answer)
+
+    # -- the unary POST on plain values (protocol/base.py PlainUnary), connect_unary.py's --
+
+    # The functions themselves, not methods that call them: no coroutine layer per call.
+    unary_form = staticmethod(unary_form)
+    unary_timeout = staticmethod(timeout_for)
+    message_of_body = staticmethod(unary_message)
+    unary_request = staticmethod(unary_request)
+    unary_reply = staticmethod(unary_reply)
 
     async def serve(
         self, request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
@@ -176,11 +182,11 @@ class ConnectStream(_Connect):
         self._media = wire.codec.stream_type
         self.media_types = frozenset({self._media})
 
-    def claims(self, request: web.Request) -> bool:
-        return _kind(request) == self._media
+    def claims(self, method: str, headers: Mapping[str, str], query: str) -> bool:
+        return _typed_kind(headers) == self._media
 
     def error_response(
-        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+        self, exc: BridgeError, ctx: RequestContext, headers: Mapping[str, str]
     ) -> web.Response:
         return self.wire.error_response(exc, ctx)
 

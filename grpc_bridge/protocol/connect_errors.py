@@ -28,7 +28,7 @@ from google.rpc import status_pb2
 
 from grpc_bridge.codec.details import pack_details, render_details
 from grpc_bridge.codec.framing import Pairs, StreamEnd
-from grpc_bridge.errors import BridgeError, UpstreamError, grpc_family_code
+from grpc_bridge.errors import BridgeError, MethodNotAllowed, UpstreamError, grpc_family_code
 from grpc_bridge.status import Code, http_status_for, utf8_safe
 from grpc_bridge.upstream.metadata import prefixed_headers
 
@@ -134,6 +134,17 @@ def end_stream_json(end: StreamEnd) -> bytes:
 
 def unary_error_body(exc: BridgeError, pool: DescriptorPool | None) -> bytes:
     return orjson.dumps(error_of(exc, pool))
+
+
+def unary_error(
+    exc: BridgeError, pool: DescriptorPool | None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A unary call's error answer on plain values: HTTP status, headers and body (both edges)."""
+    headers = error_headers(exc)
+    headers.append(("Content-Type", "application/json"))
+    if isinstance(exc, MethodNotAllowed):
+        headers.append(("Allow", ", ".join(exc.allowed)))
+    return http_status(exc), headers, unary_error_body(exc, pool)
 
 
 def error_headers(exc: BridgeError) -> list[tuple[str, str]]:

@@ -12,6 +12,10 @@ The answer is the bare response message with the request's Content-Type,
 the upstream's leading metadata as plain headers and its trailers as
 ``trailer-<key>`` headers. ``Connect-Timeout-Ms`` is the upstream deadline.
 Errors are raised: the protocol answers them (protocol/connect.py).
+
+A POST's call is steps on plain values (:func:`unary_form`, :func:`unary_message`,
+:func:`unary_request`, :func:`unary_reply`): :func:`serve_unary` calls them after
+reading the body, the lean edge (edge/fastpath_serve.py) with the body it buffered.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
+from multidict import istr
 
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType, shown
@@ -30,8 +36,10 @@ from grpc_bridge.pipeline.call import open_call
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.inflate import too_large
+from grpc_bridge.protocol.base import UnaryRequest
 from grpc_bridge.protocol.connect_wire import (
     CODECS,
+    PROTOCOL_VERSION_HEADER,
     Codec,
     UnsupportedCompression,
     check_content_encoding,
@@ -42,7 +50,8 @@ from grpc_bridge.protocol.json_transcode import query_items
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.status import Code, code_name
-from grpc_bridge.upstream.metadata import MetadataPolicy, prefixed_headers
+from grpc_bridge.upstream.api import CallInvoker
+from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy, prefixed_headers
 
 _OK = code_name(Code.OK)
 _GET_PARAMETERS = frozenset({"connect", "encoding", "message", "base64", "compression"})
@@ -53,6 +62,10 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 _BARE_TYPES = {codec.unary_type: codec for codec in CODECS.values()}
+_CONTENT_TYPES = {codec: ("Content-Type", codec.unary_type) for codec in CODECS.values()}
+# Header names as istr: a case-insensitive lookup without folding the name each time.
+_CONTENT_TYPE = istr("Content-Type")
+_VERSION = istr(PROTOCOL_VERSION_HEADER)
 
 
 def post_codec(request: web.Request) -> Codec:
@@ -149,6 +162,47 @@ async def get_message(raw_query: str, limit: int) -> tuple[Codec, bytes]:
     return codec, data
 
 
+def unary_form(method: str, headers: Mapping[str, str]) -> Codec | None:
+    """The codec of a unary POST with a bare Content-Type and no coding (the usual call);
+    None for another request (its handler reads and refuses it)."""
+    if method != "POST":
+        return None
+    codec = _BARE_TYPES.get(headers.get(_CONTENT_TYPE, ""))
+    if codec is None:
+        return None
+    version = headers.get(_VERSION)
+    if version is not None and version.strip() != "1":
+        return None  # refused by check_version
+    return codec
+
+
+async def unary_message(codec: Codec, headers: Mapping[str, str], body: bytes, limit: int) -> bytes:
+    """The message of a unary POST's body received whole: the body itself."""
+    return body
+
+
+def unary_request(
+    codec: Codec, plan: MethodPlan, message: bytes, metadata: Metadata, timeout: float
+) -> UnaryRequest:
+    return UnaryRequest(
+        codec.info(plan), codec.decode(plan, message), codec.encoder(plan), metadata, timeout, codec
+    )
+
+
+async def unary_reply(
+    call: UnaryRequest, invoker: CallInvoker
+) -> tuple[list[tuple[str, str]], bytes]:
+    """The bare response message; leading metadata as headers, trailing as ``trailer-``."""
+    result = await invoker.unary(
+        call.info, call.message, metadata=call.metadata, timeout=call.timeout
+    )
+    headers = prefixed_headers(
+        (("", result.initial_metadata), ("trailer-", result.trailing_metadata))
+    )
+    headers.append(_CONTENT_TYPES[call.form])
+    return headers, call.encode(result.response)
+
+
 async def serve_unary(
     request: web.Request,
     match: Match,
@@ -172,16 +226,7 @@ async def serve_unary(
         start = open_call(request, plan, env, ctx, policy)
         body = await read_body(request, limits.max_request_bytes, limits.body_read_timeout_s)
     ctx.bytes_in = len(body)
-    message = codec.decode(plan, body)
-    result = await start.invoker.unary(
-        codec.info(plan), message, metadata=start.metadata, timeout=start.timeout
-    )
+    call = unary_request(codec, plan, body, start.metadata, start.timeout)
+    headers, answer = await unary_reply(call, start.invoker)
     ctx.grpc_code = _OK
-    response = web.Response(
-        body=codec.encoder(plan)(result.response),
-        headers=prefixed_headers(
-            (("", result.initial_metadata), ("trailer-", result.trailing_metadata))
-        ),
-    )
-    response.content_type = codec.unary_type
-    return response
+    return web.Response(body=answer, headers=headers)

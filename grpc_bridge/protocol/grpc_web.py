@@ -37,25 +37,18 @@ never forwarded); deadlines from ``grpc-timeout``.
 from __future__ import annotations
 
 import asyncio
-import binascii
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from google.protobuf.message import Message
 
-from grpc_bridge.codec.details import status_bin
 from grpc_bridge.codec.framing import Pairs, StreamEnd
-from grpc_bridge.codec.raw import raw, raw_bytes
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import (
     BridgeError,
-    MethodNotAllowed,
     RouteNotFound,
     UnsupportedMediaType,
-    UpstreamError,
     grpc_family_code,
     shown,
 )
@@ -68,29 +61,39 @@ from grpc_bridge.pipeline.relay import Activity
 from grpc_bridge.pipeline.sink import finish_stream, open_sink, relay_stream
 from grpc_bridge.protocol.base import UNEXPOSED_HEADERS, exposed_unless
 from grpc_bridge.protocol.grpc_web_frames import (
+    BINARY,
     HEAD_SIZE,
-    BadBase64,
+    JSON,
+    REQUEST_TYPES,
+    TEXT,
+    Answer,
     GrpcWebUnimplemented,
     RequestFrames,
     TextDecoder,
     frame,
     message_of_frames,
-    status_fields,
     trailer_frame,
 )
-from grpc_bridge.routing.plan import MethodPlan
+from grpc_bridge.protocol.grpc_web_unary import (
+    CONTENT_TYPE,
+    asked_of,
+    call_of,
+    error_answer,
+    requested_timeout,
+    unary_form,
+    unary_message,
+    unary_reply,
+    unary_request,
+    unary_timeout,
+)
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Limits
 from grpc_bridge.status import Code, code_name
-from grpc_bridge.upstream.api import CallInvoker
-from grpc_bridge.upstream.deadlines import effective_timeout, parse_timeout
-from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy, plain_headers
+from grpc_bridge.upstream.metadata import MetadataPolicy, plain_headers
 
 NAME = "grpc-web"
 _PREFIX = "application/grpc-web"
 _OK = code_name(Code.OK)
-#: The trailer frame of a call that succeeded with no trailing metadata.
-OK_TRAILER = trailer_frame(0, "", None, ())
 
 #: What browser gRPC-Web clients (grpc-web, connect-web) send besides metadata.
 REQUEST_HEADERS = frozenset(
@@ -109,72 +112,13 @@ REQUEST_HEADERS = frozenset(
 _NOT_EXPOSED = UNEXPOSED_HEADERS | {"content-encoding"}
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """How a response is written: its Content-Type, base64 text or not, JSON or protobuf."""
-
-    content_type: str
-    text: bool
-    json: bool
-
-    def encode(self, data: bytes) -> bytes:
-        """A frame as it goes on the wire (text mode: base64 of it alone)."""
-        return binascii.b2a_base64(data, newline=False) if self.text else data
-
-
-BINARY = Answer("application/grpc-web+proto", text=False, json=False)
-TEXT = Answer("application/grpc-web-text+proto", text=True, json=False)
-JSON = Answer("application/grpc-web+json", text=False, json=True)
-_TEXT_TYPES = ("application/grpc-web-text", "application/grpc-web-text+proto")
-
-
-@dataclass(frozen=True, slots=True)
-class Asked:
-    """What a request asked for: its body in text mode or not, and the answer's form."""
-
-    text_request: bool
-    answer: Answer
-
-
-#: Content-Type (media type, lower-case) → the request's text mode and JSON-ness.
-_REQUESTS = {
-    "application/grpc-web": (False, False),
-    "application/grpc-web+proto": (False, False),
-    "application/grpc-web+json": (False, True),
-    "application/grpc-web-text": (True, False),
-    "application/grpc-web-text+proto": (True, False),
-}
-_ASKED = {
-    (text, json, text_accept): Asked(
-        text, JSON if json else TEXT if text or text_accept else BINARY
-    )
-    for text, json in _REQUESTS.values()
-    for text_accept in (False, True)
-}
-#: The current request's form, set by ``claims`` for its errors (``error_response``
-#: is given no request); each request runs in its own task, hence its own context.
-
-
 def describe(info: MethodInfo) -> dict[str, Any]:
     """How gRPC-Web clients call a method, for the admin port's ``/v1/services/{service}``."""
     return {
-        "content_types": list(_REQUESTS),
+        "content_types": list(REQUEST_TYPES),
         # gRPC-Web has no client streaming.
         "available": not info.kind.client_streams,
     }
-
-
-def _media_type(value: str) -> str:
-    return value.partition(";")[0].strip().lower()
-
-
-def asked_by(content_type: str, accept: str | None) -> Asked | None:
-    """The form a request asks for; None for an ``application/grpc-web`` subtype not served."""
-    kind = _REQUESTS.get(_media_type(content_type))
-    if kind is None:
-        return None
-    text_accept = accept is not None and _media_type(accept) in _TEXT_TYPES
-    return _ASKED[(*kind, text_accept)]
 
 
 def stream_headers(initial: Pairs, trailing: Pairs) -> list[tuple[str, str]]:
@@ -223,7 +167,7 @@ class GrpcWebProtocol:
     kinds = frozenset({MethodKind.UNARY, MethodKind.SERVER_STREAM})
     # Messages carry grpc-encoding of their own; clients don't undo an HTTP coding.
     http_compression = False
-    media_types = frozenset(_REQUESTS)
+    media_types = frozenset(REQUEST_TYPES)
     claims_by_headers = False
 
     def __init__(self, policy: MetadataPolicy) -> None:
@@ -233,10 +177,10 @@ class GrpcWebProtocol:
             policy, deny_headers=policy.deny_headers | {"x-user-agent"}
         )
 
-    def claims(self, request: web.Request) -> bool:
-        if request.method != "POST":
+    def claims(self, method: str, headers: Mapping[str, str], query: str) -> bool:
+        if method != "POST":
             return False
-        content_type = request.headers.get("Content-Type")
+        content_type = headers.get(CONTENT_TYPE)
         return content_type is not None and content_type[:20].lower() == _PREFIX
 
     def describe(self, info: MethodInfo) -> dict[str, Any] | None:
@@ -246,38 +190,29 @@ class GrpcWebProtocol:
         return exposed_unless(header, _NOT_EXPOSED)
 
     def error_response(
-        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+        self, exc: BridgeError, ctx: RequestContext, headers: Mapping[str, str]
     ) -> web.Response:
-        asked = asked_by(request.headers.get("Content-Type", ""), request.headers.get("Accept"))
-        code = grpc_family_code(exc)
-        ctx.grpc_code = code_name(code)
-        status = exc.http_status if isinstance(exc, (UnsupportedMediaType, BadBase64)) else 200
-        response = web.Response(
-            status=status, content_type=(asked.answer if asked else BINARY).content_type
-        )
-        headers = response.headers
-        # The upstream's details as sent; the bridge's own (a BadRequest's field
-        # violations) packed as a gRPC server would.
-        if isinstance(exc, UpstreamError):
-            details_bin = exc.details_bin
-        else:
-            details_bin = status_bin(code, exc.message, exc.details)
-        for name, value in status_fields(code, exc.message, details_bin):
-            headers.add(name, value)
-        if isinstance(exc, UpstreamError):
-            for name, value in plain_headers(exc.initial_metadata, exc.trailing_metadata):
-                headers.add(name, value)
-        elif isinstance(exc, MethodNotAllowed):
-            headers["Allow"] = ", ".join(exc.allowed)
-        return response
+        ctx.grpc_code = code_name(grpc_family_code(exc))
+        status, answer, body = error_answer(exc, headers)
+        return web.Response(status=status, headers=answer, body=body)
+
+    # -- the unary call on plain values (protocol/base.py PlainUnary), grpc_web_unary.py's --
+
+    # The functions themselves, not methods that call them: no coroutine layer per call.
+    unary_form = staticmethod(unary_form)
+    unary_timeout = staticmethod(unary_timeout)
+    message_of_body = staticmethod(unary_message)
+    unary_request = staticmethod(unary_request)
+    unary_reply = staticmethod(unary_reply)
 
     async def serve(
         self, request: web.Request, match: Match, env: CallEnv, ctx: RequestContext
     ) -> web.StreamResponse:
-        asked = asked_by(request.headers.get("Content-Type", ""), request.headers.get("Accept"))
+        headers = request.headers
+        asked = asked_of(headers)
         if asked is None:
             raise UnsupportedMediaType(
-                f"unsupported Content-Type {shown(request.headers.get('Content-Type', ''))}: "
+                f"unsupported Content-Type {shown(headers.get('Content-Type', ''))}: "
                 "gRPC-Web takes application/grpc-web, application/grpc-web+proto, "
                 "application/grpc-web+json, application/grpc-web-text or "
                 "application/grpc-web-text+proto"
@@ -296,56 +231,26 @@ class GrpcWebProtocol:
                 "(use the NDJSON or WebSocket routes, or Connect)"
             )
         metadata = call_metadata(request, ctx, self.policy)
-        requested = parse_timeout(request.headers.get("Grpc-Timeout"), None)
-        payload = await read_message(request, env.limits, asked.text_request, ctx)
-        answer = asked.answer
         invoker = env.invoker(plan.upstream)
+        limits = env.limits
         if kind is MethodKind.UNARY:
-            headers, body = await unary_reply(invoker, plan, answer, payload, metadata, requested)
+            timeout = self.unary_timeout(plan, headers)
+            payload = await read_message(request, limits, asked.text_request, ctx)
+            unary = self.unary_request(asked, plan, payload, metadata, timeout)
+            answer, body = await self.unary_reply(unary, invoker)
             ctx.grpc_code = _OK
-            response = web.Response(body=body, content_type=answer.content_type)
-            for name, value in headers:
-                response.headers.add(name, value)
-            return response
-        info, message, encode = _call_of(plan, answer, payload)
-        framing = _FRAMINGS[answer]
+            return web.Response(body=body, headers=answer)
+        requested = requested_timeout(headers)
+        payload = await read_message(request, limits, asked.text_request, ctx)
+        info, message, encode = call_of(plan, asked.answer, payload)
+        framing = _FRAMINGS[asked.answer]
         sink = open_sink(request, ctx, framing, NAME, stream_headers)
-        timeout = stream_deadline(requested, plan)
-        async with invoker.server_stream(info, message, metadata=metadata, timeout=timeout) as call:
+        deadline = stream_deadline(requested, plan)
+        async with invoker.server_stream(
+            info, message, metadata=metadata, timeout=deadline
+        ) as call:
             outcome = await relay_stream(call, encode, env, sink, framing, Activity(), None)
         return await finish_stream(sink, plan, ctx, outcome)
-
-
-def _call_of(
-    plan: MethodPlan, answer: Answer, payload: bytes
-) -> tuple[MethodInfo, Message, Callable[[Message], bytes]]:
-    """The method, request message and response encoder of a call: raw bytes for protobuf."""
-    if answer.json:
-        return plan.info, plan.request_codec.decode(payload), plan.response_codec.encode
-    return plan.raw_info, raw(payload), raw_bytes
-
-
-async def unary_reply(
-    invoker: CallInvoker,
-    plan: MethodPlan,
-    answer: Answer,
-    payload: bytes,
-    metadata: Metadata,
-    requested: float | None,
-) -> tuple[list[tuple[str, str]], bytes]:
-    """A unary call's answer: its headers (but Content-Type, ``answer.content_type``) and body.
-
-    No HTTP server in here: any edge that has read the request's message
-    (:func:`read_message`, :func:`message_of_body`) can send what this returns.
-    """
-    info, message, encode = _call_of(plan, answer, payload)
-    timeout = effective_timeout(requested, plan.limits.timeout_s, plan.limits.max_timeout_s)
-    result = await invoker.unary(info, message, metadata=metadata, timeout=timeout)
-    trailing = result.trailing_metadata
-    body = answer.encode(frame(encode(result.response))) + answer.encode(
-        trailer_frame(0, "", None, trailing) if trailing else OK_TRAILER
-    )
-    return plain_headers(result.initial_metadata, ()), body
 
 
 async def read_message(

@@ -31,6 +31,7 @@ from __future__ import annotations
 import binascii
 import struct
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from grpc_bridge.errors import BridgeError, InvalidArgument, shown
 from grpc_bridge.pipeline.inflate import SUPPORTED as INFLATABLE
@@ -68,6 +69,70 @@ class BadBase64(InvalidArgument):
 
     http_status_override = 400
     reject_reason = "malformed_request"
+
+
+# -- the forms of a request and its answer ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How a response is written: its Content-Type, base64 text or not, JSON or protobuf."""
+
+    content_type: str
+    text: bool
+    json: bool
+
+    def encode(self, data: bytes) -> bytes:
+        """A frame as it goes on the wire (text mode: base64 of it alone)."""
+        return binascii.b2a_base64(data, newline=False) if self.text else data
+
+
+BINARY = Answer("application/grpc-web+proto", text=False, json=False)
+TEXT = Answer("application/grpc-web-text+proto", text=True, json=False)
+JSON = Answer("application/grpc-web+json", text=False, json=True)
+_TEXT_TYPES = ("application/grpc-web-text", "application/grpc-web-text+proto")
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """What a request asked for: its body in text mode or not, and the answer's form."""
+
+    text_request: bool
+    answer: Answer
+
+
+#: Content-Type (media type, lower-case) → the request's text mode and JSON-ness.
+_REQUESTS = {
+    "application/grpc-web": (False, False),
+    "application/grpc-web+proto": (False, False),
+    "application/grpc-web+json": (False, True),
+    "application/grpc-web-text": (True, False),
+    "application/grpc-web-text+proto": (True, False),
+}
+_ASKED = {
+    (text, json, text_accept): Asked(
+        text, JSON if json else TEXT if text or text_accept else BINARY
+    )
+    for text, json in _REQUESTS.values()
+    for text_accept in (False, True)
+}
+
+
+def _media_type(value: str) -> str:
+    return value.partition(";")[0].strip().lower()
+
+
+def asked_by(content_type: str, accept: str | None) -> Asked | None:
+    """The form a request asks for; None for an ``application/grpc-web`` subtype not served."""
+    kind = _REQUESTS.get(_media_type(content_type))
+    if kind is None:
+        return None
+    text_accept = accept is not None and _media_type(accept) in _TEXT_TYPES
+    return _ASKED[(*kind, text_accept)]
+
+
+#: The Content-Types a request may have, bare.
+REQUEST_TYPES = tuple(_REQUESTS)
 
 
 def frame(payload: bytes, flag: int = MESSAGE) -> bytes:

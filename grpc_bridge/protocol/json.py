@@ -9,6 +9,7 @@ Status JSON body (spec §5) and upstream metadata as ``Grpc-Metadata-*`` /
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -64,7 +65,7 @@ class JsonProtocol:
     def __init__(self, policy: MetadataPolicy) -> None:
         self.policy = policy
 
-    def claims(self, request: web.Request) -> bool:
+    def claims(self, method: str, headers: Mapping[str, str], query: str) -> bool:
         return True
 
     def describe(self, info: MethodInfo) -> dict[str, Any] | None:
@@ -74,7 +75,7 @@ class JsonProtocol:
         return header == "x-request-id" or header.startswith(_EXPOSED_PREFIXES)
 
     def error_response(
-        self, exc: BridgeError, ctx: RequestContext, request: web.Request
+        self, exc: BridgeError, ctx: RequestContext, headers: Mapping[str, str]
     ) -> web.Response:
         return error_response(exc, ctx.pool)
 

@@ -10,18 +10,22 @@ every claimant in turn, JSON last, as the lookup's answers do.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
-from grpc_bridge.protocol.base import WireProtocol
-from grpc_bridge.protocol.connect import connect_protocols
+from grpc_bridge.protocol.base import PlainUnary, WireProtocol
+from grpc_bridge.protocol.connect import ConnectUnary, connect_protocols
 from grpc_bridge.protocol.grpc_web import GrpcWebProtocol
 from grpc_bridge.protocol.json import JsonProtocol
 from grpc_bridge.settings import Settings
 from grpc_bridge.upstream.metadata import MetadataPolicy
+
+#: The protocols whose unary call is steps on plain values, which the lean edge serves
+#: (edge/fastpath_heads.py); named here so that mypy holds each to the interface.
+PLAIN_UNARY: tuple[type[PlainUnary], ...] = (GrpcWebProtocol, ConnectUnary)
 
 
 class Protocols:
@@ -62,22 +66,27 @@ class Protocols:
         return out
 
     def of(self, request: web.Request) -> WireProtocol:
-        content_type = request.headers.get("Content-Type", "")
+        return self.of_head(request.method, request.headers, request.rel_url.raw_query_string)
+
+    def of_head(self, method: str, headers: Mapping[str, str], query: str) -> WireProtocol:
+        """The protocol of a request with this method, (case-insensitive) headers and raw
+        query string: plain values, so that the lean edge asks it of a head it parsed."""
+        content_type = headers.get("Content-Type", "")
         named = self._by_media.get(content_type)
         if named is not None:
-            if named.claims(request):
+            if named.claims(method, headers, query):
                 return named
         elif content_type in self._plain:
             for protocol in self._by_headers:
-                if protocol.claims(request):
+                if protocol.claims(method, headers, query):
                     return protocol
             return self.json
-        return self.asked(request)
+        return self.asked(method, headers, query)
 
-    def asked(self, request: web.Request) -> WireProtocol:
-        """Each claimant asked in turn, JSON last: what :meth:`of` answers, the long way."""
+    def asked(self, method: str, headers: Mapping[str, str], query: str) -> WireProtocol:
+        """Each claimant asked in turn, JSON last: what :meth:`of_head` answers, the long way."""
         for protocol in self._claimants:
-            if protocol.claims(request):
+            if protocol.claims(method, headers, query):
                 return protocol
         return self.json
 

@@ -37,9 +37,9 @@ CONNECT_STATUS = {
 
 @asynccontextmanager
 async def connect_bridge(target: str, **overrides: Any) -> AsyncIterator[RunningBridge]:
-    """A bridge for ``target`` whose Connect requests all reach the aiohttp path."""
-    listen = {"fast_path": False, **overrides.pop("listen", {})}
-    async with running_bridge(target, listen=listen, **overrides) as bridge:
+    """A bridge for ``target`` on the default edge (the lean one, which serves Connect's
+    unary POSTs itself and hands its GETs and streams to aiohttp)."""
+    async with running_bridge(target, **overrides) as bridge:
         yield bridge
 
 
