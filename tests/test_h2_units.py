@@ -13,7 +13,7 @@ import hpack
 import pytest
 
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.grpc_request import grpc_timeout
+from grpc_bridge.upstream.grpc_request import grpc_timeout, metadata_block
 from grpc_bridge.upstream.h2 import frames, hpack_codec, inflate
 from grpc_bridge.upstream.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection
 from grpc_bridge.upstream.h2.grpc_status import status_of
@@ -96,6 +96,23 @@ def test_cached_decoding_of_a_server_without_a_table() -> None:
 )
 def test_grpc_timeout_rounds_up_within_eight_digits(seconds: float, value: bytes) -> None:
     assert grpc_timeout(seconds) == value
+
+
+def test_metadata_fields_read_the_same_however_often_they_are_sent() -> None:
+    # Encoded fields are kept by their entry: the thousandth block of the same entries,
+    # a long value (never kept) and the entries after the memo was emptied all decode
+    # to what was sent.
+    entries: list[tuple[str, str | bytes]] = [
+        ("x-forwarded-for", "127.0.0.1"),
+        ("trace-bin", b"\x00\xff\x10"),
+        ("token", "t" * 1000),
+    ]
+    expected = [("x-forwarded-for", "127.0.0.1"), ("trace-bin", "AP8Q"), ("token", "t" * 1000)]
+    for round_ in range(1500):
+        metadata = [*entries, ("x-seq", str(round_))]
+        block = metadata_block(metadata)
+        decoded = hpack.Decoder().decode(block)
+        assert decoded == [*expected, ("x-seq", str(round_))]
 
 
 def test_padding_is_removed_and_bad_padding_refused() -> None:
