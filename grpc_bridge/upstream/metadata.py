@@ -239,6 +239,8 @@ def to_headers(
     value is not a field value (a CR/LF would split the head, a space in a name
     makes clients refuse it) is left out, with one warning per response.
     """
+    if not initial and not trailing:
+        return []  # most answers carry none
     return prefixed_headers((("Grpc-Metadata-", initial), ("Grpc-Trailer-", trailing)))
 
 
