@@ -22,6 +22,7 @@ from grpc_bridge.upstream.api import CallObserver
 from grpc_bridge.upstream.grpc_request import Prepared
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.h2.connection import Connection
+from grpc_bridge.upstream.h2.inflate import Compressed
 from grpc_bridge.upstream.h2.stream import MessageError, Status, Stream
 from grpc_bridge.upstream.metadata import Metadata
 
@@ -98,9 +99,11 @@ async def single_response(stream: Stream, prepared: Prepared) -> Message:
             ),
             stream,
         )
+    data = messages[0]
     try:
-        # A large compressed message is inflated on a worker thread.
-        return prepared.parse(await stream.inflated(messages[0]))
+        if type(data) is Compressed:
+            data = await stream.inflated(data)  # on a worker thread when large
+        return prepared.parse(data)
     except MessageError as exc:
         raise call_error(exc.status, stream) from exc
     except DecodeError as exc:

@@ -113,7 +113,16 @@ class NativeInvoker:
             except (Unreachable, ConnectionClosed) as exc:
                 status = Status(Code.UNAVAILABLE, str(exc), unprocessed=True)
             else:
-                status = await self._await_status(stream, deadline, loop)
+                # The deadline's timer, inline: one coroutine fewer per call.
+                deadlines = self._deadlines
+                key = deadlines.add(stream, deadline, loop)
+                try:
+                    status = await stream.wait_closed()
+                except asyncio.CancelledError:
+                    stream.connection.reset(stream, frames.CANCEL)
+                    raise
+                finally:
+                    deadlines.remove(stream, key)
             if status.code == Code.OK:
                 self._throttle.succeeded()
                 assert stream is not None
@@ -128,19 +137,6 @@ class NativeInvoker:
             await asyncio.sleep(delay)
             before = attempts.next()
         raise call_error(status, stream)
-
-    async def _await_status(
-        self, stream: Stream, deadline: float, loop: asyncio.AbstractEventLoop
-    ) -> Status:
-        deadlines = self._deadlines
-        key = deadlines.add(stream, deadline, loop)
-        try:
-            return await stream.wait_closed()
-        except asyncio.CancelledError:
-            stream.connection.reset(stream, frames.CANCEL)
-            raise
-        finally:
-            deadlines.remove(stream, key)
 
     def server_stream(
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
