@@ -359,3 +359,17 @@ def test_values_agree_with_the_json_codec(
         )
     )
     assert (m.f_int64, m.f_double, m.f_string) == (number, real, text)
+
+
+def test_a_name_reads_the_same_each_time_whatever_binds_it(descriptor: Descriptor) -> None:
+    # Names are resolved once per (message, name, bound paths, body field): the same
+    # name under another binding still gets that binding's answer.
+    for _ in range(3):
+        assert query_to_value(descriptor, [("nested.name", "a")]) == {"nested": {"name": "a"}}
+        with pytest.raises(InvalidArgument, match="bound by the path"):
+            query_to_value(descriptor, [("nested.name", "a")], bound=["nested.name"])
+        with pytest.raises(InvalidArgument, match="taken from the request body"):
+            query_to_value(descriptor, [("nested.name", "a")], body="nested")
+        with pytest.raises(InvalidArgument, match=r'unknown query parameter "nested\.nope"'):
+            query_to_value(descriptor, [("nested.nope", "a")])
+        assert query_to_value(descriptor, [("nested.nope", "a")], ignore_unknown=True) == {}

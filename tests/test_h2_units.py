@@ -13,10 +13,10 @@ import hpack
 import pytest
 
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.grpc_request import grpc_timeout
+from grpc_bridge.upstream.grpc_request import grpc_timeout, metadata_block
 from grpc_bridge.upstream.h2 import frames, hpack_codec, inflate
 from grpc_bridge.upstream.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection
-from grpc_bridge.upstream.h2.grpc_status import status_of
+from grpc_bridge.upstream.h2.grpc_status import metadata_of, status_of
 from grpc_bridge.upstream.h2.stream import Stream
 from tests.helpers.h2peer import LoopbackTransport, frame
 
@@ -96,6 +96,23 @@ def test_cached_decoding_of_a_server_without_a_table() -> None:
 )
 def test_grpc_timeout_rounds_up_within_eight_digits(seconds: float, value: bytes) -> None:
     assert grpc_timeout(seconds) == value
+
+
+def test_metadata_fields_read_the_same_however_often_they_are_sent() -> None:
+    # Encoded fields are kept by their entry: the thousandth block of the same entries,
+    # a long value (never kept) and the entries after the memo was emptied all decode
+    # to what was sent.
+    entries: list[tuple[str, str | bytes]] = [
+        ("x-forwarded-for", "127.0.0.1"),
+        ("trace-bin", b"\x00\xff\x10"),
+        ("token", "t" * 1000),
+    ]
+    expected = [("x-forwarded-for", "127.0.0.1"), ("trace-bin", "AP8Q"), ("token", "t" * 1000)]
+    for round_ in range(1500):
+        metadata = [*entries, ("x-seq", str(round_))]
+        block = metadata_block(metadata)
+        decoded = hpack.Decoder().decode(block)
+        assert decoded == [*expected, ("x-seq", str(round_))]
 
 
 def test_padding_is_removed_and_bad_padding_refused() -> None:
@@ -255,6 +272,27 @@ def test_grpc_status_is_one_field_of_ascii_digits(
 ) -> None:
     status = status_of(fields, None)
     assert status.code == code and message in status.message, status
+
+
+def test_blocks_read_the_same_each_time_they_come() -> None:
+    # What a block comes to is kept by its fields: the same fields read alike again,
+    # the same trailers under another :status (Trailers-Only) read as that status says,
+    # and blocks too long to keep read right every time.
+    long = "m" * 2000
+    for _ in range(3):
+        assert status_of((("grpc-status", "5"), ("grpc-message", "a%20b")), None)[:2] == (
+            Code.NOT_FOUND,
+            "a b",
+        )
+        assert status_of((), None).code == Code.UNKNOWN
+        assert status_of((), "503").code == Code.UNAVAILABLE
+        assert status_of((("grpc-status", "2"), ("grpc-message", long)), None).message == long
+        block = (("content-type", "application/grpc"), ("x-a", "1"), ("x-b-bin", "AP8"))
+        assert metadata_of(block) == (("x-a", "1"), ("x-b-bin", b"\x00\xff"))
+        assert metadata_of((("x-long", long),)) == (("x-long", long),)
+    many = [((("grpc-status", "0"), ("grpc-message", str(n))), str(n)) for n in range(600)]
+    for fields, message in many:  # past the memo's size: emptied and refilled
+        assert status_of(fields, None).message == message
 
 
 @pytest.mark.parametrize("reset_by_us", [True, False])

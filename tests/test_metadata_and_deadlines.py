@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+
 import pytest
 import structlog
 
@@ -10,6 +13,7 @@ from grpc_bridge.upstream.deadlines import effective_timeout, parse_timeout
 from grpc_bridge.upstream.metadata import (
     ClientInfo,
     MetadataPolicy,
+    new_request_id,
     to_headers,
     to_metadata,
 )
@@ -64,6 +68,25 @@ def test_forwarded_for_is_the_peer_unless_trusted_and_host_proto_are_set() -> No
 
 def test_client_request_id_is_kept() -> None:
     assert md([("X-Request-Id", "abc")])["x-request-id"] == "abc"
+
+
+def test_request_ids_are_random_uuid4s_never_shared_with_a_forked_worker() -> None:
+    new_request_id()  # random numbers are drawn in batches: one is pending now
+    ids = [new_request_id() for _ in range(300)]
+    assert len(set(ids)) == len(ids)
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert parsed.hex == value and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id must not be the parent's next one
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        child = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert len(child) == 32 and child != new_request_id()
 
 
 def test_bin_values_are_decoded() -> None:

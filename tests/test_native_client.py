@@ -150,6 +150,27 @@ async def test_metadata_both_ways_with_binary_values(upstream: RunningServer) ->
     assert ("x-trailer-bin", b"\xff") in result.trailing_metadata
 
 
+async def test_unary_calls_expire_at_their_deadline_not_before(upstream: RunningServer) -> None:
+    # Deadlines close together and apart (timers are shared per 50 ms of deadlines):
+    # each call ends DEADLINE_EXCEEDED no sooner than its own timeout.
+    timeouts = [0.03, 0.07, 0.08, 0.26, 0.4]
+    async with native(upstream.target) as invoker:
+
+        async def call(timeout: float) -> tuple[float, int]:
+            loop = asyncio.get_running_loop()
+            request = sleep_request(5, f"t{timeout}")
+            started = loop.time()
+            with pytest.raises(UpstreamError) as caught:
+                await invoker.unary(SLEEP, request, metadata=[], timeout=timeout)
+            return loop.time() - started, caught.value.code
+
+        results = await asyncio.gather(*(call(timeout) for timeout in timeouts))
+    for timeout, (elapsed, code) in zip(timeouts, results, strict=True):
+        assert code == Code.DEADLINE_EXCEEDED
+        # (A loop's clock may count whole milliseconds: a timer can fire within one early.)
+        assert timeout - 0.002 <= elapsed < timeout + 2
+
+
 async def test_deadline_and_cancellation_reach_the_upstream(upstream: RunningServer) -> None:
     async with native(upstream.target) as invoker:
         started = time.monotonic()

@@ -126,13 +126,13 @@ def _assign(
 ) -> None:
     # Resolve the whole name before touching ``result``: an ignored unknown
     # "nested.foo" must not leave an empty "nested" behind.
-    route = _resolve(descriptor, param, bound, body)
+    route = _route(descriptor, param, bound, body)
     if route is None:
         if ignore_unknown:
             return
         raise InvalidArgument(f'unknown query parameter "{param}"')
-    steps, leaf, dotted = route
-    value = _convert(leaf, raw, _query(param), max_depth)
+    steps, leaf, dotted, where = route
+    value = _convert(leaf, raw, where, max_depth)
     target = result
     for name, key in steps[:-1]:
         target = target.setdefault(name, {})
@@ -153,7 +153,30 @@ def _assign(
     target[name] = value
 
 
-_Route = tuple[list[tuple[str, str | None]], FieldDescriptor, str]
+#: (proto name, map key) per segment, the field set, its dotted path, the parameter as
+#: errors name it.
+_Route = tuple[tuple[tuple[str, str | None], ...], FieldDescriptor, str, str]
+#: Routes of parameter names, by (message, name, bound paths, body field): a client
+#: sends the same few names request after request, and a route is a pure function of
+#: these (a name that is refused raises, and is not kept). Bounded; emptied when full.
+_ROUTES: dict[tuple[Descriptor, str, frozenset[str], str | None], _Route | None] = {}
+_MAX_ROUTES = 1024
+_MAX_KEPT_NAME = 128
+
+
+def _route(
+    descriptor: Descriptor, param: str, bound: frozenset[str], body: str | None
+) -> _Route | None:
+    key = (descriptor, param, bound, body)
+    routes = _ROUTES
+    if key in routes:
+        return routes[key]
+    route = _resolve(descriptor, param, bound, body)
+    if len(param) <= _MAX_KEPT_NAME:
+        if len(routes) >= _MAX_ROUTES:
+            routes.clear()
+        routes[key] = route
+    return route
 
 
 def _resolve(
@@ -209,7 +232,7 @@ def _resolve(
                 raise InvalidArgument(
                     f'query parameter "{param}": field "{dotted}" has no subfields'
                 )
-            return steps, holder, dotted
+            return tuple(steps), holder, dotted, _query(param)
         if is_last:
             raise _names_message(param, holder)
         assert holder.message_type is not None

@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -62,11 +62,14 @@ class PathField:
     chain: tuple[FieldDescriptor, ...]
     #: One-segment variable: decode everything, %2F included.
     single: bool
+    #: Where a value comes from, as errors name it.
+    where: str
 
 
-@dataclass(frozen=True, slots=True)
-class FixedFields:
-    """What the URL sets in every request message: converted path values, the query's value."""
+class FixedFields(NamedTuple):
+    """What the URL sets in every request message: converted path values, the query's value.
+
+    (A tuple: one is made per request.)"""
 
     paths: tuple[tuple[PathField, Any], ...]
     query: Mapping[str, Any]
@@ -115,6 +118,7 @@ class RestRequest:
 
     __slots__ = (
         "_body_field",
+        "_body_name",
         "_bound",
         "_codec",
         "_descriptor",
@@ -142,8 +146,9 @@ class RestRequest:
         self._max_depth = max_depth
         self.body = body or None
         self.path_fields = tuple(
-            PathField(".".join(path), _path_chain(descriptor, path), single)
+            PathField(name, _path_chain(descriptor, path), single, f'path variable "{name}"')
             for path, single in variables
+            for name in (".".join(path),)
         )
         self._bound = frozenset(f.name for f in self.path_fields)
         self._body_field: FieldDescriptor | None = None
@@ -157,6 +162,7 @@ class RestRequest:
             None if body_field is None or body_field.is_repeated else body_field.message_type
         )
         self._raw_field = body_type is not None and body_type.full_name == HTTP_BODY
+        self._body_name = None if body_field is None else body_field.name
         self._mask_field = (
             _patch_mask_field(descriptor, self._body_field, self.path_fields)
             if patch and self._body_field is not None and not self._raw_field
@@ -233,20 +239,23 @@ class RestRequest:
         ignore_unknown_query: bool = False,
     ) -> FixedFields:
         """The path variables and query parameters of one request, decoded and checked once."""
-        if self.body == "*":
+        whole_body = self.body == "*"
+        if whole_body:
             self._refuse_query(query, ignore_unknown_query)
         paths = tuple(
-            (field, self._path_value(field, path_params.get(field.name, "")))
-            for field in self.path_fields
+            [
+                (field, self._path_value(field, path_params.get(field.name, "")))
+                for field in self.path_fields
+            ]
         )
         query_value: dict[str, Any] = {}
-        if self.body != "*":
+        if not whole_body:
             query_value = query_to_value(
                 self._descriptor,
                 query,
                 ignore_unknown=ignore_unknown_query,
                 bound=self._bound,
-                body=self._body_field.name if self._body_field else None,
+                body=self._body_name,
                 max_depth=self._max_depth,
             )
         return FixedFields(paths, query_value)
@@ -300,7 +309,7 @@ class RestRequest:
             )
 
     def _path_value(self, field: PathField, raw: str) -> Any:
-        where = f'path variable "{field.name}"'
+        where = field.where
         try:
             text = decode_path_value(raw, single=field.single)
         except ValueError as exc:

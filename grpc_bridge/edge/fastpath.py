@@ -48,6 +48,7 @@ MAX_HEAD = 8190
 #: ``limits.body_read_timeout_s`` of its first byte: a 408 if its head is in (as
 #: the aiohttp path answers a late body, pipeline/body.py), else the connection closes.
 IDLE_TIMEOUT_S = 75.0
+_TIMER_SLACK = 0.001  # how early a timer may fire (uvloop counts whole milliseconds)
 #: Pipelined bytes buffered while a request is served, before reading pauses.
 MAX_BUFFERED = 256 * 1024
 
@@ -146,8 +147,10 @@ class FastConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._task: asyncio.Task[None] | None = None
+        #: When it closes if idle (None: busy); ``_idle`` is left to run, not re-made per request.
+        self._idle_at: float | None = None
         self._idle: asyncio.TimerHandle | None = None
-        #: Whether ``_idle`` times a request begun (else the keep-alive idle).
+        #: Whether ``_idle_at`` times a request begun (else the keep-alive idle).
         self._idle_pending = False
         self._peer: str | None = None
         self._reading = True
@@ -222,9 +225,7 @@ class FastConnection(asyncio.Protocol):
             self._hand_over(b"")
             return
         if started:
-            if self._idle is not None:
-                self._idle.cancel()
-                self._idle = None
+            self._idle_at = None
         elif self._transport is not None:
             # Idle, or a request still incomplete: the keep-alive timeout runs.
             self._arm_idle()
@@ -350,6 +351,7 @@ class FastConnection(asyncio.Protocol):
         self._buffer.clear()
         self._transport = None
         self._fast.connections.discard(self)
+        self._idle_at = None
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -358,16 +360,26 @@ class FastConnection(asyncio.Protocol):
     def _arm_idle(self) -> None:
         """The keep-alive timer while idle; the request timer from a request's first bytes."""
         pending = bool(self._buffer)
-        if self._idle is not None:
-            if self._idle_pending or not pending:
-                return
-            self._idle.cancel()
+        if self._idle_at is not None and (self._idle_pending or not pending):
+            return
         self._idle_pending = pending
         delay = self._fast.edge.request_timeout if pending else IDLE_TIMEOUT_S
-        self._idle = self._loop.call_later(delay, self._idle_close)
+        at = self._idle_at = self._loop.time() + delay
+        timer = self._idle
+        if timer is None or timer.when() > at:
+            if timer is not None:
+                timer.cancel()
+            self._idle = self._loop.call_at(at, self._idle_due)
+
+    def _idle_due(self) -> None:
+        at, self._idle = self._idle_at, None
+        if at is not None and at - self._loop.time() > _TIMER_SLACK:
+            self._idle = self._loop.call_at(at, self._idle_due)  # re-armed later meanwhile
+        elif at is not None:  # (None: busy since, armed again when idle)
+            self._idle_at = None
+            self._idle_close()
 
     def _idle_close(self) -> None:
-        self._idle = None
         if self._task is None and self._transport is not None:
             if self._idle_pending:
                 self._late_body()

@@ -49,6 +49,10 @@ def fixed_fields(compression: str) -> bytes:
     return fields
 
 
+#: The ``grpc-timeout`` field's bytes before its value (the value is at most 9 bytes).
+_TIMEOUT_FIELD = hpack_codec.literal(b"grpc-timeout", b"")[:-1]
+
+
 def grpc_timeout(seconds: float) -> bytes:
     """The ``grpc-timeout`` value: at most 8 digits, rounded up so the upstream never gets more."""
     millis = math.ceil(seconds * 1000)
@@ -57,14 +61,38 @@ def grpc_timeout(seconds: float) -> bytes:
     return b"%dS" % math.ceil(seconds)
 
 
+#: Encoded metadata fields by their entry: most entries of a call are the ones of the
+#: call before (x-forwarded-*, a client's fixed headers), and a field's bytes are a
+#: pure function of the entry (literals, no dynamic table). Bounded; emptied when full.
+_FIELDS: dict[tuple[str, str | bytes], bytes] = {}
+_MAX_FIELDS = 512
+#: Entries longer than this (tokens, binary values) are encoded each time, not kept,
+#: as are the ones whose value is new on every call.
+_MAX_KEPT_VALUE = 256
+_PER_CALL = frozenset({"x-request-id", "traceparent", "tracestate"})
+
+
+def metadata_field(name: str, value: str | bytes) -> bytes:
+    """One metadata entry as a literal field (a ``-bin`` value base64, unpadded)."""
+    if isinstance(value, bytes):
+        data = base64.b64encode(value).rstrip(b"=")
+    else:
+        data = value.encode("ascii")
+    return hpack_codec.literal(name.encode("ascii"), data)
+
+
 def metadata_block(metadata: Metadata) -> bytes:
+    fields = _FIELDS
     parts = []
-    for name, value in metadata:
-        if isinstance(value, bytes):
-            data = base64.b64encode(value).rstrip(b"=")
-        else:
-            data = value.encode("ascii")
-        parts.append(hpack_codec.literal(name.encode("ascii"), data))
+    for entry in metadata:
+        field = fields.get(entry)
+        if field is None:
+            field = metadata_field(*entry)
+            if len(entry[1]) <= _MAX_KEPT_VALUE and entry[0] not in _PER_CALL:
+                if len(fields) >= _MAX_FIELDS:
+                    fields.clear()
+                fields[entry] = field
+        parts.append(field)
     return b"".join(parts)
 
 
@@ -88,7 +116,8 @@ class RequestEncoder:
     ) -> bytes:
         parts = [prefix, prepared.path, self._fixed]
         if timeout is not None:
-            parts.append(hpack_codec.literal(b"grpc-timeout", grpc_timeout(timeout)))
+            value = grpc_timeout(timeout)
+            parts.append(_TIMEOUT_FIELD + bytes((len(value),)) + value)
         if metadata:
             parts.append(metadata_block(metadata))
         return b"".join(parts)

@@ -108,9 +108,24 @@ _UUID4_KEEP = ~((0xC000 << 48) | (0xF000 << 64)) & ((1 << 128) - 1)
 _UUID4_SET = (0x8000 << 48) | (4 << 76)
 
 
+#: Random 128-bit numbers drawn from ``os.urandom`` in batches: one system call per
+#: ``_BATCH`` request ids instead of one each. Emptied in a forked child (the workers),
+#: which must never hand out its parent's ids.
+_random: list[int] = []
+_BATCH = 64
+os.register_at_fork(after_in_child=_random.clear)
+
+
 def new_request_id() -> str:
-    """``uuid.uuid4().hex`` at half the cost (~1.3 µs instead of ~2.8): one per request."""
-    return "%032x" % (int.from_bytes(os.urandom(16)) & _UUID4_KEEP | _UUID4_SET)
+    """``uuid.uuid4().hex`` at a third of the cost (~0.9 µs instead of ~2.8): one per request."""
+    while True:
+        try:
+            number = _random.pop()
+        except IndexError:
+            data = os.urandom(16 * _BATCH)
+            _random.extend(int.from_bytes(data[i : i + 16]) for i in range(0, len(data), 16))
+            continue
+        return "%032x" % (number & _UUID4_KEEP | _UUID4_SET)
 
 
 def to_metadata(
@@ -224,6 +239,8 @@ def to_headers(
     value is not a field value (a CR/LF would split the head, a space in a name
     makes clients refuse it) is left out, with one warning per response.
     """
+    if not initial and not trailing:
+        return []  # most answers carry none
     return prefixed_headers((("Grpc-Metadata-", initial), ("Grpc-Trailer-", trailing)))
 
 

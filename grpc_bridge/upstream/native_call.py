@@ -22,6 +22,7 @@ from grpc_bridge.upstream.api import CallObserver
 from grpc_bridge.upstream.grpc_request import Prepared
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.h2.connection import Connection
+from grpc_bridge.upstream.h2.inflate import Compressed
 from grpc_bridge.upstream.h2.stream import MessageError, Status, Stream
 from grpc_bridge.upstream.metadata import Metadata
 
@@ -47,6 +48,46 @@ def expire(stream: Stream) -> None:
         )
 
 
+class Deadlines:
+    """Unary calls' deadline timers: one event-loop timer per 50 ms of deadlines, not per call.
+
+    A unary call mostly ends long before its deadline, and a timer of its own
+    (armed, then cancelled: a libuv timer each on uvloop) cost ~1.1 µs a call.
+    Calls wait in a bucket by deadline instead; the bucket's one timer fires at
+    the bucket's start, before any deadline in it, and gives each call still
+    open there a timer of its own at its deadline: a call expires exactly when it
+    did with a timer from the start.
+    """
+
+    WIDTH = 0.05
+
+    __slots__ = ("_buckets",)
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, dict[Stream, float]] = {}
+
+    def add(self, stream: Stream, deadline: float, loop: asyncio.AbstractEventLoop) -> int:
+        """``stream`` expires at ``deadline`` (loop time) unless :meth:`remove` d first."""
+        key = int(deadline // self.WIDTH)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = {}
+            loop.call_at(key * self.WIDTH, self._due, key, loop)
+        bucket[stream] = deadline
+        return key
+
+    def remove(self, stream: Stream, key: int) -> None:
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket.pop(stream, None)
+
+    def _due(self, key: int, loop: asyncio.AbstractEventLoop) -> None:
+        for stream, deadline in self._buckets.pop(key, {}).items():
+            if stream.status is None:
+                # Left to run when the call ends first: expire() does nothing then.
+                loop.call_at(deadline, expire, stream)
+
+
 async def single_response(stream: Stream, prepared: Prepared) -> Message:
     """The one response message of a unary or client-streaming call that ended OK."""
     messages = stream.messages
@@ -58,9 +99,11 @@ async def single_response(stream: Stream, prepared: Prepared) -> Message:
             ),
             stream,
         )
+    data = messages[0]
     try:
-        # A large compressed message is inflated on a worker thread.
-        return prepared.parse(await stream.inflated(messages[0]))
+        if type(data) is Compressed:
+            data = await stream.inflated(data)  # on a worker thread when large
+        return prepared.parse(data)
     except MessageError as exc:
         raise call_error(exc.status, stream) from exc
     except DecodeError as exc:

@@ -22,7 +22,13 @@ from grpc_bridge.upstream.h2 import frames, hpack_codec
 from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed, HeadersTooLarge
 from grpc_bridge.upstream.h2.stream import Status, Stream
 from grpc_bridge.upstream.metadata import Metadata
-from grpc_bridge.upstream.native_call import NativeStreamCall, call_error, expire, single_response
+from grpc_bridge.upstream.native_call import (
+    Deadlines,
+    NativeStreamCall,
+    call_error,
+    expire,
+    single_response,
+)
 from grpc_bridge.upstream.native_pool import NativePool
 from grpc_bridge.upstream.retry import Attempts, Throttle
 from grpc_bridge.upstream.slot import ConnectDeadline, Unreachable
@@ -42,6 +48,7 @@ class NativeInvoker:
         self._prepared_methods: dict[tuple[str, type[Message]], Prepared] = {}
         retries = pool.upstream.retries
         self._throttle = Throttle(retries.throttle.max_tokens, retries.throttle.token_ratio)
+        self._deadlines = Deadlines()
 
     def forget(self) -> None:
         self._prepared_methods.clear()
@@ -106,7 +113,16 @@ class NativeInvoker:
             except (Unreachable, ConnectionClosed) as exc:
                 status = Status(Code.UNAVAILABLE, str(exc), unprocessed=True)
             else:
-                status = await self._await_status(stream, deadline, loop)
+                # The deadline's timer, inline: one coroutine fewer per call.
+                deadlines = self._deadlines
+                key = deadlines.add(stream, deadline, loop)
+                try:
+                    status = await stream.wait_closed()
+                except asyncio.CancelledError:
+                    stream.connection.reset(stream, frames.CANCEL)
+                    raise
+                finally:
+                    deadlines.remove(stream, key)
             if status.code == Code.OK:
                 self._throttle.succeeded()
                 assert stream is not None
@@ -121,19 +137,6 @@ class NativeInvoker:
             await asyncio.sleep(delay)
             before = attempts.next()
         raise call_error(status, stream)
-
-    @staticmethod
-    async def _await_status(
-        stream: Stream, deadline: float, loop: asyncio.AbstractEventLoop
-    ) -> Status:
-        timer = loop.call_at(deadline, expire, stream)
-        try:
-            return await stream.wait_closed()
-        except asyncio.CancelledError:
-            stream.connection.reset(stream, frames.CANCEL)
-            raise
-        finally:
-            timer.cancel()
 
     def server_stream(
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None

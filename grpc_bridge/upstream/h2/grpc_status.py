@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 from grpc_bridge.status import Code
@@ -62,8 +62,33 @@ class Status(NamedTuple):
     unprocessed: bool = False
 
 
+#: What blocks come to, by their fields: a server sends the same few blocks again and
+#: again (a unary call's headers and trailers, ~1 µs to read each time), and both results
+#: are pure functions of the fields. Bounded: only blocks of up to ``_MEMO_CHARS``
+#: characters are kept, ``_MEMO_ENTRIES`` of them, emptied when full.
+_MEMO_ENTRIES = 256
+_MEMO_CHARS = 1024
+_metadata_memo: dict[tuple[Header, ...], Metadata] = {}
+_status_memo: dict[tuple[tuple[Header, ...], str | None], Status] = {}
+
+
+def _keep(memo: dict[Any, Any], key: Any, headers: tuple[Header, ...], value: Any) -> None:
+    if sum(len(name) + len(text) for name, text in headers) <= _MEMO_CHARS:
+        if len(memo) >= _MEMO_ENTRIES:
+            memo.clear()
+        memo[key] = value
+
+
 def metadata_of(headers: tuple[Header, ...]) -> Metadata:
     """Application metadata of a header block; ``-bin`` values base64-decoded to bytes."""
+    out = _metadata_memo.get(headers)
+    if out is None:
+        out = _read_metadata(headers)
+        _keep(_metadata_memo, headers, headers, out)
+    return out
+
+
+def _read_metadata(headers: tuple[Header, ...]) -> Metadata:
     out: list[tuple[str, str | bytes]] = []
     for name, value in headers:
         if name.startswith(":") or name in _RESERVED:
@@ -99,6 +124,16 @@ def not_grpc(block: Block) -> Status:
 
 
 def status_of(headers: tuple[Header, ...], http_status: str | None) -> Status:
+    """The call's status from its trailers (or a Trailers-Only block and its ``:status``)."""
+    key = (headers, http_status)
+    status = _status_memo.get(key)
+    if status is None:
+        status = _read_status(headers, http_status)
+        _keep(_status_memo, key, headers, status)
+    return status
+
+
+def _read_status(headers: tuple[Header, ...], http_status: str | None) -> Status:
     grpc_status = message = details = None
     for name, value in headers:
         if name == "grpc-status":
