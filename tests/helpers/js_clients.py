@@ -292,7 +292,8 @@ async def buf_curl(
     always speaks HTTP/2 (h2c): reflection is a bidi stream); otherwise the
     schema is ``schema`` (default: ``descriptor_set()``). ``timeout_s`` is
     buf's ``--timeout``, sent as the call's deadline. ``http2``:
-    ``--http2-prior-knowledge`` without reflection.
+    ``--http2-prior-knowledge`` (h2c; with ``reflect``, how buf reaches reflection over
+    plain TCP).
 
     ``headers`` and ``trailers`` are what ``-v`` shows of the HTTP response:
     trailers are HTTP trailers plus Connect unary's ``trailer-`` headers
@@ -306,7 +307,7 @@ async def buf_curl(
         args.append("--reflect")
     else:
         args += ["--reflect=false", "--schema", str(schema or descriptor_set())]
-    if http2 and not reflect:
+    if http2:
         args.append("--http2-prior-knowledge")
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
