@@ -11,8 +11,10 @@
   ``limits.max_request_bytes`` from its length prefix, and due within
   ``limits.body_read_timeout_s`` of its first byte); the end of the body
   half-closes the call; then the answer, one message and the end envelope.
-- Bidi streaming needs HTTP/2 end to end (the client sends while it reads);
-  the bridge's listener speaks HTTP/1.1, so a bidi call is answered with
+- Bidi streaming needs HTTP/2 end to end (the client sends while it reads):
+  over HTTP/2 (h2c on the proxy port, edge/h2c.py) request envelopes go
+  upstream as they arrive while the response envelopes come back, each
+  bounded as for client streaming; over HTTP/1.1 a bidi call is answered with
   ``unimplemented`` saying so.
 - Compression: request envelopes flagged 0x01 are gunzipped when
   ``Connect-Content-Encoding: gzip`` was sent; response envelopes of
@@ -73,9 +75,10 @@ CONTENT_ENCODING = "Connect-Content-Encoding"
 ACCEPT_ENCODING = "Connect-Accept-Encoding"
 _HTTP2 = HttpVersion(2, 0)
 BIDI_NEEDS_HTTP2 = (
-    "bidirectional streaming over Connect needs HTTP/2 end to end, and grpc-bridge's "
-    "listener speaks HTTP/1.1: call {method} over gRPC, or through the JSON routes "
-    "(NDJSON request body or WebSocket), which stream both ways over HTTP/1.1"
+    "bidirectional streaming over Connect needs HTTP/2 end to end, and this request came "
+    "over HTTP/1.1: call {method} over HTTP/2 (h2c, prior knowledge, on the same port), "
+    "over gRPC, or through the JSON routes (NDJSON request body or WebSocket), which "
+    "stream both ways over HTTP/1.1"
 )
 
 
@@ -264,6 +267,8 @@ async def serve_stream(
     )
     metadata = call_metadata(request, ctx, policy)
     try:
+        if plan.info.kind is MethodKind.BIDI_STREAM:
+            return await _bidi_stream(request, plan, bridge, ctx, wire, metadata, compressed)
         if plan.info.kind.client_streams:
             return await _client_stream(request, plan, bridge, ctx, wire, metadata, compressed)
         return await _server_stream(request, plan, bridge, ctx, wire, metadata, compressed)
@@ -331,3 +336,29 @@ async def _client_stream(
     ctx.grpc_code = code_name(Code.OK)
     assert sink.response is not None
     return sink.response
+
+
+async def _bidi_stream(
+    request: web.Request,
+    plan: MethodPlan,
+    bridge: Bridge,
+    ctx: RequestContext,
+    wire: StreamWire,
+    metadata: Metadata,
+    compressed: bool,
+) -> web.StreamResponse:
+    """Full duplex (HTTP/2 only, :func:`check_stream`): request envelopes upstream as
+    they arrive while the response envelopes come back."""
+    codec = wire.codec
+    activity = Activity()
+    timeout = stream_timeout(request, plan)
+    sink, framing = _sink(request, ctx, wire)
+    async with bridge.invoker(plan.upstream).request_stream(
+        codec.info(plan), metadata=metadata, timeout=timeout
+    ) as call:
+        feed = _feed(request, codec, plan, bridge, call, activity, compressed)
+        outcome = await relay_stream(
+            call, codec.encoder(plan), bridge, sink, framing, activity, feed
+        )
+    ctx.bytes_in = request.content.total_bytes
+    return await finish_stream(sink, plan, ctx, outcome)

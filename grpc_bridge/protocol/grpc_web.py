@@ -16,8 +16,9 @@ Content-Type                      request and response
 subtype is a 415). The request body is exactly one message frame, read and
 bounded as it arrives (grpc_web_frames.py); a compressed frame (flag 0x01)
 is inflated per ``grpc-encoding`` (gzip, deflate), bounded by
-``limits.max_request_bytes``. Unary and server-streaming methods only:
-gRPC-Web has no client streaming.
+``limits.max_request_bytes``. Unary and server-streaming methods over
+HTTP/1.1: gRPC-Web as browsers speak it has no client streaming; over HTTP/2
+client and bidi streaming too (grpc_web_stream.py).
 
 The answer: the upstream's initial metadata as plain headers, a frame per
 response message (a stream's flushed as each arrives), then the trailer
@@ -43,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion, web
 from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
@@ -77,6 +78,7 @@ from grpc_bridge.protocol.grpc_web_frames import (
     status_fields,
     trailer_frame,
 )
+from grpc_bridge.protocol.grpc_web_stream import serve_request_stream
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Limits
@@ -86,6 +88,7 @@ from grpc_bridge.upstream.deadlines import effective_timeout, parse_timeout
 from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy, plain_headers
 
 NAME = "grpc-web"
+_HTTP2 = HttpVersion(2, 0)
 _PREFIX = "application/grpc-web"
 _OK = code_name(Code.OK)
 #: The trailer frame of a call that succeeded with no trailing metadata.
@@ -234,7 +237,7 @@ _FRAMINGS = {answer: GrpcWebFraming(answer) for answer in (BINARY, TEXT, JSON)}
 class GrpcWebProtocol:
     name = NAME
     cors_allow_headers = REQUEST_HEADERS
-    # gRPC-Web has no request streams.
+    # gRPC-Web over HTTP/1.1 has no request streams (over HTTP/2: grpc_web_stream.py).
     kinds = frozenset({MethodKind.UNARY, MethodKind.SERVER_STREAM})
     # Messages carry grpc-encoding of their own; clients don't undo an HTTP coding.
     http_compression = False
@@ -302,16 +305,20 @@ class GrpcWebProtocol:
                 "POST /package.Service/Method"
             )
         kind = plan.info.kind
-        if kind.client_streams:
+        if kind.client_streams and request.version < _HTTP2:
             raise GrpcWebUnimplemented(
                 f"{plan.full_name} is a {kind.value.replace('_', '-')}ing method: "
-                "gRPC-Web has only unary and server-streaming calls "
-                "(use the NDJSON or WebSocket routes, or Connect)"
+                "gRPC-Web over HTTP/1.1 has only unary and server-streaming calls "
+                "(call it over HTTP/2, or use the NDJSON or WebSocket routes, or Connect)"
             )
         metadata = call_metadata(request, ctx, self.policy)
         requested = parse_timeout(request.headers.get("Grpc-Timeout"), None)
-        payload = await read_message(request, bridge.settings.limits, asked.text_request, ctx)
         answer = asked.answer
+        if kind.client_streams:
+            framing = _FRAMINGS[answer]
+            how = (answer.json, asked.text_request, framing, stream_headers)
+            return await serve_request_stream(request, plan, bridge, ctx, metadata, requested, how)
+        payload = await read_message(request, bridge.settings.limits, asked.text_request, ctx)
         invoker = bridge.invoker(plan.upstream)
         if kind is MethodKind.UNARY:
             headers, body = await unary_reply(invoker, plan, answer, payload, metadata, requested)
