@@ -42,7 +42,8 @@ log = get_logger("grpc_bridge.http")
 #: What an HTTP/2 connection with prior knowledge starts with (RFC 9113 §3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 MAX_STREAMS = 100
-MAX_HEADER_LIST = 16 * 1024
+#: h2's own decoder limit (``H2Connection.DEFAULT_MAX_HEADER_LIST_SIZE``), advertised.
+MAX_HEADER_LIST = 64 * 1024
 #: An idle connection (no stream open) is closed after this (HTTP/1.1's keep-alive timeout).
 IDLE_TIMEOUT_S = 75.0
 MAX_RESETS = 500
@@ -119,6 +120,9 @@ class H2cConnection(asyncio.Protocol):
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
             },
         )
+        # Settings made at start are in force at once (h2 never sees them "change" at the
+        # peer's acknowledgement), so the decoder's limit is set here too.
+        h2conn.decoder.max_header_list_size = MAX_HEADER_LIST
         h2conn.initiate_connection()
         self._flush()
         self._arm_idle()
@@ -129,8 +133,13 @@ class H2cConnection(asyncio.Protocol):
         except h2.exceptions.ProtocolError as exc:
             self._protocol_error(exc)
             return
-        for event in events:
-            self._event(event)
+        try:
+            for event in events:
+                self._event(event)
+        except Exception as exc:  # a bug here must not reach the event loop
+            log.error("h2_error", error=repr(exc))
+            self._close_with(ErrorCodes.INTERNAL_ERROR, "internal error")
+            return
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -321,19 +330,28 @@ class H2cConnection(asyncio.Protocol):
             return
         try:
             self._h2.increment_flow_control_window(size, stream_id=stream.stream_id)
-        except h2.exceptions.ProtocolError:
-            return
+        except (h2.exceptions.ProtocolError, KeyError):
+            return  # closed meanwhile (h2 forgets closed streams: a KeyError)
         self._flush()
 
     def send_headers(self, stream: H2Stream, fields: list[tuple[str, str]]) -> None:
         if stream.reset or self.transport is None:
             raise StreamGone("the HTTP/2 stream is gone")
-        self._h2.send_headers(stream.stream_id, fields)
+        try:
+            self._h2.send_headers(stream.stream_id, fields)
+        except (h2.exceptions.ProtocolError, KeyError) as exc:
+            raise StreamGone(f"the HTTP/2 stream is gone: {exc!r}") from exc
         self._flush()
 
     async def send_data(self, stream: H2Stream, data: bytes, *, end: bool) -> None:
         """``data`` within the peer's window (waiting for it to open), then END_STREAM
         if ``end``."""
+        try:
+            await self._send_data(stream, data, end)
+        except (h2.exceptions.ProtocolError, KeyError) as exc:
+            raise StreamGone(f"the HTTP/2 stream is gone: {exc!r}") from exc
+
+    async def _send_data(self, stream: H2Stream, data: bytes, end: bool) -> None:
         view = memoryview(data)
         h2conn = self._h2
         while True:
