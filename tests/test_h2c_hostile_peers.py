@@ -19,6 +19,7 @@ from grpc_bridge.edge import h2c
 from grpc_bridge.edge.sites import FastSite, SniffSite
 from tests.helpers.h2c_client import envelope, h2c_connection
 from tests.helpers.harness import MakeBridge, RunningBridge
+from tests.helpers.load import wait_until
 from tests.helpers.servers import RunningServer
 
 pytestmark = pytest.mark.both_edges
@@ -170,9 +171,7 @@ async def test_a_client_that_never_reads_holds_one_window_and_stalls_its_call(
         # Its reset ends the call (the upstream's blocked write then fails: grpcio logs an
         # ExecuteBatchError rather than a cancellation), and the bridge holds nothing of it.
         client.reset(stream)
-        async with asyncio.timeout(20):
-            while conn.streams:
-                await asyncio.sleep(0.05)
+        await wait_until(lambda: not conn.streams, 20, "the reset stream's end")
 
 
 async def test_an_idle_connection_gets_a_goaway_and_closes(
