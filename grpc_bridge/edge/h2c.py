@@ -326,7 +326,7 @@ class H2cConnection(asyncio.Protocol):
 
     def give_back(self, stream: H2Stream, size: int) -> None:
         """The handler read ``size`` bytes of ``stream``'s body: its window reopens."""
-        if stream.ended or stream.reset or self.transport is None:
+        if size <= 0 or stream.ended or stream.reset or self.transport is None:
             return
         try:
             self._h2.increment_flow_control_window(size, stream_id=stream.stream_id)
