@@ -308,7 +308,7 @@ class GrpcWebProtocol:
         if kind.client_streams and request.version < _HTTP2:
             raise GrpcWebUnimplemented(
                 f"{plan.full_name} is a {kind.value.replace('_', '-')}ing method: "
-                "gRPC-Web over HTTP/1.1 has only unary and server-streaming calls "
+                "gRPC-Web has only unary and server-streaming calls over HTTP/1.1 "
                 "(call it over HTTP/2, or use the NDJSON or WebSocket routes, or Connect)"
             )
         metadata = call_metadata(request, ctx, self.policy)
