@@ -268,7 +268,6 @@ class Bridge:
                 plans.append(plan)
         # Reflection, through to the first upstream that may serve it (routing/reflection.py).
         offered = next((self._reflection[s] for s in self._upstreams if s in self._reflection), [])
-        plans += offered
 
         # REST bindings: conflicts and skipped rules are decided in routing.assemble.
         def discovered(name: str | None) -> bool:
@@ -276,7 +275,12 @@ class Bridge:
             return all(s.schema is not None for s in states)
 
         result = assemble_routes(
-            plans, self.settings.routes, self.json_options, self.routes, discovered=discovered
+            plans,
+            self.settings.routes,
+            self.json_options,
+            self.routes,
+            discovered=discovered,
+            unlisted=offered,
         )
         for conflict in result.conflicts:
             log.error(

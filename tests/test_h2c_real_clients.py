@@ -17,6 +17,7 @@ from bridgetest.v1 import kitchen_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from grpc_bridge.admin.openapi_docs import JSON_PATH as OPENAPI_JSON
 from tests.helpers.harness import MakeBridge, RunningBridge
 from tests.helpers.js_clients import CallResult, buf_curl, connect_node_call
 from tests.helpers.servers import RunningServer
@@ -128,6 +129,11 @@ async def test_reflection_is_routable_over_the_json_routes_too(bridge: RunningBr
         (line,) = [orjson.loads(line) for line in (await resp.read()).splitlines() if line]
     names = {s["name"] for s in line["result"]["listServicesResponse"]["service"]}
     assert f"{TEST}" in names and "grpc.reflection.v1.ServerReflection" in names
+    # Routed, but listed nowhere: not part of the API the bridge describes.
+    async with bridge.session.get(f"{bridge.admin_url}/v1/services") as resp:
+        assert "grpc.reflection" not in await resp.text()
+    async with bridge.session.get(f"{bridge.admin_url}{OPENAPI_JSON}") as resp:
+        assert resp.status == 200 and "grpc.reflection" not in await resp.text()
 
 
 async def test_an_upstream_with_service_filters_offers_no_reflection(
