@@ -9,6 +9,10 @@ more than the bridge routes.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shlex
+import tempfile
 from typing import Any
 
 import orjson
@@ -18,8 +22,17 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from grpc_bridge.admin.openapi_docs import JSON_PATH as OPENAPI_JSON
+from tests.helpers.doc_samples import (
+    ROOT,
+    Command,
+    buf_examples,
+    for_demo,
+    normalise,
+    output_mismatch,
+)
 from tests.helpers.harness import MakeBridge, RunningBridge
-from tests.helpers.js_clients import CallResult, buf_curl, connect_node_call
+from tests.helpers.js_clients import CallResult, buf_curl, connect_node_call, node_modules
+from tests.helpers.process import running_demo
 from tests.helpers.servers import RunningServer
 from tests.helpers.streamtools import NDJSON
 
@@ -145,3 +158,26 @@ async def test_an_upstream_with_service_filters_offers_no_reflection(
     path = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
     status, body, _ = await bridge.post(path, {"listServices": ""})
     assert status == 404, body
+
+
+@pytest.mark.parametrize(
+    "example",
+    [c for page in ("connect.md", "grpc-web.md") for c in buf_examples(ROOT / "docs" / page)],
+    ids=str,
+)
+async def test_the_documented_buf_curl_examples_print_what_is_shown(example: Command) -> None:
+    async with running_demo() as ports:
+        command = for_demo(example.command, ports)
+        binary = shlex.quote(str(node_modules() / ".bin" / "buf"))
+        proc = await asyncio.create_subprocess_shell(
+            binary + command.removeprefix("buf"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "BUF_CACHE_DIR": tempfile.gettempdir() + "/grpc-bridge-buf-cache"},
+        )
+        async with asyncio.timeout(60):
+            out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert example.expected is not None
+    expected, actual = normalise(example.expected, ports), normalise(out.decode(), ports)
+    assert output_mismatch("json", expected, actual) is None, (expected, actual)
