@@ -17,7 +17,7 @@ from h2.errors import ErrorCodes
 
 from grpc_bridge.edge import h2c
 from grpc_bridge.edge.sites import FastSite, SniffSite
-from tests.helpers.h2c_client import envelope, h2c_connection
+from tests.helpers.h2c_client import envelope, h2c_connection, unframe
 from tests.helpers.harness import MakeBridge, RunningBridge
 from tests.helpers.load import wait_until
 from tests.helpers.servers import RunningServer
@@ -180,5 +180,26 @@ async def test_an_idle_connection_gets_a_goaway_and_closes(
     monkeypatch.setattr(h2c, "IDLE_TIMEOUT_S", 0.3)
     async with h2c_connection(bridge.server.proxy_port) as client:
         await client.until(lambda: client.closed, 10)
+        assert client.terminated is not None
+        assert client.terminated.error_code == ErrorCodes.NO_ERROR
+
+
+async def test_shutdown_ends_streams_in_flight_then_sends_goaway(bridge: RunningBridge) -> None:
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        slow = kitchen_pb2.StreamRequest(count=1000, tag="h2-shutdown")
+        slow.interval.FromMilliseconds(100)
+        stream = client.request(
+            f"{TEST}/ServerStream", CONNECT_STREAM, envelope(slow.SerializeToString())
+        )
+        state = client.streams[stream]
+        await client.until(lambda: bool(state.body), 10)
+        stopping = asyncio.create_task(bridge.server.drain_and_stop())
+        await client.until(lambda: client.closed, 20)
+        await asyncio.wait_for(stopping, 20)
+        # The stream got its end (Connect's end-of-stream envelope), then the connection
+        # its GOAWAY.
+        assert state.ended and state.reset is None
+        flags, end = unframe(bytes(state.body))[-1]
+        assert flags == 0x02 and b"error" in end
         assert client.terminated is not None
         assert client.terminated.error_code == ErrorCodes.NO_ERROR

@@ -48,6 +48,8 @@ MAX_HEADER_LIST = 64 * 1024
 IDLE_TIMEOUT_S = 75.0
 MAX_RESETS = 500
 RESET_WINDOW_S = 10.0
+#: At shutdown, how long a connection has to take its GOAWAY before it is cut off.
+FLUSH_GRACE_S = 1.0
 
 
 def preface_state(data: bytes | bytearray) -> bool | None:
@@ -64,6 +66,8 @@ class H2cEdge:
         self.server = server
         self.connections: set[H2cConnection] = set()
         self.closing = False
+        #: Set when the last connection is gone (awaited at shutdown).
+        self.emptied = asyncio.Event()
 
     def adopt(self, transport: asyncio.Transport, data: bytes, *, paused: bool) -> None:
         """An HTTP/2 connection takes over ``transport``; ``data`` was read already."""
@@ -75,16 +79,20 @@ class H2cEdge:
         conn.data_received(data)
 
     async def shutdown(self, timeout: float) -> None:
-        """GOAWAY to each connection; streams in flight get ``timeout``, then are cancelled."""
+        """Streams in flight get ``timeout``, then are cancelled; each connection gets its
+        GOAWAY once it has none; one that takes nothing more is cut off after a grace."""
         self.closing = True
         for conn in list(self.connections):
             conn.go_away()
         busy = [s.task for c in self.connections for s in c.streams.values() if s.task]
         if busy:
             await asyncio.wait(busy, timeout=timeout)
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.emptied.wait(), min(timeout, FLUSH_GRACE_S))
         for conn in list(self.connections):
             conn.abort()
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # connection_lost, which releases the socket, runs now
 
 
 class H2cConnection(asyncio.Protocol):
@@ -111,6 +119,7 @@ class H2cConnection(asyncio.Protocol):
         self.peername = transport.get_extra_info("peername")
         self.sockname = transport.get_extra_info("sockname")
         self._edge.connections.add(self)
+        self._edge.emptied.clear()
         h2conn = self._h2
         h2conn.local_settings = h2.settings.Settings(
             client=False,
@@ -145,6 +154,8 @@ class H2cConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._edge.connections.discard(self)
+        if not self._edge.connections:
+            self._edge.emptied.set()
         if self._idle is not None:
             self._idle.cancel()
         for stream in list(self.streams.values()):
@@ -249,7 +260,10 @@ class H2cConnection(asyncio.Protocol):
     def _maybe_idle(self) -> None:
         if self.streams or self.transport is None:
             return
-        if self._going_away or self._edge.closing:
+        if self._edge.closing:
+            self._close_with(ErrorCodes.NO_ERROR, "shutting down")
+            return
+        if self._going_away:  # the client's GOAWAY
             self._flush()
             self.transport.close()
             return
@@ -285,13 +299,9 @@ class H2cConnection(asyncio.Protocol):
         self.transport.close()
 
     def go_away(self) -> None:
-        """Shutdown: no new streams; the connection closes once those in flight end."""
-        self._going_away = True
-        if self.transport is None:
-            return
-        with contextlib.suppress(h2.exceptions.ProtocolError):
-            self._h2.close_connection(ErrorCodes.NO_ERROR)
-        self._flush()
+        """Shutdown: new streams are refused (REFUSED_STREAM: safe to retry elsewhere); the
+        GOAWAY goes once the streams in flight have ended (h2 sends no frame after its own
+        GOAWAY, and its clients take none), then the connection closes."""
         self._maybe_idle()
 
     def abort(self) -> None:
