@@ -9,8 +9,10 @@ this module feeds it bytes, acts on its events and bounds what a peer can
 make the bridge hold. Each request stream is served by the proxy app through
 edge/h2c_stream.py.
 
-Bounds: ``MAX_STREAMS`` concurrent streams (advertised, and refused with
-REFUSED_STREAM beyond it even before the peer acknowledged the setting),
+Bounds: ``MAX_STREAMS`` concurrent streams (advertised; h2 makes a stream
+beyond it a connection error, refusing it before its header block is decoded,
+so the connection's HPACK state cannot go on; a stream whose answer is still
+being finished counts too, and one beyond that is refused with REFUSED_STREAM),
 ``MAX_HEADER_LIST`` bytes of header block, a body window given back only as
 the handler reads, DATA sent only within the peer's window and while the
 socket drains (reading pauses while it does not), an idle connection closed

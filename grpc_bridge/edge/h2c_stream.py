@@ -131,7 +131,6 @@ class _HandlerStandIn:
     ssl_context = None
     max_field_size = 8190
     max_headers = 128
-    _timeout_ceil_threshold = 5
 
     def __init__(self, conn: H2cConnection, stream: H2Stream) -> None:
         self._conn = conn
