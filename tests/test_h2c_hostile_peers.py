@@ -203,3 +203,38 @@ async def test_shutdown_ends_streams_in_flight_then_sends_goaway(bridge: Running
         assert flags == 0x02 and b"error" in end
         assert client.terminated is not None
         assert client.terminated.error_code == ErrorCodes.NO_ERROR
+
+
+async def test_a_request_body_is_taken_only_as_fast_as_its_call_takes_it(
+    upstream: RunningServer, make_bridge: MakeBridge
+) -> None:
+    """A bidi client that sends and never reads: the echoes back up to the upstream,
+    which stops reading, and the bridge stops giving its window back: the client's
+    sending stalls after a bounded amount instead of filling the bridge's memory."""
+    up = {"name": "default", "targets": [upstream.target], "stream_buffer_bytes": 65535}
+    bridge = await make_bridge(None, upstreams=[up])
+    async with h2c_connection(bridge.server.proxy_port, auto_window=False) as client:
+        stream = client.request(f"{TEST}/Bidi", CONNECT_STREAM, b"", end=False)
+        message = envelope(kitchen_pb2.StreamReply(text="x" * 16000).SerializeToString())
+        sent, stalled_for = 0, 0
+        async with asyncio.timeout(60):
+            while stalled_for < 3:
+                window = client.conn.local_flow_control_window(stream)
+                if window >= len(message):
+                    client.send(stream, message)
+                    sent += len(message)
+                    stalled_for = 0
+                    await client.writer.drain()
+                    continue
+                await client.pump(1.0)  # WINDOW_UPDATEs, if any come
+                if client.conn.local_flow_control_window(stream) == window:
+                    stalled_for += 1
+        assert not client.closed and client.streams[stream].reset is None
+        # ~8.7 MB: the upstream's receive window and buffers, mostly (the bridge holds
+        # at most a stream's window plus its body buffer of it).
+        assert sent < 32 * 1024 * 1024
+        (conn,) = h2c_connections(bridge)
+        (served,) = conn.streams.values()
+        assert served.reader.total_bytes == sent
+        await echo_works(bridge)
+        client.reset(stream)

@@ -109,10 +109,13 @@ class H2cClient:
         self.flush()
 
     async def pump(self, timeout: float = 10.0) -> bool:
-        """Read once and handle what came; False when the connection closed."""
+        """Read once (nothing came within ``timeout``: True all the same) and handle what
+        came; False when the connection closed."""
         try:
             data = await asyncio.wait_for(self.reader.read(65536), timeout)
-        except (ConnectionError, TimeoutError):
+        except TimeoutError:
+            return True
+        except ConnectionError:
             data = b""
         if not data:
             self.closed = True
