@@ -238,3 +238,18 @@ async def test_a_request_body_is_taken_only_as_fast_as_its_call_takes_it(
         assert served.reader.total_bytes == sent
         await echo_works(bridge)
         client.reset(stream)
+
+
+async def test_an_http11_request_line_claiming_http2_gets_no_full_duplex(
+    bridge: RunningBridge,
+) -> None:
+    """Only a request on an HTTP/2 stream may stream both ways: the version a request
+    line claims is not enough (llhttp reads ``HTTP/2.0`` there)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", bridge.server.proxy_port)
+    writer.write(
+        f"POST {TEST}/Bidi HTTP/2.0\r\nHost: x\r\nContent-Length: 0\r\n".encode()
+        + b"Content-Type: application/connect+json\r\nConnect-Protocol-Version: 1\r\n\r\n"
+    )
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    assert b"needs HTTP/2 end to end" in data

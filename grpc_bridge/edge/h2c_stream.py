@@ -32,6 +32,7 @@ from multidict import CIMultiDict
 
 from grpc_bridge.edge.aiohttp_compat import body_reader, h2_message, h2_request
 from grpc_bridge.log import get_logger
+from grpc_bridge.pipeline.context import OVER_HTTP2
 
 if TYPE_CHECKING:
     from grpc_bridge.edge.h2c import H2cConnection
@@ -243,6 +244,7 @@ async def serve_stream(
     request = h2_request(
         server, message, stream.reader, _HandlerStandIn(conn, stream), writer, task
     )
+    request[OVER_HTTP2] = True
     try:
         response: Any
         try:

@@ -29,7 +29,7 @@ import asyncio
 import gzip
 from collections.abc import AsyncIterator
 
-from aiohttp import HttpVersion, web
+from aiohttp import web
 
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.codec.framing import Pairs, StreamEnd
@@ -43,7 +43,7 @@ from grpc_bridge.errors import (
 )
 from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.call import call_metadata, call_timeout
-from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.context import OVER_HTTP2, RequestContext
 from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity, deliver_one, end_of, supervise
 from grpc_bridge.pipeline.sink import (
     ClientGone,
@@ -73,7 +73,6 @@ from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy, prefixed_hea
 FRAMING = "connect"
 CONTENT_ENCODING = "Connect-Content-Encoding"
 ACCEPT_ENCODING = "Connect-Accept-Encoding"
-_HTTP2 = HttpVersion(2, 0)
 BIDI_NEEDS_HTTP2 = (
     "bidirectional streaming over Connect needs HTTP/2 end to end, and this request came "
     "over HTTP/1.1: call {method} over HTTP/2 (h2c, prior knowledge, on the same port), "
@@ -242,7 +241,7 @@ def check_stream(request: web.Request, plan: MethodPlan) -> None:
             f"{plan.full_name} is unary: send application/json or application/proto "
             "(application/connect+* is for streaming methods)"
         )
-    if kind is MethodKind.BIDI_STREAM and request.version < _HTTP2:
+    if kind is MethodKind.BIDI_STREAM and not request.get(OVER_HTTP2, False):
         raise _BidiNeedsHttp2(BIDI_NEEDS_HTTP2.format(method=plan.full_name))
 
 

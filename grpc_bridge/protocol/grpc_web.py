@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import HttpVersion, web
+from aiohttp import web
 from google.protobuf.message import Message
 
 from grpc_bridge.bridge import Bridge
@@ -63,7 +63,7 @@ from grpc_bridge.errors import (
 )
 from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.call import call_metadata
-from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.context import OVER_HTTP2, RequestContext
 from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.pipeline.relay import ACTIVE_SINK, Activity
 from grpc_bridge.pipeline.sink import HttpSink, finish_stream, relay_stream
@@ -88,7 +88,6 @@ from grpc_bridge.upstream.deadlines import effective_timeout, parse_timeout
 from grpc_bridge.upstream.metadata import Metadata, MetadataPolicy, plain_headers
 
 NAME = "grpc-web"
-_HTTP2 = HttpVersion(2, 0)
 _PREFIX = "application/grpc-web"
 _OK = code_name(Code.OK)
 #: The trailer frame of a call that succeeded with no trailing metadata.
@@ -305,7 +304,7 @@ class GrpcWebProtocol:
                 "POST /package.Service/Method"
             )
         kind = plan.info.kind
-        if kind.client_streams and request.version < _HTTP2:
+        if kind.client_streams and not request.get(OVER_HTTP2, False):
             raise GrpcWebUnimplemented(
                 f"{plan.full_name} is a {kind.value.replace('_', '-')}ing method: "
                 "gRPC-Web has only unary and server-streaming calls over HTTP/1.1 "
