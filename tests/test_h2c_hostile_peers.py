@@ -253,3 +253,12 @@ async def test_an_http11_request_line_claiming_http2_gets_no_full_duplex(
     data = await asyncio.wait_for(reader.read(), 10)
     writer.close()
     assert b"needs HTTP/2 end to end" in data
+
+
+async def test_a_path_not_in_origin_form_resets_its_stream_only(bridge: RunningBridge) -> None:
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        odd = client.request("*", body=None, method="OPTIONS")
+        state = await client.answer(odd)
+        assert state.reset == ErrorCodes.PROTOCOL_ERROR
+        stream = client.request(f"{TEST}/Echo", CONNECT_JSON, b'{"fString": "still"}')
+        assert orjson.loads((await client.answer(stream)).body)["fString"] == "still"

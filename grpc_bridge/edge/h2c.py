@@ -219,11 +219,12 @@ class H2cConnection(asyncio.Protocol):
     def _request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
         if self._edge.closing or self._going_away or len(self.streams) >= MAX_STREAMS:
-            self._h2.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
+            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             return
         parts = request_parts(list(event.headers or ()))
         if isinstance(parts, str):
-            self._h2.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            log.info("h2_request_refused", peer=str(self.peername), error=parts)
+            self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         stream = H2Stream(self, stream_id, self._loop)
         self.streams[stream_id] = stream  # (an END_STREAM with the head is an event of its own)
@@ -233,6 +234,11 @@ class H2cConnection(asyncio.Protocol):
         stream.task = self._loop.create_task(
             serve_stream(self, stream, self._edge.server, parts, self._stream_done)
         )
+
+    def _refuse(self, stream_id: int, code: int) -> None:
+        # The client may have reset it already, in the same read (h2 then forgets it).
+        with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
+            self._h2.reset_stream(stream_id, code)
 
     def _client_reset(self, stream_id: int) -> None:
         stream = self.streams.pop(stream_id, None)
@@ -323,10 +329,7 @@ class H2cConnection(asyncio.Protocol):
         if stream.reset or self.transport is None:
             return
         stream.reset = True
-        try:
-            self._h2.reset_stream(stream.stream_id, code)
-        except h2.exceptions.ProtocolError:
-            return  # closed both ways already
+        self._refuse(stream.stream_id, code)  # (closed both ways already: nothing to do)
         self._flush()
 
     # -- sending ---------------------------------------------------------------------

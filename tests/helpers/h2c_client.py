@@ -83,11 +83,12 @@ class H2cClient:
         body: bytes | None = b"",
         *,
         end: bool = True,
+        method: str = "POST",
     ) -> int:
-        """A POST (its body and END_STREAM unless ``end`` is False); the stream id."""
+        """A request (its body and END_STREAM unless ``end`` is False); the stream id."""
         stream_id = self.conn.get_next_available_stream_id()
         fields = [
-            (":method", "POST"),
+            (":method", method),
             (":scheme", "http"),
             (":authority", "127.0.0.1"),
             (":path", path),
