@@ -38,10 +38,11 @@ from grpc_bridge.admin.app import build_admin_app
 from grpc_bridge.admin.errors import router_refusal
 from grpc_bridge.bridge import Bridge
 from grpc_bridge.edge.aiohttp_compat import bound_port
-from grpc_bridge.edge.fastpath import IDLE_TIMEOUT_S, FastSite
+from grpc_bridge.edge.fastpath import IDLE_TIMEOUT_S
 from grpc_bridge.edge.listen import start_site
 from grpc_bridge.edge.parse_errors import JsonErrorRunner
 from grpc_bridge.edge.proxy import build_proxy_app, fast_path, refuse_method
+from grpc_bridge.edge.sites import FastSite, SniffSite
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics, create_metrics
 from grpc_bridge.pipeline.context import METRICS
@@ -184,7 +185,13 @@ async def start(
         listen, admin = settings.listen, settings.admin
         site: web.BaseSite
         if fast is None:
-            site = web.TCPSite(proxy_runner, listen.host, listen.port, reuse_port=reuse_port)
+            site = SniffSite(
+                proxy_runner,
+                listen.host,
+                listen.port,
+                reuse_port=reuse_port,
+                shutdown_timeout=settings.shutdown.timeout_s,
+            )
         else:
             site = FastSite(
                 proxy_runner,

@@ -26,6 +26,7 @@ from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.routing.assemble import CONFLICT_PREFIX, assemble_routes
 from grpc_bridge.routing.plan import MethodPlan, UpstreamLimits, plans_for
+from grpc_bridge.routing.reflection import reflection_plans
 from grpc_bridge.routing.table import RouteTable
 from grpc_bridge.settings import Settings, Upstream
 from grpc_bridge.upstream.api import CallInvoker
@@ -91,6 +92,8 @@ class Bridge:
         self._upstreams: dict[str, UpstreamState] = {}
         #: Per upstream, the plans of its last discovered schema (the route table's input).
         self._plans: dict[str, list[MethodPlan]] = {}
+        #: Server reflection's plans on each upstream that may serve it (routing/reflection.py).
+        self._reflection: dict[str, list[MethodPlan]] = {}
         self._all_discovered = asyncio.Event()
 
     @property
@@ -223,9 +226,14 @@ class Bridge:
             log.debug("refreshed", upstream=state.name, changed=False)
             return
         up = state.settings
-        self._plans[state.name] = plans_for(
-            schema, self.json_options, UpstreamLimits(up.timeout_s, up.max_timeout_s)
-        )
+        limits = UpstreamLimits(up.timeout_s, up.max_timeout_s)
+        self._plans[state.name] = plans_for(schema, self.json_options, limits)
+        services = up.services
+        unfiltered = (services.include, services.exclude) == (["*"], [])
+        if schema.source.startswith("reflection") and unfiltered:
+            self._reflection[state.name] = reflection_plans(state.name, self.json_options, limits)
+        else:
+            self._reflection.pop(state.name, None)
         state.schema = schema
         state.error = None
         state.invoker.forget()
@@ -260,6 +268,8 @@ class Bridge:
                     )
                     continue
                 plans.append(plan)
+        # Reflection, through to the first upstream that may serve it (routing/reflection.py).
+        offered = next((self._reflection[s] for s in self._upstreams if s in self._reflection), [])
 
         # REST bindings: conflicts and skipped rules are decided in routing.assemble.
         def discovered(name: str | None) -> bool:
@@ -267,7 +277,12 @@ class Bridge:
             return all(s.schema is not None for s in states)
 
         result = assemble_routes(
-            plans, self.settings.routes, self.json_options, self.routes, discovered=discovered
+            plans,
+            self.settings.routes,
+            self.json_options,
+            self.routes,
+            discovered=discovered,
+            unlisted=offered,
         )
         for conflict in result.conflicts:
             log.error(

@@ -364,3 +364,86 @@ def test_serialize_head_is_aiohttps_head_writer() -> None:
     )
     with pytest.raises(ValueError, match="control character"):
         compat.serialize_head("HTTP/1.1 200 OK", CIMultiDict([("X", "a\r\nY: b")]))
+
+
+# --- an HTTP/2 stream's request, made without a RequestHandler (edge/h2c_stream.py) -----------
+
+
+class _Pacer:
+    """What ``StreamReader`` calls on its protocol: the h2c stream's flow control."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        self.paused = False
+
+
+async def test_stream_reader_pauses_above_twice_its_limit_and_resumes_below_it() -> None:
+    pacer = _Pacer()
+    reader = compat.body_reader(pacer, 16, asyncio.get_running_loop())
+    reader.feed_data(b"x" * 32)
+    assert not pacer.paused, "StreamReader paused at twice its limit (it should above it)"
+    reader.feed_data(b"x")
+    assert pacer.paused, "StreamReader no longer calls pause_reading() above 2x its limit"
+    await reader.readexactly(20)
+    assert not pacer.paused, "StreamReader no longer calls resume_reading() below its limit"
+
+
+class _StandIn:
+    ssl_context = None
+    peername = ("192.0.2.7", 4242)
+    sockname = ("127.0.0.1", 8080)
+    transport = None
+
+    def force_close(self) -> None:
+        pass
+
+
+class _Writer(aiohttp.abc.AbstractStreamWriter):
+    async def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        pass
+
+    async def write_eof(self, chunk: bytes = b"") -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+    def enable_compression(self, encoding: str = "deflate", strategy: int | None = None) -> None:
+        pass
+
+    def enable_chunking(self) -> None:
+        pass
+
+    async def write_headers(self, status_line: str, headers: CIMultiDict[str]) -> None:
+        pass
+
+
+async def test_a_request_made_with_a_stand_in_for_its_handler_reads_as_any() -> None:
+    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+        return web.Response()
+
+    headers: CIMultiDict[str] = CIMultiDict({"host": "example.test", "x-a": "1"})
+    message = compat.h2_message("POST", "/pkg.S/M?q=%2F", headers, ())
+    reader = compat.body_reader(_Pacer(), 16, asyncio.get_running_loop())
+    task = asyncio.current_task()
+    assert task is not None
+    request = compat.h2_request(web.Server(handle), message, reader, _StandIn(), _Writer(), task)
+    assert request.version == aiohttp.HttpVersion(2, 0)
+    assert (request.method, request.rel_url.raw_path, request.query["q"]) == (
+        "POST",
+        "/pkg.S/M",
+        "/",
+    )
+    assert (request.host, request.remote, request.headers["X-A"]) == (
+        "example.test",
+        "192.0.2.7",
+        "1",
+    )
+    assert request.content is reader

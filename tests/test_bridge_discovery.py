@@ -67,7 +67,7 @@ async def test_include_exclude(upstream_factory: StartServer) -> None:
         status, _, _ = await b.post("/grpc.health.v1.Health/Check", {})
         assert status == 404  # not included
         status, _, _ = await b.post("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", {})
-        assert status == 404  # never routed
+        assert status == 404  # a filtered upstream offers no reflection (routing/reflection.py)
         status, _, _ = await b.post("/bridgetest.v1.Other/Whoami", {})
         assert status == 200
 

@@ -14,7 +14,7 @@ import socket
 
 import pytest
 
-from grpc_bridge.edge import fastpath
+from grpc_bridge.edge import sites as edge_sites
 from tests.helpers.harness import RunningBridge, running_bridge
 from tests.helpers.raw_http import ECHO, request
 from tests.helpers.servers import RunningServer
@@ -25,7 +25,7 @@ BIG = b'{"fString": "' + b"x" * (3 << 20) + b'"}'
 def server_transport(b: RunningBridge, served_by: str) -> asyncio.Transport:
     """The bridge's side of the test's one connection."""
     sites = b.server.proxy_runner.sites
-    lean = [site.fast for site in sites if isinstance(site, fastpath.FastSite)]
+    lean = [site.fast for site in sites if isinstance(site, edge_sites.FastSite)]
     if served_by == "lean":
         (stuck,) = lean[0].connections
         transport = stuck._transport

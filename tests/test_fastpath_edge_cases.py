@@ -21,7 +21,7 @@ import orjson
 import pytest
 import structlog
 
-from grpc_bridge.edge import fastpath
+from grpc_bridge.edge import fastpath, sites
 from grpc_bridge.routing.table import RouteTable
 from tests.helpers.harness import RunningBridge, running_bridge
 from tests.helpers.lean_path import (
@@ -407,7 +407,7 @@ async def test_the_heads_kept_are_bounded(
 ) -> None:
     monkeypatch.setattr(fastpath, "MAX_MEMO", 4)
     async with running_bridge(upstream.target) as b, connection(b) as (reader, writer):
-        (site,) = [s for s in b.server.proxy_runner.sites if isinstance(s, fastpath.FastSite)]
+        (site,) = [s for s in b.server.proxy_runner.sites if isinstance(s, sites.FastSite)]
         for i in range(10):
             writer.write(post(ECHO, b"{}", f"X-Request-Id: r{i}"))
             status, headers, _ = await read_response(reader)

@@ -41,6 +41,13 @@ internal                            relied on for
 (the C one, ``_http_parser``)       extension), made with the same limits by :func:`head_parser`
 ``http_writer._serialize_headers``  what aiohttp's writer makes a response head with, so that
                                     the lean path's heads are aiohttp's bytes
+``BaseRequest(protocol=...)``       an HTTP/2 stream's request (edge/h2c_stream.py) is made
+                                    with a stand-in for the ``RequestHandler``: the request
+                                    reads ``ssl_context``, ``peername``, ``sockname``,
+                                    ``transport``, ``force_close()`` of it
+``StreamReader(protocol=...)``      the body of an HTTP/2 stream: the reader calls
+                                    ``pause_reading()`` above twice its limit,
+                                    ``resume_reading()`` below it, and reads ``connected``
 ==================================  ==========================================================
 
 Behaviour relied on: a ``RequestHandler`` adopts a live transport handed to it
@@ -72,14 +79,18 @@ import functools
 import inspect
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
-from aiohttp.http import HttpProcessingError, HttpVersion11, RawRequestMessage
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.base_protocol import BaseProtocol
+from aiohttp.http import HttpProcessingError, HttpVersion, HttpVersion11, RawRequestMessage
 from aiohttp.http_parser import HttpRequestParser, HttpRequestParserPy
 from aiohttp.http_writer import _serialize_headers
+from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import _ErrInfo
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 __all__ = [
     "TOO_MANY_HEADERS",
@@ -91,10 +102,13 @@ __all__ = [
     "RemadeServerRunner",
     "adopt_connection",
     "answer_as_http11",
+    "body_reader",
     "bound_port",
     "close_after_answer",
     "current_request",
     "end_unfinished_head",
+    "h2_message",
+    "h2_request",
     "head_parser",
     "queued_messages",
     "serialize_head",
@@ -263,3 +277,44 @@ def head_parser(server: web.Server) -> Callable[[], HeadParser] | None:
 def serialize_head(status_line: str, headers: CIMultiDict[str]) -> bytes:
     """A response head as aiohttp's writer sends it (it refuses CR or LF in a value)."""
     return _serialize_headers(status_line, headers)
+
+
+def h2_message(
+    method: str, path: str, headers: CIMultiDict[str], raw: tuple[tuple[bytes, bytes], ...]
+) -> RawRequestMessage:
+    """The message of an HTTP/2 request (``path`` the ``:path``; origin form, checked)."""
+    target, _, query = path.partition("?")
+    url = URL.build(path=target, query_string=query, encoded=True)
+    return RawRequestMessage(
+        method,
+        path,
+        HttpVersion(2, 0),
+        CIMultiDictProxy(headers),
+        raw,
+        False,  # should_close: HTTP/2 has no per-request connection close
+        None,  # compression: the bridge inflates bodies itself (auto_decompress off)
+        False,
+        False,
+        url,
+    )
+
+
+def body_reader(pacer: object, limit: int, loop: asyncio.AbstractEventLoop) -> StreamReader:
+    """aiohttp's body reader, paced by ``pacer`` (``pause_reading``, ``resume_reading``,
+    ``connected``): an HTTP/2 stream's request body, fed from its DATA frames."""
+    return StreamReader(cast("BaseProtocol", pacer), limit, loop=loop)
+
+
+def h2_request(
+    server: web.Server,
+    message: RawRequestMessage,
+    payload: StreamReader,
+    handler: object,
+    writer: AbstractStreamWriter,
+    task: asyncio.Task[None],
+) -> web.BaseRequest:
+    """The app's request (``server.request_factory``, the app's own ``_make_request``)
+    for a request that did not come through a ``RequestHandler``: ``handler`` stands in."""
+    return server.request_factory(
+        message, payload, cast("web.RequestHandler", handler), writer, task
+    )

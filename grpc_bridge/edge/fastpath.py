@@ -27,7 +27,6 @@ from aiohttp import web
 from grpc_bridge.edge.aiohttp_compat import (
     HeadParser,
     HttpProcessingError,
-    ProtocolSite,
     RawRequestMessage,
     adopt_connection,
     head_parser,
@@ -35,6 +34,7 @@ from grpc_bridge.edge.aiohttp_compat import (
 from grpc_bridge.edge.cut_off import FLUSH_GRACE, cut_off
 from grpc_bridge.edge.fastpath_heads import Served
 from grpc_bridge.edge.fastpath_serve import LeanEdge
+from grpc_bridge.edge.h2c import H2cEdge, preface_state
 from grpc_bridge.log import get_logger
 from grpc_bridge.protocol.base import PlainUnary
 from grpc_bridge.routing.table import Match, RouteTable
@@ -95,6 +95,8 @@ class FastPath:
         self.bridge = edge.bridge
         self.server = server
         self.parser = parser
+        #: Connections that start with the HTTP/2 preface go there (edge/h2c.py).
+        self.h2c = H2cEdge(server)
         #: What llhttp made of a head, and its route, by the head's bytes. A client sends
         #: the same head over and over (the same call, a body of the same size), and the
         #: parse is a pure function of those bytes: aiohttp's parser builds a yarl URL
@@ -123,6 +125,7 @@ class FastPath:
     async def shutdown(self, timeout: float) -> None:
         """No new requests; idle connections close now, busy ones after their response."""
         self.closing = True
+        h2c = asyncio.ensure_future(self.h2c.shutdown(timeout))
         busy = []
         for connection in list(self.connections):
             task = connection.close_when_idle()
@@ -136,6 +139,7 @@ class FastPath:
                 await asyncio.wait(pending)
         # A closing connection is gone once its last response is flushed (edge/cut_off.py).
         await cut_off(self.connections, self.emptied, min(timeout, FLUSH_GRACE))
+        await h2c
 
 
 class FastConnection(asyncio.Protocol):
@@ -164,6 +168,8 @@ class FastConnection(asyncio.Protocol):
         self._probed = 0
         #: The head served here whose body is awaited.
         self._pending: _Pending | None = None
+        #: No request yet: the bytes may be HTTP/2's preface (h2c with prior knowledge).
+        self._fresh = True
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -235,6 +241,14 @@ class FastConnection(asyncio.Protocol):
         buffer = self._buffer
         if not buffer:
             return False
+        if self._fresh:
+            h2c = preface_state(buffer)
+            if h2c is None:
+                return False  # the preface so far: the request timer runs
+            self._fresh = False
+            if h2c:
+                self._hand_over(b"", http2=True)
+                return False
         pending = self._pending
         if pending is None:
             end = buffer.find(b"\r\n\r\n")
@@ -342,8 +356,9 @@ class FastConnection(asyncio.Protocol):
             self._reading = True
         self._next()
 
-    def _hand_over(self, raw: bytes) -> None:
-        """aiohttp takes the connection: ``raw`` (a request not answered) and all buffered."""
+    def _hand_over(self, raw: bytes, *, http2: bool = False) -> None:
+        """aiohttp (or the HTTP/2 edge) takes the connection: ``raw`` (a request not
+        answered) and all buffered."""
         transport = self._transport
         if transport is None:
             return
@@ -355,7 +370,10 @@ class FastConnection(asyncio.Protocol):
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        adopt_connection(self._fast.server(), transport, data, paused=not self._reading)
+        if http2:
+            self._fast.h2c.adopt(transport, data, paused=not self._reading)
+        else:
+            adopt_connection(self._fast.server(), transport, data, paused=not self._reading)
 
     def _arm_idle(self) -> None:
         """The keep-alive timer while idle; the request timer from a request's first bytes."""
@@ -426,26 +444,3 @@ class FastConnection(asyncio.Protocol):
         if self._writable is not None:
             # Backpressure: the next pipelined request waits until the client reads.
             await self._writable
-
-
-class FastSite(ProtocolSite):
-    """aiohttp's TCP site with connections that start on the fast path."""
-
-    def __init__(
-        self,
-        runner: web.AppRunner,
-        fast: FastPath,
-        host: str,
-        port: int,
-        *,
-        reuse_port: bool | None,
-        shutdown_timeout: float,
-    ) -> None:
-        super().__init__(runner, fast.protocol, host, port, reuse_port=reuse_port)
-        self.fast = fast
-        self._drain_timeout = shutdown_timeout
-
-    async def stop(self) -> None:
-        """Stop listening, then let fast requests in flight finish (aiohttp's own follow)."""
-        await super().stop()
-        await self.fast.shutdown(self._drain_timeout)

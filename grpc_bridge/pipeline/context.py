@@ -51,5 +51,8 @@ class RequestContext:
 BRIDGE = web.AppKey("bridge", Bridge)
 METRICS = web.AppKey("metrics", Metrics)
 CONTEXT = web.RequestKey("context", RequestContext)
+#: True on a request that came on an HTTP/2 stream (edge/h2c_stream.py sets it). Not
+#: ``request.version``: an HTTP/1.1 request line may say ``HTTP/2.0`` too.
+OVER_HTTP2 = web.RequestKey("over_http2", bool)
 #: The proxy listener's response compression (the admin listener has none).
 COMPRESSION = web.AppKey("compression", ResponseCompression)

@@ -172,7 +172,8 @@ class ConnectUnary(_Connect):
 class ConnectStream(_Connect):
     """``application/connect+json`` or ``+proto`` streams; errors in the end-of-stream envelope."""
 
-    # Bidi needs HTTP/2 end to end (connect_stream.py answers it with a clear error).
+    # Bidi needs HTTP/2 end to end: served over h2c, refused with a clear error over
+    # HTTP/1.1 (connect_stream.py); ``kinds`` are what HTTP/1.1 carries.
     kinds = frozenset({MethodKind.SERVER_STREAM, MethodKind.CLIENT_STREAM})
     claims_by_headers = False
 
@@ -215,7 +216,7 @@ def describe(info: MethodInfo) -> dict[str, Any]:
     return {
         "content_types": [c.unary_type if unary else c.stream_type for c in codecs],
         "get": unary and info.no_side_effects,
-        # Bidi needs HTTP/2 end to end, and the listener speaks HTTP/1.1 (connect_stream.py).
+        # Over HTTP/1.1 (what browsers' fetch has): bidi needs HTTP/2 (h2c, connect_stream.py).
         "available": kind is not MethodKind.BIDI_STREAM,
     }
 

@@ -11,8 +11,10 @@
   ``limits.max_request_bytes`` from its length prefix, and due within
   ``limits.body_read_timeout_s`` of its first byte); the end of the body
   half-closes the call; then the answer, one message and the end envelope.
-- Bidi streaming needs HTTP/2 end to end (the client sends while it reads);
-  the bridge's listener speaks HTTP/1.1, so a bidi call is answered with
+- Bidi streaming needs HTTP/2 end to end (the client sends while it reads):
+  over HTTP/2 (h2c on the proxy port, edge/h2c.py) request envelopes go
+  upstream as they arrive while the response envelopes come back, each
+  bounded as for client streaming; over HTTP/1.1 a bidi call is answered with
   ``unimplemented`` saying so.
 - Compression: request envelopes flagged 0x01 are gunzipped when
   ``Connect-Content-Encoding: gzip`` was sent; response envelopes of
@@ -27,7 +29,7 @@ import asyncio
 import gzip
 from collections.abc import AsyncIterator
 
-from aiohttp import HttpVersion, web
+from aiohttp import web
 
 from grpc_bridge.codec.framing import Pairs, StreamEnd
 from grpc_bridge.discovery.registry import MethodKind
@@ -40,7 +42,7 @@ from grpc_bridge.errors import (
 )
 from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.call import OpenCall, open_call, open_stream_call
-from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.context import OVER_HTTP2, RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.relay import Activity, deliver_one, end_of
 from grpc_bridge.pipeline.sink import (
@@ -72,11 +74,11 @@ from grpc_bridge.upstream.metadata import MetadataPolicy, prefixed_headers
 FRAMING = "connect"
 CONTENT_ENCODING = "Connect-Content-Encoding"
 ACCEPT_ENCODING = "Connect-Accept-Encoding"
-_HTTP2 = HttpVersion(2, 0)
 BIDI_NEEDS_HTTP2 = (
-    "bidirectional streaming over Connect needs HTTP/2 end to end, and grpc-bridge's "
-    "listener speaks HTTP/1.1: call {method} over gRPC, or through the JSON routes "
-    "(NDJSON request body or WebSocket), which stream both ways over HTTP/1.1"
+    "bidirectional streaming over Connect needs HTTP/2 end to end, and this request came "
+    "over HTTP/1.1: call {method} over HTTP/2 (h2c, prior knowledge, on the same port), "
+    "over gRPC, or through the JSON routes (NDJSON request body or WebSocket), which "
+    "stream both ways over HTTP/1.1"
 )
 
 
@@ -238,7 +240,7 @@ def check_stream(request: web.Request, plan: MethodPlan) -> None:
             f"{plan.full_name} is unary: send application/json or application/proto "
             "(application/connect+* is for streaming methods)"
         )
-    if kind is MethodKind.BIDI_STREAM and request.version < _HTTP2:
+    if kind is MethodKind.BIDI_STREAM and not request.get(OVER_HTTP2, False):
         raise _BidiNeedsHttp2(BIDI_NEEDS_HTTP2.format(method=plan.full_name))
 
 
@@ -261,6 +263,9 @@ async def serve_stream(
         request.headers.getall(CONTENT_ENCODING, ()), CONTENT_ENCODING
     )
     try:
+        if plan.info.kind is MethodKind.BIDI_STREAM:
+            streamed = open_stream_call(request, plan, env, ctx, policy)
+            return await _bidi_stream(request, plan, env, ctx, wire, streamed, compressed)
         if plan.info.kind.client_streams:
             start = open_call(request, plan, env, ctx, policy)
             return await _client_stream(request, plan, env, ctx, wire, start, compressed)
@@ -327,3 +332,26 @@ async def _client_stream(
     ctx.grpc_code = code_name(Code.OK)
     assert sink.response is not None
     return sink.response
+
+
+async def _bidi_stream(
+    request: web.Request,
+    plan: MethodPlan,
+    env: CallEnv,
+    ctx: RequestContext,
+    wire: StreamWire,
+    start: OpenCall[float | None],
+    compressed: bool,
+) -> web.StreamResponse:
+    """Full duplex (HTTP/2 only, :func:`check_stream`): request envelopes upstream as
+    they arrive while the response envelopes come back."""
+    codec = wire.codec
+    activity = Activity()
+    sink, framing = _sink(request, ctx, wire)
+    async with start.invoker.request_stream(
+        codec.info(plan), metadata=start.metadata, timeout=start.timeout
+    ) as call:
+        feed = _feed(request, codec, plan, env, call, activity, compressed)
+        outcome = await relay_stream(call, codec.encoder(plan), env, sink, framing, activity, feed)
+    ctx.bytes_in = request.content.total_bytes
+    return await finish_stream(sink, plan, ctx, outcome)

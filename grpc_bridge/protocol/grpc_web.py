@@ -16,8 +16,9 @@ Content-Type                      request and response
 subtype is a 415). The request body is exactly one message frame, read and
 bounded as it arrives (grpc_web_frames.py); a compressed frame (flag 0x01)
 is inflated per ``grpc-encoding`` (gzip, deflate), bounded by
-``limits.max_request_bytes``. Unary and server-streaming methods only:
-gRPC-Web has no client streaming.
+``limits.max_request_bytes``. Unary and server-streaming methods over
+HTTP/1.1: gRPC-Web as browsers speak it has no client streaming; over HTTP/2
+client and bidi streaming too (grpc_web_stream.py).
 
 The answer: the upstream's initial metadata as plain headers, a frame per
 response message (a stream's flushed as each arrives), then the trailer
@@ -54,7 +55,7 @@ from grpc_bridge.errors import (
 )
 from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.call import call_metadata, stream_deadline
-from grpc_bridge.pipeline.context import RequestContext
+from grpc_bridge.pipeline.context import OVER_HTTP2, RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.pipeline.relay import Activity
@@ -74,6 +75,7 @@ from grpc_bridge.protocol.grpc_web_frames import (
     message_of_frames,
     trailer_frame,
 )
+from grpc_bridge.protocol.grpc_web_stream import serve_request_stream
 from grpc_bridge.protocol.grpc_web_unary import (
     CONTENT_TYPE,
     asked_of,
@@ -163,7 +165,7 @@ _FRAMINGS = {answer: GrpcWebFraming(answer) for answer in (BINARY, TEXT, JSON)}
 class GrpcWebProtocol:
     name = NAME
     cors_allow_headers = REQUEST_HEADERS
-    # gRPC-Web has no request streams.
+    # gRPC-Web over HTTP/1.1 has no request streams (over HTTP/2: grpc_web_stream.py).
     kinds = frozenset({MethodKind.UNARY, MethodKind.SERVER_STREAM})
     # Messages carry grpc-encoding of their own; clients don't undo an HTTP coding.
     http_compression = False
@@ -224,15 +226,20 @@ class GrpcWebProtocol:
                 "POST /package.Service/Method"
             )
         kind = plan.info.kind
-        if kind.client_streams:
+        if kind.client_streams and not request.get(OVER_HTTP2, False):
             raise GrpcWebUnimplemented(
                 f"{plan.full_name} is a {kind.value.replace('_', '-')}ing method: "
-                "gRPC-Web has only unary and server-streaming calls "
-                "(use the NDJSON or WebSocket routes, or Connect)"
+                "gRPC-Web has only unary and server-streaming calls over HTTP/1.1 "
+                "(call it over HTTP/2, or use the NDJSON or WebSocket routes, or Connect)"
             )
         metadata = call_metadata(request, ctx, self.policy)
         invoker = env.invoker(plan.upstream)
         limits = env.limits
+        if kind.client_streams:
+            framing = _FRAMINGS[asked.answer]
+            how = (asked.answer.json, asked.text_request, framing, stream_headers)
+            requested = requested_timeout(headers)
+            return await serve_request_stream(request, plan, env, ctx, metadata, requested, how)
         if kind is MethodKind.UNARY:
             timeout = self.unary_timeout(plan, headers)
             payload = await read_message(request, limits, asked.text_request, ctx)

@@ -339,3 +339,10 @@ async def _inflate(payload: bytes, coding: str | None, limit: int) -> bytes:
             f"{', '.join(INFLATABLE)} or identity"
         )
     return await inflate_message(payload, name, limit)
+
+
+async def frame_message(flag: int, payload: bytes, grpc_encoding: str | None, limit: int) -> bytes:
+    """One message frame's message (of a request stream), inflated if it is compressed."""
+    if flag & COMPRESSED:
+        return await _inflate(payload, grpc_encoding, limit)
+    return payload

@@ -73,12 +73,14 @@ def assemble_routes(
     previous: RouteTable,
     *,
     discovered: Callable[[str | None], bool],
+    unlisted: Sequence[MethodPlan] = (),
 ) -> Assembly:
     """The table for ``plans`` (already de-duplicated across upstreams).
 
     ``discovered(name)`` says whether upstream ``name`` (every upstream, for
     None) has descriptors, so that a route is called unresolved only when it
-    can no longer be a method not discovered yet.
+    can no longer be a method not discovered yet. ``unlisted``: routed, listed
+    nowhere (:class:`RouteTable`).
     """
     out = Assembly(table=None)
     candidates = list(plans)
@@ -92,7 +94,12 @@ def assemble_routes(
             if discovered(routes[i].upstream)
         ]
         try:
-            table = RouteTable(candidates, collected.bindings, problems=[p for _, p in problems])
+            table = RouteTable(
+                candidates,
+                collected.bindings,
+                problems=[p for _, p in problems],
+                unlisted=[p for p in unlisted if p.upstream not in out.excluded],
+            )
         except RouteConflict as conflict:
             out.conflicts.append(str(conflict))
             fresh = conflict.upstreams - previous.upstreams - set(out.excluded)

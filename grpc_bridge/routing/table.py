@@ -112,6 +112,7 @@ class RouteTable:
         bindings: Iterable[Binding] = (),
         *,
         problems: Iterable[str] = (),
+        unlisted: Iterable[MethodPlan] = (),
     ) -> None:
         """Raises :class:`RouteConflict` when two bindings share a method and path shape.
 
@@ -119,6 +120,8 @@ class RouteTable:
         same gRPC method with the same HTTP method and shape (http.proto: the
         service config overrides the proto). ``problems`` are the rules left
         out of this table (kept so that the next table reports only new ones).
+        ``unlisted`` plans are routed on their generic route but listed nowhere
+        (``plans``: introspection, OpenAPI): server reflection (routing/reflection.py).
         """
         self.problems = frozenset(problems)
         self._generic: dict[str, _GenericRoute] = {}
@@ -127,6 +130,12 @@ class RouteTable:
             full = Match(MatchKind.FULL, plan, plan.info.path, methods)
             accepts = tuple(sorted(methods, key=lambda m: m != "POST"))
             # First upstream wins a path both serve; the app logs the shadowing.
+            self._generic.setdefault(plan.info.path, _GenericRoute(plan, methods, full, accepts))
+        self._listed = list(self._generic.values())
+        for plan in unlisted:
+            methods = with_head(generic_methods(plan))
+            full = Match(MatchKind.FULL, plan, plan.info.path, methods)
+            accepts = tuple(sorted(methods, key=lambda m: m != "POST"))
             self._generic.setdefault(plan.info.path, _GenericRoute(plan, methods, full, accepts))
         self._trie: SegmentTrie[Binding] = SegmentTrie()
         self._bindings: list[Binding] = []
@@ -201,12 +210,12 @@ class RouteTable:
 
     @property
     def plans(self) -> list[MethodPlan]:
-        return [r.plan for r in self._generic.values()]
+        return [r.plan for r in self._listed]
 
     @property
     def upstreams(self) -> frozenset[str]:
         """The upstreams whose methods this table routes."""
-        return frozenset(r.plan.upstream for r in self._generic.values())
+        return frozenset(r.plan.upstream for r in self._listed)
 
     @property
     def bindings(self) -> tuple[Binding, ...]:
@@ -217,4 +226,4 @@ class RouteTable:
         return [b for b in self._bindings if b.plan.info.path == grpc_path]
 
     def __len__(self) -> int:
-        return len(self._generic)
+        return len(self._listed)

@@ -274,3 +274,26 @@ def transcript_env(command: str) -> dict[str, str]:
             break
         env[name] = value
     return env
+
+
+def buf_examples(page: Path) -> list[Command]:
+    """The page's ``buf curl`` lines against the demo, each with the JSON shown after it.
+
+    (tests/test_docs.py runs curl lines only; buf needs its binary from .venv/tools.)
+    """
+    name = str(page.relative_to(ROOT))
+    blocks = fenced_blocks(page.read_text())
+    out: list[Command] = []
+    for i, block in enumerate(blocks):
+        follow = blocks[i + 1] if i + 1 < len(blocks) else None
+        if block is None or block.lang not in ("sh", "bash") or follow is None:
+            continue
+        commands = shell_commands("```sh\n" + "\n".join(block.lines) + "\n```")
+        if (
+            len(commands) == 1
+            and commands[0].startswith("buf curl ")
+            and _DEMO_URL.search(commands[0])
+            and follow.lang == "json"
+        ):
+            out.append(Command(name, block.line, commands[0], "\n".join(follow.lines), "json"))
+    return out

@@ -288,11 +288,10 @@ async def buf_curl(
     """One call with ``buf curl`` (npm @bufbuild/buf), as a user types it.
 
     ``reflect`` resolves the method by server reflection through ``base_url``
-    itself (the reflection service must be reachable there, and buf then
-    always speaks HTTP/2 (h2c): reflection is a bidi stream); otherwise the
-    schema is ``schema`` (default: ``descriptor_set()``). ``timeout_s`` is
-    buf's ``--timeout``, sent as the call's deadline. ``http2``:
-    ``--http2-prior-knowledge`` without reflection.
+    itself (reflection is a bidi stream: over plain TCP it needs ``http2``);
+    otherwise the schema is ``schema`` (default: ``descriptor_set()``).
+    ``timeout_s`` is buf's ``--timeout``, sent as the call's deadline.
+    ``http2``: ``--http2-prior-knowledge`` (h2c).
 
     ``headers`` and ``trailers`` are what ``-v`` shows of the HTTP response:
     trailers are HTTP trailers plus Connect unary's ``trailer-`` headers
@@ -306,7 +305,7 @@ async def buf_curl(
         args.append("--reflect")
     else:
         args += ["--reflect=false", "--schema", str(schema or descriptor_set())]
-    if http2 and not reflect:
+    if http2:
         args.append("--http2-prior-knowledge")
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]

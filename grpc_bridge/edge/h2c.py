@@ -1,0 +1,401 @@
+"""HTTP/2 with prior knowledge (h2c) on the proxy port: the connection.
+
+A connection whose first bytes are the HTTP/2 preface (``PRI * HTTP/2.0``,
+RFC 9113 §3.3) is handed here by the lean edge (edge/fastpath.py) or by the
+sniffing protocol of the aiohttp-only site (edge/sites.py); any other
+stays HTTP/1.1. The frames are the ``h2`` library's (python-hyper, a
+well-kept RFC 9113 state machine; the bridge's own upstream/h2 is a client):
+this module feeds it bytes, acts on its events and bounds what a peer can
+make the bridge hold. Each request stream is served by the proxy app through
+edge/h2c_stream.py.
+
+Bounds: ``MAX_STREAMS`` concurrent streams (advertised; h2 makes a stream
+beyond it a connection error, refusing it before its header block is decoded,
+so the connection's HPACK state cannot go on; a stream whose answer is still
+being finished counts too, and one beyond that is refused with REFUSED_STREAM),
+``MAX_HEADER_LIST`` bytes of header block, a body window given back only as
+the handler reads, DATA sent only within the peer's window and while the
+socket drains (reading pauses while it does not), an idle connection closed
+after ``IDLE_TIMEOUT_S``, a flood of client resets (``MAX_RESETS`` within
+``RESET_WINDOW_S``, CVE-2023-44487) answered with GOAWAY. A protocol error
+is a GOAWAY naming it, then the connection closes; a stream the client
+resets cancels its upstream call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import cast
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from aiohttp import web
+from h2.errors import ErrorCodes
+
+from grpc_bridge.edge.h2c_stream import H2Stream, StreamGone, request_parts, serve_stream
+from grpc_bridge.log import get_logger
+
+log = get_logger("grpc_bridge.http")
+
+#: What an HTTP/2 connection with prior knowledge starts with (RFC 9113 §3.4).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+MAX_STREAMS = 100
+#: h2's own decoder limit (``H2Connection.DEFAULT_MAX_HEADER_LIST_SIZE``), advertised.
+MAX_HEADER_LIST = 64 * 1024
+#: An idle connection (no stream open) is closed after this (HTTP/1.1's keep-alive timeout).
+IDLE_TIMEOUT_S = 75.0
+MAX_RESETS = 500
+RESET_WINDOW_S = 10.0
+#: At shutdown, how long a connection has to take its GOAWAY before it is cut off.
+FLUSH_GRACE_S = 1.0
+
+
+def preface_state(data: bytes | bytearray) -> bool | None:
+    """True: ``data`` starts with the preface; None: it may still (too short); False: not."""
+    if len(data) >= len(PREFACE):
+        return data.startswith(PREFACE)
+    return None if PREFACE.startswith(bytes(data)) else False
+
+
+class H2cEdge:
+    """Every h2c connection of a listener, for shutdown."""
+
+    def __init__(self, server: web.Server) -> None:
+        self.server = server
+        self.connections: set[H2cConnection] = set()
+        self.closing = False
+        #: Set when the last connection is gone (awaited at shutdown).
+        self.emptied = asyncio.Event()
+
+    def adopt(self, transport: asyncio.Transport, data: bytes, *, paused: bool) -> None:
+        """An HTTP/2 connection takes over ``transport``; ``data`` was read already."""
+        conn = H2cConnection(self)
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+        if paused:
+            transport.resume_reading()
+        conn.data_received(data)
+
+    async def shutdown(self, timeout: float) -> None:
+        """Streams in flight get ``timeout``, then are cancelled; each connection gets its
+        GOAWAY once it has none; one that takes nothing more is cut off after a grace."""
+        self.closing = True
+        for conn in list(self.connections):
+            conn.go_away()
+        busy = [s.task for c in self.connections for s in c.streams.values() if s.task]
+        if busy:
+            await asyncio.wait(busy, timeout=timeout)
+        if self.connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.emptied.wait(), min(timeout, FLUSH_GRACE_S))
+        for conn in list(self.connections):
+            conn.abort()
+        await asyncio.sleep(0)  # connection_lost, which releases the socket, runs now
+
+
+class H2cConnection(asyncio.Protocol):
+    """One HTTP/2 client connection."""
+
+    def __init__(self, edge: H2cEdge) -> None:
+        self._edge = edge
+        self._loop = asyncio.get_running_loop()
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        self._h2 = h2.connection.H2Connection(config)
+        self.transport: asyncio.Transport | None = None
+        self.peername: object = None
+        self.sockname: object = None
+        self.streams: dict[int, H2Stream] = {}
+        self._writable: asyncio.Future[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._resets: list[float] = []
+        self._going_away = False
+
+    # -- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)
+        self.peername = transport.get_extra_info("peername")
+        self.sockname = transport.get_extra_info("sockname")
+        self._edge.connections.add(self)
+        self._edge.emptied.clear()
+        h2conn = self._h2
+        h2conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        # Settings made at start are in force at once (h2 never sees them "change" at the
+        # peer's acknowledgement), so the decoder's limit is set here too.
+        h2conn.decoder.max_header_list_size = MAX_HEADER_LIST
+        h2conn.initiate_connection()
+        self._flush()
+        self._arm_idle()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        try:
+            for event in events:
+                self._event(event)
+        except Exception as exc:  # a bug here must not reach the event loop
+            log.error("h2_error", error=repr(exc))
+            self._close_with(ErrorCodes.INTERNAL_ERROR, "internal error")
+            return
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._edge.connections.discard(self)
+        if not self._edge.connections:
+            self._edge.emptied.set()
+        if self._idle is not None:
+            self._idle.cancel()
+        for stream in list(self.streams.values()):
+            stream.cancel()
+        self._wake_writable()
+
+    def pause_writing(self) -> None:
+        # The client is not reading: no more input either until it does (bounds the
+        # control frames it could make the bridge answer meanwhile: PINGs, SETTINGS).
+        self._writable = self._loop.create_future()
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._wake_writable()
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def _wake_writable(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        self._writable = None
+
+    # -- events ---------------------------------------------------------------------
+
+    def _event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self._request(event)
+        elif isinstance(event, h2.events.DataReceived):
+            stream = self.streams.get(event.stream_id)
+            size = event.flow_controlled_length or 0
+            # The connection's window goes back at once: one slow handler must not
+            # stall every other stream; each stream's own window bounds what it holds.
+            if size:
+                self._h2.increment_flow_control_window(size)
+            if stream is None or stream.reset:
+                return
+            stream.data(event.data or b"", size)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.end()
+        elif isinstance(event, h2.events.StreamReset):
+            self._client_reset(event.stream_id)
+        elif isinstance(event, h2.events.WindowUpdated):
+            if event.stream_id:
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.wake()
+            else:
+                self._wake_all()
+        elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._wake_all()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self._going_away = True
+            if not self.streams and self.transport is not None:
+                self.transport.close()
+
+    def _request(self, event: h2.events.RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self._edge.closing or self._going_away or len(self.streams) >= MAX_STREAMS:
+            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        parts = request_parts(list(event.headers or ()))
+        if isinstance(parts, str):
+            log.info("h2_request_refused", peer=str(self.peername), error=parts)
+            self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return
+        stream = H2Stream(self, stream_id, self._loop)
+        self.streams[stream_id] = stream  # (an END_STREAM with the head is an event of its own)
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        stream.task = self._loop.create_task(
+            serve_stream(self, stream, self._edge.server, parts, self._stream_done)
+        )
+
+    def _refuse(self, stream_id: int, code: int) -> None:
+        # The client may have reset it already, in the same read (h2 then forgets it).
+        with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
+            self._h2.reset_stream(stream_id, code)
+
+    def _client_reset(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        stream.cancel()
+        now = self._loop.time()
+        resets = self._resets
+        resets.append(now)
+        while resets and resets[0] < now - RESET_WINDOW_S:
+            resets.pop(0)
+        if len(resets) > MAX_RESETS:
+            log.warning("h2_reset_flood", peer=str(self.peername), resets=len(resets))
+            self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, "too many streams reset")
+        self._maybe_idle()
+
+    def _stream_done(self, stream: H2Stream) -> None:
+        if self.streams.get(stream.stream_id) is stream:
+            del self.streams[stream.stream_id]
+            if not stream.reset and not stream.ended:
+                # Answered before the request's end: the client need not send the rest
+                # (RFC 9113 §8.1).
+                self._send_reset(stream, ErrorCodes.NO_ERROR)
+        self._flush()
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self.streams or self.transport is None:
+            return
+        if self._edge.closing:
+            self._close_with(ErrorCodes.NO_ERROR, "shutting down")
+            return
+        if self._going_away:  # the client's GOAWAY
+            self._flush()
+            self.transport.close()
+            return
+        self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        if self._idle is None:
+            self._idle = self._loop.call_later(IDLE_TIMEOUT_S, self._idle_close)
+
+    def _idle_close(self) -> None:
+        self._idle = None
+        if not self.streams:
+            self._close_with(ErrorCodes.NO_ERROR, "idle")
+
+    def _wake_all(self) -> None:
+        for stream in self.streams.values():
+            stream.wake()
+
+    # -- errors and closing ----------------------------------------------------------
+
+    def _protocol_error(self, exc: h2.exceptions.ProtocolError) -> None:
+        code = getattr(exc, "error_code", None) or ErrorCodes.PROTOCOL_ERROR
+        log.info("h2_protocol_error", peer=str(self.peername), error=str(exc))
+        self._close_with(code, str(exc))
+
+    def _close_with(self, code: int, why: str) -> None:
+        """GOAWAY naming ``why``, then the connection closes (its streams are cancelled)."""
+        if self.transport is None:
+            return
+        with contextlib.suppress(h2.exceptions.ProtocolError):  # closed already
+            self._h2.close_connection(code, additional_data=why.encode()[:256])
+        self._flush()
+        self.transport.close()
+
+    def go_away(self) -> None:
+        """Shutdown: new streams are refused (REFUSED_STREAM: safe to retry elsewhere); the
+        GOAWAY goes once the streams in flight have ended (h2 sends no frame after its own
+        GOAWAY, and its clients take none), then the connection closes."""
+        self._maybe_idle()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def reset_stream(self, stream: H2Stream) -> None:
+        """A stream whose answer failed midway: RST_STREAM INTERNAL_ERROR."""
+        self._send_reset(stream, ErrorCodes.INTERNAL_ERROR)
+
+    def close_stream_after(self, stream: H2Stream) -> None:
+        """HTTP/1.1's "close after this answer" (a late body): the stream alone ends."""
+        if stream.sent_end and not stream.ended:
+            self._send_reset(stream, ErrorCodes.NO_ERROR)
+
+    def _send_reset(self, stream: H2Stream, code: int) -> None:
+        if stream.reset or self.transport is None:
+            return
+        stream.reset = True
+        self._refuse(stream.stream_id, code)  # (closed both ways already: nothing to do)
+        self._flush()
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def give_back(self, stream: H2Stream, size: int) -> None:
+        """The handler read ``size`` bytes of ``stream``'s body: its window reopens."""
+        if size <= 0 or stream.ended or stream.reset or self.transport is None:
+            return
+        try:
+            self._h2.increment_flow_control_window(size, stream_id=stream.stream_id)
+        except (h2.exceptions.ProtocolError, KeyError):
+            return  # closed meanwhile (h2 forgets closed streams: a KeyError)
+        self._flush()
+
+    def send_headers(self, stream: H2Stream, fields: list[tuple[str, str]]) -> None:
+        if stream.reset or self.transport is None:
+            raise StreamGone("the HTTP/2 stream is gone")
+        try:
+            self._h2.send_headers(stream.stream_id, fields)
+        except (h2.exceptions.ProtocolError, KeyError) as exc:
+            raise StreamGone(f"the HTTP/2 stream is gone: {exc!r}") from exc
+        self._flush()
+
+    async def send_data(self, stream: H2Stream, data: bytes, *, end: bool) -> None:
+        """``data`` within the peer's window (waiting for it to open), then END_STREAM
+        if ``end``."""
+        try:
+            await self._send_data(stream, data, end)
+        except (h2.exceptions.ProtocolError, KeyError) as exc:
+            raise StreamGone(f"the HTTP/2 stream is gone: {exc!r}") from exc
+
+    async def _send_data(self, stream: H2Stream, data: bytes, end: bool) -> None:
+        view = memoryview(data)
+        h2conn = self._h2
+        while True:
+            if stream.reset or self.transport is None:
+                raise StreamGone("the HTTP/2 stream is gone")
+            if not view:
+                if end:
+                    h2conn.end_stream(stream.stream_id)
+                    stream.sent_end = True
+                    self._flush()
+                return
+            window = min(
+                h2conn.local_flow_control_window(stream.stream_id), h2conn.max_outbound_frame_size
+            )
+            if window <= 0:
+                stream.window = self._loop.create_future()
+                await stream.window
+                continue
+            size = min(window, len(view))
+            last = end and size == len(view)
+            h2conn.send_data(stream.stream_id, view[:size].tobytes(), end_stream=last)
+            view = view[size:]
+            self._flush()
+            if last:
+                stream.sent_end = True
+                return
+            await self.drained()
+
+    async def drained(self) -> None:
+        """Returns once the socket takes more (at once unless the client is not reading)."""
+        if self._writable is not None:
+            await self._writable

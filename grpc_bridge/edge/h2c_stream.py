@@ -1,0 +1,262 @@
+"""One HTTP/2 request stream, served by the proxy app as if it had come over HTTP/1.1.
+
+edge/h2c.py runs the connection (the ``h2`` state machine); each request
+stream becomes an aiohttp request here: its body an aiohttp ``StreamReader``
+fed from the stream's DATA frames, its answer written through
+:class:`H2Writer`, an ``AbstractStreamWriter`` that turns aiohttp's
+``write_headers`` / ``write`` / ``write_eof`` into HEADERS, DATA and
+END_STREAM. The request goes through the app's own handler and middleware
+(edge/proxy.py, edge/middleware.py): every protocol module (JSON family,
+gRPC-Web, Connect) serves HTTP/2 with the code that serves HTTP/1.1.
+
+Bounds, as bytes arrive:
+
+- request body: the stream's receive window is given back only as the
+  handler reads (the reader pauses above twice ``BODY_BUFFER``), so a
+  stream holds at most that plus one window; the body limits are the
+  protocol modules' own (``limits.max_request_bytes``);
+- response: DATA goes out only within the peer's flow-control window, and
+  only while the socket drains; a writer waits otherwise, and with it the
+  upstream call (a client that reads nothing holds one window's worth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from multidict import CIMultiDict
+
+from grpc_bridge.edge.aiohttp_compat import body_reader, h2_message, h2_request
+from grpc_bridge.log import get_logger
+from grpc_bridge.pipeline.context import OVER_HTTP2
+
+if TYPE_CHECKING:
+    from grpc_bridge.edge.h2c import H2cConnection
+
+log = get_logger("grpc_bridge.http")
+
+#: Request body bytes a stream buffers before its window stops being given back.
+BODY_BUFFER = 32 * 1024
+#: Response headers HTTP/2 forbids (RFC 9113 §8.2.2): HTTP/1.1's connection framing.
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
+)
+
+
+class StreamGone(ConnectionResetError):
+    """The stream was reset (by the client, or the connection is gone)."""
+
+
+class H2Stream:
+    """A request stream: its body's pacing (the reader's "protocol") and its state."""
+
+    __slots__ = (
+        "_held",
+        "_reading_paused",
+        "conn",
+        "ended",
+        "reader",
+        "reset",
+        "sent_end",
+        "stream_id",
+        "task",
+        "window",
+    )
+
+    def __init__(
+        self, conn: H2cConnection, stream_id: int, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.reader = body_reader(self, BODY_BUFFER, loop)
+        self._reading_paused = False
+        #: Body bytes received and not yet given back to the stream's window.
+        self._held = 0
+        self.ended = False  # the client's END_STREAM arrived
+        self.sent_end = False
+        self.reset = False
+        self.task: asyncio.Task[None] | None = None
+        #: Set when the peer opens this stream's (or the connection's) send window.
+        self.window: asyncio.Future[None] | None = None
+
+    # -- what aiohttp's StreamReader calls -------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return not self.reset
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        self._reading_paused = False
+        if self._held:
+            held, self._held = self._held, 0
+            self.conn.give_back(self, held)
+
+    # -- fed by the connection --------------------------------------------------------
+
+    def data(self, data: bytes, flow_controlled: int) -> None:
+        self.reader.feed_data(data)
+        if self._reading_paused:
+            self._held += flow_controlled
+        else:
+            self.conn.give_back(self, flow_controlled)
+
+    def end(self) -> None:
+        self.ended = True
+        self.reader.feed_eof()
+
+    def cancel(self) -> None:
+        """The client reset the stream, or the connection is gone: the call is cancelled."""
+        self.reset = True
+        if not self.reader.is_eof():
+            self.reader.set_exception(StreamGone("the client reset the HTTP/2 stream"))
+        if self.task is not None:
+            self.task.cancel()
+        self.wake()
+
+    def wake(self) -> None:
+        if self.window is not None and not self.window.done():
+            self.window.set_result(None)
+        self.window = None
+
+
+class _HandlerStandIn:
+    """What an aiohttp request reads of its ``RequestHandler`` (edge/aiohttp_compat.py)."""
+
+    ssl_context = None
+    max_field_size = 8190
+    max_headers = 128
+
+    def __init__(self, conn: H2cConnection, stream: H2Stream) -> None:
+        self._conn = conn
+        self._stream = stream
+        self.peername = conn.peername
+        self.sockname = conn.sockname
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._conn.transport
+
+    def force_close(self) -> None:
+        """HTTP/1.1's "close after this answer": on HTTP/2 only this stream ends."""
+        self._conn.close_stream_after(self._stream)
+
+
+class H2Writer(AbstractStreamWriter):
+    """aiohttp's response writer on one HTTP/2 stream."""
+
+    def __init__(self, conn: H2cConnection, stream: H2Stream) -> None:
+        self._conn = conn
+        self._stream = stream
+        self.buffer_size = 0
+        self.output_size = 0
+        self.length = None
+
+    async def write_headers(self, status_line: str, headers: CIMultiDict[str]) -> None:
+        status = status_line.split(" ", 2)[1]
+        fields = [(":status", status)]
+        fields += [
+            (name.lower(), value)
+            for name, value in headers.items()
+            if name.lower() not in _HOP_BY_HOP
+        ]
+        self._conn.send_headers(self._stream, fields)
+
+    async def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        if chunk:
+            self.output_size += len(chunk)
+            await self._conn.send_data(self._stream, bytes(chunk), end=False)
+
+    async def write_eof(self, chunk: bytes = b"") -> None:
+        if self._stream.sent_end:
+            return
+        self.output_size += len(chunk)
+        await self._conn.send_data(self._stream, bytes(chunk), end=True)
+
+    async def drain(self) -> None:
+        await self._conn.drained()
+
+    def enable_compression(self, encoding: str = "deflate", strategy: int | None = None) -> None:
+        # The bridge encodes whole answers itself (pipeline/compress.py); nothing calls this.
+        raise NotImplementedError("the HTTP/2 edge does not compress on the fly")
+
+    def enable_chunking(self) -> None:
+        """HTTP/2 frames the body itself (aiohttp asks for chunks on an unsized answer)."""
+
+
+def _field(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+def request_parts(
+    fields: list[tuple[bytes, bytes]],
+) -> tuple[str, str, CIMultiDict[str], tuple[tuple[bytes, bytes], ...]] | str:
+    """``(method, path, headers, raw)`` of a request's header block; a str: why it is refused.
+
+    (``h2`` checked the pseudo-headers are there once, first, and lower-case names.)
+    """
+    method = path = authority = ""
+    headers: CIMultiDict[str] = CIMultiDict()
+    raw: list[tuple[bytes, bytes]] = []
+    cookies: list[str] = []
+    for name, value in fields:
+        if name.startswith(b":"):
+            if name == b":method":
+                method = _field(value)
+            elif name == b":path":
+                path = _field(value)
+            elif name == b":authority":
+                authority = _field(value)
+            continue
+        raw.append((name, value))
+        if name == b"cookie":
+            cookies.append(_field(value))  # RFC 9113 §8.2.3: joined again with "; "
+        else:
+            headers.add(_field(name), _field(value))
+    if cookies:
+        headers["cookie"] = "; ".join(cookies)
+    if method == "CONNECT" or not path.startswith("/"):
+        return f"the bridge serves origin-form :path only, not {path!r} ({method})"
+    if "host" not in headers and authority:
+        headers["host"] = authority
+    return method, path, headers, tuple(raw)
+
+
+async def serve_stream(
+    conn: H2cConnection,
+    stream: H2Stream,
+    server: web.Server,
+    parts: tuple[str, str, CIMultiDict[str], tuple[tuple[bytes, bytes], ...]],
+    on_done: Callable[[H2Stream], None],
+) -> None:
+    """Run the app on one request and send its answer; a reset stream cancels this task."""
+    method, path, headers, raw = parts
+    task = asyncio.current_task()
+    assert task is not None
+    writer = H2Writer(conn, stream)
+    message = h2_message(method, path, headers, raw)
+    request = h2_request(
+        server, message, stream.reader, _HandlerStandIn(conn, stream), writer, task
+    )
+    request[OVER_HTTP2] = True
+    try:
+        response: Any
+        try:
+            response = await server.request_handler(request)
+        except web.HTTPException as exc:
+            response = exc
+        await response.prepare(request)
+        await response.write_eof()
+    except (asyncio.CancelledError, StreamGone):
+        pass  # the client reset the stream: the upstream call was cancelled with this task
+    except Exception as exc:
+        log.error("h2_stream_error", error=repr(exc), path=path.partition("?")[0])
+        conn.reset_stream(stream)
+    finally:
+        on_done(stream)

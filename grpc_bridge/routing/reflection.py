@@ -1,0 +1,80 @@
+"""Server reflection, routed through the bridge to an upstream as it is.
+
+Discovery drops the reflection services (discovery/filters.py): they are how
+the bridge learns an API, not part of it. Clients that learn the API the same
+way (``buf curl --reflect``, grpcurl through a gRPC-Web or Connect hop) need to
+reach them through the bridge, so the route table also carries
+``grpc.reflection.v1.ServerReflection/ServerReflectionInfo`` and its
+``v1alpha`` twin, to one upstream: the first configured upstream discovered by
+reflection whose ``services`` filters are the default ones (an upstream with
+``include``/``exclude`` is never offered: its reflection would list what the
+filters hide). The binary protocols pass the bytes through untouched
+(codec/raw.py); the JSON ones use these messages.
+
+The messages are grpcio-reflection's v1alpha classes, with a v1 twin of the
+same file built here (the two are wire-identical; only the package differs),
+in a pool of their own, so that logs and metrics name the version called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from grpc_reflection.v1alpha import reflection_pb2
+
+from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
+from grpc_bridge.discovery.registry import MethodInfo, MethodKind
+from grpc_bridge.routing.plan import MethodPlan, UpstreamLimits
+
+_VERSIONS = ("v1", "v1alpha")
+
+
+def _methods() -> tuple[descriptor_pool.DescriptorPool, list[MethodInfo]]:
+    pool = descriptor_pool.DescriptorPool()
+    source = descriptor_pb2.FileDescriptorProto.FromString(reflection_pb2.DESCRIPTOR.serialized_pb)
+    methods = []
+    for version in _VERSIONS:
+        package = f"grpc.reflection.{version}"
+        file = descriptor_pb2.FileDescriptorProto()
+        file.CopyFrom(source)
+        file.name = f"grpc/reflection/{version}/reflection.proto"
+        file.package = package
+        for message in file.message_type:
+            for field in message.field:
+                if field.type_name.startswith(".grpc.reflection.v1alpha."):
+                    field.type_name = field.type_name.replace(".v1alpha.", f".{version}.")
+        for method in file.service[0].method:
+            method.input_type = method.input_type.replace(".v1alpha.", f".{version}.")
+            method.output_type = method.output_type.replace(".v1alpha.", f".{version}.")
+        pool.AddSerializedFile(file.SerializeToString())
+        service = pool.FindServiceByName(f"{package}.ServerReflection")
+        descriptor = service.methods_by_name["ServerReflectionInfo"]
+        methods.append(
+            MethodInfo(
+                upstream="",
+                descriptor=descriptor,
+                kind=MethodKind.BIDI_STREAM,
+                path=f"/{package}.ServerReflection/ServerReflectionInfo",
+                input_class=message_factory.GetMessageClass(descriptor.input_type),
+                output_class=message_factory.GetMessageClass(descriptor.output_type),
+                no_side_effects=False,
+            )
+        )
+    return pool, methods
+
+
+_POOL, _METHODS = _methods()
+
+
+def reflection_plans(
+    upstream: str, options: JsonOptions, limits: UpstreamLimits
+) -> list[MethodPlan]:
+    """The reflection methods' plans, on ``upstream``."""
+    plans = []
+    for method in _METHODS:
+        info = dataclasses.replace(method, upstream=upstream)
+        request = MessageCodec(info.input_class, _POOL, options)
+        response = MessageCodec(info.output_class, _POOL, options)
+        plans.append(MethodPlan(info, request, response, _POOL, limits))
+    return plans

@@ -1,0 +1,175 @@
+"""An HTTP/2 (h2c, prior knowledge) client of the bridge's proxy port, on the ``h2`` library.
+
+Built on an implementation other than the bridge's server code, for hostile
+peers: it can send too many streams, an oversize header block, reset a
+stream mid-call, or never give a response window back (``auto_window=False``),
+and reports every event ``h2`` makes of the bridge's bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+_ENVELOPE = struct.Struct(">BI")
+
+
+def envelope(payload: bytes, flags: int = 0) -> bytes:
+    """A Connect envelope / gRPC-Web frame: flag byte, big-endian length, payload."""
+    return _ENVELOPE.pack(flags, len(payload)) + payload
+
+
+def unframe(body: bytes) -> list[tuple[int, bytes]]:
+    """Envelopes (or gRPC-Web frames) of a whole body, as (flags, payload)."""
+    out = []
+    while body:
+        flags, length = _ENVELOPE.unpack_from(body)
+        out.append((flags, body[5 : 5 + length]))
+        body = body[5 + length :]
+    return out
+
+
+@dataclass
+class StreamState:
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytearray = field(default_factory=bytearray)
+    ended: bool = False
+    reset: int | None = None  # the bridge's RST_STREAM error code
+
+
+class H2cClient:
+    """One connection; ``events`` are everything ``h2`` reported, in order."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, auto_window: bool
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.auto_window = auto_window
+        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        self.conn = h2.connection.H2Connection(config)
+        self.streams: dict[int, StreamState] = {}
+        self.events: list[h2.events.Event] = []
+        self.terminated: h2.events.ConnectionTerminated | None = None
+        self.closed = False
+
+    @classmethod
+    async def open(cls, port: int, *, auto_window: bool = True, preface: bool = True) -> H2cClient:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        client = cls(reader, writer, auto_window)
+        if preface:
+            client.conn.initiate_connection()
+            client.flush()
+        return client
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    def request(
+        self,
+        path: str,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes | None = b"",
+        *,
+        end: bool = True,
+        method: str = "POST",
+    ) -> int:
+        """A request (its body and END_STREAM unless ``end`` is False); the stream id."""
+        stream_id = self.conn.get_next_available_stream_id()
+        fields = [
+            (":method", method),
+            (":scheme", "http"),
+            (":authority", "127.0.0.1"),
+            (":path", path),
+            *headers,
+        ]
+        self.streams[stream_id] = StreamState()
+        self.conn.send_headers(stream_id, fields, end_stream=body is None and end)
+        if body is not None:
+            self.conn.send_data(stream_id, body, end_stream=end)
+        self.flush()
+        return stream_id
+
+    def send(self, stream_id: int, data: bytes, *, end: bool = False) -> None:
+        self.conn.send_data(stream_id, data, end_stream=end)
+        self.flush()
+
+    def reset(self, stream_id: int) -> None:
+        self.conn.reset_stream(stream_id)
+        self.flush()
+
+    async def pump(self, timeout: float = 10.0) -> bool:
+        """Read once (nothing came within ``timeout``: True all the same) and handle what
+        came; False when the connection closed."""
+        try:
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+        except TimeoutError:
+            return True
+        except ConnectionError:
+            data = b""
+        if not data:
+            self.closed = True
+            return False
+        for event in self.conn.receive_data(data):
+            self._event(event)
+        self.flush()
+        return True
+
+    async def until(self, done: Any, timeout: float = 20.0) -> None:
+        """Pump until ``done()`` is true or the connection closes."""
+        async with asyncio.timeout(timeout):
+            while not done():
+                if not await self.pump(timeout):
+                    return
+
+    async def answer(self, stream_id: int, timeout: float = 20.0) -> StreamState:
+        state = self.streams[stream_id]
+        await self.until(lambda: state.ended or state.reset is not None, timeout)
+        return state
+
+    def _event(self, event: h2.events.Event) -> None:
+        self.events.append(event)
+        if isinstance(event, h2.events.ResponseReceived):
+            state = self.streams[event.stream_id]
+            state.headers.update((str(k), str(v)) for k, v in event.headers or ())
+        elif isinstance(event, h2.events.DataReceived):
+            state = self.streams[event.stream_id]
+            state.body += event.data or b""
+            if self.auto_window and event.flow_controlled_length:
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.TrailersReceived):
+            state = self.streams[event.stream_id]
+            state.headers.update((str(k), str(v)) for k, v in event.headers or ())
+        elif isinstance(event, h2.events.StreamEnded):
+            self.streams[event.stream_id].ended = True
+        elif isinstance(event, h2.events.StreamReset):
+            if event.stream_id in self.streams:
+                self.streams[event.stream_id].reset = int(event.error_code or 0)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.terminated = event
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def h2c_connection(port: int, *, auto_window: bool = True) -> AsyncIterator[H2cClient]:
+    """An :class:`H2cClient` closed on the way out, whatever happened."""
+    client = await H2cClient.open(port, auto_window=auto_window)
+    try:
+        yield client
+    finally:
+        await client.close()
