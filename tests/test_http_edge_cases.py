@@ -17,8 +17,8 @@ from yarl import URL
 from grpc_bridge.errors import UpstreamNotReady
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.settings import Upstream
-from grpc_bridge.upstream.native_invoker import NativeInvoker
-from grpc_bridge.upstream.native_pool import NativePool
+from grpc_bridge.upstream.invoker import Invoker
+from grpc_bridge.upstream.pool import ConnectionPool
 from tests.helpers.harness import MakeBridge, RunningBridge, running_bridge, scrape, value
 from tests.helpers.servers import StartServer
 from tests.helpers.streamtools import CLIENT_STREAM
@@ -228,8 +228,8 @@ async def test_started_is_not_counted_when_no_channel_can_be_picked(
 ) -> None:
     plan = next(p for p in bridge.server.bridge.routes.plans if p.info.name == "Echo")
     metrics = Metrics()
-    pool = NativePool(Upstream(targets=["127.0.0.1:1"]))  # never opened: no connection
-    invoker = NativeInvoker(pool, metrics)
+    pool = ConnectionPool(Upstream(targets=["127.0.0.1:1"]))  # never opened: no connection
+    invoker = Invoker(pool, metrics)
     request = plan.info.input_class()
     with pytest.raises(UpstreamNotReady):
         await invoker.unary(plan.info, request, metadata=[], timeout=1.0)

@@ -21,8 +21,8 @@ from grpc_bridge.status import Code
 from grpc_bridge.upstream.dial import ChannelPlan
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.h2.connection import STREAM_WINDOW, Connection
-from grpc_bridge.upstream.native_invoker import NativeInvoker
-from grpc_bridge.upstream.native_pool import NativePool
+from grpc_bridge.upstream.invoker import Invoker
+from grpc_bridge.upstream.pool import ConnectionPool
 from grpc_bridge.upstream.resolver import parse_target, unresolved
 from tests.helpers.frame_peer import Request, echo_handler, eventually, h2_peer, loop_errors
 from tests.helpers.native_tools import grpc_message, method, native, sleep_request
@@ -179,9 +179,9 @@ async def test_one_streams_header_block_does_not_fail_the_others(
 async def test_close_ends_connections_still_retiring(upstream: RunningServer) -> None:
     port = upstream.target.rpartition(":")[2]
     first, second = f"127.0.0.1:{port}", f"localhost:{port}"
-    pool = NativePool(Upstream(targets=[first], pool_size=1), retire_grace=30)
+    pool = ConnectionPool(Upstream(targets=[first], pool_size=1), retire_grace=30)
     pool.open(ChannelPlan(unresolved([parse_target(first)])))
-    invoker = NativeInvoker(pool)
+    invoker = Invoker(pool)
     try:
         call = asyncio.create_task(
             invoker.unary(SLEEP, sleep_request(10, "retiring"), metadata=[], timeout=20)

@@ -17,8 +17,8 @@ from grpc_bridge.errors import BridgeError
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.dial import ChannelPlan
 from grpc_bridge.upstream.h2 import frames
-from grpc_bridge.upstream.native_invoker import NativeInvoker
-from grpc_bridge.upstream.native_pool import NativePool
+from grpc_bridge.upstream.invoker import Invoker
+from grpc_bridge.upstream.pool import ConnectionPool
 from grpc_bridge.upstream.resolver import Address, ChannelTargets, parse_target, unresolved
 from tests.helpers.frame_peer import eventually
 from tests.helpers.harness import running_bridge
@@ -188,10 +188,10 @@ async def test_rebuild_lets_calls_finish_and_close_cuts_retiring_connections(
     upstream_factory: StartServer,
 ) -> None:
     server = await upstream_factory()
-    pool = NativePool(Upstream(targets=[server.target]), retire_grace=10)
+    pool = ConnectionPool(Upstream(targets=[server.target]), retire_grace=10)
     plan = ChannelPlan(unresolved([parse_target(server.target)]))
     pool.open(plan)
-    invoker = NativeInvoker(pool)
+    invoker = Invoker(pool)
     sleep_method = method("Sleep", kitchen_pb2.SleepResponse)
 
     def sleep(seconds: float, tag: str) -> asyncio.Task[Any]:
@@ -275,10 +275,10 @@ async def _recording_peer() -> AsyncIterator[_Peer]:
             await asyncio.wait_for(server.wait_closed(), 2)
 
 
-def _pool(target: str) -> tuple[NativePool, NativeInvoker]:
-    pool = NativePool(Upstream(targets=[target], pool_size=1), retire_grace=1)
+def _pool(target: str) -> tuple[ConnectionPool, Invoker]:
+    pool = ConnectionPool(Upstream(targets=[target], pool_size=1), retire_grace=1)
     pool.open(ChannelPlan(unresolved([parse_target(target)])))
-    return pool, NativeInvoker(pool)
+    return pool, Invoker(pool)
 
 
 async def test_pool_close_with_a_call_in_flight_sends_goaway() -> None:
@@ -289,7 +289,7 @@ async def test_pool_close_with_a_call_in_flight_sends_goaway() -> None:
         )
         try:
             await eventually(lambda: (frames.HEADERS, 1) in peer.seen, within=5.0)
-            # NativePool.close(): Connection.close() (GOAWAY), then abort() for the
+            # ConnectionPool.close(): Connection.close() (GOAWAY), then abort() for the
             # connections still busy, as Bridge.stop() does.
             await pool.close()
             await eventually(lambda: peer.ended, within=5.0)

@@ -1,7 +1,7 @@
 """The command-line client's connection: the bridge's own HTTP/2 client, built from an upstream.
 
-The same :class:`~grpc_bridge.upstream.native_pool.NativePool` and
-:class:`~grpc_bridge.upstream.native_invoker.NativeInvoker` as ``serve``'s,
+The same :class:`~grpc_bridge.upstream.pool.ConnectionPool` and
+:class:`~grpc_bridge.upstream.invoker.Invoker` as ``serve``'s,
 so TLS files, server-name override, ``:authority``, keepalive, compression,
 message-size limits and the mapping of failures to status codes are the
 bridge's, not written again here. The CLI sees only the upstream API
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.api import CallInvoker
 from grpc_bridge.upstream.dial import ChannelPlan
-from grpc_bridge.upstream.native_invoker import NativeInvoker
-from grpc_bridge.upstream.native_pool import NativePool
+from grpc_bridge.upstream.invoker import Invoker
+from grpc_bridge.upstream.pool import ConnectionPool
 from grpc_bridge.upstream.resolver import parse_target, unresolved
 from grpc_bridge.upstream.tls import load_tls
 
@@ -30,7 +30,7 @@ class Connection:
     """The calls of one command (``invoker``) and what carries them, closed at its end."""
 
     invoker: CallInvoker
-    _pool: NativePool
+    _pool: ConnectionPool
 
     @classmethod
     def open(cls, upstream: Upstream, *, verify: bool = True) -> Connection:
@@ -39,9 +39,9 @@ class Connection:
         Raises :class:`~grpc_bridge.upstream.tls.TlsFileError` naming an unusable TLS file.
         """
         targets = unresolved(tuple(parse_target(t) for t in upstream.targets))
-        pool = NativePool(upstream)
+        pool = ConnectionPool(upstream)
         pool.open(ChannelPlan(targets, load_tls(upstream.tls), verify))
-        return cls(NativeInvoker(pool), pool)
+        return cls(Invoker(pool), pool)
 
     async def close(self) -> None:
         # The command is over: whatever is still in flight is cancelled.

@@ -9,7 +9,7 @@ may ask for a delay or for no retry (``grpc-retry-pushback-ms``).
 Apart from the policy, a call the upstream never saw (a refused stream, or
 GOAWAY above it) is sent once more, transparently, whatever the policy
 (:meth:`Attempts.transparent`; a server-streaming call does the same in
-:mod:`~grpc_bridge.upstream.native_call`): its request is known in full.
+:mod:`~grpc_bridge.upstream.stream_call`): its request is known in full.
 """
 
 from __future__ import annotations

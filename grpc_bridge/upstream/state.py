@@ -28,8 +28,8 @@ from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.api import CallInvoker
 from grpc_bridge.upstream.dial import ChannelPlan
 from grpc_bridge.upstream.health import HealthCheckError, check_health
-from grpc_bridge.upstream.native_invoker import NativeInvoker
-from grpc_bridge.upstream.native_pool import NativePool
+from grpc_bridge.upstream.invoker import Invoker
+from grpc_bridge.upstream.pool import ConnectionPool
 from grpc_bridge.upstream.resolver import (
     ChannelTargets,
     Endpoint,
@@ -67,7 +67,7 @@ class UpstreamState:
 
     settings: Upstream
     #: The connections: proxied calls, reflection and health checks alike.
-    pool: NativePool
+    pool: ConnectionPool
     #: What proxied calls go through (wrapped for tracing when it is on).
     invoker: CallInvoker
     #: Reflection and health checks: the same connections, no metrics, no spans.
@@ -163,14 +163,14 @@ async def open_upstream(
             detail="the grpcio client transport was retired: calls use the native client",
         )
     tls = load_tls(upstream.tls)
-    pool = NativePool(upstream, metrics=metrics)
+    pool = ConnectionPool(upstream, metrics=metrics)
     pool.open(ChannelPlan(targets, tls))
-    invoker: CallInvoker = NativeInvoker(pool, metrics)
+    invoker: CallInvoker = Invoker(pool, metrics)
     return UpstreamState(
         upstream,
         pool,
         invoker if wrap is None else wrap(invoker),
-        NativeInvoker(pool),
+        Invoker(pool),
         endpoints,
         targets,
         tls,

@@ -14,8 +14,8 @@ from google.protobuf.message import Message
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.dial import ChannelPlan
-from grpc_bridge.upstream.native_invoker import NativeInvoker
-from grpc_bridge.upstream.native_pool import NativePool
+from grpc_bridge.upstream.invoker import Invoker
+from grpc_bridge.upstream.pool import ConnectionPool
 from grpc_bridge.upstream.resolver import parse_target, unresolved
 
 SERVICE = kitchen_pb2.DESCRIPTOR.services_by_name["TestService"]
@@ -36,13 +36,13 @@ def method(name: str, output: type[Message]) -> MethodInfo:
 
 
 @asynccontextmanager
-async def native(target: str, **settings: Any) -> AsyncIterator[NativeInvoker]:
+async def native(target: str, **settings: Any) -> AsyncIterator[Invoker]:
     """An invoker on its own pool of native connections to ``target``."""
     upstream = Upstream(targets=[target], **settings)
-    pool = NativePool(upstream, retire_grace=1)
+    pool = ConnectionPool(upstream, retire_grace=1)
     pool.open(ChannelPlan(unresolved([parse_target(target)])))
     try:
-        yield NativeInvoker(pool)
+        yield Invoker(pool)
     finally:
         await pool.close()
 

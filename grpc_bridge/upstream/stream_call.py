@@ -27,7 +27,7 @@ from grpc_bridge.upstream.h2.stream import MessageError, Status, Stream
 from grpc_bridge.upstream.metadata import Metadata
 
 if TYPE_CHECKING:
-    from grpc_bridge.upstream.native_invoker import NativeInvoker
+    from grpc_bridge.upstream.invoker import Invoker
 
 
 def call_error(status: Status, stream: Stream | None) -> UpstreamError:
@@ -112,7 +112,7 @@ async def single_response(stream: Stream, prepared: Prepared) -> Message:
         ) from exc
 
 
-class NativeStreamCall:
+class Http2Call:
     """See the module docstring."""
 
     __slots__ = (
@@ -131,7 +131,7 @@ class NativeStreamCall:
 
     def __init__(
         self,
-        invoker: NativeInvoker,
+        invoker: Invoker,
         prepared: Prepared,
         metadata: Metadata,
         timeout: float | None,
@@ -301,7 +301,7 @@ class NativeStreamCall:
         if stream is not None and stream.status is None:
             stream.connection.reset(stream, frames.CANCEL)
 
-    async def __aenter__(self) -> NativeStreamCall:
+    async def __aenter__(self) -> Http2Call:
         await self._start()
         return self
 

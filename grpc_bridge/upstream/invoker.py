@@ -3,7 +3,7 @@
 Per method, the ``:path`` field and the response parser are prepared once
 (:mod:`~grpc_bridge.upstream.grpc_request`). Unary calls are retried as
 :mod:`~grpc_bridge.upstream.retry` says; streaming calls are
-:class:`~grpc_bridge.upstream.native_call.NativeStreamCall`.
+:class:`~grpc_bridge.upstream.stream_call.Http2Call`.
 """
 
 from __future__ import annotations
@@ -22,25 +22,25 @@ from grpc_bridge.upstream.h2 import frames, hpack_codec
 from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed, HeadersTooLarge
 from grpc_bridge.upstream.h2.stream import Status, Stream
 from grpc_bridge.upstream.metadata import Metadata
-from grpc_bridge.upstream.native_call import (
+from grpc_bridge.upstream.pool import ConnectionPool
+from grpc_bridge.upstream.retry import Attempts, Throttle
+from grpc_bridge.upstream.slot import ConnectDeadline, Unreachable
+from grpc_bridge.upstream.stream_call import (
     Deadlines,
-    NativeStreamCall,
+    Http2Call,
     call_error,
     expire,
     single_response,
 )
-from grpc_bridge.upstream.native_pool import NativePool
-from grpc_bridge.upstream.retry import Attempts, Throttle
-from grpc_bridge.upstream.slot import ConnectDeadline, Unreachable
 
 if TYPE_CHECKING:
     from grpc_bridge.metrics import Metrics
 
-__all__ = ["NativeInvoker", "NativeStreamCall"]
+__all__ = ["Http2Call", "Invoker"]
 
 
-class NativeInvoker:
-    def __init__(self, pool: NativePool, metrics: Metrics | None = None) -> None:
+class Invoker:
+    def __init__(self, pool: ConnectionPool, metrics: Metrics | None = None) -> None:
         self._pool = pool
         self._metrics = metrics
         self._settings = pool.upstream
@@ -140,19 +140,19 @@ class NativeInvoker:
 
     def server_stream(
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float | None
-    ) -> NativeStreamCall:
+    ) -> Http2Call:
         self._pool.check_open()
         observer = observe(self._metrics, method)
         if observer is not None:
             observer.metrics.sent.inc()
-        return NativeStreamCall(self, self._prepare(method), metadata, timeout, request, observer)
+        return Http2Call(self, self._prepare(method), metadata, timeout, request, observer)
 
     def request_stream(
         self, method: MethodInfo, *, metadata: Metadata, timeout: float | None
-    ) -> NativeStreamCall:
+    ) -> Http2Call:
         assert method.kind.client_streams, method.kind
         self._pool.check_open()
-        return NativeStreamCall(
+        return Http2Call(
             self,
             self._prepare(method),
             metadata,

@@ -41,7 +41,7 @@ async def _closed(slots: list[Slot], timeout: float) -> None:
         await asyncio.wait(waiting, timeout=timeout)
 
 
-class NativePool:
+class ConnectionPool:
     """See the module docstring."""
 
     def __init__(
