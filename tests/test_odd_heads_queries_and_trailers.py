@@ -4,6 +4,8 @@ trailers carried in the body, which are not HTTP fields and keep every name."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from grpc_bridge.errors import InvalidArgument
@@ -11,8 +13,8 @@ from grpc_bridge.protocol.connect_errors import metadata_json
 from grpc_bridge.protocol.connect_unary import get_message
 from grpc_bridge.protocol.grpc_web_frames import trailer_frame
 from grpc_bridge.upstream.metadata import ClientInfo, MetadataPolicy, to_metadata
-from tests.helpers.raw_http import both_paths, comparable, exchange
-from tests.helpers.servers import RunningServer
+from tests.helpers.raw_http import comparable, exchange
+from tests.helpers.shared_bridges import SharedBridges, shared_bridges
 
 _ALL = MetadataPolicy(forward_headers=frozenset(), max_bytes=8192, forward_all=True)
 _CLIENT = ClientInfo(peer="203.0.113.9", host="bridge", scheme="http")
@@ -55,6 +57,12 @@ async def test_a_get_message_with_a_malformed_escape_is_refused_like_the_other_p
         await get_message(query, 4096)
 
 
+@pytest.fixture(scope="module")
+def edges() -> Iterator[SharedBridges]:
+    with shared_bridges(GRPC_BRIDGE_LIMITS__BODY_READ_TIMEOUT_S="2") as pair:
+        yield pair
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -65,17 +73,13 @@ async def test_a_get_message_with_a_malformed_escape_is_refused_like_the_other_p
     ],
 )
 async def test_a_malformed_unfinished_head_is_answered_alike_on_both_edges(
-    upstream: RunningServer, data: bytes
+    edges: SharedBridges, data: bytes
 ) -> None:
     """aiohttp refuses a head at its first bad line with a 400 naming the problem; the lean
     edge now reads every head whole first (_REQUEST_LINE_START matches), so it sends
     nothing and closes at its head deadline: the two edges answer differently."""
-    async with both_paths(upstream.target, GRPC_BRIDGE_LIMITS__BODY_READ_TIMEOUT_S="2") as (
-        lean,
-        plain,
-    ):
-        answer_plain = await exchange(plain.proxy_port, data, within=6)
-        answer_lean = await exchange(lean.proxy_port, data, within=6)
+    answer_plain = await exchange(edges.port("aiohttp"), data, within=6)
+    answer_lean = await exchange(edges.port("lean"), data, within=6)
     assert not isinstance(answer_plain, str) and answer_plain[0] == 400, answer_plain
     assert comparable(answer_lean) == comparable(answer_plain)
 

@@ -13,6 +13,7 @@ import random
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -37,6 +38,7 @@ from tests.helpers.process import curl_status, expected_status, running_demo
 from tests.helpers.raw_http import bridge_process, read_chunk, read_head
 from tests.helpers.raw_http import request as http_request
 from tests.helpers.servers import RunningServer
+from tests.helpers.shared_bridges import SharedBridges, shared_bridges
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 BIDI = "/bridgetest.v1.TestService/Bidi"
@@ -50,27 +52,34 @@ def _ae(value: str) -> str:
     return f"Accept-Encoding: {value}"
 
 
+@pytest.fixture(scope="module")
+def edges() -> Iterator[SharedBridges]:
+    """Bridges with the default settings, for the tests that only read their answers."""
+    with shared_bridges() as pair:
+        yield pair
+
+
 @PATHS
-async def test_unary_answers_in_each_coding(upstream: RunningServer, fast_path: bool) -> None:
-    async with bridge_process(upstream.target, fast_path=fast_path) as bp:
-        status, headers, plain = await exchange(bp.proxy_port, http_request("POST", ECHO, BIG))
-        assert status == 200 and "content-encoding" not in headers
-        assert vary(headers) == ["accept-encoding"]
-        url = f"http://127.0.0.1:{bp.proxy_port}{ECHO}"
-        async with aiohttp.ClientSession(auto_decompress=False) as session:
-            for coding in CODINGS:
-                headers = {"Content-Type": "application/json", "Accept-Encoding": coding}
-                async with session.post(url, data=BIG, headers=headers) as resp:
-                    raw = await resp.read()
-                    assert resp.status == 200
-                    assert resp.headers["Content-Encoding"] == coding
-                    assert vary(resp.headers) == ["accept-encoding"]
-                    assert int(resp.headers["Content-Length"]) == len(raw)
-                    assert len(raw) < len(plain) // 10
-                    assert decode(coding, raw) == plain
+async def test_unary_answers_in_each_coding(edges: SharedBridges, fast_path: bool) -> None:
+    port = edges.port(fast_path)
+    status, headers, plain = await exchange(port, http_request("POST", ECHO, BIG))
+    assert status == 200 and "content-encoding" not in headers
+    assert vary(headers) == ["accept-encoding"]
+    url = f"http://127.0.0.1:{port}{ECHO}"
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        for coding in CODINGS:
+            headers = {"Content-Type": "application/json", "Accept-Encoding": coding}
+            async with session.post(url, data=BIG, headers=headers) as resp:
+                raw = await resp.read()
+                assert resp.status == 200
+                assert resp.headers["Content-Encoding"] == coding
+                assert vary(resp.headers) == ["accept-encoding"]
+                assert int(resp.headers["Content-Length"]) == len(raw)
+                assert len(raw) < len(plain) // 10
+                assert decode(coding, raw) == plain
 
 
-async def test_both_paths_send_the_same_bytes(upstream: RunningServer) -> None:
+async def test_both_paths_send_the_same_bytes(edges: SharedBridges) -> None:
     fail = b'{"code": 5, "message": "' + b"gone " * 400 + b'"}'
     requests = [
         http_request("POST", ECHO, BIG, _ae(coding))
@@ -87,14 +96,10 @@ async def test_both_paths_send_the_same_bytes(upstream: RunningServer) -> None:
         # Given twice: aiohttp joins the values (the lean path hands such a head over).
         http_request("POST", ECHO, BIG, _ae("gzip;q=0.1"), _ae("br")),
     ]
-    async with (
-        bridge_process(upstream.target, fast_path=True) as lean,
-        bridge_process(upstream.target, fast_path=False) as plain,
-    ):
-        for request in requests:
-            a = without_volatile(await exchange(lean.proxy_port, request))
-            b = without_volatile(await exchange(plain.proxy_port, request))
-            assert a == b, request[:200]
+    for request in requests:
+        a = without_volatile(await exchange(edges.port("lean"), request))
+        b = without_volatile(await exchange(edges.port("aiohttp"), request))
+        assert a == b, request[:200]
 
 
 async def test_the_lean_path_compresses_itself(
@@ -123,7 +128,7 @@ async def test_the_lean_path_compresses_itself(
 
 
 @PATHS
-async def test_negotiation(upstream: RunningServer, fast_path: bool) -> None:
+async def test_negotiation(edges: SharedBridges, fast_path: bool) -> None:
     cases = [
         # (Accept-Encoding, body, the coding expected; None: identity)
         ("gzip;q=0.5, br;q=0.9", BIG, "br"),
@@ -140,32 +145,30 @@ async def test_negotiation(upstream: RunningServer, fast_path: bool) -> None:
         ("identity;q=0, gzip", SMALL, "gzip"),  # identity refused: even a small body
         ("*;q=0, identity", BIG, None),
     ]
-    async with bridge_process(upstream.target, fast_path=fast_path) as bp:
-        for accept_encoding, body, expected in cases:
-            request = http_request("POST", ECHO, body, _ae(accept_encoding))
-            status, headers, raw = await exchange(bp.proxy_port, request)
-            assert status == 200, accept_encoding
-            assert headers.get("content-encoding") == expected, accept_encoding
-            assert vary(headers) == ["accept-encoding"]
-            decoded = decode(expected, raw) if expected else raw
-            assert orjson.loads(decoded)["fString"] == orjson.loads(body)["fString"]
-        for refused in ("identity;q=0", "*;q=0", "identity;q=0, deflate"):
-            request = http_request("POST", ECHO, BIG, _ae(refused))
-            status, headers, raw = await exchange(bp.proxy_port, request)
-            assert status == 406 and "content-encoding" not in headers
-            assert headers["content-type"] == "application/json"
-            error = orjson.loads(raw)
-            assert error["code"] == 3 and "Accept-Encoding" in error["message"], error
-        # HEAD: GET's status and Vary, never a compressed body (nor its length).
-        query = "/bridgetest.v1.TestService/Lookup?fString=" + "compressible+" * 300
-        get = await exchange(bp.proxy_port, http_request("GET", query, None, _ae("gzip")))
-        head = await exchange(
-            bp.proxy_port, http_request("HEAD", query, None, _ae("gzip")), head_only=True
-        )
-        assert get[1]["content-encoding"] == "gzip"
-        assert head[0] == 200 and "content-encoding" not in head[1]
-        assert vary(head[1]) == ["accept-encoding"]
-        assert int(head[1]["content-length"]) == len(decode("gzip", get[2]))
+    port = edges.port(fast_path)
+    for accept_encoding, body, expected in cases:
+        request = http_request("POST", ECHO, body, _ae(accept_encoding))
+        status, headers, raw = await exchange(port, request)
+        assert status == 200, accept_encoding
+        assert headers.get("content-encoding") == expected, accept_encoding
+        assert vary(headers) == ["accept-encoding"]
+        decoded = decode(expected, raw) if expected else raw
+        assert orjson.loads(decoded)["fString"] == orjson.loads(body)["fString"]
+    for refused in ("identity;q=0", "*;q=0", "identity;q=0, deflate"):
+        request = http_request("POST", ECHO, BIG, _ae(refused))
+        status, headers, raw = await exchange(port, request)
+        assert status == 406 and "content-encoding" not in headers
+        assert headers["content-type"] == "application/json"
+        error = orjson.loads(raw)
+        assert error["code"] == 3 and "Accept-Encoding" in error["message"], error
+    # HEAD: GET's status and Vary, never a compressed body (nor its length).
+    query = "/bridgetest.v1.TestService/Lookup?fString=" + "compressible+" * 300
+    get = await exchange(port, http_request("GET", query, None, _ae("gzip")))
+    head = await exchange(port, http_request("HEAD", query, None, _ae("gzip")), head_only=True)
+    assert get[1]["content-encoding"] == "gzip"
+    assert head[0] == 200 and "content-encoding" not in head[1]
+    assert vary(head[1]) == ["accept-encoding"]
+    assert int(head[1]["content-length"]) == len(decode("gzip", get[2]))
 
 
 async def test_settings_turn_it_off_or_narrow_it(upstream: RunningServer) -> None:
@@ -198,7 +201,7 @@ def _chunk(data: bytes) -> bytes:
 @pytest.mark.parametrize("coding", CODINGS)
 @pytest.mark.parametrize("sse", [False, True], ids=["ndjson", "sse"])
 async def test_a_compressed_stream_delivers_each_message_as_it_arrives(
-    upstream: RunningServer, coding: str, sse: bool
+    edges: SharedBridges, coding: str, sse: bool
 ) -> None:
     """Bidi echoes each line at once and waits for the next: the client sends line n+1
     only once it has decoded the answer to line n, so nothing is held back for a batch."""
@@ -210,37 +213,36 @@ async def test_a_compressed_stream_delivers_each_message_as_it_arrives(
         _ae(coding),
         *(["Accept: text/event-stream"] if sse else []),
     ]
-    async with bridge_process(upstream.target) as bp:
-        reader, writer = await asyncio.open_connection("127.0.0.1", bp.proxy_port)
-        try:
-            writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
-            feed = incremental(coding)
-            decoded = raw = b""
-            headers: dict[str, str] = {}
-            for index in range(4):
-                # The third is over compression.executor_bytes: compressed in a thread.
-                text = f"m{index}" + ("y" * 100_000 if index == 2 else "")
-                line = orjson.dumps({"text": text, "index": index}) + b"\n"
-                writer.write(_chunk(line))
-                await writer.drain()
-                async with asyncio.timeout(10):
-                    if index == 0:
-                        status, headers = await read_head(reader)
-                        assert status == 200
-                    while f"echo: m{index}".encode() not in decoded:
-                        chunk = await read_chunk(reader)
-                        assert chunk, "the stream ended early"
-                        raw += chunk
-                        decoded += feed(chunk)
-                assert f"m{index + 1}".encode() not in decoded
-            writer.write(b"0\r\n\r\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", edges.port("lean"))
+    try:
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        feed = incremental(coding)
+        decoded = raw = b""
+        headers: dict[str, str] = {}
+        for index in range(4):
+            # The third is over compression.executor_bytes: compressed in a thread.
+            text = f"m{index}" + ("y" * 100_000 if index == 2 else "")
+            line = orjson.dumps({"text": text, "index": index}) + b"\n"
+            writer.write(_chunk(line))
+            await writer.drain()
             async with asyncio.timeout(10):
-                while chunk := await read_chunk(reader):
+                if index == 0:
+                    status, headers = await read_head(reader)
+                    assert status == 200
+                while f"echo: m{index}".encode() not in decoded:
+                    chunk = await read_chunk(reader)
+                    assert chunk, "the stream ended early"
                     raw += chunk
                     decoded += feed(chunk)
-        finally:
-            writer.close()
-            await writer.wait_closed()
+            assert f"m{index + 1}".encode() not in decoded
+        writer.write(b"0\r\n\r\n")
+        async with asyncio.timeout(10):
+            while chunk := await read_chunk(reader):
+                raw += chunk
+                decoded += feed(chunk)
+    finally:
+        writer.close()
+        await writer.wait_closed()
     assert headers["content-encoding"] == coding
     assert vary(headers) == ["accept-encoding"]
     text = decoded.decode()
@@ -253,12 +255,11 @@ async def test_a_compressed_stream_delivers_each_message_as_it_arrives(
     assert complete(coding, raw) == decoded
 
 
-async def test_websocket_is_never_compressed(upstream: RunningServer) -> None:
+async def test_websocket_is_never_compressed(edges: SharedBridges) -> None:
     async with (
-        bridge_process(upstream.target) as bp,
         aiohttp.ClientSession() as session,
         session.ws_connect(
-            f"ws://127.0.0.1:{bp.proxy_port}{BIDI}",
+            f"ws://127.0.0.1:{edges.port('lean')}{BIDI}",
             headers={"Accept-Encoding": "gzip"},
             compress=15,  # permessage-deflate offered, as browsers do
         ) as ws,
@@ -305,18 +306,17 @@ async def test_a_large_answer_does_not_stall_other_clients(upstream: RunningServ
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 @pytest.mark.parametrize("coding", [*CODINGS, None])
-async def test_curl_compressed(upstream: RunningServer, coding: str | None) -> None:
+async def test_curl_compressed(edges: SharedBridges, coding: str | None) -> None:
     """curl --compressed offers every coding it has; one pinned with -H is honoured too."""
-    async with bridge_process(upstream.target) as bp:
-        url = f"http://127.0.0.1:{bp.proxy_port}{ECHO}"
-        pinned = ["-H", f"Accept-Encoding: {coding}"] if coding else []
-        curl = await asyncio.create_subprocess_exec(
-            *("curl", "-s", "--compressed", "-D", "-", url, *pinned),
-            *("-H", "Content-Type: application/json", "--data-binary", "@-"),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await curl.communicate(BIG)
+    url = f"http://127.0.0.1:{edges.port('lean')}{ECHO}"
+    pinned = ["-H", f"Accept-Encoding: {coding}"] if coding else []
+    curl = await asyncio.create_subprocess_exec(
+        *("curl", "-s", "--compressed", "-D", "-", url, *pinned),
+        *("-H", "Content-Type: application/json", "--data-binary", "@-"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await curl.communicate(BIG)
     head, _, body = out.partition(b"\r\n\r\n")
     used = re.search(rb"(?im)^content-encoding: *(\S+)", head)
     assert used is not None and used.group(1).decode() == (coding or "zstd")
