@@ -26,15 +26,19 @@ from grpc_bridge.edge.h2c import IDLE_TIMEOUT_S, H2cEdge, preface_state
 class Sniff(asyncio.Protocol):
     """A new connection until its first bytes say HTTP/2 or HTTP/1.1."""
 
-    def __init__(self, server: web.Server, h2c: H2cEdge) -> None:
+    def __init__(self, server: web.Server, h2c: H2cEdge, undecided: set[Sniff]) -> None:
         self._server = server
         self._h2c = h2c
+        # Neither aiohttp nor the h2c edge knows this connection yet, so neither closes
+        # it at shutdown: the site does (SniffSite.stop).
+        self._undecided = undecided
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast("asyncio.Transport", transport)
+        self._undecided.add(self)
         # Silent clients are closed as an idle keep-alive connection would be.
         self._timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT_S, transport.close)
 
@@ -45,6 +49,7 @@ class Sniff(asyncio.Protocol):
         if http2 is None or transport is None:
             return
         self._transport = None
+        self._undecided.discard(self)
         if self._timer is not None:
             self._timer.cancel()
         if http2:
@@ -54,8 +59,13 @@ class Sniff(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._undecided.discard(self)
         if self._timer is not None:
             self._timer.cancel()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
 
 
 class SniffSite(ProtocolSite):
@@ -73,11 +83,18 @@ class SniffSite(ProtocolSite):
         assert runner.server is not None
         server = runner.server
         self.h2c = H2cEdge(server)
-        super().__init__(runner, lambda: Sniff(server, self.h2c), host, port, reuse_port=reuse_port)
+        undecided: set[Sniff] = set()
+        self._undecided = undecided
+        super().__init__(
+            runner, lambda: Sniff(server, self.h2c, undecided), host, port, reuse_port=reuse_port
+        )
         self._drain_timeout = shutdown_timeout
 
     async def stop(self) -> None:
         await super().stop()
+        # Nothing was asked on these yet (nothing to answer or flush).
+        for sniff in list(self._undecided):
+            sniff.abort()
         await self.h2c.shutdown(self._drain_timeout)
 
 
