@@ -26,9 +26,12 @@ from grpc_bridge.edge.h2c import IDLE_TIMEOUT_S, H2cEdge, preface_state
 class Sniff(asyncio.Protocol):
     """A new connection until its first bytes say HTTP/2 or HTTP/1.1."""
 
-    def __init__(self, server: web.Server, h2c: H2cEdge, undecided: set[Sniff]) -> None:
+    def __init__(
+        self, server: web.Server, h2c: H2cEdge, undecided: set[Sniff], head_timeout: float
+    ) -> None:
         self._server = server
         self._h2c = h2c
+        self._head_timeout = head_timeout
         # Neither aiohttp nor the h2c edge knows this connection yet, so neither closes
         # it at shutdown: the site does (SniffSite.stop).
         self._undecided = undecided
@@ -43,10 +46,18 @@ class Sniff(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT_S, transport.close)
 
     def data_received(self, data: bytes) -> None:
+        first = not self._buffer
         self._buffer += data
         http2 = preface_state(self._buffer)
         transport = self._transport
-        if http2 is None or transport is None:
+        if transport is None:
+            return
+        if http2 is None:
+            if first and self._timer is not None:
+                # A head has begun (the lean edge's request timer, edge/head_deadline.py's).
+                self._timer.cancel()
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(self._head_timeout, transport.close)
             return
         self._transport = None
         self._undecided.discard(self)
@@ -79,6 +90,7 @@ class SniffSite(ProtocolSite):
         *,
         reuse_port: bool | None,
         shutdown_timeout: float,
+        head_timeout: float,
     ) -> None:
         assert runner.server is not None
         server = runner.server
@@ -86,7 +98,11 @@ class SniffSite(ProtocolSite):
         undecided: set[Sniff] = set()
         self._undecided = undecided
         super().__init__(
-            runner, lambda: Sniff(server, self.h2c, undecided), host, port, reuse_port=reuse_port
+            runner,
+            lambda: Sniff(server, self.h2c, undecided, head_timeout),
+            host,
+            port,
+            reuse_port=reuse_port,
         )
         self._drain_timeout = shutdown_timeout
 
