@@ -16,6 +16,7 @@ the trailer frame. Over HTTP/1.1 these methods stay UNIMPLEMENTED.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from aiohttp import web
 from google.protobuf.message import Message
@@ -37,6 +38,17 @@ from grpc_bridge.upstream.deadlines import effective_timeout
 from grpc_bridge.upstream.metadata import Metadata
 
 Decode = Callable[[bytes], Message]
+
+
+class StreamWire(NamedTuple):
+    """How a request stream's frames read and its answer is written."""
+
+    #: The messages are JSON (``+json``), else protobuf bytes passed through.
+    json: bool
+    #: The request body is base64 text (``grpc-web-text``).
+    text_request: bool
+    framing: Framing
+    leading: HeadersOf
 
 
 def _codec(plan: MethodPlan, json: bool) -> tuple[MethodInfo, Decode, Callable[[Message], bytes]]:
@@ -84,11 +96,10 @@ async def serve_request_stream(
     ctx: RequestContext,
     metadata: Metadata,
     requested: float | None,
-    answer: tuple[bool, bool, Framing, HeadersOf],
+    wire: StreamWire,
 ) -> web.StreamResponse:
-    """A client- or bidi-streaming call; ``answer`` is (JSON messages, text request,
-    the response framing, its leading headers)."""
-    json, text, framing, leading = answer
+    """A client- or bidi-streaming call, its frames read and written as ``wire`` says."""
+    json, text, framing, leading = wire
     info, decode, encode = _codec(plan, json)
     timeout: float | None
     if plan.info.kind is MethodKind.CLIENT_STREAM:
