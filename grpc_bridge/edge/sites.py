@@ -8,7 +8,9 @@
   ``RequestHandler`` does, so its connections start on :class:`Sniff`, which
   reads just enough to tell the preface from HTTP/1.1 and hands the
   connection, and the bytes read, to edge/h2c.py or to aiohttp. Everything
-  after that is as on aiohttp's own ``TCPSite``.
+  after that is as on aiohttp's own ``TCPSite``. Until then the site owns it:
+  its first bytes are a head begun (``limits.body_read_timeout_s``, as on the
+  lean edge), and it is closed when the site stops (neither server knows it).
 """
 
 from __future__ import annotations
