@@ -7,8 +7,8 @@ each update. These are plain floats and lists updated without a lock, bound
 once per label set (``labels()``), and rendered at scrape time as
 prometheus-client would render its own: the same families, samples, order and
 ``_created`` series (tests/test_metrics_exposition.py compares the two). Only
-the event loop's thread may update them (grpc.aio and the native client both
-call back on the loop; scrapes run on it too).
+the event loop's thread may update them (the HTTP/2 client calls back on the
+loop; scrapes run on it too).
 """
 
 from __future__ import annotations

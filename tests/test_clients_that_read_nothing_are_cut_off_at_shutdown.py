@@ -4,7 +4,8 @@ Its last response can never be flushed, and asyncio's close() waits for that: th
 bridge stops anyway and releases the socket (edge/cut_off.py) rather than
 leaving it open past its loop (an unraisable "unclosed transport" ResourceWarning).
 Served by the lean edge, by the aiohttp-only edge, and by aiohttp on a connection
-the lean edge handed over.
+the lean edge handed over. A connection that has not yet said HTTP/1.1 or HTTP/2
+(the aiohttp-only edge's sniffing site holds it) is closed too.
 """
 
 from __future__ import annotations
@@ -70,5 +71,26 @@ async def test_a_client_that_reads_nothing_is_cut_off_at_shutdown(
             # The handler waits shutdown.timeout_s (5 s here) for its answer to go out.
             await asyncio.wait_for(b.server.drain_and_stop(), 20)
             assert released.fileno() == -1, "the socket is still open after the bridge stopped"
+        finally:
+            writer.transport.abort()
+
+
+@pytest.mark.parametrize("sent", [b"", b"PRI * HTTP/2"], ids=["nothing", "part_of_h2_preface"])
+@pytest.mark.parametrize("fast_path", [True, False], ids=["lean", "aiohttp"])
+async def test_a_connection_not_yet_told_http1_or_http2_is_closed_at_shutdown(
+    upstream: RunningServer, fast_path: bool, sent: bytes
+) -> None:
+    # Before its first bytes say HTTP/1.1 or HTTP/2, a connection belongs to neither
+    # server: the bridge still closes it when it stops, rather than leaving the
+    # socket open past its loop.
+    async with running_bridge(upstream.target, listen={"fast_path": fast_path}) as b:
+        reader, writer = await asyncio.open_connection("127.0.0.1", b.server.proxy_port)
+        try:
+            writer.write(sent)
+            await writer.drain()
+            await asyncio.sleep(0.2)  # the bridge has taken the connection (and the bytes)
+            await asyncio.wait_for(b.server.drain_and_stop(), 20)
+            # Closed by the bridge: end of stream at once (a socket left open gives none).
+            assert await asyncio.wait_for(reader.read(), 10) == b""
         finally:
             writer.transport.abort()

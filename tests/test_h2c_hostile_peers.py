@@ -9,6 +9,7 @@ response window back, a stream reset mid-call (its upstream call cancelled).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import orjson
 import pytest
@@ -262,3 +263,21 @@ async def test_a_path_not_in_origin_form_resets_its_stream_only(bridge: RunningB
         assert state.reset == ErrorCodes.PROTOCOL_ERROR
         stream = client.request(f"{TEST}/Echo", CONNECT_JSON, b'{"fString": "still"}')
         assert orjson.loads((await client.answer(stream)).body)["fString"] == "still"
+
+
+async def test_a_preface_never_finished_is_closed_at_the_head_deadline(
+    upstream: RunningServer, make_bridge: MakeBridge
+) -> None:
+    """Part of HTTP/2's preface, then nothing: neither HTTP/1.1 nor HTTP/2 yet, the bytes
+    are a head begun, closed after ``limits.body_read_timeout_s`` as any head is."""
+    bridge = await make_bridge(upstream.target, limits={"body_read_timeout_s": 1})
+    reader, writer = await asyncio.open_connection("127.0.0.1", bridge.server.proxy_port)
+    try:
+        writer.write(h2c.PREFACE[:10])
+        began = asyncio.get_running_loop().time()
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(reader.read(), 30) == b""
+        held = asyncio.get_running_loop().time() - began
+    finally:
+        writer.transport.abort()
+    assert held < 10, f"a part of the preface held the connection {held:.1f} s"

@@ -5,7 +5,8 @@ client has read it: asyncio's ``close()`` flushes first. A client that reads
 nothing would keep it open for ever, and the socket would outlive the loop (an
 unraisable "unclosed transport" ResourceWarning). Both edges close their
 connections at shutdown, then give the rest :data:`FLUSH_GRACE` and abort
-them: the lean edge its own (edge/fastpath.py), :class:`CutOffServer` aiohttp's
+them: the lean edge its own (edge/fastpath.py), the h2c edge its HTTP/2 ones
+once they have had their GOAWAY (edge/h2c.py), :class:`CutOffServer` aiohttp's
 (the aiohttp-only edge's, and those the lean edge handed over).
 """
 

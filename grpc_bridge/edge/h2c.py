@@ -36,6 +36,7 @@ import h2.settings
 from aiohttp import web
 from h2.errors import ErrorCodes
 
+from grpc_bridge.edge.cut_off import FLUSH_GRACE, cut_off
 from grpc_bridge.edge.h2c_stream import H2Stream, StreamGone, request_parts, serve_stream
 from grpc_bridge.log import get_logger
 
@@ -50,8 +51,6 @@ MAX_HEADER_LIST = 64 * 1024
 IDLE_TIMEOUT_S = 75.0
 MAX_RESETS = 500
 RESET_WINDOW_S = 10.0
-#: At shutdown, how long a connection has to take its GOAWAY before it is cut off.
-FLUSH_GRACE_S = 1.0
 
 
 def preface_state(data: bytes | bytearray) -> bool | None:
@@ -89,12 +88,7 @@ class H2cEdge:
         busy = [s.task for c in self.connections for s in c.streams.values() if s.task]
         if busy:
             await asyncio.wait(busy, timeout=timeout)
-        if self.connections:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.emptied.wait(), min(timeout, FLUSH_GRACE_S))
-        for conn in list(self.connections):
-            conn.abort()
-        await asyncio.sleep(0)  # connection_lost, which releases the socket, runs now
+        await cut_off(self.connections, self.emptied, min(timeout, FLUSH_GRACE))
 
 
 class H2cConnection(asyncio.Protocol):

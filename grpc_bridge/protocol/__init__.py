@@ -10,7 +10,8 @@ One module per protocol, each a :class:`~grpc_bridge.protocol.base.WireProtocol`
 
 What every protocol's call goes through (bodies, the streaming core,
 compression) is in ``grpc_bridge/pipeline/``; the edges that pick a protocol
-and call it are ``grpc_bridge/edge/`` (both HTTP/1.1 edges) and the admin port.
+and call it are ``grpc_bridge/edge/`` (both HTTP/1.1 edges and the h2c one) and the
+admin port.
 
 A protocol decides from the request whether it is the one asked for
 (``claims``), serves a routed call, writes every error in its own shape

@@ -25,9 +25,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -40,7 +38,6 @@ from grpc_bridge.errors import (
     UpstreamError,
     grpc_family_code,
 )
-from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.call import OpenCall, open_call, open_stream_call
 from grpc_bridge.pipeline.context import OVER_HTTP2, RequestContext
 from grpc_bridge.pipeline.env import CallEnv
@@ -58,11 +55,11 @@ from grpc_bridge.protocol.connect_wire import (
     COMPRESSED,
     END_STREAM,
     Codec,
-    EnvelopeParser,
     accepts_gzip,
     check_content_encoding,
     envelope,
     envelope_message,
+    read_envelopes,
 )
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
@@ -146,39 +143,13 @@ class StreamWire:
         return response
 
 
-async def _envelopes(
-    request: web.Request, limit: int, timeout: float, *, whole_body: bool
-) -> AsyncIterator[tuple[int, bytes, int]]:
-    """(flags, message, number) of each request envelope as it arrives.
-
-    ``whole_body``: the body is due within ``timeout`` from now; else each
-    envelope within ``timeout`` of its first byte (a stream may pause between).
-    """
-    loop = asyncio.get_running_loop()
-    reader = BodyReader(request, timeout, loop.time() + timeout if whole_body else None)
-    parser = EnvelopeParser(limit)
-    while True:
-        try:
-            chunk = await reader.read()
-        except ConnectionError as exc:
-            raise ClientGone(str(exc)) from exc
-        if not chunk:
-            break
-        first = parser.count + 1
-        for index, (flags, data) in enumerate(parser.feed(chunk)):
-            yield flags, data, first + index
-        if not whole_body:
-            reader.deadline = loop.time() + timeout if parser.pending else None
-    parser.finish()
-
-
 async def _single_message(
     request: web.Request, plan: MethodPlan, env: CallEnv, compressed: bool
 ) -> bytes:
     """The one request message of a server-streaming call."""
     limits = env.limits
     found: bytes | None = None
-    async for flags, data, number in _envelopes(
+    async for flags, data, number in read_envelopes(
         request, limits.max_request_bytes, limits.body_read_timeout_s, whole_body=True
     ):
         if found is not None:
@@ -207,7 +178,7 @@ async def _feed(
     """Request envelopes → upstream as they arrive; the end of the body half-closes."""
     limits = env.limits
     limit = limits.max_request_bytes
-    async for flags, data, number in _envelopes(
+    async for flags, data, number in read_envelopes(
         request, limit, limits.body_read_timeout_s, whole_body=False
     ):
         activity.touch()

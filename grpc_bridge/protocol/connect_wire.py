@@ -6,7 +6,9 @@
 - Envelopes (streams): a flags byte (0x01 compressed, 0x02 end of stream), a
   4-byte big-endian length, the message. :class:`EnvelopeParser` takes request
   bytes as they arrive and refuses a length past ``limits.max_request_bytes``
-  from its header, before the message is read.
+  from its header, before the message is read; :func:`read_envelopes` reads
+  them off a request body under its deadlines (gRPC-Web's request frames too,
+  which have the same shape).
 - Compression: ``gzip`` (and ``identity``) for a request message, whether the
   unary body (``Content-Encoding``, inflated by pipeline/body.py), a GET's
   ``compression=`` or a stream's envelopes (``Connect-Content-Encoding``); an
@@ -16,9 +18,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 from google.protobuf.message import Message
@@ -32,7 +36,9 @@ from grpc_bridge.errors import (
     UnsupportedMediaType,
     shown,
 )
+from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.inflate import inflate_message, inflater_for
+from grpc_bridge.pipeline.sink import ClientGone
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.status import Code
 
@@ -207,3 +213,47 @@ async def envelope_message(
             "but no Connect-Content-Encoding was sent"
         )
     return await inflate(data, limit, f"request envelope {number}")
+
+
+class BodyDecoder(Protocol):
+    """Body bytes → envelope bytes as they arrive (gRPC-Web's text mode: base64)."""
+
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> None: ...
+
+
+async def read_envelopes(
+    request: web.Request,
+    limit: int,
+    timeout: float,
+    *,
+    whole_body: bool,
+    decoder: BodyDecoder | None = None,
+) -> AsyncIterator[tuple[int, bytes, int]]:
+    """(flags, message, number) of each request envelope (or gRPC-Web frame, which has
+    the same shape) as it arrives.
+
+    ``whole_body``: the body is due within ``timeout`` from now; else each
+    envelope within ``timeout`` of its first byte (a stream may pause between).
+    """
+    loop = asyncio.get_running_loop()
+    reader = BodyReader(request, timeout, loop.time() + timeout if whole_body else None)
+    parser = EnvelopeParser(limit)
+    while True:
+        try:
+            chunk = await reader.read()
+        except ConnectionError as exc:
+            raise ClientGone(str(exc)) from exc
+        if not chunk:
+            break
+        if decoder is not None:
+            chunk = decoder.feed(chunk)
+        first = parser.count + 1
+        for index, (flags, data) in enumerate(parser.feed(chunk)):
+            yield flags, data, first + index
+        if not whole_body:
+            reader.deadline = loop.time() + timeout if parser.pending else None
+    if decoder is not None:
+        decoder.finish()
+    parser.finish()

@@ -75,7 +75,7 @@ from grpc_bridge.protocol.grpc_web_frames import (
     message_of_frames,
     trailer_frame,
 )
-from grpc_bridge.protocol.grpc_web_stream import serve_request_stream
+from grpc_bridge.protocol.grpc_web_stream import StreamWire, serve_request_stream
 from grpc_bridge.protocol.grpc_web_unary import (
     CONTENT_TYPE,
     asked_of,
@@ -237,9 +237,9 @@ class GrpcWebProtocol:
         limits = env.limits
         if kind.client_streams:
             framing = _FRAMINGS[asked.answer]
-            how = (asked.answer.json, asked.text_request, framing, stream_headers)
+            wire = StreamWire(asked.answer.json, asked.text_request, framing, stream_headers)
             requested = requested_timeout(headers)
-            return await serve_request_stream(request, plan, env, ctx, metadata, requested, how)
+            return await serve_request_stream(request, plan, env, ctx, metadata, requested, wire)
         if kind is MethodKind.UNARY:
             timeout = self.unary_timeout(plan, headers)
             payload = await read_message(request, limits, asked.text_request, ctx)

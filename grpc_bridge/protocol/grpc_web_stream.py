@@ -15,8 +15,8 @@ the trailer frame. Over HTTP/1.1 these methods stay UNIMPLEMENTED.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
+from typing import NamedTuple
 
 from aiohttp import web
 from google.protobuf.message import Message
@@ -25,12 +25,12 @@ from grpc_bridge.codec.framing import Framing
 from grpc_bridge.codec.raw import raw, raw_bytes
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument
-from grpc_bridge.pipeline.body import BodyReader
+from grpc_bridge.pipeline.call import stream_deadline
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.relay import Activity
-from grpc_bridge.pipeline.sink import ClientGone, HeadersOf, finish_stream, open_sink, relay_stream
-from grpc_bridge.protocol.connect_wire import EnvelopeParser
+from grpc_bridge.pipeline.sink import HeadersOf, finish_stream, open_sink, relay_stream
+from grpc_bridge.protocol.connect_wire import read_envelopes
 from grpc_bridge.protocol.grpc_web_frames import TextDecoder, frame_message
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.upstream.api import StreamCall
@@ -38,6 +38,17 @@ from grpc_bridge.upstream.deadlines import effective_timeout
 from grpc_bridge.upstream.metadata import Metadata
 
 Decode = Callable[[bytes], Message]
+
+
+class StreamWire(NamedTuple):
+    """How a request stream's frames read and its answer is written."""
+
+    #: The messages are JSON (``+json``), else protobuf bytes passed through.
+    json: bool
+    #: The request body is base64 text (``grpc-web-text``).
+    text_request: bool
+    framing: Framing
+    leading: HeadersOf
 
 
 def _codec(plan: MethodPlan, json: bool) -> tuple[MethodInfo, Decode, Callable[[Message], bytes]]:
@@ -57,35 +68,24 @@ async def _feed(
 ) -> None:
     """Request frames → upstream as they arrive; the end of the body half-closes."""
     limits = env.limits
-    limit, timeout = limits.max_request_bytes, limits.body_read_timeout_s
-    loop = asyncio.get_running_loop()
-    reader = BodyReader(request, timeout, None)
-    parser = EnvelopeParser(limit)
-    decoder = TextDecoder() if text else None
+    limit = limits.max_request_bytes
     coding = request.headers.get("Grpc-Encoding")
-    while True:
+    frames = read_envelopes(
+        request,
+        limit,
+        limits.body_read_timeout_s,
+        whole_body=False,
+        decoder=TextDecoder() if text else None,
+    )
+    async for flag, data, number in frames:
+        activity.touch()
+        payload = await frame_message(flag, data, coding, limit)
         try:
-            chunk = await reader.read()
-        except ConnectionError as exc:
-            raise ClientGone(str(exc)) from exc
-        if not chunk:
-            break
-        if decoder is not None:
-            chunk = decoder.feed(chunk)
-        first = parser.count + 1
-        for index, (flag, data) in enumerate(parser.feed(chunk)):
-            activity.touch()
-            payload = await frame_message(flag, data, coding, limit)
-            try:
-                message = decode(payload)
-            except BridgeError as exc:
-                raise InvalidArgument(f"request frame {first + index}: {exc.message}") from exc
-            if not await call.write(message):
-                return  # the call is over; the reading side reports how
-        reader.deadline = loop.time() + timeout if parser.pending else None
-    if decoder is not None:
-        decoder.finish()
-    parser.finish()
+            message = decode(payload)
+        except BridgeError as exc:
+            raise InvalidArgument(f"request frame {number}: {exc.message}") from exc
+        if not await call.write(message):
+            return  # the call is over; the reading side reports how
     await call.done_writing()
 
 
@@ -96,20 +96,18 @@ async def serve_request_stream(
     ctx: RequestContext,
     metadata: Metadata,
     requested: float | None,
-    answer: tuple[bool, bool, Framing, HeadersOf],
+    wire: StreamWire,
 ) -> web.StreamResponse:
-    """A client- or bidi-streaming call; ``answer`` is (JSON messages, text request,
-    the response framing, its leading headers)."""
-    json, text, framing, leading = answer
+    """A client- or bidi-streaming call, its frames read and written as ``wire`` says."""
+    json, text, framing, leading = wire
     info, decode, encode = _codec(plan, json)
-    limits = plan.limits
     timeout: float | None
     if plan.info.kind is MethodKind.CLIENT_STREAM:
         # One answer, as for unary: the upstream's default deadline applies.
+        limits = plan.limits
         timeout = effective_timeout(requested, limits.timeout_s, limits.max_timeout_s)
     else:
-        # Streams have no default deadline (spec §7): only the client's, clamped.
-        timeout = None if requested is None else min(requested, limits.max_timeout_s)
+        timeout = stream_deadline(requested, plan)
     sink = open_sink(request, ctx, framing, framing.name, leading)
     activity = Activity()
     async with env.invoker(plan.upstream).request_stream(

@@ -1,0 +1,118 @@
+"""The hot path's memos answer exactly what the work they save computes, on generated input.
+
+Each memo is keyed on what its result is a pure function of: REST query
+parameter routes (codec/query.py, by message, name, bound paths and body
+field), what a response header block comes to (upstream/h2/grpc_status.py:
+status and metadata), and encoded metadata fields (upstream/grpc_request.py).
+The memo is first filled by the same input under every other value of the
+rest of its key; then its answer is compared with the computation run with
+the memo empty, so that a key missing a part shows as a wrong answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridgetest.v1 import kitchen_pb2
+from google.protobuf.descriptor import Descriptor
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from grpc_bridge.codec import query
+from grpc_bridge.errors import BridgeError
+from grpc_bridge.upstream import grpc_request
+from grpc_bridge.upstream.h2 import grpc_status
+from tests.helpers.codec_tools import build_private_pool, message_class
+
+KITCHEN: Descriptor = message_class(
+    build_private_pool(kitchen_pb2.DESCRIPTOR), "bridgetest.v1.Kitchen"
+).DESCRIPTOR
+
+SEGMENTS = st.sampled_from(
+    [
+        "f_string", "fString", "f_int64", "nested", "name", "r_int32", "r_nested",
+        "m_str_int[k]", "m_str_int", "m_int_nested[7]", "m_int_nested[x]", "m_bool_str[true]",
+        "o_nested", "nope", "", "f_string[k]",
+    ]
+)  # fmt: skip
+NAMES = st.lists(SEGMENTS, min_size=1, max_size=3).map(".".join)
+BINDINGS: list[tuple[str, ...]] = [(), ("nested.name",), ("f_string", "f_int64")]
+BODIES = [None, "nested", "f_string"]
+VALUES = st.sampled_from(["1", "x", "true", "-3", ""])
+
+
+def _outcome(descriptor: Descriptor, pairs: list[tuple[str, str]], **kwargs: Any) -> Any:
+    try:
+        return ("value", query.query_to_value(descriptor, pairs, **kwargs))
+    except BridgeError as exc:
+        return ("error", type(exc), exc.message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(NAMES, VALUES), max_size=3),
+    bound=st.sampled_from(BINDINGS),
+    body=st.sampled_from(BODIES),
+    ignore_unknown=st.booleans(),
+)
+def test_query_parameter_routes_answer_as_resolved(
+    pairs: list[tuple[str, str]], bound: tuple[str, ...], body: str | None, ignore_unknown: bool
+) -> None:
+    for other_bound in BINDINGS:
+        for other_body in BODIES:
+            _outcome(KITCHEN, pairs, bound=other_bound, body=other_body)
+    kwargs: dict[str, Any] = {"bound": bound, "body": body, "ignore_unknown": ignore_unknown}
+    remembered = _outcome(KITCHEN, pairs, **kwargs)
+    query._ROUTES.clear()
+    assert remembered == _outcome(KITCHEN, pairs, **kwargs)
+
+
+HEADER_NAMES = st.sampled_from(
+    [
+        "grpc-status", "grpc-message", "grpc-status-details-bin", "content-type", "x-a",
+        "x-b-bin", ":status", "grpc-encoding", "te",
+    ]
+)  # fmt: skip
+HEADER_VALUES = st.sampled_from(
+    ["0", "5", "13", "99", "x", "a%20b", "%zz", "AP8", "AP8=", "!!", "", "m" * 1100]
+)
+BLOCKS = st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=5).map(tuple)
+
+
+HTTP_STATUSES = [None, "200", "503", "404", "abc"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(block=BLOCKS, http_status=st.sampled_from(HTTP_STATUSES))
+def test_header_blocks_read_as_computed(
+    block: tuple[tuple[str, str], ...], http_status: str | None
+) -> None:
+    for other in HTTP_STATUSES:
+        grpc_status.status_of(block, other)
+    grpc_status.metadata_of(block)
+    status = grpc_status.status_of(block, http_status)
+    metadata = grpc_status.metadata_of(block)
+    grpc_status._status_memo.clear()
+    grpc_status._metadata_memo.clear()
+    assert grpc_status._read_status(block, http_status) == status
+    assert grpc_status._read_metadata(block) == metadata
+
+
+ENTRIES = st.lists(
+    st.tuples(
+        st.sampled_from(["x-forwarded-for", "x-a", "trace-bin", "token"]),
+        st.one_of(
+            st.sampled_from(["127.0.0.1", "", "v" * 300]),
+            st.binary(max_size=40),
+        ),
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=ENTRIES)
+def test_metadata_fields_encode_as_computed(entries: list[tuple[str, str | bytes]]) -> None:
+    computed = b"".join(grpc_request.metadata_field(name, value) for name, value in entries)
+    assert grpc_request.metadata_block(entries) == computed
+    assert grpc_request.metadata_block(entries) == computed
