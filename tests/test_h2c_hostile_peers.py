@@ -262,3 +262,28 @@ async def test_a_path_not_in_origin_form_resets_its_stream_only(bridge: RunningB
         assert state.reset == ErrorCodes.PROTOCOL_ERROR
         stream = client.request(f"{TEST}/Echo", CONNECT_JSON, b'{"fString": "still"}')
         assert orjson.loads((await client.answer(stream)).body)["fString"] == "still"
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "problem"),
+    [
+        ([(f"x-field-{i}", "v") for i in range(200)], "Echo", "more than 128 header fields"),
+        ([("user-agent", "u" * 9000)], "Echo", "longer than 8190 bytes"),
+        ([], "Echo?" + "q" * 9000, "longer than 8190 bytes"),
+    ],
+    ids=["many-fields", "long-field", "long-path"],
+)
+async def test_a_header_block_over_http11s_head_limits_gets_http11s_431(
+    bridge: RunningBridge, extra: list[tuple[str, str]], path: str, problem: str
+) -> None:
+    """HPACK lets a block carry what an HTTP/1.1 head may not (aiohttp's parser: 128
+    fields, 8190 bytes a line or field): the same request gets the same 431 either way."""
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        stream = client.request(f"{TEST}/{path}", [*CONNECT_JSON, *extra], b'{"fString": "x"}')
+        state = await client.answer(stream)
+        assert state.headers[":status"] == "431", bytes(state.body)
+        assert problem in orjson.loads(state.body)["message"]
+        assert state.headers["x-request-id"]
+        # Only that stream: the connection serves on.
+        stream = client.request(f"{TEST}/Echo", CONNECT_JSON, b'{"fString": "after"}')
+        assert orjson.loads((await client.answer(stream)).body)["fString"] == "after"

@@ -36,6 +36,7 @@ import h2.settings
 from aiohttp import web
 from h2.errors import ErrorCodes
 
+from grpc_bridge.edge.aiohttp_compat import head_limits
 from grpc_bridge.edge.h2c_stream import H2Stream, StreamGone, request_parts, serve_stream
 from grpc_bridge.log import get_logger
 
@@ -66,6 +67,8 @@ class H2cEdge:
 
     def __init__(self, server: web.Server) -> None:
         self.server = server
+        #: HTTP/1.1's head limits, on every stream's header block too (edge/h2c_stream.py).
+        self.head_limits = head_limits(server)
         self.connections: set[H2cConnection] = set()
         self.closing = False
         #: Set when the last connection is gone (awaited at shutdown).
@@ -232,7 +235,9 @@ class H2cConnection(asyncio.Protocol):
             self._idle.cancel()
             self._idle = None
         stream.task = self._loop.create_task(
-            serve_stream(self, stream, self._edge.server, parts, self._stream_done)
+            serve_stream(
+                self, stream, self._edge.server, parts, self._edge.head_limits, self._stream_done
+            )
         )
 
     def _refuse(self, stream_id: int, code: int) -> None:
