@@ -287,3 +287,30 @@ async def test_a_header_block_over_http11s_head_limits_gets_http11s_431(
         # Only that stream: the connection serves on.
         stream = client.request(f"{TEST}/Echo", CONNECT_JSON, b'{"fString": "after"}')
         assert orjson.loads((await client.answer(stream)).body)["fString"] == "after"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/connect+proto", "application/grpc-web+proto"]
+)
+async def test_a_request_message_trickled_byte_by_byte_is_due_from_its_first_byte(
+    upstream: RunningServer, make_bridge: MakeBridge, content_type: str
+) -> None:
+    """Each byte comes well within the timeout, the message as a whole does not: it is
+    late ``limits.body_read_timeout_s`` after its first byte, not after its last."""
+    bridge = await make_bridge(upstream.target, limits={"body_read_timeout_s": 1.5})
+    headers = [("content-type", content_type), ("connect-protocol-version", "1")]
+    message = envelope(kitchen_pb2.StreamReply(text="t" * 24).SerializeToString())
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        stream = client.request(f"{TEST}/ClientStream", headers, b"", end=False)
+        state = client.streams[stream]
+        for byte in message:  # ~7.5 s in all, one byte every 0.25 s
+            if state.ended or state.reset is not None:
+                break
+            client.send(stream, bytes([byte]))
+            await asyncio.sleep(0.25)
+            await client.pump(0.01)  # what came meanwhile (the bridge's answer, if any)
+        else:
+            client.send(stream, b"", end=True)
+        await client.answer(stream)
+        answer = repr(state.headers) + bytes(state.body).decode("latin-1")
+        assert "limits.body_read_timeout_s" in answer, answer

@@ -168,7 +168,7 @@ async def _envelopes(
         for index, (flags, data) in enumerate(parser.feed(chunk)):
             yield flags, data, first + index
         if not whole_body:
-            reader.deadline = loop.time() + timeout if parser.pending else None
+            reader.deadline = parser.deadline(reader.deadline, timeout, loop.time())
     parser.finish()
 
 

@@ -82,7 +82,7 @@ async def _feed(
                 raise InvalidArgument(f"request frame {first + index}: {exc.message}") from exc
             if not await call.write(message):
                 return  # the call is over; the reading side reports how
-        reader.deadline = loop.time() + timeout if parser.pending else None
+        reader.deadline = parser.deadline(reader.deadline, timeout, loop.time())
     if decoder is not None:
         decoder.finish()
     parser.finish()
