@@ -72,3 +72,22 @@ async def test_a_client_that_reads_nothing_is_cut_off_at_shutdown(
             assert released.fileno() == -1, "the socket is still open after the bridge stopped"
         finally:
             writer.transport.abort()
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["lean", "aiohttp"])
+@pytest.mark.parametrize("sent", [b"", b"PRI * HTTP/2"], ids=["nothing", "part-of-the-preface"])
+async def test_a_connection_whose_protocol_is_not_known_yet_is_closed_at_shutdown(
+    upstream: RunningServer, fast_path: bool, sent: bytes
+) -> None:
+    """Before its first bytes say HTTP/1.1 or HTTP/2 a connection is neither edge's yet:
+    shutdown closes it all the same (it must not outlive the loop, its socket open)."""
+    async with running_bridge(upstream.target, listen={"fast_path": fast_path}) as b:
+        reader, writer = await asyncio.open_connection("127.0.0.1", b.server.proxy_port)
+        try:
+            writer.write(sent)
+            await writer.drain()
+            await asyncio.sleep(0.2)  # read by the bridge
+            await asyncio.wait_for(b.server.drain_and_stop(), 20)
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+        finally:
+            writer.transport.abort()

@@ -8,7 +8,9 @@
   ``RequestHandler`` does, so its connections start on :class:`Sniff`, which
   reads just enough to tell the preface from HTTP/1.1 and hands the
   connection, and the bytes read, to edge/h2c.py or to aiohttp. Everything
-  after that is as on aiohttp's own ``TCPSite``.
+  after that is as on aiohttp's own ``TCPSite``; at shutdown, a connection
+  still being sniffed (nothing, or part of the preface, sent) is closed, as
+  the lean edge closes one that has sent no whole request.
 """
 
 from __future__ import annotations
@@ -26,15 +28,18 @@ from grpc_bridge.edge.h2c import IDLE_TIMEOUT_S, H2cEdge, preface_state
 class Sniff(asyncio.Protocol):
     """A new connection until its first bytes say HTTP/2 or HTTP/1.1."""
 
-    def __init__(self, server: web.Server, h2c: H2cEdge) -> None:
+    def __init__(self, server: web.Server, h2c: H2cEdge, sniffing: set[Sniff]) -> None:
         self._server = server
         self._h2c = h2c
+        #: The site's connections still being sniffed (closed at shutdown).
+        self._sniffing = sniffing
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast("asyncio.Transport", transport)
+        self._sniffing.add(self)
         # Silent clients are closed as an idle keep-alive connection would be.
         self._timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT_S, transport.close)
 
@@ -45,6 +50,7 @@ class Sniff(asyncio.Protocol):
         if http2 is None or transport is None:
             return
         self._transport = None
+        self._sniffing.discard(self)
         if self._timer is not None:
             self._timer.cancel()
         if http2:
@@ -54,8 +60,14 @@ class Sniff(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        self._sniffing.discard(self)
         if self._timer is not None:
             self._timer.cancel()
+
+    def close(self) -> None:
+        """Shutdown: no request has begun here, so there is nothing to answer."""
+        if self._transport is not None:
+            self._transport.close()
 
 
 class SniffSite(ProtocolSite):
@@ -73,11 +85,20 @@ class SniffSite(ProtocolSite):
         assert runner.server is not None
         server = runner.server
         self.h2c = H2cEdge(server)
-        super().__init__(runner, lambda: Sniff(server, self.h2c), host, port, reuse_port=reuse_port)
+        self._sniffing: set[Sniff] = set()
+        super().__init__(
+            runner,
+            lambda: Sniff(server, self.h2c, self._sniffing),
+            host,
+            port,
+            reuse_port=reuse_port,
+        )
         self._drain_timeout = shutdown_timeout
 
     async def stop(self) -> None:
         await super().stop()
+        for sniff in list(self._sniffing):
+            sniff.close()
         await self.h2c.shutdown(self._drain_timeout)
 
 
