@@ -14,6 +14,7 @@ import orjson
 import pytest
 from bridgetest.v1 import kitchen_pb2
 from h2.errors import ErrorCodes
+from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 from grpc_bridge.edge import h2c
 from grpc_bridge.edge.sites import FastSite, SniffSite
@@ -314,3 +315,22 @@ async def test_a_request_message_trickled_byte_by_byte_is_due_from_its_first_byt
         await client.answer(stream)
         answer = repr(state.headers) + bytes(state.body).decode("latin-1")
         assert "limits.body_read_timeout_s" in answer, answer
+
+
+async def test_a_header_block_never_finished_is_held_no_bigger_than_the_limit(
+    bridge: RunningBridge,
+) -> None:
+    """h2 keeps a header block's frames (up to 64 CONTINUATIONs of 16 KiB: ~1 MiB) until
+    its end, and only then checks the decoded size: a block that passes the limit while
+    still unfinished ends the connection then, not at the idle timeout."""
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        await client.pump()  # SETTINGS in
+        piece = b"\x00" * 16000
+        client.writer.write(HeadersFrame(1, data=piece).serialize())  # no END_HEADERS
+        for _ in range(10):
+            client.writer.write(ContinuationFrame(1, data=piece).serialize())
+        await client.writer.drain()
+        await client.until(lambda: client.closed, 10)
+        assert client.closed and client.terminated is not None
+        assert client.terminated.error_code != ErrorCodes.NO_ERROR
+    await echo_works(bridge)

@@ -13,7 +13,8 @@ Bounds: ``MAX_STREAMS`` concurrent streams (advertised; h2 makes a stream
 beyond it a connection error, refusing it before its header block is decoded,
 so the connection's HPACK state cannot go on; a stream whose answer is still
 being finished counts too, and one beyond that is refused with REFUSED_STREAM),
-``MAX_HEADER_LIST`` bytes of header block, a body window given back only as
+``MAX_HEADER_LIST`` bytes of header block (also while it is unfinished: h2
+would keep ~1 MiB of one until its end), a body window given back only as
 the handler reads, DATA sent only within the peer's window and while the
 socket drains (reading pauses while it does not), an idle connection closed
 after ``IDLE_TIMEOUT_S``, a flood of client resets (``MAX_RESETS`` within
@@ -53,6 +54,20 @@ MAX_RESETS = 500
 RESET_WINDOW_S = 10.0
 #: At shutdown, how long a connection has to take its GOAWAY before it is cut off.
 FLUSH_GRACE_S = 1.0
+
+
+def _unfinished_header_block(conn: h2.connection.H2Connection) -> int:
+    """Bytes of a header block whose end has not come yet.
+
+    h2 keeps its frames (up to 64 CONTINUATIONs of a frame's size each: ~1 MiB)
+    and checks the decoded size at the end only. An encoder's block is no longer
+    than the list it encodes (HPACK's literals and Huffman are used where they are
+    shorter), so one past ``MAX_HEADER_LIST`` already is over the limit. (h2's
+    ``FrameBuffer._headers_buffer``: a test in tests/test_h2c_hostile_peers.py
+    fails if it is gone.)
+    """
+    frames = getattr(conn.incoming_buffer, "_headers_buffer", ())
+    return sum(len(frame.data) for frame in frames) if frames else 0
 
 
 def preface_state(data: bytes | bytearray) -> bool | None:
@@ -146,6 +161,10 @@ class H2cConnection(asyncio.Protocol):
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             self._protocol_error(exc)
+            return
+        if _unfinished_header_block(self._h2) > MAX_HEADER_LIST:
+            log.info("h2_protocol_error", peer=str(self.peername), error="header block too large")
+            self._close_with(ErrorCodes.PROTOCOL_ERROR, "header block over the limit")
             return
         try:
             for event in events:
