@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+import h2.settings
 import orjson
 import pytest
 from bridgetest.v1 import kitchen_pb2
@@ -333,4 +334,28 @@ async def test_a_header_block_never_finished_is_held_no_bigger_than_the_limit(
         await client.until(lambda: client.closed, 10)
         assert client.closed and client.terminated is not None
         assert client.terminated.error_code != ErrorCodes.NO_ERROR
+    await echo_works(bridge)
+
+
+@pytest.mark.parametrize("frame", ["PING", "SETTINGS"])
+async def test_a_flood_of_control_frames_is_a_goaway(bridge: RunningBridge, frame: str) -> None:
+    """Each PING or SETTINGS costs the bridge an answer (and a SETTINGS a pass over every
+    open stream's window), while the client reads them: a flood is answered with GOAWAY,
+    as a flood of resets is, instead of taking the event loop from every other client."""
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        await client.pump()
+        for i in range(h2c.MAX_CONTROL_FRAMES + 50):
+            if client.terminated is not None:
+                break  # (h2 sends nothing after a GOAWAY)
+            if frame == "PING":
+                client.conn.ping(i.to_bytes(8, "big"))
+            else:
+                client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: i})
+            client.flush()
+            if i % 100 == 0:
+                await client.writer.drain()
+                await client.pump(0.01)
+        await client.until(lambda: client.closed, 20)
+        assert client.terminated is not None
+        assert client.terminated.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     await echo_works(bridge)

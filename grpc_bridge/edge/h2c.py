@@ -18,7 +18,8 @@ would keep ~1 MiB of one until its end), a body window given back only as
 the handler reads, DATA sent only within the peer's window and while the
 socket drains (reading pauses while it does not), an idle connection closed
 after ``IDLE_TIMEOUT_S``, a flood of client resets (``MAX_RESETS`` within
-``RESET_WINDOW_S``, CVE-2023-44487) answered with GOAWAY. A protocol error
+``RESET_WINDOW_S``, CVE-2023-44487), PINGs or SETTINGS (``MAX_CONTROL_FRAMES``
+each) answered with GOAWAY (edge/h2c_floods.py). A protocol error
 is a GOAWAY naming it, then the connection closes; a stream the client
 resets cancels its upstream call.
 """
@@ -38,6 +39,7 @@ from aiohttp import web
 from h2.errors import ErrorCodes
 
 from grpc_bridge.edge.aiohttp_compat import head_limits
+from grpc_bridge.edge.h2c_floods import Flood
 from grpc_bridge.edge.h2c_stream import H2Stream, StreamGone, request_parts, serve_stream
 from grpc_bridge.log import get_logger
 
@@ -52,6 +54,9 @@ MAX_HEADER_LIST = 64 * 1024
 IDLE_TIMEOUT_S = 75.0
 MAX_RESETS = 500
 RESET_WINDOW_S = 10.0
+#: PINGs and SETTINGS (each kind) a client may send within ``RESET_WINDOW_S``
+#: (gRPC's keepalive and BDP pings come far fewer: one outstanding at a time).
+MAX_CONTROL_FRAMES = 1000
 #: At shutdown, how long a connection has to take its GOAWAY before it is cut off.
 FLUSH_GRACE_S = 1.0
 
@@ -129,7 +134,9 @@ class H2cConnection(asyncio.Protocol):
         self.streams: dict[int, H2Stream] = {}
         self._writable: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
-        self._resets: list[float] = []
+        self._resets = Flood(MAX_RESETS, RESET_WINDOW_S)
+        self._pings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._settings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
         self._going_away = False
 
     # -- asyncio.Protocol ---------------------------------------------------------
@@ -232,7 +239,10 @@ class H2cConnection(asyncio.Protocol):
             else:
                 self._wake_all()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._count(self._settings, "SETTINGS frames")
             self._wake_all()
+        elif isinstance(event, h2.events.PingReceived):
+            self._count(self._pings, "PING frames")
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._going_away = True
             if not self.streams and self.transport is not None:
@@ -269,15 +279,14 @@ class H2cConnection(asyncio.Protocol):
         if stream is None:
             return
         stream.cancel()
-        now = self._loop.time()
-        resets = self._resets
-        resets.append(now)
-        while resets and resets[0] < now - RESET_WINDOW_S:
-            resets.pop(0)
-        if len(resets) > MAX_RESETS:
-            log.warning("h2_reset_flood", peer=str(self.peername), resets=len(resets))
-            self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, "too many streams reset")
+        self._count(self._resets, "streams reset")
         self._maybe_idle()
+
+    def _count(self, flood: Flood, what: str) -> None:
+        """One more of ``what``; over its limit, GOAWAY ``ENHANCE_YOUR_CALM`` (h2c_floods.py)."""
+        if flood.over(self._loop.time()):
+            log.warning("h2_flood", peer=str(self.peername), what=what, count=len(flood))
+            self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
 
     def _stream_done(self, stream: H2Stream) -> None:
         if self.streams.get(stream.stream_id) is stream:
