@@ -191,6 +191,7 @@ async def start(
                 listen.port,
                 reuse_port=reuse_port,
                 shutdown_timeout=settings.shutdown.timeout_s,
+                head_timeout=settings.limits.body_read_timeout_s,
             )
         else:
             site = FastSite(

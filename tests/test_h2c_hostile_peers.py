@@ -359,3 +359,17 @@ async def test_a_flood_of_control_frames_is_a_goaway(bridge: RunningBridge, fram
         assert client.terminated is not None
         assert client.terminated.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     await echo_works(bridge)
+
+
+async def test_a_preface_never_finished_is_closed_at_the_head_deadline(
+    upstream: RunningServer, make_bridge: MakeBridge
+) -> None:
+    """The first bytes of the preface begin a request as an HTTP/1.1 head's do: they are
+    due within ``limits.body_read_timeout_s``, not the idle connection's 75 s."""
+    bridge = await make_bridge(upstream.target, limits={"body_read_timeout_s": 1.0})
+    reader, writer = await asyncio.open_connection("127.0.0.1", bridge.server.proxy_port)
+    try:
+        writer.write(h2c.PREFACE[:12])
+        assert await asyncio.wait_for(reader.read(), 15) == b""
+    finally:
+        writer.close()

@@ -8,7 +8,8 @@
   ``RequestHandler`` does, so its connections start on :class:`Sniff`, which
   reads just enough to tell the preface from HTTP/1.1 and hands the
   connection, and the bytes read, to edge/h2c.py or to aiohttp. Everything
-  after that is as on aiohttp's own ``TCPSite``; at shutdown, a connection
+  after that is as on aiohttp's own ``TCPSite``. Part of the preface is due
+  within ``limits.body_read_timeout_s`` as a head is; at shutdown, a connection
   still being sniffed (nothing, or part of the preface, sent) is closed, as
   the lean edge closes one that has sent no whole request.
 """
@@ -28,9 +29,12 @@ from grpc_bridge.edge.h2c import IDLE_TIMEOUT_S, H2cEdge, preface_state
 class Sniff(asyncio.Protocol):
     """A new connection until its first bytes say HTTP/2 or HTTP/1.1."""
 
-    def __init__(self, server: web.Server, h2c: H2cEdge, sniffing: set[Sniff]) -> None:
+    def __init__(
+        self, server: web.Server, h2c: H2cEdge, sniffing: set[Sniff], head_timeout: float
+    ) -> None:
         self._server = server
         self._h2c = h2c
+        self._head_timeout = head_timeout
         #: The site's connections still being sniffed (closed at shutdown).
         self._sniffing = sniffing
         self._transport: asyncio.Transport | None = None
@@ -41,13 +45,23 @@ class Sniff(asyncio.Protocol):
         self._transport = cast("asyncio.Transport", transport)
         self._sniffing.add(self)
         # Silent clients are closed as an idle keep-alive connection would be.
-        self._timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT_S, transport.close)
+        self._restart_timer(self._transport, IDLE_TIMEOUT_S)
+
+    def _restart_timer(self, transport: asyncio.Transport, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay, transport.close)
 
     def data_received(self, data: bytes) -> None:
+        begun = not self._buffer
         self._buffer += data
         http2 = preface_state(self._buffer)
         transport = self._transport
         if http2 is None or transport is None:
+            if begun and transport is not None:
+                # Part of the preface: a request has begun, due as a head is (the lean
+                # edge's request timer, edge/head_deadline.py), not the idle 75 s.
+                self._restart_timer(transport, self._head_timeout)
             return
         self._transport = None
         self._sniffing.discard(self)
@@ -81,6 +95,7 @@ class SniffSite(ProtocolSite):
         *,
         reuse_port: bool | None,
         shutdown_timeout: float,
+        head_timeout: float,
     ) -> None:
         assert runner.server is not None
         server = runner.server
@@ -88,7 +103,7 @@ class SniffSite(ProtocolSite):
         self._sniffing: set[Sniff] = set()
         super().__init__(
             runner,
-            lambda: Sniff(server, self.h2c, self._sniffing),
+            lambda: Sniff(server, self.h2c, self._sniffing, head_timeout),
             host,
             port,
             reuse_port=reuse_port,
