@@ -13,6 +13,7 @@ import hpack
 import pytest
 
 from grpc_bridge.status import Code
+from grpc_bridge.upstream import grpc_request
 from grpc_bridge.upstream.grpc_request import grpc_timeout, metadata_block
 from grpc_bridge.upstream.h2 import frames, hpack_codec, inflate
 from grpc_bridge.upstream.h2.connection import MAX_FRAME, STREAM_WINDOW, Connection
@@ -113,6 +114,16 @@ def test_metadata_fields_read_the_same_however_often_they_are_sent() -> None:
         block = metadata_block(metadata)
         decoded = hpack.Decoder().decode(block)
         assert decoded == [*expected, ("x-seq", str(round_))]
+
+
+def test_metadata_fields_kept_are_short_however_long_their_names() -> None:
+    # A client names its headers (limits.max_metadata_bytes: 8 KiB a name): kept
+    # by their entry, 512 of them could hold ~8 MiB of names and their fields.
+    for i in range(600):
+        block = metadata_block([(f"x-{i:04d}-" + "n" * 8000, "v")])
+        assert hpack.Decoder().decode(block) == [(f"x-{i:04d}-" + "n" * 8000, "v")]
+    kept = grpc_request._FIELDS
+    assert all(len(name) + len(value) <= 256 for name, value in kept), len(kept)
 
 
 def test_padding_is_removed_and_bad_padding_refused() -> None:

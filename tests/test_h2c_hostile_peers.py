@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import h2.settings
 import orjson
 import pytest
 from bridgetest.v1 import kitchen_pb2
 from h2.errors import ErrorCodes
+from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 from grpc_bridge.edge import h2c
 from grpc_bridge.edge.sites import FastSite, SniffSite
@@ -281,3 +283,98 @@ async def test_a_preface_never_finished_is_closed_at_the_head_deadline(
     finally:
         writer.transport.abort()
     assert held < 10, f"a part of the preface held the connection {held:.1f} s"
+
+
+@pytest.mark.parametrize(
+    ("extra", "path", "problem"),
+    [
+        ([(f"x-field-{i}", "v") for i in range(200)], "Echo", "more than 128 header fields"),
+        ([("user-agent", "u" * 9000)], "Echo", "longer than 8190 bytes"),
+        ([], "Echo?" + "q" * 9000, "longer than 8190 bytes"),
+    ],
+    ids=["many-fields", "long-field", "long-path"],
+)
+async def test_a_header_block_over_http11s_head_limits_gets_http11s_431(
+    bridge: RunningBridge, extra: list[tuple[str, str]], path: str, problem: str
+) -> None:
+    """HPACK lets a block carry what an HTTP/1.1 head may not (aiohttp's parser: 128
+    fields, 8190 bytes a line or field): the same request gets the same 431 either way."""
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        stream = client.request(f"{TEST}/{path}", [*CONNECT_JSON, *extra], b'{"fString": "x"}')
+        state = await client.answer(stream)
+        assert state.headers[":status"] == "431", bytes(state.body)
+        assert problem in orjson.loads(state.body)["message"]
+        assert state.headers["x-request-id"]
+        # Only that stream: the connection serves on.
+        stream = client.request(f"{TEST}/Echo", CONNECT_JSON, b'{"fString": "after"}')
+        assert orjson.loads((await client.answer(stream)).body)["fString"] == "after"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/connect+proto", "application/grpc-web+proto"]
+)
+async def test_a_request_message_trickled_byte_by_byte_is_due_from_its_first_byte(
+    upstream: RunningServer, make_bridge: MakeBridge, content_type: str
+) -> None:
+    """Each byte comes well within the timeout, the message as a whole does not: it is
+    late ``limits.body_read_timeout_s`` after its first byte, not after its last."""
+    bridge = await make_bridge(upstream.target, limits={"body_read_timeout_s": 1.5})
+    headers = [("content-type", content_type), ("connect-protocol-version", "1")]
+    message = envelope(kitchen_pb2.StreamReply(text="t" * 24).SerializeToString())
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        stream = client.request(f"{TEST}/ClientStream", headers, b"", end=False)
+        state = client.streams[stream]
+        for byte in message:  # ~7.5 s in all, one byte every 0.25 s
+            if state.ended or state.reset is not None:
+                break
+            client.send(stream, bytes([byte]))
+            await asyncio.sleep(0.25)
+            await client.pump(0.01)  # what came meanwhile (the bridge's answer, if any)
+        else:
+            client.send(stream, b"", end=True)
+        await client.answer(stream)
+        answer = repr(state.headers) + bytes(state.body).decode("latin-1")
+        assert "limits.body_read_timeout_s" in answer, answer
+
+
+async def test_a_header_block_never_finished_is_held_no_bigger_than_the_limit(
+    bridge: RunningBridge,
+) -> None:
+    """h2 keeps a header block's frames (up to 64 CONTINUATIONs of 16 KiB: ~1 MiB) until
+    its end, and only then checks the decoded size: a block that passes the limit while
+    still unfinished ends the connection then, not at the idle timeout."""
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        await client.pump()  # SETTINGS in
+        piece = b"\x00" * 16000
+        client.writer.write(HeadersFrame(1, data=piece).serialize())  # no END_HEADERS
+        for _ in range(10):
+            client.writer.write(ContinuationFrame(1, data=piece).serialize())
+        await client.writer.drain()
+        await client.until(lambda: client.closed, 10)
+        assert client.closed and client.terminated is not None
+        assert client.terminated.error_code != ErrorCodes.NO_ERROR
+    await echo_works(bridge)
+
+
+@pytest.mark.parametrize("frame", ["PING", "SETTINGS"])
+async def test_a_flood_of_control_frames_is_a_goaway(bridge: RunningBridge, frame: str) -> None:
+    """Each PING or SETTINGS costs the bridge an answer (and a SETTINGS a pass over every
+    open stream's window), while the client reads them: a flood is answered with GOAWAY,
+    as a flood of resets is, instead of taking the event loop from every other client."""
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        await client.pump()
+        for i in range(h2c.MAX_CONTROL_FRAMES + 50):
+            if client.terminated is not None:
+                break  # (h2 sends nothing after a GOAWAY)
+            if frame == "PING":
+                client.conn.ping(i.to_bytes(8, "big"))
+            else:
+                client.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: i})
+            client.flush()
+            if i % 100 == 0:
+                await client.writer.drain()
+                await client.pump(0.01)
+        await client.until(lambda: client.closed, 20)
+        assert client.terminated is not None
+        assert client.terminated.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    await echo_works(bridge)

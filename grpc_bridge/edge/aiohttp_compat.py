@@ -109,6 +109,7 @@ __all__ = [
     "end_unfinished_head",
     "h2_message",
     "h2_request",
+    "head_limits",
     "head_parser",
     "queued_messages",
     "serialize_head",
@@ -250,6 +251,13 @@ _PARSER_LIMITS = {
     for name, param in inspect.signature(web.RequestHandler.__init__).parameters.items()
     if name in ("max_line_size", "max_field_size", "max_headers")
 }
+
+
+def head_limits(server: web.Server) -> tuple[int, int, int]:
+    """``(max_line_size, max_field_size, max_headers)`` of ``server``'s parsers."""
+    kwargs = server_kwargs(server)
+    limits = {name: int(kwargs.get(name, default)) for name, default in _PARSER_LIMITS.items()}
+    return limits["max_line_size"], limits["max_field_size"], limits["max_headers"]
 
 
 def head_parser(server: web.Server) -> Callable[[], HeadParser] | None:

@@ -13,11 +13,13 @@ Bounds: ``MAX_STREAMS`` concurrent streams (advertised; h2 makes a stream
 beyond it a connection error, refusing it before its header block is decoded,
 so the connection's HPACK state cannot go on; a stream whose answer is still
 being finished counts too, and one beyond that is refused with REFUSED_STREAM),
-``MAX_HEADER_LIST`` bytes of header block, a body window given back only as
+``MAX_HEADER_LIST`` bytes of header block (also while it is unfinished: h2
+would keep ~1 MiB of one until its end), a body window given back only as
 the handler reads, DATA sent only within the peer's window and while the
 socket drains (reading pauses while it does not), an idle connection closed
 after ``IDLE_TIMEOUT_S``, a flood of client resets (``MAX_RESETS`` within
-``RESET_WINDOW_S``, CVE-2023-44487) answered with GOAWAY. A protocol error
+``RESET_WINDOW_S``, CVE-2023-44487), PINGs or SETTINGS (``MAX_CONTROL_FRAMES``
+each) answered with GOAWAY (edge/h2c_floods.py). A protocol error
 is a GOAWAY naming it, then the connection closes; a stream the client
 resets cancels its upstream call.
 """
@@ -36,7 +38,9 @@ import h2.settings
 from aiohttp import web
 from h2.errors import ErrorCodes
 
+from grpc_bridge.edge.aiohttp_compat import head_limits
 from grpc_bridge.edge.cut_off import FLUSH_GRACE, cut_off
+from grpc_bridge.edge.h2c_floods import Flood
 from grpc_bridge.edge.h2c_stream import H2Stream, StreamGone, request_parts, serve_stream
 from grpc_bridge.log import get_logger
 
@@ -51,6 +55,23 @@ MAX_HEADER_LIST = 64 * 1024
 IDLE_TIMEOUT_S = 75.0
 MAX_RESETS = 500
 RESET_WINDOW_S = 10.0
+#: PINGs and SETTINGS (each kind) a client may send within ``RESET_WINDOW_S``
+#: (gRPC's keepalive and BDP pings come far fewer: one outstanding at a time).
+MAX_CONTROL_FRAMES = 1000
+
+
+def _unfinished_header_block(conn: h2.connection.H2Connection) -> int:
+    """Bytes of a header block whose end has not come yet.
+
+    h2 keeps its frames (up to 64 CONTINUATIONs of a frame's size each: ~1 MiB)
+    and checks the decoded size at the end only. An encoder's block is no longer
+    than the list it encodes (HPACK's literals and Huffman are used where they are
+    shorter), so one past ``MAX_HEADER_LIST`` already is over the limit. (h2's
+    ``FrameBuffer._headers_buffer``: a test in tests/test_h2c_hostile_peers.py
+    fails if it is gone.)
+    """
+    frames = getattr(conn.incoming_buffer, "_headers_buffer", ())
+    return sum(len(frame.data) for frame in frames) if frames else 0
 
 
 def preface_state(data: bytes | bytearray) -> bool | None:
@@ -65,6 +86,8 @@ class H2cEdge:
 
     def __init__(self, server: web.Server) -> None:
         self.server = server
+        #: HTTP/1.1's head limits, on every stream's header block too (edge/h2c_stream.py).
+        self.head_limits = head_limits(server)
         self.connections: set[H2cConnection] = set()
         self.closing = False
         #: Set when the last connection is gone (awaited at shutdown).
@@ -105,7 +128,9 @@ class H2cConnection(asyncio.Protocol):
         self.streams: dict[int, H2Stream] = {}
         self._writable: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
-        self._resets: list[float] = []
+        self._resets = Flood(MAX_RESETS, RESET_WINDOW_S)
+        self._pings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._settings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
         self._going_away = False
 
     # -- asyncio.Protocol ---------------------------------------------------------
@@ -137,6 +162,10 @@ class H2cConnection(asyncio.Protocol):
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             self._protocol_error(exc)
+            return
+        if _unfinished_header_block(self._h2) > MAX_HEADER_LIST:
+            log.info("h2_protocol_error", peer=str(self.peername), error="header block too large")
+            self._close_with(ErrorCodes.PROTOCOL_ERROR, "header block over the limit")
             return
         try:
             for event in events:
@@ -204,7 +233,10 @@ class H2cConnection(asyncio.Protocol):
             else:
                 self._wake_all()
         elif isinstance(event, h2.events.RemoteSettingsChanged):
+            self._count(self._settings, "SETTINGS frames")
             self._wake_all()
+        elif isinstance(event, h2.events.PingReceived):
+            self._count(self._pings, "PING frames")
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._going_away = True
             if not self.streams and self.transport is not None:
@@ -226,7 +258,9 @@ class H2cConnection(asyncio.Protocol):
             self._idle.cancel()
             self._idle = None
         stream.task = self._loop.create_task(
-            serve_stream(self, stream, self._edge.server, parts, self._stream_done)
+            serve_stream(
+                self, stream, self._edge.server, parts, self._edge.head_limits, self._stream_done
+            )
         )
 
     def _refuse(self, stream_id: int, code: int) -> None:
@@ -239,15 +273,14 @@ class H2cConnection(asyncio.Protocol):
         if stream is None:
             return
         stream.cancel()
-        now = self._loop.time()
-        resets = self._resets
-        resets.append(now)
-        while resets and resets[0] < now - RESET_WINDOW_S:
-            resets.pop(0)
-        if len(resets) > MAX_RESETS:
-            log.warning("h2_reset_flood", peer=str(self.peername), resets=len(resets))
-            self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, "too many streams reset")
+        self._count(self._resets, "streams reset")
         self._maybe_idle()
+
+    def _count(self, flood: Flood, what: str) -> None:
+        """One more of ``what``; over its limit, GOAWAY ``ENHANCE_YOUR_CALM`` (h2c_floods.py)."""
+        if flood.over(self._loop.time()):
+            log.warning("h2_flood", peer=str(self.peername), what=what, count=len(flood))
+            self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
 
     def _stream_done(self, stream: H2Stream) -> None:
         if self.streams.get(stream.stream_id) is stream:

@@ -11,6 +11,9 @@ gRPC-Web, Connect) serves HTTP/2 with the code that serves HTTP/1.1.
 
 Bounds, as bytes arrive:
 
+- request head: HTTP/1.1's limits (aiohttp's parser: ``max_line_size`` for the
+  target, ``max_field_size`` a field, ``max_headers`` fields), which HPACK would
+  let a header block pass: the same request gets the same 431 on both;
 - request body: the stream's receive window is given back only as the
   handler reads (the reader pauses above twice ``BODY_BUFFER``), so a
   stream holds at most that plus one window; the body limits are the
@@ -28,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
 from multidict import CIMultiDict
 
-from grpc_bridge.edge.aiohttp_compat import body_reader, h2_message, h2_request
+from grpc_bridge.edge.aiohttp_compat import TOO_MANY_HEADERS, body_reader, h2_message, h2_request
 from grpc_bridge.log import get_logger
 from grpc_bridge.pipeline.context import OVER_HTTP2
 
@@ -228,15 +232,36 @@ def request_parts(
     return method, path, headers, tuple(raw)
 
 
+#: ``(max_line_size, max_field_size, max_headers)``: an HTTP/1.1 head's limits.
+HeadLimits = tuple[int, int, int]
+
+
+def over_head_limits(
+    path: str, headers: CIMultiDict[str], limits: HeadLimits
+) -> HttpProcessingError | None:
+    """What aiohttp's parser raises for this head over HTTP/1.1 (None: within its limits)."""
+    max_line, max_field, max_headers = limits
+    if len(path) > max_line:
+        return LineTooLong("Status line is too long", str(max_line), str(len(path)))
+    if len(headers) > max_headers:
+        return BadHttpMessage(TOO_MANY_HEADERS)
+    for name, value in headers.items():
+        if len(name) > max_field or len(value) > max_field:
+            return LineTooLong("Header value is too long", str(max_field), str(len(value)))
+    return None
+
+
 async def serve_stream(
     conn: H2cConnection,
     stream: H2Stream,
     server: web.Server,
     parts: tuple[str, str, CIMultiDict[str], tuple[tuple[bytes, bytes], ...]],
+    limits: HeadLimits,
     on_done: Callable[[H2Stream], None],
 ) -> None:
     """Run the app on one request and send its answer; a reset stream cancels this task."""
     method, path, headers, raw = parts
+    refused = over_head_limits(path, headers, limits)
     task = asyncio.current_task()
     assert task is not None
     writer = H2Writer(conn, stream)
@@ -247,10 +272,14 @@ async def serve_stream(
     request[OVER_HTTP2] = True
     try:
         response: Any
-        try:
-            response = await server.request_handler(request)
-        except web.HTTPException as exc:
-            response = exc
+        if refused is not None:
+            # Answered as the HTTP/1.1 edges answer the parser's refusal (edge/parse_errors.py).
+            response = server().handle_error(request, 400, refused)
+        else:
+            try:
+                response = await server.request_handler(request)
+            except web.HTTPException as exc:
+                response = exc
         await response.prepare(request)
         await response.write_eof()
     except (asyncio.CancelledError, StreamGone):

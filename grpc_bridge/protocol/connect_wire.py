@@ -145,13 +145,15 @@ def envelope(flags: int, payload: bytes) -> bytes:
 class EnvelopeParser:
     """Request envelopes out of body bytes fed as they arrive."""
 
-    __slots__ = ("_buffer", "_limit", "count")
+    __slots__ = ("_buffer", "_limit", "count", "started")
 
     def __init__(self, limit: int) -> None:
         self._buffer = bytearray()
         self._limit = limit
         #: Envelopes parsed so far.
         self.count = 0
+        #: The envelope now pending began in the last :meth:`feed` (its deadline starts).
+        self.started = False
 
     @property
     def pending(self) -> bool:
@@ -161,6 +163,7 @@ class EnvelopeParser:
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
         """The envelopes ``data`` completes, as (flags, message)."""
         buffer = self._buffer
+        was_pending = bool(buffer)
         buffer += data
         out: list[tuple[int, bytes]] = []
         start = 0
@@ -183,7 +186,16 @@ class EnvelopeParser:
             self.count = number
             start = end
         del buffer[:start]
+        self.started = bool(buffer) and (start > 0 or not was_pending)
         return out
+
+    def deadline(self, current: float | None, timeout: float, now: float) -> float | None:
+        """When the pending envelope is due: ``timeout`` after the read it began in (not
+        after its latest byte: one byte now and then must not hold it open); None when
+        none is pending (between messages the stream's idle timeout is the bound)."""
+        if not self._buffer:
+            return None
+        return now + timeout if self.started or current is None else current
 
     def finish(self) -> None:
         """The body ended: refuse one that stops inside an envelope."""
@@ -253,7 +265,7 @@ async def read_envelopes(
         for index, (flags, data) in enumerate(parser.feed(chunk)):
             yield flags, data, first + index
         if not whole_body:
-            reader.deadline = loop.time() + timeout if parser.pending else None
+            reader.deadline = parser.deadline(reader.deadline, timeout, loop.time())
     if decoder is not None:
         decoder.finish()
     parser.finish()

@@ -66,9 +66,10 @@ def grpc_timeout(seconds: float) -> bytes:
 #: pure function of the entry (literals, no dynamic table). Bounded; emptied when full.
 _FIELDS: dict[tuple[str, str | bytes], bytes] = {}
 _MAX_FIELDS = 512
-#: Entries longer than this (tokens, binary values) are encoded each time, not kept,
-#: as are the ones whose value is new on every call.
-_MAX_KEPT_VALUE = 256
+#: Entries longer than this, name and value (tokens, binary values, a client's long
+#: header names), are encoded each time, not kept, as are the ones whose value is new
+#: on every call: the memo holds at most ~256 KiB of entries.
+_MAX_KEPT_ENTRY = 256
 _PER_CALL = frozenset({"x-request-id", "traceparent", "tracestate"})
 
 
@@ -88,7 +89,7 @@ def metadata_block(metadata: Metadata) -> bytes:
         field = fields.get(entry)
         if field is None:
             field = metadata_field(*entry)
-            if len(entry[1]) <= _MAX_KEPT_VALUE and entry[0] not in _PER_CALL:
+            if len(entry[0]) + len(entry[1]) <= _MAX_KEPT_ENTRY and entry[0] not in _PER_CALL:
                 if len(fields) >= _MAX_FIELDS:
                     fields.clear()
                 fields[entry] = field
