@@ -54,7 +54,10 @@ async def test_a_client_that_reads_nothing_is_cut_off_at_shutdown(
     upstream: RunningServer, fast_path: bool, served_by: str, content_type: str
 ) -> None:
     async with running_bridge(
-        upstream.target, limits={"max_request_bytes": 8 << 20}, listen={"fast_path": fast_path}
+        upstream.target,
+        limits={"max_request_bytes": 8 << 20},
+        listen={"fast_path": fast_path},
+        shutdown={"timeout_s": 1},
     ) as b:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -68,7 +71,7 @@ async def test_a_client_that_reads_nothing_is_cut_off_at_shutdown(
             transport = server_transport(b, served_by)
             assert transport.get_write_buffer_size() > 0
             released = transport.get_extra_info("socket")
-            # The handler waits shutdown.timeout_s (5 s here) for its answer to go out.
+            # The handler waits shutdown.timeout_s (1 s here) for its answer to go out.
             await asyncio.wait_for(b.server.drain_and_stop(), 20)
             assert released.fileno() == -1, "the socket is still open after the bridge stopped"
         finally:
