@@ -173,6 +173,8 @@ async def start(
         # Nothing there inflates a body: the playground passes it on to the proxy as sent.
         auto_decompress=False,
         shutdown_timeout=min(_ADMIN_SHUTDOWN_S, settings.shutdown.timeout_s),
+        # A head trickled to the admin port holds a connection no longer than one to the proxy.
+        head_timeout=settings.limits.body_read_timeout_s,
     )
     await proxy_runner.setup()
     await admin_runner.setup()

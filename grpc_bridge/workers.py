@@ -232,7 +232,13 @@ async def serve_workers(settings: Settings) -> int:
     refuse = router_refusal(app, fallback=("GET", "HEAD"))
     # No inflating of bodies: the playground passes them on to the proxy as sent.
     runner = JsonErrorRunner(
-        app, refuse_method=refuse, handle_signals=False, access_log=None, auto_decompress=False
+        app,
+        refuse_method=refuse,
+        handle_signals=False,
+        access_log=None,
+        auto_decompress=False,
+        # As on each worker's own listeners (edge/head_deadline.py).
+        head_timeout=settings.limits.body_read_timeout_s,
     )
     try:
         await runner.setup()

@@ -171,3 +171,13 @@ async def test_a_trickled_head_after_a_connect_get_is_closed(lean: BridgeProcess
     finally:
         writer.close()
     assert held < 4.0, f"connection held {held:.1f} s by a head that never ends"
+
+
+async def test_a_trickled_head_to_the_admin_port_is_closed(lean: BridgeProcess) -> None:
+    """The admin listener reads heads under the same deadline as the proxy's."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", lean.admin_port)
+    try:
+        held = await held_for(reader, writer, b"GET /v1/services HTTP/1.1\r\nHost: b\r\n", 6.0)
+    finally:
+        writer.close()
+    assert held < 4.0, f"admin connection held {held:.1f} s by a head that never ends"
