@@ -9,7 +9,8 @@ in front of the C echo upstream (``.venv/bench-upstream``, built by ``make bench
 and ``wrk -c32`` drives the tiny unary call, the REST GET and the gRPC-Web binary
 unary (1.2 KB Order) of run.py for a few seconds; printed: µs of the bridge's CPU
 per request (user + system), requests per second, errors. Pinned as ``make bench``
-pins (upstream and wrk on CPU 0, the bridge on CPU 1); on a shared machine compare rounds, not single runs.
+pins (upstream and wrk on CPU 0, the bridge on CPU 1); on a shared machine compare
+rounds, not single runs.
 """
 
 from __future__ import annotations
