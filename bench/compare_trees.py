@@ -6,10 +6,11 @@ Each ``ROOT`` is a checkout's top directory (``git worktree add`` or ``git archi
 of the commit to compare; its ``grpc_bridge`` is the one run), ``:true``/``:false``
 its ``listen.fast_path``. For each, in turn and ``--rounds`` times, a bridge runs
 in front of the C echo upstream (``.venv/bench-upstream``, built by ``make bench``)
-and ``wrk -c32`` drives the tiny unary call and the REST GET of run.py for a few
-seconds; printed: µs of the bridge's CPU per request (user + system), requests
-per second, errors. Pinned as ``make bench`` pins (upstream and wrk on CPU 0,
-the bridge on CPU 1); on a shared machine compare rounds, not single runs.
+and ``wrk -c32`` drives the tiny unary call, the REST GET and the gRPC-Web binary
+unary (1.2 KB Order) of run.py for a few seconds; printed: µs of the bridge's CPU
+per request (user + system), requests per second, errors. Pinned as ``make bench``
+pins (upstream and wrk on CPU 0, the bridge on CPU 1); on a shared machine compare
+rounds, not single runs.
 """
 
 from __future__ import annotations
@@ -30,10 +31,16 @@ import run
 import servers
 
 
-def _measure(proc: servers.Proc, url: str, body: bytes | None, workdir: Path) -> Any:
-    load.wrk(url, body, workdir, seconds=2, connections=32, cpus="0")  # warm-up
+def _measure(
+    proc: servers.Proc,
+    url: str,
+    body: bytes | None,
+    workdir: Path,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    load.wrk(url, body, workdir, seconds=2, connections=32, cpus="0", headers=headers)  # warm-up
     before = proc.cpu_seconds()
-    result = load.wrk(url, body, workdir, seconds=6, connections=32, cpus="0")
+    result = load.wrk(url, body, workdir, seconds=6, connections=32, cpus="0", headers=headers)
     used = proc.cpu_seconds() - before
     return round(used / result["requests"] * 1e6, 1), round(result["rps"]), result["errors"]
 
@@ -46,6 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="grpc-bridge-compare-") as tmp:
         workdir = Path(tmp)
         gen, descriptor = run.generate(workdir)
+        framed = run.grpc_web_order(gen)  # run.py's gRPC-Web binary unary (1.2 KB Order)
         node_modules = Path(sys.prefix) / "bench-node" / "node_modules"
         c_binary = Path(sys.prefix) / "bench-upstream"
         upstream = servers.start_upstream(workdir, gen, "0", "c", node_modules, c_binary)
@@ -67,6 +75,9 @@ def main() -> None:
                             bridge, base + run.PING_PATH, payloads.PING_BODY, workdir
                         ),
                         "REST GET": _measure(bridge, base + run.REST_PATH, None, workdir),
+                        "gRPC-Web": _measure(
+                            bridge, base + run.ORDER_PATH, framed, workdir, run.GRPC_WEB_HEADERS
+                        ),
                     }
                 finally:
                     bridge.stop()

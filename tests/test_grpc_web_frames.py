@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grpc_bridge.errors import InvalidArgument, PayloadTooLarge
+from grpc_bridge.errors import BridgeError, InvalidArgument, PayloadTooLarge
 from grpc_bridge.protocol.grpc_web_frames import (
     MAX_PADDED_PIECES,
     BadBase64,
@@ -22,6 +22,7 @@ from grpc_bridge.protocol.grpc_web_frames import (
     TextDecoder,
     message_of_body,
     percent_encode,
+    plain_message,
     trailer_frame,
 )
 from tests.helpers.grpc_web_tools import split_frames, trailer_lines
@@ -149,3 +150,27 @@ async def test_a_body_read_whole_gives_its_message(text: bool, coding: str | Non
     if text:
         body = base64.b64encode(body)
     assert await message_of_body(body, text, coding, LIMIT) == message
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    head=st.binary(min_size=0, max_size=5),
+    message=st.binary(max_size=40),
+    limit=st.integers(min_value=0, max_value=48),
+)
+async def test_the_plain_message_shortcut_answers_as_the_whole_reader(
+    head: bytes, message: bytes, limit: int
+) -> None:
+    """plain_message (the lean edge's coroutine-free read) gives message_of_body's message
+    for every body it answers, and leaves every other body (errors included) to it."""
+    for body in (head + message, framed(message), framed(message, 1), framed(message) + head):
+        shortcut = plain_message(body, limit)
+        try:
+            whole: bytes | None = await message_of_body(body, False, None, limit)
+        except BridgeError:  # refused: the shortcut must leave it to the reader
+            whole = None
+        if shortcut is not None:
+            assert shortcut == whole
+        elif whole is not None:
+            # Left to the reader and read: only a compressed frame's.
+            assert body[0] == 1

@@ -200,7 +200,9 @@ class LeanEdge:
             client = ClientInfo(peer=peer, host=headers.get(HOST), scheme="http")
             metadata = metadata_for(headers.items(), client, ctx.request_id, protocol.policy)
             timeout = protocol.unary_timeout(plan, headers)
-            data = await protocol.message_of_body(form, headers, body, self.max_body)
+            data = protocol.message_now(form, headers, body, self.max_body)
+            if data is None:
+                data = await protocol.message_of_body(form, headers, body, self.max_body)
             call = protocol.unary_request(form, plan, data, metadata, timeout)
         except Exception:
             return None  # aiohttp answers every failure before the call

@@ -119,6 +119,12 @@ class PlainUnary(WireProtocol, Protocol):
     def unary_timeout(self, plan: MethodPlan, headers: Mapping[str, str]) -> float:
         """The call's deadline from its headers (a bad header raises, before the body)."""
 
+    def message_now(
+        self, form: Any, headers: Mapping[str, str], body: bytes, limit: int
+    ) -> bytes | None:
+        """:meth:`message_of_body`'s message when it is plain to see (nothing to decode or
+        inflate: the usual body), without a coroutine; None: ask :meth:`message_of_body`."""
+
     async def message_of_body(
         self, form: Any, headers: Mapping[str, str], body: bytes, limit: int
     ) -> bytes:

@@ -44,6 +44,7 @@ from grpc_bridge.protocol.connect_unary import (
     serve_unary,
     unary_form,
     unary_message,
+    unary_message_now,
     unary_reply,
     unary_request,
 )
@@ -152,6 +153,7 @@ class ConnectUnary(_Connect):
     # The functions themselves, not methods that call them: no coroutine layer per call.
     unary_form = staticmethod(unary_form)
     unary_timeout = staticmethod(timeout_for)
+    message_now = staticmethod(unary_message_now)
     message_of_body = staticmethod(unary_message)
     unary_request = staticmethod(unary_request)
     unary_reply = staticmethod(unary_reply)

@@ -84,6 +84,7 @@ from grpc_bridge.protocol.grpc_web_unary import (
     requested_timeout,
     unary_form,
     unary_message,
+    unary_message_now,
     unary_reply,
     unary_request,
     unary_timeout,
@@ -203,6 +204,7 @@ class GrpcWebProtocol:
     # The functions themselves, not methods that call them: no coroutine layer per call.
     unary_form = staticmethod(unary_form)
     unary_timeout = staticmethod(unary_timeout)
+    message_now = staticmethod(unary_message_now)
     message_of_body = staticmethod(unary_message)
     unary_request = staticmethod(unary_request)
     unary_reply = staticmethod(unary_reply)

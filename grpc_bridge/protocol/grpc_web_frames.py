@@ -304,6 +304,17 @@ class RequestFrames:
         return bytes(self._buffer[HEAD_SIZE:])
 
 
+def plain_message(body: bytes, limit: int) -> bytes | None:
+    """The message of a binary body that is one uncompressed frame within ``limit``, exactly
+    (what :func:`message_of_body` answers for it, without its coroutines); None: any other."""
+    if len(body) < HEAD_SIZE or body[0] != MESSAGE:
+        return None
+    length = len(body) - HEAD_SIZE
+    if length > limit or int.from_bytes(body[1:HEAD_SIZE], "big") != length:
+        return None
+    return body[HEAD_SIZE:]
+
+
 async def message_of_body(body: bytes, text: bool, grpc_encoding: str | None, limit: int) -> bytes:
     """The one message of a request body read whole (by an edge that bounded it already)."""
     frames = RequestFrames(limit)

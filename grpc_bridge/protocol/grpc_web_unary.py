@@ -37,6 +37,7 @@ from grpc_bridge.protocol.grpc_web_frames import (
     asked_by,
     frame,
     message_of_body,
+    plain_message,
     status_fields,
     trailer_frame,
 )
@@ -78,6 +79,13 @@ def unary_timeout(plan: MethodPlan, headers: Mapping[str, str]) -> float:
     return effective_timeout(
         requested_timeout(headers), plan.limits.timeout_s, plan.limits.max_timeout_s
     )
+
+
+def unary_message_now(
+    asked: Asked, headers: Mapping[str, str], body: bytes, limit: int
+) -> bytes | None:
+    """:func:`unary_message` of a binary body of one uncompressed frame; None: any other."""
+    return None if asked.text_request else plain_message(body, limit)
 
 
 async def unary_message(asked: Asked, headers: Mapping[str, str], body: bytes, limit: int) -> bytes:

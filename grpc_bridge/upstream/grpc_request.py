@@ -129,13 +129,7 @@ class RequestEncoder:
         A large message is compressed on a worker thread (deflate runs at tens
         of MB/s: a 4 MiB message would hold the loop for ~100 ms).
         """
-        payload = message.SerializeToString()
-        if len(payload) > self._max_send:
-            raise UpstreamError(
-                Code.RESOURCE_EXHAUSTED,
-                f"request message of {len(payload)} bytes is over "
-                f"max_send_message_bytes ({self._max_send})",
-            )
+        payload = self._serialized(message)
         if self._gzip:
             if len(payload) > _OFF_LOOP_BYTES:
                 loop = asyncio.get_running_loop()
@@ -144,3 +138,21 @@ class RequestEncoder:
                 payload = gzip.compress(payload, compresslevel=6)
             return b"\x01" + len(payload).to_bytes(4, "big") + payload
         return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+    def frame_now(self, message: Message) -> bytes | None:
+        """:meth:`frame` without a coroutine when nothing is compressed (the usual case:
+        a unary call awaits one layer fewer); None: call :meth:`frame`."""
+        if self._gzip:
+            return None
+        payload = self._serialized(message)
+        return b"\x00" + len(payload).to_bytes(4, "big") + payload
+
+    def _serialized(self, message: Message) -> bytes:
+        payload = message.SerializeToString()
+        if len(payload) > self._max_send:
+            raise UpstreamError(
+                Code.RESOURCE_EXHAUSTED,
+                f"request message of {len(payload)} bytes is over "
+                f"max_send_message_bytes ({self._max_send})",
+            )
+        return payload

@@ -20,6 +20,7 @@ from grpc_bridge.upstream.api import UnaryResult, observe
 from grpc_bridge.upstream.grpc_request import Prepared, RequestEncoder, previous_attempts
 from grpc_bridge.upstream.h2 import frames, hpack_codec
 from grpc_bridge.upstream.h2.connection import Connection, ConnectionClosed, HeadersTooLarge
+from grpc_bridge.upstream.h2.inflate import Compressed
 from grpc_bridge.upstream.h2.stream import Status, Stream
 from grpc_bridge.upstream.metadata import Metadata
 from grpc_bridge.upstream.pool import ConnectionPool
@@ -30,6 +31,8 @@ from grpc_bridge.upstream.stream_call import (
     Http2Call,
     call_error,
     expire,
+    parsed_response,
+    single_message,
     single_response,
 )
 
@@ -69,13 +72,20 @@ class Invoker:
         self._pool.check_open()
         observer = observe(self._metrics, method)
         try:
-            data = await self.encoder.frame(request)
+            # Each step awaited only when it must wait: a coroutine per call fewer each.
+            data = self.encoder.frame_now(request)
+            if data is None:
+                data = await self.encoder.frame(request)
             stream = await self._unary_call(prepared, data, metadata, timeout)
             status = stream.status
             assert status is not None
             if status.code != Code.OK:
                 raise call_error(status, stream)
-            response = await single_response(stream, prepared)
+            message = single_message(stream)
+            if type(message) is Compressed:
+                response = await single_response(stream, prepared)
+            else:
+                response = parsed_response(stream, prepared, message)
         except UpstreamError as exc:
             if observer is not None:
                 observer.unary_answered(exc.code)
@@ -101,7 +111,9 @@ class Invoker:
                 raise UpstreamError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
             stream = None
             try:
-                connection = await self._pool.connection(deadline)
+                pool = self._pool
+                slot = pool.pick()
+                connection = pool.ready_now(slot) or await pool.connection_of(slot, deadline)
                 block = self.encoder.block(self._pool.header_prefix, prepared, metadata, remaining)
                 if before:
                     block += previous_attempts(before)

@@ -155,7 +155,18 @@ class ConnectionPool:
 
     async def connection(self, deadline: float | None) -> Connection:
         """A connection for a new call; waits while its socket takes no writes (backpressure)."""
-        slot = self.pick()
+        return await self.connection_of(self.pick(), deadline)
+
+    def ready_now(self, slot: Slot) -> Connection | None:
+        """``slot``'s connection when a call can start on it at once (no coroutine to await:
+        the usual case); None: :meth:`connection_of` waits for one."""
+        connection = slot.ready_connection()
+        if connection is not None and connection.writable:
+            return connection
+        return None
+
+    async def connection_of(self, slot: Slot, deadline: float | None) -> Connection:
+        """A connection of ``slot`` (:meth:`pick`'s) for a new call, waited for."""
         connection = slot.ready_connection()
         if connection is None:
             connection = await slot.acquire(deadline)

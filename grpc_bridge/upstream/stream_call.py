@@ -90,6 +90,17 @@ class Deadlines:
 
 async def single_response(stream: Stream, prepared: Prepared) -> Message:
     """The one response message of a unary or client-streaming call that ended OK."""
+    data = single_message(stream)
+    if type(data) is Compressed:
+        try:
+            data = await stream.inflated(data)  # on a worker thread when large
+        except (MessageError, DecodeError) as exc:
+            raise _bad_response(exc, stream) from exc
+    return parsed_response(stream, prepared, data)
+
+
+def single_message(stream: Stream) -> bytes | Compressed:
+    """The one message (still compressed, if it was) of a call that ended OK."""
     messages = stream.messages
     if len(messages) != 1:
         raise call_error(
@@ -99,17 +110,21 @@ async def single_response(stream: Stream, prepared: Prepared) -> Message:
             ),
             stream,
         )
-    data = messages[0]
+    return messages[0]
+
+
+def parsed_response(stream: Stream, prepared: Prepared, data: bytes) -> Message:
+    """The response message of ``data`` (uncompressed): a bad one is the call's INTERNAL."""
     try:
-        if type(data) is Compressed:
-            data = await stream.inflated(data)  # on a worker thread when large
         return prepared.parse(data)
-    except MessageError as exc:
-        raise call_error(exc.status, stream) from exc
-    except DecodeError as exc:
-        raise call_error(
-            Status(Code.INTERNAL, f"cannot parse the upstream's response: {exc}"), stream
-        ) from exc
+    except (MessageError, DecodeError) as exc:
+        raise _bad_response(exc, stream) from exc
+
+
+def _bad_response(exc: MessageError | DecodeError, stream: Stream) -> UpstreamError:
+    if isinstance(exc, MessageError):
+        return call_error(exc.status, stream)
+    return call_error(Status(Code.INTERNAL, f"cannot parse the upstream's response: {exc}"), stream)
 
 
 class Http2Call:
