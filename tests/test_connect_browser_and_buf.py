@@ -143,7 +143,9 @@ async def test_buf_curl_speaks_connect_to_the_bridge(upstream: RunningServer) ->
             f"{TEST}/Sleep",
             {"duration": "30s", "tag": "buf-late"},
             reflect=False,
-            timeout_s=0.3,
+            # Long enough that a loaded machine still gets the call to the upstream
+            # before it expires (whose cancellation is then awaited), far below the sleep.
+            timeout_s=2.0,
         )
         assert late.error is not None and late.error.code == "deadline_exceeded"
         await upstream.test.wait_for("cancelled", "buf-late", within=30)
