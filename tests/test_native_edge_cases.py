@@ -378,3 +378,37 @@ async def test_a_unary_answer_of_other_than_one_message_fails(count: int, code: 
             await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=3)
     assert caught.value.code == code, caught.value
     assert f"upstream sent {count} response messages to a unary call" in caught.value.message
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+async def test_a_unary_request_is_framed_as_its_upstream_compresses(compression: str) -> None:
+    """The request frame the upstream receives: flag 0x01 and gzip under compression=gzip,
+    plain otherwise; max_send_message_bytes applies to the message either way."""
+    request = kitchen_pb2.Kitchen(f_string="squeeze " * 50)
+
+    async def answer(received: Request) -> None:
+        received.answer(kitchen_pb2.Kitchen())
+
+    async with (
+        h2_peer(answer) as peer,
+        native(
+            peer.target, pool_size=1, compression=compression, max_send_message_bytes=1000
+        ) as invoker,
+    ):
+        await invoker.unary(ECHO, request, metadata=[], timeout=3)
+        with pytest.raises(UpstreamError) as caught:
+            await invoker.unary(
+                ECHO, kitchen_pb2.Kitchen(f_string="x" * 5000), metadata=[], timeout=3
+            )
+    body = peer.requests[0].body
+    payload = body[5:]
+    assert int.from_bytes(body[1:5], "big") == len(payload)
+    if compression == "gzip":
+        assert body[0] == 1
+        assert peer.requests[0].headers.get("grpc-encoding") == "gzip"
+        payload = gzip.decompress(payload)
+    else:
+        assert body[0] == 0
+    assert payload == request.SerializeToString()
+    assert caught.value.code == Code.RESOURCE_EXHAUSTED, caught.value
+    assert len(peer.requests) == 1  # the oversize message never left
