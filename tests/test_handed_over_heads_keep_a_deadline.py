@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.helpers.process import BridgeProcess
-from tests.helpers.raw_http import bridge_on, read_answer
+from tests.helpers.raw_http import bridge_on, held_for, read_answer
 from tests.helpers.servers import RunningServer
 
 ECHO = "/bridgetest.v1.TestService/Echo"
@@ -37,26 +37,6 @@ async def lean(upstream: RunningServer, edge: str | None) -> AsyncIterator[Bridg
         upstream.target, edge or "lean", env={"GRPC_BRIDGE_LIMITS__BODY_READ_TIMEOUT_S": "1"}
     ) as bridge:
         yield bridge
-
-
-async def held_for(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, start: bytes, seconds: float
-) -> float:
-    """Trickle a head that never ends (``start``, then a header line every 0.3 s); how long
-    the bridge kept the connection open (``seconds`` when it never closed it)."""
-    began = time.perf_counter()
-    writer.write(start)
-    try:
-        while time.perf_counter() - began < seconds:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(0.3):
-                    if await reader.read(1) == b"" or reader.at_eof():
-                        return time.perf_counter() - began
-            writer.write(b"X-Slow: a\r\n")
-            await writer.drain()
-    except ConnectionError:
-        return time.perf_counter() - began
-    return seconds
 
 
 @pytest.mark.parametrize("method", ["OPTIONS", "HEAD"])

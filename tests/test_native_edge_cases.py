@@ -337,3 +337,78 @@ async def test_retries_say_how_many_attempts_came_before() -> None:
     assert "grpc-previous-rpc-attempts" not in peer.requests[0].headers
     # A6 "Retry metadata": the retry carries how many attempts were made before it.
     assert peer.requests[1].headers.get("grpc-previous-rpc-attempts") == "1"
+
+
+# -- 11. a response that is not the method's message ---------------------------------------
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+async def test_an_unparsable_response_is_internal_with_its_reason(compressed: bool) -> None:
+    """Bytes that are no Kitchen, sent plain or gzip-compressed: the call's INTERNAL names
+    the parse failure (a plain one is parsed without the inflating coroutine)."""
+    garbage = b"\xff\xff\xff\xff"
+
+    async def answer(request: Request) -> None:
+        head = [(":status", "200"), ("content-type", "application/grpc")]
+        payload = gzip.compress(garbage) if compressed else garbage
+        if compressed:
+            head.append(("grpc-encoding", "gzip"))
+        request.send_headers(head)
+        request.send_data(bytes([compressed]) + len(payload).to_bytes(4, "big") + payload)
+        request.send_headers([("grpc-status", "0"), ("x-trail", "t")], end_stream=True)
+
+    async with h2_peer(answer) as peer, native(peer.target, pool_size=1) as invoker:
+        with pytest.raises(UpstreamError) as caught:
+            await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=3)
+    assert caught.value.code == Code.INTERNAL, caught.value
+    assert "cannot parse the upstream's response" in caught.value.message
+    assert ("x-trail", "t") in list(caught.value.trailing_metadata)
+
+
+@pytest.mark.parametrize(("count", "code"), [(0, Code.UNIMPLEMENTED), (2, Code.INTERNAL)])
+async def test_a_unary_answer_of_other_than_one_message_fails(count: int, code: int) -> None:
+    async def answer(request: Request) -> None:
+        request.send_headers([(":status", "200"), ("content-type", "application/grpc")])
+        for _ in range(count):
+            request.send_data(grpc_message(kitchen_pb2.Kitchen(f_int32=1)))
+        request.send_headers([("grpc-status", "0")], end_stream=True)
+
+    async with h2_peer(answer) as peer, native(peer.target, pool_size=1) as invoker:
+        with pytest.raises(UpstreamError) as caught:
+            await invoker.unary(ECHO, kitchen_pb2.Kitchen(), metadata=[], timeout=3)
+    assert caught.value.code == code, caught.value
+    assert f"upstream sent {count} response messages to a unary call" in caught.value.message
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+async def test_a_unary_request_is_framed_as_its_upstream_compresses(compression: str) -> None:
+    """The request frame the upstream receives: flag 0x01 and gzip under compression=gzip,
+    plain otherwise; max_send_message_bytes applies to the message either way."""
+    request = kitchen_pb2.Kitchen(f_string="squeeze " * 50)
+
+    async def answer(received: Request) -> None:
+        received.answer(kitchen_pb2.Kitchen())
+
+    async with (
+        h2_peer(answer) as peer,
+        native(
+            peer.target, pool_size=1, compression=compression, max_send_message_bytes=1000
+        ) as invoker,
+    ):
+        await invoker.unary(ECHO, request, metadata=[], timeout=3)
+        with pytest.raises(UpstreamError) as caught:
+            await invoker.unary(
+                ECHO, kitchen_pb2.Kitchen(f_string="x" * 5000), metadata=[], timeout=3
+            )
+    body = peer.requests[0].body
+    payload = body[5:]
+    assert int.from_bytes(body[1:5], "big") == len(payload)
+    if compression == "gzip":
+        assert body[0] == 1
+        assert peer.requests[0].headers.get("grpc-encoding") == "gzip"
+        payload = gzip.decompress(payload)
+    else:
+        assert body[0] == 0
+    assert payload == request.SerializeToString()
+    assert caught.value.code == Code.RESOURCE_EXHAUSTED, caught.value
+    assert len(peer.requests) == 1  # the oversize message never left

@@ -15,6 +15,7 @@ from grpc_bridge.admin.workers import merge_metrics
 from grpc_bridge.settings import load_settings
 from grpc_bridge.workers import dump_settings, load_dumped_settings
 from tests.helpers.process import bridge_env
+from tests.helpers.raw_http import held_for
 from tests.helpers.servers import RunningServer
 from tests.helpers.workers_tools import start_workers, wait_ready
 
@@ -171,3 +172,24 @@ def test_workers_setting_is_bounded(workers: str) -> None:
 
     with pytest.raises(ConfigError, match="workers"):
         load_settings(None, {"upstream": "127.0.0.1:1", "workers": workers})
+
+
+async def test_a_trickled_head_to_the_parents_admin_port_is_closed(
+    upstream: RunningServer,
+) -> None:
+    """The parent's admin listener reads heads under limits.body_read_timeout_s, as each
+    worker's listeners do: a head that never ends does not hold its connection."""
+    env = bridge_env(GRPC_BRIDGE_LIMITS__BODY_READ_TIMEOUT_S="1")
+    bp = await start_workers(upstream, env=env)
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, bp)
+        reader, writer = await asyncio.open_connection("127.0.0.1", bp.admin_port)
+        try:
+            start = b"GET /v1/services HTTP/1.1\r\nHost: b\r\n"
+            held = await held_for(reader, writer, start, 6.0)
+        finally:
+            writer.close()
+    finally:
+        await bp.stop()
+    assert held < 4.0, f"admin connection held {held:.1f} s by a head that never ends"

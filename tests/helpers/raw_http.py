@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -223,3 +224,23 @@ async def next_request_log(bridge: BridgeProcess, seen: int = 0) -> dict[str, ob
     """The ``request`` log line after the first ``seen`` (written once the answer is sent)."""
     await bridge.wait_until(lambda _: len(request_logs(bridge)) > seen, timeout=10)
     return request_logs(bridge)[seen]
+
+
+async def held_for(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, start: bytes, seconds: float
+) -> float:
+    """Trickle a head that never ends (``start``, then a header line every 0.3 s); how long
+    the bridge kept the connection open (``seconds`` when it never closed it)."""
+    began = time.perf_counter()
+    writer.write(start)
+    try:
+        while time.perf_counter() - began < seconds:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    if await reader.read(1) == b"" or reader.at_eof():
+                        return time.perf_counter() - began
+            writer.write(b"X-Slow: a\r\n")
+            await writer.drain()
+    except ConnectionError:
+        return time.perf_counter() - began
+    return seconds
