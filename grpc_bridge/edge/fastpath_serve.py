@@ -31,7 +31,7 @@ before the upstream call (so every such error answer is aiohttp's own).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -149,31 +149,8 @@ class LeanEdge:
             return None
         ctx.record_match(match)
         ctx.bytes_in = len(body)
-        request_started(ctx)
-        status = 499
-        try:
-            try:
-                payload, reply = await unary_reply(self.env, match, request, metadata, timeout, ctx)
-                status, reason, answer = 200, "OK", CIMultiDict(reply)
-            except BridgeError as exc:
-                status, reason, answer, payload = _parts(error_answer(exc, ctx))
-            except Exception:
-                status, reason, answer, payload = _parts(internal_error(ctx, path))
-            compression = self.compression
-            coding = finish_headers(
-                answer, len(payload), ctx.request_id, accept_encoding, compression
-            )
-            if coding is not None:
-                payload = await compression.compress(coding, payload)
-            close = close or message.should_close
-            data = self._head(status, reason, answer, payload, close, ctx, headers.get(ORIGIN))
-            log_request_line(ctx, method, path, peer, trace_of(headers), status, len(payload))
-        except asyncio.CancelledError:
-            log_request_line(ctx, method, path, peer, trace_of(headers), 499, 0)
-            raise
-        finally:
-            request_done(ctx, method, status)
-        return data + payload, close or self.bridge.draining
+        pending = unary_reply(self.env, match, request, metadata, timeout, ctx)
+        return await self._reply(ctx, message, path, peer, close, accept_encoding, None, pending)
 
     async def answer_plain(
         self,
@@ -191,10 +168,8 @@ class LeanEdge:
         accept_encoding = headers.get(ACCEPT_ENCODING)
         if accept_encoding is not None and self.compression.choose(accept_encoding).refused:
             return None  # aiohttp answers the 406
-        method = message.method
         path = message.path.partition("?")[0]
         plan = match.plan
-        assert plan is not None
         ctx = new_context(headers, self.metrics)
         try:
             client = ClientInfo(peer=peer, host=headers.get(HOST), scheme="http")
@@ -204,27 +179,52 @@ class LeanEdge:
             if data is None:
                 data = await protocol.message_of_body(form, headers, body, self.max_body)
             call = protocol.unary_request(form, plan, data, metadata, timeout)
+            invoker = self.bridge.invoker(plan.upstream)
         except Exception:
             return None  # aiohttp answers every failure before the call
         ctx.protocol = protocol.name
         ctx.record_match(match)
         ctx.bytes_in = len(body)
+        pending = protocol.unary_reply(call, invoker)
+        return await self._reply(
+            ctx, message, path, peer, close, accept_encoding, protocol, pending
+        )
+
+    async def _reply(
+        self,
+        ctx: RequestContext,
+        message: RawRequestMessage,
+        path: str,
+        peer: str | None,
+        close: bool,
+        accept_encoding: str | None,
+        protocol: PlainUnary | None,
+        pending: Awaitable[tuple[Any, Any]],
+    ) -> tuple[bytes, bool]:
+        """The call made (``pending``: the JSON routes' body and headers, a ``protocol``'s
+        headers and body) and its answer written, counted and logged, as both kinds of
+        call end: an error in the protocol's shape (None: JSON's), compression where the
+        protocol takes HTTP's, the head as aiohttp's writer makes it."""
+        headers = message.headers
+        method = message.method
         request_started(ctx)
         status = 499
         try:
             try:
-                reply, payload = await protocol.unary_reply(
-                    call, self.bridge.invoker(plan.upstream)
-                )
-                ctx.grpc_code = _OK
+                result = await pending
+                if protocol is None:
+                    payload, reply = result
+                else:
+                    reply, payload = result
+                    ctx.grpc_code = _OK
                 status, reason, answer = 200, "OK", CIMultiDict(reply)
             except BridgeError as exc:
-                error = error_answer(exc, ctx, protocol, headers)
-                status, reason, answer, payload = _parts(error)
+                status, reason, answer, payload = _parts(error_answer(exc, ctx, protocol, headers))
             except Exception:
-                error = internal_error(ctx, path, protocol, headers)
-                status, reason, answer, payload = _parts(error)
-            if protocol.http_compression:
+                status, reason, answer, payload = _parts(
+                    internal_error(ctx, path, protocol, headers)
+                )
+            if protocol is None or protocol.http_compression:
                 compression = self.compression
                 coding = finish_headers(
                     answer, len(payload), ctx.request_id, accept_encoding, compression
@@ -234,8 +234,9 @@ class LeanEdge:
             else:
                 answer[REQUEST_ID_HEADER] = ctx.request_id
             close = close or message.should_close
+            exposed = None if protocol is None else protocol.exposed
             origin = headers.get(ORIGIN)
-            head = self._head(status, reason, answer, payload, close, ctx, origin, protocol.exposed)
+            head = self._head(status, reason, answer, payload, close, ctx, origin, exposed)
             log_request_line(ctx, method, path, peer, trace_of(headers), status, len(payload))
         except asyncio.CancelledError:
             log_request_line(ctx, method, path, peer, trace_of(headers), 499, 0)
