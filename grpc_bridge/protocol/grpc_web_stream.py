@@ -22,8 +22,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from grpc_bridge.codec.framing import Framing
-from grpc_bridge.codec.raw import raw, raw_bytes
-from grpc_bridge.discovery.registry import MethodInfo, MethodKind
+from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument
 from grpc_bridge.pipeline.call import stream_deadline
 from grpc_bridge.pipeline.context import RequestContext
@@ -32,6 +31,7 @@ from grpc_bridge.pipeline.relay import Activity
 from grpc_bridge.pipeline.sink import HeadersOf, finish_stream, open_sink, relay_stream
 from grpc_bridge.protocol.connect_wire import read_envelopes
 from grpc_bridge.protocol.grpc_web_frames import TextDecoder, frame_message
+from grpc_bridge.protocol.grpc_web_unary import message_codec
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.upstream.api import StreamCall
 from grpc_bridge.upstream.deadlines import effective_timeout
@@ -49,13 +49,6 @@ class StreamWire(NamedTuple):
     text_request: bool
     framing: Framing
     leading: HeadersOf
-
-
-def _codec(plan: MethodPlan, json: bool) -> tuple[MethodInfo, Decode, Callable[[Message], bytes]]:
-    """The method, request decoder and response encoder: raw bytes for protobuf."""
-    if json:
-        return plan.info, plan.request_codec.decode, plan.response_codec.encode
-    return plan.raw_info, raw, raw_bytes
 
 
 async def _feed(
@@ -100,7 +93,7 @@ async def serve_request_stream(
 ) -> web.StreamResponse:
     """A client- or bidi-streaming call, its frames read and written as ``wire`` says."""
     json, text, framing, leading = wire
-    info, decode, encode = _codec(plan, json)
+    info, decode, encode = message_codec(plan, json)
     timeout: float | None
     if plan.info.kind is MethodKind.CLIENT_STREAM:
         # One answer, as for unary: the upstream's default deadline applies.

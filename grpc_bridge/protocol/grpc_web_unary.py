@@ -93,13 +93,22 @@ async def unary_message(asked: Asked, headers: Mapping[str, str], body: bytes, l
     return await message_of_body(body, asked.text_request, headers.get(GRPC_ENCODING), limit)
 
 
+def message_codec(
+    plan: MethodPlan, json: bool
+) -> tuple[MethodInfo, Callable[[bytes], Message], Callable[[Message], bytes]]:
+    """The method, request decoder and response encoder: raw bytes for protobuf
+    (``+proto``, passed through), the method's JSON codec for ``+json``."""
+    if json:
+        return plan.info, plan.request_codec.decode, plan.response_codec.encode
+    return plan.raw_info, raw, raw_bytes
+
+
 def call_of(
     plan: MethodPlan, answer: Answer, payload: bytes
 ) -> tuple[MethodInfo, Message, Callable[[Message], bytes]]:
-    """The method, request message and response encoder of a call: raw bytes for protobuf."""
-    if answer.json:
-        return plan.info, plan.request_codec.decode(payload), plan.response_codec.encode
-    return plan.raw_info, raw(payload), raw_bytes
+    """The method, request message and response encoder of a call."""
+    info, decode, encode = message_codec(plan, answer.json)
+    return info, decode(payload), encode
 
 
 def unary_request(
