@@ -81,6 +81,10 @@ class Connection:
             body = b""
         elif length is not None:
             body = self._exactly(length)
+        elif b"transfer-encoding: chunked" in fields:
+            # A stream (a Connect stream's refusal comes as its end message): the body
+            # without its chunking, which may fall otherwise from one run to the next.
+            body = self._chunked()
         else:  # no framing: the body runs to the close
             body = self._rest()
         if b"connection: close" in fields or length is None:
@@ -104,6 +108,14 @@ class Connection:
         while len(self._buffer) < size:
             self._buffer += self._recv()
         body, self._buffer = self._buffer[:size], self._buffer[size:]
+        return body
+
+    def _chunked(self) -> bytes:
+        body = b""
+        while size := int(self._until(b"\r\n")[:-2].split(b";")[0], 16):
+            body += self._exactly(size)
+            self._exactly(2)  # the chunk's CRLF
+        self._until(b"\r\n")  # no trailers: the blank line
         return body
 
     def _rest(self) -> bytes:
