@@ -152,16 +152,33 @@ def evidence(answers: dict[str, Answer], upstream_types: dict[str, str], sent: b
 
 def check_same_success(
     procs: dict[str, servers.Proc], path: str, body: bytes, headers: dict[str, str]
-) -> None:
-    """Before timing: every way of serving the case answers 200 with grpc_bridge's JSON."""
+) -> str:
+    """Before timing: every way of serving the case answers 200 with grpc_bridge's JSON.
+
+    Returns the note saying so. The connect_grpc_bridge Envoy's content-type is
+    not checked: it names the upstream's answer, and the echo upstream answers
+    ``application/grpc`` (protobuf) to the ``application/grpc+json`` it was sent.
+    """
     answers = {
         name: call(f"http://127.0.0.1:{proc.port}{path}", body, headers)
         for name, proc in procs.items()
     }
     reference = answers[BRIDGE]
     for name, answer in answers.items():
-        ok = answer.status == 200 and answer.content_type.startswith("application/json")
-        if not ok or not same_json(answer.body, reference.body):
+        typed = name == NO_TRANSCODING or answer.content_type.startswith("application/json")
+        if answer.status != 200 or not typed or not same_json(answer.body, reference.body):
             raise SystemExit(
-                f"Connect JSON: {name} answers {answer.brief()}, grpc_bridge {reference.brief()}"
+                f"Connect JSON: {name} answers {answer.brief()} ({answer.content_type}), "
+                f"grpc_bridge {reference.brief()}"
             )
+    note = (
+        "Connect JSON: the C echo upstream's answers checked equal as JSON before timing "
+        f"({', '.join(procs)})"
+    )
+    if NO_TRANSCODING in answers:
+        note += (
+            f"; Envoy with connect_grpc_bridge labels its answer "
+            f"`{answers[NO_TRANSCODING].content_type}`, since the echo upstream's "
+            "application/grpc answer holds JSON bytes"
+        )
+    return note + "."

@@ -147,38 +147,43 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"{_ratio(values['grpc_bridge'], values['naive'])} |"
             )
     stream = cases.get("server_stream", {})
+    # A run of some cases (--cases) reports those only.
     for metric, label in (("mps", "messages/s"), ("per_core", "messages/s per core")):
+        if not stream:
+            break
         values = {p: stream.get(p, {}).get(metric) for p in PROXIES}
         lines.append(
             f"| server stream (NDJSON) | {label} | {_num(values['envoy'])} | n/a | "
             f"{_num(values['grpc_bridge'])} | "
             f"{_ratio(values['grpc_bridge'], values['envoy'])} | — |"
         )
-    ws = cases.get("websocket", {}).get("grpc_bridge", {})
-    note = cases.get("websocket", {}).get("skipped")
-    lines.append(
-        "| WebSocket bidi echo | messages/s | n/a | n/a | "
-        f"{'skipped' if note else _num(ws.get('mps'))} | — | — |"
-    )
-    lines += ["", "## Latency at a fixed rate", ""]
+    if "websocket" in cases:
+        ws = cases["websocket"].get("grpc_bridge", {})
+        note = cases["websocket"].get("skipped")
+        lines.append(
+            "| WebSocket bidi echo | messages/s | n/a | n/a | "
+            f"{'skipped' if note else _num(ws.get('mps'))} | — | — |"
+        )
     latency = cases.get("latency", {})
-    lines.append(
-        f"Open-loop client, {latency.get('rate', '?')} req/s of the 1.2 KB Order for "
-        f"{latency.get('duration', '?')} s over {latency.get('connections', '?')} connections; "
-        "latency counted from each request's due time."
-    )
-    lines += [
-        "",
-        "| proxy | p50 ms | p90 ms | p99 ms | max ms | errors |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for proxy in PROXIES:
-        entry = latency.get(proxy)
-        if entry:
-            lines.append(
-                f"| {LABELS[proxy]} | {entry['p50_ms']:.2f} | {entry['p90_ms']:.2f} | "
-                f"{entry['p99_ms']:.2f} | {entry['max_ms']:.2f} | {entry['errors']} |"
-            )
+    if latency:
+        lines += ["", "## Latency at a fixed rate", ""]
+        lines.append(
+            f"Open-loop client, {latency.get('rate', '?')} req/s of the 1.2 KB Order for "
+            f"{latency.get('duration', '?')} s over {latency.get('connections', '?')} "
+            "connections; latency counted from each request's due time."
+        )
+        lines += [
+            "",
+            "| proxy | p50 ms | p90 ms | p99 ms | max ms | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for proxy in PROXIES:
+            entry = latency.get(proxy)
+            if entry:
+                lines.append(
+                    f"| {LABELS[proxy]} | {entry['p50_ms']:.2f} | {entry['p90_ms']:.2f} | "
+                    f"{entry['p99_ms']:.2f} | {entry['max_ms']:.2f} | {entry['errors']} |"
+                )
     workers = cases.get("workers", {})
     if workers:
         lines += [
