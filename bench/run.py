@@ -10,7 +10,9 @@ One run, bounded to a few minutes, all traffic on 127.0.0.1:
 4. measure, interleaving the proxies run by run and taking medians: unary
    with the 1.2 KB Order and the tiny Ping (wrk, 32 connections), server
    streaming messages/s (NDJSON, curl), WebSocket bidi messages/s, latency at a
-   fixed rate, 1 vs 2 workers, and gRPC-Web binary unary (Envoy's grpc_web filter);
+   fixed rate, 1 vs 2 workers, gRPC-Web binary unary (Envoy's grpc_web filter)
+   and Connect JSON unary (against Envoy's connect_grpc_bridge, which does not
+   transcode, and an Envoy that does: bench/connect_work.py checks which first);
 5. write bench/results/results.{json,md} and chart.png.
 
     python bench/run.py [--runs 3] [--seconds 5] [--quick] [--out bench/results]
