@@ -138,7 +138,7 @@ def evidence(answers: dict[str, Answer], upstream_types: dict[str, str], sent: b
         "does): Envoy with connect_grpc_bridge sends it upstream as "
         f"`{upstream_types[NO_TRANSCODING]}` (its access log) and answers "
         f"`{untranscoded.brief()}`: the filter forwards the JSON bytes as the gRPC message, "
-        "which the C echo upstream of the timed runs hands back as they are. Envoy without "
+        "which the echo upstream of the timed runs hands back as they are. Envoy without "
         "the filter sends the same request upstream as "
         f"`{upstream_types[LIKE_WORK]}` (its grpc_json_transcoder made protobuf of it) and "
         "answers HTTP 200 with the Order, as grpc_bridge does.",
@@ -156,8 +156,8 @@ def check_same_success(
     """Before timing: every way of serving the case answers 200 with grpc_bridge's JSON.
 
     Returns the note saying so. The connect_grpc_bridge Envoy's content-type is
-    not checked: it names the upstream's answer, and the echo upstream answers
-    ``application/grpc`` (protobuf) to the ``application/grpc+json`` it was sent.
+    not checked: it follows the upstream's, and the C echo answers
+    ``application/grpc`` (protobuf) around the JSON bytes it was sent.
     """
     answers = {
         name: call(f"http://127.0.0.1:{proc.port}{path}", body, headers)
@@ -171,14 +171,11 @@ def check_same_success(
                 f"Connect JSON: {name} answers {answer.brief()} ({answer.content_type}), "
                 f"grpc_bridge {reference.brief()}"
             )
-    note = (
-        "Connect JSON: the C echo upstream's answers checked equal as JSON before timing "
-        f"({', '.join(procs)})"
-    )
-    if NO_TRANSCODING in answers:
+    note = f"Connect JSON: answers checked equal as JSON before timing ({', '.join(procs)})"
+    untranscoded = answers.get(NO_TRANSCODING)
+    if untranscoded and not untranscoded.content_type.startswith("application/json"):
         note += (
-            f"; Envoy with connect_grpc_bridge labels its answer "
-            f"`{answers[NO_TRANSCODING].content_type}`, since the echo upstream's "
-            "application/grpc answer holds JSON bytes"
+            f"; Envoy with connect_grpc_bridge labels its JSON answer "
+            f"`{untranscoded.content_type}`, after the echo upstream's content-type"
         )
     return note + "."

