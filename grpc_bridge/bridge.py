@@ -315,7 +315,8 @@ class Bridge:
         """The reflection index of the current route table (built once per table)."""
         table = self.routes
         if self._index is None or self._index[0] is not table:
-            index = exposed_index(table)
+            received = {s.schema.pool: s.schema.files for s in self._upstreams.values() if s.schema}
+            index = exposed_index(table, received)
             for problem in index.skipped:
                 log.warning("reflection_file_skipped", problem=problem)
             self._index = (table, index)

@@ -20,11 +20,12 @@ extensions, nested at any depth.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
+from google.protobuf.descriptor_pool import DescriptorPool
 
 __all__ = ["IndexedFile", "ReflectionIndex"]
 
@@ -56,7 +57,13 @@ class ReflectionIndex:
     skipped: list[str] = field(default_factory=list)
 
     @classmethod
-    def build(cls, services: Iterable[ServiceDescriptor]) -> ReflectionIndex:
+    def build(
+        cls,
+        services: Iterable[ServiceDescriptor],
+        received: Mapping[DescriptorPool, Mapping[str, bytes]] | None = None,
+    ) -> ReflectionIndex:
+        """``received``: per pool, its files as the upstream sent them (``Schema.files``),
+        which keep the comments (``source_code_info``) a pool drops."""
         exposed: dict[str, ServiceDescriptor] = {}
         for service in services:
             exposed.setdefault(service.full_name, service)
@@ -69,19 +76,20 @@ class ReflectionIndex:
         for service in exposed.values():
             for file in _imports_first(service.file):
                 pool = id(file.pool)
+                given = (received or {}).get(file.pool, {}).get(file.name)
                 if file.name in failed or origin.get(file.name) == pool:
                     continue
                 if file.name in origin:
                     # Differing copies of a file without services (say, two protoc
                     # versions' google/protobuf/*.proto) are harmless: not reported.
                     if file.services_by_name and index.files[file.name].data != _trimmed(
-                        file, kept
+                        file, kept, given
                     ):
                         index.skipped.append(
                             f"{file.name}: another upstream's file of that name is used"
                         )
                     continue
-                problem = index._add(file, kept, failed)
+                problem = index._add(file, _trimmed(file, kept, given), failed)
                 if problem is None:
                     origin[file.name] = pool
                 else:
@@ -97,12 +105,11 @@ class ReflectionIndex:
         )
         return index
 
-    def _add(self, file: FileDescriptor, kept: dict[str, str], failed: set[str]) -> str | None:
+    def _add(self, file: FileDescriptor, data: bytes, failed: set[str]) -> str | None:
         dependencies = tuple(d.name for d in file.dependencies)
         missing = [d for d in dependencies if d in failed or d not in self.files]
         if missing:
             return f"imports {missing[0]!r}, which was left out"
-        data = _trimmed(file, kept)
         proto = descriptor_pb2.FileDescriptorProto.FromString(data)
         symbols = list(_symbols(proto))
         clash = next((name for name, _ in symbols if name in self.symbols), None)
@@ -142,9 +149,10 @@ def _imports_first(root: FileDescriptor) -> list[FileDescriptor]:
     return order
 
 
-def _trimmed(file: FileDescriptor, kept: dict[str, str]) -> bytes:
-    """The file as serialized, without the services it is not the exposed copy of."""
-    data: bytes = file.serialized_pb
+def _trimmed(file: FileDescriptor, kept: dict[str, str], given: bytes | None) -> bytes:
+    """The file as received (else as its pool has it), without the services it is not
+    the exposed copy of."""
+    data: bytes = file.serialized_pb if given is None else given
     hidden = [s for s in file.services_by_name.values() if kept.get(s.full_name) != file.name]
     if not hidden:
         return data

@@ -20,8 +20,10 @@ in a pool of their own, so that logs and metrics name the version called.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha import reflection_pb2
 
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
@@ -82,7 +84,11 @@ def reflection_plans(options: JsonOptions, limits: UpstreamLimits) -> list[Metho
     return plans
 
 
-def exposed_index(table: RouteTable) -> ReflectionIndex:
+def exposed_index(
+    table: RouteTable, received: Mapping[DescriptorPool, Mapping[str, bytes]]
+) -> ReflectionIndex:
     """What reflection answers for ``table``: the services it lists, the first upstream's
-    copy of each (the one whose methods it routes)."""
-    return ReflectionIndex.build(plan.info.descriptor.containing_service for plan in table.plans)
+    copy of each (the one whose methods it routes); ``received``: each upstream pool's
+    files as sent (``Schema.files``)."""
+    services = (plan.info.descriptor.containing_service for plan in table.plans)
+    return ReflectionIndex.build(services, received)
