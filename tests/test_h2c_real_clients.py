@@ -173,4 +173,4 @@ async def test_the_documented_buf_curl_examples_print_what_is_shown(example: Com
     assert proc.returncode == 0, err.decode()[-2000:]
     assert example.expected is not None
     expected, actual = normalise(example.expected, ports), normalise(out.decode(), ports)
-    assert output_mismatch("json", expected, actual) is None, (expected, actual)
+    assert output_mismatch(example.lang, expected, actual) is None, (expected, actual)
