@@ -19,6 +19,7 @@ from bridgetest.v1 import kitchen_pb2, other_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection_pb2
 
+from grpc_bridge.upstream.local_reflection import PENDING
 from tests.helpers.descriptors import with_imports, write_set
 from tests.helpers.h2c_client import envelope, h2c_connection, unframe
 from tests.helpers.harness import MakeBridge, RunningBridge
@@ -261,3 +262,28 @@ async def test_the_json_routes_reach_it_too_and_it_stays_unlisted(bridge: Runnin
     names = [s["name"] for s in listed["listServicesResponse"]["service"]]
     assert names == await exposed(bridge)
     assert hidden["errorResponse"]["errorCode"] == 5
+
+
+async def test_a_websocket_asks_more_questions_than_the_call_holds_answers_for(
+    bridge: RunningBridge,
+) -> None:
+    """The local call keeps PENDING answers unread, then waits for its reader."""
+    questions = 3 * PENDING
+    async with bridge.session.ws_connect(bridge.url.replace("http", "ws", 1) + V1) as ws:
+        for _ in range(questions):
+            await ws.send_str('{"fileContainingSymbol": "bridgetest.v1.Other"}')
+        answers = [orjson.loads((await ws.receive(timeout=20)).data) for _ in range(questions)]
+    files = [a["result"]["fileDescriptorResponse"]["fileDescriptorProto"] for a in answers]
+    # The first answer has other.proto and its import; the rest other.proto alone.
+    assert [len(f) for f in files] == [2] + [1] * (questions - 1)
+
+
+async def test_a_stream_left_open_ends_at_its_deadline(bridge: RunningBridge) -> None:
+    headers = [*CONNECT_STREAM, ("connect-timeout-ms", "300")]
+    body = envelope(Request(list_services="").SerializeToString())
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        # The request stream is never half-closed: only the deadline ends the call.
+        state = await client.answer(client.request(V1, headers, body, end=False))
+    *messages, (flags, end) = unframe(bytes(state.body))
+    assert len(messages) == 1 and flags == 0x02
+    assert orjson.loads(end)["error"]["code"] == "deadline_exceeded"
