@@ -95,7 +95,8 @@ class Bridge:
         #: Per upstream, the plans of its last discovered schema (the route table's input).
         self._plans: dict[str, list[MethodPlan]] = {}
         # Server reflection, answered by the bridge from what it exposes (routing/reflection.py):
-        # the index is built on the first call after each route table change, not per table.
+        # its index is built by the first reflection call after a route table swap, so a
+        # bridge nobody reflects on never builds one.
         first = settings.upstreams[0]  # settings require one
         self._reflection = reflection_plans(
             self.json_options, UpstreamLimits(first.timeout_s, first.max_timeout_s)
@@ -103,7 +104,7 @@ class Bridge:
         self._index: tuple[RouteTable, ReflectionIndex] | None = None
         self._local = LocalReflection(
             self._exposed,
-            # The bound the bridge holds upstream answers to holds its own to.
+            # Its answers are held to the bound the upstreams' answers are held to.
             max_message_bytes=min(u.max_receive_message_bytes for u in settings.upstreams),
             metrics=metrics,
         )
@@ -315,7 +316,8 @@ class Bridge:
         """The reflection index of the current route table (built once per table)."""
         table = self.routes
         if self._index is None or self._index[0] is not table:
-            received = {s.schema.pool: s.schema.files for s in self._upstreams.values() if s.schema}
+            schemas = [s.schema for s in self._upstreams.values() if s.schema is not None]
+            received = {schema.pool: schema.files for schema in schemas}
             index = exposed_index(table, received)
             for problem in index.skipped:
                 log.warning("reflection_file_skipped", problem=problem)
