@@ -20,16 +20,18 @@ from typing import Any
 
 from grpc_bridge.codec.json_codec import JsonOptions
 from grpc_bridge.discovery.loader import DiscoveryError, discover, load_descriptor_sets
+from grpc_bridge.discovery.reflection_index import ReflectionIndex
 from grpc_bridge.discovery.registry import Schema
 from grpc_bridge.errors import UpstreamNotReady
 from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.routing.assemble import CONFLICT_PREFIX, assemble_routes
 from grpc_bridge.routing.plan import MethodPlan, UpstreamLimits, plans_for
-from grpc_bridge.routing.reflection import reflection_plans
+from grpc_bridge.routing.reflection import exposed_index, reflection_plans
 from grpc_bridge.routing.table import RouteTable
 from grpc_bridge.settings import Settings, Upstream
 from grpc_bridge.upstream.api import CallInvoker
+from grpc_bridge.upstream.local_reflection import LOCAL_UPSTREAM, LocalReflection
 from grpc_bridge.upstream.reflection import ReflectionClient
 from grpc_bridge.upstream.resolver import Resolve, system_resolve
 from grpc_bridge.upstream.state import (
@@ -92,8 +94,20 @@ class Bridge:
         self._upstreams: dict[str, UpstreamState] = {}
         #: Per upstream, the plans of its last discovered schema (the route table's input).
         self._plans: dict[str, list[MethodPlan]] = {}
-        #: Server reflection's plans on each upstream that may serve it (routing/reflection.py).
-        self._reflection: dict[str, list[MethodPlan]] = {}
+        # Server reflection, answered by the bridge from what it exposes (routing/reflection.py):
+        # its index is built by the first reflection call after a route table swap, so a
+        # bridge nobody reflects on never builds one.
+        first = settings.upstreams[0]  # settings require one
+        self._reflection = reflection_plans(
+            self.json_options, UpstreamLimits(first.timeout_s, first.max_timeout_s)
+        )
+        self._index: tuple[RouteTable, ReflectionIndex] | None = None
+        self._local = LocalReflection(
+            self._exposed,
+            # Its answers are held to the bound the upstreams' answers are held to.
+            max_message_bytes=min(u.max_receive_message_bytes for u in settings.upstreams),
+            metrics=metrics,
+        )
         self._all_discovered = asyncio.Event()
 
     @property
@@ -152,6 +166,8 @@ class Bridge:
     def invoker(self, upstream: str) -> CallInvoker:
         state = self._upstreams.get(upstream)
         if state is None:
+            if upstream == LOCAL_UPSTREAM:
+                return self._local
             raise UpstreamNotReady(f"upstream {upstream!r} is not configured")
         return state.invoker
 
@@ -228,12 +244,6 @@ class Bridge:
         up = state.settings
         limits = UpstreamLimits(up.timeout_s, up.max_timeout_s)
         self._plans[state.name] = plans_for(schema, self.json_options, limits)
-        services = up.services
-        unfiltered = (services.include, services.exclude) == (["*"], [])
-        if schema.source.startswith("reflection") and unfiltered:
-            self._reflection[state.name] = reflection_plans(state.name, self.json_options, limits)
-        else:
-            self._reflection.pop(state.name, None)
         state.schema = schema
         state.error = None
         state.invoker.forget()
@@ -268,8 +278,6 @@ class Bridge:
                     )
                     continue
                 plans.append(plan)
-        # Reflection, through to the first upstream that may serve it (routing/reflection.py).
-        offered = next((self._reflection[s] for s in self._upstreams if s in self._reflection), [])
 
         # REST bindings: conflicts and skipped rules are decided in routing.assemble.
         def discovered(name: str | None) -> bool:
@@ -282,7 +290,7 @@ class Bridge:
             self.json_options,
             self.routes,
             discovered=discovered,
-            unlisted=offered,
+            unlisted=self._reflection,
         )
         for conflict in result.conflicts:
             log.error(
@@ -303,6 +311,18 @@ class Bridge:
                 state.error = result.excluded[state.name]
             elif state.error is not None and state.error.startswith(CONFLICT_PREFIX):
                 state.error = None
+
+    def _exposed(self) -> ReflectionIndex:
+        """The reflection index of the current route table (built once per table)."""
+        table = self.routes
+        if self._index is None or self._index[0] is not table:
+            schemas = [s.schema for s in self._upstreams.values() if s.schema is not None]
+            received = {schema.pool: schema.files for schema in schemas}
+            index = exposed_index(table, received)
+            for problem in index.skipped:
+                log.warning("reflection_file_skipped", problem=problem)
+            self._index = (table, index)
+        return self._index[1]
 
     def channel_summary(self) -> list[tuple[str, bool, list[str]]]:
         """``(upstream, ready, channel states)`` for the metrics collector (read at scrape)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +67,14 @@ async def test_include_exclude(upstream_factory: StartServer) -> None:
         assert status == 404
         status, _, _ = await b.post("/grpc.health.v1.Health/Check", {})
         assert status == 404  # not included
-        status, _, _ = await b.post("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", {})
-        assert status == 404  # a filtered upstream offers no reflection (routing/reflection.py)
+        # Reflection lists what the filters keep (routing/reflection.py).
+        status, body, _ = await b.post(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", {"listServices": ""}
+        )
+        assert status == 200, body
+        (line,) = body.splitlines()  # a bidi method: NDJSON, one answer per request
+        listed = [s["name"] for s in json.loads(line)["result"]["listServicesResponse"]["service"]]
+        assert listed == ["bridgetest.v1.Other", "bridgetest.v1.TestService"]
         status, _, _ = await b.post("/bridgetest.v1.Other/Whoami", {})
         assert status == 200
 

@@ -1,15 +1,16 @@
-"""Server reflection, routed through the bridge to an upstream as it is.
+"""Server reflection's methods, routed to the bridge's own answers.
 
 Discovery drops the reflection services (discovery/filters.py): they are how
 the bridge learns an API, not part of it. Clients that learn the API the same
-way (``buf curl --reflect``, grpcurl through a gRPC-Web or Connect hop) need to
-reach them through the bridge, so the route table also carries
+way (``buf curl --reflect``, grpcurl through a gRPC-Web or Connect hop) need
+them through the bridge, so the route table also carries
 ``grpc.reflection.v1.ServerReflection/ServerReflectionInfo`` and its
-``v1alpha`` twin, to one upstream: the first configured upstream discovered by
-reflection whose ``services`` filters are the default ones (an upstream with
-``include``/``exclude`` is never offered: its reflection would list what the
-filters hide). The binary protocols pass the bytes through untouched
-(codec/raw.py); the JSON ones use these messages.
+``v1alpha`` twin, listed nowhere (``/v1/services``, OpenAPI), on the local
+upstream :data:`~grpc_bridge.upstream.local_reflection.LOCAL_UPSTREAM`: the
+bridge answers them from what it exposes, every upstream merged and filtered
+(:func:`exposed_index`), whatever each upstream's own reflection would say.
+The binary protocols hand the local upstream bytes (codec/raw.py); the JSON
+ones use these messages.
 
 The messages are grpcio-reflection's v1alpha classes, with a v1 twin of the
 same file built here (the two are wire-identical; only the package differs),
@@ -19,13 +20,18 @@ in a pool of their own, so that logs and metrics name the version called.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha import reflection_pb2
 
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
+from grpc_bridge.discovery.reflection_index import ReflectionIndex
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.routing.plan import MethodPlan, UpstreamLimits
+from grpc_bridge.routing.table import RouteTable
+from grpc_bridge.upstream.local_reflection import LOCAL_UPSTREAM
 
 _VERSIONS = ("v1", "v1alpha")
 
@@ -67,14 +73,22 @@ def _methods() -> tuple[descriptor_pool.DescriptorPool, list[MethodInfo]]:
 _POOL, _METHODS = _methods()
 
 
-def reflection_plans(
-    upstream: str, options: JsonOptions, limits: UpstreamLimits
-) -> list[MethodPlan]:
-    """The reflection methods' plans, on ``upstream``."""
+def reflection_plans(options: JsonOptions, limits: UpstreamLimits) -> list[MethodPlan]:
+    """The reflection methods' plans, on the local upstream."""
     plans = []
     for method in _METHODS:
-        info = dataclasses.replace(method, upstream=upstream)
+        info = dataclasses.replace(method, upstream=LOCAL_UPSTREAM)
         request = MessageCodec(info.input_class, _POOL, options)
         response = MessageCodec(info.output_class, _POOL, options)
         plans.append(MethodPlan(info, request, response, _POOL, limits))
     return plans
+
+
+def exposed_index(
+    table: RouteTable, received: Mapping[DescriptorPool, Mapping[str, bytes]]
+) -> ReflectionIndex:
+    """What reflection answers for ``table``: the services it lists, the first upstream's
+    copy of each (the one whose methods it routes); ``received``: each upstream pool's
+    files as sent (``Schema.files``)."""
+    services = (plan.info.descriptor.containing_service for plan in table.plans)
+    return ReflectionIndex.build(services, received)

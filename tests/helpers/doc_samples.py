@@ -277,7 +277,8 @@ def transcript_env(command: str) -> dict[str, str]:
 
 
 def buf_examples(page: Path) -> list[Command]:
-    """The page's ``buf curl`` lines against the demo, each with the JSON shown after it.
+    """The page's ``buf curl`` lines against the demo, each with the JSON (or, for a
+    listing, the text) shown after it.
 
     (tests/test_docs.py runs curl lines only; buf needs its binary from .venv/tools.)
     """
@@ -293,7 +294,8 @@ def buf_examples(page: Path) -> list[Command]:
             len(commands) == 1
             and commands[0].startswith("buf curl ")
             and _DEMO_URL.search(commands[0])
-            and follow.lang == "json"
+            and follow.lang in ("json", "text")
         ):
-            out.append(Command(name, block.line, commands[0], "\n".join(follow.lines), "json"))
+            text = "\n".join(follow.lines)
+            out.append(Command(name, block.line, commands[0], text, follow.lang))
     return out

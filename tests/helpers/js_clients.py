@@ -338,6 +338,27 @@ async def buf_curl(
     return _buf_result(method, out.decode(), stderr, exit_code)
 
 
+async def buf_list(
+    base_url: str, what: Literal["services", "methods"], protocol: Protocol
+) -> list[str]:
+    """``buf curl --reflect --list-services`` (or ``--list-methods``) over h2c: the names."""
+    binary = node_modules() / ".bin" / "buf"
+    args = ["curl", "--http2-prior-knowledge", "--reflect", "--protocol", protocol]
+    proc = await asyncio.create_subprocess_exec(
+        str(binary),
+        *args,
+        f"--list-{what}",
+        base_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "BUF_CACHE_DIR": tempfile.gettempdir() + "/grpc-bridge-buf-cache"},
+    )
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-4000:]
+    return out.decode().split()
+
+
 def _json_values(text: str) -> list[Json]:
     """Concatenated JSON documents (buf prints one pretty-printed object per message)."""
     decoder = json.JSONDecoder()

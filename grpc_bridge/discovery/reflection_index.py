@@ -1,0 +1,232 @@
+"""What server reflection answers from: the files of the services the bridge exposes.
+
+Built from the exposed services' descriptors (one per service, each in its
+upstream's private pool; the first upstream that exposes a name wins, as in
+the route table), never from an upstream's reflection: several upstreams
+merge into one view, and descriptor-set upstreams have one too.
+
+The files are each exposed service's file and its transitive imports, as the
+upstream described them, with one change: a service that is not exposed is
+removed from the file that declares it (with its comments), so filters
+really hide it, from ``list_services`` and from every file sent. A file that
+cannot join the merged view is left out with the files importing it, and
+named in :attr:`ReflectionIndex.skipped`: a file name two upstreams use for
+different contents (the first is kept), a symbol two files declare.
+
+Symbols are indexed from the files themselves, every kind grpc-go's reflection
+resolves: messages, enums and their values, services, methods, fields, oneofs,
+extensions, nested at any depth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from google.protobuf import descriptor_pb2
+from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
+from google.protobuf.descriptor_pool import DescriptorPool
+
+__all__ = ["IndexedFile", "ReflectionIndex"]
+
+_SERVICE_FIELD = descriptor_pb2.FileDescriptorProto.SERVICE_FIELD_NUMBER
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedFile:
+    #: The serialized FileDescriptorProto, hidden services removed.
+    data: bytes
+    #: Its imports, in declaration order.
+    dependencies: tuple[str, ...]
+
+
+@dataclass
+class ReflectionIndex:
+    """See the module docstring. Immutable once built."""
+
+    #: Exposed service names, sorted (``list_services``).
+    services: tuple[str, ...] = ()
+    files: dict[str, IndexedFile] = field(default_factory=dict)
+    #: Fully-qualified symbol → the name of the file declaring it.
+    symbols: dict[str, str] = field(default_factory=dict)
+    #: Message names: ``all_extension_numbers_of_type`` knows a type without extensions.
+    messages: set[str] = field(default_factory=set)
+    #: ``(extendee, number)`` → the file declaring the extension.
+    extensions: dict[tuple[str, int], str] = field(default_factory=dict)
+    #: Files left out (module docstring), with why.
+    skipped: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        services: Iterable[ServiceDescriptor],
+        received: Mapping[DescriptorPool, Mapping[str, bytes]] | None = None,
+    ) -> ReflectionIndex:
+        """``received``: per pool, its files as the upstream sent them (``Schema.files``),
+        which keep the comments (``source_code_info``) a pool drops."""
+        exposed: dict[str, ServiceDescriptor] = {}
+        for service in services:
+            exposed.setdefault(service.full_name, service)
+        # A service stays in a file only in the copy of the file it is exposed from
+        # (by name: two upstreams may share a file, e.g. replicas of one API).
+        kept = {name: service.file.name for name, service in exposed.items()}
+        index = cls()
+        origin: dict[str, int] = {}  # file name → id of the pool its copy came from
+        failed: set[str] = set()
+        for service in exposed.values():
+            for file in _imports_first(service.file):
+                pool = id(file.pool)
+                given = (received or {}).get(file.pool, {}).get(file.name)
+                if file.name in failed or origin.get(file.name) == pool:
+                    continue
+                if file.name in origin:
+                    # Differing copies of a file without services (say, two protoc
+                    # versions' google/protobuf/*.proto) are harmless: not reported.
+                    if file.services_by_name and index.files[file.name].data != _trimmed(
+                        file, kept, given
+                    ):
+                        index.skipped.append(
+                            f"{file.name}: another upstream's file of that name is used"
+                        )
+                    continue
+                problem = index._add(file, _trimmed(file, kept, given), failed)
+                if problem is None:
+                    origin[file.name] = pool
+                else:
+                    failed.add(file.name)
+                    index.skipped.append(f"{file.name}: {problem}")
+        # Listed only where its file made it in, in the copy that declares it.
+        index.services = tuple(
+            sorted(
+                name
+                for name, service in exposed.items()
+                if index.symbols.get(name) == service.file.name
+            )
+        )
+        return index
+
+    def _add(self, file: FileDescriptor, data: bytes, failed: set[str]) -> str | None:
+        dependencies = tuple(d.name for d in file.dependencies)
+        missing = [d for d in dependencies if d in failed or d not in self.files]
+        if missing:
+            return f"imports {missing[0]!r}, which was left out"
+        proto = descriptor_pb2.FileDescriptorProto.FromString(data)
+        symbols = list(_symbols(proto))
+        clash = next((name for name, _ in symbols if name in self.symbols), None)
+        if clash is not None:
+            return f"declares {clash!r}, as {self.symbols[clash]!r} does"
+        for name, kind in symbols:
+            self.symbols[name] = file.name
+            if kind == "message":
+                self.messages.add(name)
+        for extendee, number in _extensions(proto):
+            self.extensions.setdefault((extendee, number), file.name)
+        self.files[file.name] = IndexedFile(data, dependencies)
+        return None
+
+    def extension_numbers(self, type_name: str) -> list[int] | None:
+        """The extension numbers of a message type, sorted; None for an unknown type."""
+        if type_name not in self.messages:
+            return None
+        return sorted(number for extendee, number in self.extensions if extendee == type_name)
+
+
+def _imports_first(root: FileDescriptor) -> list[FileDescriptor]:
+    """``root`` and its transitive imports, each after its own imports."""
+    order: list[FileDescriptor] = []
+    seen: set[str] = set()
+    stack: list[tuple[FileDescriptor, bool]] = [(root, False)]
+    while stack:  # iterative: an import chain's depth is the upstream's to choose
+        file, expanded = stack.pop()
+        if expanded:
+            order.append(file)
+            continue
+        if file.name in seen:
+            continue
+        seen.add(file.name)
+        stack.append((file, True))
+        stack.extend((d, False) for d in reversed(file.dependencies) if d.name not in seen)
+    return order
+
+
+def _trimmed(file: FileDescriptor, kept: dict[str, str], given: bytes | None) -> bytes:
+    """The file as received (else as its pool has it), without the services it is not
+    the exposed copy of."""
+    data: bytes = file.serialized_pb if given is None else given
+    hidden = [s for s in file.services_by_name.values() if kept.get(s.full_name) != file.name]
+    if not hidden:
+        return data
+    proto = descriptor_pb2.FileDescriptorProto.FromString(data)
+    names = {s.name for s in hidden}
+    renumber: dict[int, int] = {}
+    services: list[descriptor_pb2.ServiceDescriptorProto] = []
+    for i, service in enumerate(proto.service):
+        if service.name not in names:
+            renumber[i] = len(services)
+            services.append(service)
+    del proto.service[:]
+    proto.service.extend(services)
+    # Comments are located by path (6, service index, ...): a hidden service's go
+    # with it, and the later services' paths follow their new indexes.
+    if proto.HasField("source_code_info"):
+        locations = []
+        for location in proto.source_code_info.location:
+            path = list(location.path)
+            if len(path) >= 2 and path[0] == _SERVICE_FIELD:
+                if path[1] not in renumber:
+                    continue
+                path[1] = renumber[path[1]]
+                del location.path[:]
+                location.path.extend(path)
+            locations.append(location)
+        del proto.source_code_info.location[:]
+        proto.source_code_info.location.extend(locations)
+    return proto.SerializeToString(deterministic=True)
+
+
+def _symbols(proto: descriptor_pb2.FileDescriptorProto) -> Iterator[tuple[str, str]]:
+    """Every fully-qualified name the file declares, with its kind."""
+    prefix = f"{proto.package}." if proto.package else ""
+    yield from _scope(prefix, proto.message_type, proto.enum_type, proto.extension)
+    for service in proto.service:
+        name = prefix + service.name
+        yield name, "service"
+        for method in service.method:
+            yield f"{name}.{method.name}", "method"
+
+
+def _scope(
+    prefix: str,
+    messages: Iterable[descriptor_pb2.DescriptorProto],
+    enums: Iterable[descriptor_pb2.EnumDescriptorProto],
+    extensions: Iterable[descriptor_pb2.FieldDescriptorProto],
+) -> Iterator[tuple[str, str]]:
+    for enum in enums:
+        yield prefix + enum.name, "enum"
+        # Enum values are scoped as the enum's siblings (C++ scoping rules).
+        for value in enum.value:
+            yield prefix + value.name, "enum value"
+    for extension in extensions:
+        yield prefix + extension.name, "extension"
+    for message in messages:
+        name = prefix + message.name
+        yield name, "message"
+        inner = f"{name}."
+        for item in message.field:
+            yield inner + item.name, "field"
+        for oneof in message.oneof_decl:
+            yield inner + oneof.name, "oneof"
+        yield from _scope(inner, message.nested_type, message.enum_type, message.extension)
+
+
+def _extensions(proto: descriptor_pb2.FileDescriptorProto) -> Iterator[tuple[str, int]]:
+    """``(extendee, number)`` of every extension the file declares, nested ones too."""
+    pending: list[Iterable[descriptor_pb2.FieldDescriptorProto]] = [proto.extension]
+    messages = list(proto.message_type)
+    while messages:
+        message = messages.pop()
+        pending.append(message.extension)
+        messages.extend(message.nested_type)
+    for extensions in pending:
+        for extension in extensions:
+            yield extension.extendee.lstrip("."), extension.number
