@@ -137,7 +137,7 @@ async def _serve(request: web.Request, handler: Handler, ctx: RequestContext) ->
         ):
             add_vary(response.headers)
     # aiohttp sends no body for a HEAD, an error's included.
-    bytes_out = 0 if request.method == "HEAD" else _bytes_out(response)
+    bytes_out = 0 if request.method == "HEAD" else _bytes_out(request, response)
     _log_request(request, ctx, response.status, bytes_out)
     return response
 
@@ -183,12 +183,15 @@ async def _answer_then_close(
         request.protocol.force_close()
 
 
-def _bytes_out(response: web.StreamResponse) -> int:
-    """Body bytes of a response not yet written, or what a finished stream wrote."""
+def _bytes_out(request: web.Request, response: web.StreamResponse) -> int:
+    """Body bytes of a response not yet written, or what a stream sent (its sink counts:
+    aiohttp's ``body_length`` is 0 until EOF, which comes after this, and then counts
+    the head and the chunk framing too)."""
     if not response.prepared and isinstance(response, web.Response):
         body = response.body
         return len(body) if isinstance(body, (bytes, bytearray)) else 0
-    return response.body_length
+    sink = request.get(ACTIVE_SINK)
+    return sink.bytes_sent if sink is not None else response.body_length
 
 
 def _log_request(request: web.Request, ctx: RequestContext, status: int, bytes_out: int) -> None:

@@ -63,6 +63,8 @@ class Sink(Protocol):
 
     #: Before anything was sent, an error can still be a plain HTTP error response.
     plain_errors: bool
+    #: Body bytes handed to the transport so far, as sent (compressed): the log's ``bytes_out``.
+    bytes_sent: int
 
     @property
     def started(self) -> bool: ...

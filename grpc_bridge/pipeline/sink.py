@@ -12,6 +12,7 @@ writes the end or the in-band error once the call is over.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
+from contextlib import suppress
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -49,11 +50,17 @@ class _EncodedStream(web.StreamResponse):
         self._finished = False
 
     async def write_eof(self, data: bytes = b"") -> None:
-        if not self._finished and self.prepared:
-            self._finished = True
+        if self.prepared:
             end = await self.writer.chunk(data) if data else b""
-            data = end + await self.writer.finish()
+            data = end + await self.finish_body()
         await super().write_eof(data)
+
+    async def finish_body(self) -> bytes:
+        """The encoder's last bytes, once (then nothing)."""
+        if self._finished:
+            return b""
+        self._finished = True
+        return await self.writer.finish()
 
 
 #: Upstream metadata → response headers, as a protocol places them.
@@ -77,6 +84,7 @@ class HttpSink:
         self._headers_of = headers_of
         self.response: web.StreamResponse | None = None
         self._writer: StreamWriter | None = None
+        self.bytes_sent = 0
 
     @property
     def started(self) -> bool:
@@ -114,11 +122,23 @@ class HttpSink:
             return
         if self._writer is not None:
             frame = await self._writer.chunk(frame)
+        await self._write(frame)
+
+    async def _write(self, data: bytes) -> None:
+        assert self.response is not None
         try:
             # Returns once the transport took the chunk (aiohttp drains past 64 KiB).
-            await self.response.write(frame)
+            await self.response.write(data)
         except ConnectionError as exc:
             raise ClientGone(str(exc)) from exc
+        self.bytes_sent += len(data)
+
+    async def end(self) -> None:
+        """A compressed body's last bytes, sent (and counted) before the response is logged."""
+        if isinstance(self.response, _EncodedStream):
+            tail = await self.response.finish_body()
+            if tail:
+                await self._write(tail)
 
     async def send_many(self, frames: list[bytes]) -> None:
         # A byte stream: the frames of a batch go out in one write.
@@ -177,6 +197,8 @@ async def finish_stream(
     else:
         ctx.grpc_code = code_name(Code.OK)
     assert sink.response is not None
+    with suppress(ClientGone):  # its last bytes had nobody to go to
+        await sink.end()
     return sink.response
 
 

@@ -102,6 +102,7 @@ class WebSocketSink:
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self._ws = ws
+        self.bytes_sent = 0
 
     async def start(self, initial: Pairs, trailing: Pairs = ()) -> None:
         return None
@@ -115,6 +116,7 @@ class WebSocketSink:
             await self._ws.send_frame(frame, WSMsgType.TEXT)
         except ConnectionError as exc:
             raise ClientGone(str(exc)) from exc
+        self.bytes_sent += len(frame)
 
     async def send_many(self, frames: list[bytes]) -> None:
         # One WebSocket message per frame: a client parses each message as one JSON value.
