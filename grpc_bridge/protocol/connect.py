@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from grpc_bridge.codec.message import CODECS
+from grpc_bridge.codec.message import CODECS, JSON_CODEC
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import (
     BridgeError,
@@ -63,6 +63,9 @@ from grpc_bridge.upstream.metadata import MetadataPolicy
 NAME = "connect"
 _STREAM_PREFIX = "application/connect+"
 _STREAM_TYPES = frozenset(stream_type(codec) for codec in CODECS.values())
+#: Unary types that name Connect by themselves: every codec's but JSON's, whose
+#: ``application/json`` a JSON route's call has too (Connect-Protocol-Version tells them apart).
+_UNARY_TYPES = frozenset(unary_type(codec) for codec in CODECS.values() if codec is not JSON_CODEC)
 
 #: Request headers Connect clients send; a CORS preflight allows them.
 REQUEST_HEADERS = frozenset(
@@ -101,7 +104,7 @@ def _typed_kind(headers: Mapping[str, str]) -> str:
     media = value.partition(";")[0].strip().lower()
     if media in _STREAM_TYPES:
         return media
-    if media == "application/proto" or media.startswith(_STREAM_PREFIX):
+    if media in _UNARY_TYPES or media.startswith(_STREAM_PREFIX):
         return _UNARY
     return ""
 
@@ -135,7 +138,7 @@ class ConnectUnary(_Connect):
     kinds = frozenset({MethodKind.UNARY})
     # Unary Connect is application/json too: its Connect-Protocol-Version header (or a
     # GET's connect=v1) tells it from a JSON route's call.
-    media_types = frozenset({"application/proto"})
+    media_types = _UNARY_TYPES
     claims_by_headers = True
     # Connect unary answers take Content-Encoding by Accept-Encoding, as any HTTP answer.
     http_compression = True
