@@ -27,7 +27,6 @@ import orjson
 import pytest
 from bridgetest.v1 import kitchen_pb2
 from google.protobuf import descriptor_pb2, json_format
-from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
@@ -36,9 +35,9 @@ from hypothesis import strategies as st
 from grpc_bridge.codec.fast_decode import Fallback, decode_with
 from grpc_bridge.codec.json_codec import JsonOptions, MessageCodec
 from grpc_bridge.errors import BridgeError
-from tests.helpers.codec_tools import SECRET_TYPE, build_private_pool, message_class, serialized
+from tests.helpers.codec_tools import build_private_pool, message_class, serialized
+from tests.helpers.message_strategies import JSON_TREES, kitchens
 
-_FD = FieldDescriptor
 PROPERTY = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 OUTPUT_OPTIONS = [
     JsonOptions(use_proto_names=names, emit_unpopulated=emit, enums_as_ints=ints)
@@ -113,152 +112,6 @@ def codecs(pool: DescriptorPool, kitchen: type[Message]) -> dict[JsonOptions, Me
         options: MessageCodec(kitchen, pool, options)
         for options in {*OUTPUT_OPTIONS, *INPUT_OPTIONS}
     }
-
-
-# --- drawing messages from descriptors --------------------------------------------------------
-
-INT_BOUNDS = {
-    _FD.TYPE_INT32: (-(2**31), 2**31 - 1),
-    _FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    _FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    _FD.TYPE_INT64: (-(2**63), 2**63 - 1),
-    _FD.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    _FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    _FD.TYPE_UINT32: (0, 2**32 - 1),
-    _FD.TYPE_FIXED32: (0, 2**32 - 1),
-    _FD.TYPE_UINT64: (0, 2**64 - 1),
-    _FD.TYPE_FIXED64: (0, 2**64 - 1),
-}
-FLOAT32_EDGES = [3.4028234663852886e38, -3.4028234663852886e38, 1.401298464324817e-45, -0.0]
-JSON_LEAVES = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=6)
-)
-JSON_TREES = st.recursive(
-    JSON_LEAVES,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
-FIELD_MASK_PATHS = st.lists(
-    st.from_regex(r"[a-z]{1,4}(_[a-z]{1,4}){0,2}(\.[a-z]{1,4}){0,1}", fullmatch=True), max_size=3
-)
-
-
-def scalar(field: Any) -> st.SearchStrategy[Any]:
-    t = field.type
-    if t in INT_BOUNDS:
-        return st.integers(*INT_BOUNDS[t])
-    if t == _FD.TYPE_DOUBLE:
-        return st.floats()
-    if t == _FD.TYPE_FLOAT:
-        return st.floats(width=32) | st.sampled_from(FLOAT32_EDGES)
-    if t == _FD.TYPE_BOOL:
-        return st.booleans()
-    if t == _FD.TYPE_BYTES:
-        return st.binary(max_size=12)  # not UTF-8, mostly
-    if t == _FD.TYPE_ENUM:
-        numbers = [v.number for v in field.enum_type.values]
-        if field.enum_type.is_closed:
-            return st.sampled_from(numbers)
-        return st.sampled_from(numbers) | st.integers(-(2**31), 2**31 - 1)
-    return st.text(max_size=8)
-
-
-class Drawer:
-    """Fills messages with drawn values; ``plain``: nothing the fast decoder hands over."""
-
-    any_types = ("bridgetest.v1.Nested", "google.protobuf.Timestamp", SECRET_TYPE)
-
-    def __init__(self, draw: Any, pool: DescriptorPool, *, plain: bool) -> None:
-        self.draw = draw
-        self.pool = pool
-        self.plain = plain
-
-    def fill(self, msg: Any, depth: int) -> None:
-        descriptor = msg.DESCRIPTOR
-        name = descriptor.full_name
-        if descriptor.file.name == "google/protobuf/wrappers.proto":
-            msg.value = self.draw(scalar(descriptor.fields_by_name["value"]))
-        elif name == "google.protobuf.Timestamp":
-            msg.seconds = self.draw(st.integers(-62135596800, 253402300799))
-            msg.nanos = self.draw(st.integers(0, 999_999_999))
-        elif name == "google.protobuf.Duration":
-            seconds = self.draw(st.integers(-315576000000, 315576000000))
-            nanos = self.draw(st.integers(0, 999_999_999))
-            msg.seconds, msg.nanos = seconds, -nanos if seconds < 0 else nanos
-        elif name == "google.protobuf.FieldMask":
-            msg.paths.extend(self.draw(FIELD_MASK_PATHS))
-        elif name == "google.protobuf.Struct":
-            msg.update(self.draw(st.dictionaries(st.text(max_size=4), JSON_TREES, max_size=3)))
-        elif name == "google.protobuf.ListValue":
-            msg.extend(self.draw(st.lists(JSON_TREES, max_size=3)))
-        elif name == "google.protobuf.Value":
-            self.fill_value(msg)
-        elif name == "google.protobuf.Any":
-            if self.plain or not self.draw(st.booleans()):
-                return
-            inner = message_class(self.pool, self.draw(st.sampled_from(self.any_types)))()
-            self.fill(inner, depth + 1)
-            msg.Pack(inner)
-        else:
-            for field in descriptor.fields:
-                if self.draw(st.booleans()):
-                    self.fill_field(msg, field, depth)
-
-    def fill_value(self, msg: Any) -> None:
-        value = self.draw(JSON_TREES)
-        if isinstance(value, dict):
-            msg.struct_value.update(value)
-        elif isinstance(value, list):
-            msg.list_value.extend(value)
-        elif value is None:
-            msg.null_value = 0
-        elif isinstance(value, bool):
-            msg.bool_value = value
-        elif isinstance(value, str):
-            msg.string_value = value
-        else:
-            msg.number_value = value
-
-    def fill_field(self, msg: Any, field: Any, depth: int) -> None:
-        name = field.name
-        message = field.message_type
-        is_value = message is not None and message.full_name == "google.protobuf.Value"
-        if self.plain and is_value and not field.is_repeated:
-            return  # a field-level null Value is the reference path's
-        if message is not None and message.GetOptions().map_entry:
-            key_field, value_field = message.fields_by_name["key"], message.fields_by_name["value"]
-            entries = getattr(msg, name)
-            for key in self.draw(st.lists(scalar(key_field), max_size=3)):
-                if value_field.message_type is not None:
-                    if depth < 3:
-                        self.fill(entries[key], depth + 1)
-                else:
-                    entries[key] = self.draw(scalar(value_field))
-        elif message is not None:
-            if field.is_repeated:
-                for _ in range(self.draw(st.integers(0, 2))):
-                    self.fill(getattr(msg, name).add(), depth + 1)
-            elif depth < 3:
-                sub = getattr(msg, name)
-                sub.SetInParent()
-                self.fill(sub, depth + 1)
-        elif field.is_repeated:
-            getattr(msg, name).extend(self.draw(st.lists(scalar(field), max_size=3)))
-        else:
-            setattr(msg, name, self.draw(scalar(field)))
-
-
-@st.composite
-def kitchens(draw: Any, pool: DescriptorPool, plain: bool = False) -> Message:
-    msg = message_class(pool, "bridgetest.v1.Kitchen")()
-    Drawer(draw, pool, plain=plain).fill(msg, 0)
-    return msg
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
+from grpc_bridge.codec.message import CODECS, JSON_CODEC
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.errors import (
     BridgeError,
@@ -49,11 +50,11 @@ from grpc_bridge.protocol.connect_unary import (
     unary_request,
 )
 from grpc_bridge.protocol.connect_wire import (
-    JSON_CODEC,
-    PROTO_CODEC,
     PROTOCOL_VERSION_HEADER,
     check_version,
     media_type,
+    stream_type,
+    unary_type,
 )
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Settings
@@ -61,7 +62,10 @@ from grpc_bridge.upstream.metadata import MetadataPolicy
 
 NAME = "connect"
 _STREAM_PREFIX = "application/connect+"
-_STREAM_TYPES = frozenset({JSON_CODEC.stream_type, PROTO_CODEC.stream_type})
+_STREAM_TYPES = frozenset(stream_type(codec) for codec in CODECS.values())
+#: Unary types that name Connect by themselves: every codec's but JSON's, whose
+#: ``application/json`` a JSON route's call has too (Connect-Protocol-Version tells them apart).
+_UNARY_TYPES = frozenset(unary_type(codec) for codec in CODECS.values() if codec is not JSON_CODEC)
 
 #: Request headers Connect clients send; a CORS preflight allows them.
 REQUEST_HEADERS = frozenset(
@@ -100,7 +104,7 @@ def _typed_kind(headers: Mapping[str, str]) -> str:
     media = value.partition(";")[0].strip().lower()
     if media in _STREAM_TYPES:
         return media
-    if media == "application/proto" or media.startswith(_STREAM_PREFIX):
+    if media in _UNARY_TYPES or media.startswith(_STREAM_PREFIX):
         return _UNARY
     return ""
 
@@ -134,7 +138,7 @@ class ConnectUnary(_Connect):
     kinds = frozenset({MethodKind.UNARY})
     # Unary Connect is application/json too: its Connect-Protocol-Version header (or a
     # GET's connect=v1) tells it from a JSON route's call.
-    media_types = frozenset({"application/proto"})
+    media_types = _UNARY_TYPES
     claims_by_headers = True
     # Connect unary answers take Content-Encoding by Accept-Encoding, as any HTTP answer.
     http_compression = True
@@ -182,7 +186,7 @@ class ConnectStream(_Connect):
     def __init__(self, policy: MetadataPolicy, wire: StreamWire) -> None:
         super().__init__(policy)
         self.wire = wire
-        self._media = wire.codec.stream_type
+        self._media = wire.media_type
         self.media_types = frozenset({self._media})
 
     def claims(self, method: str, headers: Mapping[str, str], query: str) -> bool:
@@ -214,9 +218,8 @@ def describe(info: MethodInfo) -> dict[str, Any]:
     """How Connect clients call a method, for the admin port's ``/v1/services/{service}``."""
     kind = info.kind
     unary = kind is MethodKind.UNARY
-    codecs = (JSON_CODEC, PROTO_CODEC)
     return {
-        "content_types": [c.unary_type if unary else c.stream_type for c in codecs],
+        "content_types": [unary_type(c) if unary else stream_type(c) for c in CODECS.values()],
         "get": unary and info.no_side_effects,
         # Over HTTP/1.1 (what browsers' fetch has): bidi needs HTTP/2 (h2c, connect_stream.py).
         "available": kind is not MethodKind.BIDI_STREAM,
@@ -226,7 +229,6 @@ def describe(info: MethodInfo) -> dict[str, Any]:
 def connect_protocols(settings: Settings, policy: MetadataPolicy) -> list[WireProtocol]:
     """Connect's protocol objects in the order they are asked (streams first)."""
     return [
-        ConnectStream(policy, StreamWire(JSON_CODEC, settings)),
-        ConnectStream(policy, StreamWire(PROTO_CODEC, settings)),
+        *(ConnectStream(policy, StreamWire(codec, settings)) for codec in CODECS.values()),
         ConnectUnary(policy),
     ]

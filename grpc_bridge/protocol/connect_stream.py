@@ -30,6 +30,7 @@ import gzip
 from aiohttp import web
 
 from grpc_bridge.codec.framing import Pairs, StreamEnd
+from grpc_bridge.codec.message import Codec
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import (
     BridgeError,
@@ -54,12 +55,12 @@ from grpc_bridge.protocol.connect_errors import end_stream_json
 from grpc_bridge.protocol.connect_wire import (
     COMPRESSED,
     END_STREAM,
-    Codec,
     accepts_gzip,
     check_content_encoding,
     envelope,
     envelope_message,
     read_envelopes,
+    stream_type,
 )
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.routing.table import Match
@@ -122,10 +123,12 @@ class StreamWire:
 
     def __init__(self, codec: Codec, settings: Settings) -> None:
         self.codec = codec
+        #: ``application/connect+<codec>``: what names this wire, and its answers' type.
+        self.media_type = stream_type(codec)
         compression = settings.compression
-        self.plain = ConnectFraming(codec.stream_type, None)
+        self.plain = ConnectFraming(self.media_type, None)
         self.gzipped = (
-            ConnectFraming(codec.stream_type, compression.min_bytes, compression.gzip_level)
+            ConnectFraming(self.media_type, compression.min_bytes, compression.gzip_level)
             if compression.enabled
             else None
         )
@@ -139,7 +142,7 @@ class StreamWire:
             body=self.plain.error(end),
             headers=prefixed_headers((("", initial),)),
         )
-        response.content_type = self.codec.stream_type
+        response.content_type = self.media_type
         return response
 
 

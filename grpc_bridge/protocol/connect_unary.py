@@ -29,6 +29,7 @@ from urllib.parse import unquote_plus, unquote_to_bytes
 from aiohttp import web
 from multidict import istr
 
+from grpc_bridge.codec.message import CODECS, Codec
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import InvalidArgument, UnsupportedMediaType, shown
 from grpc_bridge.pipeline.body import read_body
@@ -38,13 +39,12 @@ from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.inflate import too_large
 from grpc_bridge.protocol.base import UnaryRequest
 from grpc_bridge.protocol.connect_wire import (
-    CODECS,
     PROTOCOL_VERSION_HEADER,
-    Codec,
     UnsupportedCompression,
     check_content_encoding,
     inflate,
     media_type,
+    unary_type,
 )
 from grpc_bridge.protocol.json_transcode import query_items
 from grpc_bridge.routing.plan import MethodPlan
@@ -61,8 +61,8 @@ _UNARY_TYPES = "send application/json or application/proto"
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
-_BARE_TYPES = {codec.unary_type: codec for codec in CODECS.values()}
-_CONTENT_TYPES = {codec: ("Content-Type", codec.unary_type) for codec in CODECS.values()}
+_BARE_TYPES = {unary_type(codec): codec for codec in CODECS.values()}
+_CONTENT_TYPES = {codec: ("Content-Type", unary_type(codec)) for codec in CODECS.values()}
 # Header names as istr: a case-insensitive lookup without folding the name each time.
 _CONTENT_TYPE = istr("Content-Type")
 _VERSION = istr(PROTOCOL_VERSION_HEADER)

@@ -1,8 +1,10 @@
 """What every Connect request shares: its codec, protocol version, envelopes and compression.
 
-- Codec: ``json`` transcodes with the method's codecs (their ``json.*``
-  options); ``proto`` passes the upstream's message bytes through untouched
-  (codec/raw.py), never decoded and re-encoded.
+- Codec: the one codec/message.py names by the media type's subtype (its
+  ``json`` transcodes with the method's codecs, its ``proto`` passes the
+  upstream's message bytes through untouched); Connect's own part is only the
+  media types that name them: ``application/<codec>`` for unary calls,
+  ``application/connect+<codec>`` for streams.
 - Envelopes (streams): a flags byte (0x01 compressed, 0x02 end of stream), a
   4-byte big-endian length, the message. :class:`EnvelopeParser` takes request
   bytes as they arrive and refuses a length past ``limits.max_request_bytes``
@@ -20,15 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable
 from typing import Protocol
 
 from aiohttp import web
-from google.protobuf.message import Message
 
-from grpc_bridge.codec.raw import raw, raw_bytes
-from grpc_bridge.discovery.registry import MethodInfo
+from grpc_bridge.codec.message import Codec
 from grpc_bridge.errors import (
     BridgeError,
     InvalidArgument,
@@ -39,7 +38,6 @@ from grpc_bridge.errors import (
 from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.inflate import inflate_message, inflater_for
 from grpc_bridge.pipeline.sink import ClientGone
-from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.status import Code
 
 PROTOCOL_VERSION_HEADER = "Connect-Protocol-Version"
@@ -57,38 +55,14 @@ class UnsupportedCompression(BridgeError):
     reject_reason = "unsupported_media_type"
 
 
-@dataclass(frozen=True, slots=True)
-class Codec:
-    """A Connect message codec: ``json`` or ``proto``."""
-
-    name: str
-
-    @property
-    def binary(self) -> bool:
-        return self.name == "proto"
-
-    @property
-    def unary_type(self) -> str:
-        return f"application/{self.name}"
-
-    @property
-    def stream_type(self) -> str:
-        return f"application/connect+{self.name}"
-
-    def info(self, plan: MethodPlan) -> MethodInfo:
-        """The method as called upstream: raw bytes in and out for ``proto``."""
-        return plan.raw_info if self.binary else plan.info
-
-    def decode(self, plan: MethodPlan, data: bytes) -> Message:
-        return raw(data) if self.binary else plan.request_codec.decode(data)
-
-    def encoder(self, plan: MethodPlan) -> Callable[[Message], bytes]:
-        return raw_bytes if self.binary else plan.response_codec.encode
+def unary_type(codec: Codec) -> str:
+    """A codec's media type for unary calls: ``application/json``, ``application/proto``."""
+    return f"application/{codec.name}"
 
 
-JSON_CODEC = Codec("json")
-PROTO_CODEC = Codec("proto")
-CODECS = {"json": JSON_CODEC, "proto": PROTO_CODEC}
+def stream_type(codec: Codec) -> str:
+    """A codec's media type for streams: ``application/connect+json``, ``+proto``."""
+    return f"application/connect+{codec.name}"
 
 
 def media_type(request: web.Request) -> str:

@@ -79,7 +79,6 @@ from grpc_bridge.protocol.grpc_web_stream import StreamWire, serve_request_strea
 from grpc_bridge.protocol.grpc_web_unary import (
     CONTENT_TYPE,
     asked_of,
-    call_of,
     error_answer,
     requested_timeout,
     unary_form,
@@ -239,7 +238,7 @@ class GrpcWebProtocol:
         limits = env.limits
         if kind.client_streams:
             framing = _FRAMINGS[asked.answer]
-            wire = StreamWire(asked.answer.json, asked.text_request, framing, stream_headers)
+            wire = StreamWire(asked.answer.codec, asked.text_request, framing, stream_headers)
             requested = requested_timeout(headers)
             return await serve_request_stream(request, plan, env, ctx, metadata, requested, wire)
         if kind is MethodKind.UNARY:
@@ -251,13 +250,15 @@ class GrpcWebProtocol:
             return web.Response(body=body, headers=answer)
         requested = requested_timeout(headers)
         payload = await read_message(request, limits, asked.text_request, ctx)
-        info, message, encode = call_of(plan, asked.answer, payload)
+        codec = asked.answer.codec
+        message = codec.decode(plan, payload)
         framing = _FRAMINGS[asked.answer]
         sink = open_sink(request, ctx, framing, NAME, stream_headers)
         deadline = stream_deadline(requested, plan)
         async with invoker.server_stream(
-            info, message, metadata=metadata, timeout=deadline
+            codec.info(plan), message, metadata=metadata, timeout=deadline
         ) as call:
+            encode = codec.encoder(plan)
             outcome = await relay_stream(call, encode, env, sink, framing, Activity(), None)
         return await finish_stream(sink, plan, ctx, outcome)
 

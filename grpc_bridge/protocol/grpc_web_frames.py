@@ -33,6 +33,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from grpc_bridge.codec.message import JSON_CODEC, PROTO_CODEC, Codec
 from grpc_bridge.errors import BridgeError, InvalidArgument, shown
 from grpc_bridge.pipeline.inflate import SUPPORTED as INFLATABLE
 from grpc_bridge.pipeline.inflate import inflate_message, too_large
@@ -76,20 +77,21 @@ class BadBase64(InvalidArgument):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """How a response is written: its Content-Type, base64 text or not, JSON or protobuf."""
+    """How a response is written: its Content-Type, base64 text or not, and the codec of
+    its messages (codec/message.py: JSON, or protobuf bytes passed through)."""
 
     content_type: str
     text: bool
-    json: bool
+    codec: Codec
 
     def encode(self, data: bytes) -> bytes:
         """A frame as it goes on the wire (text mode: base64 of it alone)."""
         return binascii.b2a_base64(data, newline=False) if self.text else data
 
 
-BINARY = Answer("application/grpc-web+proto", text=False, json=False)
-TEXT = Answer("application/grpc-web-text+proto", text=True, json=False)
-JSON = Answer("application/grpc-web+json", text=False, json=True)
+BINARY = Answer("application/grpc-web+proto", text=False, codec=PROTO_CODEC)
+TEXT = Answer("application/grpc-web-text+proto", text=True, codec=PROTO_CODEC)
+JSON = Answer("application/grpc-web+json", text=False, codec=JSON_CODEC)
 _TEXT_TYPES = ("application/grpc-web-text", "application/grpc-web-text+proto")
 
 
@@ -101,19 +103,20 @@ class Asked:
     answer: Answer
 
 
-#: Content-Type (media type, lower-case) → the request's text mode and JSON-ness.
+#: Content-Type (media type, lower-case) → the request's text mode and the codec its
+#: subtype names (none: protobuf).
 _REQUESTS = {
-    "application/grpc-web": (False, False),
-    "application/grpc-web+proto": (False, False),
-    "application/grpc-web+json": (False, True),
-    "application/grpc-web-text": (True, False),
-    "application/grpc-web-text+proto": (True, False),
+    "application/grpc-web": (False, PROTO_CODEC),
+    "application/grpc-web+proto": (False, PROTO_CODEC),
+    "application/grpc-web+json": (False, JSON_CODEC),
+    "application/grpc-web-text": (True, PROTO_CODEC),
+    "application/grpc-web-text+proto": (True, PROTO_CODEC),
 }
 _ASKED = {
-    (text, json, text_accept): Asked(
-        text, JSON if json else TEXT if text or text_accept else BINARY
+    (text, codec, text_accept): Asked(
+        text, JSON if codec is JSON_CODEC else TEXT if text or text_accept else BINARY
     )
-    for text, json in _REQUESTS.values()
+    for text, codec in _REQUESTS.values()
     for text_accept in (False, True)
 }
 

@@ -15,13 +15,12 @@ the trailer frame. Over HTTP/1.1 these methods stay UNIMPLEMENTED.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 from aiohttp import web
-from google.protobuf.message import Message
 
 from grpc_bridge.codec.framing import Framing
+from grpc_bridge.codec.message import Codec
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument
 from grpc_bridge.pipeline.call import stream_deadline
@@ -31,20 +30,17 @@ from grpc_bridge.pipeline.relay import Activity
 from grpc_bridge.pipeline.sink import HeadersOf, finish_stream, open_sink, relay_stream
 from grpc_bridge.protocol.connect_wire import read_envelopes
 from grpc_bridge.protocol.grpc_web_frames import TextDecoder, frame_message
-from grpc_bridge.protocol.grpc_web_unary import message_codec
 from grpc_bridge.routing.plan import MethodPlan
 from grpc_bridge.upstream.api import StreamCall
 from grpc_bridge.upstream.deadlines import effective_timeout
 from grpc_bridge.upstream.metadata import Metadata
 
-Decode = Callable[[bytes], Message]
-
 
 class StreamWire(NamedTuple):
     """How a request stream's frames read and its answer is written."""
 
-    #: The messages are JSON (``+json``), else protobuf bytes passed through.
-    json: bool
+    #: The messages' codec (``+json``: JSON; else protobuf bytes passed through).
+    codec: Codec
     #: The request body is base64 text (``grpc-web-text``).
     text_request: bool
     framing: Framing
@@ -54,7 +50,8 @@ class StreamWire(NamedTuple):
 async def _feed(
     request: web.Request,
     env: CallEnv,
-    decode: Decode,
+    codec: Codec,
+    plan: MethodPlan,
     text: bool,
     call: StreamCall,
     activity: Activity,
@@ -74,7 +71,7 @@ async def _feed(
         activity.touch()
         payload = await frame_message(flag, data, coding, limit)
         try:
-            message = decode(payload)
+            message = codec.decode(plan, payload)
         except BridgeError as exc:
             raise InvalidArgument(f"request frame {number}: {exc.message}") from exc
         if not await call.write(message):
@@ -92,8 +89,7 @@ async def serve_request_stream(
     wire: StreamWire,
 ) -> web.StreamResponse:
     """A client- or bidi-streaming call, its frames read and written as ``wire`` says."""
-    json, text, framing, leading = wire
-    info, decode, encode = message_codec(plan, json)
+    codec, text, framing, leading = wire
     timeout: float | None
     if plan.info.kind is MethodKind.CLIENT_STREAM:
         # One answer, as for unary: the upstream's default deadline applies.
@@ -104,9 +100,9 @@ async def serve_request_stream(
     sink = open_sink(request, ctx, framing, framing.name, leading)
     activity = Activity()
     async with env.invoker(plan.upstream).request_stream(
-        info, metadata=metadata, timeout=timeout
+        codec.info(plan), metadata=metadata, timeout=timeout
     ) as call:
-        feed = _feed(request, env, decode, text, call, activity)
-        outcome = await relay_stream(call, encode, env, sink, framing, activity, feed)
+        feed = _feed(request, env, codec, plan, text, call, activity)
+        outcome = await relay_stream(call, codec.encoder(plan), env, sink, framing, activity, feed)
     ctx.bytes_in = request.content.total_bytes
     return await finish_stream(sink, plan, ctx, outcome)

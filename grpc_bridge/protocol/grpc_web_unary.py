@@ -11,14 +11,11 @@ for (:func:`unary_form`) is a pure function of its headers, kept per head.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-from google.protobuf.message import Message
 from multidict import istr
 
 from grpc_bridge.codec.details import status_bin
-from grpc_bridge.codec.raw import raw, raw_bytes
-from grpc_bridge.discovery.registry import MethodInfo
 from grpc_bridge.errors import (
     BridgeError,
     MethodNotAllowed,
@@ -93,30 +90,21 @@ async def unary_message(asked: Asked, headers: Mapping[str, str], body: bytes, l
     return await message_of_body(body, asked.text_request, headers.get(GRPC_ENCODING), limit)
 
 
-def message_codec(
-    plan: MethodPlan, json: bool
-) -> tuple[MethodInfo, Callable[[bytes], Message], Callable[[Message], bytes]]:
-    """The method, request decoder and response encoder: raw bytes for protobuf
-    (``+proto``, passed through), the method's JSON codec for ``+json``."""
-    if json:
-        return plan.info, plan.request_codec.decode, plan.response_codec.encode
-    return plan.raw_info, raw, raw_bytes
-
-
-def call_of(
-    plan: MethodPlan, answer: Answer, payload: bytes
-) -> tuple[MethodInfo, Message, Callable[[Message], bytes]]:
-    """The method, request message and response encoder of a call."""
-    info, decode, encode = message_codec(plan, answer.json)
-    return info, decode(payload), encode
-
-
 def unary_request(
     asked: Asked, plan: MethodPlan, message: bytes, metadata: Metadata, timeout: float
 ) -> UnaryRequest:
+    """The call, its message decoded by the answer's codec: raw bytes for protobuf
+    (``+proto``, passed through), the method's JSON codec for ``+json``."""
     answer = asked.answer
-    info, decoded, encode = call_of(plan, answer, message)
-    return UnaryRequest(info, decoded, encode, metadata, timeout, answer)
+    codec = answer.codec
+    return UnaryRequest(
+        codec.info(plan),
+        codec.decode(plan, message),
+        codec.encoder(plan),
+        metadata,
+        timeout,
+        answer,
+    )
 
 
 async def unary_reply(

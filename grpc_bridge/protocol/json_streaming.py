@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from grpc_bridge.codec.framing import Framing
+from grpc_bridge.codec.message import JSON_CODEC
 from grpc_bridge.pipeline.call import open_call, open_stream_call
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
@@ -110,7 +111,7 @@ async def handle_server_stream(
     message = await decode_request(request, match, env, ctx)
     sink, framing = _stream_sink(request, ctx)
     async with start.invoker.server_stream(
-        plan.info, message, metadata=start.metadata, timeout=start.timeout
+        JSON_CODEC.info(plan), message, metadata=start.metadata, timeout=start.timeout
     ) as call:
         outcome = await relay_stream(
             call, stream_encoder(match), env, sink, framing, Activity(), None
@@ -156,7 +157,7 @@ async def handle_bidi_stream(
     sink, framing = _stream_sink(request, ctx)
     activity = Activity()
     async with start.invoker.request_stream(
-        plan.info, metadata=start.metadata, timeout=start.timeout
+        JSON_CODEC.info(plan), metadata=start.metadata, timeout=start.timeout
     ) as call:
         feed = _feed_body(request, request_feed, env, call, activity)
         outcome = await relay_stream(
@@ -179,7 +180,7 @@ async def handle_client_stream(
     request_feed = _request_feed(request, match, env)
     activity = Activity()
     async with start.invoker.request_stream(
-        plan.info, metadata=start.metadata, timeout=start.timeout
+        JSON_CODEC.info(plan), metadata=start.metadata, timeout=start.timeout
     ) as call:
         try:
             response = await supervised(

@@ -22,7 +22,11 @@ handled once, whichever framing carries the call:
 - :func:`message_response`: those, as the ``web.Response`` of a one-message reply.
 
 The REST rules themselves live in :mod:`grpc_bridge.codec.rest`; this module
-only feeds them what aiohttp (or the lean path) parsed.
+only feeds them what aiohttp (or the lean path) parsed. A plain body's message
+and a plain route's response bytes go through codec/message.py's
+``JSON_CODEC``, as every protocol's do; what only JSON has (REST bindings, a
+GET's message from its query, a JSON array's elements: ``decode_value``)
+calls the method's JSON codec (codec/json_codec.py) itself.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from grpc_bridge.codec.json_codec import MessageCodec
+from grpc_bridge.codec.message import JSON_CODEC
 from grpc_bridge.codec.percent import decode_query
 from grpc_bridge.codec.query import query_to_value
 from grpc_bridge.codec.rest import StreamDecoder
@@ -79,6 +84,7 @@ def stream_decoder(request: web.Request, match: Match, env: CallEnv) -> MessageD
     """The decoder of each streamed request message; the path and query are checked now."""
     plan = match.plan
     if match.binding is None:
+        # The JSON codec itself, not JSON_CODEC: a JSON array body's elements need decode_value.
         return plan.request_codec
     return match.binding.request.stream_decoder(
         match.path_params,
@@ -152,8 +158,7 @@ def message_of(
         if body:
             raise InvalidArgument(_NO_BODY)
         return message_from_query(raw_query, match, env)
-    plan = match.plan
-    return plan.request_codec.decode(body)
+    return JSON_CODEC.decode(match.plan, body)
 
 
 def rest_message(
@@ -184,8 +189,7 @@ def encode_response(match: Match, message: Message) -> bytes:
     """The HTTP body for one response message (for streams: one message's bytes)."""
     if match.binding is not None:
         return match.binding.response.encode(message)
-    plan = match.plan
-    return plan.response_codec.encode(message)
+    return JSON_CODEC.encoder(match.plan)(message)
 
 
 def stream_encoder(match: Match) -> Callable[[Message], bytes]:
@@ -197,8 +201,7 @@ def stream_encoder(match: Match) -> Callable[[Message], bytes]:
     """
     if match.binding is not None:
         return match.binding.response.encode_json
-    plan = match.plan
-    return plan.response_codec.encode
+    return JSON_CODEC.encoder(match.plan)
 
 
 def response_content_type(match: Match, message: Message) -> str:

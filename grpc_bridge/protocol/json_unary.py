@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from google.protobuf.message import Message
 
+from grpc_bridge.codec.message import JSON_CODEC
 from grpc_bridge.pipeline.call import open_call
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
@@ -37,7 +38,7 @@ async def unary_reply(
     """The upstream's answer as the ``200``'s body and headers (a failure raises)."""
     plan = match.plan
     result = await env.invoker(plan.upstream).unary(
-        plan.info, message, metadata=metadata, timeout=timeout
+        JSON_CODEC.info(plan), message, metadata=metadata, timeout=timeout
     )
     ctx.grpc_code = _OK
     return reply_parts(

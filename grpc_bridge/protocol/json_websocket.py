@@ -40,6 +40,7 @@ from aiohttp import WSMsgType, web
 from google.protobuf.message import Message
 
 from grpc_bridge.codec.framing import WEBSOCKET_FRAMING, StreamEnd
+from grpc_bridge.codec.message import JSON_CODEC
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import BridgeError, InvalidArgument, OriginNotAllowed, ShuttingDown
 from grpc_bridge.pipeline.call import OpenCall, open_call, open_stream_call
@@ -203,6 +204,8 @@ class _Session:
         decoder: MessageDecoder,
     ) -> None:
         self.plan = match.plan
+        #: The method as called upstream (the JSON codec's: codec/message.py).
+        self.info = JSON_CODEC.info(match.plan)
         self.env = env
         self.invoker = start.invoker
         self.metadata = start.metadata
@@ -222,7 +225,7 @@ class _Session:
         invoker = self.invoker
         if kind.client_streams:
             async with invoker.request_stream(
-                self.plan.info, metadata=self.metadata, timeout=self.timeout
+                self.info, metadata=self.metadata, timeout=self.timeout
             ) as call:
                 replies = self._relay(call) if kind.server_streams else self._one_response(call)
                 await self._supervise(replies, _feed_frames(self.frames, call))
@@ -240,7 +243,7 @@ class _Session:
             if kind is MethodKind.UNARY:
                 assert self.timeout is not None  # unary calls always have a deadline
                 result = await invoker.unary(
-                    self.plan.info, request, metadata=self.metadata, timeout=self.timeout
+                    self.info, request, metadata=self.metadata, timeout=self.timeout
                 )
                 payload = self.encode(result.response)
                 await deliver_one(
@@ -252,7 +255,7 @@ class _Session:
                 )
                 return
             async with invoker.server_stream(
-                self.plan.info, request, metadata=self.metadata, timeout=self.timeout
+                self.info, request, metadata=self.metadata, timeout=self.timeout
             ) as call:
                 await self._relay(call)
 

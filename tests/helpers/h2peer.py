@@ -7,8 +7,9 @@ say it, and writes raw frames (:func:`frame`, hand-packed as RFC 9113 §4.1
 lays them out) when the attack is something ``h2`` refuses to produce.
 
 Without, every call (any method) gets one empty message (any message type
-parses from zero bytes) and trailers, with the peer's ``initial`` and
-``trailing`` metadata, or a Trailers-Only error when ``status`` is not 0:
+parses from zero bytes; with ``echo``, the request's message bytes as they
+arrived, so a pass-through shows byte for byte) and trailers, with the peer's
+``initial`` and ``trailing`` metadata, or a Trailers-Only error when ``status`` is not 0:
 grpcio refuses to send keys that are not gRPC keys (a CR/LF, a space), and
 this peer, its header validation off, sends whatever bytes a test asks for.
 The bridge finds the methods in a descriptor set (:func:`descriptor_set`),
@@ -183,8 +184,10 @@ class HostilePeer:
         *,
         settings: dict[int, int] | None = None,
         reads: bool = True,
+        echo: bool = False,
     ) -> None:
         self.scenarios = scenarios
+        self.echo = echo
         self.settings = settings or {}
         #: False: request data is never acknowledged, so the bridge's send window
         #: closes after the first 64 KiB (an upstream that stopped reading).
@@ -301,7 +304,7 @@ class HostilePeer:
             exchange.send_headers([*_OK_HEAD, *status, *self.initial], end_stream=True)
             return
         exchange.send_headers([*_OK_HEAD, *self.initial])
-        exchange.send_data(_EMPTY_MESSAGE)
+        exchange.send_data(exchange.body if self.echo else _EMPTY_MESSAGE)
         exchange.send_headers([(b"grpc-status", b"0"), *self.trailing], end_stream=True)
 
 
