@@ -147,9 +147,12 @@ class LocalReflectionCall:
             # Bytes on the binary protocols, a v1 or v1alpha message on JSON: one form.
             request = Request.FromString(message.SerializeToString())
             answer = self._answers.answer(request)
-        except (DecodeError, InvalidRequest) as exc:
-            text = str(exc) if isinstance(exc, InvalidRequest) else f"malformed request: {exc}"
-            self._failure = UpstreamError(Code.INVALID_ARGUMENT, text)
+        except InvalidRequest as exc:
+            self._failure = UpstreamError(exc.code, str(exc))
+            self._readable.set()
+            return False
+        except DecodeError as exc:
+            self._failure = UpstreamError(Code.INVALID_ARGUMENT, f"malformed request: {exc}")
             self._readable.set()
             return False
         self._pending.append(self._parse(answer.SerializeToString()))
@@ -241,6 +244,6 @@ class LocalReflectionCall:
             if self._abort is not None:
                 code = Code(self._abort.code)
             elif self._failure is not None:
-                code = Code.INVALID_ARGUMENT
+                code = Code(self._failure.code)
             self._finish(code)
         self._end(UpstreamError(Code.CANCELLED, "Cancelled"))
