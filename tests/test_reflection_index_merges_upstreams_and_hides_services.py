@@ -120,3 +120,24 @@ def test_a_service_hidden_in_one_upstreams_copy_of_a_file_stays_hidden_there() -
         [first.FindServiceByName("p.Public"), pool_of(newer).FindServiceByName("p.Secret")]
     )
     assert index.services == ("p.Public", "p.Secret") and not index.skipped
+
+
+def test_a_method_only_a_later_upstreams_version_of_a_service_has_is_named_undescribed() -> None:
+    """The route table sends p.Api.Extra to the second upstream (the first has no such
+    method); reflection sends the first upstream's declaration: Extra is in no file."""
+    first = pool_of(api_file("api.proto", "p", ["Api"]))
+    newer = api_file("api.proto", "p", ["Api"])
+    newer.service[0].method.add(name="Extra", input_type=".p.Msg", output_type=".p.Msg")
+    second, third = pool_of(newer), pool_of(newer)
+    api = "p.Api"
+    index = ReflectionIndex.build(
+        [
+            first.FindServiceByName(api),
+            second.FindServiceByName(api),
+            second.FindServiceByName(api),
+            third.FindServiceByName(api),
+        ]
+    )
+    assert index.services == (api,) and "p.Api.Extra" not in index.symbols
+    assert index.undescribed == ["p.Api.Extra"]
+    assert ReflectionIndex.build([second.FindServiceByName(api)]).undescribed == []

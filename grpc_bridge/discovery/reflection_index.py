@@ -57,6 +57,9 @@ class ReflectionIndex:
     extensions: dict[tuple[str, int], str] = field(default_factory=dict)
     #: Files left out (module docstring), with why.
     skipped: list[str] = field(default_factory=list)
+    #: Methods routed but in no file sent: the route table takes a service's methods from
+    #: every upstream that has them, reflection one declaration of it.
+    undescribed: list[str] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -66,14 +69,26 @@ class ReflectionIndex:
     ) -> ReflectionIndex:
         """``received``: per pool, its files as the upstream sent them (``Schema.files``),
         which keep the comments (``source_code_info``) a pool drops."""
-        exposed: dict[str, ServiceDescriptor] = {}
+        # Each service's declarations, by name: the route table yields one per method.
+        declarations: dict[str, list[ServiceDescriptor]] = {}
         for service in services:
-            exposed.setdefault(service.full_name, service)
+            known = declarations.setdefault(service.full_name, [])
+            if not any(d is service for d in known):
+                known.append(service)
+        exposed = {name: known[0] for name, known in declarations.items()}
+        index = cls()
+        for first, *others in declarations.values():
+            for other in others:
+                index.undescribed.extend(
+                    f"{other.full_name}.{name}"
+                    for name in other.methods_by_name
+                    if name not in first.methods_by_name
+                )
+        index.undescribed = list(dict.fromkeys(index.undescribed))
         # A service stays in a file only in the copy of the file it is exposed from, or
         # in another upstream's copy declaring it alike (replicas of one API share a
         # file): never in a copy whose own declaration of it a filter hid.
         kept = {name: _declared(service) for name, service in exposed.items()}
-        index = cls()
         origin: dict[str, int] = {}  # file name → id of the pool its copy came from
         failed: set[str] = set()
         for service in exposed.values():
