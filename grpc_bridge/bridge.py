@@ -321,6 +321,8 @@ class Bridge:
             index = exposed_index(table, received)
             for problem in index.skipped:
                 log.warning("reflection_file_skipped", problem=problem)
+            if index.undescribed:
+                log.warning("reflection_methods_undescribed", methods=index.undescribed)
             self._index = (table, index)
         return self._index[1]
 

@@ -287,3 +287,33 @@ async def test_a_stream_left_open_ends_at_its_deadline(bridge: RunningBridge) ->
     *messages, (flags, end) = unframe(bytes(state.body))
     assert len(messages) == 1 and flags == 0x02
     assert orjson.loads(end)["error"]["code"] == "deadline_exceeded"
+
+
+async def test_a_request_with_a_giant_name_gets_an_answer_within_the_message_limit(
+    upstream_factory: StartServer, make_bridge: MakeBridge, tmp_path: Path
+) -> None:
+    """The echoed request is the answer's only copy of the name: an error message quotes
+    it cut short. A request whose echo alone would not fit ends the stream."""
+    small = await two_upstreams(
+        upstream_factory, make_bridge, tmp_path, max_receive_message_bytes=2000
+    )
+    long, longer = "x" * 1200, "y" * 2100
+    symbol, by_name, extension, numbers, end = await reflect(
+        small,
+        Request(file_containing_symbol=long),
+        Request(file_by_filename=long),
+        Request(
+            file_containing_extension=reflection_pb2.ExtensionRequest(
+                containing_type=long, extension_number=1
+            )
+        ),
+        Request(all_extension_numbers_of_type=long),
+    )
+    assert end == {}
+    for answer in (symbol, by_name, extension, numbers):
+        assert answer.error_response.error_code == 5, answer
+        assert answer.ByteSize() <= 2000
+        assert "(1200 characters)" in answer.error_response.error_message
+    *_, end = await reflect(small, Request(file_containing_symbol=longer))
+    assert end["error"]["code"] == "resource_exhausted"
+    assert "2000-byte message" in end["error"]["message"]

@@ -93,3 +93,51 @@ def test_a_file_importing_a_left_out_file_is_left_out_too() -> None:
         "user.proto: imports 'clash.proto', which was left out",
     ]
     assert index.extension_numbers("a.Msg") == [] and index.extension_numbers("a.Nope") is None
+
+
+def test_a_service_hidden_in_one_upstreams_copy_of_a_file_stays_hidden_there() -> None:
+    """Two versions of api.proto: the first upstream exposes Public and hides Secret,
+    whose version there has a method the second upstream's Secret (exposed) lacks.
+    The first copy is the one sent: its Secret, with that method, is not in it."""
+    newer = api_file("api.proto", "p", ["Public", "Secret"])
+    newer.service[1].method.add(name="AdminOnly", input_type=".p.Msg", output_type=".p.Msg")
+    older = api_file("api.proto", "p", ["Public", "Secret"])
+    first, second = pool_of(newer), pool_of(older)
+    received = {
+        first: {"api.proto": newer.SerializeToString()},
+        second: {"api.proto": older.SerializeToString()},
+    }
+    index = ReflectionIndex.build(
+        [first.FindServiceByName("p.Public"), second.FindServiceByName("p.Secret")], received
+    )
+    file = Proto.FromString(index.files["api.proto"].data)
+    assert [s.name for s in file.service] == ["Public"]
+    assert "p.Secret.AdminOnly" not in index.symbols
+    assert index.services == ("p.Public",)
+    assert index.skipped == ["api.proto: another upstream's file of that name is used"]
+    # Identical copies (replicas) each keep what is exposed from either.
+    index = ReflectionIndex.build(
+        [first.FindServiceByName("p.Public"), pool_of(newer).FindServiceByName("p.Secret")]
+    )
+    assert index.services == ("p.Public", "p.Secret") and not index.skipped
+
+
+def test_a_method_only_a_later_upstreams_version_of_a_service_has_is_named_undescribed() -> None:
+    """The route table sends p.Api.Extra to the second upstream (the first has no such
+    method); reflection sends the first upstream's declaration: Extra is in no file."""
+    first = pool_of(api_file("api.proto", "p", ["Api"]))
+    newer = api_file("api.proto", "p", ["Api"])
+    newer.service[0].method.add(name="Extra", input_type=".p.Msg", output_type=".p.Msg")
+    second, third = pool_of(newer), pool_of(newer)
+    api = "p.Api"
+    index = ReflectionIndex.build(
+        [
+            first.FindServiceByName(api),
+            second.FindServiceByName(api),
+            second.FindServiceByName(api),
+            third.FindServiceByName(api),
+        ]
+    )
+    assert index.services == (api,) and "p.Api.Extra" not in index.symbols
+    assert index.undescribed == ["p.Api.Extra"]
+    assert ReflectionIndex.build([second.FindServiceByName(api)]).undescribed == []

@@ -26,8 +26,10 @@ masks, a GET's message from its query string and a JSON array's elements
 (``MessageCodec.decode_value``).
 
 **Adding a codec** is a class here with these five members and an entry in
-:data:`CODECS`; a protocol then serves it where its media types name it
-(Connect's ``application/<name>``, gRPC-Web's ``application/grpc-web+<name>``).
+:data:`CODECS`; Connect then serves it under its own media types
+(``application/<name>``, ``application/connect+<name>``), while gRPC-Web
+lists its ``application/grpc-web+<name>`` types (and their answers) in
+protocol/grpc_web_frames.py, which needs the new one added.
 """
 
 from __future__ import annotations

@@ -7,11 +7,13 @@ merge into one view, and descriptor-set upstreams have one too.
 
 The files are each exposed service's file and its transitive imports, as the
 upstream described them, with one change: a service that is not exposed is
-removed from the file that declares it (with its comments), so filters
-really hide it, from ``list_services`` and from every file sent. A file that
-cannot join the merged view is left out with the files importing it, and
-named in :attr:`ReflectionIndex.skipped`: a file name two upstreams use for
-different contents (the first is kept), a symbol two files declare.
+removed from the file that declares it (with its comments), as is one
+exposed from another upstream that declares it otherwise, so filters
+really hide it (and what its hidden version has), from ``list_services``
+and from every file sent. A file that cannot join the merged view is left
+out with the files importing it, and named in :attr:`ReflectionIndex.skipped`:
+a file name two upstreams use for different contents (the first is kept), a
+symbol two files declare.
 
 Symbols are indexed from the files themselves, every kind grpc-go's reflection
 resolves: messages, enums and their values, services, methods, fields, oneofs,
@@ -55,6 +57,9 @@ class ReflectionIndex:
     extensions: dict[tuple[str, int], str] = field(default_factory=dict)
     #: Files left out (module docstring), with why.
     skipped: list[str] = field(default_factory=list)
+    #: Methods routed but in no file sent: the route table takes a service's methods from
+    #: every upstream that has them, reflection one declaration of it.
+    undescribed: list[str] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -64,13 +69,26 @@ class ReflectionIndex:
     ) -> ReflectionIndex:
         """``received``: per pool, its files as the upstream sent them (``Schema.files``),
         which keep the comments (``source_code_info``) a pool drops."""
-        exposed: dict[str, ServiceDescriptor] = {}
+        # Each service's declarations, by name: the route table yields one per method.
+        declarations: dict[str, list[ServiceDescriptor]] = {}
         for service in services:
-            exposed.setdefault(service.full_name, service)
-        # A service stays in a file only in the copy of the file it is exposed from
-        # (by name: two upstreams may share a file, e.g. replicas of one API).
-        kept = {name: service.file.name for name, service in exposed.items()}
+            known = declarations.setdefault(service.full_name, [])
+            if not any(d is service for d in known):
+                known.append(service)
+        exposed = {name: known[0] for name, known in declarations.items()}
         index = cls()
+        for first, *others in declarations.values():
+            for other in others:
+                index.undescribed.extend(
+                    f"{other.full_name}.{name}"
+                    for name in other.methods_by_name
+                    if name not in first.methods_by_name
+                )
+        index.undescribed = list(dict.fromkeys(index.undescribed))
+        # A service stays in a file only in the copy of the file it is exposed from, or
+        # in another upstream's copy declaring it alike (replicas of one API share a
+        # file): never in a copy whose own declaration of it a filter hid.
+        kept = {name: _declared(service) for name, service in exposed.items()}
         origin: dict[str, int] = {}  # file name → id of the pool its copy came from
         failed: set[str] = set()
         for service in exposed.values():
@@ -149,11 +167,20 @@ def _imports_first(root: FileDescriptor) -> list[FileDescriptor]:
     return order
 
 
-def _trimmed(file: FileDescriptor, kept: dict[str, str], given: bytes | None) -> bytes:
-    """The file as received (else as its pool has it), without the services it is not
-    the exposed copy of."""
+def _declared(service: ServiceDescriptor) -> tuple[str, bytes]:
+    """Where and how ``service`` is declared: its file's name and its own declaration."""
+    proto = descriptor_pb2.ServiceDescriptorProto()
+    service.CopyToProto(proto)
+    return service.file.name, proto.SerializeToString(deterministic=True)
+
+
+def _trimmed(
+    file: FileDescriptor, kept: dict[str, tuple[str, bytes]], given: bytes | None
+) -> bytes:
+    """The file as received (else as its pool has it), without the services it does not
+    declare as exposed."""
     data: bytes = file.serialized_pb if given is None else given
-    hidden = [s for s in file.services_by_name.values() if kept.get(s.full_name) != file.name]
+    hidden = [s for s in file.services_by_name.values() if kept.get(s.full_name) != _declared(s)]
     if not hidden:
         return data
     proto = descriptor_pb2.FileDescriptorProto.FromString(data)

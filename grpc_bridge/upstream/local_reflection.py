@@ -9,9 +9,12 @@ reaches a real upstream, with no code of its own. Answers come from the
 bridge exposes at the moment the stream starts (``index``); the answering
 itself is :mod:`~grpc_bridge.upstream.reflection_answers`.
 
-A call holds at most :data:`PENDING` answers its client has not read: a
-writer waits for the reader, as HTTP/2 flow control makes it wait for a real
-upstream. The deadline, cancellation and accounting are those of any call.
+A call holds at most :data:`PENDING` requests its reader has not taken the
+answers of: a writer waits for the reader, as HTTP/2 flow control makes it
+wait for a real upstream. A request is answered when its answer is read, so
+a client that stops reading leaves small requests held, not answers (each
+up to the message bound: a large file, sent again for each request). The
+deadline, cancellation and accounting are those of any call.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError, Message
 
@@ -41,7 +44,7 @@ __all__ = ["LOCAL_UPSTREAM", "PENDING", "LocalReflection", "LocalReflectionCall"
 #: (names are letters, digits, ``_.-``). Logged as the call's upstream.
 LOCAL_UPSTREAM = "(bridge)"
 
-#: Answers a call keeps for its reader before a write waits.
+#: Requests a call keeps unanswered for its reader before a write waits.
 PENDING = 4
 
 
@@ -103,7 +106,8 @@ class LocalReflectionCall:
         self._parse = method.output_class.FromString
         self._answers = answers
         self._observer = observer
-        self._pending: deque[Message] = deque()
+        #: Requests (grpcio-reflection's messages) to answer when read.
+        self._pending: deque[Any] = deque()
         self._half_closed = False
         #: Ends the call once the answers before it are read (a bad request).
         self._failure: UpstreamError | None = None
@@ -146,15 +150,26 @@ class LocalReflectionCall:
         try:
             # Bytes on the binary protocols, a v1 or v1alpha message on JSON: one form.
             request = Request.FromString(message.SerializeToString())
-            answer = self._answers.answer(request)
-        except (DecodeError, InvalidRequest) as exc:
-            text = str(exc) if isinstance(exc, InvalidRequest) else f"malformed request: {exc}"
-            self._failure = UpstreamError(Code.INVALID_ARGUMENT, text)
+        except DecodeError as exc:
+            self._failure = UpstreamError(Code.INVALID_ARGUMENT, f"malformed request: {exc}")
             self._readable.set()
             return False
-        self._pending.append(self._parse(answer.SerializeToString()))
+        self._pending.append(request)
         self._readable.set()
         return True
+
+    def _answer_next(self) -> Message | None:
+        """The answer to the oldest pending request; None when that request ends the call
+        (``_failure`` is set, the requests after it dropped)."""
+        request = self._pending.popleft()
+        self._writable.set()
+        try:
+            answer = self._answers.answer(request)
+        except InvalidRequest as exc:
+            self._failure = UpstreamError(exc.code, str(exc))
+            self._pending.clear()
+            return None
+        return self._parse(answer.SerializeToString())
 
     async def done_writing(self) -> None:
         self._half_closed = True
@@ -165,8 +180,9 @@ class LocalReflectionCall:
             if self._abort is not None:
                 raise self._failed(self._abort)
             if self._pending:
-                message = self._pending.popleft()
-                self._writable.set()
+                message = self._answer_next()
+                if message is None:
+                    continue
                 if self._observer is not None:
                     self._observer.metrics.received.inc()
                 return message
@@ -187,15 +203,14 @@ class LocalReflectionCall:
     def read_buffered(self, limit: int, max_bytes: int) -> list[Message]:
         out: list[Message] = []
         size = 0
-        pending = self._pending
-        while pending and len(out) < limit and size < max_bytes and self._abort is None:
-            message = pending.popleft()
+        while self._pending and len(out) < limit and size < max_bytes and self._abort is None:
+            message = self._answer_next()
+            if message is None:
+                break  # read() reports it
             size += message.ByteSize()
             out.append(message)
-        if out:
-            self._writable.set()
-            if self._observer is not None:
-                self._observer.metrics.received.inc(len(out))
+        if out and self._observer is not None:
+            self._observer.metrics.received.inc(len(out))
         return out
 
     async def response(self) -> Message:
@@ -241,6 +256,6 @@ class LocalReflectionCall:
             if self._abort is not None:
                 code = Code(self._abort.code)
             elif self._failure is not None:
-                code = Code.INVALID_ARGUMENT
+                code = Code(self._failure.code)
             self._finish(code)
         self._end(UpstreamError(Code.CANCELLED, "Cancelled"))

@@ -7,6 +7,8 @@
   imports this stream already received (the requested file itself is always
   sent): the stream remembers what it sent.
 - A request with no question set ends the stream with INVALID_ARGUMENT.
+- Error messages quote a requested name cut to :data:`QUOTED` characters (the
+  name is in the echoed request already): an answer is not twice a request.
 - An answer stays under ``max_bytes``: the requested file must fit (else
   RESOURCE_EXHAUSTED in an ``error_response``); imports that would not fit
   are left out and not remembered as sent, so the client asks for them by
@@ -26,7 +28,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from grpc_bridge.discovery.reflection_index import ReflectionIndex
 from grpc_bridge.status import Code
 
-__all__ = ["InvalidRequest", "Request", "Response", "StreamAnswers"]
+__all__ = ["QUOTED", "InvalidRequest", "Request", "Response", "StreamAnswers"]
 
 Request: Any = reflection_pb2.ServerReflectionRequest
 Response: Any = reflection_pb2.ServerReflectionResponse
@@ -35,10 +37,16 @@ Response: Any = reflection_pb2.ServerReflectionResponse
 _FIELD_OVERHEAD = 6
 #: The answer's own tags and lengths around the files and the echoed request.
 _ANSWER_OVERHEAD = 32
+#: The most characters of a requested name an error message quotes.
+QUOTED = 200
 
 
 class InvalidRequest(Exception):
-    """A request the stream cannot answer: the call ends with INVALID_ARGUMENT."""
+    """A request the stream cannot answer: the call ends with ``code``."""
+
+    def __init__(self, message: str, code: Code = Code.INVALID_ARGUMENT) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class StreamAnswers:
@@ -57,19 +65,20 @@ class StreamAnswers:
         which = request.WhichOneof("message_request")
         if which == "file_by_filename":
             name = request.file_by_filename
-            self._files(response, name if name in index.files else None, f"file {name!r}")
+            self._files(response, name if name in index.files else None, f"file {_quoted(name)}")
         elif which == "file_containing_symbol":
             symbol = request.file_containing_symbol
-            self._files(response, index.symbols.get(symbol), f"symbol {symbol!r}")
+            self._files(response, index.symbols.get(symbol), f"symbol {_quoted(symbol)}")
         elif which == "file_containing_extension":
             extension = request.file_containing_extension
             key = (extension.containing_type, extension.extension_number)
-            self._files(response, index.extensions.get(key), f"extension {key[1]} of {key[0]!r}")
+            what = f"extension {key[1]} of {_quoted(key[0])}"
+            self._files(response, index.extensions.get(key), what)
         elif which == "all_extension_numbers_of_type":
             name = request.all_extension_numbers_of_type
             numbers = index.extension_numbers(name)
             if numbers is None:
-                _error(response, Code.NOT_FOUND, f"message type {name!r} not found")
+                _error(response, Code.NOT_FOUND, f"message type {_quoted(name)} not found")
             else:
                 found = response.all_extension_numbers_response
                 found.base_type_name = name
@@ -82,6 +91,12 @@ class StreamAnswers:
                 _error(response, Code.RESOURCE_EXHAUSTED, self._over("the service list"))
         else:
             raise InvalidRequest("invalid MessageRequest: none of its questions is set")
+        if response.ByteSize() > self._max_bytes:
+            # Only a request near the bound itself gets here: every answer echoes it.
+            raise InvalidRequest(
+                self._over(f"the answer to a {request.ByteSize()}-byte request"),
+                Code.RESOURCE_EXHAUSTED,
+            )
         return response
 
     def _files(self, response: Any, root: str | None, what: str) -> None:
@@ -115,6 +130,13 @@ class StreamAnswers:
 
     def _over(self, what: str) -> str:
         return f"{what} does not fit in a {self._max_bytes}-byte message"
+
+
+def _quoted(name: str) -> str:
+    """``name`` quoted for an error message, cut to :data:`QUOTED` characters."""
+    if len(name) <= QUOTED:
+        return repr(name)
+    return f"{name[:QUOTED]!r}... ({len(name)} characters)"
 
 
 def _error(response: Any, code: Code, message: str) -> None:
