@@ -146,7 +146,9 @@ class HttpSink:
 
     async def abort(self, end: StreamEnd) -> web.StreamResponse:
         assert self.response is not None
-        await self.send(self.framing.error(end))
+        with suppress(ClientGone):  # nobody left to tell
+            await self.send(self.framing.error(end))
+            await self.end()
         return self.response
 
 
