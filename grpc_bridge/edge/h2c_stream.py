@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDict
 
 from grpc_bridge.edge.aiohttp_compat import TOO_MANY_HEADERS, body_reader, h2_message, h2_request
@@ -103,6 +104,15 @@ class H2Stream:
             self.conn.give_back(self, held)
 
     # -- fed by the connection --------------------------------------------------------
+
+    def without_content(self, headers_ended_it: bool, headers: CIMultiDict[str]) -> None:
+        """A request without content (END_STREAM on its HEADERS, or ``content-length: 0``,
+        which h2 holds the DATA to) has no body for the handler, as over HTTP/1.1, where
+        aiohttp gives such a request its empty payload: ``request.body_exists`` is false
+        (a GET the JSON and Connect protocols refuse a body on is served)."""
+        length = headers.get("content-length", "")
+        if headers_ended_it or (length.isdigit() and int(length) == 0):
+            self.reader = EMPTY_PAYLOAD
 
     def data(self, data: bytes, flow_controlled: int) -> None:
         self.reader.feed_data(data)
