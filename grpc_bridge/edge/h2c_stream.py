@@ -13,7 +13,9 @@ Bounds, as bytes arrive:
 
 - request head: HTTP/1.1's limits (aiohttp's parser: ``max_line_size`` for the
   target, ``max_field_size`` a field, ``max_headers`` fields), which HPACK would
-  let a header block pass: the same request gets the same 431 on both;
+  let a header block pass: the same request gets the same 431 on both (and
+  the same 400 for a field the parser takes once, repeated: ``Content-Type``,
+  ``Content-Length``, ``Host``, ``User-Agent``...);
 - request body: the stream's receive window is given back only as the
   handler reads (the reader pauses above twice ``BODY_BUFFER``), so a
   stream holds at most that plus one window; the body limits are the
@@ -29,9 +31,10 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.http_parser import SINGLETON_HEADERS
 from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDict
 
@@ -50,6 +53,12 @@ BODY_BUFFER = 32 * 1024
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
 )
+
+#: Fields a head may carry once (aiohttp's parser refuses a second), by lower-case name:
+#: the name as that parser's message quotes it (aiohttp's ``hdrs`` spelling).
+_SINGLETONS = {
+    name: str(getattr(hdrs, name.upper().replace("-", "_"))) for name in SINGLETON_HEADERS
+}
 
 
 class StreamGone(ConnectionResetError):
@@ -249,15 +258,21 @@ HeadLimits = tuple[int, int, int]
 def over_head_limits(
     path: str, headers: CIMultiDict[str], limits: HeadLimits
 ) -> HttpProcessingError | None:
-    """What aiohttp's parser raises for this head over HTTP/1.1 (None: within its limits)."""
+    """What aiohttp's parser raises for this head over HTTP/1.1 (None: it takes it)."""
     max_line, max_field, max_headers = limits
     if len(path) > max_line:
         return LineTooLong("Status line is too long", str(max_line), str(len(path)))
     if len(headers) > max_headers:
         return BadHttpMessage(TOO_MANY_HEADERS)
+    seen = set()
     for name, value in headers.items():
         if len(name) > max_field or len(value) > max_field:
             return LineTooLong("Header value is too long", str(max_field), str(len(value)))
+        singleton = _SINGLETONS.get(name)
+        if singleton is not None:
+            if singleton in seen:
+                return BadHttpMessage(f"Duplicate '{singleton}' header found.")
+            seen.add(singleton)
     return None
 
 
