@@ -15,7 +15,8 @@ Bounds, as bytes arrive:
   target, ``max_field_size`` a field, ``max_headers`` fields), which HPACK would
   let a header block pass: the same request gets the same 431 on both (and
   the same 400 for a field the parser takes once, repeated: ``Content-Type``,
-  ``Content-Length``, ``Host``, ``User-Agent``...);
+  ``Content-Length``, ``Host``, ``User-Agent``..., and for a ``:path`` with a
+  character other than visible ASCII, which HPACK carries and llhttp refuses);
 - request body: the stream's receive window is given back only as the
   handler reads (the reader pauses above twice ``BODY_BUFFER``), so a
   stream holds at most that plus one window; the body limits are the
@@ -33,7 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import (
+    BadHttpMessage,
+    HttpProcessingError,
+    InvalidURLError,
+    LineTooLong,
+)
 from aiohttp.http_parser import SINGLETON_HEADERS
 from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDict
@@ -244,7 +250,9 @@ def request_parts(
             headers.add(_field(name), _field(value))
     if cookies:
         headers["cookie"] = "; ".join(cookies)
-    if method == "CONNECT" or not path.startswith("/"):
+    # RFC 9113 §8.3.1: origin form, or "*" for a server-wide OPTIONS (HTTP/1.1's
+    # asterisk form, which aiohttp takes too).
+    if method == "CONNECT" or not (path.startswith("/") or (path == "*" and method == "OPTIONS")):
         return f"the bridge serves origin-form :path only, not {path!r} ({method})"
     if "host" not in headers and authority:
         headers["host"] = authority
@@ -260,6 +268,10 @@ def over_head_limits(
 ) -> HttpProcessingError | None:
     """What aiohttp's parser raises for this head over HTTP/1.1 (None: it takes it)."""
     max_line, max_field, max_headers = limits
+    if not path.isascii() or not path.isprintable() or " " in path:
+        # HPACK carries any byte but NUL, CR and LF; a target is visible ASCII (RFC 3986),
+        # and llhttp refuses the rest (percent-encoded, they are served alike).
+        return InvalidURLError(_invalid_url(path))
     if len(path) > max_line:
         return LineTooLong("Status line is too long", str(max_line), str(len(path)))
     if len(headers) > max_headers:
@@ -274,6 +286,14 @@ def over_head_limits(
                 return BadHttpMessage(f"Duplicate '{singleton}' header found.")
             seen.add(singleton)
     return None
+
+
+def _invalid_url(path: str) -> str:
+    """llhttp's reason for the first character of ``path`` a target cannot hold."""
+    at = next(i for i, c in enumerate(path) if not ("!" <= c <= "~"))
+    if path[at] in "\t\f":
+        return "Invalid characters in url"
+    return f"Invalid char in url {'query' if '?' in path[:at] else 'path'}"
 
 
 async def serve_stream(
