@@ -23,6 +23,8 @@ class Connection:
         self.port = port
         self._sock: socket.socket | None = None
         self._buffer = b""
+        #: Interim (1xx) heads received before the answers, in order.
+        self.interim: list[bytes] = []
 
     def close(self) -> None:
         if self._sock is not None:
@@ -37,6 +39,10 @@ class Connection:
         self._sock.sendall(data)
         head = self._until(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
+        while 100 <= status < 200:  # interim (a 100 Continue): kept apart, the answer follows
+            self.interim.append(head)
+            head = self._until(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
         fields = head.lower().split(b"\r\n")
         length = next((int(f[15:]) for f in fields if f.startswith(b"content-length:")), None)
         if method == "HEAD" or status in (204, 304):
