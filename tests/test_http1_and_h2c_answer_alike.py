@@ -139,6 +139,14 @@ ODD_HEADS = [
     ("GET", "/v1/things/1/", []),
 ]
 EXPECTING = ["Expect: 100-continue", "Content-Type: application/json", "Content-Length: 2"]
+CHUNKED = ["Transfer-Encoding: chunked", "Content-Type: application/json"]
+
+
+def _chunked(body: bytes, cut: int) -> bytes:
+    pieces = [piece for piece in (body[:cut], body[cut:]) if piece]
+    return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+
+
 STREAM_CALLS = [
     ("GET", st.builds(lambda n: f"{STREAM}?count={n}", st.integers(0, 4))),
     ("GET", SEGMENTS.map(lambda s: f"/v1/things/{s}/watch?name=a")),
@@ -241,6 +249,11 @@ def h2c_cases(draw: Any) -> tuple[str, bytes, bool]:
     if kind == "odd":
         if draw(st.integers(0, 5)) == 0:
             return "POST", _head("POST", ECHO, EXPECTING, b"{}"), False
+        if draw(st.integers(0, 4)) == 0:  # content of a length not said: chunked, DATA frames
+            method, target = draw(st.sampled_from([("POST", ECHO), ("GET", LOOKUP)]))
+            body = draw(st.sampled_from([b"", b"{}", b'{"fString": "chunks"}']))
+            chunks = _chunked(body, draw(st.integers(0, len(body))))
+            return method, _head(method, target, CHUNKED, chunks), False
         method, target, headers = draw(st.sampled_from(ODD_HEADS))
         return method, _head(method, target, [*headers, *extra]), False
     if kind == "connect":
@@ -280,6 +293,8 @@ CASES = [
     ("OPTIONS", _head("OPTIONS", "*", []), False),
     ("GET", _head("GET", "/v1/things/\u00e9", []), False),
     ("GET", _head("GET", METADATA, ["User-Agent: a", "User-Agent: b"]), False),
+    ("GET", _head("GET", LOOKUP, CHUNKED, _chunked(b"", 0)), False),
+    ("POST", _head("POST", ECHO, CHUNKED, _chunked(b'{"fString": "x"}', 5)), False),
 ]
 
 

@@ -92,7 +92,8 @@ def as_h2c(data: bytes, *, empty_data_frame: bool = False) -> H2cRequest | None:
     (``empty_data_frame``): its ``content-length`` says there is no content either way
     (RFC 9113 §8.1.1). Without a ``content-length``, HEADERS then an empty DATA frame is
     HTTP/1.1's chunked body of no chunks (content whose length the sender did not say),
-    not a request without content, so it is not sent for one."""
+    not a request without content, so it is not sent for one; a chunked body goes
+    de-chunked in DATA frames, with no ``content-length``, even when it is empty."""
     method, target, fields, body = _split_head(data)
     authority = next((value for name, value in fields if name == "host"), None)
     if authority is None:
@@ -108,8 +109,20 @@ def as_h2c(data: bytes, *, empty_data_frame: bool = False) -> H2cRequest | None:
     pseudo = [(":method", method), (":scheme", "http"), (":authority", authority)]
     pseudo.append((":path", target))
     declared = any(name == "content-length" for name, _ in fields)
+    if ("transfer-encoding", "chunked") in fields:
+        return H2cRequest((method, target, pseudo + kept, _dechunked(body)))
     sent = body if body or (empty_data_frame and declared) else None
     return H2cRequest((method, target, pseudo + kept, sent))
+
+
+def _dechunked(body: bytes) -> bytes:
+    out = b""
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if not size:
+            return out
+        out, body = out + body[:size], body[size + 2 :]
 
 
 def http1_answer(raw: bytes) -> tuple[int, Fields, bytes]:
