@@ -253,6 +253,7 @@ class H2cConnection(asyncio.Protocol):
             self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
             return
         stream = H2Stream(self, stream_id, self._loop)
+        stream.without_content(event.stream_ended is not None, parts[2])
         self.streams[stream_id] = stream  # (an END_STREAM with the head is an event of its own)
         if self._idle is not None:
             self._idle.cancel()

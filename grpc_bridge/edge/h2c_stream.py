@@ -13,7 +13,10 @@ Bounds, as bytes arrive:
 
 - request head: HTTP/1.1's limits (aiohttp's parser: ``max_line_size`` for the
   target, ``max_field_size`` a field, ``max_headers`` fields), which HPACK would
-  let a header block pass: the same request gets the same 431 on both;
+  let a header block pass: the same request gets the same 431 on both (and
+  the same 400 for a field the parser takes once, repeated: ``Content-Type``,
+  ``Content-Length``, ``Host``, ``User-Agent``..., and for a ``:path`` with a
+  character other than visible ASCII, which HPACK carries and llhttp refuses);
 - request body: the stream's receive window is given back only as the
   handler reads (the reader pauses above twice ``BODY_BUFFER``), so a
   stream holds at most that plus one window; the body limits are the
@@ -29,9 +32,16 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import (
+    BadHttpMessage,
+    HttpProcessingError,
+    InvalidURLError,
+    LineTooLong,
+)
+from aiohttp.http_parser import SINGLETON_HEADERS
+from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDict
 
 from grpc_bridge.edge.aiohttp_compat import TOO_MANY_HEADERS, body_reader, h2_message, h2_request
@@ -49,6 +59,12 @@ BODY_BUFFER = 32 * 1024
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
 )
+
+#: Fields a head may carry once (aiohttp's parser refuses a second), by lower-case name:
+#: the name as that parser's message quotes it (aiohttp's ``hdrs`` spelling).
+_SINGLETONS = {
+    name: str(getattr(hdrs, name.upper().replace("-", "_"))) for name in SINGLETON_HEADERS
+}
 
 
 class StreamGone(ConnectionResetError):
@@ -103,6 +119,15 @@ class H2Stream:
             self.conn.give_back(self, held)
 
     # -- fed by the connection --------------------------------------------------------
+
+    def without_content(self, headers_ended_it: bool, headers: CIMultiDict[str]) -> None:
+        """A request without content (END_STREAM on its HEADERS, or ``content-length: 0``,
+        which h2 holds the DATA to) has no body for the handler, as over HTTP/1.1, where
+        aiohttp gives such a request its empty payload: ``request.body_exists`` is false
+        (a GET the JSON and Connect protocols refuse a body on is served)."""
+        length = headers.get("content-length", "")
+        if headers_ended_it or (length.isdigit() and int(length) == 0):
+            self.reader = EMPTY_PAYLOAD
 
     def data(self, data: bytes, flow_controlled: int) -> None:
         self.reader.feed_data(data)
@@ -225,7 +250,9 @@ def request_parts(
             headers.add(_field(name), _field(value))
     if cookies:
         headers["cookie"] = "; ".join(cookies)
-    if method == "CONNECT" or not path.startswith("/"):
+    # RFC 9113 §8.3.1: origin form, or "*" for a server-wide OPTIONS (HTTP/1.1's
+    # asterisk form, which aiohttp takes too).
+    if method == "CONNECT" or not (path.startswith("/") or (path == "*" and method == "OPTIONS")):
         return f"the bridge serves origin-form :path only, not {path!r} ({method})"
     if "host" not in headers and authority:
         headers["host"] = authority
@@ -239,16 +266,34 @@ HeadLimits = tuple[int, int, int]
 def over_head_limits(
     path: str, headers: CIMultiDict[str], limits: HeadLimits
 ) -> HttpProcessingError | None:
-    """What aiohttp's parser raises for this head over HTTP/1.1 (None: within its limits)."""
+    """What aiohttp's parser raises for this head over HTTP/1.1 (None: it takes it)."""
     max_line, max_field, max_headers = limits
+    if not path.isascii() or not path.isprintable() or " " in path:
+        # HPACK carries any byte but NUL, CR and LF; a target is visible ASCII (RFC 3986),
+        # and llhttp refuses the rest (percent-encoded, they are served alike).
+        return InvalidURLError(_invalid_url(path))
     if len(path) > max_line:
         return LineTooLong("Status line is too long", str(max_line), str(len(path)))
     if len(headers) > max_headers:
         return BadHttpMessage(TOO_MANY_HEADERS)
+    seen = set()
     for name, value in headers.items():
         if len(name) > max_field or len(value) > max_field:
             return LineTooLong("Header value is too long", str(max_field), str(len(value)))
+        singleton = _SINGLETONS.get(name)
+        if singleton is not None:
+            if singleton in seen:
+                return BadHttpMessage(f"Duplicate '{singleton}' header found.")
+            seen.add(singleton)
     return None
+
+
+def _invalid_url(path: str) -> str:
+    """llhttp's reason for the first character of ``path`` a target cannot hold."""
+    at = next(i for i, c in enumerate(path) if not ("!" <= c <= "~"))
+    if path[at] in "\t\f":
+        return "Invalid characters in url"
+    return f"Invalid char in url {'query' if '?' in path[:at] else 'path'}"
 
 
 async def serve_stream(
