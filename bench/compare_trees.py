@@ -1,14 +1,17 @@
 """Bridge CPU per request, two source trees side by side: a quick before/after for one change.
 
     python bench/compare_trees.py OLD_ROOT:true NEW_ROOT:true [ROOT:false ...] [--rounds 3]
+        [--cases ping,rest,grpcweb,connect,order]
 
 Each ``ROOT`` is a checkout's top directory (``git worktree add`` or ``git archive``
 of the commit to compare; its ``grpc_bridge`` is the one run), ``:true``/``:false``
 its ``listen.fast_path``. For each, in turn and ``--rounds`` times, a bridge runs
 in front of the C echo upstream (``.venv/bench-upstream``, built by ``make bench``)
-and ``wrk -c32`` drives the tiny unary call, the REST GET and the gRPC-Web binary
-unary (1.2 KB Order) of run.py for a few seconds; printed: µs of the bridge's CPU
-per request (user + system), requests per second, errors. Pinned as ``make bench``
+and ``wrk -c32`` drives each of ``--cases`` for a few seconds: run.py's tiny unary
+call (``ping``), REST GET (``rest``), gRPC-Web binary unary (``grpcweb``), Connect
+JSON unary (``connect``) and JSON unary (``order``) of the 1.2 KB Order; printed: µs
+of the bridge's CPU per request (user + system), requests per second, errors, and
+at the end each case's median per tree. Pinned as ``make bench``
 pins (upstream and wrk on CPU 0, the bridge on CPU 1); on a shared machine compare
 rounds, not single runs.
 """
@@ -16,6 +19,7 @@ rounds, not single runs.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -49,7 +53,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("trees", nargs="+", help="ROOT:true or ROOT:false (listen.fast_path)")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--cases", default="ping,rest,grpcweb")
     args = parser.parse_args()
+    cases = args.cases.split(",")
+    medians: dict[str, dict[str, list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="grpc-bridge-compare-") as tmp:
         workdir = Path(tmp)
         gen, descriptor = run.generate(workdir)
@@ -69,21 +76,27 @@ def main() -> None:
                 bridge = servers.start("bridge", argv, workdir, port, "1")
                 servers.wait_ready(bridge, f"http://127.0.0.1:{admin}/readyz")
                 base = f"http://127.0.0.1:{port}"
+                driven = {
+                    "ping": (run.PING_PATH, payloads.PING_BODY, None),
+                    "rest": (run.REST_PATH, None, None),
+                    "grpcweb": (run.ORDER_PATH, framed, run.GRPC_WEB_HEADERS),
+                    "connect": (run.ORDER_PATH, payloads.ORDER_BODY, run.CONNECT_HEADERS),
+                    "order": (run.ORDER_PATH, payloads.ORDER_BODY, None),
+                }
                 try:
-                    out = {
-                        "tiny unary": _measure(
-                            bridge, base + run.PING_PATH, payloads.PING_BODY, workdir
-                        ),
-                        "REST GET": _measure(bridge, base + run.REST_PATH, None, workdir),
-                        "gRPC-Web": _measure(
-                            bridge, base + run.ORDER_PATH, framed, workdir, run.GRPC_WEB_HEADERS
-                        ),
-                    }
+                    out = {}
+                    for case in cases:
+                        path, body, headers = driven[case]
+                        out[case] = _measure(bridge, base + path, body, workdir, headers)
+                        medians.setdefault(spec, {}).setdefault(case, []).append(out[case][0])
                 finally:
                     bridge.stop()
                 print(spec, out, flush=True)
         finally:
             upstream.stop()
+    for spec, by_case in medians.items():
+        shown = {case: statistics.median(values) for case, values in by_case.items()}
+        print("median", spec, shown, flush=True)
 
 
 if __name__ == "__main__":
