@@ -3,7 +3,8 @@
 Each memo is keyed on what its result is a pure function of: REST query
 parameter routes (codec/query.py, by message, name, bound paths and body
 field), what a response header block comes to (upstream/h2/grpc_status.py:
-status and metadata), encoded metadata fields (upstream/grpc_request.py), and
+status and metadata), encoded metadata fields (upstream/grpc_request.py), the metadata of headers
+seen before (upstream/metadata.py), and
 the lean edge's response heads by shape (edge/head_template.py).
 The memo is first filled by the same input under every other value of the
 rest of its key; then its answer is compared with the computation run with
@@ -12,13 +13,14 @@ the memo empty, so that a key missing a part shows as a wrong answer.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from bridgetest.v1 import kitchen_pb2
 from google.protobuf.descriptor import Descriptor
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from grpc_bridge.codec import query
 from grpc_bridge.edge import head_template
@@ -30,6 +32,7 @@ from grpc_bridge.errors import BridgeError
 from grpc_bridge.settings.http import Cors
 from grpc_bridge.upstream import grpc_request
 from grpc_bridge.upstream.h2 import grpc_status
+from grpc_bridge.upstream.metadata import ClientInfo, MetadataMemo, MetadataPolicy, to_metadata
 from tests.helpers.codec_tools import build_private_pool, message_class
 
 KITCHEN: Descriptor = message_class(
@@ -185,3 +188,50 @@ def test_head_templates_fill_in_what_the_steps_make(
     assert templates.head(shape, build, request_id, length, date) == computed
     # A template is found for every head whose values hold no mark (all of them here).
     assert template_of(build(head_template.REQUEST_ID, head_template.LENGTH, head_template.DATE))
+
+
+REQUEST_HEADERS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "X-Request-Id", "x-a", "Grpc-Metadata-b", "Authorization", "X-Forwarded-For",
+                "t-bin", "Host", "Content-Type", "x-denied", "Bad Key",
+            ]
+        ),
+        st.sampled_from(["v", "", "AP8", "10.0.0.1", "é", "v" * 200]),
+    ),
+    max_size=5,
+)  # fmt: skip
+POLICIES = [
+    MetadataPolicy(frozenset(), 4096),
+    MetadataPolicy(frozenset({"x-request-id", "x-a"}), 4096, trust_forwarded_for=True),
+    MetadataPolicy(frozenset(), 4096, forward_all=True, deny_headers=frozenset({"x-request-id"})),
+    MetadataPolicy(frozenset(), 300, forward_all=True),
+]
+
+
+def _metadata_outcome(call: Any) -> Any:
+    try:
+        return ("metadata", call())
+    except BridgeError as exc:
+        return ("error", type(exc), exc.message)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pairs=REQUEST_HEADERS,
+    policy=st.sampled_from(POLICIES),
+    peer=st.sampled_from([None, "127.0.0.1"]),
+    request_id=st.sampled_from(["0" * 32, "client-id", "f" * 40]),
+)
+def test_metadata_of_headers_seen_before_is_computed_anew(
+    pairs: list[tuple[str, str]], policy: MetadataPolicy, peer: str | None, request_id: str
+) -> None:
+    headers = CIMultiDictProxy(CIMultiDict(pairs))
+    client = ClientInfo(peer=peer, host=headers.get("Host"), scheme="http")
+    memo = MetadataMemo()
+    for other_policy in POLICIES:
+        for other_id in ("1" * 32, "other-id!", "e" * 40):
+            _metadata_outcome(partial(memo.metadata, headers, other_policy, client, other_id))
+    computed = _metadata_outcome(lambda: to_metadata(headers.items(), policy, client, request_id))
+    assert _metadata_outcome(lambda: memo.metadata(headers, policy, client, request_id)) == computed

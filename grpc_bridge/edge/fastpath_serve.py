@@ -68,7 +68,7 @@ from grpc_bridge.edge.steps import (
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.pipeline.body import body_timeout
-from grpc_bridge.pipeline.call import metadata_for, timeout_for
+from grpc_bridge.pipeline.call import timeout_for
 from grpc_bridge.pipeline.compress import ResponseCompression
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
@@ -78,7 +78,7 @@ from grpc_bridge.protocol.json_unary import unary_reply
 from grpc_bridge.protocol.select import Protocols
 from grpc_bridge.routing.table import Match, MatchKind
 from grpc_bridge.status import Code, code_name
-from grpc_bridge.upstream.metadata import ClientInfo, MetadataPolicy
+from grpc_bridge.upstream.metadata import ClientInfo, MetadataMemo, MetadataPolicy
 
 _OK = code_name(Code.OK)
 
@@ -109,6 +109,8 @@ class LeanEdge:
         self.request_timeout = env.limits.body_read_timeout_s
         #: The heads of answers sent as they are, by shape (edge/head_template.py).
         self._templates = HeadTemplates()
+        #: ``pipeline.call.metadata_for`` of a head seen before (upstream/metadata.py).
+        self._metadata = MetadataMemo()
 
     def served(self, message: RawRequestMessage) -> Served | None:
         """What a head is, if it is one served here (a pure function of it); None: aiohttp's."""
@@ -141,7 +143,7 @@ class LeanEdge:
         try:
             # The Host header is there: the parser refuses an HTTP/1.1 head without it.
             client = ClientInfo(peer=peer, host=headers.get(HOST), scheme="http")
-            metadata = metadata_for(headers.items(), client, ctx.request_id, self.policy)
+            metadata = self._metadata.metadata(headers, self.policy, client, ctx.request_id)
             timeout = timeout_for(plan, headers)
             # served_length let only a JSON Content-Type (or none) through: the media
             # type check of the aiohttp path passes, and an HttpBody takes the same bytes.
@@ -176,7 +178,7 @@ class LeanEdge:
         ctx = new_context(headers, self.metrics)
         try:
             client = ClientInfo(peer=peer, host=headers.get(HOST), scheme="http")
-            metadata = metadata_for(headers.items(), client, ctx.request_id, protocol.policy)
+            metadata = self._metadata.metadata(headers, protocol.policy, client, ctx.request_id)
             timeout = protocol.unary_timeout(plan, headers)
             data = protocol.message_now(form, headers, body, self.max_body)
             if data is None:
