@@ -94,7 +94,9 @@ class MetadataPolicy:
     deny_headers: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made one per request, and a frozen dataclass's __init__ (object.__setattr__
+# per field) costs ~5x a plain one's. Read-only by convention.
+@dataclass(slots=True)
 class ClientInfo:
     """What the HTTP layer knows of the connection, for the x-forwarded-* entries."""
 
