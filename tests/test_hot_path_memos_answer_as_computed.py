@@ -13,6 +13,7 @@ the memo empty, so that a key missing a part shows as a wrong answer.
 
 from __future__ import annotations
 
+import base64
 from functools import partial
 from typing import Any
 
@@ -31,7 +32,7 @@ from grpc_bridge.edge.steps import prepare_headers
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.settings.http import Cors
 from grpc_bridge.upstream import grpc_request
-from grpc_bridge.upstream.h2 import grpc_status
+from grpc_bridge.upstream.h2 import grpc_status, hpack_codec
 from grpc_bridge.upstream.metadata import ClientInfo, MetadataMemo, MetadataPolicy, to_metadata
 from tests.helpers.codec_tools import build_private_pool, message_class
 
@@ -111,9 +112,9 @@ def test_header_blocks_read_as_computed(
 
 ENTRIES = st.lists(
     st.tuples(
-        st.sampled_from(["x-forwarded-for", "x-a", "trace-bin", "token"]),
+        st.sampled_from(["x-forwarded-for", "x-a", "trace-bin", "token", "x-request-id"]),
         st.one_of(
-            st.sampled_from(["127.0.0.1", "", "v" * 300]),
+            st.sampled_from(["127.0.0.1", "", "v" * 126, "v" * 127, "v" * 300]),
             st.binary(max_size=40),
         ),
     ),
@@ -125,6 +126,14 @@ ENTRIES = st.lists(
 @given(entries=ENTRIES)
 def test_metadata_fields_encode_as_computed(entries: list[tuple[str, str | bytes]]) -> None:
     computed = b"".join(grpc_request.metadata_field(name, value) for name, value in entries)
+    # Each field as hpack_codec writes a literal (the request id's by its kept name part).
+    assert computed == b"".join(
+        hpack_codec.literal(
+            name.encode(),
+            base64.b64encode(value).rstrip(b"=") if isinstance(value, bytes) else value.encode(),
+        )
+        for name, value in entries
+    )
     assert grpc_request.metadata_block(entries) == computed
     assert grpc_request.metadata_block(entries) == computed
 
