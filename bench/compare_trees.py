@@ -100,12 +100,44 @@ def _measure(
     return round(whole, 1), round(quiet, 1), round(result["rps"]), result["errors"]
 
 
+def _measure_together(
+    bridges: dict[str, tuple[servers.Proc, str]],
+    specs: list[str],
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str] | None,
+    workdir: Path,
+    seconds: int,
+) -> dict[str, tuple[float, float, int, int]]:
+    """:func:`_measure` of every tree's bridge at once, each with its own wrk."""
+    got: dict[str, tuple[float, float, int, int]] = {}
+
+    def one(spec: str) -> None:
+        bridge, base = bridges[spec]
+        own = workdir / spec.replace("/", "_").replace(":", "_")
+        own.mkdir(exist_ok=True)
+        got[spec] = _measure(bridge, base + path, body, own, headers, seconds)
+
+    threads = [threading.Thread(target=one, args=(spec,)) for spec in specs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return got
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("trees", nargs="+", help="ROOT:true or ROOT:false (listen.fast_path)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--cases", default="ping,rest,grpcweb")
     parser.add_argument("--seconds", type=int, default=6, help="per measurement")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="drive every tree's bridge at once (sharing CPU 1), each with its own wrk: "
+        "the trees meet the very same load; their whole runs' CPU per request compared",
+    )
     args = parser.parse_args()
     cases = args.cases.split(",")
     seen: dict[str, dict[str, list[float]]] = {spec: {} for spec in args.trees}
@@ -148,6 +180,14 @@ def main() -> None:
                 order = args.trees if round_ % 2 == 0 else args.trees[::-1]
                 for case in cases:
                     path, body, headers = driven[case]
+                    if args.together:
+                        got_all = _measure_together(
+                            bridges, order, path, body, headers, workdir, args.seconds
+                        )
+                        for spec in order:
+                            seen[spec].setdefault(case, []).append(got_all[spec][0])
+                            print(round_, case, spec, got_all[spec], flush=True)
+                        continue
                     for spec in order:
                         bridge, base = bridges[spec]
                         got = _measure(bridge, base + path, body, workdir, headers, args.seconds)
@@ -160,7 +200,8 @@ def main() -> None:
     first = args.trees[0]
     for spec, by_case in seen.items():
         shown = {case: (statistics.median(values), min(values)) for case, values in by_case.items()}
-        print("quiet windows' µs per request, median and min of rounds:", spec, shown, flush=True)
+        label = "whole runs'" if args.together else "quiet windows'"
+        print(label, "µs per request, median and min of rounds:", spec, shown, flush=True)
         if spec != first:
             # Paired per round: the two measurements of a round met the same load.
             ratios = {
