@@ -298,6 +298,8 @@ def plain_headers(
 ) -> list[tuple[str, str]]:
     """Response metadata as bare headers, trailers too (gRPC-Web's and Connect's placement
     when the trailers go in the head: a trailers-only answer)."""
+    if not initial and not trailing:
+        return []  # most answers carry none
     return prefixed_headers((("", initial), ("", trailing)))
 
 
