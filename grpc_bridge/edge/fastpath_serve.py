@@ -31,7 +31,7 @@ before the upstream call (so every such error answer is aiohttp's own).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -51,6 +51,7 @@ from grpc_bridge.edge.fastpath_heads import (
     routed_here,
     served_head,
 )
+from grpc_bridge.edge.head_template import HeadTemplates
 from grpc_bridge.edge.steps import (
     REQUEST_ID_HEADER,
     count_request,
@@ -67,7 +68,7 @@ from grpc_bridge.edge.steps import (
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.pipeline.body import body_timeout
-from grpc_bridge.pipeline.call import metadata_for, timeout_for
+from grpc_bridge.pipeline.call import timeout_for
 from grpc_bridge.pipeline.compress import ResponseCompression
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
@@ -77,7 +78,7 @@ from grpc_bridge.protocol.json_unary import unary_reply
 from grpc_bridge.protocol.select import Protocols
 from grpc_bridge.routing.table import Match, MatchKind
 from grpc_bridge.status import Code, code_name
-from grpc_bridge.upstream.metadata import ClientInfo, MetadataPolicy
+from grpc_bridge.upstream.metadata import ClientInfo, MetadataMemo, MetadataPolicy
 
 _OK = code_name(Code.OK)
 
@@ -106,6 +107,10 @@ class LeanEdge:
         self.exposed = protocols.json.exposed
         self.max_body = env.limits.max_request_bytes
         self.request_timeout = env.limits.body_read_timeout_s
+        #: The heads of answers sent as they are, by shape (edge/head_template.py).
+        self._templates = HeadTemplates()
+        #: ``pipeline.call.metadata_for`` of a head seen before (upstream/metadata.py).
+        self._metadata = MetadataMemo()
 
     def served(self, message: RawRequestMessage) -> Served | None:
         """What a head is, if it is one served here (a pure function of it); None: aiohttp's."""
@@ -138,7 +143,7 @@ class LeanEdge:
         try:
             # The Host header is there: the parser refuses an HTTP/1.1 head without it.
             client = ClientInfo(peer=peer, host=headers.get(HOST), scheme="http")
-            metadata = metadata_for(headers.items(), client, ctx.request_id, self.policy)
+            metadata = self._metadata.metadata(headers, self.policy, client, ctx.request_id)
             timeout = timeout_for(plan, headers)
             # served_length let only a JSON Content-Type (or none) through: the media
             # type check of the aiohttp path passes, and an HttpBody takes the same bytes.
@@ -173,7 +178,7 @@ class LeanEdge:
         ctx = new_context(headers, self.metrics)
         try:
             client = ClientInfo(peer=peer, host=headers.get(HOST), scheme="http")
-            metadata = metadata_for(headers.items(), client, ctx.request_id, protocol.policy)
+            metadata = self._metadata.metadata(headers, protocol.policy, client, ctx.request_id)
             timeout = protocol.unary_timeout(plan, headers)
             data = protocol.message_now(form, headers, body, self.max_body)
             if data is None:
@@ -217,26 +222,55 @@ class LeanEdge:
                 else:
                     reply, payload = result
                     ctx.grpc_code = _OK
-                status, reason, answer = 200, "OK", CIMultiDict(reply)
+                status, reason, answer = 200, "OK", None
             except BridgeError as exc:
                 status, reason, answer, payload = _parts(error_answer(exc, ctx, protocol, headers))
             except Exception:
                 status, reason, answer, payload = _parts(
                     internal_error(ctx, path, protocol, headers)
                 )
-            if protocol is None or protocol.http_compression:
-                compression = self.compression
-                coding = finish_headers(
-                    answer, len(payload), ctx.request_id, accept_encoding, compression
-                )
-                if coding is not None:
-                    payload = await compression.compress(coding, payload)
-            else:
-                answer[REQUEST_ID_HEADER] = ctx.request_id
             close = close or message.should_close
-            exposed = None if protocol is None else protocol.exposed
             origin = headers.get(ORIGIN)
-            head = self._head(status, reason, answer, payload, close, ctx, origin, exposed)
+            head = None
+            if answer is None and (
+                accept_encoding is None or not (protocol is None or protocol.http_compression)
+            ):
+                # A call answered (not an error, whose status may be 200 too) and sent as
+                # it is: nothing in its head but the three values depends on the body,
+                # and the shape is what the steps below read.
+                shape = (
+                    None if protocol is None else protocol.name,
+                    tuple(reply),
+                    close,
+                    self.bridge.draining,
+                    origin,
+                )
+                head = self._templates.head(
+                    shape,
+                    lambda request_id, length, date: self._ok_head(
+                        reply, request_id, length, date, close, origin, protocol
+                    ),
+                    ctx.request_id,
+                    len(payload),
+                    rfc822_formatted_time(),
+                )
+            if head is None:
+                if answer is None:
+                    answer = CIMultiDict(reply)
+                if protocol is None or protocol.http_compression:
+                    compression = self.compression
+                    coding = finish_headers(
+                        answer, len(payload), ctx.request_id, accept_encoding, compression
+                    )
+                    if coding is not None:
+                        payload = await compression.compress(coding, payload)
+                else:
+                    answer[REQUEST_ID_HEADER] = ctx.request_id
+                exposed = None if protocol is None else protocol.exposed
+                length = str(len(payload))
+                head = self._head(
+                    status, reason, answer, length, close, ctx.request_id, origin, exposed
+                )
             log_request_line(ctx, method, path, peer, trace_of(headers), status, len(payload))
         except asyncio.CancelledError:
             log_request_line(ctx, method, path, peer, trace_of(headers), 499, 0)
@@ -244,6 +278,27 @@ class LeanEdge:
         finally:
             request_done(ctx, method, status)
         return head + payload, close or self.bridge.draining
+
+    def _ok_head(
+        self,
+        reply: Iterable[tuple[str, str]],
+        request_id: str,
+        length: str,
+        date: str,
+        close: bool,
+        origin: str | None,
+        protocol: PlainUnary | None,
+    ) -> bytes:
+        """A 200's head by the steps :meth:`_reply` takes for an answer sent as it is
+        (no ``Accept-Encoding``, or a protocol without HTTP's compression)."""
+        answer = CIMultiDict(reply)
+        if protocol is None or protocol.http_compression:
+            coding = finish_headers(answer, 0, request_id, None, self.compression)
+            assert coding is None  # none without Accept-Encoding
+        else:
+            answer[REQUEST_ID_HEADER] = request_id
+        exposed = None if protocol is None else protocol.exposed
+        return self._head(200, "OK", answer, length, close, request_id, origin, exposed, date)
 
     def late_body(
         self,
@@ -270,7 +325,14 @@ class LeanEdge:
         response.headers[REQUEST_ID_HEADER] = ctx.request_id
         origin = headers.get(ORIGIN)
         data = self._head(
-            response.status, response.reason, response.headers, payload, True, ctx, origin, exposed
+            response.status,
+            response.reason,
+            response.headers,
+            str(len(payload)),
+            True,
+            ctx.request_id,
+            origin,
+            exposed,
         )
         method, path = message.method, message.path.partition("?")[0]
         status = response.status
@@ -284,23 +346,25 @@ class LeanEdge:
         status: int,
         reason: str,
         headers: CIMultiDict[str],
-        body: bytes,
+        length: str,
         close: bool,
-        ctx: RequestContext,
+        request_id: str,
         origin: str | None,
         exposed: Callable[[str], bool] | None = None,
+        date: str | None = None,
     ) -> bytes:
         """The response head, with what aiohttp's writer adds in its order (web_response.py);
-        ``exposed``: what CORS exposes (the protocol's), JSON's by default."""
-        headers[hdrs.CONTENT_LENGTH] = str(len(body))
-        headers[hdrs.DATE] = rfc822_formatted_time()
+        ``length`` the Content-Length, ``exposed``: what CORS exposes (the protocol's),
+        JSON's by default; ``date`` now's by default."""
+        headers[hdrs.CONTENT_LENGTH] = length
+        headers[hdrs.DATE] = rfc822_formatted_time() if date is None else date
         headers[hdrs.SERVER] = SERVER_SOFTWARE
         if close:
             headers[hdrs.CONNECTION] = "close"
         # Then aiohttp's response-prepare callback's step (edge/proxy.py).
         prepare_headers(
             headers,
-            ctx.request_id,
+            request_id,
             self.cors,
             origin,
             self.bridge.draining,

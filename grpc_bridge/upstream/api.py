@@ -53,7 +53,9 @@ __all__ = [
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made one per unary call, and a frozen dataclass's __init__ (object.__setattr__
+# per field) costs ~5x a plain one's. Read-only by convention.
+@dataclass(slots=True)
 class UnaryResult:
     response: Message
     initial_metadata: Sequence[tuple[str, str | bytes]]

@@ -71,6 +71,9 @@ _MAX_FIELDS = 512
 #: on every call: the memo holds at most ~256 KiB of entries.
 _MAX_KEPT_ENTRY = 256
 _PER_CALL = frozenset({"x-request-id", "traceparent", "tracestate"})
+#: A literal field's bytes up to its value, by name, for the entries encoded on every
+#: call (their values are new each time; the name's part never changes).
+_NAME_PARTS = {name: hpack_codec.literal(name.encode(), b"")[:-1] for name in _PER_CALL}
 
 
 def metadata_field(name: str, value: str | bytes) -> bytes:
@@ -79,7 +82,11 @@ def metadata_field(name: str, value: str | bytes) -> bytes:
         data = base64.b64encode(value).rstrip(b"=")
     else:
         data = value.encode("ascii")
-    return hpack_codec.literal(name.encode("ascii"), data)
+    part = _NAME_PARTS.get(name)
+    if part is None or len(data) >= 127:
+        return hpack_codec.literal(name.encode("ascii"), data)
+    # hpack_codec.literal's bytes: a value under 127 bytes has a one-byte length.
+    return part + bytes((len(data),)) + data
 
 
 def metadata_block(metadata: Metadata) -> bytes:

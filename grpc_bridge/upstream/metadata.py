@@ -10,7 +10,7 @@ import base64
 import binascii
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from grpc_bridge.errors import HeadersTooLarge, InvalidArgument, shown
@@ -94,7 +94,9 @@ class MetadataPolicy:
     deny_headers: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: made one per request, and a frozen dataclass's __init__ (object.__setattr__
+# per field) costs ~5x a plain one's. Read-only by convention.
+@dataclass(slots=True)
 class ClientInfo:
     """What the HTTP layer knows of the connection, for the x-forwarded-* entries."""
 
@@ -199,6 +201,53 @@ def to_metadata(
     return out
 
 
+class MetadataMemo:
+    """:func:`to_metadata` of header mappings seen before, kept by their identity: the lean
+    edge's are read-only and shared by every request with the same head (edge/fastpath.py).
+
+    The metadata is a pure function of the headers, the policy, the client and the
+    request id. The request id is in it at most once, as the entry appended for a
+    request whose own header is not forwarded, and the size bound counts its length:
+    so an entry is kept per length of request id, made with a stand-in of that
+    length, and the id put in its place per call. Each entry holds its headers and
+    policy, so an ``id`` it is kept by is never another object's.
+    """
+
+    __slots__ = ("_memo",)
+
+    #: Entries kept; emptied when full (many distinct heads: no sweep, no growth).
+    MAX = 64
+
+    def __init__(self) -> None:
+        self._memo: dict[
+            tuple[int, int, str | None, str | None, str, int],
+            tuple[object, MetadataPolicy, Metadata, int],
+        ] = {}
+
+    def metadata(
+        self,
+        headers: Mapping[str, str],
+        policy: MetadataPolicy,
+        client: ClientInfo,
+        request_id: str,
+    ) -> Metadata:
+        """``to_metadata(headers.items(), policy, client, request_id)``; raises as it does."""
+        key = (id(headers), id(policy), client.peer, client.host, client.scheme, len(request_id))
+        entry = self._memo.get(key)
+        if entry is None or entry[0] is not headers or entry[1] is not policy:
+            stand_in = "\ue001" * len(request_id)  # a new object: found by identity
+            made = to_metadata(headers.items(), policy, client, stand_in)
+            at = next((i for i, (_, value) in enumerate(made) if value is stand_in), -1)
+            if len(self._memo) >= self.MAX:
+                self._memo.clear()
+            entry = self._memo[key] = (headers, policy, made, at)
+        out = list(entry[2])
+        at = entry[3]
+        if at >= 0:
+            out[at] = (REQUEST_ID, request_id)
+        return out
+
+
 def _value(header: str, key: str, value: str) -> str | bytes:
     if key.endswith("-bin"):
         return decode_bin(header, value)
@@ -249,6 +298,8 @@ def plain_headers(
 ) -> list[tuple[str, str]]:
     """Response metadata as bare headers, trailers too (gRPC-Web's and Connect's placement
     when the trailers go in the head: a trailers-only answer)."""
+    if not initial and not trailing:
+        return []  # most answers carry none
     return prefixed_headers((("", initial), ("", trailing)))
 
 
