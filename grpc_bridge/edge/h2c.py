@@ -14,14 +14,16 @@ beyond it a connection error, refusing it before its header block is decoded,
 so the connection's HPACK state cannot go on; a stream whose answer is still
 being finished counts too, and one beyond that is refused with REFUSED_STREAM),
 ``MAX_HEADER_LIST`` bytes of header block (also while it is unfinished: h2
-would keep ~1 MiB of one until its end), a body window given back only as
-the handler reads, DATA sent only within the peer's window and while the
-socket drains (reading pauses while it does not), an idle connection closed
-after ``IDLE_TIMEOUT_S``, a flood of client resets (``MAX_RESETS`` within
-``RESET_WINDOW_S``, CVE-2023-44487), PINGs or SETTINGS (``MAX_CONTROL_FRAMES``
-each) answered with GOAWAY (edge/h2c_floods.py). A protocol error
-is a GOAWAY naming it, then the connection closes; a stream the client
-resets cancels its upstream call.
+would keep ~1 MiB of one until its end), a header block due within
+``limits.body_read_timeout_s`` of its first byte (as an HTTP/1.1 head is,
+busy connection or not), the windows of edge/h2c_flow.py both ways (what a
+connection's handlers have not read, how long a send may wait for the
+client), an idle connection closed after ``IDLE_TIMEOUT_S``, a flood of client
+resets (``MAX_RESETS`` within ``RESET_WINDOW_S``, CVE-2023-44487), PINGs,
+SETTINGS or unearned WINDOW_UPDATEs (``MAX_CONTROL_FRAMES`` each) answered
+with GOAWAY (edge/h2c_floods.py). A malformed request resets its own stream
+(edge/h2c_malformed.py); any other protocol error is a GOAWAY naming it, then
+the connection closes; a stream the client resets cancels its upstream call.
 """
 
 from __future__ import annotations
