@@ -189,22 +189,23 @@ async def test_bodies_a_connections_handlers_have_not_read_are_held_within_its_w
                 client.request(f"{TEST}/ClientStream", CONNECT_STREAM, b"", end=False)
                 for _ in range(30)
             ]
-            sent, idle = 0, 0
+            # Until the client can send no more (or 20 rounds, should a call be served).
+            idle = 0
             async with asyncio.timeout(60):
-                while idle < 3:
+                for _ in range(20):
+                    if idle >= 3:
+                        break
                     progress = False
                     for stream in streams:
                         while client.conn.local_flow_control_window(stream) >= len(message):
                             client.send(stream, message)
-                            sent += len(message)
                             progress = True
                     await client.writer.drain()
                     await client.pump(1.0)
                     idle = 0 if progress else idle + 1
             (conn,) = h2c_connections(bridge)
             held = sum(unread_bytes(s.reader) for s in conn.streams.values())
-            assert held <= h2c_flow.CONNECTION_WINDOW, held
-            assert sent <= h2c_flow.CONNECTION_WINDOW + 30 * len(message), sent
+            assert h2c_flow.CONNECTION_WINDOW // 2 < held <= h2c_flow.CONNECTION_WINDOW, held
             assert client.terminated is None
     finally:
         await upstream.stop()
