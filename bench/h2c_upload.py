@@ -1,6 +1,7 @@
 """One large client-stream upload over h2c, timed: what the h2c edge's receive windows cost.
 
-A bridge process (this tree's code) in front of the test upstream; an ``h2``
+A bridge process (``python -m grpc_bridge`` from the current directory: run
+it from another checkout to measure that one) in front of the test upstream; an ``h2``
 client sends one Connect client stream (``application/connect+proto``) of
 ``--mb`` MiB in 16 KiB messages as fast as the bridge's windows let it, and the
 time to the answer is reported (best of ``--runs``). The client and the
