@@ -14,6 +14,7 @@ import orjson
 import pytest
 from h2.errors import ErrorCodes
 
+from grpc_bridge.edge import h2c
 from tests.helpers.h2c_client import H2cClient, h2c_connection
 from tests.helpers.harness import RunningBridge
 
@@ -77,6 +78,23 @@ async def test_a_body_that_is_not_its_content_length_resets_its_stream_only(
         state = await client.answer(bad)
         assert state.reset == ErrorCodes.PROTOCOL_ERROR, (state.headers, bytes(state.body))
         await in_flight_completes(client, in_flight)
+
+
+async def test_a_flood_of_malformed_requests_is_a_goaway(bridge: RunningBridge) -> None:
+    """Each is decoded, checked and reset, as a reset stream is set up and torn down: they
+    count with resets (500 in 10 s), or a connection could send them without end."""
+    async with h2c_connection(bridge.server.proxy_port, validate=False) as client:
+        await client.pump()
+        for i in range(h2c.MAX_RESETS + 50):
+            if client.terminated is not None:
+                break
+            client.request(f"{TEST}/Echo", [*CONNECT_JSON, ("Bad-Name", "x")], None)
+            if i % 50 == 0:
+                await client.writer.drain()
+                await client.pump(0.01)
+        await client.until(lambda: client.closed, 20)
+        assert client.terminated is not None
+        assert client.terminated.error_code == ErrorCodes.ENHANCE_YOUR_CALM
 
 
 async def test_the_hook_that_makes_them_stream_errors_is_still_there() -> None:

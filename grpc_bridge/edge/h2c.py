@@ -246,7 +246,7 @@ class H2cConnection(FlowControlled):
             log.info("h2_request_refused", peer=str(self.peername), error=event.reason)
             if event.flow_controlled_length:
                 self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-            self._client_reset(event.stream_id)
+            self._client_reset(event.stream_id, malformed=True)
         elif isinstance(event, h2.events.StreamReset):
             self._client_reset(event.stream_id)
         elif isinstance(event, h2.events.WindowUpdated):
@@ -279,6 +279,7 @@ class H2cConnection(FlowControlled):
         if isinstance(parts, str):
             log.info("h2_request_refused", peer=str(self.peername), error=parts)
             self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._count(self._resets, "streams reset")
             return
         stream = H2Stream(self, stream_id, self._loop)
         self.streams[stream_id] = stream  # (an END_STREAM with the head is an event of its own)
@@ -291,11 +292,14 @@ class H2cConnection(FlowControlled):
             )
         )
 
-    def _client_reset(self, stream_id: int) -> None:
+    def _client_reset(self, stream_id: int, *, malformed: bool = False) -> None:
+        """The client reset a stream, or made it malformed: a malformed request costs what a
+        reset does (decoded, then torn down) and counts with them, served or not."""
         stream = self.streams.pop(stream_id, None)
-        if stream is None:
+        if stream is None and not malformed:
             return
-        stream.cancel()
+        if stream is not None:
+            stream.cancel()
         self._count(self._resets, "streams reset")
         self._maybe_idle()
 
