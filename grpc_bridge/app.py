@@ -194,6 +194,8 @@ async def start(
                 reuse_port=reuse_port,
                 shutdown_timeout=settings.shutdown.timeout_s,
                 head_timeout=settings.limits.body_read_timeout_s,
+                # How long an h2c send may wait for the client (edge/h2c_flow.py).
+                stall_timeout=settings.streams.idle_timeout_s,
             )
         else:
             site = FastSite(

@@ -115,6 +115,7 @@ __all__ = [
     "serialize_head",
     "server_kwargs",
     "server_loop",
+    "unread_bytes",
     "upgraded",
     "waiting_for_request",
 ]
@@ -290,9 +291,17 @@ def serialize_head(status_line: str, headers: CIMultiDict[str]) -> bytes:
 def h2_message(
     method: str, path: str, headers: CIMultiDict[str], raw: tuple[tuple[bytes, bytes], ...]
 ) -> RawRequestMessage:
-    """The message of an HTTP/2 request (``path`` the ``:path``; origin form, checked)."""
-    target, _, query = path.partition("?")
-    url = URL.build(path=target, query_string=query, encoded=True)
+    """The message of an HTTP/2 request (``path`` the ``:path``; origin form, checked).
+
+    A ``#fragment`` is split off as aiohttp's HTTP/1.1 parser splits it off a request
+    target (``_http_parser.pyx``), so the same target means the same request on both.
+    """
+    target, question, query = path.partition("?")
+    if question:
+        query, _, fragment = query.partition("#")
+    else:
+        target, _, fragment = target.partition("#")
+    url = URL.build(path=target, query_string=query, fragment=fragment, encoded=True)
     return RawRequestMessage(
         method,
         path,
@@ -311,6 +320,11 @@ def body_reader(pacer: object, limit: int, loop: asyncio.AbstractEventLoop) -> S
     """aiohttp's body reader, paced by ``pacer`` (``pause_reading``, ``resume_reading``,
     ``connected``): an HTTP/2 stream's request body, fed from its DATA frames."""
     return StreamReader(cast("BaseProtocol", pacer), limit, loop=loop)
+
+
+def unread_bytes(reader: StreamReader) -> int:
+    """Bytes fed to ``reader`` that nothing has read yet."""
+    return reader._size
 
 
 def h2_request(

@@ -96,7 +96,9 @@ class FastPath:
         self.server = server
         self.parser = parser
         #: Connections that start with the HTTP/2 preface go there (edge/h2c.py).
-        self.h2c = H2cEdge(server)
+        self.h2c = H2cEdge(
+            server, head_timeout=edge.request_timeout, stall_timeout=edge.env.idle_timeout_s
+        )
         #: What llhttp made of a head, and its route, by the head's bytes. A client sends
         #: the same head over and over (the same call, a body of the same size), and the
         #: parse is a pure function of those bytes: aiohttp's parser builds a yarl URL

@@ -14,14 +14,16 @@ beyond it a connection error, refusing it before its header block is decoded,
 so the connection's HPACK state cannot go on; a stream whose answer is still
 being finished counts too, and one beyond that is refused with REFUSED_STREAM),
 ``MAX_HEADER_LIST`` bytes of header block (also while it is unfinished: h2
-would keep ~1 MiB of one until its end), a body window given back only as
-the handler reads, DATA sent only within the peer's window and while the
-socket drains (reading pauses while it does not), an idle connection closed
-after ``IDLE_TIMEOUT_S``, a flood of client resets (``MAX_RESETS`` within
-``RESET_WINDOW_S``, CVE-2023-44487), PINGs or SETTINGS (``MAX_CONTROL_FRAMES``
-each) answered with GOAWAY (edge/h2c_floods.py). A protocol error
-is a GOAWAY naming it, then the connection closes; a stream the client
-resets cancels its upstream call.
+would keep ~1 MiB of one until its end), a header block due within
+``limits.body_read_timeout_s`` of its first byte (as an HTTP/1.1 head is,
+busy connection or not), the windows of edge/h2c_flow.py both ways (what a
+connection's handlers have not read, how long a send may wait for the
+client), an idle connection closed after ``IDLE_TIMEOUT_S``, a flood of client
+resets (``MAX_RESETS`` within ``RESET_WINDOW_S``, CVE-2023-44487), PINGs,
+SETTINGS or unearned WINDOW_UPDATEs (``MAX_CONTROL_FRAMES`` each) answered
+with GOAWAY (edge/h2c_floods.py). A malformed request resets its own stream
+(edge/h2c_malformed.py); any other protocol error is a GOAWAY naming it, then
+the connection closes; a stream the client resets cancels its upstream call.
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ from h2.errors import ErrorCodes
 
 from grpc_bridge.edge.aiohttp_compat import head_limits
 from grpc_bridge.edge.cut_off import FLUSH_GRACE, cut_off
-from grpc_bridge.edge.h2c_floods import Flood
-from grpc_bridge.edge.h2c_stream import H2Stream, StreamGone, request_parts, serve_stream
+from grpc_bridge.edge.h2c_floods import Flood, WindowUpdates
+from grpc_bridge.edge.h2c_flow import FlowControlled
+from grpc_bridge.edge.h2c_malformed import StreamErrorsConnection, StreamMalformed
+from grpc_bridge.edge.h2c_stream import H2Stream, request_parts, serve_stream
 from grpc_bridge.log import get_logger
 
 log = get_logger("grpc_bridge.http")
@@ -56,8 +60,11 @@ IDLE_TIMEOUT_S = 75.0
 MAX_RESETS = 500
 RESET_WINDOW_S = 10.0
 #: PINGs and SETTINGS (each kind) a client may send within ``RESET_WINDOW_S``
-#: (gRPC's keepalive and BDP pings come far fewer: one outstanding at a time).
+#: (gRPC's keepalive and BDP pings come far fewer: one outstanding at a time), and
+#: WINDOW_UPDATEs beyond those the DATA sent earns (edge/h2c_floods.py).
 MAX_CONTROL_FRAMES = 1000
+#: Frame types whose bytes, while a frame of them is unfinished, are a request head begun.
+_HEAD_FRAMES = frozenset({0x1, 0x9})  # HEADERS, CONTINUATION
 
 
 def _unfinished_header_block(conn: h2.connection.H2Connection) -> int:
@@ -74,6 +81,15 @@ def _unfinished_header_block(conn: h2.connection.H2Connection) -> int:
     return sum(len(frame.data) for frame in frames) if frames else 0
 
 
+def _head_begun(conn: h2.connection.H2Connection) -> bool:
+    """Whether a header block has begun and not ended: frames of it kept, or a HEADERS or
+    CONTINUATION frame in part (h2's ``FrameBuffer._data``; the type is its 4th byte)."""
+    if getattr(conn.incoming_buffer, "_headers_buffer", None):
+        return True
+    partial = getattr(conn.incoming_buffer, "_data", b"")
+    return len(partial) > 3 and partial[3] in _HEAD_FRAMES
+
+
 def preface_state(data: bytes | bytearray) -> bool | None:
     """True: ``data`` starts with the preface; None: it may still (too short); False: not."""
     if len(data) >= len(PREFACE):
@@ -84,8 +100,12 @@ def preface_state(data: bytes | bytearray) -> bool | None:
 class H2cEdge:
     """Every h2c connection of a listener, for shutdown."""
 
-    def __init__(self, server: web.Server) -> None:
+    def __init__(self, server: web.Server, *, head_timeout: float, stall_timeout: float) -> None:
         self.server = server
+        #: ``limits.body_read_timeout_s``: a header block is due within it of its first byte.
+        self.head_timeout = head_timeout
+        #: ``streams.idle_timeout_s``: how long a send may wait for the client (h2c_flow.py).
+        self.stall_timeout = stall_timeout
         #: HTTP/1.1's head limits, on every stream's header block too (edge/h2c_stream.py).
         self.head_limits = head_limits(server)
         self.connections: set[H2cConnection] = set()
@@ -114,20 +134,22 @@ class H2cEdge:
         await cut_off(self.connections, self.emptied, min(timeout, FLUSH_GRACE))
 
 
-class H2cConnection(asyncio.Protocol):
-    """One HTTP/2 client connection."""
+class H2cConnection(FlowControlled):
+    """One HTTP/2 client connection (its flow control: edge/h2c_flow.py)."""
 
     def __init__(self, edge: H2cEdge) -> None:
-        self._edge = edge
-        self._loop = asyncio.get_running_loop()
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        self._h2 = h2.connection.H2Connection(config)
-        self.transport: asyncio.Transport | None = None
-        self.peername: object = None
+        super().__init__(
+            asyncio.get_running_loop(), StreamErrorsConnection(config), edge.stall_timeout
+        )
+        self._edge = edge
         self.sockname: object = None
         self.streams: dict[int, H2Stream] = {}
-        self._writable: asyncio.Future[None] | None = None
         self._idle: asyncio.TimerHandle | None = None
+        #: Set while a header block is unfinished: it is due as a request head is.
+        self._head_due: asyncio.TimerHandle | None = None
+        self._streams_opened = 0
+        self._window_updates = WindowUpdates(Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S))
         self._resets = Flood(MAX_RESETS, RESET_WINDOW_S)
         self._pings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
         self._settings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
@@ -154,6 +176,7 @@ class H2cConnection(asyncio.Protocol):
         # peer's acknowledgement), so the decoder's limit is set here too.
         h2conn.decoder.max_header_list_size = MAX_HEADER_LIST
         h2conn.initiate_connection()
+        self.open_connection_window()
         self._flush()
         self._arm_idle()
 
@@ -167,6 +190,13 @@ class H2cConnection(asyncio.Protocol):
             log.info("h2_protocol_error", peer=str(self.peername), error="header block too large")
             self._close_with(ErrorCodes.PROTOCOL_ERROR, "header block over the limit")
             return
+        if _head_begun(self._h2):
+            if self._head_due is None:
+                timeout = self._edge.head_timeout
+                self._head_due = self._loop.call_later(timeout, self._head_late, timeout)
+        elif self._head_due is not None:
+            self._head_due.cancel()
+            self._head_due = None
         try:
             for event in events:
                 self._event(event)
@@ -181,28 +211,18 @@ class H2cConnection(asyncio.Protocol):
         self._edge.connections.discard(self)
         if not self._edge.connections:
             self._edge.emptied.set()
-        if self._idle is not None:
-            self._idle.cancel()
+        for timer in (self._idle, self._head_due):
+            if timer is not None:
+                timer.cancel()
         for stream in list(self.streams.values()):
             stream.cancel()
         self._wake_writable()
 
-    def pause_writing(self) -> None:
-        # The client is not reading: no more input either until it does (bounds the
-        # control frames it could make the bridge answer meanwhile: PINGs, SETTINGS).
-        self._writable = self._loop.create_future()
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self._wake_writable()
-        if self.transport is not None:
-            self.transport.resume_reading()
-
-    def _wake_writable(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-        self._writable = None
+    def _head_late(self, timeout: float) -> None:
+        self._head_due = None
+        log.info("h2_protocol_error", peer=str(self.peername), error="header block late")
+        why = f"header block not complete within {timeout:g} s (limits.body_read_timeout_s)"
+        self._close_with(ErrorCodes.PROTOCOL_ERROR, why)
 
     # -- events ---------------------------------------------------------------------
 
@@ -212,20 +232,27 @@ class H2cConnection(asyncio.Protocol):
         elif isinstance(event, h2.events.DataReceived):
             stream = self.streams.get(event.stream_id)
             size = event.flow_controlled_length or 0
-            # The connection's window goes back at once: one slow handler must not
-            # stall every other stream; each stream's own window bounds what it holds.
-            if size:
-                self._h2.increment_flow_control_window(size)
             if stream is None or stream.reset:
+                # Nobody reads it: its window goes back to the connection at once.
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self._h2.acknowledge_received_data(size, event.stream_id)
                 return
             stream.data(event.data or b"", size)
         elif isinstance(event, h2.events.StreamEnded):
             stream = self.streams.get(event.stream_id)
             if stream is not None:
                 stream.end()
+        elif isinstance(event, StreamMalformed):
+            log.info("h2_request_refused", peer=str(self.peername), error=event.reason)
+            if event.flow_controlled_length:
+                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            self._client_reset(event.stream_id, malformed=True)
         elif isinstance(event, h2.events.StreamReset):
             self._client_reset(event.stream_id)
         elif isinstance(event, h2.events.WindowUpdated):
+            earned = self._streams_opened, self.data_frames_sent
+            if self._window_updates.over(self._loop.time(), *earned):
+                self._flood(self._window_updates.flood, "WINDOW_UPDATE frames")
             if event.stream_id:
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
@@ -244,6 +271,7 @@ class H2cConnection(asyncio.Protocol):
 
     def _request(self, event: h2.events.RequestReceived) -> None:
         stream_id = event.stream_id
+        self._streams_opened += 1
         if self._edge.closing or self._going_away or len(self.streams) >= MAX_STREAMS:
             self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             return
@@ -251,6 +279,7 @@ class H2cConnection(asyncio.Protocol):
         if isinstance(parts, str):
             log.info("h2_request_refused", peer=str(self.peername), error=parts)
             self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._count(self._resets, "streams reset")
             return
         stream = H2Stream(self, stream_id, self._loop)
         stream.without_content(event.stream_ended is not None, parts[2])
@@ -264,26 +293,28 @@ class H2cConnection(asyncio.Protocol):
             )
         )
 
-    def _refuse(self, stream_id: int, code: int) -> None:
-        # The client may have reset it already, in the same read (h2 then forgets it).
-        with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
-            self._h2.reset_stream(stream_id, code)
-
-    def _client_reset(self, stream_id: int) -> None:
+    def _client_reset(self, stream_id: int, *, malformed: bool = False) -> None:
+        """The client reset a stream, or made it malformed: a malformed request costs what a
+        reset does (decoded, then torn down) and counts with them, served or not."""
         stream = self.streams.pop(stream_id, None)
-        if stream is None:
+        if stream is None and not malformed:
             return
-        stream.cancel()
+        if stream is not None:
+            stream.cancel()
         self._count(self._resets, "streams reset")
         self._maybe_idle()
 
     def _count(self, flood: Flood, what: str) -> None:
         """One more of ``what``; over its limit, GOAWAY ``ENHANCE_YOUR_CALM`` (h2c_floods.py)."""
         if flood.over(self._loop.time()):
-            log.warning("h2_flood", peer=str(self.peername), what=what, count=len(flood))
-            self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
+            self._flood(flood, what)
+
+    def _flood(self, flood: Flood, what: str) -> None:
+        log.warning("h2_flood", peer=str(self.peername), what=what, count=len(flood))
+        self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
 
     def _stream_done(self, stream: H2Stream) -> None:
+        self.give_back(stream, stream.release())  # what it did not read, to the connection
         if self.streams.get(stream.stream_id) is stream:
             del self.streams[stream.stream_id]
             if not stream.reset and not stream.ended:
@@ -352,78 +383,3 @@ class H2cConnection(asyncio.Protocol):
         """HTTP/1.1's "close after this answer" (a late body): the stream alone ends."""
         if stream.sent_end and not stream.ended:
             self._send_reset(stream, ErrorCodes.NO_ERROR)
-
-    def _send_reset(self, stream: H2Stream, code: int) -> None:
-        if stream.reset or self.transport is None:
-            return
-        stream.reset = True
-        self._refuse(stream.stream_id, code)  # (closed both ways already: nothing to do)
-        self._flush()
-
-    # -- sending ---------------------------------------------------------------------
-
-    def _flush(self) -> None:
-        data = self._h2.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
-
-    def give_back(self, stream: H2Stream, size: int) -> None:
-        """The handler read ``size`` bytes of ``stream``'s body: its window reopens."""
-        if size <= 0 or stream.ended or stream.reset or self.transport is None:
-            return
-        try:
-            self._h2.increment_flow_control_window(size, stream_id=stream.stream_id)
-        except (h2.exceptions.ProtocolError, KeyError):
-            return  # closed meanwhile (h2 forgets closed streams: a KeyError)
-        self._flush()
-
-    def send_headers(self, stream: H2Stream, fields: list[tuple[str, str]]) -> None:
-        if stream.reset or self.transport is None:
-            raise StreamGone("the HTTP/2 stream is gone")
-        try:
-            self._h2.send_headers(stream.stream_id, fields)
-        except (h2.exceptions.ProtocolError, KeyError) as exc:
-            raise StreamGone(f"the HTTP/2 stream is gone: {exc!r}") from exc
-        self._flush()
-
-    async def send_data(self, stream: H2Stream, data: bytes, *, end: bool) -> None:
-        """``data`` within the peer's window (waiting for it to open), then END_STREAM
-        if ``end``."""
-        try:
-            await self._send_data(stream, data, end)
-        except (h2.exceptions.ProtocolError, KeyError) as exc:
-            raise StreamGone(f"the HTTP/2 stream is gone: {exc!r}") from exc
-
-    async def _send_data(self, stream: H2Stream, data: bytes, end: bool) -> None:
-        view = memoryview(data)
-        h2conn = self._h2
-        while True:
-            if stream.reset or self.transport is None:
-                raise StreamGone("the HTTP/2 stream is gone")
-            if not view:
-                if end:
-                    h2conn.end_stream(stream.stream_id)
-                    stream.sent_end = True
-                    self._flush()
-                return
-            window = min(
-                h2conn.local_flow_control_window(stream.stream_id), h2conn.max_outbound_frame_size
-            )
-            if window <= 0:
-                stream.window = self._loop.create_future()
-                await stream.window
-                continue
-            size = min(window, len(view))
-            last = end and size == len(view)
-            h2conn.send_data(stream.stream_id, view[:size].tobytes(), end_stream=last)
-            view = view[size:]
-            self._flush()
-            if last:
-                stream.sent_end = True
-                return
-            await self.drained()
-
-    async def drained(self) -> None:
-        """Returns once the socket takes more (at once unless the client is not reading)."""
-        if self._writable is not None:
-            await self._writable

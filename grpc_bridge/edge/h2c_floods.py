@@ -7,6 +7,13 @@ and a client that reads what it is sent can send them as fast as its link
 allows: one connection would take the event loop from every other client.
 edge/h2c.py counts each kind per connection with a :class:`Flood` and answers
 one over its limit with GOAWAY ``ENHANCE_YOUR_CALM``.
+
+A WINDOW_UPDATE (each one on the connection wakes every stream waiting to
+send) is also what a client sends as it reads what the bridge sends, so only
+those beyond what the DATA sent earns are counted (:class:`WindowUpdates`):
+Envoy's bound, ``5 + 2 * (streams opened + 10 * DATA frames sent)``
+(``max_inbound_window_update_frames_per_data_frame_sent``: 10), which a client
+that updates both windows for every DATA frame it reads stays far within.
 """
 
 from __future__ import annotations
@@ -34,3 +41,23 @@ class Flood:
 
     def __len__(self) -> int:
         return len(self._hits)
+
+
+#: WINDOW_UPDATEs a client may send per DATA frame sent to it (Envoy's default).
+UPDATES_PER_DATA_FRAME = 10
+
+
+class WindowUpdates:
+    """WINDOW_UPDATE frames: those beyond what was earned are counted by ``flood``."""
+
+    __slots__ = ("_count", "flood")
+
+    def __init__(self, flood: Flood) -> None:
+        self.flood = flood
+        self._count = 0
+
+    def over(self, now: float, streams_opened: int, data_frames_sent: int) -> bool:
+        """One more at ``now``: whether unearned ones are now over the flood's limit."""
+        self._count += 1
+        earned = 5 + 2 * (streams_opened + UPDATES_PER_DATA_FRAME * data_frames_sent)
+        return self._count > earned and self.flood.over(now)

@@ -17,10 +17,11 @@ Bounds, as bytes arrive:
   the same 400 for a field the parser takes once, repeated: ``Content-Type``,
   ``Content-Length``, ``Host``, ``User-Agent``..., and for a ``:path`` with a
   character other than visible ASCII, which HPACK carries and llhttp refuses);
-- request body: the stream's receive window is given back only as the
-  handler reads (the reader pauses above twice ``BODY_BUFFER``), so a
-  stream holds at most that plus one window; the body limits are the
-  protocol modules' own (``limits.max_request_bytes``);
+- request body: the stream's receive window, and the connection's, are given
+  back only for bytes the handler has read (once fewer than ``BODY_BUFFER``
+  wait: aiohttp's reader calls ``resume_reading`` then), so a stream holds at
+  most one window and a connection its connection window (edge/h2c_flow.py);
+  the body limits are the protocol modules' own (``limits.max_request_bytes``);
 - response: DATA goes out only within the peer's flow-control window, and
   only while the socket drains; a writer waits otherwise, and with it the
   upstream call (a client that reads nothing holds one window's worth).
@@ -44,7 +45,13 @@ from aiohttp.http_parser import SINGLETON_HEADERS
 from aiohttp.streams import EMPTY_PAYLOAD
 from multidict import CIMultiDict
 
-from grpc_bridge.edge.aiohttp_compat import TOO_MANY_HEADERS, body_reader, h2_message, h2_request
+from grpc_bridge.edge.aiohttp_compat import (
+    TOO_MANY_HEADERS,
+    body_reader,
+    h2_message,
+    h2_request,
+    unread_bytes,
+)
 from grpc_bridge.log import get_logger
 from grpc_bridge.pipeline.context import OVER_HTTP2
 
@@ -53,7 +60,7 @@ if TYPE_CHECKING:
 
 log = get_logger("grpc_bridge.http")
 
-#: Request body bytes a stream buffers before its window stops being given back.
+#: Request body bytes a stream's reader may hold and its window still be given back.
 BODY_BUFFER = 32 * 1024
 #: Response headers HTTP/2 forbids (RFC 9113 §8.2.2): HTTP/1.1's connection framing.
 _HOP_BY_HOP = frozenset(
@@ -94,7 +101,7 @@ class H2Stream:
         self.stream_id = stream_id
         self.reader = body_reader(self, BODY_BUFFER, loop)
         self._reading_paused = False
-        #: Body bytes received and not yet given back to the stream's window.
+        #: Body bytes received and not yet given back to the windows.
         self._held = 0
         self.ended = False  # the client's END_STREAM arrived
         self.sent_end = False
@@ -113,10 +120,12 @@ class H2Stream:
         self._reading_paused = True
 
     def resume_reading(self, resume_parser: bool = True) -> None:
+        # Called as the handler reads, once fewer than BODY_BUFFER bytes wait.
         self._reading_paused = False
-        if self._held:
-            held, self._held = self._held, 0
-            self.conn.give_back(self, held)
+        read = self._held - unread_bytes(self.reader)
+        if read > 0:
+            self._held -= read
+            self.conn.give_back(self, read)
 
     # -- fed by the connection --------------------------------------------------------
 
@@ -131,10 +140,14 @@ class H2Stream:
 
     def data(self, data: bytes, flow_controlled: int) -> None:
         self.reader.feed_data(data)
-        if self._reading_paused:
-            self._held += flow_controlled
-        else:
-            self.conn.give_back(self, flow_controlled)
+        self._held += len(data)
+        if flow_controlled > len(data):  # padding: nothing to read
+            self.conn.give_back(self, flow_controlled - len(data))
+
+    def release(self) -> int:
+        """The stream is done: the bytes it holds unread (their windows go back)."""
+        held, self._held = self._held, 0
+        return held
 
     def end(self) -> None:
         self.ended = True

@@ -93,10 +93,11 @@ class SniffSite(ProtocolSite):
         reuse_port: bool | None,
         shutdown_timeout: float,
         head_timeout: float,
+        stall_timeout: float,
     ) -> None:
         assert runner.server is not None
         server = runner.server
-        self.h2c = H2cEdge(server)
+        self.h2c = H2cEdge(server, head_timeout=head_timeout, stall_timeout=stall_timeout)
         undecided: set[Sniff] = set()
         self._undecided = undecided
         super().__init__(

@@ -167,7 +167,9 @@ class WebSocketSettings(Section):
 class StreamSettings(Section):
     # A stream with no message in either direction for this long ends with
     # DEADLINE_EXCEEDED (0: never). Streams have no default deadline, so this
-    # is what frees upstream calls a forgotten client left open.
+    # is what frees upstream calls a forgotten client left open. Over h2c, a send
+    # that waits this long for the client's window (or socket) ends its stream
+    # (or connection) too (edge/h2c_flow.py).
     idle_timeout_s: float = Field(300.0, ge=0)
 
 

@@ -2,8 +2,9 @@
 
 Built on an implementation other than the bridge's server code, for hostile
 peers: it can send too many streams, an oversize header block, reset a
-stream mid-call, or never give a response window back (``auto_window=False``),
-and reports every event ``h2`` makes of the bridge's bytes.
+stream mid-call, never give a response window back (``auto_window=False``),
+or send header fields RFC 9113 forbids (``validate=False``), and reports every
+event ``h2`` makes of the bridge's bytes.
 """
 
 from __future__ import annotations
@@ -50,12 +51,21 @@ class H2cClient:
     """One connection; ``events`` are everything ``h2`` reported, in order."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, auto_window: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        auto_window: bool,
+        validate: bool = True,
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.auto_window = auto_window
-        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        config = h2.config.H2Configuration(
+            client_side=True,
+            header_encoding="utf-8",
+            validate_outbound_headers=validate,
+            normalize_outbound_headers=validate,
+        )
         self.conn = h2.connection.H2Connection(config)
         self.streams: dict[int, StreamState] = {}
         self.events: list[h2.events.Event] = []
@@ -63,9 +73,11 @@ class H2cClient:
         self.closed = False
 
     @classmethod
-    async def open(cls, port: int, *, auto_window: bool = True, preface: bool = True) -> H2cClient:
+    async def open(
+        cls, port: int, *, auto_window: bool = True, preface: bool = True, validate: bool = True
+    ) -> H2cClient:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        client = cls(reader, writer, auto_window)
+        client = cls(reader, writer, auto_window, validate)
         if preface:
             client.conn.initiate_connection()
             client.flush()
@@ -166,9 +178,11 @@ class H2cClient:
 
 
 @contextlib.asynccontextmanager
-async def h2c_connection(port: int, *, auto_window: bool = True) -> AsyncIterator[H2cClient]:
+async def h2c_connection(
+    port: int, *, auto_window: bool = True, validate: bool = True
+) -> AsyncIterator[H2cClient]:
     """An :class:`H2cClient` closed on the way out, whatever happened."""
-    client = await H2cClient.open(port, auto_window=auto_window)
+    client = await H2cClient.open(port, auto_window=auto_window, validate=validate)
     try:
         yield client
     finally:
