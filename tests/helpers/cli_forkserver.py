@@ -17,6 +17,7 @@ A run whose child was killed (or crashed) reports exit code -1.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class ForkServer:
         self._lock = threading.Lock()
         self._control: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        atexit.register(self.close)
 
     def run(
         self,
@@ -101,6 +104,18 @@ class ForkServer:
             reply.close()
         return code, b"".join(chunks[out_r]), b"".join(chunks[err_r])
 
+    def close(self) -> None:
+        """End the fork server (it lets the runs in flight finish first)."""
+        control, proc, self._control, self._proc = self._control, self._proc, None, None
+        if control is None or proc is None:
+            return
+        control.close()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     def _running(self) -> socket.socket:
         if self._control is not None and self._proc is not None and self._proc.poll() is None:
             return self._control
@@ -136,17 +151,33 @@ def _serve(control: socket.socket) -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
+    # Reaped here (not SIG_IGN): a child's CPU time then counts in this process's
+    # children, and this process is waited for by the test process at its exit.
+    signal.signal(signal.SIGCHLD, _reap)
     while True:
         message, fds, _, _ = socket.recv_fds(control, 16, 4)
-        if not message:
-            return  # the test process is gone
+        if not message:  # the test process is ending: let the last runs finish
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and _reap():
+                time.sleep(0.05)
+            return
         if os.fork() == 0:
             control.close()
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _child(*fds)
         for fd in fds:
             os.close(fd)
+
+
+def _reap(*_: object) -> bool:
+    """Reap the children that ended; whether any is still running."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _child(reply_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> None:

@@ -190,6 +190,11 @@ def _connect_node() -> JsonLinesProcess:
     )
 
 
+def close_connect_node() -> None:
+    if _connect_node.cache_info().currsize:
+        _connect_node().close()
+
+
 def call_spec(
     method: str,
     request: Json | None,

@@ -152,6 +152,11 @@ def _fork_server() -> ForkServer:
     return ForkServer(bridge_env())
 
 
+def close_fork_server() -> None:
+    if _fork_server.cache_info().currsize:
+        _fork_server().close()
+
+
 async def run_forked(
     *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
 ) -> tuple[int, str, str]:
