@@ -44,6 +44,9 @@ PRELOAD = (
     "grpc_bridge.client.protoprint",
     "grpc_bridge.openapi_command",
     "grpc_bridge.log",
+    # serve (the runs that end early: a busy port, a bad config) and openapi
+    "grpc_bridge.app",
+    "grpc_bridge.workers",
 )
 
 
