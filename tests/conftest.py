@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from tests.helpers.harness import EDGES, MakeBridge, RunningBridge, running_bridge
+from tests.helpers.js_clients import close_connect_node
+from tests.helpers.process import close_fork_server
 from tests.helpers.servers import RunningServer, StartServer, start_server
 
 
@@ -85,3 +87,10 @@ async def make_bridge(edge: str | None) -> AsyncIterator[MakeBridge]:
 async def bridge(upstream: RunningServer, make_bridge: MakeBridge) -> RunningBridge:
     """A bridge in front of ``upstream`` with the default settings."""
     return await make_bridge(upstream.target)
+
+
+def pytest_sessionfinish() -> None:
+    """The fork server and the Node driver (each started on first use) end with the
+    session, waited for: none outlives it, and their CPU counts as this process's."""
+    close_fork_server()
+    close_connect_node()

@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
 import pytest
 
 from tests.helpers.process import BridgeProcess
-from tests.helpers.raw_http import bridge_on, held_for, read_answer
-from tests.helpers.servers import RunningServer
+from tests.helpers.raw_http import held_for, read_answer
+from tests.helpers.shared_bridges import SharedBridges, shared_bridges
 
 ECHO = "/bridgetest.v1.TestService/Echo"
 LOOKUP = "/bridgetest.v1.TestService/Lookup"
@@ -30,13 +30,18 @@ FRAME = struct.pack(">BI", 0, 0)
 pytestmark = pytest.mark.both_edges
 
 
+@pytest.fixture(scope="module")
+def edges() -> Iterator[SharedBridges]:
+    """A lean and an aiohttp bridge whose heads and bodies have 1 s, shared by the
+    module's tests: each looks only at when its own connection is answered or closed."""
+    with shared_bridges(GRPC_BRIDGE_LIMITS__BODY_READ_TIMEOUT_S="1") as pair:
+        yield pair
+
+
 @pytest.fixture
-async def lean(upstream: RunningServer, edge: str | None) -> AsyncIterator[BridgeProcess]:
-    """A bridge process on the test's edge whose heads and bodies have 1 s."""
-    async with bridge_on(
-        upstream.target, edge or "lean", env={"GRPC_BRIDGE_LIMITS__BODY_READ_TIMEOUT_S": "1"}
-    ) as bridge:
-        yield bridge
+def lean(edges: SharedBridges, edge: str | None) -> BridgeProcess:
+    """The shared bridge on the test's edge."""
+    return edges.lean if (edge or "lean") == "lean" else edges.plain
 
 
 @pytest.mark.parametrize("method", ["OPTIONS", "HEAD"])

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from tests.helpers.process import bridge_env
+from tests.helpers.process import bridge_env, run_forked
 
 TEST_SERVICE = "bridgetest.v1.TestService"
 
@@ -35,20 +35,8 @@ class Result:
 async def run_client(
     *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
 ) -> Result:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "grpc_bridge",
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env or bridge_env(),
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate(stdin)
-    assert proc.returncode is not None
-    return Result(proc.returncode, out.decode(), err.decode())
+    """``python -m grpc_bridge ARGS``, forked from a preloaded process (see ``run_forked``)."""
+    return Result(*await run_forked(*args, stdin=stdin, env=env))
 
 
 async def call(target: str, method: str, *flags: str, stdin: bytes | None = None) -> Result:

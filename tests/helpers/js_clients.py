@@ -2,9 +2,10 @@
 
 Each client is the one users have, installed from npm by ``make tools`` into
 .venv/tools (package.json): ``@connectrpc/connect-node`` (Connect JSON and
-binary, and its gRPC-Web transport) and ``buf curl`` here, as subprocesses that
-take JSON in and give JSON out; ``@connectrpc/connect-web`` and the official
-``grpc-web`` runtime from a page in headless Chromium in tests/helpers/js_browser.py.
+binary, and its gRPC-Web transport: one long-lived Node process per test
+process, a JSON line per call each way) and ``buf curl`` (a process per call)
+here; ``@connectrpc/connect-web`` and the official ``grpc-web`` runtime from a
+page in headless Chromium in tests/helpers/js_browser.py.
 
 Messages are described at run time by a FileDescriptorSet (the test protos,
 the demo and google.rpc's error details by default, see ``descriptor_set``):
@@ -38,6 +39,7 @@ from grpc_health.v1 import health_pb2
 
 from grpc_bridge.demo import demo_pb2
 from tests.helpers.descriptors import fdp, with_imports
+from tests.helpers.json_lines_process import JsonLinesProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 JS_DIR = ROOT / "tests" / "js"
@@ -179,28 +181,18 @@ def _set_json_names(message: descriptor_pb2.DescriptorProto) -> None:
         _set_json_names(nested)
 
 
-async def run_json_script(script: Path, payload: Json, *, timeout: float = 60.0) -> Json:
-    """Run a Node script from tests/js with ``payload`` on stdin; its stdout, parsed."""
+@functools.cache
+def _connect_node() -> JsonLinesProcess:
+    """tests/js/connect_node.cjs, started once per test process (per xdist worker)."""
     env = {**os.environ, "NODE_PATH": str(node_modules())}
-    proc = await asyncio.create_subprocess_exec(
-        node_binary(),
-        str(script),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
+    return JsonLinesProcess(
+        [node_binary(), str(JS_DIR / "connect_node.cjs")], env, "connect_node.cjs"
     )
-    try:
-        async with asyncio.timeout(timeout):
-            out, err = await proc.communicate(json.dumps(payload).encode())
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError(f"{script.name} did not finish within {timeout}s") from None
-    if proc.returncode != 0:
-        raise AssertionError(f"{script.name} exited {proc.returncode}: {err.decode()[-4000:]}")
-    parsed: Json = json.loads(out)
-    return parsed
+
+
+def close_connect_node() -> None:
+    if _connect_node.cache_info().currsize:
+        _connect_node().close()
 
 
 def call_spec(
@@ -262,7 +254,10 @@ async def connect_node_call(
             method, request, requests, headers, timeout_ms, cancel_after, emit_defaults
         ),
     }
-    return result_from_json(await run_json_script(JS_DIR / "connect_node.cjs", payload))
+    answer = await _connect_node().request(payload, timeout=60.0)
+    if "failure" in answer:
+        raise AssertionError(f"connect_node.cjs failed the call: {answer['failure'][-4000:]}")
+    return result_from_json(answer["result"])
 
 
 def decode_bin_header(value: str) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from tests.helpers.cli_forkserver import ForkServer
 
 
 def serve_args(upstream: str, *extra: str, port: int | str = 0) -> tuple[str, ...]:
@@ -144,19 +147,33 @@ class BridgeProcess:
         return code
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "grpc_bridge",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env or bridge_env(),
+@functools.cache
+def _fork_server() -> ForkServer:
+    return ForkServer(bridge_env())
+
+
+def close_fork_server() -> None:
+    if _fork_server.cache_info().currsize:
+        _fork_server().close()
+
+
+async def run_forked(
+    *args: str, stdin: bytes | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """``python -m grpc_bridge ARGS`` run to its end: (exit code, stdout, stderr).
+
+    A fork of a process that has imported grpc_bridge already
+    (tests/helpers/cli_forkserver.py), with its own pipes, environment (default
+    :func:`bridge_env`) and exit code; stdin is ``stdin``, or /dev/null.
+    """
+    code, out, err = await asyncio.to_thread(
+        _fork_server().run, args, stdin, env or bridge_env(), 60.0
     )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return code, out.decode(), err.decode()
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    return await run_forked(*args, env=env)
 
 
 async def spawn_demo(env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
