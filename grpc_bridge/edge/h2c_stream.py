@@ -274,18 +274,31 @@ def over_head_limits(
         return InvalidURLError(_invalid_url(path))
     if len(path) > max_line:
         return LineTooLong("Status line is too long", str(max_line), str(len(path)))
-    if len(headers) > max_headers:
-        return BadHttpMessage(TOO_MANY_HEADERS)
-    seen = set()
-    for name, value in headers.items():
-        if len(name) > max_field or len(value) > max_field:
+    # In the order the parser meets them as the bytes arrive: a name or a value too
+    # long as it is read; a field repeated, or one past ``max_headers``, once it is
+    # over, which the parser learns at the next field's name (or the head's end).
+    seen: set[str] = set()
+    ended: str | None = None
+    for count, (name, value) in enumerate(headers.items()):
+        if len(name) > max_field:
+            return LineTooLong("Header name is too long", str(max_field), str(len(name)))
+        if ended is not None and (refused := _field_over(ended, count, seen, max_headers)):
+            return refused
+        if len(value) > max_field:
             return LineTooLong("Header value is too long", str(max_field), str(len(value)))
-        singleton = _SINGLETONS.get(name)
-        if singleton is not None:
-            if singleton in seen:
-                return BadHttpMessage(f"Duplicate '{singleton}' header found.")
-            seen.add(singleton)
-    return None
+        ended = name
+    return None if ended is None else _field_over(ended, len(headers), seen, max_headers)
+
+
+def _field_over(name: str, count: int, seen: set[str], max_headers: int) -> BadHttpMessage | None:
+    """The parser's refusal of the ``count``-th field, ``name``, once it is over: a
+    single-use field seen before, or one field too many (None: taken)."""
+    singleton = _SINGLETONS.get(name)
+    if singleton is not None:
+        if singleton in seen:
+            return BadHttpMessage(f"Duplicate '{singleton}' header found.")
+        seen.add(singleton)
+    return BadHttpMessage(TOO_MANY_HEADERS) if count > max_headers else None
 
 
 def _invalid_url(path: str) -> str:

@@ -1,0 +1,113 @@
+"""An h2c request head is refused as aiohttp's HTTP/1.1 parser refuses the same head.
+
+HPACK lets a header block pass what aiohttp's parser (llhttp, its C parser, which
+the HTTP/1.1 edges run) refuses, so the h2c edge checks the block itself
+(edge/h2c_stream.py ``over_head_limits``). The parser meets the head's faults in
+the order its bytes arrive: a field too long as it is read, a repeated single-use
+field (``Content-Type``, ``Host``...) and the field past ``max_headers`` as each
+field ends. A head with more than one fault gets the first one's answer: a
+repeated ``Content-Type`` among 130 fields is a 400 naming it, not a 431 for the
+count. Hypothesis draws heads with repeated, over-long and too many fields; both
+become the bridge's answer (``parse_error``) and must be the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_parser import HttpRequestParser, HttpRequestParserPy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from multidict import CIMultiDict
+
+from grpc_bridge.edge.h2c_stream import over_head_limits
+from grpc_bridge.edge.parse_errors import parse_error
+
+MAX_LINE, MAX_FIELD, MAX_HEADERS = 8190, 8190, 128
+
+pytestmark = pytest.mark.skipif(
+    HttpRequestParser is HttpRequestParserPy, reason="aiohttp runs its pure-Python parser"
+)
+
+NAMES = st.sampled_from(
+    ["content-type", "user-agent", "host", "x-a", "x-" + "n" * 40, "x-" + "n" * (MAX_FIELD - 1)]
+)
+VALUES = st.one_of(
+    st.sampled_from(["v", "application/json"]),
+    st.integers(MAX_FIELD - 60, MAX_FIELD + 1).map(lambda size: "v" * size),
+)
+FIELDS = st.lists(st.tuples(NAMES, VALUES), max_size=6)
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def _answer(exc: HttpProcessingError | None) -> tuple[int, str] | None:
+    if exc is None:
+        return None
+    error = parse_error(exc, MAX_HEADERS)
+    return error.http_status, error.message
+
+
+def _over_http1(loop: asyncio.AbstractEventLoop, fields: list[tuple[str, str]]) -> Any:
+    parser = HttpRequestParser(
+        None,  # type: ignore[arg-type]  # no payload is made: no body is fed
+        loop,
+        2**16,
+        max_line_size=MAX_LINE,
+        max_field_size=MAX_FIELD,
+        max_headers=MAX_HEADERS,
+        response_with_body=False,
+    )
+    head = "GET /p HTTP/1.1\r\nHost: b\r\n" + "".join(f"{n}: {v}\r\n" for n, v in fields)
+    try:
+        parser.feed_data((head + "\r\n").encode())
+    except HttpProcessingError as exc:
+        return _answer(exc)
+    return None
+
+
+def _over_h2c(fields: list[tuple[str, str]]) -> Any:
+    headers = CIMultiDict([("host", "b"), *fields])
+    return _answer(over_head_limits("/p", headers, (MAX_LINE, MAX_FIELD, MAX_HEADERS)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    before=FIELDS,
+    filler=st.sampled_from([0, 1, MAX_HEADERS - 3, MAX_HEADERS - 2, MAX_HEADERS + 5]),
+    after=FIELDS,
+)
+def test_a_head_with_faults_gets_the_parsers_answer_for_the_first(
+    loop: asyncio.AbstractEventLoop,
+    before: list[tuple[str, str]],
+    filler: int,
+    after: list[tuple[str, str]],
+) -> None:
+    fields = [*before, *((f"x-{i}", "f") for i in range(filler)), *after]
+    assert _over_h2c(fields) == _over_http1(loop, fields)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # A repeated Content-Type, then more than 128 fields: the repetition comes first.
+        [("content-type", "a"), ("content-type", "b")]
+        + [(f"x-{i}", "f") for i in range(MAX_HEADERS + 2)],
+        # A field over 8190 bytes before the 129th field: its length comes first.
+        [("x-long", "v" * (MAX_FIELD + 1))] + [(f"x-{i}", "f") for i in range(MAX_HEADERS + 2)],
+    ],
+    ids=["repeated-then-too-many", "too-long-then-too-many"],
+)
+def test_the_first_fault_of_a_head_decides_its_answer(
+    loop: asyncio.AbstractEventLoop, fields: list[tuple[str, str]]
+) -> None:
+    assert _over_h2c(fields) == _over_http1(loop, fields) is not None
