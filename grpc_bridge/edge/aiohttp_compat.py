@@ -291,8 +291,15 @@ def h2_message(
     method: str, path: str, headers: CIMultiDict[str], raw: tuple[tuple[bytes, bytes], ...]
 ) -> RawRequestMessage:
     """The message of an HTTP/2 request (``path`` the ``:path``; origin form, checked)."""
-    target, _, query = path.partition("?")
-    url = URL.build(path=target, query_string=query, encoded=True)
+    # Cut as aiohttp's parser cuts an origin-form target (_http_parser.pyx): the query
+    # from the first "?", then a fragment from the first "#" after it. An HTTP/2
+    # client should send none (RFC 9113 §8.3.1); one that does is served as over HTTP/1.1.
+    target, mark, query = path.partition("?")
+    if mark:
+        query, _, fragment = query.partition("#")
+    else:
+        target, _, fragment = target.partition("#")
+    url = URL.build(path=target, query_string=query, fragment=fragment, encoded=True)
     return RawRequestMessage(
         method,
         path,
