@@ -7,8 +7,10 @@ the order its bytes arrive: a field too long as it is read, a repeated single-us
 field (``Content-Type``, ``Host``...) and the field past ``max_headers`` as each
 field ends. A head with more than one fault gets the first one's answer: a
 repeated ``Content-Type`` among 130 fields is a 400 naming it, not a 431 for the
-count. Hypothesis draws heads with repeated, over-long and too many fields; both
-become the bridge's answer (``parse_error``) and must be the same.
+count. A name that is not a token or a value with a control character (HTAB
+aside), which HTTP/2 carries, is refused as over HTTP/1.1. Hypothesis draws heads
+with such fields, repeated, over-long and too many fields; both become the
+bridge's answer (``parse_error``) and must be the same.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import HttpRequestParser, HttpRequestParserPy
@@ -26,6 +29,8 @@ from multidict import CIMultiDict
 
 from grpc_bridge.edge.h2c_stream import over_head_limits
 from grpc_bridge.edge.parse_errors import parse_error
+from tests.helpers.h2c_client import h2c_connection
+from tests.helpers.harness import RunningBridge
 
 MAX_LINE, MAX_FIELD, MAX_HEADERS = 8190, 8190, 128
 
@@ -34,10 +39,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 NAMES = st.sampled_from(
-    ["content-type", "user-agent", "host", "x-a", "x-" + "n" * 40, "x-" + "n" * (MAX_FIELD - 1)]
-)
+    [
+        "content-type", "user-agent", "host", "x-a", "x-" + "n" * 40, "x-" + "n" * (MAX_FIELD - 1),
+        # Characters HTTP/2 allows in a name (RFC 9113 §8.2.1), not in a token.
+        "x(y", "x@y", "x/y", 'x"y', "x{y}", "x;y", "x=y",
+    ]
+)  # fmt: skip
 VALUES = st.one_of(
-    st.sampled_from(["v", "application/json"]),
+    # Controls HTTP/2 allows in a value (all but NUL, CR, LF), the tab HTTP/1.1 allows too.
+    st.sampled_from(["v", "application/json", "a\x01b", "a\x1bb", "a\x7fb", "a\tb", "\u00e9"]),
     st.integers(MAX_FIELD - 60, MAX_FIELD + 1).map(lambda size: "v" * size),
 )
 FIELDS = st.lists(st.tuples(NAMES, VALUES), max_size=6)
@@ -111,3 +121,20 @@ def test_the_first_fault_of_a_head_decides_its_answer(
     loop: asyncio.AbstractEventLoop, fields: list[tuple[str, str]]
 ) -> None:
     assert _over_h2c(fields) == _over_http1(loop, fields) is not None
+
+
+@pytest.mark.parametrize(
+    ("field", "reason"),
+    [(("x(y", "v"), "invalid header token"), (("x-a", "a\x7fb"), "invalid header value char")],
+    ids=["name-not-a-token", "value-with-a-control"],
+)
+async def test_a_field_http1_refuses_is_refused_over_h2c(
+    bridge: RunningBridge, field: tuple[str, str], reason: str
+) -> None:
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        # What HTTP/2 allows (RFC 9113 §8.2.1), sent as it is.
+        client.conn.config.validate_outbound_headers = False
+        stream = client.request("/bridgetest.v1.TestService/Echo", [field], None, method="GET")
+        state = await client.answer(stream)
+    assert state.headers[":status"] == "400"
+    assert orjson.loads(state.body)["message"] == f"malformed HTTP request: {reason}"

@@ -16,7 +16,9 @@ Bounds, as bytes arrive:
   let a header block pass: the same request gets the same 431 on both (and
   the same 400 for a field the parser takes once, repeated: ``Content-Type``,
   ``Content-Length``, ``Host``, ``User-Agent``..., and for a ``:path`` with a
-  character other than visible ASCII, which HPACK carries and llhttp refuses);
+  character other than visible ASCII, a field name that is not a token or a
+  value with a control character, which HTTP/2 carries and llhttp refuses;
+  a head with several faults gets the answer to the one llhttp meets first);
 - request body: the stream's receive window is given back only as the
   handler reads (the reader pauses above twice ``BODY_BUFFER``), so a
   stream holds at most that plus one window; the body limits are the
@@ -29,6 +31,7 @@ Bounds, as bytes arrive:
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +62,10 @@ BODY_BUFFER = 32 * 1024
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
 )
+
+#: A field name llhttp takes (RFC 9110 §5.6.2's token), and a value character it refuses.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 #: Fields a head may carry once (aiohttp's parser refuses a second), by lower-case name:
 #: the name as that parser's message quotes it (aiohttp's ``hdrs`` spelling).
@@ -280,10 +287,16 @@ def over_head_limits(
     seen: set[str] = set()
     ended: str | None = None
     for count, (name, value) in enumerate(headers.items()):
+        if not _TOKEN.fullmatch(name):
+            # h2 let through what HTTP/2 allows in a name (RFC 9113 §8.2.1); not a token.
+            return BadHttpMessage("Invalid header token")
         if len(name) > max_field:
             return LineTooLong("Header name is too long", str(max_field), str(len(name)))
         if ended is not None and (refused := _field_over(ended, count, seen, max_headers)):
             return refused
+        if _CONTROL.search(value):
+            # HTTP/2 refuses NUL, CR and LF only; HTTP/1.1 any control but HTAB.
+            return BadHttpMessage("Invalid header value char")
         if len(value) > max_field:
             return LineTooLong("Header value is too long", str(max_field), str(len(value)))
         ended = name
