@@ -7,8 +7,8 @@ the order its bytes arrive: a field too long as it is read, a repeated single-us
 field (``Content-Type``, ``Host``...) and the field past ``max_headers`` as each
 field ends. A head with more than one fault gets the first one's answer: a
 repeated ``Content-Type`` among 130 fields is a 400 naming it, not a 431 for the
-count. A name that is not a token or a value with a control character (HTAB
-aside), which HTTP/2 carries, is refused as over HTTP/1.1. Hypothesis draws heads
+count. A ``:method`` or a name that is not a token, or a value with a control
+character (HTAB aside), which HTTP/2 carries, is refused as over HTTP/1.1. Hypothesis draws heads
 with such fields, repeated, over-long and too many fields; both become the
 bridge's answer (``parse_error``) and must be the same.
 """
@@ -21,14 +21,14 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError
 from aiohttp.http_parser import HttpRequestParser, HttpRequestParserPy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from grpc_bridge.edge.h2c_stream import over_head_limits
-from grpc_bridge.edge.parse_errors import parse_error
+from grpc_bridge.edge.parse_errors import _UNKNOWN_METHOD, parse_error
 from tests.helpers.h2c_client import h2c_connection
 from tests.helpers.harness import RunningBridge
 
@@ -87,7 +87,7 @@ def _over_http1(loop: asyncio.AbstractEventLoop, fields: list[tuple[str, str]]) 
 
 def _over_h2c(fields: list[tuple[str, str]]) -> Any:
     headers = CIMultiDict([("host", "b"), *fields])
-    return _answer(over_head_limits("/p", headers, (MAX_LINE, MAX_FIELD, MAX_HEADERS)))
+    return _answer(over_head_limits("GET", "/p", headers, (MAX_LINE, MAX_FIELD, MAX_HEADERS)))
 
 
 @settings(max_examples=300, deadline=None)
@@ -123,18 +123,37 @@ def test_the_first_fault_of_a_head_decides_its_answer(
     assert _over_h2c(fields) == _over_http1(loop, fields) is not None
 
 
+@pytest.mark.parametrize("method", ["GET", "FOO", "get", "GE(T", "G@T", "G\x01T", "M-SEARCH"])
+def test_a_method_reads_as_over_http1(loop: asyncio.AbstractEventLoop, method: str) -> None:
+    """A :method that is no token is refused; a token, known or not, is the app's."""
+    parser = HttpRequestParser(None, loop, 2**16, response_with_body=False)  # type: ignore[arg-type]
+    try:
+        parser.feed_data(f"{method} /p HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+    except BadHttpMethod as exc:
+        # A token it does not know: the bridge answers it as the app would (parse_errors.py).
+        over_http1 = None if _UNKNOWN_METHOD.search(exc.message) else _answer(exc)
+    else:
+        over_http1 = None
+    limits = (MAX_LINE, MAX_FIELD, MAX_HEADERS)
+    assert _answer(over_head_limits(method, "/p", CIMultiDict(host="b"), limits)) == over_http1
+
+
 @pytest.mark.parametrize(
-    ("field", "reason"),
-    [(("x(y", "v"), "invalid header token"), (("x-a", "a\x7fb"), "invalid header value char")],
-    ids=["name-not-a-token", "value-with-a-control"],
+    ("method", "field", "reason"),
+    [
+        ("GET", ("x(y", "v"), "invalid header token"),
+        ("GET", ("x-a", "a\x7fb"), "invalid header value char"),
+        ("GE(T", ("x-a", "v"), "invalid method encountered"),
+    ],
+    ids=["name-not-a-token", "value-with-a-control", "method-not-a-token"],
 )
-async def test_a_field_http1_refuses_is_refused_over_h2c(
-    bridge: RunningBridge, field: tuple[str, str], reason: str
+async def test_a_head_http1_refuses_is_refused_over_h2c(
+    bridge: RunningBridge, method: str, field: tuple[str, str], reason: str
 ) -> None:
     async with h2c_connection(bridge.server.proxy_port) as client:
         # What HTTP/2 allows (RFC 9113 §8.2.1), sent as it is.
         client.conn.config.validate_outbound_headers = False
-        stream = client.request("/bridgetest.v1.TestService/Echo", [field], None, method="GET")
+        stream = client.request("/bridgetest.v1.TestService/Echo", [field], None, method=method)
         state = await client.answer(stream)
     assert state.headers[":status"] == "400"
     assert orjson.loads(state.body)["message"] == f"malformed HTTP request: {reason}"

@@ -16,8 +16,9 @@ Bounds, as bytes arrive:
   let a header block pass: the same request gets the same 431 on both (and
   the same 400 for a field the parser takes once, repeated: ``Content-Type``,
   ``Content-Length``, ``Host``, ``User-Agent``..., and for a ``:path`` with a
-  character other than visible ASCII, a field name that is not a token or a
-  value with a control character, which HTTP/2 carries and llhttp refuses;
+  character other than visible ASCII, a ``:method`` or a field name that is
+  not a token, or a value with a control character, which HTTP/2 carries and
+  llhttp refuses;
   a head with several faults gets the answer to the one llhttp meets first);
 - request body: the stream's receive window is given back only as the
   handler reads (the reader pauses above twice ``BODY_BUFFER``), so a
@@ -39,6 +40,7 @@ from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import (
     BadHttpMessage,
+    BadHttpMethod,
     HttpProcessingError,
     InvalidURLError,
     LineTooLong,
@@ -271,10 +273,13 @@ HeadLimits = tuple[int, int, int]
 
 
 def over_head_limits(
-    path: str, headers: CIMultiDict[str], limits: HeadLimits
+    method: str, path: str, headers: CIMultiDict[str], limits: HeadLimits
 ) -> HttpProcessingError | None:
     """What aiohttp's parser raises for this head over HTTP/1.1 (None: it takes it)."""
     max_line, max_field, max_headers = limits
+    if not _TOKEN.fullmatch(method):
+        # h2 takes any :method; llhttp a token (a token it does not know is a 405 or 404).
+        return BadHttpMethod(error="Invalid method encountered")
     if not path.isascii() or not path.isprintable() or " " in path:
         # HPACK carries any byte but NUL, CR and LF; a target is visible ASCII (RFC 3986),
         # and llhttp refuses the rest (percent-encoded, they are served alike).
@@ -332,7 +337,7 @@ async def serve_stream(
 ) -> None:
     """Run the app on one request and send its answer; a reset stream cancels this task."""
     method, path, headers, raw = parts
-    refused = over_head_limits(path, headers, limits)
+    refused = over_head_limits(method, path, headers, limits)
     task = asyncio.current_task()
     assert task is not None
     writer = H2Writer(conn, stream)
