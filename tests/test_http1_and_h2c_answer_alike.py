@@ -292,6 +292,7 @@ CASES = [
     ("OPTIONS", _head("OPTIONS", ECHO, [f"Origin: {ALLOWED_ORIGIN}", *PREFLIGHT[2::4]]), False),
     ("OPTIONS", _head("OPTIONS", "*", []), False),
     ("GET", _head("GET", "/v1/things/\u00e9", []), False),
+    ("GET", _head("GET", "/v1/things/7?name=a#b", []), False),  # a fragment: llhttp takes it
     ("GET", _head("GET", METADATA, ["User-Agent: a", "User-Agent: b"]), False),
     ("GET", _head("GET", LOOKUP, CHUNKED, _chunked(b"", 0)), False),
     ("POST", _head("POST", ECHO, CHUNKED, _chunked(b'{"fString": "x"}', 5)), False),

@@ -291,13 +291,12 @@ def serialize_head(status_line: str, headers: CIMultiDict[str]) -> bytes:
 def h2_message(
     method: str, path: str, headers: CIMultiDict[str], raw: tuple[tuple[bytes, bytes], ...]
 ) -> RawRequestMessage:
-    """The message of an HTTP/2 request (``path`` the ``:path``; origin form, checked).
-
-    A ``#fragment`` is split off as aiohttp's HTTP/1.1 parser splits it off a request
-    target (``_http_parser.pyx``), so the same target means the same request on both.
-    """
-    target, question, query = path.partition("?")
-    if question:
+    """The message of an HTTP/2 request (``path`` the ``:path``; origin form, checked)."""
+    # Cut as aiohttp's parser cuts an origin-form target (_http_parser.pyx): the query
+    # from the first "?", then a fragment from the first "#" after it. An HTTP/2
+    # client should send none (RFC 9113 §8.3.1); one that does is served as over HTTP/1.1.
+    target, mark, query = path.partition("?")
+    if mark:
         query, _, fragment = query.partition("#")
     else:
         target, _, fragment = target.partition("#")

@@ -16,7 +16,10 @@ Bounds, as bytes arrive:
   let a header block pass: the same request gets the same 431 on both (and
   the same 400 for a field the parser takes once, repeated: ``Content-Type``,
   ``Content-Length``, ``Host``, ``User-Agent``..., and for a ``:path`` with a
-  character other than visible ASCII, which HPACK carries and llhttp refuses);
+  character other than visible ASCII, a ``:method`` or a field name that is
+  not a token, or a value with a control character, which HTTP/2 carries and
+  llhttp refuses;
+  a head with several faults gets the answer to the one llhttp meets first);
 - request body: the stream's receive window, and the connection's, are given
   back only for bytes the handler has read (once fewer than ``BODY_BUFFER``
   wait: aiohttp's reader calls ``resume_reading`` then), so a stream holds at
@@ -30,6 +33,7 @@ Bounds, as bytes arrive:
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +41,7 @@ from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_exceptions import (
     BadHttpMessage,
+    BadHttpMethod,
     HttpProcessingError,
     InvalidURLError,
     LineTooLong,
@@ -66,6 +71,10 @@ BODY_BUFFER = 32 * 1024
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"}
 )
+
+#: A field name llhttp takes (RFC 9110 §5.6.2's token), and a value character it refuses.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 #: Fields a head may carry once (aiohttp's parser refuses a second), by lower-case name:
 #: the name as that parser's message quotes it (aiohttp's ``hdrs`` spelling).
@@ -277,28 +286,50 @@ HeadLimits = tuple[int, int, int]
 
 
 def over_head_limits(
-    path: str, headers: CIMultiDict[str], limits: HeadLimits
+    method: str, path: str, headers: CIMultiDict[str], limits: HeadLimits
 ) -> HttpProcessingError | None:
     """What aiohttp's parser raises for this head over HTTP/1.1 (None: it takes it)."""
     max_line, max_field, max_headers = limits
+    if not _TOKEN.fullmatch(method):
+        # h2 takes any :method; llhttp a token (a token it does not know is a 405 or 404).
+        return BadHttpMethod(error="Invalid method encountered")
     if not path.isascii() or not path.isprintable() or " " in path:
         # HPACK carries any byte but NUL, CR and LF; a target is visible ASCII (RFC 3986),
         # and llhttp refuses the rest (percent-encoded, they are served alike).
         return InvalidURLError(_invalid_url(path))
     if len(path) > max_line:
         return LineTooLong("Status line is too long", str(max_line), str(len(path)))
-    if len(headers) > max_headers:
-        return BadHttpMessage(TOO_MANY_HEADERS)
-    seen = set()
-    for name, value in headers.items():
-        if len(name) > max_field or len(value) > max_field:
+    # In the order the parser meets them as the bytes arrive: a name or a value too
+    # long as it is read; a field repeated, or one past ``max_headers``, once it is
+    # over, which the parser learns at the next field's name (or the head's end).
+    seen: set[str] = set()
+    ended: str | None = None
+    for count, (name, value) in enumerate(headers.items()):
+        if not _TOKEN.fullmatch(name):
+            # h2 let through what HTTP/2 allows in a name (RFC 9113 §8.2.1); not a token.
+            return BadHttpMessage("Invalid header token")
+        if len(name) > max_field:
+            return LineTooLong("Header name is too long", str(max_field), str(len(name)))
+        if ended is not None and (refused := _field_over(ended, count, seen, max_headers)):
+            return refused
+        if _CONTROL.search(value):
+            # HTTP/2 refuses NUL, CR and LF only; HTTP/1.1 any control but HTAB.
+            return BadHttpMessage("Invalid header value char")
+        if len(value) > max_field:
             return LineTooLong("Header value is too long", str(max_field), str(len(value)))
-        singleton = _SINGLETONS.get(name)
-        if singleton is not None:
-            if singleton in seen:
-                return BadHttpMessage(f"Duplicate '{singleton}' header found.")
-            seen.add(singleton)
-    return None
+        ended = name
+    return None if ended is None else _field_over(ended, len(headers), seen, max_headers)
+
+
+def _field_over(name: str, count: int, seen: set[str], max_headers: int) -> BadHttpMessage | None:
+    """The parser's refusal of the ``count``-th field, ``name``, once it is over: a
+    single-use field seen before, or one field too many (None: taken)."""
+    singleton = _SINGLETONS.get(name)
+    if singleton is not None:
+        if singleton in seen:
+            return BadHttpMessage(f"Duplicate '{singleton}' header found.")
+        seen.add(singleton)
+    return BadHttpMessage(TOO_MANY_HEADERS) if count > max_headers else None
 
 
 def _invalid_url(path: str) -> str:
@@ -319,7 +350,7 @@ async def serve_stream(
 ) -> None:
     """Run the app on one request and send its answer; a reset stream cancels this task."""
     method, path, headers, raw = parts
-    refused = over_head_limits(path, headers, limits)
+    refused = over_head_limits(method, path, headers, limits)
     task = asyncio.current_task()
     assert task is not None
     writer = H2Writer(conn, stream)
