@@ -142,6 +142,12 @@ def frame(payload: bytes, flag: int = MESSAGE) -> bytes:
     return _HEAD.pack(flag, len(payload)) + payload
 
 
+def framed_with(payload: bytes, after: bytes) -> bytes:
+    """``frame(payload) + after`` with the payload copied once, not twice (a unary answer's
+    message frame and its trailer frame, in binary mode)."""
+    return b"".join((_HEAD.pack(MESSAGE, len(payload)), payload, after))
+
+
 def percent_encode(message: str) -> str:
     """``grpc-message``'s encoding of ``message``."""
     if message.isascii() and "%" not in message and message.isprintable():
