@@ -316,10 +316,10 @@ class RequestFrames:
 def plain_message(body: bytes, limit: int) -> bytes | None:
     """The message of a binary body that is one uncompressed frame within ``limit``, exactly
     (what :func:`message_of_body` answers for it, without its coroutines); None: any other."""
-    if len(body) < HEAD_SIZE or body[0] != MESSAGE:
+    if len(body) < HEAD_SIZE:
         return None
-    length = len(body) - HEAD_SIZE
-    if length > limit or int.from_bytes(body[1:HEAD_SIZE], "big") != length:
+    flag, length = _HEAD.unpack_from(body)
+    if flag != MESSAGE or length > limit or length != len(body) - HEAD_SIZE:
         return None
     return body[HEAD_SIZE:]
 
