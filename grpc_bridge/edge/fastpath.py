@@ -281,7 +281,8 @@ class FastConnection(asyncio.Protocol):
                 self._reading = True
             return False
         self._pending = None
-        body = bytes(buffer[size:total])
+        # Through a memoryview: one copy of the body, not a bytearray slice copied again.
+        body = bytes(memoryview(buffer)[size:total])
         del buffer[:total]
         self._task = self._loop.create_task(self._serve(parsed, match, head, body))
         self._task.add_done_callback(self._done)

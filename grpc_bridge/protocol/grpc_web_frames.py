@@ -142,6 +142,12 @@ def frame(payload: bytes, flag: int = MESSAGE) -> bytes:
     return _HEAD.pack(flag, len(payload)) + payload
 
 
+def framed_with(payload: bytes, after: bytes) -> bytes:
+    """``frame(payload) + after`` with the payload copied once, not twice (a unary answer's
+    message frame and its trailer frame, in binary mode)."""
+    return b"".join((_HEAD.pack(MESSAGE, len(payload)), payload, after))
+
+
 def percent_encode(message: str) -> str:
     """``grpc-message``'s encoding of ``message``."""
     if message.isascii() and "%" not in message and message.isprintable():
@@ -310,10 +316,10 @@ class RequestFrames:
 def plain_message(body: bytes, limit: int) -> bytes | None:
     """The message of a binary body that is one uncompressed frame within ``limit``, exactly
     (what :func:`message_of_body` answers for it, without its coroutines); None: any other."""
-    if len(body) < HEAD_SIZE or body[0] != MESSAGE:
+    if len(body) < HEAD_SIZE:
         return None
-    length = len(body) - HEAD_SIZE
-    if length > limit or int.from_bytes(body[1:HEAD_SIZE], "big") != length:
+    flag, length = _HEAD.unpack_from(body)
+    if flag != MESSAGE or length > limit or length != len(body) - HEAD_SIZE:
         return None
     return body[HEAD_SIZE:]
 

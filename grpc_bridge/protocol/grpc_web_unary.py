@@ -33,6 +33,7 @@ from grpc_bridge.protocol.grpc_web_frames import (
     BadBase64,
     asked_by,
     frame,
+    framed_with,
     message_of_body,
     plain_message,
     status_fields,
@@ -116,9 +117,12 @@ async def unary_reply(
     )
     answer: Answer = call.form
     trailing = result.trailing_metadata
-    body = answer.encode(frame(call.encode(result.response))) + (
+    trailers = (
         answer.encode(trailer_frame(0, "", None, trailing)) if trailing else _OK_TRAILERS[answer]
     )
+    data = call.encode(result.response)
+    # Binary mode: the message (1 KB and more, usually) copied once into the body.
+    body = answer.encode(frame(data)) + trailers if answer.text else framed_with(data, trailers)
     return [_CONTENT_TYPES[answer], *plain_headers(result.initial_metadata, ())], body
 
 
