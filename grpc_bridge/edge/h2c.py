@@ -243,9 +243,8 @@ class H2cConnection(FlowControlled):
             if stream is not None:
                 stream.end()
         elif isinstance(event, StreamMalformed):
+            # (A malformed DATA frame's bytes h2 gave back to the connection window itself.)
             log.info("h2_request_refused", peer=str(self.peername), error=event.reason)
-            if event.flow_controlled_length:
-                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             self._client_reset(event.stream_id, malformed=True)
         elif isinstance(event, h2.events.StreamReset):
             self._client_reset(event.stream_id)
