@@ -24,7 +24,7 @@ from h2.errors import ErrorCodes
 from grpc_bridge.edge import h2c, h2c_flow
 from grpc_bridge.edge.aiohttp_compat import unread_bytes
 from grpc_bridge.edge.sites import FastSite, SniffSite
-from tests.helpers.h2c_client import H2cClient, envelope, h2c_connection
+from tests.helpers.h2c_client import H2cClient, envelope, fill_windows, h2c_connection, send_body
 from tests.helpers.harness import MakeBridge, RunningBridge
 from tests.helpers.load import wait_until
 from tests.helpers.servers import RunningServer, start_server
@@ -45,17 +45,6 @@ def h2c_connections(bridge: RunningBridge) -> set[h2c.H2cConnection]:
 
 def server_stream(tag: str, count: int) -> bytes:
     return envelope(kitchen_pb2.StreamRequest(count=count, tag=tag).SerializeToString())
-
-
-async def send_body(client: H2cClient, stream: int, body: bytes) -> None:
-    """All of ``body``, then END_STREAM, as the bridge's windows open."""
-    while body:
-        window = min(client.conn.local_flow_control_window(stream), 16384)
-        if window <= 0:
-            await client.pump(1.0)
-            continue
-        chunk, body = body[:window], body[window:]
-        client.send(stream, chunk, end=not body)
 
 
 async def echo_works(bridge: RunningBridge) -> None:
@@ -189,20 +178,7 @@ async def test_bodies_a_connections_handlers_have_not_read_are_held_within_its_w
                 client.request(f"{TEST}/ClientStream", CONNECT_STREAM, b"", end=False)
                 for _ in range(30)
             ]
-            # Until the client can send no more (or 20 rounds, should a call be served).
-            idle = 0
-            async with asyncio.timeout(60):
-                for _ in range(20):
-                    if idle >= 3:
-                        break
-                    progress = False
-                    for stream in streams:
-                        while client.conn.local_flow_control_window(stream) >= len(message):
-                            client.send(stream, message)
-                            progress = True
-                    await client.writer.drain()
-                    await client.pump(1.0)
-                    idle = 0 if progress else idle + 1
+            await fill_windows(client, streams, message)
             (conn,) = h2c_connections(bridge)
             held = sum(unread_bytes(s.reader) for s in conn.streams.values())
             assert h2c_flow.CONNECTION_WINDOW // 2 < held <= h2c_flow.CONNECTION_WINDOW, held

@@ -18,7 +18,13 @@ from bridgetest.v1 import kitchen_pb2
 from grpc_bridge.edge import h2c, h2c_flow
 from grpc_bridge.edge.aiohttp_compat import unread_bytes
 from grpc_bridge.edge.sites import FastSite, SniffSite
-from tests.helpers.h2c_client import H2cClient, StreamState, envelope, h2c_connection
+from tests.helpers.h2c_client import (
+    H2cClient,
+    StreamState,
+    envelope,
+    fill_windows,
+    h2c_connection,
+)
 from tests.helpers.harness import MakeBridge, RunningBridge
 from tests.helpers.servers import start_server
 
@@ -39,20 +45,6 @@ def h2c_connection_of(bridge: RunningBridge) -> h2c.H2cConnection:
 
 def held(bridge: RunningBridge) -> int:
     return sum(unread_bytes(s.reader) for s in h2c_connection_of(bridge).streams.values())
-
-
-async def fill(client: H2cClient, streams: list[int], message: bytes) -> None:
-    """Sends on ``streams`` what the windows let, until they let nothing more."""
-    for _ in range(20):
-        sent = False
-        for stream in streams:
-            while client.conn.local_flow_control_window(stream) >= len(message):
-                client.send(stream, message)
-                sent = True
-        await client.writer.drain()
-        await client.pump(0.5)
-        if not sent:
-            return
 
 
 def malformed_data(client: H2cClient) -> None:
@@ -91,7 +83,7 @@ async def test_malformed_data_frames_do_not_widen_the_connection_window(
                 client.request(f"{TEST}/ClientStream", CONNECT_STREAM, b"", end=False)
                 for _ in range(8)
             ]
-            await fill(client, holders, message)
+            await fill_windows(client, holders, message, wait=0.5)
             assert held(bridge) > 0
             for _ in range(32):
                 if client.conn.outbound_flow_control_window < FRAME:
@@ -105,7 +97,7 @@ async def test_malformed_data_frames_do_not_widen_the_connection_window(
                 client.request(f"{TEST}/ClientStream", CONNECT_STREAM, b"", end=False)
                 for _ in range(30)
             ]
-            await fill(client, holders + more, message)
+            await fill_windows(client, holders + more, message, wait=0.5)
             granted = held(bridge) + client.conn.outbound_flow_control_window
             assert granted <= h2c_flow.CONNECTION_WINDOW, granted
             assert client.terminated is None

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from h2.errors import ErrorCodes
 
-from tests.helpers.h2c_client import H2cClient, h2c_connection
+from tests.helpers.h2c_client import H2cClient, h2c_connection, send_body
 from tests.helpers.harness import MakeBridge, RunningBridge
 from tests.helpers.servers import RunningServer
 
@@ -53,14 +53,7 @@ async def test_an_answer_read_steadily_for_longer_than_the_stall_bound_is_sent_w
     body = orjson.dumps({"fString": "s" * 900_000})
     async with h2c_connection(stalling_bridge.server.proxy_port, auto_window=False) as client:
         stream = client.request(ECHO, CONNECT_JSON, b"", end=False)
-        # The request body within the bridge's windows (it gives them back as it reads).
-        while body:
-            window = min(client.conn.local_flow_control_window(stream), 16384)
-            if window <= 0:
-                await client.pump(0.2)
-                continue
-            chunk, body = body[:window], body[window:]
-            client.send(stream, chunk, end=not body)
+        await send_body(client, stream, body, wait=0.2)
         await asyncio.wait_for(read_paced(client, stream, 32 * 1024, 0.1), 60)
         state = client.streams[stream]
         assert state.reset is None and state.ended, (state.reset, len(state.body))
@@ -75,12 +68,6 @@ async def test_an_answer_whose_window_opens_a_byte_at_a_time_is_reset_after_the_
     body = orjson.dumps({"fString": "s" * 100_000})
     async with h2c_connection(stalling_bridge.server.proxy_port, auto_window=False) as client:
         stream = client.request(ECHO, CONNECT_JSON, b"", end=False)
-        while body:
-            window = min(client.conn.local_flow_control_window(stream), 16384)
-            if window <= 0:
-                await client.pump(0.2)
-                continue
-            chunk, body = body[:window], body[window:]
-            client.send(stream, chunk, end=not body)
+        await send_body(client, stream, body, wait=0.2)
         await asyncio.wait_for(read_paced(client, stream, 1, 0.2), 30)
         assert client.streams[stream].reset == ErrorCodes.CANCEL
