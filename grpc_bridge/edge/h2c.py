@@ -191,7 +191,12 @@ class H2cConnection(FlowControlled):
             self._close_with(ErrorCodes.PROTOCOL_ERROR, "header block over the limit")
             return
         if _head_begun(self._h2):
-            if self._head_due is None:
+            # A block unfinished at the last read's end has ended if this read made events
+            # (no other frame may come inside a block): the one unfinished now began in
+            # this read, and is due from then.
+            if self._head_due is None or events:
+                if self._head_due is not None:
+                    self._head_due.cancel()
                 timeout = self._edge.head_timeout
                 self._head_due = self._loop.call_later(timeout, self._head_late, timeout)
         elif self._head_due is not None:
