@@ -20,7 +20,8 @@ busy connection or not), the windows of edge/h2c_flow.py both ways (what a
 connection's handlers have not read, how long a send may wait for the
 client), an idle connection closed after ``IDLE_TIMEOUT_S``, a flood of client
 resets (``MAX_RESETS`` within ``RESET_WINDOW_S``, CVE-2023-44487), PINGs,
-SETTINGS or unearned WINDOW_UPDATEs (``MAX_CONTROL_FRAMES`` each) answered
+SETTINGS, unearned WINDOW_UPDATEs or DATA and HEADERS frames on reset streams
+(each answered with RST_STREAM) (``MAX_CONTROL_FRAMES`` each) answered
 with GOAWAY (edge/h2c_floods.py). A malformed request resets its own stream
 (edge/h2c_malformed.py); any other protocol error is a GOAWAY naming it, then
 the connection closes; a stream the client resets cancels its upstream call.
@@ -139,9 +140,8 @@ class H2cConnection(FlowControlled):
 
     def __init__(self, edge: H2cEdge) -> None:
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        super().__init__(
-            asyncio.get_running_loop(), StreamErrorsConnection(config), edge.stall_timeout
-        )
+        self._checked = StreamErrorsConnection(config)
+        super().__init__(asyncio.get_running_loop(), self._checked, edge.stall_timeout)
         self._edge = edge
         self.sockname: object = None
         self.streams: dict[int, H2Stream] = {}
@@ -153,6 +153,8 @@ class H2cConnection(FlowControlled):
         self._resets = Flood(MAX_RESETS, RESET_WINDOW_S)
         self._pings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
         self._settings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._on_reset = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._on_reset_seen = 0
         self._going_away = False
 
     # -- asyncio.Protocol ---------------------------------------------------------
@@ -186,6 +188,13 @@ class H2cConnection(FlowControlled):
         except h2.exceptions.ProtocolError as exc:
             self._protocol_error(exc)
             return
+        if self._checked.frames_on_reset_streams > self._on_reset_seen:
+            fresh = self._checked.frames_on_reset_streams - self._on_reset_seen
+            self._on_reset_seen += fresh
+            now = self._loop.time()
+            if any(self._on_reset.over(now) for _ in range(fresh)):
+                self._flood(self._on_reset, "frames on reset streams")
+                return
         if _unfinished_header_block(self._h2) > MAX_HEADER_LIST:
             log.info("h2_protocol_error", peer=str(self.peername), error="header block too large")
             self._close_with(ErrorCodes.PROTOCOL_ERROR, "header block over the limit")
