@@ -22,9 +22,15 @@ from bridgetest.v1 import kitchen_pb2
 from h2.errors import ErrorCodes
 
 from grpc_bridge.edge import h2c, h2c_flow
-from grpc_bridge.edge.aiohttp_compat import unread_bytes
-from grpc_bridge.edge.sites import FastSite, SniffSite
-from tests.helpers.h2c_client import H2cClient, envelope, h2c_connection
+from tests.helpers.h2c_client import H2cClient, envelope, fill_windows, h2c_connection, send_body
+from tests.helpers.h2c_held_bodies import (
+    MESSAGE,
+    ONE_CALL_AT_A_TIME,
+    h2c_connections,
+    held,
+    keep_upstream_busy,
+    waiting_calls,
+)
 from tests.helpers.harness import MakeBridge, RunningBridge
 from tests.helpers.load import wait_until
 from tests.helpers.servers import RunningServer, start_server
@@ -37,25 +43,8 @@ CONNECT_STREAM = [("content-type", "application/connect+proto"), ("connect-proto
 LARGEST_WINDOW = 2**31 - 1
 
 
-def h2c_connections(bridge: RunningBridge) -> set[h2c.H2cConnection]:
-    (site,) = bridge.server.proxy_runner.sites
-    assert isinstance(site, FastSite | SniffSite)
-    return (site.fast.h2c if isinstance(site, FastSite) else site.h2c).connections
-
-
 def server_stream(tag: str, count: int) -> bytes:
     return envelope(kitchen_pb2.StreamRequest(count=count, tag=tag).SerializeToString())
-
-
-async def send_body(client: H2cClient, stream: int, body: bytes) -> None:
-    """All of ``body``, then END_STREAM, as the bridge's windows open."""
-    while body:
-        window = min(client.conn.local_flow_control_window(stream), 16384)
-        if window <= 0:
-            await client.pump(1.0)
-            continue
-        chunk, body = body[:window], body[window:]
-        client.send(stream, chunk, end=not body)
 
 
 async def echo_works(bridge: RunningBridge) -> None:
@@ -177,35 +166,14 @@ async def test_bodies_a_connections_handlers_have_not_read_are_held_within_its_w
     handlers reading nothing, and the client sends what the bridge lets it. A stream's
     window each (30 x 64 KiB and a body buffer, ~3.8 MiB) was the bound; now the
     connection's window is."""
-    upstream = await start_server(options=[("grpc.max_concurrent_streams", 1)])
+    upstream = await start_server(options=ONE_CALL_AT_A_TIME)
     try:
         bridge = await make_bridge(upstream.target)
         async with h2c_connection(bridge.server.proxy_port) as client:
-            busy = orjson.dumps({"duration": "30s", "tag": "busy"})
-            client.request(f"{TEST}/Sleep", CONNECT_JSON, busy)
-            await asyncio.sleep(0.5)
-            message = envelope(kitchen_pb2.StreamReply(text="b" * 4000).SerializeToString())
-            streams = [
-                client.request(f"{TEST}/ClientStream", CONNECT_STREAM, b"", end=False)
-                for _ in range(30)
-            ]
-            # Until the client can send no more (or 20 rounds, should a call be served).
-            idle = 0
-            async with asyncio.timeout(60):
-                for _ in range(20):
-                    if idle >= 3:
-                        break
-                    progress = False
-                    for stream in streams:
-                        while client.conn.local_flow_control_window(stream) >= len(message):
-                            client.send(stream, message)
-                            progress = True
-                    await client.writer.drain()
-                    await client.pump(1.0)
-                    idle = 0 if progress else idle + 1
-            (conn,) = h2c_connections(bridge)
-            held = sum(unread_bytes(s.reader) for s in conn.streams.values())
-            assert h2c_flow.CONNECTION_WINDOW // 2 < held <= h2c_flow.CONNECTION_WINDOW, held
+            await keep_upstream_busy(client)
+            await fill_windows(client, waiting_calls(client, 30), MESSAGE)
+            unread = held(bridge)
+            assert h2c_flow.CONNECTION_WINDOW // 2 < unread <= h2c_flow.CONNECTION_WINDOW, unread
             assert client.terminated is None
     finally:
         await upstream.stop()

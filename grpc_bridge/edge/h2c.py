@@ -20,7 +20,8 @@ busy connection or not), the windows of edge/h2c_flow.py both ways (what a
 connection's handlers have not read, how long a send may wait for the
 client), an idle connection closed after ``IDLE_TIMEOUT_S``, a flood of client
 resets (``MAX_RESETS`` within ``RESET_WINDOW_S``, CVE-2023-44487), PINGs,
-SETTINGS or unearned WINDOW_UPDATEs (``MAX_CONTROL_FRAMES`` each) answered
+SETTINGS, unearned WINDOW_UPDATEs or DATA and HEADERS frames on reset streams
+(each answered with RST_STREAM) (``MAX_CONTROL_FRAMES`` each) answered
 with GOAWAY (edge/h2c_floods.py). A malformed request resets its own stream
 (edge/h2c_malformed.py); any other protocol error is a GOAWAY naming it, then
 the connection closes; a stream the client resets cancels its upstream call.
@@ -139,9 +140,8 @@ class H2cConnection(FlowControlled):
 
     def __init__(self, edge: H2cEdge) -> None:
         config = h2.config.H2Configuration(client_side=False, header_encoding=None)
-        super().__init__(
-            asyncio.get_running_loop(), StreamErrorsConnection(config), edge.stall_timeout
-        )
+        self._checked = StreamErrorsConnection(config)
+        super().__init__(asyncio.get_running_loop(), self._checked, edge.stall_timeout)
         self._edge = edge
         self.sockname: object = None
         self.streams: dict[int, H2Stream] = {}
@@ -153,6 +153,8 @@ class H2cConnection(FlowControlled):
         self._resets = Flood(MAX_RESETS, RESET_WINDOW_S)
         self._pings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
         self._settings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._on_reset = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._on_reset_seen = 0
         self._going_away = False
 
     # -- asyncio.Protocol ---------------------------------------------------------
@@ -186,12 +188,24 @@ class H2cConnection(FlowControlled):
         except h2.exceptions.ProtocolError as exc:
             self._protocol_error(exc)
             return
+        if self._checked.frames_on_reset_streams > self._on_reset_seen:
+            fresh = self._checked.frames_on_reset_streams - self._on_reset_seen
+            self._on_reset_seen += fresh
+            now = self._loop.time()
+            if any(self._on_reset.over(now) for _ in range(fresh)):
+                self._flood(self._on_reset, "frames on reset streams")
+                return
         if _unfinished_header_block(self._h2) > MAX_HEADER_LIST:
             log.info("h2_protocol_error", peer=str(self.peername), error="header block too large")
             self._close_with(ErrorCodes.PROTOCOL_ERROR, "header block over the limit")
             return
         if _head_begun(self._h2):
-            if self._head_due is None:
+            # A block unfinished at the last read's end has ended if this read made events
+            # (no other frame may come inside a block): the one unfinished now began in
+            # this read, and is due from then.
+            if self._head_due is None or events:
+                if self._head_due is not None:
+                    self._head_due.cancel()
                 timeout = self._edge.head_timeout
                 self._head_due = self._loop.call_later(timeout, self._head_late, timeout)
         elif self._head_due is not None:
@@ -243,9 +257,8 @@ class H2cConnection(FlowControlled):
             if stream is not None:
                 stream.end()
         elif isinstance(event, StreamMalformed):
+            # (A malformed DATA frame's bytes h2 gave back to the connection window itself.)
             log.info("h2_request_refused", peer=str(self.peername), error=event.reason)
-            if event.flow_controlled_length:
-                self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             self._client_reset(event.stream_id, malformed=True)
         elif isinstance(event, h2.events.StreamReset):
             self._client_reset(event.stream_id)

@@ -2,7 +2,9 @@
 
 A stream reset (CVE-2023-44487, "rapid reset": the call is set up, then torn
 down), a PING or a SETTINGS frame (each answered; a SETTINGS that changes the
-initial window also walks every open stream) costs the bridge work per frame,
+initial window also walks every open stream), a DATA or HEADERS frame on a
+stream already reset (h2 answers each with RST_STREAM; edge/h2c_malformed.py
+counts them) costs the bridge work per frame,
 and a client that reads what it is sent can send them as fast as its link
 allows: one connection would take the event loop from every other client.
 edge/h2c.py counts each kind per connection with a :class:`Flood` and answers

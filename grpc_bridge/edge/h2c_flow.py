@@ -10,10 +10,11 @@ connection at once. One fast stream is paced by its own window alone.
 
 Sending: DATA only within the client's windows (stream and connection) and
 while the socket drains. A write that has waited for a window for
-``stall_s`` (``streams.idle_timeout_s``; 0: never) resets its stream with
-``CANCEL``: its call is cancelled and what it held freed, as Envoy's flush
-timeout does on its ``stream_idle_timeout``. A socket that takes nothing for
-as long (the client reads nothing at all) is aborted: no frame would reach it.
+``stall_s`` (``streams.idle_timeout_s``; 0: never) without ``PROGRESS`` bytes
+going out resets its stream with ``CANCEL``: its call is cancelled and what it
+held freed, as Envoy's flush timeout does on its ``stream_idle_timeout``. A
+socket that takes nothing for as long (the client reads nothing at all) is
+aborted: no frame would reach it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ log = get_logger("grpc_bridge.http")
 STREAM_WINDOW = 65535
 #: What one connection may have sent that its handlers have not read (Go's default too).
 CONNECTION_WINDOW = 1024 * 1024
+#: Bytes a stalled send must get out for its stall to start over: a frame's worth (RFC
+#: 9113's default SETTINGS_MAX_FRAME_SIZE), so a client that reads steadily is never
+#: stalled however long its answer takes, and one that opens its window a few bytes at
+#: a time (a "slow read") is, as a shut window is.
+PROGRESS = 16384
 
 
 class FlowControlled(asyncio.Protocol):
@@ -148,6 +154,7 @@ class FlowControlled(asyncio.Protocol):
         view = memoryview(data)
         h2conn = self._h2
         waited_since: float | None = None
+        sent_since = 0  # since the stall began
         while True:
             if stream.reset or self.transport is None:
                 raise StreamGone("the HTTP/2 stream is gone")
@@ -170,6 +177,10 @@ class FlowControlled(asyncio.Protocol):
             last = end and size == len(view)
             h2conn.send_data(stream.stream_id, view[:size].tobytes(), end_stream=last)
             self.data_frames_sent += 1
+            if waited_since is not None:
+                sent_since += size
+                if sent_since >= PROGRESS:
+                    waited_since, sent_since = None, 0
             view = view[size:]
             self._flush()
             if last:
@@ -179,7 +190,8 @@ class FlowControlled(asyncio.Protocol):
 
     async def _window(self, stream: H2Stream, waited_since: float) -> None:
         """Until the client opens ``stream``'s window (or the connection's); a write that
-        has waited ``stall_s`` in all resets its stream (CANCEL) and cancels its call."""
+        has sent less than ``PROGRESS`` bytes in the ``stall_s`` since it first waited
+        resets its stream (CANCEL) and cancels its call."""
         stream.window = self._loop.create_future()
         if not self._stall_s:
             await stream.window

@@ -10,7 +10,9 @@ connection with GOAWAY, taking every other call on it along.
 :class:`StreamErrorsConnection` keeps every check and turns what a stream's
 own checks raise into that stream's reset, through h2's own path for stream
 errors: the stream is closed by a reset (``StreamClosedError`` with an
-``error_code``, which h2 answers with RST_STREAM of that code) and a
+``error_code``, which h2 answers with RST_STREAM of that code; a DATA frame's
+bytes h2 then gives back to the connection window, as on any closed stream,
+so nothing here may again) and a
 ``StreamReset`` event with ``remote_reset`` False reaches edge/h2c.py, which
 cancels the stream's call. The header block is decoded before those checks
 run, so the connection's HPACK state is whole. Errors of the connection
@@ -18,6 +20,12 @@ itself (HPACK, frames, stream ids, flow control, too many streams) and a
 stream state machine's own refusal stay connection errors, as h2 has them.
 (h2's ``_begin_new_stream``, where each stream is made: a test in
 tests/test_h2c_malformed_requests_are_stream_errors.py fails if it is gone.)
+
+It also counts the DATA and HEADERS frames that come on a stream closed by a
+reset (the client's, a malformed request's, the bridge's): h2 answers each
+with RST_STREAM, so edge/h2c.py counts them as it counts PINGs. (h2's
+``_receive_frame``: tests/test_h2c_frames_on_reset_streams_are_counted.py
+fails if it is gone.)
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import h2.events
 import h2.exceptions
 import h2.stream
 from h2.errors import ErrorCodes
+from hyperframe.frame import DataFrame, Frame, HeadersFrame
 
 _Result = TypeVar("_Result")
 
@@ -39,12 +48,10 @@ class StreamMalformed(h2.events.StreamReset):
     """The bridge reset a stream whose request is malformed; ``reason`` says how."""
 
     reason: str = ""
-    #: Flow-controlled bytes of the DATA frame refused (its window is the connection's).
-    flow_controlled_length: int = 0
 
 
 def _stream_errors(
-    stream: h2.stream.H2Stream, receive: Callable[..., _Result], data: bool
+    stream: h2.stream.H2Stream, receive: Callable[..., _Result]
 ) -> Callable[..., _Result]:
     @functools.wraps(receive)
     def checked(*args: Any, **kwargs: Any) -> _Result:
@@ -64,8 +71,6 @@ def _stream_errors(
                 remote_reset=False,
             )
             event.reason = str(exc)
-            if data:
-                event.flow_controlled_length = int(args[2] if len(args) > 2 else 0)
             error._events = [event]
             raise error from exc
 
@@ -75,10 +80,20 @@ def _stream_errors(
 class StreamErrorsConnection(h2.connection.H2Connection):
     """h2's connection, whose streams' malformed requests are stream errors."""
 
+    #: DATA and HEADERS frames received on a stream closed by a reset (each answered).
+    frames_on_reset_streams = 0
+
+    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
+        if isinstance(frame, DataFrame | HeadersFrame) and self._stream_is_closed_by_reset(
+            frame.stream_id
+        ):
+            self.frames_on_reset_streams += 1
+        return super()._receive_frame(frame)
+
     def _begin_new_stream(
         self, stream_id: int, allowed_ids: h2.connection.AllowedStreamIDs
     ) -> h2.stream.H2Stream:
         stream = super()._begin_new_stream(stream_id, allowed_ids)
-        stream.receive_headers = _stream_errors(stream, stream.receive_headers, False)  # type: ignore[method-assign]
-        stream.receive_data = _stream_errors(stream, stream.receive_data, True)  # type: ignore[method-assign]
+        stream.receive_headers = _stream_errors(stream, stream.receive_headers)  # type: ignore[method-assign]
+        stream.receive_data = _stream_errors(stream, stream.receive_data)  # type: ignore[method-assign]
         return stream

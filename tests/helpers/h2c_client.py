@@ -177,6 +177,37 @@ class H2cClient:
             await self.writer.wait_closed()
 
 
+async def send_body(client: H2cClient, stream: int, body: bytes, *, wait: float = 1.0) -> None:
+    """All of ``body`` on ``stream``, then END_STREAM, as the bridge's windows open."""
+    while body:
+        window = min(client.conn.local_flow_control_window(stream), 16384)
+        if window <= 0:
+            await client.pump(wait)
+            continue
+        chunk, body = body[:window], body[window:]
+        client.send(stream, chunk, end=not body)
+
+
+async def fill_windows(
+    client: H2cClient, streams: Sequence[int], message: bytes, *, wait: float = 1.0
+) -> None:
+    """``message`` after ``message`` on ``streams`` while the bridge's windows let it, until
+    three rounds let nothing more (or 20 rounds, should a call be served meanwhile)."""
+    idle = 0
+    async with asyncio.timeout(60):
+        for _ in range(20):
+            if idle >= 3:
+                return
+            progress = False
+            for stream in streams:
+                while client.conn.local_flow_control_window(stream) >= len(message):
+                    client.send(stream, message)
+                    progress = True
+            await client.writer.drain()
+            await client.pump(wait)
+            idle = 0 if progress else idle + 1
+
+
 @contextlib.asynccontextmanager
 async def h2c_connection(
     port: int, *, auto_window: bool = True, validate: bool = True

@@ -33,6 +33,7 @@ class JsonLinesProcess:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._proc: subprocess.Popen[bytes] | None = None
+        self._readers: list[threading.Thread] = []
         # id -> (the process it was sent to, its answer)
         self._waiting: dict[
             int, tuple[subprocess.Popen[bytes], concurrent.futures.Future[Json]]
@@ -74,18 +75,23 @@ class JsonLinesProcess:
             env=self._env,
         )
         self._proc = proc
-        threading.Thread(target=self._read_answers, args=(proc,), daemon=True).start()
-        threading.Thread(target=self._read_stderr, args=(proc,), daemon=True).start()
+        self._readers = [
+            threading.Thread(target=self._read_answers, args=(proc,), daemon=True),
+            threading.Thread(target=self._read_stderr, args=(proc,), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
         return proc
 
     def _read_answers(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            answer: Json = json.loads(line)
-            with self._lock:
-                _, future = self._waiting.pop(answer["id"], (proc, None))
-            if future is not None and not future.done():
-                future.set_result(answer)
+        with proc.stdout:  # closed here: the pipe is this thread's
+            for line in proc.stdout:
+                answer: Json = json.loads(line)
+                with self._lock:
+                    _, future = self._waiting.pop(answer["id"], (proc, None))
+                if future is not None and not future.done():
+                    future.set_result(answer)
         code = proc.wait()
         tail = b"".join(self._stderr).decode(errors="replace")[-4000:]
         failure = AssertionError(f"{self._name} exited {code}: {tail}")
@@ -98,12 +104,16 @@ class JsonLinesProcess:
 
     def _read_stderr(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
-        for line in proc.stderr:
-            self._stderr.append(line)
+        with proc.stderr:
+            for line in proc.stderr:
+                self._stderr.append(line)
 
     def close(self) -> None:
-        """End the process: its stdin closes, and it exits once its calls are answered."""
+        """End the process: its stdin closes, and it exits once its calls are answered; its
+        pipes are closed when this returns (an unclosed one is a ResourceWarning, an error
+        in the suite, once the process object is collected)."""
         proc, self._proc = self._proc, None
+        readers, self._readers = self._readers, []
         if proc is None:
             return
         assert proc.stdin is not None
@@ -113,3 +123,5 @@ class JsonLinesProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        for reader in readers:
+            reader.join(10)
