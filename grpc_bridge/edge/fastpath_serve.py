@@ -257,15 +257,11 @@ class LeanEdge:
             if head is None:
                 if answer is None:
                     answer = CIMultiDict(reply)
-                if protocol is None or protocol.http_compression:
-                    compression = self.compression
-                    coding = finish_headers(
-                        answer, len(payload), ctx.request_id, accept_encoding, compression
-                    )
-                    if coding is not None:
-                        payload = await compression.compress(coding, payload)
-                else:
-                    answer[REQUEST_ID_HEADER] = ctx.request_id
+                coding = self._finish(
+                    answer, len(payload), ctx.request_id, accept_encoding, protocol
+                )
+                if coding is not None:
+                    payload = await self.compression.compress(coding, payload)
                 exposed = None if protocol is None else protocol.exposed
                 length = str(len(payload))
                 head = self._head(
@@ -278,6 +274,22 @@ class LeanEdge:
         finally:
             request_done(ctx, method, status)
         return head + payload, close or self.bridge.draining
+
+    def _finish(
+        self,
+        answer: CIMultiDict[str],
+        size: int,
+        request_id: str,
+        accept_encoding: str | None,
+        protocol: PlainUnary | None,
+    ) -> str | None:
+        """A whole answer's headers finished, and the coding its body is to be sent in:
+        HTTP's compression negotiated where the protocol takes it (JSON's, Connect
+        unary's), else only the request id added (gRPC-Web compresses per message)."""
+        if protocol is None or protocol.http_compression:
+            return finish_headers(answer, size, request_id, accept_encoding, self.compression)
+        answer[REQUEST_ID_HEADER] = request_id
+        return None
 
     def _ok_head(
         self,
@@ -292,11 +304,8 @@ class LeanEdge:
         """A 200's head by the steps :meth:`_reply` takes for an answer sent as it is
         (no ``Accept-Encoding``, or a protocol without HTTP's compression)."""
         answer = CIMultiDict(reply)
-        if protocol is None or protocol.http_compression:
-            coding = finish_headers(answer, 0, request_id, None, self.compression)
-            assert coding is None  # none without Accept-Encoding
-        else:
-            answer[REQUEST_ID_HEADER] = request_id
+        coding = self._finish(answer, 0, request_id, None, protocol)
+        assert coding is None  # none without Accept-Encoding
         exposed = None if protocol is None else protocol.exposed
         return self._head(200, "OK", answer, length, close, request_id, origin, exposed, date)
 
