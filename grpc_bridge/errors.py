@@ -33,6 +33,11 @@ from typing import Any
 from grpc_bridge.status import Code, http_status_for
 
 
+class ClientGone(Exception):
+    """The client's connection went away: nobody is left to answer (not a BridgeError:
+    there is no one to send an error to)."""
+
+
 class BridgeError(Exception):
     """An expected failure that maps onto a gRPC status and an HTTP status."""
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from aiohttp import StreamReader, web
 
-from grpc_bridge.errors import BodyTimeout, UnsupportedMediaType
+from grpc_bridge.errors import BodyTimeout, ClientGone, UnsupportedMediaType
 from grpc_bridge.pipeline.inflate import Inflater, inflater_for, too_large
 
 JSON = "application/json"
@@ -87,6 +87,14 @@ class BodyReader:
         #: compressed body that inflates to little must not stream without end.
         self._wire = 0
         self._wire_limit = wire_limit
+
+    async def read_streamed(self) -> bytes:
+        """:meth:`read` for a request stream, whose handler answers a lost connection
+        with nothing: it is :class:`~grpc_bridge.errors.ClientGone`, as a failed write is."""
+        try:
+            return await self.read()
+        except ConnectionError as exc:
+            raise ClientGone(str(exc)) from exc
 
     async def read(self) -> bytes:
         """The next bytes of the body; b"" at its end (a compressed one checked complete)."""

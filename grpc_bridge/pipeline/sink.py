@@ -19,7 +19,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from grpc_bridge.codec.framing import Framing, Pairs, StreamEnd
-from grpc_bridge.errors import BridgeError
+from grpc_bridge.errors import BridgeError, ClientGone
 from grpc_bridge.pipeline.compress import ACCEPT_ENCODING, StreamWriter
 from grpc_bridge.pipeline.context import COMPRESSION, RequestContext
 from grpc_bridge.pipeline.env import CallEnv
@@ -31,10 +31,6 @@ from grpc_bridge.upstream.api import StreamCall
 from grpc_bridge.upstream.metadata import to_headers
 
 T = TypeVar("T")
-
-
-class ClientGone(Exception):
-    """The client's connection went away: nobody is left to answer."""
 
 
 #: Proxies (nginx) buffer responses unless told not to; a stream must flow.

@@ -34,6 +34,7 @@ from grpc_bridge.codec.message import Codec
 from grpc_bridge.discovery.registry import MethodKind
 from grpc_bridge.errors import (
     BridgeError,
+    ClientGone,
     InvalidArgument,
     UnsupportedMediaType,
     UpstreamError,
@@ -44,7 +45,6 @@ from grpc_bridge.pipeline.context import OVER_HTTP2, RequestContext
 from grpc_bridge.pipeline.env import CallEnv
 from grpc_bridge.pipeline.relay import Activity, deliver_one, end_of
 from grpc_bridge.pipeline.sink import (
-    ClientGone,
     HttpSink,
     finish_stream,
     open_sink,

@@ -37,7 +37,6 @@ from grpc_bridge.errors import (
 )
 from grpc_bridge.pipeline.body import BodyReader
 from grpc_bridge.pipeline.inflate import inflate_message, inflater_for
-from grpc_bridge.pipeline.sink import ClientGone
 from grpc_bridge.status import Code
 
 PROTOCOL_VERSION_HEADER = "Connect-Protocol-Version"
@@ -227,10 +226,7 @@ async def read_envelopes(
     reader = BodyReader(request, timeout, loop.time() + timeout if whole_body else None)
     parser = EnvelopeParser(limit)
     while True:
-        try:
-            chunk = await reader.read()
-        except ConnectionError as exc:
-            raise ClientGone(str(exc)) from exc
+        chunk = await reader.read_streamed()
         if not chunk:
             break
         if decoder is not None:

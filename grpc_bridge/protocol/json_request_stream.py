@@ -41,7 +41,6 @@ from grpc_bridge.pipeline.body import (
     read_body,
 )
 from grpc_bridge.pipeline.inflate import too_large
-from grpc_bridge.pipeline.sink import ClientGone
 from grpc_bridge.protocol.json_transcode import MessageDecoder
 
 REQUEST_STREAM_TYPES = (NDJSON, JSON)
@@ -116,10 +115,7 @@ async def _ndjson(
     reader = BodyReader(request, timeout, None)
     loop = asyncio.get_running_loop()
     while True:
-        try:
-            chunk = await reader.read()
-        except ConnectionError as exc:
-            raise ClientGone(str(exc)) from exc
+        chunk = await reader.read_streamed()
         if not chunk:
             break
         buffer += chunk

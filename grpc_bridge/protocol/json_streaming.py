@@ -28,6 +28,7 @@ from aiohttp import web
 
 from grpc_bridge.codec.framing import Framing
 from grpc_bridge.codec.message import JSON_CODEC
+from grpc_bridge.errors import ClientGone
 from grpc_bridge.pipeline.call import open_call, open_stream_call
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
@@ -36,7 +37,6 @@ from grpc_bridge.pipeline.relay import Activity
 from grpc_bridge.pipeline.responses import json_response
 from grpc_bridge.pipeline.sink import (
     STREAM_HEADERS,
-    ClientGone,
     HttpSink,
     finish_stream,
     open_sink,

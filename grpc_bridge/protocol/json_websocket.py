@@ -42,7 +42,13 @@ from google.protobuf.message import Message
 from grpc_bridge.codec.framing import WEBSOCKET_FRAMING, StreamEnd
 from grpc_bridge.codec.message import JSON_CODEC
 from grpc_bridge.discovery.registry import MethodKind
-from grpc_bridge.errors import BridgeError, InvalidArgument, OriginNotAllowed, ShuttingDown
+from grpc_bridge.errors import (
+    BridgeError,
+    ClientGone,
+    InvalidArgument,
+    OriginNotAllowed,
+    ShuttingDown,
+)
 from grpc_bridge.pipeline.call import OpenCall, open_call, open_stream_call
 from grpc_bridge.pipeline.context import RequestContext
 from grpc_bridge.pipeline.env import CallEnv
@@ -54,7 +60,7 @@ from grpc_bridge.pipeline.relay import (
     relay,
     send_error,
 )
-from grpc_bridge.pipeline.sink import ClientGone, supervised
+from grpc_bridge.pipeline.sink import supervised
 from grpc_bridge.protocol.json_transcode import MessageDecoder, stream_decoder, stream_encoder
 from grpc_bridge.routing.table import Match
 from grpc_bridge.settings import Cors
