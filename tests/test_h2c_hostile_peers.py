@@ -20,7 +20,7 @@ from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 from grpc_bridge.edge import h2c
 from grpc_bridge.edge.sites import FastSite, SniffSite
-from tests.helpers.h2c_client import envelope, h2c_connection, unframe
+from tests.helpers.h2c_client import calmed, envelope, h2c_connection, trickle, unframe
 from tests.helpers.harness import MakeBridge, RunningBridge
 from tests.helpers.load import wait_until
 from tests.helpers.servers import RunningServer
@@ -137,9 +137,7 @@ async def test_a_flood_of_resets_is_a_goaway(bridge: RunningBridge) -> None:
             client.reset(stream)
             if i % 50 == 0:
                 await client.writer.drain()
-        await client.until(lambda: client.closed, 20)
-        assert client.terminated is not None
-        assert client.terminated.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+        await calmed(client)
     await echo_works(bridge)
 
 
@@ -327,13 +325,7 @@ async def test_a_request_message_trickled_byte_by_byte_is_due_from_its_first_byt
     async with h2c_connection(bridge.server.proxy_port) as client:
         stream = client.request(f"{TEST}/ClientStream", headers, b"", end=False)
         state = client.streams[stream]
-        for byte in message:  # ~7.5 s in all, one byte every 0.25 s
-            if state.ended or state.reset is not None:
-                break
-            client.send(stream, bytes([byte]))
-            await asyncio.sleep(0.25)
-            await client.pump(0.01)  # what came meanwhile (the bridge's answer, if any)
-        else:
+        if await trickle(client, stream, message):  # ~7.5 s in all, one byte every 0.25 s
             client.send(stream, b"", end=True)
         await client.answer(stream)
         answer = repr(state.headers) + bytes(state.body).decode("latin-1")
@@ -377,7 +369,5 @@ async def test_a_flood_of_control_frames_is_a_goaway(bridge: RunningBridge, fram
             if i % 100 == 0:
                 await client.writer.drain()
                 await client.pump(0.01)
-        await client.until(lambda: client.closed, 20)
-        assert client.terminated is not None
-        assert client.terminated.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+        await calmed(client)
     await echo_works(bridge)

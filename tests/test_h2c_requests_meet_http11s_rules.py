@@ -19,7 +19,7 @@ import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
-from tests.helpers.h2c_client import H2cClient, h2c_connection
+from tests.helpers.h2c_client import H2cClient, h2c_connection, trickle
 from tests.helpers.harness import MakeBridge, RunningBridge
 from tests.helpers.raw_http import exchange, raw_request
 from tests.helpers.servers import RunningServer
@@ -96,12 +96,7 @@ async def test_a_body_trickled_is_due_as_over_http11(
     async with h2c_connection(bridge.server.proxy_port) as client:
         stream = client.request(f"{TEST}/Echo", CONNECT_JSON, b"", end=False)
         state = client.streams[stream]
-        for byte in body:  # ~5.75 s in all, one byte every 0.25 s
-            if state.ended or state.reset is not None:
-                break
-            client.send(stream, bytes([byte]))
-            await asyncio.sleep(0.25)
-            await client.pump(0.01)
+        await trickle(client, stream, body)  # ~5.75 s in all, one byte every 0.25 s
         await client.answer(stream)
         assert state.headers[":status"] == "408", bytes(state.body)
         message = orjson.loads(state.body)["message"]

@@ -20,6 +20,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+from h2.errors import ErrorCodes
 
 _ENVELOPE = struct.Struct(">BI")
 
@@ -206,6 +207,27 @@ async def fill_windows(
             await client.writer.drain()
             await client.pump(wait)
             idle = 0 if progress else idle + 1
+
+
+async def trickle(client: H2cClient, stream: int, data: bytes, every: float = 0.25) -> bool:
+    """``data`` one byte every ``every`` s (reading what comes meanwhile), until all is sent
+    or the bridge ended or reset the stream; True when all of it was sent."""
+    state = client.streams[stream]
+    for byte in data:
+        if state.ended or state.reset is not None:
+            return False
+        client.send(stream, bytes([byte]))
+        await asyncio.sleep(every)
+        await client.pump(0.01)
+    return True
+
+
+async def calmed(client: H2cClient) -> h2.events.ConnectionTerminated:
+    """The GOAWAY that ends a flood, waited for: ENHANCE_YOUR_CALM (checked), returned."""
+    await client.until(lambda: client.closed, 20)
+    assert client.terminated is not None
+    assert client.terminated.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    return client.terminated
 
 
 @contextlib.asynccontextmanager
