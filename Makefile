@@ -39,10 +39,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# -n 3: three worker processes (pytest-xdist); tests wait on sockets and
-# subprocesses more than they compute, so three keep two CPUs busy.
+# -n 4: four worker processes (pytest-xdist) on two CPUs: a quarter of the
+# suite's wall time is tests waiting on timers and peers (timeouts, trickled
+# bodies), which a fourth worker overlaps (3:27 with three, 2:58 with four).
 unit: $(STAMP) tools
-	$(BIN)/pytest -n 3
+	$(BIN)/pytest -n 4
 
 # The helm binary the packaging tests run (tests/test_packaging.py) and the real
 # gRPC-Web / Connect clients the protocol tests drive (tests/helpers/js_clients.py:

@@ -29,6 +29,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("edge", list(EDGES), indirect=True)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``long`` first: pytest-xdist hands out tests in this order, and a
+    long test started last would end the run alone on one worker."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture
 async def upstream() -> AsyncIterator[RunningServer]:
     """One upstream with every test service, health and reflection v1 + v1alpha."""

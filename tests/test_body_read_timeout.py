@@ -130,6 +130,7 @@ async def test_a_slow_head_is_closed_by_the_lean_path(
     assert answer == "eof"
 
 
+@pytest.mark.long
 async def test_a_request_stream_may_pause_between_messages(
     upstream: RunningServer, paths: tuple[BridgeProcess, BridgeProcess]
 ) -> None:

@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.packaging_tools import shell_commands
 from tests.helpers.process import bridge_env, running_demo
 
@@ -37,6 +39,7 @@ def test_doc_has_commands_for_every_verb() -> None:
     assert any(expected_exit(c) for c in commands)
 
 
+@pytest.mark.long
 async def test_doc_commands_work_against_the_demo() -> None:
     async with running_demo() as ports:
         address = f"127.0.0.1:{ports['grpc']}"

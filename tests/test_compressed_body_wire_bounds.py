@@ -15,6 +15,8 @@ import struct
 import time
 import zlib
 
+import pytest
+
 from tests.helpers.raw_http import ECHO, bridge_process, exchange, message_of, raw_request
 from tests.helpers.servers import RunningServer
 
@@ -55,6 +57,7 @@ async def test_a_chunked_compressed_body_over_the_limit_on_the_wire_is_a_413(
     )
 
 
+@pytest.mark.long
 async def test_empty_gzip_members_do_not_stall_other_clients(upstream: RunningServer) -> None:
     """60 MB of 20-byte empty gzip members (under a 64 MiB limit): other clients keep going."""
     empty = gzip.compress(b"", mtime=0)

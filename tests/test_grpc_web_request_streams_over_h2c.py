@@ -39,7 +39,7 @@ async def collect(bridge: RunningBridge, content_type: str, pieces: list[bytes])
         for piece in pieces:
             client.send(stream, piece)
             await client.writer.drain()
-            await client.pump(0.05)
+            await client.pump(0.005)  # each piece its own DATA frame, read on its own
         client.send(stream, b"", end=True)
         state = await client.answer(stream)
     body = bytes(state.body)

@@ -151,7 +151,10 @@ async def test_a_client_that_never_reads_holds_one_window_and_stalls_its_call(
     bridge = await make_bridge(None, upstreams=[up])
     async with h2c_connection(bridge.server.proxy_port, auto_window=False) as client:
         count = 1_000_000
-        request = kitchen_pb2.StreamRequest(count=count, tag="never-reads").SerializeToString()
+        # Messages of ~8 KB (the tag is in each): the buffers on the way fill after a few
+        # hundred of them, not after the upstream made ~100,000 small ones (~10 s of CPU).
+        tag = "never-reads-" + "x" * 8192
+        request = kitchen_pb2.StreamRequest(count=count, tag=tag).SerializeToString()
         stream = client.request(f"{TEST}/ServerStream", CONNECT_STREAM, envelope(request))
         state = client.streams[stream]
         window = 65535  # RFC 9113's initial window, which this client never opens
@@ -161,8 +164,8 @@ async def test_a_client_that_never_reads_holds_one_window_and_stalls_its_call(
         # far short of its end.
         sent = -1
         async with asyncio.timeout(60):
-            while upstream.test.sent.get("never-reads", 0) != sent:
-                sent = upstream.test.sent.get("never-reads", 0)
+            while upstream.test.sent.get(tag, 0) != sent:
+                sent = upstream.test.sent.get(tag, 0)
                 await asyncio.sleep(1.0)
         assert sent < count // 2
         # Nothing queued for the client beyond its window.

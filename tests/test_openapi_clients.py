@@ -92,6 +92,7 @@ def _tested(out: str) -> int:
     return int(match.group(1))
 
 
+@pytest.mark.long
 @pytest.mark.timeout(110)
 async def test_schemathesis_finds_no_server_error_or_schema_violation_in_the_demo(
     tmp_path: Path,
@@ -107,6 +108,7 @@ async def test_schemathesis_finds_no_server_error_or_schema_violation_in_the_dem
     assert _tested(out) >= 16, out  # every operation of Shop and Health
 
 
+@pytest.mark.long
 @pytest.mark.timeout(110)
 async def test_schemathesis_finds_nothing_on_the_rest_bindings_of_the_test_protos(
     tmp_path: Path, upstream_factory: StartServer

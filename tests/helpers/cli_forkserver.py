@@ -1,18 +1,25 @@
 """``python -m grpc_bridge ARGS`` as a fork of a process that has already imported it.
 
 A command-line run costs ~0.5 s of CPU to start Python and import the package,
-and a few milliseconds to do its work; the suite runs ~150 of them. So each
-test process (xdist worker) starts one fork server, ``python -m
+and a few milliseconds to do its work; a bridge process ~0.8 s to start and
+stop. The suite runs ~150 of the first and ~130 of the second. So each test
+process (xdist worker) starts one fork server, ``python -m
 tests.helpers.cli_forkserver``, which imports what ``python -m grpc_bridge``
-and the client commands import, and then forks once per run. The child is a
-fresh process in every way a test can see: its own pid, stdin, stdout and
-stderr on real pipes (``isatty`` false, ``fileno`` real), its own environment
-and working directory, ``grpc_bridge.cli.main`` run as ``__main__`` runs it,
-and its exit code. Nothing the test process imported is in it: the fork server
-imports no test code (a test's generated protos in the default descriptor pool
-would let the client skip asking the server for them).
+imports for its commands, ``serve`` and ``demo`` included, and then forks once
+per run. The child is a fresh process in every way a test can see: its own
+pid, stdin, stdout and stderr on real pipes (``isatty`` false, ``fileno``
+real), its own environment and working directory, ``grpc_bridge.cli.main`` run
+as ``__main__`` runs it (and ended as the interpreter ends: threads joined,
+``atexit`` handlers run), signals as a process started anew gets them, and its
+exit status, which the fork server reads with ``waitpid`` and passes on as
+asyncio does (a negative signal number for a child a signal killed). Nothing
+the test process imported is in it: the fork server imports no test code (a
+test's generated protos in the default descriptor pool would let the client
+skip asking the server for them).
 
-A run whose child was killed (or crashed) reports exit code -1.
+:meth:`ForkServer.run` runs a command to its end; :meth:`ForkServer.start` only
+starts it (a bridge a test talks to, then stops with a signal:
+tests/helpers/forked_process.py).
 """
 
 from __future__ import annotations
@@ -44,9 +51,12 @@ PRELOAD = (
     "grpc_bridge.client.protoprint",
     "grpc_bridge.openapi_command",
     "grpc_bridge.log",
-    # serve (the runs that end early: a busy port, a bad config) and openapi
+    # serve and openapi
     "grpc_bridge.app",
     "grpc_bridge.workers",
+    "uvloop",
+    # demo: its gRPC server (grpcio is imported, not started: a fork of it is safe)
+    "grpc_bridge.demo.runner",
 )
 
 
@@ -68,7 +78,6 @@ class ForkServer:
         timeout: float,
     ) -> tuple[int, bytes, bytes]:
         """``grpc_bridge ARGV`` run to its end: (exit code, stdout, stderr). Blocks the thread."""
-        reply, theirs = socket.socketpair()
         if stdin is None:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY), None
         else:
@@ -76,36 +85,46 @@ class ForkServer:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            with self._lock:
-                socket.send_fds(self._running(), [b"r"], [theirs.fileno(), in_r, out_w, err_w])
+            pid, reply = self.start(argv, env, (in_r, out_w, err_w))
         finally:
-            theirs.close()
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
-        request = {"argv": list(argv), "env": env, "cwd": os.getcwd()}
-        reply.sendall(json.dumps(request).encode() + b"\n")
         chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
         threads = [threading.Thread(target=_drain, args=(fd, chunks[fd])) for fd in chunks]
         if in_w is not None:
             threads.append(threading.Thread(target=_feed, args=(in_w, stdin or b"")))
         for thread in threads:
             thread.start()
-        lines = reply.makefile("rb")
         reply.settimeout(timeout)
-        pid = 0
         try:
-            pid = int(lines.readline() or 0)
-            code = int(lines.readline() or -1)
+            code = int(_line(reply) or -1)
         except TimeoutError:
-            if pid:
-                os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
             raise AssertionError(f"grpc_bridge {' '.join(argv)} ran over {timeout}s") from None
         finally:
             for thread in threads:
                 thread.join(timeout)
-            lines.close()
             reply.close()
         return code, b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+    def start(
+        self, argv: Sequence[str], env: dict[str, str], fds: tuple[int, int, int]
+    ) -> tuple[int, socket.socket]:
+        """Fork ``grpc_bridge ARGV`` with ``fds`` as its stdin, stdout and stderr (the caller
+        keeps its copies): its pid, and the socket on which its exit code arrives, as a
+        line, once it ended (EOF instead if the fork server ended first)."""
+        reply, theirs = socket.socketpair()
+        try:
+            with self._lock:
+                socket.send_fds(self._running(), [b"r"], [theirs.fileno(), *fds])
+        finally:
+            theirs.close()
+        request = {"argv": list(argv), "env": env, "cwd": os.getcwd()}
+        reply.sendall(json.dumps(request).encode() + b"\n")
+        reply.settimeout(30)
+        pid = int(_line(reply))
+        reply.settimeout(None)
+        return pid, reply
 
     def close(self) -> None:
         """End the fork server (it lets the runs in flight finish first)."""
@@ -136,6 +155,14 @@ class ForkServer:
         return ours
 
 
+def _line(sock: socket.socket) -> bytes:
+    """One line read byte by byte: nothing after it is taken out of the socket."""
+    line = bytearray()
+    while (byte := sock.recv(1)) and byte != b"\n":
+        line += byte
+    return bytes(line)
+
+
 def _drain(fd: int, into: list[bytes]) -> None:
     with open(fd, "rb", buffering=0) as pipe:
         while chunk := pipe.read(65536):
@@ -154,38 +181,67 @@ def _serve(control: socket.socket) -> None:
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # Each child's reply socket, to which its exit code is written once it is reaped.
     # Reaped here (not SIG_IGN): a child's CPU time then counts in this process's
     # children, and this process is waited for by the test process at its exit.
-    signal.signal(signal.SIGCHLD, _reap)
+    running: dict[int, socket.socket] = {}
+    signal.signal(signal.SIGCHLD, lambda *_: _reap(running))
     while True:
         message, fds, _, _ = socket.recv_fds(control, 16, 4)
         if not message:  # the test process is ending: let the last runs finish
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and _reap():
-                time.sleep(0.05)
+            _end(running)
             return
-        if os.fork() == 0:
-            control.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            _child(*fds)
-        for fd in fds:
-            os.close(fd)
+        reply = socket.socket(fileno=fds[0])
+        # A child that ends at once is reaped only once it is in ``running``.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            pid = os.fork()
+            if pid == 0:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                control.close()
+                for other in running.values():
+                    other.close()
+                _child(reply, *fds[1:])
+            running[pid] = reply
+            with contextlib.suppress(OSError):
+                reply.sendall(f"{pid}\n".encode())
+        finally:
+            for fd in fds[1:]:
+                os.close(fd)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-def _reap(*_: object) -> bool:
-    """Reap the children that ended; whether any is still running."""
+def _reap(running: dict[int, socket.socket]) -> bool:
+    """Reap the children that ended and tell each one's caller; whether any still runs."""
     try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+        while True:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if not pid:
+                return True
+            if (reply := running.pop(pid, None)) is not None:
+                with contextlib.suppress(OSError):
+                    reply.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+                reply.close()
     except ChildProcessError:
         return False
-    return True
 
 
-def _child(reply_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> None:
-    reply = socket.socket(fileno=reply_fd)
-    request = json.loads(reply.makefile("rb").readline())
+def _end(running: dict[int, socket.socket]) -> None:
+    """The runs still going get 10 s to end, then SIGKILL (a bridge no test stopped)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _reap(running):
+        time.sleep(0.05)
+    for pid in list(running):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    while _reap(running):
+        time.sleep(0.05)
+
+
+def _child(reply: socket.socket, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> None:
+    with reply, reply.makefile("rb") as lines:
+        request = json.loads(lines.readline())
     for fd, target in ((stdin_fd, 0), (stdout_fd, 1), (stderr_fd, 2)):
         os.dup2(fd, target)
         os.close(fd)
@@ -193,7 +249,6 @@ def _child(reply_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> None
     os.environ.clear()
     os.environ.update(request["env"])
     sys.argv = [str(ROOT / "grpc_bridge" / "__main__.py"), *request["argv"]]
-    reply.sendall(f"{os.getpid()}\n".encode())
     code = 1
     try:
         from grpc_bridge.cli import main
@@ -209,10 +264,15 @@ def _child(reply_fd: int, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> None
         import traceback
 
         traceback.print_exc()
+    # As the interpreter ends: non-daemon threads joined, then the atexit handlers
+    # (grpc_bridge.log writes the lines of the loop's last iteration there).
+    with contextlib.suppress(Exception):
+        threading._shutdown()  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):
             stream.flush()
-    reply.sendall(f"{code & 0xFF}\n".encode())
     os._exit(code & 0xFF)
 
 
