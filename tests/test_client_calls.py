@@ -13,7 +13,7 @@ import orjson
 
 from tests.helpers.client_tools import TEST_SERVICE, call, run_client, run_in_terminal
 from tests.helpers.process import bridge_env
-from tests.helpers.servers import MYSTERY_TYPE_URL, RunningServer, StartServer
+from tests.helpers.servers import CLIENT_DEADLINE_S, MYSTERY_TYPE_URL, RunningServer, StartServer
 
 
 async def test_unary_prints_the_response_as_one_json_line(upstream: RunningServer) -> None:
@@ -240,12 +240,17 @@ async def test_max_time_against_a_slow_method_is_deadline_exceeded(
     upstream: RunningServer,
 ) -> None:
     result = await call(
-        upstream.target, "Sleep", "--max-time", "0.5", "-d", '{"duration": "5s", "tag": "slow"}'
+        upstream.target,
+        "Sleep",
+        "--max-time",
+        str(CLIENT_DEADLINE_S),
+        "-d",
+        '{"duration": "30s", "tag": "slow"}',
     )
     assert result.code == 64 + 4 == 68
     assert result.status()["code"] == 4
     # The deadline travelled with the call: the server gave up too.
-    await upstream.test.wait_for("cancelled", "slow")
+    await upstream.test.wait_for("cancelled", "slow", within=30)
 
 
 async def test_bad_request_json_exits_1_naming_the_message(upstream: RunningServer) -> None:

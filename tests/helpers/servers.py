@@ -34,6 +34,14 @@ INTERNAL_SERVICE = other_pb2.DESCRIPTOR.services_by_name["Internal"].full_name
 DEMO_SERVICE = demo_pb2.DESCRIPTOR.services_by_name["Shop"].full_name
 HEALTH_SERVICE = grpc_health.SERVICE_NAME
 
+#: The deadline a test gives a client's call to a long Sleep when it then awaits the
+#: upstream's cancellation: a client's clock starts before its request is out (buf
+#: loads its schema and connects within ``--timeout``, so does ``grpc-bridge call
+#: --max-time``), and on a loaded machine 0.3 s could pass before the call reached the
+#: upstream, which then had nothing to cancel. Long enough to get there, far below the sleep.
+CLIENT_DEADLINE_S = 2.0
+CLIENT_DEADLINE_MS = int(CLIENT_DEADLINE_S * 1000)
+
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
