@@ -128,7 +128,7 @@ async def test_bidi_echoes_every_line(upstream: RunningServer) -> None:
 
 async def test_bidi_prints_a_response_before_stdin_ends(upstream: RunningServer) -> None:
     """Interleaved: the first reply is on stdout while stdin is still open."""
-    proc = await _bidi_from_stdin(upstream)
+    proc = await _from_stdin(upstream)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(b'{"text": "first"}\n')
@@ -260,12 +260,26 @@ async def test_bad_request_json_exits_1_naming_the_message(upstream: RunningServ
 
 
 async def test_bad_line_in_a_request_stream_cancels_the_call(upstream: RunningServer) -> None:
-    stdin = b'{"text": "good"}\n{"nope": 1}\n{"text": "never"}\n'
-    result = await call(upstream.target, "ClientStream", "-d", "@-", stdin=stdin)
-    assert result.code == 1
-    assert 'request message 2: unknown field "nope"' in result.err
-    await upstream.test.wait_for("cancelled", "good")
-    assert "never" not in upstream.test.received
+    proc = await _from_stdin(upstream, "ClientStream")
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(b'{"text": "good"}\n')
+        await proc.stdin.drain()
+        # The bad line comes once the server holds the first message: a cancellation
+        # right behind a message may reach the server first, which then drops the message.
+        await upstream.test.wait_for("received", "good", within=30)
+        proc.stdin.write(b'{"nope": 1}\n{"text": "never"}\n')
+        proc.stdin.close()
+        async with asyncio.timeout(30):
+            err, code = await asyncio.gather(proc.stderr.read(), proc.wait())
+        assert code == 1
+        assert 'request message 2: unknown field "nope"' in err.decode()
+        await upstream.test.wait_for("cancelled", "good", within=30)
+        assert "never" not in upstream.test.received
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def test_two_messages_for_a_unary_method_is_an_error(upstream: RunningServer) -> None:
@@ -329,7 +343,7 @@ async def test_a_closed_stdout_ends_the_stream_quietly(upstream: RunningServer) 
 
 
 async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer) -> None:
-    proc = await _bidi_from_stdin(upstream)
+    proc = await _from_stdin(upstream)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     try:
         proc.stdin.write(b'{"text": "interrupted"}\n')
@@ -347,11 +361,11 @@ async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer) ->
             await proc.wait()
 
 
-async def _bidi_from_stdin(upstream: RunningServer) -> asyncio.subprocess.Process:
-    """``grpc-bridge call ... Bidi -d @-`` with its stdin, stdout and stderr piped."""
+async def _from_stdin(upstream: RunningServer, method: str = "Bidi") -> asyncio.subprocess.Process:
+    """``grpc-bridge call ... METHOD -d @-`` with its stdin, stdout and stderr piped."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        *("-m", "grpc_bridge", "call", "--plaintext", upstream.target, f"{TEST_SERVICE}/Bidi"),
+        *("-m", "grpc_bridge", "call", "--plaintext", upstream.target, f"{TEST_SERVICE}/{method}"),
         *("-d", "@-"),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
