@@ -19,6 +19,7 @@ import grpc.aio
 from bridgetest.v1 import common_pb2, kitchen_pb2, kitchen_pb2_grpc, other_pb2, other_pb2_grpc
 from google.protobuf import any_pb2, empty_pb2
 from google.rpc import error_details_pb2, status_pb2
+from grpc._cython import cygrpc  # ExecuteBatchError: grpc.aio raises it, exports it not
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -73,6 +74,21 @@ async def _settle() -> None:
     at its next await.
     """
     await asyncio.sleep(0.01)
+
+
+async def _not_cancelled(context: Any) -> None:
+    """After the request iterator ended: CancelledError if the client cancelled the call,
+    rather than half-closed it.
+
+    grpc.aio ends the iterator the same way for both, and the cancellation itself
+    comes a moment later, at the handler's next await: a fixed wait for it (``_settle``)
+    can end first on a loaded machine. Sending the response headers tells the two apart
+    at once: grpc-core fails every batch on a cancelled call.
+    """
+    try:
+        await context.send_initial_metadata(())
+    except cygrpc.ExecuteBatchError as exc:
+        raise asyncio.CancelledError from exc
 
 
 class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
@@ -183,7 +199,7 @@ class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
             async for message in request_iterator:
                 texts.append(message.text)
                 self._record(self.received, message.text)
-            await _settle()
+            await _not_cancelled(context)
         except asyncio.CancelledError:
             self._record(self.cancelled, texts[0] if texts else "")
             raise
