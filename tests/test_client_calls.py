@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import shlex
 import signal
 import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.helpers.client_tools import TEST_SERVICE, call, run_client, run_in_terminal
 from tests.helpers.process import bridge_env
@@ -342,7 +344,10 @@ async def test_a_closed_stdout_ends_the_stream_quietly(upstream: RunningServer) 
     await upstream.test.wait_for("cancelled", "p", within=30)
 
 
-async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer) -> None:
+@pytest.mark.parametrize("to", ["process", "other threads"])
+async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer, to: str) -> None:
+    """The kernel hands a process's SIGINT to any of its threads that does not block it:
+    one taken by the thread reading stdin must still reach the event loop."""
     proc = await _from_stdin(upstream)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     try:
@@ -350,7 +355,17 @@ async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer) ->
         await proc.stdin.drain()
         async with asyncio.timeout(30):
             assert await proc.stdout.readline()  # the call is up
-        proc.send_signal(signal.SIGINT)
+        if to == "process":
+            proc.send_signal(signal.SIGINT)
+        else:
+            # kill() on a thread's id offers the signal to that thread first; one that
+            # blocks it passes it on to the main thread.
+            others = [int(tid) for tid in os.listdir(f"/proc/{proc.pid}/task")]
+            others.remove(proc.pid)
+            assert others, "no thread reads stdin"
+            for tid in others:
+                assert _blocks(proc.pid, tid, signal.SIGINT), f"thread {tid} takes SIGINT"
+                os.kill(tid, signal.SIGINT)
         async with asyncio.timeout(30):
             assert await proc.wait() == 130
         assert b"Traceback" not in await proc.stderr.read()
@@ -359,6 +374,15 @@ async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer) ->
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def _blocks(pid: int, tid: int, sig: int) -> bool:
+    """Whether thread ``tid`` of process ``pid`` blocks signal ``sig`` (Linux /proc)."""
+    with open(f"/proc/{pid}/task/{tid}/status") as status:
+        for line in status:
+            if line.startswith("SigBlk:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    raise AssertionError(f"no SigBlk for thread {tid}")
 
 
 async def _from_stdin(upstream: RunningServer, method: str = "Bidi") -> asyncio.subprocess.Process:
