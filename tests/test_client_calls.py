@@ -386,13 +386,25 @@ def _blocks(pid: int, tid: int, sig: int) -> bool:
 
 
 async def _from_stdin(upstream: RunningServer, method: str = "Bidi") -> asyncio.subprocess.Process:
-    """``grpc-bridge call ... METHOD -d @-`` with its stdin, stdout and stderr piped."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "grpc_bridge", "call", "--plaintext", upstream.target, f"{TEST_SERVICE}/{method}"),
-        *("-d", "@-"),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=bridge_env(),
-    )
+    """``grpc-bridge call ... METHOD -d @-`` with its stdin, stdout and stderr piped.
+
+    Started with SIGINT at its default, as a terminal starts a command: a test process
+    started with it ignored (a background job of a non-interactive shell: ``pytest &``)
+    would pass that on, and Python leaves an ignored SIGINT ignored.
+    """
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:  # a handler here is the default in the child (exec resets handlers)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "grpc_bridge", "call", "--plaintext", upstream.target),
+            *(f"{TEST_SERVICE}/{method}", "-d", "@-"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=bridge_env(),
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
