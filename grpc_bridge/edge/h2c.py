@@ -18,7 +18,9 @@ would keep ~1 MiB of one until its end), a header block due within
 ``limits.body_read_timeout_s`` of its first byte (as an HTTP/1.1 head is,
 busy connection or not), the windows of edge/h2c_flow.py both ways (what a
 connection's handlers have not read, how long a send may wait for the
-client), an idle connection closed after ``IDLE_TIMEOUT_S``, a flood of client
+client), the answers its streams' upstream calls hold (one stream's
+``stream_buffer_bytes`` between them: ``answers``, upstream/client_budget.py),
+an idle connection closed after ``IDLE_TIMEOUT_S``, a flood of client
 resets (``MAX_RESETS`` within ``RESET_WINDOW_S``, CVE-2023-44487), PINGs,
 SETTINGS, unearned WINDOW_UPDATEs, PRIORITY frames or frames of unknown types
 (beyond what the streams opened earn), or DATA and HEADERS frames on reset
@@ -50,6 +52,7 @@ from grpc_bridge.edge.h2c_header_blocks import head_begun, unfinished_header_blo
 from grpc_bridge.edge.h2c_malformed import StreamErrorsConnection, StreamMalformed
 from grpc_bridge.edge.h2c_stream import H2Stream, request_parts, serve_stream
 from grpc_bridge.log import get_logger
+from grpc_bridge.upstream.client_budget import ClientBudget
 
 log = get_logger("grpc_bridge.http")
 
@@ -135,6 +138,8 @@ class H2cConnection(FlowControlled):
         self._unknown = PerStream(Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S))
         self._on_reset_seen = 0
         self._going_away = False
+        #: What the upstream calls of this connection's streams hold between them.
+        self.answers = ClientBudget()
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
