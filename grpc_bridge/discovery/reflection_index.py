@@ -13,20 +13,24 @@ really hide it (and what its hidden version has), from ``list_services``
 and from every file sent. A file that cannot join the merged view is left
 out with the files importing it, and named in :attr:`ReflectionIndex.skipped`:
 a file name two upstreams use for different contents (the first is kept), a
-symbol two files declare.
+symbol two files declare. Message and enum types are never removed, even those
+only a hidden service uses: descriptors cannot tell that a type is unused (an
+exposed method may send it in an ``Any``, an error detail say, which clients
+resolve by its name through reflection); docs/connect.md says how to hide them.
 
 Symbols are indexed from the files themselves, every kind grpc-go's reflection
 resolves: messages, enums and their values, services, methods, fields, oneofs,
 extensions, nested at any depth.
 
 Building it takes each file in once, whatever the number of services importing
-it, and costs what parsing, trimming and indexing the files costs: a large API
-takes tenths of a second. :meth:`ReflectionIndex.steps` does it a service or a
-file at a time, so that :meth:`ReflectionIndex.build_in_slices` builds it on
-the event loop in slices of :data:`SLICE_S`, the loop serving every other call
-between them. (Not in a thread: this is Python code holding the GIL, so a
-thread would make the loop wait for the GIL, up to the switch interval, at
-each of its I/O calls instead of once per slice.)
+it, and costs what parsing, trimming and indexing the files costs: tens of
+milliseconds for hundreds of files, more for a large API.
+:meth:`ReflectionIndex.steps` does it a service or a file at a time, so that
+:meth:`ReflectionIndex.build_in_slices` builds it on the event loop in slices
+of :data:`SLICE_S`, the loop serving every other call between them. (Not in a
+thread: this is Python code holding the GIL, so a thread would make the loop
+wait for the GIL, up to the switch interval, at each of its I/O calls instead
+of once per slice.)
 """
 
 from __future__ import annotations
