@@ -122,7 +122,11 @@ class ForkServer:
         request = {"argv": list(argv), "env": env, "cwd": os.getcwd()}
         reply.sendall(json.dumps(request).encode() + b"\n")
         reply.settimeout(30)
-        pid = int(_line(reply))
+        try:
+            pid = int(_line(reply))
+        except ValueError:  # no pid line: the fork server ended (it is started anew next time)
+            reply.close()
+            raise AssertionError(f"the fork server did not start grpc_bridge {argv}") from None
         reply.settimeout(None)
         return pid, reply
 
