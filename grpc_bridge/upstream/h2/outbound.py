@@ -25,8 +25,9 @@ from grpc_bridge.upstream.h2.fields import Block
 from grpc_bridge.upstream.h2.grpc_status import Status
 
 #: The most receive window a stream is granted: big enough that a LAN upstream never
-#: waits on it. Each starts with the initial one (64 KiB) and is granted the rest as it
-#: opens, within what its client's budget allows (upstream/client_budget.py).
+#: waits on it. Each starts with the initial one (64 KiB) and is granted the rest once
+#: it used half of that, or, for a call of an h2c client connection, as it opens and
+#: within what that connection's budget allows (upstream/client_budget.py).
 STREAM_WINDOW = 4 * 1024 * 1024
 
 

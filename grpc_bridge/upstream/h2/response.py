@@ -19,8 +19,9 @@ connection's ``stream_buffer_bytes`` (at least the largest stream window). The
 message being assembled counts as taken, else one larger than the budget
 could never complete; ``max_receive_message_bytes`` bounds it. A stream starts
 with the initial window (64 KiB, our SETTINGS) and is granted the rest of its
-window (4 MiB) as it opens, in the write of its HEADERS (:meth:`Response.open_window`):
-a call of its own has all of it from the start, as with a 4 MiB initial window.
+window (4 MiB) once it used half of the initial one: a unary answer (most fit in 64
+KiB) then costs no WINDOW_UPDATE, and a larger one is granted the rest before the
+upstream runs out.
 
 A call serving a client connection that carries many calls (h2c) also counts
 what it holds (messages, the message being assembled, the window) in that
@@ -307,17 +308,16 @@ class Response:
         await waiter
 
     def open_window(self) -> None:
-        """The stream's HEADERS are written: the rest of its window goes with them."""
+        """The stream's HEADERS are written: a call of a client connection's budget gets
+        the window the budget allows with them.
+
+        A call of its own is granted nothing yet: most answers (unary ones) fit in the
+        initial 64 KiB, and a WINDOW_UPDATE per call cost every unary call ~2 % of its
+        CPU; a larger answer gets the whole window once half the initial one is used
+        (the data path's :meth:`_maybe_grant`), before the upstream runs out of it.
+        """
         if self._client is not None:
             self._maybe_grant()
-            return
-        # (What _maybe_grant decides for a call of its own, nothing held yet: all of it.)
-        window = self._max_window
-        increment = window - self._window
-        if increment > 0:
-            self._window = window
-            self._low = window - min(self._grant_at, window // 2)
-            self.connection.grant(self, increment)
 
     def _maybe_grant(self) -> None:
         """Hand back window the budget allows: bytes the reader took, never read-ahead.
