@@ -16,6 +16,13 @@ those beyond what the DATA sent earns are counted (:class:`WindowUpdates`):
 Envoy's bound, ``5 + 2 * (streams opened + 10 * DATA frames sent)``
 (``max_inbound_window_update_frames_per_data_frame_sent``: 10), which a client
 that updates both windows for every DATA frame it reads stays far within.
+
+A PRIORITY frame, or a frame of a type RFC 9113 does not define (which h2 must
+ignore, §5.5, and reports), is answered with nothing but still parsed and
+handled; a browser sends a few per stream it opens. Those beyond Envoy's bound
+for PRIORITY frames, ``100 * (1 + streams opened)``
+(``max_inbound_priority_frames_per_stream``), are counted (:class:`PerStream`,
+one for each kind).
 """
 
 from __future__ import annotations
@@ -63,3 +70,23 @@ class WindowUpdates:
         self._count += 1
         earned = 5 + 2 * (streams_opened + UPDATES_PER_DATA_FRAME * data_frames_sent)
         return self._count > earned and self.flood.over(now)
+
+
+#: PRIORITY frames (or frames of unknown types) a client may send per stream it opens
+#: (Envoy's ``max_inbound_priority_frames_per_stream`` default).
+FRAMES_PER_STREAM = 100
+
+
+class PerStream:
+    """Frames a stream opened earns: those beyond them are counted by ``flood``."""
+
+    __slots__ = ("_count", "flood")
+
+    def __init__(self, flood: Flood) -> None:
+        self.flood = flood
+        self._count = 0
+
+    def over(self, now: float, streams_opened: int) -> bool:
+        """One more at ``now``: whether unearned ones are now over the flood's limit."""
+        self._count += 1
+        return self._count > FRAMES_PER_STREAM * (1 + streams_opened) and self.flood.over(now)
