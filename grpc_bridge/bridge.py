@@ -38,7 +38,7 @@ from grpc_bridge.upstream.reflection import ReflectionClient
 from grpc_bridge.upstream.resolver import Resolve, system_resolve
 from grpc_bridge.upstream.state import (
     UpstreamState,
-    keep_channels,
+    keep_connections,
     needs_upkeep,
     open_upstream,
     poll_health,
@@ -134,7 +134,7 @@ class Bridge:
             else:
                 self._spawn(state, self._discovery_loop(state), "discovery")
             if needs_upkeep(state):
-                self._spawn(state, keep_channels(state, self._resolve), "channels")
+                self._spawn(state, keep_connections(state, self._resolve), "channels")
             if state.settings.health_check:
                 self._spawn(state, poll_health(state), "health")
             self._spawn(state, watch_channel_states(state), "channel-states")
