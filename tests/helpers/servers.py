@@ -38,6 +38,9 @@ MYSTERY_TYPE_URL = "type.googleapis.com/unknown.v1.Mystery"
 #: details.proto: importing its module here puts it in the default pool, which
 #: reflection serves, so a client finds it only by asking for the symbol.
 FOREIGN_DETAIL = details_pb2.RetryAdvice(wait_seconds=30, why="rate limited")
+#: Sent before it, and known nowhere: its name sorts first, so a client that asks for
+#: the types one by one meets this failure before asking for RetryAdvice.
+UNFINDABLE_TYPE_URL = "type.googleapis.com/aardvark.v1.Missing"
 
 TEST_SERVICE = kitchen_pb2.DESCRIPTOR.services_by_name["TestService"].full_name
 OTHER_SERVICE = other_pb2.DESCRIPTOR.services_by_name["Other"].full_name
@@ -136,6 +139,7 @@ class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
                 else status_pb2.Status(code=request.code, message=request.message)
             )
             if request.with_foreign_detail:
+                status.details.append(any_pb2.Any(type_url=UNFINDABLE_TYPE_URL, value=b"\x07"))
                 status.details.add().Pack(FOREIGN_DETAIL)
             trailing.append((STATUS_DETAILS_KEY, status.SerializeToString()))
         if request.code == 0:
