@@ -132,3 +132,32 @@ async def test_what_finished_calls_held_is_counted_no_more(
                 assert state.headers.get(":status") == "200", (round_, state)
             await wait_until(lambda: conn.answers.held == 0, 10, "the budget emptied")
         assert client.terminated is None and not client.closed
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        pytest.param({"fail_code": 9, "fail_after": 200}, id="failed-by-the-upstream"),
+        pytest.param({"timeout_ms": 1500}, id="past-its-deadline"),
+    ],
+)
+async def test_stalled_calls_that_end_in_an_error_still_count_what_they_hold(
+    upstream: RunningServer, make_bridge: MakeBridge, ending: dict[str, int]
+) -> None:
+    """A failed call's messages are handed to its reader before its status, so they stay
+    held (and counted) until the reader goes; one such call after another must not get a
+    fresh window each."""
+    bridge = await make_bridge(upstream.target)
+    sent = upstream.test.sent
+    timeout_ms = ending.pop("timeout_ms", None)
+    headers = [*CONNECT_STREAM, *([("connect-timeout-ms", str(timeout_ms))] if timeout_ms else [])]
+    tags = [f"ending-{n}-" + "x" * (MESSAGE - 100) for n in range(8)]
+    async with h2c_connection(bridge.server.proxy_port, auto_window=False) as client:
+        await client.pump()
+        for tag in tags:
+            client.request(f"{TEST}/ServerStream", headers, stream_request(tag, 200, **ending))
+            # One after another: each call ends (or stalls) before the next opens.
+            await settled(lambda t=tag: sent.get(t, 0), quiet=1.0)
+        held = sum(sent.get(tag, 0) for tag in tags) * MESSAGE
+        # Uncounted, each got ~4 MiB of window: ~26 MB for 8 failed calls.
+        assert held < BUFFER + len(tags) * PER_STREAM, (held, [sent.get(t) for t in tags])

@@ -150,9 +150,12 @@ class LoopbackTransport:
         self.conn = conn
         self.closed = False
         self.written = 0
+        #: What was written, for a test that reads the frames back.
+        self.data = bytearray()
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
+        self.data += data
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default

@@ -51,6 +51,10 @@ __all__ = ["MAX_INFORMATIONAL", "Response", "StreamOwner", "wake_all"]
 #: Informational (1xx) responses a call may get before its headers, as Go's
 #: HTTP/2 client allows: each costs a header-block decode and carries nothing.
 MAX_INFORMATIONAL = 5
+#: A stream of an h2c client connection may be granted this fraction of the
+#: connection's budget as window (1/8: 512 KiB of the default 4 MiB, far more than a
+#: LAN needs to stream at full speed), so several can stream at once.
+WINDOW_SHARES = 8
 #: A gRPC message's prefix: the compressed flag, then the length (big-endian).
 _PREFIX = struct.Struct(">BI").unpack_from
 
@@ -126,7 +130,6 @@ class Response:
         self._max_receive = connection.max_receive_message_bytes
         #: The window the upstream has left on this stream.
         self._window = connection.stream_window
-        self._max_window = max_window = connection.max_stream_window
         #: Window is granted again once it is down to this.
         self._low = self._window // 2
         #: Bytes of whole messages waiting for the reader (not yet taken).
@@ -136,15 +139,23 @@ class Response:
         # Held messages plus the window the upstream may still use stay within
         # this: a reader that stops pauses the upstream by flow control, so a
         # slow HTTP client costs at most this (plus one partial message).
+        max_window = connection.max_stream_window
         self._budget = max(connection.stream_buffer_bytes, max_window)
+        #: The budget of the client connection this call serves, and what is counted in it.
+        self._client: ClientBudget | None = CLIENT_BUDGET.get()
+        self._counted = 0
+        if self._client is not None:
+            # The window granted counts in the connection's budget even while unused:
+            # a stream may have a share of it, so one that sits idle with its window
+            # open (a watch that sends nothing for minutes) leaves the rest to the others.
+            share = self._budget // WINDOW_SHARES
+            max_window = max(connection.stream_window, min(max_window, share))
+        self._max_window = max_window
         # Window is handed back in halves: a response of less than that (most unary
         # ones) costs no WINDOW_UPDATE past the one that opens it, and the upstream
         # never waits on it.
         self._grant_at = min(max_window, connection.stream_buffer_bytes) // 2
         self._waiters: list[asyncio.Future[None]] = []
-        #: The budget of the client connection this call serves, and what is counted in it.
-        self._client: ClientBudget | None = CLIENT_BUDGET.get()
-        self._counted = 0
 
     # -- fed by the state machine -----------------------------------------------------
 
@@ -229,6 +240,10 @@ class Response:
             return
         if self._window <= self._low:
             self._maybe_grant()
+        elif buffer and len(buffer) >= 5 and _PREFIX(buffer, 0)[1] + 5 - len(buffer) > self._window:
+            # A message larger than the window left: its rest is asked for now, not once
+            # half the window is used, or the upstream would wait a round trip for it.
+            self._maybe_grant()
         self._wake()
 
     def _parse(self, data: bytes | bytearray) -> int:
@@ -291,9 +306,9 @@ class Response:
     def _finish(self, status: Status) -> None:
         self.status = status
         if self._client is not None:
-            # No more window: what is left are the messages a reader may still take (none
-            # once the call failed, and the reader goes: they are dropped with it).
-            self._count(self._held if status.code == Code.OK else 0)
+            # No more window: what is left are the messages its reader may still take
+            # (a failed call's too: they are handed on before its status), until release().
+            self._count(self._held)
         self.connection.forget(self)
         self._wake()
 
@@ -313,8 +328,9 @@ class Response:
 
         A call of its own is granted nothing yet: most answers (unary ones) fit in the
         initial 64 KiB, and a WINDOW_UPDATE per call cost every unary call ~2 % of its
-        CPU; a larger answer gets the whole window once half the initial one is used
-        (the data path's :meth:`_maybe_grant`), before the upstream runs out of it.
+        CPU; a larger answer gets the whole window once half the initial one is used,
+        or once a message's prefix says it is larger than the window left (the data
+        path's :meth:`_maybe_grant`).
         """
         if self._client is not None:
             self._maybe_grant()
@@ -360,9 +376,10 @@ class Response:
             self._count(0)
 
     def _consumed(self) -> None:
-        """The reader took messages: window may go back now."""
-        if self.status is None:
-            if self._window <= self._low or self._client is not None:
-                self._maybe_grant()
-        elif self._client is not None:
-            self._count(self._held)
+        """The reader took messages: window may go back now, once it is down to ``_low``
+        (a WINDOW_UPDATE per batch read would cost a call of many small messages one
+        each); what the stream holds is counted less at once."""
+        if self._client is not None:
+            self._count(self._held + len(self._buffer) + (0 if self.status else self._window))
+        if self.status is None and self._window <= self._low:
+            self._maybe_grant()
