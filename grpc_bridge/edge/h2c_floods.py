@@ -38,9 +38,9 @@ in a row (frames with payload or END_STREAM end a row; nothing else does) is a
 flood. A row rather than a count in 10 s: it costs no clock and no deque per DATA
 frame, and since every frame with payload spends flow-control window the bridge
 gives back only as it reads, empty ones can at most double the frames a client
-sends; netty (2) and SwiftNIO bound them the same way, and a client never needs
-two in a row. Frames on a reset stream are counted apart (edge/h2c_malformed.py
-documents why) and neither extend nor end a row.
+sends; netty and SwiftNIO bound empty DATA frames in a row too, and a client
+never needs two in a row. Frames on a reset stream are counted apart
+(edge/h2c_malformed.py documents why) and neither extend nor end a row.
 """
 
 from __future__ import annotations
