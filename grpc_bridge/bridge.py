@@ -12,6 +12,7 @@ health polling live in :mod:`grpc_bridge.upstream.state`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -99,12 +100,17 @@ class Bridge:
         # Server reflection, answered by the bridge from what it exposes (routing/reflection.py):
         # its index is built for the first reflection call after a route table swap, so a
         # bridge nobody reflects on never builds one; in slices, between which the loop
-        # serves every other call (the reflection calls wait for it).
+        # serves every other call (the reflection calls wait for it). A build that failed (a
+        # bug) is tried again by the next reflection call, not kept for the table's life.
         first = settings.upstreams[0]  # settings require one
         self._reflection = reflection_plans(
             self.json_options, UpstreamLimits(first.timeout_s, first.max_timeout_s)
         )
         self._index: tuple[RouteTable, asyncio.Task[ReflectionIndex]] | None = None
+        # The index is the bridge's, not a call's: it is built in the context the bridge
+        # was made in (a worker's ``worker`` log field), never the first reflecting call's
+        # (its span, its trace_id/span_id log fields, its connection's client budget).
+        self._context = contextvars.copy_context()
         self._local = LocalReflection(
             self._exposed,
             # Its answers are held to the bound the upstreams' answers are held to.
@@ -318,12 +324,17 @@ class Bridge:
                 state.error = None
 
     def _exposed(self) -> asyncio.Task[ReflectionIndex]:
-        """The reflection index of the current route table, built once per table."""
+        """The reflection index of the current route table, built once per table (again
+        after a build that failed)."""
         table = self.routes
-        if self._index is None or self._index[0] is not table:
+        if self._index is None or self._index[0] is not table or _failed(self._index[1]):
             schemas = [s.schema for s in self._upstreams.values() if s.schema is not None]
             received = {schema.pool: schema.files for schema in schemas}
-            task = asyncio.create_task(_built_index(table, received), name="reflection-index")
+            task = asyncio.create_task(
+                _built_index(table, received),
+                name="reflection-index",
+                context=self._context.copy(),
+            )
             task.add_done_callback(_report_crash)
             self._index = (table, task)
         return self._index[1]
@@ -350,6 +361,11 @@ async def _built_index(
     if index.undescribed:
         log.warning("reflection_methods_undescribed", methods=index.undescribed)
     return index
+
+
+def _failed(task: asyncio.Task[Any]) -> bool:
+    """Ended by an exception (not cancelled: the bridge stopped)."""
+    return task.done() and not task.cancelled() and task.exception() is not None
 
 
 def _report_crash(task: asyncio.Task[Any]) -> None:

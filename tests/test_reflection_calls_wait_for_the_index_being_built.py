@@ -3,8 +3,9 @@
 The bridge's local reflection upstream gets the index as a future: the
 requests written meanwhile are held (as many as a call holds), answered in
 order once it is built; the call's deadline still ends it while it waits; an
-index that could not be built (a bug, or the bridge stopping) ends the call
-INTERNAL, and a request a writer was waiting to add is dropped.
+index that could not be built ends the call, INTERNAL for a bug, UNAVAILABLE
+when the bridge stops (the index is cancelled), and a request a writer was
+waiting to add is dropped.
 """
 
 from __future__ import annotations
@@ -70,8 +71,14 @@ async def test_a_call_waiting_for_the_index_ends_at_its_deadline() -> None:
     index.cancel()
 
 
-@pytest.mark.parametrize("outcome", ["crashed", "cancelled"])
-async def test_an_index_not_built_ends_the_call_internal(outcome: str) -> None:
+@pytest.mark.parametrize(
+    ("outcome", "code", "message"),
+    [
+        ("crashed", Code.INTERNAL, "the reflection index was not built"),
+        ("cancelled", Code.UNAVAILABLE, "the bridge is stopping"),
+    ],
+)
+async def test_an_index_not_built_ends_the_call(outcome: str, code: Code, message: str) -> None:
     index: asyncio.Future[ReflectionIndex] = asyncio.get_running_loop().create_future()
     local = LocalReflection(lambda: index, max_message_bytes=1 << 20)
     async with local.request_stream(V1, metadata=[], timeout=10) as call:
@@ -87,7 +94,4 @@ async def test_an_index_not_built_ends_the_call_internal(outcome: str) -> None:
         with pytest.raises(UpstreamError) as failed:
             await call.read()
         assert not await waiting
-    assert (failed.value.code, str(failed.value)) == (
-        Code.INTERNAL,
-        "the reflection index was not built",
-    )
+    assert (failed.value.code, str(failed.value)) == (code, message)

@@ -36,7 +36,9 @@ of once per slice.)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Iterable, Iterator, Mapping
+import math
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from google.protobuf import descriptor_pb2
@@ -86,13 +88,9 @@ class ReflectionIndex:
         received: Mapping[DescriptorPool, Mapping[str, bytes]] | None = None,
     ) -> ReflectionIndex:
         """The index, built in one go: see :meth:`steps`."""
-        steps = cls.steps(services, received)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as built:
-                index: ReflectionIndex = built.value
-                return index
+        index = _advance(cls.steps(services, received), time.monotonic, math.inf)
+        assert index is not None
+        return index
 
     @classmethod
     async def build_in_slices(
@@ -105,17 +103,11 @@ class ReflectionIndex:
         """The index, built on the event loop at most about ``slice_s`` at a time: the
         loop serves every other task between slices (see :meth:`steps`)."""
         steps = cls.steps(services, received)
-        loop = asyncio.get_running_loop()
-        until = loop.time() + slice_s
+        clock = asyncio.get_running_loop().time
         while True:
-            try:
-                next(steps)
-            except StopIteration as built:
-                index: ReflectionIndex = built.value
+            if (index := _advance(steps, clock, clock() + slice_s)) is not None:
                 return index
-            if loop.time() >= until:
-                await asyncio.sleep(0)
-                until = loop.time() + slice_s
+            await asyncio.sleep(0)
 
     @classmethod
     def steps(
@@ -213,6 +205,21 @@ class ReflectionIndex:
         if type_name not in self.messages:
             return None
         return sorted(number for extendee, number in self.extensions if extendee == type_name)
+
+
+def _advance(
+    steps: Generator[None, None, ReflectionIndex], clock: Callable[[], float], until: float
+) -> ReflectionIndex | None:
+    """Step until the index is built (it) or, after a step, ``clock()`` is past ``until``
+    (None: call again to go on)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as built:
+            index: ReflectionIndex = built.value
+            return index
+        if clock() >= until:
+            return None
 
 
 def _imports_first(root: FileDescriptor, visited: set[tuple[int, str]]) -> list[FileDescriptor]:

@@ -8,7 +8,9 @@ reaches a real upstream, with no code of its own. Answers come from the
 :class:`~grpc_bridge.discovery.reflection_index.ReflectionIndex` of what the
 bridge exposes at the moment the stream starts (``index``: a future, as it
 may still be building; requests wait for it, writes are held as below); the
-answering itself is :mod:`~grpc_bridge.upstream.reflection_answers`.
+answering itself is :mod:`~grpc_bridge.upstream.reflection_answers`. A call
+whose index was cancelled (the bridge stops) ends UNAVAILABLE; one whose index
+failed to build (a bug, logged where it is built) INTERNAL.
 
 A call holds at most :data:`PENDING` requests its reader has not taken the
 answers of: a writer waits for the reader, as HTTP/2 flow control makes it
@@ -182,8 +184,10 @@ class LocalReflectionCall:
         (``_failure`` is set, the requests after it dropped)."""
         answers = self._answers
         if answers is None:
-            # The index was not built: a bug, logged where it is built, or the bridge stops.
-            self._failure = UpstreamError(Code.INTERNAL, "the reflection index was not built")
+            if self._index.cancelled():
+                self._failure = UpstreamError(Code.UNAVAILABLE, "the bridge is stopping")
+            else:
+                self._failure = UpstreamError(Code.INTERNAL, "the reflection index was not built")
             self._pending.clear()
             self._writable.set()
             return None
