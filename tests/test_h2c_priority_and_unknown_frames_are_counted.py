@@ -19,6 +19,7 @@ import pytest
 
 from grpc_bridge.edge import h2c
 from tests.helpers.h2c_client import H2cClient, calmed, h2c_connection
+from tests.helpers.h2peer import PRIORITY, frame
 from tests.helpers.harness import RunningBridge
 
 pytestmark = pytest.mark.both_edges
@@ -29,22 +30,13 @@ CONNECT_JSON = [("content-type", "application/json"), ("connect-protocol-version
 UNKNOWN_TYPE = 0xFA
 
 
-def frame(kind: int, stream_id: int, payload: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(payload))[1:]
-        + bytes([kind, 0])
-        + struct.pack(">I", stream_id)
-        + payload
-    )
-
-
 def priority(stream_id: int) -> bytes:
     """PRIORITY (type 0x2): stream ``stream_id`` depends on stream 0, weight 16."""
-    return frame(0x2, stream_id, struct.pack(">IB", 0, 15))
+    return frame(PRIORITY, 0, stream_id, struct.pack(">IB", 0, 15))
 
 
 def unknown(stream_id: int) -> bytes:
-    return frame(UNKNOWN_TYPE, stream_id, b"ext")
+    return frame(UNKNOWN_TYPE, 0, stream_id, b"ext")
 
 
 async def echo(client: H2cClient, text: str) -> None:

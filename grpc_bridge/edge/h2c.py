@@ -22,12 +22,14 @@ client), the answers its streams' upstream calls hold (one stream's
 ``stream_buffer_bytes`` between them: ``answers``, upstream/client_budget.py),
 an idle connection closed after ``IDLE_TIMEOUT_S``, a flood of client
 resets (``MAX_RESETS`` within ``RESET_WINDOW_S``, CVE-2023-44487), PINGs,
-SETTINGS, unearned WINDOW_UPDATEs, PRIORITY frames or frames of unknown types
-(beyond what the streams opened earn), or DATA and HEADERS frames on reset
-streams (each answered with RST_STREAM) (``MAX_CONTROL_FRAMES`` each) answered
-with GOAWAY (edge/h2c_floods.py). A malformed request resets its own stream
-(edge/h2c_malformed.py); any other protocol error is a GOAWAY naming it, then
-the connection closes; a stream the client resets cancels its upstream call.
+SETTINGS, their ACKs, GOAWAYs, unearned WINDOW_UPDATEs, PRIORITY frames, frames
+of unknown types or frames h2 makes no event of (beyond what the streams opened
+earn), or DATA and HEADERS frames on reset streams (each answered with
+RST_STREAM) (``MAX_CONTROL_FRAMES`` each), or two empty DATA or HEADERS frames
+without END_STREAM in a row, answered with GOAWAY (edge/h2c_floods.py). A
+malformed request resets its own stream (edge/h2c_malformed.py); any other
+protocol error is a GOAWAY naming it, then the connection closes; a stream the
+client resets cancels its upstream call.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from h2.errors import ErrorCodes
 
 from grpc_bridge.edge.aiohttp_compat import head_limits
 from grpc_bridge.edge.cut_off import FLUSH_GRACE, cut_off
-from grpc_bridge.edge.h2c_floods import Flood, PerStream, WindowUpdates
+from grpc_bridge.edge.h2c_floods import Flood, FrameFlood, PerStream, Unanswered, WindowUpdates
 from grpc_bridge.edge.h2c_flow import FlowControlled
 from grpc_bridge.edge.h2c_header_blocks import head_begun, unfinished_header_block
 from grpc_bridge.edge.h2c_malformed import StreamErrorsConnection, StreamMalformed
@@ -133,10 +135,12 @@ class H2cConnection(FlowControlled):
         self._resets = Flood(MAX_RESETS, RESET_WINDOW_S)
         self._pings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
         self._settings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
-        self._on_reset = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
         self._priorities = PerStream(Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S))
         self._unknown = PerStream(Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S))
-        self._on_reset_seen = 0
+        self._unanswered = Unanswered(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._settings_acks = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._ping_acks = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._goaways = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
         self._going_away = False
         #: What the upstream calls of this connection's streams hold between them.
         self.answers = ClientBudget()
@@ -169,15 +173,17 @@ class H2cConnection(FlowControlled):
     def data_received(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)
+        except FrameFlood as exc:
+            self._flood(None, str(exc))
+            return
         except h2.exceptions.ProtocolError as exc:
             self._protocol_error(exc)
             return
-        if self._checked.frames_on_reset_streams > self._on_reset_seen:
-            fresh = self._checked.frames_on_reset_streams - self._on_reset_seen
-            self._on_reset_seen += fresh
-            now = self._loop.time()
-            if any(self._on_reset.over(now) for _ in range(fresh)):
-                self._flood(self._on_reset, "frames on reset streams")
+        counted = self._checked
+        if counted.frames_on_reset_streams or counted.silent_frames:
+            flood = self._unanswered.take(counted, self._loop.time(), self._streams_opened)
+            if flood is not None:
+                self._flood(*flood)
                 return
         if unfinished_header_block(self._h2) > MAX_HEADER_LIST:
             log.info("h2_protocol_error", peer=str(self.peername), error="header block too large")
@@ -249,7 +255,7 @@ class H2cConnection(FlowControlled):
         elif isinstance(event, h2.events.WindowUpdated):
             earned = self._streams_opened, self.data_frames_sent
             if self._window_updates.over(self._loop.time(), *earned):
-                self._flood(self._window_updates.flood, "WINDOW_UPDATE frames")
+                self._flood(self._window_updates.flood, "too many WINDOW_UPDATE frames")
             if event.stream_id:
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
@@ -265,7 +271,12 @@ class H2cConnection(FlowControlled):
             self._per_stream(self._priorities, "PRIORITY frames")
         elif isinstance(event, h2.events.UnknownFrameReceived):
             self._per_stream(self._unknown, "frames of unknown types")
+        elif isinstance(event, h2.events.SettingsAcknowledged):
+            self._count(self._settings_acks, "SETTINGS ACK frames")
+        elif isinstance(event, h2.events.PingAckReceived):
+            self._count(self._ping_acks, "PING ACK frames")
         elif isinstance(event, h2.events.ConnectionTerminated):
+            self._count(self._goaways, "GOAWAY frames")
             self._going_away = True
             if not self.streams and self.transport is not None:
                 self.transport.close()
@@ -308,15 +319,16 @@ class H2cConnection(FlowControlled):
     def _count(self, flood: Flood, what: str) -> None:
         """One more of ``what``; over its limit, GOAWAY ``ENHANCE_YOUR_CALM`` (h2c_floods.py)."""
         if flood.over(self._loop.time()):
-            self._flood(flood, what)
+            self._flood(flood, f"too many {what}")
 
     def _per_stream(self, counter: PerStream, what: str) -> None:
         if counter.over(self._loop.time(), self._streams_opened):
-            self._flood(counter.flood, what)
+            self._flood(counter.flood, f"too many {what}")
 
-    def _flood(self, flood: Flood, what: str) -> None:
-        log.warning("h2_flood", peer=str(self.peername), what=what, count=len(flood))
-        self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
+    def _flood(self, flood: Flood | None, why: str) -> None:
+        count = len(flood) if flood is not None else None
+        log.warning("h2_flood", peer=str(self.peername), what=why, count=count)
+        self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, why)
 
     def _stream_done(self, stream: H2Stream) -> None:
         self.give_back(stream, stream.release())  # what it did not read, to the connection
