@@ -33,8 +33,8 @@ docs: $(STAMP)
 test: $(STAMP) chromium lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check grpc_bridge tests
-	$(BIN)/ruff format --check grpc_bridge tests
+	$(BIN)/ruff check grpc_bridge tests bench
+	$(BIN)/ruff format --check grpc_bridge tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -14,7 +14,8 @@ _LOCATION = re.compile(r"\s*\((?:.*/)?(?:site-packages/)?([^()]*)\)$")
 
 
 def _frame(raw: str) -> str:
-    # "handle (grpc_bridge/protocol/json_unary.py:52)" -> "handle (protocol/json_unary.py:52)"; keeps it short.
+    # "handle (grpc_bridge/protocol/json_unary.py:52)" -> "handle (protocol/json_unary.py:52)",
+    # which keeps it short.
     return _LOCATION.sub(lambda m: f" ({m.group(1)})", raw.strip())
 
 

@@ -47,6 +47,7 @@ from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics, create_metrics
 from grpc_bridge.pipeline.context import METRICS
 from grpc_bridge.protocol.select import PROTOCOLS
+from grpc_bridge.runloop import collect_less_often
 from grpc_bridge.settings import Settings
 from grpc_bridge.tracing.config import check_tracing
 from grpc_bridge.upstream.resolver import Resolve, system_resolve
@@ -236,6 +237,7 @@ async def serve(
 ) -> int:
     """Run until SIGTERM or SIGINT, then drain and return the exit code."""
     server = await start(settings)
+    collect_less_often()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -12,11 +12,14 @@ health polling live in :mod:`grpc_bridge.upstream.state`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
+
+from google.protobuf.descriptor_pool import DescriptorPool
 
 from grpc_bridge.codec.json_codec import JsonOptions
 from grpc_bridge.discovery.loader import DiscoveryError, discover, load_descriptor_sets
@@ -36,7 +39,7 @@ from grpc_bridge.upstream.reflection import ReflectionClient
 from grpc_bridge.upstream.resolver import Resolve, system_resolve
 from grpc_bridge.upstream.state import (
     UpstreamState,
-    keep_channels,
+    keep_connections,
     needs_upkeep,
     open_upstream,
     poll_health,
@@ -95,13 +98,19 @@ class Bridge:
         #: Per upstream, the plans of its last discovered schema (the route table's input).
         self._plans: dict[str, list[MethodPlan]] = {}
         # Server reflection, answered by the bridge from what it exposes (routing/reflection.py):
-        # its index is built by the first reflection call after a route table swap, so a
-        # bridge nobody reflects on never builds one.
+        # its index is built for the first reflection call after a route table swap, so a
+        # bridge nobody reflects on never builds one; in slices, between which the loop
+        # serves every other call (the reflection calls wait for it). A build that failed (a
+        # bug) is tried again by the next reflection call, not kept for the table's life.
         first = settings.upstreams[0]  # settings require one
         self._reflection = reflection_plans(
             self.json_options, UpstreamLimits(first.timeout_s, first.max_timeout_s)
         )
-        self._index: tuple[RouteTable, ReflectionIndex] | None = None
+        self._index: tuple[RouteTable, asyncio.Task[ReflectionIndex]] | None = None
+        # The index is the bridge's, not a call's: it is built in the context the bridge
+        # was made in (a worker's ``worker`` log field), never the first reflecting call's
+        # (its span, its trace_id/span_id log fields, its connection's client budget).
+        self._context = contextvars.copy_context()
         self._local = LocalReflection(
             self._exposed,
             # Its answers are held to the bound the upstreams' answers are held to.
@@ -131,7 +140,7 @@ class Bridge:
             else:
                 self._spawn(state, self._discovery_loop(state), "discovery")
             if needs_upkeep(state):
-                self._spawn(state, keep_channels(state, self._resolve), "channels")
+                self._spawn(state, keep_connections(state, self._resolve), "channels")
             if state.settings.health_check:
                 self._spawn(state, poll_health(state), "health")
             self._spawn(state, watch_channel_states(state), "channel-states")
@@ -144,6 +153,8 @@ class Bridge:
     async def stop(self) -> None:
         """Stop background work, then close channels in reverse order of opening."""
         self.closing.set()
+        if self._index is not None:
+            self._index[1].cancel()
         for state in reversed(list(self._upstreams.values())):
             for task in state.tasks:
                 task.cancel()
@@ -312,18 +323,20 @@ class Bridge:
             elif state.error is not None and state.error.startswith(CONFLICT_PREFIX):
                 state.error = None
 
-    def _exposed(self) -> ReflectionIndex:
-        """The reflection index of the current route table (built once per table)."""
+    def _exposed(self) -> asyncio.Task[ReflectionIndex]:
+        """The reflection index of the current route table, built once per table (again
+        after a build that failed)."""
         table = self.routes
-        if self._index is None or self._index[0] is not table:
+        if self._index is None or self._index[0] is not table or _failed(self._index[1]):
             schemas = [s.schema for s in self._upstreams.values() if s.schema is not None]
             received = {schema.pool: schema.files for schema in schemas}
-            index = exposed_index(table, received)
-            for problem in index.skipped:
-                log.warning("reflection_file_skipped", problem=problem)
-            if index.undescribed:
-                log.warning("reflection_methods_undescribed", methods=index.undescribed)
-            self._index = (table, index)
+            task = asyncio.create_task(
+                _built_index(table, received),
+                name="reflection-index",
+                context=self._context.copy(),
+            )
+            task.add_done_callback(_report_crash)
+            self._index = (table, task)
         return self._index[1]
 
     def channel_summary(self) -> list[tuple[str, bool, list[str]]]:
@@ -339,7 +352,24 @@ def _same(a: Schema, b: Schema) -> bool:
     return a.service_names == b.service_names and dict(a.files) == dict(b.files)
 
 
-def _report_crash(task: asyncio.Task[None]) -> None:
-    """A background loop that died of a bug would silently stop refreshing: say so loudly."""
+async def _built_index(
+    table: RouteTable, received: Mapping[DescriptorPool, Mapping[str, bytes]]
+) -> ReflectionIndex:
+    index = await exposed_index(table, received)
+    for problem in index.skipped:
+        log.warning("reflection_file_skipped", problem=problem)
+    if index.undescribed:
+        log.warning("reflection_methods_undescribed", methods=index.undescribed)
+    return index
+
+
+def _failed(task: asyncio.Task[Any]) -> bool:
+    """Ended by an exception (not cancelled: the bridge stopped)."""
+    return task.done() and not task.cancelled() and task.exception() is not None
+
+
+def _report_crash(task: asyncio.Task[Any]) -> None:
+    """A background task that died of a bug (a loop would silently stop refreshing): say so
+    loudly."""
     if not task.cancelled() and (exc := task.exception()) is not None:
         log.error("background_task_crashed", task=task.get_name(), exc_info=exc)

@@ -15,7 +15,14 @@ import pytest
 
 from tests.helpers.client_tools import TEST_SERVICE, call, run_client, run_in_terminal
 from tests.helpers.process import bridge_env
-from tests.helpers.servers import CLIENT_DEADLINE_S, MYSTERY_TYPE_URL, RunningServer, StartServer
+from tests.helpers.servers import (
+    CLIENT_DEADLINE_S,
+    FOREIGN_DETAIL,
+    MYSTERY_TYPE_URL,
+    UNFINDABLE_TYPE_URL,
+    RunningServer,
+    StartServer,
+)
 
 
 async def test_unary_prints_the_response_as_one_json_line(upstream: RunningServer) -> None:
@@ -175,6 +182,32 @@ async def test_error_is_the_status_json_with_details_and_exit_64_plus_code(
             {"@type": MYSTERY_TYPE_URL, "value": base64.b64encode(b"\x01\x02\x03").decode()},
         ],
     }
+
+
+async def test_a_detail_type_no_service_file_imports_is_fetched_by_name(
+    upstream: RunningServer,
+) -> None:
+    # RetryAdvice's file is not among the method's files and their imports: only a
+    # reflection request for the symbol itself brings its fields. Mystery and
+    # aardvark.v1.Missing are known nowhere: failing to find them leaves them as they
+    # came, and failing to find the first (by name) does not stop the search for the rest.
+    result = await call(
+        upstream.target,
+        "Fail",
+        "-d",
+        '{"code": 14, "message": "later", "withDetails": true, "withForeignDetail": true}',
+    )
+    assert result.code == 64 + 14, result.err
+    details = result.status()["details"]
+    assert details[2:] == [
+        {"@type": MYSTERY_TYPE_URL, "value": base64.b64encode(b"\x01\x02\x03").decode()},
+        {"@type": UNFINDABLE_TYPE_URL, "value": base64.b64encode(b"\x07").decode()},
+        {
+            "@type": "type.googleapis.com/bridgetest.v1.RetryAdvice",
+            "waitSeconds": FOREIGN_DETAIL.wait_seconds,
+            "why": FOREIGN_DETAIL.why,
+        },
+    ]
 
 
 async def test_any_is_resolved_through_reflection_both_ways(upstream_factory: StartServer) -> None:

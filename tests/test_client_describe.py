@@ -61,6 +61,7 @@ message FailRequest {
   string message = 2;
   bool with_details = 3;
   map<string, string> trailers = 4;
+  bool with_foreign_detail = 5;
 }
 """,
     "bridgetest.v1.Color": """\
@@ -238,6 +239,8 @@ async def test_comments_from_source_info_are_printed(tmp_path: Path) -> None:
         "  bool with_details = 3;\n"
         "  // Initial metadata / trailers the server sets before failing.\n"
         "  map<string, string> trailers = 4;\n"
+        "  // Attach bridgetest.v1.RetryAdvice (details.proto, which no service file imports).\n"
+        "  bool with_foreign_detail = 5;\n"
         "}\n"
     ), result.err
     result = await run_client("describe", "--protoset", sets, "bridgetest.v1.Kitchen")

@@ -185,9 +185,10 @@ def _gzip_stream(conn: Connection, *messages: tuple[int, bytes], trailers: bool)
     )
     body = b"".join(bytes([flag]) + len(m).to_bytes(4, "big") + m for flag, m in messages)
     data = frame(frames.HEADERS, frames.END_HEADERS, stream.id, head)
+    # In 16 KiB frames, as a server sends within the 64 KiB window a stream starts with
+    # (each grant takes effect as it is queued, before the next frame is read).
     data += b"".join(
-        frame(frames.DATA, 0, stream.id, body[i : i + MAX_FRAME])
-        for i in range(0, len(body), MAX_FRAME)
+        frame(frames.DATA, 0, stream.id, body[i : i + 16384]) for i in range(0, len(body), 16384)
     )
     if trailers:
         tail = hpack_codec.literal(b"grpc-status", b"0")

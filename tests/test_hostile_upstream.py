@@ -170,7 +170,7 @@ async def big_gzip(ex: Exchange) -> None:
     head = [*OK_HEAD, (b"grpc-encoding", b"gzip")]
     ex.send_headers(head)
     message = b"\x01" + len(payload).to_bytes(4, "big") + payload
-    ex.send_data(message)
+    await ex.send_data_within_window(message)
     ex.send_headers(
         [(b"grpc-status", b"0"), (b"x-length", str(len(text)).encode())], end_stream=True
     )

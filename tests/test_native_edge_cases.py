@@ -18,7 +18,7 @@ from bridgetest.v1 import kitchen_pb2
 from grpc_bridge.errors import UpstreamError
 from grpc_bridge.settings import Upstream
 from grpc_bridge.status import Code
-from grpc_bridge.upstream.dial import ChannelPlan
+from grpc_bridge.upstream.dial import ConnectionPlan
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.h2.connection import STREAM_WINDOW, Connection
 from grpc_bridge.upstream.invoker import Invoker
@@ -183,14 +183,14 @@ async def test_close_ends_connections_still_retiring(upstream: RunningServer) ->
     port = upstream.target.rpartition(":")[2]
     first, second = f"127.0.0.1:{port}", f"localhost:{port}"
     pool = ConnectionPool(Upstream(targets=[first], pool_size=1), retire_grace=30)
-    pool.open(ChannelPlan(unresolved([parse_target(first)])))
+    pool.open(ConnectionPlan(unresolved([parse_target(first)])))
     invoker = Invoker(pool)
     try:
         call = asyncio.create_task(
             invoker.unary(SLEEP, sleep_request(10, "retiring"), metadata=[], timeout=20)
         )
         await asyncio.sleep(0.3)
-        assert pool.rebuild(ChannelPlan(unresolved([parse_target(second)])))
+        assert pool.rebuild(ConnectionPlan(unresolved([parse_target(second)])))
         assert pool.retiring == 1
     finally:
         await pool.close()

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 from bridgetest.v1 import kitchen_pb2, other_pb2
-from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf import descriptor_pool
 from grpc_reflection.v1alpha import reflection_pb2
 
 from grpc_bridge.upstream.local_reflection import PENDING
@@ -24,6 +24,7 @@ from tests.helpers.descriptors import with_imports, write_set
 from tests.helpers.h2c_client import envelope, h2c_connection, unframe
 from tests.helpers.harness import MakeBridge, RunningBridge
 from tests.helpers.js_clients import buf_curl, buf_list
+from tests.helpers.reflection_client import CONNECT_STREAM, V1, Request, files_of, reflect
 from tests.helpers.servers import (
     HEALTH_SERVICE,
     INTERNAL_SERVICE,
@@ -34,12 +35,7 @@ from tests.helpers.servers import (
 from tests.helpers.streamtools import NDJSON
 
 REST_SERVICE = "bridgetest.v1.RestService"
-V1ALPHA = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
-V1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
-CONNECT_STREAM = [("content-type", "application/connect+proto")]
 HTTP_RULE = 72295728  # google.api.http, on google.protobuf.MethodOptions
-Request = reflection_pb2.ServerReflectionRequest
-Response = reflection_pb2.ServerReflectionResponse
 
 
 async def two_upstreams(
@@ -72,24 +68,6 @@ async def bridge(
 async def exposed(bridge: RunningBridge) -> list[str]:
     async with bridge.session.get(f"{bridge.admin_url}/v1/services") as resp:
         return sorted(s["name"] for s in (await resp.json())["services"])
-
-
-async def reflect(bridge: RunningBridge, *requests: Any, path: str = V1ALPHA) -> list[Any]:
-    """One Connect stream over h2c with ``requests``: the answers, then the end frame's JSON."""
-    body = b"".join(envelope(r.SerializeToString()) for r in requests)
-    async with h2c_connection(bridge.server.proxy_port) as client:
-        state = await client.answer(client.request(path, CONNECT_STREAM, body))
-    assert state.headers[":status"] == "200", state
-    frames = unframe(bytes(state.body))
-    *messages, (flags, end) = frames
-    assert flags == 0x02 and all(f == 0 for f, _ in messages), frames
-    return [*(Response.FromString(m) for _, m in messages), orjson.loads(end)]
-
-
-def files_of(answer: Any) -> list[descriptor_pb2.FileDescriptorProto]:
-    assert answer.WhichOneof("message_response") == "file_descriptor_response", answer
-    blobs = answer.file_descriptor_response.file_descriptor_proto
-    return [descriptor_pb2.FileDescriptorProto.FromString(b) for b in blobs]
 
 
 @pytest.mark.parametrize("protocol", ["connect", "grpcweb"])

@@ -141,3 +141,28 @@ def test_a_method_only_a_later_upstreams_version_of_a_service_has_is_named_undes
     assert index.services == (api,) and "p.Api.Extra" not in index.symbols
     assert index.undescribed == ["p.Api.Extra"]
     assert ReflectionIndex.build([second.FindServiceByName(api)]).undescribed == []
+
+
+def test_a_type_only_a_hidden_service_uses_stays_unless_in_a_file_of_its_own() -> None:
+    """Descriptors cannot tell that a type is unused: an exposed method may send it in
+    an Any (an error detail, say), whose type a client resolves by its name. A filter
+    hides a service, not the types of its file; what a file of its own declares is sent
+    only when an exposed service's file imports it."""
+    file = api_file("a.proto", "p", ["Hidden", "Shown"])
+    file.message_type.add(name="HiddenOnly").field.add(name="n", number=1, type=5, label=1)
+    file.service[0].method[0].input_type = ".p.HiddenOnly"
+    secret = Proto(name="secret.proto", package="s", syntax="proto3")
+    secret.message_type.add(name="Secret")
+    admin = Proto(name="admin.proto", package="s", syntax="proto3", dependency=["a.proto"])
+    admin.dependency.append("secret.proto")
+    admin.service.add(name="Admin").method.add(
+        name="M", input_type=".s.Secret", output_type=".p.Msg"
+    )
+    pool = pool_of(file, secret, admin)
+    index = ReflectionIndex.build([pool.FindServiceByName("p.Shown")])
+    sent = Proto.FromString(index.files["a.proto"].data)
+    assert [s.name for s in sent.service] == ["Shown"]
+    assert [m.name for m in sent.message_type] == ["Msg", "HiddenOnly"]
+    assert index.symbols["p.HiddenOnly"] == "a.proto" and "p.HiddenOnly" in index.messages
+    assert set(index.files) == {"a.proto"}
+    assert "s.Secret" not in index.symbols and "s.Admin" not in index.symbols

@@ -10,10 +10,10 @@ import pytest
 
 from grpc_bridge.settings import ConfigError, Upstream, load_settings
 from grpc_bridge.upstream.dial import Address as Dialled
-from grpc_bridge.upstream.dial import ChannelPlan, addresses_of, tls_context
+from grpc_bridge.upstream.dial import ConnectionPlan, addresses_of, tls_context
 from grpc_bridge.upstream.resolver import (
     Address,
-    ChannelTargets,
+    ConnectionTargets,
     ResolveError,
     address_list,
     parse_target,
@@ -70,13 +70,13 @@ def test_tls_verifies_unless_the_plan_says_not() -> None:
     up = upstream(tls={"enabled": True})
     targets = unresolved([parse_target("127.0.0.1:1")])
     material = load_tls(up.tls)
-    verified = tls_context(up, ChannelPlan(targets, material))
+    verified = tls_context(up, ConnectionPlan(targets, material))
     assert verified is not None
     assert (verified.verify_mode, verified.check_hostname) == (ssl.CERT_REQUIRED, True)
-    unverified = tls_context(up, ChannelPlan(targets, material, verify=False))
+    unverified = tls_context(up, ConnectionPlan(targets, material, verify=False))
     assert unverified is not None
     assert (unverified.verify_mode, unverified.check_hostname) == (ssl.CERT_NONE, False)
-    assert ChannelPlan(targets, material) != ChannelPlan(targets, material, verify=False)
+    assert ConnectionPlan(targets, material) != ConnectionPlan(targets, material, verify=False)
 
 
 def test_a_dns_server_of_its_own_is_refused_naming_the_key() -> None:
@@ -91,7 +91,7 @@ def test_the_retired_grpcio_transport_is_still_accepted() -> None:
 
 
 def test_addresses_of_every_target_form() -> None:
-    targets = ChannelTargets(
+    targets = ConnectionTargets(
         ("ipv4:10.0.0.1:1,10.0.0.2:2", "unix:///run/a.sock", "unix-abstract:bridge", "shop:7"),
         None,
     )
@@ -102,7 +102,7 @@ def test_addresses_of_every_target_form() -> None:
         "unix-abstract:bridge",
         "shop:7",
     ]
-    assert addresses_of(ChannelTargets(("dns:///shop",), None)) == [Dialled("shop", 443)]
+    assert addresses_of(ConnectionTargets(("dns:///shop",), None)) == [Dialled("shop", 443)]
 
 
 def test_parse_target() -> None:

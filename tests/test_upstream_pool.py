@@ -15,11 +15,11 @@ from bridgetest.v1 import kitchen_pb2
 
 from grpc_bridge.errors import BridgeError
 from grpc_bridge.settings import Upstream
-from grpc_bridge.upstream.dial import ChannelPlan
+from grpc_bridge.upstream.dial import ConnectionPlan
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.invoker import Invoker
 from grpc_bridge.upstream.pool import ConnectionPool
-from grpc_bridge.upstream.resolver import Address, ChannelTargets, parse_target, unresolved
+from grpc_bridge.upstream.resolver import Address, ConnectionTargets, parse_target, unresolved
 from tests.helpers.frame_peer import eventually
 from tests.helpers.harness import running_bridge
 from tests.helpers.load import steady_load, wait_until
@@ -189,7 +189,7 @@ async def test_rebuild_lets_calls_finish_and_close_cuts_retiring_connections(
 ) -> None:
     server = await upstream_factory()
     pool = ConnectionPool(Upstream(targets=[server.target]), retire_grace=10)
-    plan = ChannelPlan(unresolved([parse_target(server.target)]))
+    plan = ConnectionPlan(unresolved([parse_target(server.target)]))
     pool.open(plan)
     invoker = Invoker(pool)
     sleep_method = method("Sleep", kitchen_pb2.SleepResponse)
@@ -203,7 +203,7 @@ async def test_rebuild_lets_calls_finish_and_close_cuts_retiring_connections(
         finishing = sleep(0.3, "finishes")
         await asyncio.sleep(0.05)
         # The same server by another target string: a changed address set.
-        moved = ChannelPlan(ChannelTargets((f"ipv4:{server.target}",), server.target))
+        moved = ConnectionPlan(ConnectionTargets((f"ipv4:{server.target}",), server.target))
         assert pool.rebuild(moved)
         assert not pool.rebuild(moved)  # unchanged
         assert pool.generation == 2 and pool.retiring == 2
@@ -277,7 +277,7 @@ async def _recording_peer() -> AsyncIterator[_Peer]:
 
 def _pool(target: str) -> tuple[ConnectionPool, Invoker]:
     pool = ConnectionPool(Upstream(targets=[target], pool_size=1), retire_grace=1)
-    pool.open(ChannelPlan(unresolved([parse_target(target)])))
+    pool.open(ConnectionPlan(unresolved([parse_target(target)])))
     return pool, Invoker(pool)
 
 

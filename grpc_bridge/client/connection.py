@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.api import CallInvoker
-from grpc_bridge.upstream.dial import ChannelPlan
+from grpc_bridge.upstream.dial import ConnectionPlan
 from grpc_bridge.upstream.invoker import Invoker
 from grpc_bridge.upstream.pool import ConnectionPool
 from grpc_bridge.upstream.resolver import parse_target, unresolved
@@ -40,7 +40,7 @@ class Connection:
         """
         targets = unresolved(tuple(parse_target(t) for t in upstream.targets))
         pool = ConnectionPool(upstream)
-        pool.open(ChannelPlan(targets, load_tls(upstream.tls), verify))
+        pool.open(ConnectionPlan(targets, load_tls(upstream.tls), verify))
         return cls(Invoker(pool), pool)
 
     async def close(self) -> None:

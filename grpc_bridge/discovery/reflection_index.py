@@ -13,25 +13,45 @@ really hide it (and what its hidden version has), from ``list_services``
 and from every file sent. A file that cannot join the merged view is left
 out with the files importing it, and named in :attr:`ReflectionIndex.skipped`:
 a file name two upstreams use for different contents (the first is kept), a
-symbol two files declare.
+symbol two files declare. Message and enum types are never removed, even those
+only a hidden service uses: descriptors cannot tell that a type is unused (an
+exposed method may send it in an ``Any``, an error detail say, which clients
+resolve by its name through reflection); docs/connect.md says how to hide them.
 
 Symbols are indexed from the files themselves, every kind grpc-go's reflection
 resolves: messages, enums and their values, services, methods, fields, oneofs,
 extensions, nested at any depth.
+
+Building it takes each file in once, whatever the number of services importing
+it, and costs what parsing, trimming and indexing the files costs: tens of
+milliseconds for hundreds of files, more for a large API.
+:meth:`ReflectionIndex.steps` does it a service or a file at a time, so that
+:meth:`ReflectionIndex.build_in_slices` builds it on the event loop in slices
+of :data:`SLICE_S`, the loop serving every other call between them. (Not in a
+thread: this is Python code holding the GIL, so a thread would make the loop
+wait for the GIL, up to the switch interval, at each of its I/O calls instead
+of once per slice.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import asyncio
+import math
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 from google.protobuf.descriptor_pool import DescriptorPool
 
-__all__ = ["IndexedFile", "ReflectionIndex"]
+__all__ = ["SLICE_S", "IndexedFile", "ReflectionIndex"]
 
 _SERVICE_FIELD = descriptor_pb2.FileDescriptorProto.SERVICE_FIELD_NUMBER
+
+#: How long :meth:`ReflectionIndex.build_in_slices` holds the event loop at a time
+#: (plus one step): what a call waiting for the loop meanwhile may wait.
+SLICE_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +87,39 @@ class ReflectionIndex:
         services: Iterable[ServiceDescriptor],
         received: Mapping[DescriptorPool, Mapping[str, bytes]] | None = None,
     ) -> ReflectionIndex:
-        """``received``: per pool, its files as the upstream sent them (``Schema.files``),
-        which keep the comments (``source_code_info``) a pool drops."""
+        """The index, built in one go: see :meth:`steps`."""
+        index = _advance(cls.steps(services, received), time.monotonic, math.inf)
+        assert index is not None
+        return index
+
+    @classmethod
+    async def build_in_slices(
+        cls,
+        services: Iterable[ServiceDescriptor],
+        received: Mapping[DescriptorPool, Mapping[str, bytes]] | None = None,
+        *,
+        slice_s: float = SLICE_S,
+    ) -> ReflectionIndex:
+        """The index, built on the event loop at most about ``slice_s`` at a time: the
+        loop serves every other task between slices (see :meth:`steps`)."""
+        steps = cls.steps(services, received)
+        clock = asyncio.get_running_loop().time
+        while True:
+            if (index := _advance(steps, clock, clock() + slice_s)) is not None:
+                return index
+            await asyncio.sleep(0)
+
+    @classmethod
+    def steps(
+        cls,
+        services: Iterable[ServiceDescriptor],
+        received: Mapping[DescriptorPool, Mapping[str, bytes]] | None = None,
+    ) -> Generator[None, None, ReflectionIndex]:
+        """Builds the index, yielding after each service and each file it takes in (a
+        step's work is one file's size): the caller chooses when to go on. ``received``:
+        per pool, its files as the upstream sent them (``Schema.files``), which keep the
+        comments (``source_code_info``) a pool drops. ``services`` and the pools must not
+        change until it returns."""
         # Each service's declarations, by name: the route table yields one per method.
         declarations: dict[str, list[ServiceDescriptor]] = {}
         for service in services:
@@ -88,11 +139,18 @@ class ReflectionIndex:
         # A service stays in a file only in the copy of the file it is exposed from, or
         # in another upstream's copy declaring it alike (replicas of one API share a
         # file): never in a copy whose own declaration of it a filter hid.
-        kept = {name: _declared(service) for name, service in exposed.items()}
+        kept: dict[str, tuple[str, bytes]] = {}
+        for name, service in exposed.items():
+            kept[name] = _declared(service)
+            yield
         origin: dict[str, int] = {}  # file name → id of the pool its copy came from
         failed: set[str] = set()
+        # Each pool's files taken in, with their imports: services sharing imports (a
+        # large API's usual shape) walk each once, not once per service.
+        visited: set[tuple[int, str]] = set()
         for service in exposed.values():
-            for file in _imports_first(service.file):
+            for file in _imports_first(service.file, visited):
+                yield
                 pool = id(file.pool)
                 given = (received or {}).get(file.pool, {}).get(file.name)
                 if file.name in failed or origin.get(file.name) == pool:
@@ -149,21 +207,40 @@ class ReflectionIndex:
         return sorted(number for extendee, number in self.extensions if extendee == type_name)
 
 
-def _imports_first(root: FileDescriptor) -> list[FileDescriptor]:
-    """``root`` and its transitive imports, each after its own imports."""
+def _advance(
+    steps: Generator[None, None, ReflectionIndex], clock: Callable[[], float], until: float
+) -> ReflectionIndex | None:
+    """Step until the index is built (it) or, after a step, ``clock()`` is past ``until``
+    (None: call again to go on)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as built:
+            index: ReflectionIndex = built.value
+            return index
+        if clock() >= until:
+            return None
+
+
+def _imports_first(root: FileDescriptor, visited: set[tuple[int, str]]) -> list[FileDescriptor]:
+    """``root`` and its transitive imports, each after its own imports, but those in
+    ``visited`` (``(id(pool), name)``), which the others join: a file visited before had
+    its imports visited before it."""
+    pool = id(root.pool)  # an import is in its importer's pool
     order: list[FileDescriptor] = []
-    seen: set[str] = set()
     stack: list[tuple[FileDescriptor, bool]] = [(root, False)]
     while stack:  # iterative: an import chain's depth is the upstream's to choose
         file, expanded = stack.pop()
         if expanded:
             order.append(file)
             continue
-        if file.name in seen:
+        if (pool, file.name) in visited:
             continue
-        seen.add(file.name)
+        visited.add((pool, file.name))
         stack.append((file, True))
-        stack.extend((d, False) for d in reversed(file.dependencies) if d.name not in seen)
+        stack.extend(
+            (d, False) for d in reversed(file.dependencies) if (pool, d.name) not in visited
+        )
     return order
 
 

@@ -18,13 +18,18 @@ would keep ~1 MiB of one until its end), a header block due within
 ``limits.body_read_timeout_s`` of its first byte (as an HTTP/1.1 head is,
 busy connection or not), the windows of edge/h2c_flow.py both ways (what a
 connection's handlers have not read, how long a send may wait for the
-client), an idle connection closed after ``IDLE_TIMEOUT_S``, a flood of client
+client), the answers its streams' upstream calls hold (one stream's
+``stream_buffer_bytes`` between them: ``answers``, upstream/client_budget.py),
+an idle connection closed after ``IDLE_TIMEOUT_S``, a flood of client
 resets (``MAX_RESETS`` within ``RESET_WINDOW_S``, CVE-2023-44487), PINGs,
-SETTINGS, unearned WINDOW_UPDATEs or DATA and HEADERS frames on reset streams
-(each answered with RST_STREAM) (``MAX_CONTROL_FRAMES`` each) answered
-with GOAWAY (edge/h2c_floods.py). A malformed request resets its own stream
-(edge/h2c_malformed.py); any other protocol error is a GOAWAY naming it, then
-the connection closes; a stream the client resets cancels its upstream call.
+SETTINGS, their ACKs, GOAWAYs, unearned WINDOW_UPDATEs, PRIORITY frames, frames
+of unknown types or frames h2 makes no event of (beyond what the streams opened
+earn), or DATA and HEADERS frames on reset streams (each answered with
+RST_STREAM) (``MAX_CONTROL_FRAMES`` each), or two empty DATA or HEADERS frames
+without END_STREAM in a row, answered with GOAWAY (edge/h2c_floods.py). A
+malformed request resets its own stream (edge/h2c_malformed.py); any other
+protocol error is a GOAWAY naming it, then the connection closes; a stream the
+client resets cancels its upstream call.
 """
 
 from __future__ import annotations
@@ -43,11 +48,13 @@ from h2.errors import ErrorCodes
 
 from grpc_bridge.edge.aiohttp_compat import head_limits
 from grpc_bridge.edge.cut_off import FLUSH_GRACE, cut_off
-from grpc_bridge.edge.h2c_floods import Flood, WindowUpdates
+from grpc_bridge.edge.h2c_floods import Flood, FrameFlood, PerStream, Unanswered, WindowUpdates
 from grpc_bridge.edge.h2c_flow import FlowControlled
+from grpc_bridge.edge.h2c_header_blocks import head_begun, unfinished_header_block
 from grpc_bridge.edge.h2c_malformed import StreamErrorsConnection, StreamMalformed
 from grpc_bridge.edge.h2c_stream import H2Stream, request_parts, serve_stream
 from grpc_bridge.log import get_logger
+from grpc_bridge.upstream.client_budget import ClientBudget
 
 log = get_logger("grpc_bridge.http")
 
@@ -64,31 +71,6 @@ RESET_WINDOW_S = 10.0
 #: (gRPC's keepalive and BDP pings come far fewer: one outstanding at a time), and
 #: WINDOW_UPDATEs beyond those the DATA sent earns (edge/h2c_floods.py).
 MAX_CONTROL_FRAMES = 1000
-#: Frame types whose bytes, while a frame of them is unfinished, are a request head begun.
-_HEAD_FRAMES = frozenset({0x1, 0x9})  # HEADERS, CONTINUATION
-
-
-def _unfinished_header_block(conn: h2.connection.H2Connection) -> int:
-    """Bytes of a header block whose end has not come yet.
-
-    h2 keeps its frames (up to 64 CONTINUATIONs of a frame's size each: ~1 MiB)
-    and checks the decoded size at the end only. An encoder's block is no longer
-    than the list it encodes (HPACK's literals and Huffman are used where they are
-    shorter), so one past ``MAX_HEADER_LIST`` already is over the limit. (h2's
-    ``FrameBuffer._headers_buffer``: a test in tests/test_h2c_hostile_peers.py
-    fails if it is gone.)
-    """
-    frames = getattr(conn.incoming_buffer, "_headers_buffer", ())
-    return sum(len(frame.data) for frame in frames) if frames else 0
-
-
-def _head_begun(conn: h2.connection.H2Connection) -> bool:
-    """Whether a header block has begun and not ended: frames of it kept, or a HEADERS or
-    CONTINUATION frame in part (h2's ``FrameBuffer._data``; the type is its 4th byte)."""
-    if getattr(conn.incoming_buffer, "_headers_buffer", None):
-        return True
-    partial = getattr(conn.incoming_buffer, "_data", b"")
-    return len(partial) > 3 and partial[3] in _HEAD_FRAMES
 
 
 def preface_state(data: bytes | bytearray) -> bool | None:
@@ -153,9 +135,15 @@ class H2cConnection(FlowControlled):
         self._resets = Flood(MAX_RESETS, RESET_WINDOW_S)
         self._pings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
         self._settings = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
-        self._on_reset = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
-        self._on_reset_seen = 0
+        self._priorities = PerStream(Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S))
+        self._unknown = PerStream(Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S))
+        self._unanswered = Unanswered(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._settings_acks = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._ping_acks = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
+        self._goaways = Flood(MAX_CONTROL_FRAMES, RESET_WINDOW_S)
         self._going_away = False
+        #: What the upstream calls of this connection's streams hold between them.
+        self.answers = ClientBudget()
 
     # -- asyncio.Protocol ---------------------------------------------------------
 
@@ -185,21 +173,23 @@ class H2cConnection(FlowControlled):
     def data_received(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)
+        except FrameFlood as exc:
+            self._flood(None, str(exc))
+            return
         except h2.exceptions.ProtocolError as exc:
             self._protocol_error(exc)
             return
-        if self._checked.frames_on_reset_streams > self._on_reset_seen:
-            fresh = self._checked.frames_on_reset_streams - self._on_reset_seen
-            self._on_reset_seen += fresh
-            now = self._loop.time()
-            if any(self._on_reset.over(now) for _ in range(fresh)):
-                self._flood(self._on_reset, "frames on reset streams")
+        counted = self._checked
+        if counted.frames_on_reset_streams or counted.silent_frames:
+            flood = self._unanswered.take(counted, self._loop.time(), self._streams_opened)
+            if flood is not None:
+                self._flood(*flood)
                 return
-        if _unfinished_header_block(self._h2) > MAX_HEADER_LIST:
+        if unfinished_header_block(self._h2) > MAX_HEADER_LIST:
             log.info("h2_protocol_error", peer=str(self.peername), error="header block too large")
             self._close_with(ErrorCodes.PROTOCOL_ERROR, "header block over the limit")
             return
-        if _head_begun(self._h2):
+        if head_begun(self._h2):
             # A block unfinished at the last read's end has ended if this read made events
             # (no other frame may come inside a block): the one unfinished now began in
             # this read, and is due from then.
@@ -265,7 +255,7 @@ class H2cConnection(FlowControlled):
         elif isinstance(event, h2.events.WindowUpdated):
             earned = self._streams_opened, self.data_frames_sent
             if self._window_updates.over(self._loop.time(), *earned):
-                self._flood(self._window_updates.flood, "WINDOW_UPDATE frames")
+                self._flood(self._window_updates.flood, "too many WINDOW_UPDATE frames")
             if event.stream_id:
                 stream = self.streams.get(event.stream_id)
                 if stream is not None:
@@ -277,7 +267,16 @@ class H2cConnection(FlowControlled):
             self._wake_all()
         elif isinstance(event, h2.events.PingReceived):
             self._count(self._pings, "PING frames")
+        elif isinstance(event, h2.events.PriorityUpdated):
+            self._per_stream(self._priorities, "PRIORITY frames")
+        elif isinstance(event, h2.events.UnknownFrameReceived):
+            self._per_stream(self._unknown, "frames of unknown types")
+        elif isinstance(event, h2.events.SettingsAcknowledged):
+            self._count(self._settings_acks, "SETTINGS ACK frames")
+        elif isinstance(event, h2.events.PingAckReceived):
+            self._count(self._ping_acks, "PING ACK frames")
         elif isinstance(event, h2.events.ConnectionTerminated):
+            self._count(self._goaways, "GOAWAY frames")
             self._going_away = True
             if not self.streams and self.transport is not None:
                 self.transport.close()
@@ -320,11 +319,16 @@ class H2cConnection(FlowControlled):
     def _count(self, flood: Flood, what: str) -> None:
         """One more of ``what``; over its limit, GOAWAY ``ENHANCE_YOUR_CALM`` (h2c_floods.py)."""
         if flood.over(self._loop.time()):
-            self._flood(flood, what)
+            self._flood(flood, f"too many {what}")
 
-    def _flood(self, flood: Flood, what: str) -> None:
-        log.warning("h2_flood", peer=str(self.peername), what=what, count=len(flood))
-        self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, f"too many {what}")
+    def _per_stream(self, counter: PerStream, what: str) -> None:
+        if counter.over(self._loop.time(), self._streams_opened):
+            self._flood(counter.flood, f"too many {what}")
+
+    def _flood(self, flood: Flood | None, why: str) -> None:
+        count = len(flood) if flood is not None else None
+        log.warning("h2_flood", peer=str(self.peername), what=why, count=count)
+        self._close_with(ErrorCodes.ENHANCE_YOUR_CALM, why)
 
     def _stream_done(self, stream: H2Stream) -> None:
         self.give_back(stream, stream.release())  # what it did not read, to the connection

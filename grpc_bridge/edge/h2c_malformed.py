@@ -21,7 +21,8 @@ stream state machine's own refusal stay connection errors, as h2 has them.
 (h2's ``_begin_new_stream``, where each stream is made: a test in
 tests/test_h2c_malformed_requests_are_stream_errors.py fails if it is gone.)
 
-It also counts the DATA and HEADERS frames that come on a stream closed by a
+It is a :class:`~grpc_bridge.edge.h2c_floods.CountedConnection`, which counts
+among others the DATA and HEADERS frames that come on a stream closed by a
 reset (the client's, a malformed request's, the bridge's): h2 answers each
 with RST_STREAM, so edge/h2c.py counts them as it counts PINGs. (h2's
 ``_receive_frame``: tests/test_h2c_frames_on_reset_streams_are_counted.py
@@ -39,7 +40,8 @@ import h2.events
 import h2.exceptions
 import h2.stream
 from h2.errors import ErrorCodes
-from hyperframe.frame import DataFrame, Frame, HeadersFrame
+
+from grpc_bridge.edge.h2c_floods import CountedConnection
 
 _Result = TypeVar("_Result")
 
@@ -77,18 +79,8 @@ def _stream_errors(
     return checked
 
 
-class StreamErrorsConnection(h2.connection.H2Connection):
+class StreamErrorsConnection(CountedConnection):
     """h2's connection, whose streams' malformed requests are stream errors."""
-
-    #: DATA and HEADERS frames received on a stream closed by a reset (each answered).
-    frames_on_reset_streams = 0
-
-    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
-        if isinstance(frame, DataFrame | HeadersFrame) and self._stream_is_closed_by_reset(
-            frame.stream_id
-        ):
-            self.frames_on_reset_streams += 1
-        return super()._receive_frame(frame)
 
     def _begin_new_stream(
         self, stream_id: int, allowed_ids: h2.connection.AllowedStreamIDs

@@ -27,7 +27,9 @@ Bounds, as bytes arrive:
   the body limits are the protocol modules' own (``limits.max_request_bytes``);
 - response: DATA goes out only within the peer's flow-control window, and
   only while the socket drains; a writer waits otherwise, and with it the
-  upstream call (a client that reads nothing holds one window's worth).
+  upstream call, whose stream counts what it holds in the connection's budget
+  (``CLIENT_BUDGET``, upstream/client_budget.py): a connection whose client
+  reads nothing holds about one stream's ``stream_buffer_bytes`` in all.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from grpc_bridge.edge.aiohttp_compat import (
 )
 from grpc_bridge.log import get_logger
 from grpc_bridge.pipeline.context import OVER_HTTP2
+from grpc_bridge.upstream.client_budget import CLIENT_BUDGET
 
 if TYPE_CHECKING:
     from grpc_bridge.edge.h2c import H2cConnection
@@ -349,6 +352,9 @@ async def serve_stream(
     on_done: Callable[[H2Stream], None],
 ) -> None:
     """Run the app on one request and send its answer; a reset stream cancels this task."""
+    # The call's upstream stream counts what it holds in the connection's budget (set in
+    # this task's own context: upstream/client_budget.py).
+    CLIENT_BUDGET.set(conn.answers)
     method, path, headers, raw = parts
     refused = over_head_limits(method, path, headers, limits)
     task = asyncio.current_task()

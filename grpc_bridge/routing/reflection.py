@@ -84,11 +84,11 @@ def reflection_plans(options: JsonOptions, limits: UpstreamLimits) -> list[Metho
     return plans
 
 
-def exposed_index(
+async def exposed_index(
     table: RouteTable, received: Mapping[DescriptorPool, Mapping[str, bytes]]
 ) -> ReflectionIndex:
     """What reflection answers for ``table``: the services it lists, the first upstream's
     copy of each (the one whose methods it routes); ``received``: each upstream pool's
-    files as sent (``Schema.files``)."""
-    services = (plan.info.descriptor.containing_service for plan in table.plans)
-    return ReflectionIndex.build(services, received)
+    files as sent (``Schema.files``). Built in slices, other calls served between them."""
+    services = [plan.info.descriptor.containing_service for plan in table.plans]
+    return await ReflectionIndex.build_in_slices(services, received)

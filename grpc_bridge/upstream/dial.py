@@ -1,6 +1,6 @@
 """What one upstream's connections are dialled with: addresses, ``:authority``, TLS.
 
-A :class:`ChannelPlan` is what a generation of connections is built from;
+A :class:`ConnectionPlan` is what a generation of connections is built from;
 when it changes (DNS answered other addresses, certificates were rotated on
 disk) the pool opens new connections.
 """
@@ -11,15 +11,15 @@ import ssl
 from dataclasses import dataclass
 
 from grpc_bridge.settings import Upstream
-from grpc_bridge.upstream.resolver import ChannelTargets
+from grpc_bridge.upstream.resolver import ConnectionTargets
 from grpc_bridge.upstream.tls import TlsMaterial
 
 _DEFAULT_PORT = "443"
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelPlan:
-    targets: ChannelTargets
+class ConnectionPlan:
+    targets: ConnectionTargets
     tls: TlsMaterial | None = None
     #: False: TLS without checking the server's certificate or name (the CLI's
     #: ``--insecure``, for servers with self-signed certificates); never from settings.
@@ -42,7 +42,7 @@ class Address:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def addresses_of(targets: ChannelTargets) -> list[Address]:
+def addresses_of(targets: ConnectionTargets) -> list[Address]:
     """The addresses behind gRPC target strings (names are resolved when dialled)."""
     out: list[Address] = []
     for target in targets.targets:
@@ -71,7 +71,7 @@ def addresses_of(targets: ChannelTargets) -> list[Address]:
     return out
 
 
-def authority_of(upstream: Upstream, targets: ChannelTargets) -> str:
+def authority_of(upstream: Upstream, targets: ConnectionTargets) -> str:
     """The ``:authority`` grpc would send: ``authority``, else ``tls.server_name``, else the
     first target's ``HOST:PORT`` (``localhost`` for a unix socket)."""
     server_name = upstream.tls.server_name if upstream.tls.enabled else None
@@ -84,7 +84,7 @@ def authority_of(upstream: Upstream, targets: ChannelTargets) -> str:
     return target.removeprefix("dns:///")
 
 
-def tls_context(upstream: Upstream, plan: ChannelPlan) -> ssl.SSLContext | None:
+def tls_context(upstream: Upstream, plan: ConnectionPlan) -> ssl.SSLContext | None:
     material = plan.tls
     if material is None:
         return None

@@ -77,15 +77,18 @@ class Invoker:
             if data is None:
                 data = await self.encoder.frame(request)
             stream = await self._unary_call(prepared, data, metadata, timeout)
-            status = stream.status
-            assert status is not None
-            if status.code != Code.OK:
-                raise call_error(status, stream)
-            message = single_message(stream)
-            if type(message) is Compressed:
-                response = await single_response(stream, prepared)
-            else:
-                response = parsed_response(stream, prepared, message)
+            try:
+                status = stream.status
+                assert status is not None
+                if status.code != Code.OK:
+                    raise call_error(status, stream)
+                message = single_message(stream)
+                if type(message) is Compressed:
+                    response = await single_response(stream, prepared)
+                else:
+                    response = parsed_response(stream, prepared, message)
+            finally:
+                stream.release()  # (its message, counted in its client's budget till now)
         except UpstreamError as exc:
             if observer is not None:
                 observer.unary_answered(exc.code)

@@ -6,8 +6,11 @@ ServerReflectionInfo`` to :data:`LOCAL_UPSTREAM`, whose invoker is a
 gRPC-Web streams, WebSocket, NDJSON, a single JSON request) reaches it as it
 reaches a real upstream, with no code of its own. Answers come from the
 :class:`~grpc_bridge.discovery.reflection_index.ReflectionIndex` of what the
-bridge exposes at the moment the stream starts (``index``); the answering
-itself is :mod:`~grpc_bridge.upstream.reflection_answers`.
+bridge exposes at the moment the stream starts (``index``: a future, as it
+may still be building; requests wait for it, writes are held as below); the
+answering itself is :mod:`~grpc_bridge.upstream.reflection_answers`. A call
+whose index was cancelled (the bridge stops) ends UNAVAILABLE; one whose index
+failed to build (a bug, logged where it is built) INTERNAL.
 
 A call holds at most :data:`PENDING` requests its reader has not taken the
 answers of: a writer waits for the reader, as HTTP/2 flow control makes it
@@ -53,7 +56,7 @@ class LocalReflection:
 
     def __init__(
         self,
-        index: Callable[[], ReflectionIndex],
+        index: Callable[[], asyncio.Future[ReflectionIndex]],
         *,
         max_message_bytes: int,
         metrics: Metrics | None = None,
@@ -63,8 +66,9 @@ class LocalReflection:
         self._metrics = metrics
 
     def _call(self, method: MethodInfo, timeout: float | None) -> LocalReflectionCall:
-        answers = StreamAnswers(self._index(), self._max_bytes)
-        return LocalReflectionCall(method, answers, timeout, observe(self._metrics, method))
+        index = self._index()
+        observer = observe(self._metrics, method)
+        return LocalReflectionCall(method, index, self._max_bytes, timeout, observer)
 
     async def unary(
         self, method: MethodInfo, request: Message, *, metadata: Metadata, timeout: float
@@ -97,14 +101,18 @@ class LocalReflectionCall:
     def __init__(
         self,
         method: MethodInfo,
-        answers: StreamAnswers,
+        index: asyncio.Future[ReflectionIndex],
+        max_bytes: int,
         timeout: float | None,
         observer: CallObserver | None,
     ) -> None:
         #: The request of a server-streaming call, answered when the call starts.
         self.first_request: Message | None = None
         self._parse = method.output_class.FromString
-        self._answers = answers
+        self._index = index
+        self._max_bytes = max_bytes
+        #: Made once the index is built.
+        self._answers: StreamAnswers | None = None
         self._observer = observer
         #: Requests (grpcio-reflection's messages) to answer when read.
         self._pending: deque[Any] = deque()
@@ -116,11 +124,24 @@ class LocalReflectionCall:
         self._finished = False
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
+        index.add_done_callback(self._wake)
         self._timer = (
             None
             if timeout is None
             else asyncio.get_running_loop().call_later(max(timeout, 0.0), self._expire)
         )
+
+    def _wake(self, _: object) -> None:
+        self._readable.set()
+
+    def _built(self) -> bool:
+        """Whether the index is built, or failed to be (:meth:`_answer_next` says which)."""
+        index = self._index
+        if not index.done():
+            return False
+        if self._answers is None and not index.cancelled() and index.exception() is None:
+            self._answers = StreamAnswers(index.result(), self._max_bytes)
+        return True
 
     def _expire(self) -> None:
         self._end(UpstreamError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded"))
@@ -143,8 +164,8 @@ class LocalReflectionCall:
         while len(self._pending) >= PENDING and self._abort is None:
             self._writable.clear()
             await self._writable.wait()
-        if self._abort is not None:
-            return False
+        if self._abort is not None or self._failure is not None:
+            return False  # the requests after one that ends the call are dropped
         if self._observer is not None:
             self._observer.metrics.sent.inc()
         try:
@@ -161,10 +182,19 @@ class LocalReflectionCall:
     def _answer_next(self) -> Message | None:
         """The answer to the oldest pending request; None when that request ends the call
         (``_failure`` is set, the requests after it dropped)."""
+        answers = self._answers
+        if answers is None:
+            if self._index.cancelled():
+                self._failure = UpstreamError(Code.UNAVAILABLE, "the bridge is stopping")
+            else:
+                self._failure = UpstreamError(Code.INTERNAL, "the reflection index was not built")
+            self._pending.clear()
+            self._writable.set()
+            return None
         request = self._pending.popleft()
         self._writable.set()
         try:
-            answer = self._answers.answer(request)
+            answer = answers.answer(request)
         except InvalidRequest as exc:
             self._failure = UpstreamError(exc.code, str(exc))
             self._pending.clear()
@@ -179,6 +209,10 @@ class LocalReflectionCall:
         while True:
             if self._abort is not None:
                 raise self._failed(self._abort)
+            if self._pending and not self._built():
+                self._readable.clear()
+                await self._readable.wait()
+                continue
             if self._pending:
                 message = self._answer_next()
                 if message is None:
@@ -203,7 +237,13 @@ class LocalReflectionCall:
     def read_buffered(self, limit: int, max_bytes: int) -> list[Message]:
         out: list[Message] = []
         size = 0
-        while self._pending and len(out) < limit and size < max_bytes and self._abort is None:
+        while (
+            self._pending
+            and len(out) < limit
+            and size < max_bytes
+            and self._abort is None
+            and self._built()
+        ):
             message = self._answer_next()
             if message is None:
                 break  # read() reports it
@@ -249,6 +289,7 @@ class LocalReflectionCall:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._index.remove_done_callback(self._wake)
         if self._timer is not None:
             self._timer.cancel()
         if not self._finished:

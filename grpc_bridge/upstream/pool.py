@@ -4,7 +4,7 @@ Each *slot* (:mod:`~grpc_bridge.upstream.slot`) is one connection to one
 address, kept up; an upstream with N addresses and ``pool_size`` P gets N*P
 slots, which is what P grpc channels with round_robin over N addresses open.
 A call takes the next slot that can take it now, passing over one that is
-reconnecting while another is up. When the :class:`ChannelPlan` changes
+reconnecting while another is up. When the :class:`ConnectionPlan` changes
 (addresses, TLS files) a new generation of slots is opened and the old one
 drains: calls in flight finish, up to ``retire_grace`` seconds.
 """
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from grpc_bridge.errors import UpstreamNotReady
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.dial import (
-    ChannelPlan,
+    ConnectionPlan,
     addresses_of,
     authority_of,
     server_name_of,
@@ -53,7 +53,7 @@ class ConnectionPool:
     ) -> None:
         self.upstream = upstream
         self.metrics = metrics
-        self.plan: ChannelPlan | None = None
+        self.plan: ConnectionPlan | None = None
         self.generation = 0
         self.built_at: float | None = None
         #: The request-header fields every call on these connections starts with.
@@ -66,11 +66,11 @@ class ConnectionPool:
         self._retiring: dict[asyncio.Task[None], list[Slot]] = {}
         self._closed = False
 
-    def open(self, plan: ChannelPlan) -> None:
+    def open(self, plan: ConnectionPlan) -> None:
         self._build(plan)
         self.connect()
 
-    def rebuild(self, plan: ChannelPlan) -> bool:
+    def rebuild(self, plan: ConnectionPlan) -> bool:
         """New connections when the addresses or TLS material changed; True when it did."""
         if self._closed or plan == self.plan:
             return False
@@ -90,7 +90,7 @@ class ConnectionPool:
         for slot in slots:
             slot.close(graceful=False)
 
-    def _build(self, plan: ChannelPlan) -> None:
+    def _build(self, plan: ConnectionPlan) -> None:
         addresses = addresses_of(plan.targets)
         assert addresses, plan.targets
         upstream = self.upstream

@@ -80,10 +80,10 @@ _OPAQUE = ("dns:", "unix:", "unix-abstract:", "ipv4:", "ipv6:")
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelTargets:
-    """What the channels of one generation connect to."""
+class ConnectionTargets:
+    """What the connections of one generation connect to."""
 
-    #: gRPC target strings; channels are spread over them (usually exactly one).
+    #: gRPC target strings; connections are spread over them (usually exactly one).
     targets: tuple[str, ...]
     #: Default ``:authority`` (and TLS name) for these targets, None for gRPC's own.
     authority: str | None
@@ -91,23 +91,23 @@ class ChannelTargets:
     addresses: tuple[str, ...] = ()
 
 
-def unresolved(endpoints: Sequence[Endpoint]) -> ChannelTargets:
+def unresolved(endpoints: Sequence[Endpoint]) -> ConnectionTargets:
     """The targets as configured, for gRPC to resolve (fallback and opaque forms)."""
     ips = [_ip(e.host) if e.host else None for e in endpoints]
     if len(endpoints) > 1 and all(ips):
         # Literal addresses only: one list that round_robin balances in each channel.
         addresses = [(str(ip), e.port) for ip, e in zip(ips, endpoints, strict=True)]
-        return ChannelTargets(
+        return ConnectionTargets(
             (address_list(addresses),),
             endpoints[0].authority,
             tuple(_format(a) for a in addresses),
         )
-    return ChannelTargets(tuple(e.raw for e in endpoints), None)
+    return ConnectionTargets(tuple(e.raw for e in endpoints), None)
 
 
 async def resolve_targets(
     endpoints: Sequence[Endpoint], resolve: Resolve, timeout: float
-) -> ChannelTargets:
+) -> ConnectionTargets:
     """Every endpoint resolved to addresses; ResolveError names the one that failed."""
     if any(e.host is None for e in endpoints):
         return unresolved(endpoints)
@@ -129,7 +129,7 @@ async def resolve_targets(
             raise ResolveError(f"{endpoint.host!r} resolved to no address")
         addresses.extend(found)
     unique = sorted(set(addresses), key=_sort_key)
-    return ChannelTargets(
+    return ConnectionTargets(
         (address_list(unique),), endpoints[0].authority, tuple(_format(a) for a in unique)
     )
 

@@ -3,7 +3,7 @@
 Per upstream, besides discovery (which belongs to the bridge because it swaps
 routes):
 
-- :func:`keep_channels` resolves DNS names and re-reads TLS files every
+- :func:`keep_connections` resolves DNS names and re-reads TLS files every
   ``resolve_interval_s`` and on SIGHUP; a changed address set or rotated
   certificate rebuilds the pool. A failed resolution keeps the last good
   addresses: a DNS blip must not take working backends away.
@@ -26,12 +26,12 @@ from grpc_bridge.log import get_logger
 from grpc_bridge.metrics import Metrics
 from grpc_bridge.settings import Upstream
 from grpc_bridge.upstream.api import CallInvoker
-from grpc_bridge.upstream.dial import ChannelPlan
+from grpc_bridge.upstream.dial import ConnectionPlan
 from grpc_bridge.upstream.health import HealthCheckError, check_health
 from grpc_bridge.upstream.invoker import Invoker
 from grpc_bridge.upstream.pool import ConnectionPool
 from grpc_bridge.upstream.resolver import (
-    ChannelTargets,
+    ConnectionTargets,
     Endpoint,
     Resolve,
     ResolveError,
@@ -73,7 +73,7 @@ class UpstreamState:
     #: Reflection and health checks: the same connections, no metrics, no spans.
     control: CallInvoker
     endpoints: tuple[Endpoint, ...]
-    targets: ChannelTargets
+    targets: ConnectionTargets
     tls: TlsMaterial | None
     schema: Schema | None = None
     #: Why there is no schema yet; None once discovery has succeeded.
@@ -95,13 +95,13 @@ class UpstreamState:
     def name(self) -> str:
         return self.settings.name
 
-    def channel_plan(self) -> ChannelPlan:
-        return ChannelPlan(self.targets, self.tls)
+    def connection_plan(self) -> ConnectionPlan:
+        return ConnectionPlan(self.targets, self.tls)
 
     def apply_plan(self, why: str) -> None:
         """Open new connections if what they are built from changed."""
         previous = self.pool.plan
-        if not self.pool.rebuild(self.channel_plan()):
+        if not self.pool.rebuild(self.connection_plan()):
             return
         self.invoker.forget()
         self.control.forget()
@@ -164,7 +164,7 @@ async def open_upstream(
         )
     tls = load_tls(upstream.tls)
     pool = ConnectionPool(upstream, metrics=metrics)
-    pool.open(ChannelPlan(targets, tls))
+    pool.open(ConnectionPlan(targets, tls))
     invoker: CallInvoker = Invoker(pool, metrics)
     return UpstreamState(
         upstream,
@@ -190,7 +190,7 @@ async def wait_or_wake(event: asyncio.Event, seconds: float | None) -> None:
     event.clear()
 
 
-async def keep_channels(state: UpstreamState, resolve: Resolve) -> None:
+async def keep_connections(state: UpstreamState, resolve: Resolve) -> None:
     interval = state.settings.resolve_interval_s or None
     while True:
         await wait_or_wake(state.wake_channels, interval)

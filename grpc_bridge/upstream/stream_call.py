@@ -333,6 +333,8 @@ class Http2Call:
         if cancelled:
             assert stream is not None
             stream.connection.reset(stream, frames.CANCEL)
+        if stream is not None:
+            stream.release()
         observer = self._observer
         if observer is not None and not observer.done:
             if cancelled or exc is not None:

@@ -20,6 +20,19 @@ skip asking the server for them).
 :meth:`ForkServer.run` runs a command to its end; :meth:`ForkServer.start` only
 starts it (a bridge a test talks to, then stops with a signal:
 tests/helpers/forked_process.py).
+
+Signals go to a run by a pidfd (a handle on that one process, opened by the fork
+server while the child is still unreaped and passed over the socket), never by
+its pid: the fork server reaps a run as soon as it ends, and its pid may then be
+another process's before the test process reads the exit code.
+
+What the interpreter reads of the environment as it starts (``PYTHONPATH``,
+``PYTHONDEVMODE``, ``PYTHONWARNINGS``, ``PYTHONHASHSEED``, ``PYTHONUTF8``,
+``PYTHONPYCACHEPREFIX``...) is the fork server's: a run's own ``env`` is only
+its ``os.environ``. :meth:`ForkServer.start` refuses a run whose ``PYTHON*``
+variables differ from the fork server's; a test that needs its own starts a
+real process (``asyncio.create_subprocess_exec(sys.executable, "-m",
+"grpc_bridge", ...)``, as tests/test_docs.py does).
 """
 
 from __future__ import annotations
@@ -60,6 +73,34 @@ PRELOAD = (
 )
 
 
+class Child:
+    """A run the fork server started: its pid, the socket on which its exit code arrives,
+    and the pidfd it is signalled by (None where the kernel has no pidfds)."""
+
+    def __init__(self, pid: int, reply: socket.socket, pidfd: int | None) -> None:
+        self.pid = pid
+        self.reply = reply
+        self.pidfd = pidfd
+        self._ended = False
+
+    def send_signal(self, sig: int) -> None:
+        """``sig`` to the run; nothing once it ended, whoever has its pid by then."""
+        if self._ended:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            if self.pidfd is None:  # Linux < 5.3: by pid, as asyncio does
+                os.kill(self.pid, sig)
+            else:
+                signal.pidfd_send_signal(self.pidfd, sig)
+
+    def ended(self) -> None:
+        """Its exit code arrived (or the fork server went away): nothing more to signal."""
+        self._ended = True
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
 class ForkServer:
     """The fork server of this process, started on first use (again if it died)."""
 
@@ -85,7 +126,7 @@ class ForkServer:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            pid, reply = self.start(argv, env, (in_r, out_w, err_w))
+            child = self.start(argv, env, (in_r, out_w, err_w))
         finally:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
@@ -95,24 +136,29 @@ class ForkServer:
             threads.append(threading.Thread(target=_feed, args=(in_w, stdin or b"")))
         for thread in threads:
             thread.start()
-        reply.settimeout(timeout)
+        child.reply.settimeout(timeout)
         try:
-            code = int(_line(reply) or -1)
+            code = int(_line(child.reply) or -1)
         except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
+            child.send_signal(signal.SIGKILL)
             raise AssertionError(f"grpc_bridge {' '.join(argv)} ran over {timeout}s") from None
         finally:
+            child.ended()
             for thread in threads:
                 thread.join(timeout)
-            reply.close()
+            child.reply.close()
         return code, b"".join(chunks[out_r]), b"".join(chunks[err_r])
 
-    def start(
-        self, argv: Sequence[str], env: dict[str, str], fds: tuple[int, int, int]
-    ) -> tuple[int, socket.socket]:
+    def start(self, argv: Sequence[str], env: dict[str, str], fds: tuple[int, int, int]) -> Child:
         """Fork ``grpc_bridge ARGV`` with ``fds`` as its stdin, stdout and stderr (the caller
-        keeps its copies): its pid, and the socket on which its exit code arrives, as a
-        line, once it ended (EOF instead if the fork server ended first)."""
+        keeps its copies). Its exit code arrives on ``reply``, as a line, once it ended (EOF
+        instead if the fork server ended first); the caller then calls ``ended()``."""
+        startup = {k: v for k, v in env.items() if k.startswith("PYTHON")}
+        if startup != {k: v for k, v in self._env.items() if k.startswith("PYTHON")}:
+            raise AssertionError(
+                f"a forked run takes the fork server's PYTHON* variables, not {startup}:"
+                " start a real process for this one"
+            )
         reply, theirs = socket.socketpair()
         try:
             with self._lock:
@@ -122,9 +168,14 @@ class ForkServer:
         request = {"argv": list(argv), "env": env, "cwd": os.getcwd()}
         reply.sendall(json.dumps(request).encode() + b"\n")
         reply.settimeout(30)
-        pid = int(_line(reply))
+        line, pidfds = _line_and_fds(reply)
+        try:
+            pid = int(line)
+        except ValueError:  # no pid line: the fork server ended (it is started anew next time)
+            reply.close()
+            raise AssertionError(f"the fork server did not start grpc_bridge {argv}") from None
         reply.settimeout(None)
-        return pid, reply
+        return Child(pid, reply, pidfds[0] if pidfds else None)
 
     def close(self) -> None:
         """End the fork server (it lets the runs in flight finish first)."""
@@ -161,6 +212,17 @@ def _line(sock: socket.socket) -> bytes:
     while (byte := sock.recv(1)) and byte != b"\n":
         line += byte
     return bytes(line)
+
+
+def _line_and_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """:func:`_line`, and the file descriptors that came with it."""
+    line, fds = bytearray(), []
+    while True:
+        byte, got, _, _ = socket.recv_fds(sock, 1, 1)
+        fds += got
+        if not byte or byte == b"\n":
+            return bytes(line), fds
+        line += byte
 
 
 def _drain(fd: int, into: list[bytes]) -> None:
@@ -204,12 +266,23 @@ def _serve(control: socket.socket) -> None:
                     other.close()
                 _child(reply, *fds[1:])
             running[pid] = reply
+            # Opened while SIGCHLD is blocked: the child is not reaped, so the pid is its.
+            pidfd = _pidfd_open(pid)
             with contextlib.suppress(OSError):
-                reply.sendall(f"{pid}\n".encode())
+                socket.send_fds(reply, [f"{pid}\n".encode()], [] if pidfd is None else [pidfd])
+            if pidfd is not None:
+                os.close(pidfd)
         finally:
             for fd in fds[1:]:
                 os.close(fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _pidfd_open(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except OSError:  # Linux < 5.3
+        return None
 
 
 def _reap(running: dict[int, socket.socket]) -> bool:
@@ -229,6 +302,8 @@ def _reap(running: dict[int, socket.socket]) -> bool:
 
 def _end(running: dict[int, socket.socket]) -> None:
     """The runs still going get 10 s to end, then SIGKILL (a bridge no test stopped)."""
+    # Reaped here only from now on: a pid still in ``running`` is that unreaped child's.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _reap(running):
         time.sleep(0.05)
@@ -250,6 +325,7 @@ def _child(reply: socket.socket, stdin_fd: int, stdout_fd: int, stderr_fd: int) 
     os.environ.update(request["env"])
     sys.argv = [str(ROOT / "grpc_bridge" / "__main__.py"), *request["argv"]]
     code = 1
+    interrupted = False
     try:
         from grpc_bridge.cli import main
 
@@ -260,10 +336,11 @@ def _child(reply: socket.socket, stdin_fd: int, stdout_fd: int, stderr_fd: int) 
         else:
             print(exc.code, file=sys.stderr)
             code = 1
-    except BaseException:
+    except BaseException as exc:
         import traceback
 
         traceback.print_exc()
+        interrupted = isinstance(exc, KeyboardInterrupt)
     # As the interpreter ends: non-daemon threads joined, then the atexit handlers
     # (grpc_bridge.log writes the lines of the loop's last iteration there).
     with contextlib.suppress(Exception):
@@ -273,6 +350,13 @@ def _child(reply: socket.socket, stdin_fd: int, stdout_fd: int, stderr_fd: int) 
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):
             stream.flush()
+    if interrupted:
+        # As the interpreter ends on a KeyboardInterrupt nothing caught: killed by SIGINT,
+        # so that its parent (a shell, asyncio: -2) sees the signal, not an exit code.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 128 + signal.SIGINT  # the interpreter's too, were the signal not to kill
     os._exit(code & 0xFF)
 
 

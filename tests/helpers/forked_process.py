@@ -3,21 +3,20 @@
 :func:`spawn` gives what tests use of ``asyncio.subprocess.Process``: ``pid``,
 ``returncode``, ``stdout`` and ``stderr`` as stream readers (or None),
 ``send_signal``, ``terminate``, ``kill`` and ``wait``. The child is not the
-test process's own: signals go to its pid, and its exit status comes from the
-fork server, which reaps it (tests/helpers/cli_forkserver.py).
+test process's own: signals go to it by a pidfd (never to a pid the fork
+server may have reaped already), and its exit status comes from the fork
+server, which reaps it (tests/helpers/cli_forkserver.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import signal
-import socket
 from collections.abc import Sequence
 
-from tests.helpers.cli_forkserver import ForkServer
+from tests.helpers.cli_forkserver import Child, ForkServer
 
 
 class ForkedProcess:
@@ -25,22 +24,23 @@ class ForkedProcess:
 
     def __init__(
         self,
-        pid: int,
-        reply: socket.socket,
+        child: Child,
         stdout: asyncio.StreamReader | None,
         stderr: asyncio.StreamReader | None,
     ) -> None:
-        self.pid = pid
+        self.pid = child.pid
         self.returncode: int | None = None
         self.stdout = stdout
         self.stderr = stderr
-        self._ended = asyncio.create_task(self._exit_code(reply))
+        self._child = child
+        self._ended = asyncio.create_task(self._exit_code())
 
-    async def _exit_code(self, reply: socket.socket) -> int:
-        reader, writer = await asyncio.open_connection(sock=reply)
+    async def _exit_code(self) -> int:
+        reader, writer = await asyncio.open_connection(sock=self._child.reply)
         try:
             line = await reader.readline()
         finally:
+            self._child.ended()
             writer.close()
             await writer.wait_closed()
         # No line: the fork server ended first (it kills what still runs as it ends).
@@ -51,10 +51,8 @@ class ForkedProcess:
         return await asyncio.shield(self._ended)
 
     def send_signal(self, sig: int) -> None:
-        # As asyncio's: nothing once the process ended (and its pid may be reaped already).
-        if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
+        # As asyncio's: nothing once the process ended.
+        self._child.send_signal(sig)
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
@@ -81,7 +79,7 @@ async def spawn(
             theirs.append(os.open(os.devnull, os.O_WRONLY))
     try:
         fds = (theirs[0], theirs[1], theirs[2])
-        pid, reply = await asyncio.to_thread(server.start, argv, env, fds)
+        child = await asyncio.to_thread(server.start, argv, env, fds)
     except BaseException:
         for fd in ours:
             if fd is not None:
@@ -101,4 +99,4 @@ async def spawn(
             os.fdopen(fd, "rb", buffering=0),
         )
         readers.append(reader)
-    return ForkedProcess(pid, reply, readers[0], readers[1])
+    return ForkedProcess(child, readers[0], readers[1])

@@ -86,6 +86,23 @@ class Exchange:
         self.conn.send_data(self.stream_id, data, end_stream=end_stream)
         self.peer.flush()
 
+    async def send_data_within_window(self, data: bytes) -> None:
+        """``data`` in frames as the bridge's flow-control window allows, as a well-behaved
+        server sends (``send_data`` leaves that to the caller)."""
+        conn, view = self.conn, memoryview(data)
+        while view:
+            size = min(
+                len(view),
+                conn.local_flow_control_window(self.stream_id),
+                conn.max_outbound_frame_size,
+            )
+            if not size:
+                self.peer.window.clear()
+                await asyncio.wait_for(self.peer.window.wait(), 10)
+                continue
+            self.send_data(bytes(view[:size]))
+            view = view[size:]
+
     def respond(self, message: kitchen_pb2.Kitchen, status: int = 0) -> None:
         """A whole, well-formed gRPC response."""
         self.send_headers(_OK_HEAD)
@@ -133,9 +150,12 @@ class LoopbackTransport:
         self.conn = conn
         self.closed = False
         self.written = 0
+        #: What was written, for a test that reads the frames back.
+        self.data = bytearray()
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
+        self.data += data
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return default
@@ -167,6 +187,8 @@ class PeerConnection:
     #: While set the peer reads nothing more (the bridge's writes then back up).
     deaf: bool = False
     lost: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set when the bridge opened flow-control window (WINDOW_UPDATE, SETTINGS).
+    window: asyncio.Event = field(default_factory=asyncio.Event)
 
     def flush(self) -> None:
         data = self.h2.data_to_send()
@@ -270,6 +292,10 @@ class HostilePeer:
                             conn.h2.acknowledge_received_data(
                                 event.flow_controlled_length or 0, event.stream_id
                             )
+                    elif isinstance(
+                        event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)
+                    ):
+                        conn.window.set()
                     elif isinstance(event, h2.events.StreamEnded):
                         assert event.stream_id is not None
                         self._start(conn, event.stream_id, heads, bodies)

@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 
 from grpc_bridge.discovery.registry import MethodInfo, MethodKind
 from grpc_bridge.settings import Upstream
-from grpc_bridge.upstream.dial import ChannelPlan
+from grpc_bridge.upstream.dial import ConnectionPlan
 from grpc_bridge.upstream.invoker import Invoker
 from grpc_bridge.upstream.pool import ConnectionPool
 from grpc_bridge.upstream.resolver import parse_target, unresolved
@@ -40,7 +40,7 @@ async def native(target: str, **settings: Any) -> AsyncIterator[Invoker]:
     """An invoker on its own pool of native connections to ``target``."""
     upstream = Upstream(targets=[target], **settings)
     pool = ConnectionPool(upstream, retire_grace=1)
-    pool.open(ChannelPlan(unresolved([parse_target(target)])))
+    pool.open(ConnectionPlan(unresolved([parse_target(target)])))
     try:
         yield Invoker(pool)
     finally:

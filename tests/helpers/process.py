@@ -89,10 +89,7 @@ class BridgeProcess:
 
     @classmethod
     async def spawn(cls, *args: str, env: dict[str, str] | None = None) -> BridgeProcess:
-        proc = await forked_process.spawn(
-            _fork_server(), args, env or bridge_env(), stdout=False, stderr=True
-        )
-        bp = cls(proc)
+        bp = cls(await spawn_forked(*args, env=env, stderr=True))
         bp._reader = asyncio.create_task(bp._read())
         return bp
 
@@ -169,6 +166,16 @@ async def run_forked(
     return code, out.decode(), err.decode()
 
 
+async def spawn_forked(
+    *args: str, env: dict[str, str] | None = None, stdout: bool = False, stderr: bool = False
+) -> ForkedProcess:
+    """``python -m grpc_bridge ARGS`` started (a fork, as :func:`run_forked`'s), stdin from
+    /dev/null, stdout and stderr piped where asked (else /dev/null)."""
+    return await forked_process.spawn(
+        _fork_server(), args, bridge_env() if env is None else env, stdout=stdout, stderr=stderr
+    )
+
+
 async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     return await run_forked(*args, env=env)
 
@@ -178,13 +185,7 @@ async def spawn_demo(env: dict[str, str] | None = None) -> ForkedProcess:
 
     ``env``: the whole environment (default :func:`bridge_env`).
     """
-    return await forked_process.spawn(
-        _fork_server(),
-        ("demo", "--port", "0", "--admin-port", "0"),
-        bridge_env() if env is None else env,
-        stdout=True,
-        stderr=False,
-    )
+    return await spawn_forked("demo", "--port", "0", "--admin-port", "0", env=env, stdout=True)
 
 
 _DEMO_BANNER = re.compile(

@@ -16,7 +16,14 @@ from typing import Any, Literal
 
 import grpc
 import grpc.aio
-from bridgetest.v1 import common_pb2, kitchen_pb2, kitchen_pb2_grpc, other_pb2, other_pb2_grpc
+from bridgetest.v1 import (
+    common_pb2,
+    details_pb2,
+    kitchen_pb2,
+    kitchen_pb2_grpc,
+    other_pb2,
+    other_pb2_grpc,
+)
 from google.protobuf import any_pb2, empty_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc._cython import cygrpc  # ExecuteBatchError: grpc.aio raises it, exports it not
@@ -28,6 +35,13 @@ from grpc_bridge.demo.reflection import enable_reflection
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 MYSTERY_TYPE_URL = "type.googleapis.com/unknown.v1.Mystery"
+#: What Fail(with_foreign_detail=true) attaches. No service file imports
+#: details.proto: importing its module here puts it in the default pool, which
+#: reflection serves, so a client finds it only by asking for the symbol.
+FOREIGN_DETAIL = details_pb2.RetryAdvice(wait_seconds=30, why="rate limited")
+#: Sent before it, and known nowhere: its name sorts first, so a client that asks for
+#: the types one by one meets this failure before asking for RetryAdvice.
+UNFINDABLE_TYPE_URL = "type.googleapis.com/aardvark.v1.Missing"
 
 TEST_SERVICE = kitchen_pb2.DESCRIPTOR.services_by_name["TestService"].full_name
 OTHER_SERVICE = other_pb2.DESCRIPTOR.services_by_name["Other"].full_name
@@ -142,8 +156,15 @@ class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
             (key, value.encode() if key.endswith("-bin") else value)
             for key, value in sorted(request.trailers.items())
         ]
-        if request.with_details:
-            status = rich_status(request.code, request.message)
+        if request.with_details or request.with_foreign_detail:
+            status = (
+                rich_status(request.code, request.message)
+                if request.with_details
+                else status_pb2.Status(code=request.code, message=request.message)
+            )
+            if request.with_foreign_detail:
+                status.details.append(any_pb2.Any(type_url=UNFINDABLE_TYPE_URL, value=b"\x07"))
+                status.details.add().Pack(FOREIGN_DETAIL)
             trailing.append((STATUS_DETAILS_KEY, status.SerializeToString()))
         if request.code == 0:
             context.set_trailing_metadata(tuple(trailing))

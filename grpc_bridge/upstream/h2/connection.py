@@ -290,6 +290,7 @@ class Connection(H2State[Stream], asyncio.Protocol):
         if self._transport is None or self.draining:
             raise ConnectionClosed(self.error or "connection is closing")
         stream = self.new_stream(block, data, end_stream)
+        stream.open_window()
         if self._next_id > frames.MAX_STREAM_ID:
             # Out of ids: finish the streams in flight, new calls get a new connection.
             self._stop_taking("stream ids exhausted")

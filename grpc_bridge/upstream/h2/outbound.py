@@ -24,7 +24,10 @@ from grpc_bridge.upstream.h2 import frames, hpack_codec
 from grpc_bridge.upstream.h2.fields import Block
 from grpc_bridge.upstream.h2.grpc_status import Status
 
-#: Our receive window per stream: big enough that a LAN upstream never waits on it.
+#: The most receive window a stream is granted: big enough that a LAN upstream never
+#: waits on it. Each starts with the initial one (64 KiB) and is granted the rest once
+#: it used half of that, or, for a call of an h2c client connection, as it opens and
+#: within what that connection's budget allows (upstream/client_budget.py).
 STREAM_WINDOW = 4 * 1024 * 1024
 
 
@@ -107,8 +110,10 @@ class Outbound(Generic[Call]):
 
     def __init__(self, new_call: Callable[[int], Call]) -> None:
         self._new_call = new_call
-        #: The receive window each stream starts with (our SETTINGS_INITIAL_WINDOW_SIZE).
-        self.stream_window = STREAM_WINDOW
+        #: The receive window each stream starts with (our SETTINGS_INITIAL_WINDOW_SIZE),
+        #: and the most it is granted.
+        self.stream_window = frames.DEFAULT_WINDOW
+        self.max_stream_window = STREAM_WINDOW
         self.streams: dict[int, H2Stream[Call]] = {}
         self._next_id = 1
         #: Streams with request bytes waiting for window.

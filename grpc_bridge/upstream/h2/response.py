@@ -15,9 +15,21 @@ message wakes the reader directly, with no hand-off.
 Flow control is the backpressure for slow HTTP clients, counted in bytes: the
 stream hands window back only for bytes its reader took, so whole messages
 waiting plus the window the upstream may still use stay within the
-connection's ``stream_buffer_bytes`` (at least the stream window). The
+connection's ``stream_buffer_bytes`` (at least the largest stream window). The
 message being assembled counts as taken, else one larger than the budget
-could never complete; ``max_receive_message_bytes`` bounds it.
+could never complete; ``max_receive_message_bytes`` bounds it. A stream starts
+with the initial window (64 KiB, our SETTINGS) and is granted the rest of its
+window (4 MiB) once it used half of the initial one: a unary answer (most fit in 64
+KiB) then costs no WINDOW_UPDATE, and a larger one is granted the rest before the
+upstream runs out.
+
+A call serving a client connection that carries many calls (h2c) also counts
+what it holds (messages, the message being assembled, the window) in that
+connection's :class:`~grpc_bridge.upstream.client_budget.ClientBudget`, and
+grants window only while the connection's calls hold less than one stream's
+budget between them; a stream that holds nothing for its reader may still
+keep the initial window, so each call can always finish the message its
+reader waits for.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ from collections import deque
 from typing import Protocol
 
 from grpc_bridge.status import Code
+from grpc_bridge.upstream.client_budget import CLIENT_BUDGET, ClientBudget
 from grpc_bridge.upstream.h2 import frames
 from grpc_bridge.upstream.h2.fields import Block, Header
 from grpc_bridge.upstream.h2.grpc_status import RESET_TO_CODE, Status, not_grpc, status_of
@@ -38,6 +51,10 @@ __all__ = ["MAX_INFORMATIONAL", "Response", "StreamOwner", "wake_all"]
 #: Informational (1xx) responses a call may get before its headers, as Go's
 #: HTTP/2 client allows: each costs a header-block decode and carries nothing.
 MAX_INFORMATIONAL = 5
+#: A stream of an h2c client connection may be granted this fraction of the
+#: connection's budget as window (1/8: 512 KiB of the default 4 MiB, far more than a
+#: LAN needs to stream at full speed), so several can stream at once.
+WINDOW_SHARES = 8
 #: A gRPC message's prefix: the compressed flag, then the length (big-endian).
 _PREFIX = struct.Struct(">BI").unpack_from
 
@@ -46,7 +63,10 @@ class StreamOwner(Protocol):
     """What a stream needs of its connection (the connection imports this module, not back)."""
 
     loop: asyncio.AbstractEventLoop
+    #: The window each stream starts with (our SETTINGS_INITIAL_WINDOW_SIZE), and the most
+    #: it is granted.
     stream_window: int
+    max_stream_window: int
     #: Bytes of unread messages a stream holds before it stops granting window.
     stream_buffer_bytes: int
     max_receive_message_bytes: int
@@ -71,14 +91,18 @@ class Response:
     __slots__ = (
         "_budget",
         "_buffer",
+        "_client",
         "_compressed",
+        "_counted",
         "_encoding",
         "_grant_at",
         "_held",
         "_inflating",
+        "_low",
         "_max_receive",
-        "_recv_unacked",
+        "_max_window",
         "_waiters",
+        "_window",
         "connection",
         "headers",
         "id",
@@ -104,9 +128,10 @@ class Response:
         self._inflating = False
         self._encoding: str | None = None
         self._max_receive = connection.max_receive_message_bytes
-        #: Bytes received since the last WINDOW_UPDATE: the upstream's window
-        #: left is ``stream_window - _recv_unacked``.
-        self._recv_unacked = 0
+        #: The window the upstream has left on this stream.
+        self._window = connection.stream_window
+        #: Window is granted again once it is down to this.
+        self._low = self._window // 2
         #: Bytes of whole messages waiting for the reader (not yet taken).
         self._held = 0
         #: How many of them are still compressed (none, on most streams).
@@ -114,10 +139,22 @@ class Response:
         # Held messages plus the window the upstream may still use stay within
         # this: a reader that stops pauses the upstream by flow control, so a
         # slow HTTP client costs at most this (plus one partial message).
-        self._budget = max(connection.stream_buffer_bytes, connection.stream_window)
-        # Window is handed back in halves: a unary response (far smaller) then
-        # costs no WINDOW_UPDATE at all, and the upstream never waits on it.
-        self._grant_at = min(connection.stream_window, connection.stream_buffer_bytes) // 2
+        max_window = connection.max_stream_window
+        self._budget = max(connection.stream_buffer_bytes, max_window)
+        #: The budget of the client connection this call serves, and what is counted in it.
+        self._client: ClientBudget | None = CLIENT_BUDGET.get()
+        self._counted = 0
+        if self._client is not None:
+            # The window granted counts in the connection's budget even while unused:
+            # a stream may have a share of it, so one that sits idle with its window
+            # open (a watch that sends nothing for minutes) leaves the rest to the others.
+            share = self._budget // WINDOW_SHARES
+            max_window = max(connection.stream_window, min(max_window, share))
+        self._max_window = max_window
+        # Window is handed back in halves: a response of less than that (most unary
+        # ones) costs no WINDOW_UPDATE past the one that opens it, and the upstream
+        # never waits on it.
+        self._grant_at = min(max_window, connection.stream_buffer_bytes) // 2
         self._waiters: list[asyncio.Future[None]] = []
 
     # -- fed by the state machine -----------------------------------------------------
@@ -182,8 +219,8 @@ class Response:
             status = Status(Code.INTERNAL, "upstream sent data before headers")
             self.connection.reset(self, frames.PROTOCOL_ERROR, status)
             return
-        self._recv_unacked += flow_length
-        if self._recv_unacked > self.connection.stream_window:
+        self._window -= flow_length
+        if self._window < 0:
             # Past the window we granted (RFC 9113 §6.9.1): an upstream ignoring flow
             # control would make the bridge buffer without bound for a slow client.
             status = Status(Code.INTERNAL, "upstream sent more data than the flow-control window")
@@ -201,7 +238,11 @@ class Response:
         if end_stream and self.status is None:
             self._finish(Status(Code.INTERNAL, "upstream ended the call without trailers"))
             return
-        if self._recv_unacked >= self._grant_at:
+        if self._window <= self._low:
+            self._maybe_grant()
+        elif buffer and len(buffer) >= 5 and _PREFIX(buffer, 0)[1] + 5 - len(buffer) > self._window:
+            # A message larger than the window left: its rest is asked for now, not once
+            # half the window is used, or the upstream would wait a round trip for it.
             self._maybe_grant()
         self._wake()
 
@@ -264,6 +305,10 @@ class Response:
 
     def _finish(self, status: Status) -> None:
         self.status = status
+        if self._client is not None:
+            # No more window: what is left are the messages its reader may still take
+            # (a failed call's too: they are handed on before its status), until release().
+            self._count(self._held)
         self.connection.forget(self)
         self._wake()
 
@@ -277,6 +322,19 @@ class Response:
         self._waiters.append(waiter)
         await waiter
 
+    def open_window(self) -> None:
+        """The stream's HEADERS are written: a call of a client connection's budget gets
+        the window the budget allows with them.
+
+        A call of its own is granted nothing yet: most answers (unary ones) fit in the
+        initial 64 KiB, and a WINDOW_UPDATE per call cost every unary call ~2 % of its
+        CPU; a larger answer gets the whole window once half the initial one is used,
+        or once a message's prefix says it is larger than the window left (the data
+        path's :meth:`_maybe_grant`).
+        """
+        if self._client is not None:
+            self._maybe_grant()
+
     def _maybe_grant(self) -> None:
         """Hand back window the budget allows: bytes the reader took, never read-ahead.
 
@@ -284,14 +342,44 @@ class Response:
         before the message is whole, and max_receive_message_bytes bounds them),
         so a message larger than the budget still completes.
         """
-        window_left = self.connection.stream_window - self._recv_unacked
-        increment = min(self._recv_unacked, self._budget - self._held - window_left)
+        window = self._window
+        held = self._held
+        target = min(self._max_window, self._budget - held)
+        client = self._client
+        if client is not None:
+            self._count(held + len(self._buffer) + window)
+            room = window + self._budget - client.held
+            if not held:
+                # Its reader waits (or will) for what comes next: the initial window, always.
+                room = max(room, self.connection.stream_window)
+            target = min(target, room)
+        increment = target - window
         # Small increments only once the reader caught up: nothing is held then.
-        if increment > 0 and (increment >= self._grant_at or not self._held):
-            self._recv_unacked -= increment
+        if increment > 0 and (increment >= self._grant_at or not held):
+            self._window = target
+            self._low = target - min(self._grant_at, target // 2)
+            if client is not None:
+                client.add(increment)
+                self._counted += increment
             self.connection.grant(self, increment)
 
+    def _count(self, mine: int) -> None:
+        """``mine`` bytes are what this stream holds or may receive, in its client's budget."""
+        client = self._client
+        assert client is not None
+        client.add(mine - self._counted)
+        self._counted = mine
+
+    def release(self) -> None:
+        """The call is over: what it holds no longer counts in its client's budget."""
+        if self._client is not None:
+            self._count(0)
+
     def _consumed(self) -> None:
-        """The reader took messages: window may go back now."""
-        if self._recv_unacked >= self._grant_at and self.status is None:
+        """The reader took messages: window may go back now, once it is down to ``_low``
+        (a WINDOW_UPDATE per batch read would cost a call of many small messages one
+        each); what the stream holds is counted less at once."""
+        if self._client is not None:
+            self._count(self._held + len(self._buffer) + (0 if self.status else self._window))
+        if self.status is None and self._window <= self._low:
             self._maybe_grant()

@@ -33,7 +33,6 @@ from grpc_bridge.upstream.h2.grpc_status import Status
 from grpc_bridge.upstream.h2.guard import MAX_CONTINUATIONS, Flood, FloodGuard
 from grpc_bridge.upstream.h2.hpack_codec import HeaderDecoder, HeaderListTooLarge
 from grpc_bridge.upstream.h2.outbound import (
-    STREAM_WINDOW,
     Call,
     ConnectionError_,
     H2Stream,
@@ -70,7 +69,8 @@ _PRIORITY_FLAG = frames.PRIORITY_FLAG
 OUR_SETTINGS = {
     frames.SETTINGS_HEADER_TABLE_SIZE: 0,
     frames.SETTINGS_ENABLE_PUSH: 0,
-    frames.SETTINGS_INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+    # A stream's window grows as it opens, within its client's budget (response.py).
+    frames.SETTINGS_INITIAL_WINDOW_SIZE: frames.DEFAULT_WINDOW,
     frames.SETTINGS_MAX_FRAME_SIZE: MAX_FRAME,
     frames.SETTINGS_MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
 }

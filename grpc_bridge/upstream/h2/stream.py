@@ -144,6 +144,7 @@ class Stream(Response):
         # The messages after it are never handed on: the call ends with its status.
         self.messages.clear()
         self._held = self._compressed = 0
+        self.release()
         self.connection.reset(self, frames.CANCEL, status)
         if self.status is not None and self.status.code == Code.OK:
             # The upstream ended the call before this message was taken: not OK after all.
@@ -153,6 +154,8 @@ class Stream(Response):
         """Put messages :meth:`take` returned back in front, for :meth:`next_message`."""
         self.messages.extendleft(reversed(messages))
         self._held += sum(map(len, messages))
+        if self._client is not None:
+            self._consumed()  # (counted again in its client's budget)
 
     async def wait_headers(self) -> None:
         while self.headers is None and self.status is None:

@@ -145,7 +145,7 @@ class Kitchen(_message.Message):
     def __init__(self, f_double: _Optional[float] = ..., f_float: _Optional[float] = ..., f_int32: _Optional[int] = ..., f_int64: _Optional[int] = ..., f_uint32: _Optional[int] = ..., f_uint64: _Optional[int] = ..., f_sint32: _Optional[int] = ..., f_sint64: _Optional[int] = ..., f_fixed32: _Optional[int] = ..., f_fixed64: _Optional[int] = ..., f_sfixed32: _Optional[int] = ..., f_sfixed64: _Optional[int] = ..., f_bool: _Optional[bool] = ..., f_string: _Optional[str] = ..., f_bytes: _Optional[bytes] = ..., color: _Optional[_Union[_common_pb2.Color, str]] = ..., nested: _Optional[_Union[_common_pb2.Nested, _Mapping]] = ..., r_int32: _Optional[_Iterable[int]] = ..., r_string: _Optional[_Iterable[str]] = ..., r_nested: _Optional[_Iterable[_Union[_common_pb2.Nested, _Mapping]]] = ..., r_color: _Optional[_Iterable[_Union[_common_pb2.Color, str]]] = ..., m_str_int: _Optional[_Mapping[str, int]] = ..., m_int_nested: _Optional[_Mapping[int, _common_pb2.Nested]] = ..., m_bool_str: _Optional[_Mapping[bool, str]] = ..., o_string: _Optional[str] = ..., o_nested: _Optional[_Union[_common_pb2.Nested, _Mapping]] = ..., o_int64: _Optional[int] = ..., opt_int32: _Optional[int] = ..., opt_string: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dur: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., st: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., val: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., any: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., w_int32: _Optional[_Union[_wrappers_pb2.Int32Value, _Mapping]] = ..., w_string: _Optional[_Union[_wrappers_pb2.StringValue, _Mapping]] = ..., w_bool: _Optional[_Union[_wrappers_pb2.BoolValue, _Mapping]] = ..., w_int64: _Optional[_Union[_wrappers_pb2.Int64Value, _Mapping]] = ..., w_bytes: _Optional[_Union[_wrappers_pb2.BytesValue, _Mapping]] = ..., w_double: _Optional[_Union[_wrappers_pb2.DoubleValue, _Mapping]] = ..., mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., empty: _Optional[_Union[_empty_pb2.Empty, _Mapping]] = ..., lv: _Optional[_Union[_struct_pb2.ListValue, _Mapping]] = ..., r_ts: _Optional[_Iterable[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]]] = ..., m_values: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., w_uint64: _Optional[_Union[_wrappers_pb2.UInt64Value, _Mapping]] = ..., w_float: _Optional[_Union[_wrappers_pb2.FloatValue, _Mapping]] = ..., w_uint32: _Optional[_Union[_wrappers_pb2.UInt32Value, _Mapping]] = ...) -> None: ...
 
 class FailRequest(_message.Message):
-    __slots__ = ("code", "message", "with_details", "trailers")
+    __slots__ = ("code", "message", "with_details", "trailers", "with_foreign_detail")
     class TrailersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -157,11 +157,13 @@ class FailRequest(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     WITH_DETAILS_FIELD_NUMBER: _ClassVar[int]
     TRAILERS_FIELD_NUMBER: _ClassVar[int]
+    WITH_FOREIGN_DETAIL_FIELD_NUMBER: _ClassVar[int]
     code: int
     message: str
     with_details: bool
     trailers: _containers.ScalarMap[str, str]
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., with_details: _Optional[bool] = ..., trailers: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    with_foreign_detail: bool
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., with_details: _Optional[bool] = ..., trailers: _Optional[_Mapping[str, str]] = ..., with_foreign_detail: _Optional[bool] = ...) -> None: ...
 
 class SleepRequest(_message.Message):
     __slots__ = ("duration", "tag")
