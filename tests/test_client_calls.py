@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import shlex
 import signal
 import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.helpers.client_tools import TEST_SERVICE, call, run_client, run_in_terminal
 from tests.helpers.process import bridge_env
 from tests.helpers.servers import (
+    CLIENT_DEADLINE_S,
     FOREIGN_DETAIL,
     MYSTERY_TYPE_URL,
     UNFINDABLE_TYPE_URL,
@@ -134,7 +137,7 @@ async def test_bidi_echoes_every_line(upstream: RunningServer) -> None:
 
 async def test_bidi_prints_a_response_before_stdin_ends(upstream: RunningServer) -> None:
     """Interleaved: the first reply is on stdout while stdin is still open."""
-    proc = await _bidi_from_stdin(upstream)
+    proc = await _from_stdin(upstream)
     assert proc.stdin is not None and proc.stdout is not None
     try:
         proc.stdin.write(b'{"text": "first"}\n')
@@ -272,12 +275,17 @@ async def test_max_time_against_a_slow_method_is_deadline_exceeded(
     upstream: RunningServer,
 ) -> None:
     result = await call(
-        upstream.target, "Sleep", "--max-time", "0.5", "-d", '{"duration": "5s", "tag": "slow"}'
+        upstream.target,
+        "Sleep",
+        "--max-time",
+        str(CLIENT_DEADLINE_S),
+        "-d",
+        '{"duration": "30s", "tag": "slow"}',
     )
     assert result.code == 64 + 4 == 68
     assert result.status()["code"] == 4
     # The deadline travelled with the call: the server gave up too.
-    await upstream.test.wait_for("cancelled", "slow")
+    await upstream.test.wait_for("cancelled", "slow", within=30)
 
 
 async def test_bad_request_json_exits_1_naming_the_message(upstream: RunningServer) -> None:
@@ -287,12 +295,26 @@ async def test_bad_request_json_exits_1_naming_the_message(upstream: RunningServ
 
 
 async def test_bad_line_in_a_request_stream_cancels_the_call(upstream: RunningServer) -> None:
-    stdin = b'{"text": "good"}\n{"nope": 1}\n{"text": "never"}\n'
-    result = await call(upstream.target, "ClientStream", "-d", "@-", stdin=stdin)
-    assert result.code == 1
-    assert 'request message 2: unknown field "nope"' in result.err
-    await upstream.test.wait_for("cancelled", "good")
-    assert "never" not in upstream.test.received
+    proc = await _from_stdin(upstream, "ClientStream")
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(b'{"text": "good"}\n')
+        await proc.stdin.drain()
+        # The bad line comes once the server holds the first message: a cancellation
+        # right behind a message may reach the server first, which then drops the message.
+        await upstream.test.wait_for("received", "good", within=30)
+        proc.stdin.write(b'{"nope": 1}\n{"text": "never"}\n')
+        proc.stdin.close()
+        async with asyncio.timeout(30):
+            err, code = await asyncio.gather(proc.stderr.read(), proc.wait())
+        assert code == 1
+        assert 'request message 2: unknown field "nope"' in err.decode()
+        await upstream.test.wait_for("cancelled", "good", within=30)
+        assert "never" not in upstream.test.received
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def test_two_messages_for_a_unary_method_is_an_error(upstream: RunningServer) -> None:
@@ -355,15 +377,28 @@ async def test_a_closed_stdout_ends_the_stream_quietly(upstream: RunningServer) 
     await upstream.test.wait_for("cancelled", "p", within=30)
 
 
-async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer) -> None:
-    proc = await _bidi_from_stdin(upstream)
+@pytest.mark.parametrize("to", ["process", "other threads"])
+async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer, to: str) -> None:
+    """The kernel hands a process's SIGINT to any of its threads that does not block it:
+    one taken by the thread reading stdin must still reach the event loop."""
+    proc = await _from_stdin(upstream)
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     try:
         proc.stdin.write(b'{"text": "interrupted"}\n')
         await proc.stdin.drain()
         async with asyncio.timeout(30):
             assert await proc.stdout.readline()  # the call is up
-        proc.send_signal(signal.SIGINT)
+        if to == "process":
+            proc.send_signal(signal.SIGINT)
+        else:
+            # kill() on a thread's id offers the signal to that thread first; one that
+            # blocks it passes it on to the main thread.
+            others = [int(tid) for tid in os.listdir(f"/proc/{proc.pid}/task")]
+            others.remove(proc.pid)
+            assert others, "no thread reads stdin"
+            for tid in others:
+                assert _blocks(proc.pid, tid, signal.SIGINT), f"thread {tid} takes SIGINT"
+                os.kill(tid, signal.SIGINT)
         async with asyncio.timeout(30):
             assert await proc.wait() == 130
         assert b"Traceback" not in await proc.stderr.read()
@@ -374,14 +409,35 @@ async def test_ctrl_c_cancels_the_call_and_exits_130(upstream: RunningServer) ->
             await proc.wait()
 
 
-async def _bidi_from_stdin(upstream: RunningServer) -> asyncio.subprocess.Process:
-    """``grpc-bridge call ... Bidi -d @-`` with its stdin, stdout and stderr piped."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "grpc_bridge", "call", "--plaintext", upstream.target, f"{TEST_SERVICE}/Bidi"),
-        *("-d", "@-"),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=bridge_env(),
-    )
+def _blocks(pid: int, tid: int, sig: int) -> bool:
+    """Whether thread ``tid`` of process ``pid`` blocks signal ``sig`` (Linux /proc)."""
+    with open(f"/proc/{pid}/task/{tid}/status") as status:
+        for line in status:
+            if line.startswith("SigBlk:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    raise AssertionError(f"no SigBlk for thread {tid}")
+
+
+async def _from_stdin(upstream: RunningServer, method: str = "Bidi") -> asyncio.subprocess.Process:
+    """``grpc-bridge call ... METHOD -d @-`` with its stdin, stdout and stderr piped.
+
+    Started with SIGINT at its default, as a terminal starts a command: a test process
+    started with it ignored (a background job of a non-interactive shell: ``pytest &``)
+    would pass that on, and Python leaves an ignored SIGINT ignored.
+    """
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:  # a handler here is the default in the child (exec resets handlers)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "grpc_bridge", "call", "--plaintext", upstream.target),
+            *(f"{TEST_SERVICE}/{method}", "-d", "@-"),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=bridge_env(),
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)

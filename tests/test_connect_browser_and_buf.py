@@ -17,7 +17,7 @@ from tests.helpers.connect_tools import TEST, connect_bridge
 from tests.helpers.harness import RunningBridge
 from tests.helpers.js_browser import JsBrowser, js_browser
 from tests.helpers.js_clients import buf_curl
-from tests.helpers.servers import RunningServer
+from tests.helpers.servers import CLIENT_DEADLINE_MS, CLIENT_DEADLINE_S, RunningServer
 
 RICH_DETAILS = [
     (
@@ -94,7 +94,10 @@ async def test_connect_web_sends_deadlines_and_cancels_streams(
 ) -> None:
     browser, bridge = browser_and_bridge
     slept = await browser.connect_web(
-        bridge.url, f"{TEST}/Sleep", {"duration": "30s", "tag": "web-deadline"}, timeout_ms=300
+        bridge.url,
+        f"{TEST}/Sleep",
+        {"duration": "30s", "tag": "web-deadline"},
+        timeout_ms=CLIENT_DEADLINE_MS,
     )
     assert slept.error is not None and slept.error.code == "deadline_exceeded"
     await upstream.test.wait_for("cancelled", "web-deadline", within=30)
@@ -143,9 +146,7 @@ async def test_buf_curl_speaks_connect_to_the_bridge(upstream: RunningServer) ->
             f"{TEST}/Sleep",
             {"duration": "30s", "tag": "buf-late"},
             reflect=False,
-            # Long enough that a loaded machine still gets the call to the upstream
-            # before it expires (whose cancellation is then awaited), far below the sleep.
-            timeout_s=2.0,
+            timeout_s=CLIENT_DEADLINE_S,
         )
         assert late.error is not None and late.error.code == "deadline_exceeded"
         await upstream.test.wait_for("cancelled", "buf-late", within=30)

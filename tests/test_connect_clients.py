@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from tests.helpers.connect_tools import TEST, connect_bridge
 from tests.helpers.harness import RunningBridge, scrape, value
 from tests.helpers.js_clients import CODE_NAMES, connect_node_call, decode_bin_header
-from tests.helpers.servers import RunningServer
+from tests.helpers.servers import CLIENT_DEADLINE_MS, RunningServer
 
 ENCODINGS = pytest.mark.parametrize("binary", [False, True], ids=["json", "proto"])
 
@@ -185,7 +185,7 @@ async def test_the_deadline_reaches_the_upstream(
         else {"count": 1000, "interval": "0.100s", "tag": tag}
     )
     result = await connect_node_call(
-        bridge.url, f"{TEST}/{method}", request, binary=binary, timeout_ms=400
+        bridge.url, f"{TEST}/{method}", request, binary=binary, timeout_ms=CLIENT_DEADLINE_MS
     )
     assert result.error is not None and result.error.code == "deadline_exceeded"
     await upstream.test.wait_for("cancelled", tag, within=30)

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers.harness import RunningBridge, running_bridge
 from tests.helpers.js_browser import JsBrowser, js_browser
 from tests.helpers.js_clients import CallResult
-from tests.helpers.servers import RunningServer
+from tests.helpers.servers import CLIENT_DEADLINE_MS, RunningServer
 
 pytestmark = pytest.mark.browser
 
@@ -88,7 +88,10 @@ async def test_browser_clients_send_deadlines_and_cancel_streams(
     for index, (name, call) in enumerate(clients(browser).items()):
         tag = f"deadline-{index}"
         slept = await call(
-            bridge.url, f"{TEST}/Sleep", {"duration": "30s", "tag": tag}, timeout_ms=300
+            bridge.url,
+            f"{TEST}/Sleep",
+            {"duration": "30s", "tag": tag},
+            timeout_ms=CLIENT_DEADLINE_MS,
         )
         assert slept.error is not None and slept.error.code == "deadline_exceeded", name
         await upstream.test.wait_for("cancelled", tag, within=30)

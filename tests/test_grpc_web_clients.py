@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers.harness import RunningBridge
 from tests.helpers.js_clients import buf_curl, connect_node_call, decode_bin_header
-from tests.helpers.servers import RunningServer
+from tests.helpers.servers import CLIENT_DEADLINE_MS, CLIENT_DEADLINE_S, RunningServer
 
 TEST = "bridgetest.v1.TestService"
 ENCODINGS = pytest.mark.parametrize("binary", [True, False], ids=["proto", "json"])
@@ -122,7 +122,7 @@ async def test_the_clients_deadline_reaches_the_upstream(
         {"duration": "30s", "tag": tag},
         protocol="grpcweb",
         binary=binary,
-        timeout_ms=300,
+        timeout_ms=CLIENT_DEADLINE_MS,
     )
     assert result.error is not None and result.error.code == "deadline_exceeded"
     await upstream.test.wait_for("cancelled", tag, within=30)
@@ -213,7 +213,7 @@ async def test_buf_curl_speaks_grpc_web_to_the_bridge(
         {"duration": "30s", "tag": "buf-deadline"},
         protocol="grpcweb",
         reflect=False,
-        timeout_s=0.3,
+        timeout_s=CLIENT_DEADLINE_S,
     )
     assert slept.error is not None and slept.error.code == "deadline_exceeded"
     await upstream.test.wait_for("cancelled", "buf-deadline", within=30)

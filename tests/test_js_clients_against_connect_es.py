@@ -18,6 +18,7 @@ import pytest
 from tests.helpers.connect_es_server import ConnectEsServer, running_connect_es
 from tests.helpers.js_browser import js_browser
 from tests.helpers.js_clients import CallResult, Protocol, buf_curl, connect_node_call
+from tests.helpers.servers import CLIENT_DEADLINE_MS
 
 TEST = "bridgetest.v1.TestService"
 VARIANTS = [(p, b) for p in ("connect", "grpcweb") for b in (False, True)]
@@ -77,7 +78,9 @@ async def test_connect_node_in_every_encoding(
     await connect_es.wait_for("cancelled", tag)
 
     tag = f"deadline-{protocol}-{binary}"
-    slept = await call(f"{TEST}/Sleep", {"duration": "30s", "tag": tag}, timeout_ms=300)
+    slept = await call(
+        f"{TEST}/Sleep", {"duration": "30s", "tag": tag}, timeout_ms=CLIENT_DEADLINE_MS
+    )
     assert slept.error is not None and slept.error.code == "deadline_exceeded"
     await connect_es.wait_for("cancelled", tag)
 

@@ -28,7 +28,7 @@ from tests.helpers.js_clients import (
     connect_node_call,
     decode_bin_header,
 )
-from tests.helpers.servers import RunningServer
+from tests.helpers.servers import CLIENT_DEADLINE_MS, CLIENT_DEADLINE_S, RunningServer
 
 pytestmark = pytest.mark.skipif(
     envoy_binary() is None,
@@ -160,7 +160,7 @@ async def test_connect_node_sends_its_deadline(
         {"duration": "30s", "tag": tag},
         protocol=protocol,
         binary=True,
-        timeout_ms=300,
+        timeout_ms=CLIENT_DEADLINE_MS,
     )
     assert result.error is not None and result.error.code == "deadline_exceeded"
     # The upstream saw the deadline (or the client going away) and gave up too.
@@ -258,7 +258,11 @@ async def test_browser_clients_send_deadlines_and_cancel_streams(
         binary = {"binary": True} if name.startswith("connect-web") else {}
         tag = f"deadline-{index}"
         slept = await call(
-            envoy.url, f"{TEST}/Sleep", {"duration": "30s", "tag": tag}, timeout_ms=300, **binary
+            envoy.url,
+            f"{TEST}/Sleep",
+            {"duration": "30s", "tag": tag},
+            timeout_ms=CLIENT_DEADLINE_MS,
+            **binary,
         )
         assert slept.error is not None and slept.error.code == "deadline_exceeded", name
         await upstream.test.wait_for("cancelled", tag, within=30)
@@ -336,7 +340,7 @@ async def test_buf_curl_sends_its_deadline(
         {"duration": "30s", "tag": tag},
         protocol=protocol,
         reflect=False,
-        timeout_s=0.3,
+        timeout_s=CLIENT_DEADLINE_S,
     )
     assert result.error is not None and result.error.code == "deadline_exceeded"
     await upstream.test.wait_for("cancelled", tag, within=30)

@@ -162,12 +162,15 @@ async def test_one_streams_header_block_does_not_fail_the_others(
         h2_peer(handler) as peer,
         native(peer.target, pool_size=1, retries={"max_attempts": 1}) as invoker,
     ):
+        # The deadlines only guard against a hang: the peer's pure-Python HPACK encoding
+        # of 70 KiB takes ~0.5 s of CPU before either call can end, many seconds on a
+        # loaded machine, and the bad call ending at its deadline would prove nothing.
         good = asyncio.create_task(
-            invoker.unary(ECHO, kitchen_pb2.Kitchen(f_string="good"), metadata=[], timeout=5)
+            invoker.unary(ECHO, kitchen_pb2.Kitchen(f_string="good"), metadata=[], timeout=60)
         )
         await first_headers_sent.wait()
         with contextlib.suppress(UpstreamError):
-            await invoker.unary(ECHO, kitchen_pb2.Kitchen(f_string="bad"), metadata=[], timeout=5)
+            await invoker.unary(ECHO, kitchen_pb2.Kitchen(f_string="bad"), metadata=[], timeout=60)
         result = await good
     assert isinstance(result.response, kitchen_pb2.Kitchen)
     assert result.response.f_string == "good"

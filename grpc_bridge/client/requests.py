@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterable
@@ -141,7 +142,16 @@ async def _stdin_lines(fd: int) -> AsyncIterator[str]:
             with contextlib.suppress(BaseException):
                 put(exc)
 
-    threading.Thread(target=pump, name="stdin", daemon=True).start()
+    # Ctrl-C is the main thread's: the kernel hands a process's SIGINT to any thread that
+    # does not block it, and taken by this one it only interrupted the read, while the
+    # event loop, whose handler cancels the call, slept on (seen: the call went on).
+    # The thread is born with SIGINT blocked (a new thread takes its creator's mask);
+    # one arriving meanwhile waits for the main thread to unblock it.
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        threading.Thread(target=pump, name="stdin", daemon=True).start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
     while True:
         item = await queue.get()
         if isinstance(item, BaseException):

@@ -48,6 +48,21 @@ class StreamState:
     reset: int | None = None  # the bridge's RST_STREAM error code
 
 
+class _KeepsWhatCame(asyncio.StreamReader):
+    """A lost connection ends the stream after the bytes that came before it.
+
+    asyncio's reader raises the error at once, dropping what it holds: a flood's
+    GOAWAY, read into it just before a write to the closed socket failed (EPIPE) or
+    the bridge's RST came back, was lost while the test was busy sending.
+    """
+
+    def set_exception(self, exc: BaseException) -> None:
+        if isinstance(exc, ConnectionError):
+            self.feed_eof()
+        else:
+            super().set_exception(exc)
+
+
 class H2cClient:
     """One connection; ``events`` are everything ``h2`` reported, in order."""
 
@@ -77,7 +92,12 @@ class H2cClient:
     async def open(
         cls, port: int, *, auto_window: bool = True, preface: bool = True, validate: bool = True
     ) -> H2cClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+        # asyncio.open_connection's construction, with the reader above.
+        reader = _KeepsWhatCame(limit=2**16, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await loop.create_connection(lambda: protocol, "127.0.0.1", port)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         client = cls(reader, writer, auto_window, validate)
         if preface:
             client.conn.initiate_connection()

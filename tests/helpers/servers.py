@@ -26,6 +26,7 @@ from bridgetest.v1 import (
 )
 from google.protobuf import any_pb2, empty_pb2
 from google.rpc import error_details_pb2, status_pb2
+from grpc._cython import cygrpc  # ExecuteBatchError: grpc.aio raises it, exports it not
 from grpc_health.v1 import health as grpc_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -47,6 +48,14 @@ OTHER_SERVICE = other_pb2.DESCRIPTOR.services_by_name["Other"].full_name
 INTERNAL_SERVICE = other_pb2.DESCRIPTOR.services_by_name["Internal"].full_name
 DEMO_SERVICE = demo_pb2.DESCRIPTOR.services_by_name["Shop"].full_name
 HEALTH_SERVICE = grpc_health.SERVICE_NAME
+
+#: The deadline a test gives a client's call to a long Sleep when it then awaits the
+#: upstream's cancellation: a client's clock starts before its request is out (buf
+#: loads its schema and connects within ``--timeout``, so does ``grpc-bridge call
+#: --max-time``), and on a loaded machine 0.3 s could pass before the call reached the
+#: upstream, which then had nothing to cancel. Long enough to get there, far below the sleep.
+CLIENT_DEADLINE_S = 2.0
+CLIENT_DEADLINE_MS = int(CLIENT_DEADLINE_S * 1000)
 
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -79,6 +88,21 @@ async def _settle() -> None:
     at its next await.
     """
     await asyncio.sleep(0.01)
+
+
+async def _not_cancelled(context: Any) -> None:
+    """After the request iterator ended: CancelledError if the client cancelled the call,
+    rather than half-closed it.
+
+    grpc.aio ends the iterator the same way for both, and the cancellation itself
+    comes a moment later, at the handler's next await: a fixed wait for it (``_settle``)
+    can end first on a loaded machine. Sending the response headers tells the two apart
+    at once: grpc-core fails every batch on a cancelled call.
+    """
+    try:
+        await context.send_initial_metadata(())
+    except cygrpc.ExecuteBatchError as exc:
+        raise asyncio.CancelledError from exc
 
 
 class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
@@ -196,7 +220,7 @@ class TestServiceImpl(kitchen_pb2_grpc.TestServiceServicer):
             async for message in request_iterator:
                 texts.append(message.text)
                 self._record(self.received, message.text)
-            await _settle()
+            await _not_cancelled(context)
         except asyncio.CancelledError:
             self._record(self.cancelled, texts[0] if texts else "")
             raise
