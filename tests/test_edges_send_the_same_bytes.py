@@ -100,7 +100,9 @@ def edges() -> Iterator[Edges]:
     # Not a vacuous agreement: the lean edge served a good share itself.
     assert edges.served >= 90, (edges.served, edges.handed_over)
     assert edges.handed_over >= 60, (edges.served, edges.handed_over)
-    assert edges.served_browser >= 25, edges.served_browser
+    # ~50 of 400 random examples, seen from 23 to 65 (a floor of 25 failed a CI run); a floor
+    # of 12 still proves the browser protocols were compared, not skipped.
+    assert edges.served_browser >= 12, edges.served_browser
 
 
 # --- what the edges answer -----------------------------------------------------------------------
