@@ -14,6 +14,7 @@ client read at most its connection window (64 KiB) of it.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import orjson
 import pytest
@@ -21,6 +22,7 @@ from bridgetest.v1 import kitchen_pb2
 
 from tests.helpers.h2c_client import envelope, h2c_connection
 from tests.helpers.h2c_held_bodies import h2c_connections
+from tests.helpers.h2peer import Exchange, HostilePeer, descriptor_set
 from tests.helpers.harness import MakeBridge
 from tests.helpers.load import wait_until
 from tests.helpers.servers import RunningServer
@@ -161,3 +163,30 @@ async def test_stalled_calls_that_end_in_an_error_still_count_what_they_hold(
         held = sum(sent.get(tag, 0) for tag in tags) * MESSAGE
         # Uncounted, each got ~4 MiB of window: ~26 MB for 8 failed calls.
         assert held < BUFFER + len(tags) * PER_STREAM, (held, [sent.get(t) for t in tags])
+
+
+async def fail_with_a_message(ex: Exchange) -> None:
+    ex.respond(kitchen_pb2.Kitchen(f_string="y" * 30000), status=13)
+
+
+async def test_unary_calls_failed_after_a_message_leave_nothing_in_the_budget(
+    tmp_path: Path, make_bridge: MakeBridge
+) -> None:
+    """A unary call whose upstream sent a message and then an error (or a retried, or a
+    cancelled, attempt) drops that message: nothing of it may stay counted."""
+    async with HostilePeer({"": fail_with_a_message}) as peer:
+        up = {
+            "name": "h",
+            "targets": [peer.target],
+            "reflection": False,
+            "descriptor_sets": [str(descriptor_set(tmp_path))],
+        }
+        bridge = await make_bridge(None, upstreams=[up])
+        async with h2c_connection(bridge.server.proxy_port) as client:
+            await client.pump()
+            (conn,) = h2c_connections(bridge)
+            for _ in range(5):
+                stream = client.request(f"{TEST}/Echo", CONNECT_JSON, b'{"fString": "a"}')
+                state = await client.answer(stream)
+                assert b"internal" in bytes(state.body), state
+            assert conn.answers.held == 0

@@ -122,3 +122,23 @@ async def test_an_ordinary_client_is_served(bridge: RunningBridge) -> None:
         await client.pump(0.3)
         await echo(client, "last")
         assert client.terminated is None and not client.closed
+
+
+async def test_streams_that_each_end_a_body_with_one_empty_frame_are_served(
+    bridge: RunningBridge,
+) -> None:
+    """Some clients end a body with DATA(data), DATA(empty), DATA(empty, END_STREAM) (Bun's
+    http2 did); two calls ending together put two flagless empty frames in a row."""
+    async with h2c_connection(bridge.server.proxy_port) as client:
+        await client.pump()
+        streams = [client.request(ECHO, CONNECT_JSON, None, end=False) for _ in range(4)]
+        for n, stream in enumerate(streams):
+            client.send(stream, orjson.dumps({"fString": f"call {n}"}))
+        for stream in streams:
+            client.send(stream, b"")
+        for stream in streams:
+            client.send(stream, b"", end=True)
+        for n, stream in enumerate(streams):
+            state = await client.answer(stream)
+            assert orjson.loads(state.body)["fString"] == f"call {n}", state
+        assert client.terminated is None

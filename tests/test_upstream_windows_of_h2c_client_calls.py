@@ -96,3 +96,20 @@ async def test_a_call_read_as_it_comes_is_granted_window_in_halves_not_per_messa
         # 630,000 bytes read: a grant each time half a window was used, not 6,000 grants.
         assert 1 <= len(grants) <= 8, (budget, grants)
         assert stream.status is None  # within the windows granted
+
+
+async def test_a_call_failed_by_an_oversize_prefix_counts_no_window() -> None:
+    conn, _ = _connection()
+    budget = ClientBudget()
+    with calls_of(budget):
+        stream = conn.open_stream(b"\x83\x86", None, False)
+    answer_headers(conn, stream)
+    # A whole small message, then a prefix announcing 100 MB (over the 4 MiB limit),
+    # cut across two frames.
+    conn.data_received(frame(frames.DATA, 0, stream.id, b"\x00\x00\x00\x00\x01x\x00\x05\xf5"))
+    conn.data_received(frame(frames.DATA, 0, stream.id, b"\xe1\x00" + b"z" * 100))
+    assert stream.status is not None
+    # What the call holds for its reader (the one message), no window on top.
+    assert budget.held == 1
+    stream.release()
+    assert budget.held == 0

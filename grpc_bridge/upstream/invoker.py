@@ -135,6 +135,7 @@ class Invoker:
                     status = await stream.wait_closed()
                 except asyncio.CancelledError:
                     stream.connection.reset(stream, frames.CANCEL)
+                    stream.release()
                     raise
                 finally:
                     deadlines.remove(stream, key)
@@ -142,6 +143,10 @@ class Invoker:
                 self._throttle.succeeded()
                 assert stream is not None
                 return stream
+            if stream is not None:
+                # A failed attempt's messages go with it: out of its client's budget (an
+                # h2c connection's calls share one: upstream/client_budget.py).
+                stream.release()
             if attempts is None:
                 attempts = Attempts(self._settings, self._throttle)
             if attempts.transparent(status, stream):

@@ -219,6 +219,8 @@ def _line_and_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
     line, fds = bytearray(), []
     while True:
         byte, got, _, _ = socket.recv_fds(sock, 1, 1)
+        for fd in got:  # (recv_fds takes them inheritable: not for the test's other children)
+            os.set_inheritable(fd, False)
         fds += got
         if not byte or byte == b"\n":
             return bytes(line), fds

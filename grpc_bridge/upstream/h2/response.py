@@ -235,7 +235,9 @@ class Response:
             rest = self._parse(payload)
             if rest < len(payload):
                 buffer += payload[rest:]
-        if end_stream and self.status is None:
+        if self.status is not None:
+            return  # _parse failed the call (a message over max_receive_message_bytes)
+        if end_stream:
             self._finish(Status(Code.INTERNAL, "upstream ended the call without trailers"))
             return
         if self._window <= self._low:
@@ -342,6 +344,8 @@ class Response:
         before the message is whole, and max_receive_message_bytes bounds them),
         so a message larger than the budget still completes.
         """
+        if self.status is not None:
+            return  # no more window for a call that ended (nor counted in its budget)
         window = self._window
         held = self._held
         target = min(self._max_window, self._budget - held)
@@ -380,6 +384,8 @@ class Response:
         (a WINDOW_UPDATE per batch read would cost a call of many small messages one
         each); what the stream holds is counted less at once."""
         if self._client is not None:
-            self._count(self._held + len(self._buffer) + (0 if self.status else self._window))
+            # (An ended call holds its messages only: _finish counted no buffer, no window.)
+            ended = self.status is not None
+            self._count(self._held + (0 if ended else len(self._buffer) + self._window))
         if self.status is None and self._window <= self._low:
             self._maybe_grant()
