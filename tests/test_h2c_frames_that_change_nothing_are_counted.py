@@ -20,7 +20,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from tests.helpers.h2c_client import H2cClient, calmed, h2c_connection
+from tests.helpers.h2c_client import H2cClient, flooded, h2c_connection
 from tests.helpers.h2peer import ACK, DATA, GOAWAY, PING, SETTINGS, WINDOW_UPDATE, frame
 from tests.helpers.harness import RunningBridge
 
@@ -90,13 +90,7 @@ async def test_a_flood_is_a_goaway_naming_its_frames(
         await echo(client, "before")  # one stream opened, and finished
         batch = make(client) * BATCH
         await client.writer.drain()
-        for _ in range(FLOOD // BATCH):
-            if client.closed:
-                break
-            client.writer.write(batch)
-            await client.writer.drain()
-            await client.pump(0.01)
-        terminated = await calmed(client)
+        terminated = await flooded(client, batch, FLOOD // BATCH)
         assert what in (terminated.additional_data or b""), terminated
     async with h2c_connection(bridge.server.proxy_port) as other:
         await echo(other, "another connection")

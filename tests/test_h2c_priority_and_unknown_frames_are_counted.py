@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from grpc_bridge.edge import h2c
-from tests.helpers.h2c_client import H2cClient, calmed, h2c_connection
+from tests.helpers.h2c_client import H2cClient, flooded, h2c_connection
 from tests.helpers.h2peer import PRIORITY, frame
 from tests.helpers.harness import RunningBridge
 
@@ -57,13 +57,7 @@ async def test_a_flood_is_a_goaway(bridge: RunningBridge, make: object, what: by
         await client.pump()
         await echo(client, "before")  # one stream opened: its allowance, then the flood
         batch = b"".join(make(1 + 2 * (i % 50)) for i in range(100))
-        for _ in range(h2c.MAX_CONTROL_FRAMES // 100 + 5):
-            if client.closed:
-                break
-            client.writer.write(batch)
-            await client.writer.drain()
-            await client.pump(0.01)
-        terminated = await calmed(client)
+        terminated = await flooded(client, batch, h2c.MAX_CONTROL_FRAMES // 100 + 5)
         assert what in (terminated.additional_data or b"")
     async with h2c_connection(bridge.server.proxy_port) as other:
         await echo(other, "another connection")

@@ -242,6 +242,18 @@ async def trickle(client: H2cClient, stream: int, data: bytes, every: float = 0.
     return True
 
 
+async def flooded(client: H2cClient, batch: bytes, times: int) -> h2.events.ConnectionTerminated:
+    """``batch`` written up to ``times`` times (reading between, as a client does) until the
+    bridge hangs up: its GOAWAY, checked by :func:`calmed`."""
+    for _ in range(times):
+        if client.closed:
+            break
+        client.writer.write(batch)
+        await client.writer.drain()
+        await client.pump(0.01)
+    return await calmed(client)
+
+
 async def calmed(client: H2cClient) -> h2.events.ConnectionTerminated:
     """The GOAWAY that ends a flood, waited for: ENHANCE_YOUR_CALM (checked), returned."""
     await client.until(lambda: client.closed, 20)
