@@ -25,8 +25,9 @@ resets (``MAX_RESETS`` within ``RESET_WINDOW_S``, CVE-2023-44487), PINGs,
 SETTINGS, their ACKs, GOAWAYs, unearned WINDOW_UPDATEs, PRIORITY frames, frames
 of unknown types or frames h2 makes no event of (beyond what the streams opened
 earn), or DATA and HEADERS frames on reset streams (each answered with
-RST_STREAM) (``MAX_CONTROL_FRAMES`` each), or two empty DATA or HEADERS frames
-without END_STREAM in a row, answered with GOAWAY (edge/h2c_floods.py). A
+RST_STREAM) (``MAX_CONTROL_FRAMES`` each), or more than ``MAX_EMPTY_IN_A_ROW``
+empty DATA or HEADERS frames without END_STREAM in a row, answered with GOAWAY
+(edge/h2c_floods.py). A
 malformed request resets its own stream (edge/h2c_malformed.py); any other
 protocol error is a GOAWAY naming it, then the connection closes; a stream the
 client resets cancels its upstream call.

@@ -32,15 +32,16 @@ frames h2 makes no event of, by the same allowance as PRIORITY frames (a few com
 legitimately for each stream opened: a late WINDOW_UPDATE, a reset crossing the
 bridge's END_STREAM); edge/h2c.py counts ACKs and GOAWAYs by their events, as
 PINGs. An empty DATA or HEADERS frame without END_STREAM (CVE-2019-9518, "empty
-frames flood") is an event, so the bridge handles it; Envoy's rule bounds them
-(``max_consecutive_inbound_frames_with_empty_payload``: 1): a second such frame
-in a row (frames with payload or END_STREAM end a row; nothing else does) is a
-flood. A row rather than a count in 10 s: it costs no clock and no deque per DATA
-frame, and since every frame with payload spends flow-control window the bridge
-gives back only as it reads, empty ones can at most double the frames a client
-sends; netty and SwiftNIO bound empty DATA frames in a row too, and a client
-never needs two in a row. Frames on a reset stream are counted apart
-(edge/h2c_malformed.py documents why) and neither extend nor end a row.
+frames flood") is an event, so the bridge handles it; a row of them bounds them,
+as Envoy's ``max_consecutive_inbound_frames_with_empty_payload`` does: more than
+:data:`MAX_EMPTY_IN_A_ROW` such frames in a row on one connection (frames with
+payload or END_STREAM end a row; nothing else does) is a flood. A row rather than
+a count in 10 s: it costs no clock and no deque per DATA frame, and since every
+frame with payload spends flow-control window the bridge gives back only as it
+reads, empty ones are at most that many per frame that carries something; netty
+and SwiftNIO bound empty DATA frames in a row too. Frames on a reset stream are
+counted apart (edge/h2c_malformed.py documents why) and neither extend nor end a
+row.
 """
 
 from __future__ import annotations

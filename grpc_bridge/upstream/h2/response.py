@@ -151,9 +151,9 @@ class Response:
             share = self._budget // WINDOW_SHARES
             max_window = max(connection.stream_window, min(max_window, share))
         self._max_window = max_window
-        # Window is handed back in halves: a response of less than that (most unary
-        # ones) costs no WINDOW_UPDATE past the one that opens it, and the upstream
-        # never waits on it.
+        # Window is handed back in halves, once a stream used half of what it was
+        # granted: a response smaller than that (most unary ones, within the initial
+        # 64 KiB) costs no WINDOW_UPDATE at all.
         self._grant_at = min(max_window, connection.stream_buffer_bytes) // 2
         self._waiters: list[asyncio.Future[None]] = []
 
