@@ -138,7 +138,7 @@ class ForkServer:
             thread.start()
         child.reply.settimeout(timeout)
         try:
-            code = int(_line(child.reply) or -1)
+            code = exit_code(_line_and_fds(child.reply)[0])
         except TimeoutError:
             child.send_signal(signal.SIGKILL)
             raise AssertionError(f"grpc_bridge {' '.join(argv)} ran over {timeout}s") from None
@@ -206,16 +206,15 @@ class ForkServer:
         return ours
 
 
-def _line(sock: socket.socket) -> bytes:
-    """One line read byte by byte: nothing after it is taken out of the socket."""
-    line = bytearray()
-    while (byte := sock.recv(1)) and byte != b"\n":
-        line += byte
-    return bytes(line)
+def exit_code(line: bytes) -> int:
+    """A run's exit code from its reply line, as asyncio reports one (negative: the signal
+    that killed it). No line: the fork server ended first, killing what still ran."""
+    return int(line) if line.strip() else -signal.SIGKILL
 
 
 def _line_and_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
-    """:func:`_line`, and the file descriptors that came with it."""
+    """One line read byte by byte (nothing after it is taken out of the socket), and the
+    file descriptors that came with it."""
     line, fds = bytearray(), []
     while True:
         byte, got, _, _ = socket.recv_fds(sock, 1, 1)

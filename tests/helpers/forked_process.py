@@ -16,7 +16,7 @@ import os
 import signal
 from collections.abc import Sequence
 
-from tests.helpers.cli_forkserver import Child, ForkServer
+from tests.helpers.cli_forkserver import Child, ForkServer, exit_code
 
 
 class ForkedProcess:
@@ -43,8 +43,7 @@ class ForkedProcess:
             self._child.ended()
             writer.close()
             await writer.wait_closed()
-        # No line: the fork server ended first (it kills what still runs as it ends).
-        self.returncode = int(line) if line.strip() else -signal.SIGKILL
+        self.returncode = exit_code(line)
         return self.returncode
 
     async def wait(self) -> int:
